@@ -1,0 +1,16 @@
+//! The `wsfleet.v1` gRPC contract between controller and agents, generated from
+//! `proto/wsfleet/v1/fleet.proto`. This crate owns the wire format and nothing else.
+
+#![allow(clippy::all, clippy::unwrap_used)]
+
+/// Generated messages, client and server of package `wsfleet.v1`.
+pub mod v1 {
+    tonic::include_proto!("wsfleet.v1");
+}
+
+/// The protocol revision this build speaks. A controller refuses agents of another revision
+/// with a message naming both; additive changes keep the number.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest gRPC message either side accepts (assignments carry scenario files).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

@@ -1,0 +1,320 @@
+//! `${...}` templates: every string field of a scenario may hold them. They are compiled once
+//! when the scenario is validated (so an unknown variable is an error before anything runs) and
+//! rendered per use without re-parsing.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use rand::Rng;
+
+/// A variable a template refers to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Var {
+    /// The VU number, unique across the fleet (0-based).
+    Vu,
+    /// The innermost `repeat`'s index, or the VU's iteration outside any repeat (0-based).
+    Iteration,
+    /// How many times this VU has started the scenario's steps (0-based).
+    VuIteration,
+    /// The agent's id.
+    Agent,
+    /// A random UUID v4, new at each use.
+    Uuid,
+    /// Wall-clock milliseconds since the Unix epoch.
+    TimestampMs,
+    /// A uniformly random integer in `[low, high]`, new at each use.
+    RandomInt(i64, i64),
+    /// A random alphanumeric string of this length, new at each use.
+    RandomString(usize),
+    /// A named value: scenario variables, run values (`target`, `testserver.url`), values
+    /// extracted by earlier steps.
+    Named(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Part {
+    Literal(String),
+    Var(Var),
+}
+
+/// A compiled template.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+/// What a template is rendered against.
+pub struct Scope<'a> {
+    pub vu: u64,
+    pub iteration: u64,
+    pub vu_iteration: u64,
+    pub agent: &'a str,
+    pub named: &'a HashMap<String, String>,
+}
+
+impl Template {
+    /// A template that renders to `text` as it is.
+    pub fn literal(text: impl Into<String>) -> Template {
+        Template {
+            parts: vec![Part::Literal(text.into())],
+        }
+    }
+
+    /// Compiles `text`; `is_known` says whether a named variable exists at this point of the
+    /// scenario. `$${` writes a literal `${`.
+    pub fn compile(text: &str, is_known: &dyn Fn(&str) -> bool) -> Result<Template, TemplateError> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find('$') {
+            literal.push_str(&rest[..start]);
+            let after = &rest[start..];
+            if let Some(stripped) = after.strip_prefix("$${") {
+                literal.push_str("${");
+                rest = stripped;
+                continue;
+            }
+            let Some(body_start) = after.strip_prefix("${") else {
+                literal.push('$');
+                rest = &after[1..];
+                continue;
+            };
+            let Some(end) = body_start.find('}') else {
+                return Err(TemplateError::Unclosed(text.to_owned()));
+            };
+            let expression = body_start[..end].trim();
+            let var = parse_var(expression, is_known)?;
+            if !literal.is_empty() {
+                parts.push(Part::Literal(std::mem::take(&mut literal)));
+            }
+            parts.push(Part::Var(var));
+            rest = &body_start[end + 1..];
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() || parts.is_empty() {
+            parts.push(Part::Literal(literal));
+        }
+        Ok(Template { parts })
+    }
+
+    /// The text when the template has no variables.
+    pub fn as_literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [Part::Literal(text)] => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The named variables this template reads.
+    pub fn named_vars(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Var(Var::Named(name)) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Renders against `scope`; a named variable missing at run time renders empty (validation
+    /// has ruled out names that can never exist).
+    pub fn render<'t>(&'t self, scope: &Scope<'_>) -> Cow<'t, str> {
+        if let Some(text) = self.as_literal() {
+            return Cow::Borrowed(text);
+        }
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => out.push_str(text),
+                Part::Var(var) => render_var(var, scope, &mut out),
+            }
+        }
+        Cow::Owned(out)
+    }
+}
+
+fn render_var(var: &Var, scope: &Scope<'_>, out: &mut String) {
+    // Writing into a String cannot fail.
+    let _ = match var {
+        Var::Vu => write!(out, "{}", scope.vu),
+        Var::Iteration => write!(out, "{}", scope.iteration),
+        Var::VuIteration => write!(out, "{}", scope.vu_iteration),
+        Var::Agent => write!(out, "{}", scope.agent),
+        Var::Uuid => write!(out, "{}", uuid::Uuid::new_v4()),
+        Var::TimestampMs => write!(
+            out,
+            "{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_millis())
+                .unwrap_or(0)
+        ),
+        Var::RandomInt(low, high) => write!(out, "{}", rand::rng().random_range(*low..=*high)),
+        Var::RandomString(length) => {
+            let mut rng = rand::rng();
+            out.extend((0..*length).map(|_| rng.sample(rand::distr::Alphanumeric) as char));
+            Ok(())
+        }
+        Var::Named(name) => {
+            if let Some(value) = scope.named.get(name) {
+                out.push_str(value);
+            }
+            Ok(())
+        }
+    };
+}
+
+/// The built-in variables, for suggestions.
+pub const BUILTIN_VARIABLES: &[&str] = &[
+    "vu",
+    "iteration",
+    "vu_iteration",
+    "agent",
+    "uuid",
+    "timestamp_ms",
+    "random_int(LOW,HIGH)",
+    "random_string(LENGTH)",
+];
+
+fn parse_var(expression: &str, is_known: &dyn Fn(&str) -> bool) -> Result<Var, TemplateError> {
+    let var = match expression {
+        "vu" => Var::Vu,
+        "iteration" => Var::Iteration,
+        "vu_iteration" => Var::VuIteration,
+        "agent" => Var::Agent,
+        "uuid" => Var::Uuid,
+        "timestamp_ms" => Var::TimestampMs,
+        _ => {
+            if let Some(arguments) = call_arguments(expression, "random_int") {
+                let [low, high] = arguments.as_slice() else {
+                    return Err(TemplateError::BadCall(
+                        expression.to_owned(),
+                        "random_int(LOW,HIGH)",
+                    ));
+                };
+                let (Ok(low), Ok(high)) = (low.parse::<i64>(), high.parse::<i64>()) else {
+                    return Err(TemplateError::BadCall(
+                        expression.to_owned(),
+                        "random_int(LOW,HIGH)",
+                    ));
+                };
+                if low > high {
+                    return Err(TemplateError::BadCall(
+                        expression.to_owned(),
+                        "random_int(LOW,HIGH) with LOW <= HIGH",
+                    ));
+                }
+                return Ok(Var::RandomInt(low, high));
+            }
+            if let Some(arguments) = call_arguments(expression, "random_string") {
+                let [length] = arguments.as_slice() else {
+                    return Err(TemplateError::BadCall(
+                        expression.to_owned(),
+                        "random_string(LENGTH)",
+                    ));
+                };
+                let Ok(length) = length.parse::<usize>() else {
+                    return Err(TemplateError::BadCall(
+                        expression.to_owned(),
+                        "random_string(LENGTH)",
+                    ));
+                };
+                return Ok(Var::RandomString(length));
+            }
+            if expression.is_empty()
+                || !expression
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err(TemplateError::Unknown(expression.to_owned()));
+            }
+            if !is_known(expression) {
+                return Err(TemplateError::Unknown(expression.to_owned()));
+            }
+            Var::Named(expression.to_owned())
+        }
+    };
+    Ok(var)
+}
+
+fn call_arguments<'e>(expression: &'e str, function: &str) -> Option<Vec<&'e str>> {
+    let inner = expression
+        .strip_prefix(function)?
+        .trim_start()
+        .strip_prefix('(')?
+        .strip_suffix(')')?;
+    Some(inner.split(',').map(str::trim).collect())
+}
+
+/// Why a template does not compile.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("`${{` without a closing `}}` in `{0}`")]
+    Unclosed(String),
+    #[error("unknown variable `${{{0}}}`")]
+    Unknown(String),
+    #[error("`${{{0}}}` is not a valid call: write `{1}`")]
+    BadCall(String, &'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(name: &str) -> bool {
+        name == "target" || name == "session"
+    }
+
+    #[test]
+    fn renders_builtins_and_named_values() {
+        let template =
+            Template::compile("${target}/room?u=${vu}&i=${iteration}&$${x}", &known).unwrap();
+        let named = HashMap::from([("target".to_owned(), "ws://h".to_owned())]);
+        let scope = Scope {
+            vu: 7,
+            iteration: 3,
+            vu_iteration: 0,
+            agent: "a1",
+            named: &named,
+        };
+        assert_eq!(template.render(&scope), "ws://h/room?u=7&i=3&${x}");
+    }
+
+    #[test]
+    fn literal_templates_borrow() {
+        let template = Template::compile("plain text $ sign", &known).unwrap();
+        assert_eq!(template.as_literal(), Some("plain text $ sign"));
+    }
+
+    #[test]
+    fn random_calls_stay_in_range() {
+        let template =
+            Template::compile("${random_int(5, 6)}-${random_string(4)}", &known).unwrap();
+        let named = HashMap::new();
+        let scope = Scope {
+            vu: 0,
+            iteration: 0,
+            vu_iteration: 0,
+            agent: "",
+            named: &named,
+        };
+        let rendered = template.render(&scope).into_owned();
+        let (number, text) = rendered.split_once('-').unwrap();
+        assert!(number == "5" || number == "6");
+        assert_eq!(text.len(), 4);
+    }
+
+    #[test]
+    fn rejects_unknown_and_malformed() {
+        assert_eq!(
+            Template::compile("${nope}", &known),
+            Err(TemplateError::Unknown("nope".to_owned()))
+        );
+        assert!(matches!(
+            Template::compile("${vu", &known),
+            Err(TemplateError::Unclosed(_))
+        ));
+        assert!(matches!(
+            Template::compile("${random_int(9,1)}", &known),
+            Err(TemplateError::BadCall(..))
+        ));
+    }
+}
