@@ -1,1 +1,404 @@
-fn main() {}
+//! The `wsfleet` binary: parses the command line, loads layered configuration, starts tracing,
+//! dispatches to the libraries, and maps the outcome to a documented exit code (`exit`).
+
+mod cli;
+mod exit;
+mod local;
+mod settings;
+
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use wsfleet_controller::{Controller, ControllerSettings};
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = cli
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "warn".to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return exit::code(exit::INTERNAL);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli));
+    // Do not wait for lingering tasks (e.g. a hung target) once the outcome is known.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    exit::code(code)
+}
+
+fn overrides(cli: &Cli) -> settings::Overrides {
+    let mut overrides = settings::Overrides::new();
+    match &cli.command {
+        Command::Controller(args) => {
+            if let Some(listen) = &args.listen {
+                overrides.push(("controller.listen", listen.clone()));
+            }
+            if let Some(token) = &args.token {
+                overrides.push(("controller.token", token.clone()));
+            }
+        }
+        Command::Agent(args) => {
+            if let Some(controller) = &args.controller {
+                overrides.push(("agent.controller", controller.clone()));
+            }
+            if let Some(id) = &args.id {
+                overrides.push(("agent.id", id.clone()));
+            }
+            if let Some(token) = &args.token {
+                overrides.push(("agent.token", token.clone()));
+            }
+            if let Some(weight) = args.weight {
+                overrides.push(("agent.weight", weight.to_string()));
+            }
+            if let Some(max) = args.max_connections {
+                overrides.push(("agent.max_connections", max.to_string()));
+            }
+            if let Some(workers) = args.workers {
+                overrides.push(("agent.workers", workers.to_string()));
+            }
+        }
+        _ => {}
+    }
+    overrides
+}
+
+fn controller_settings(section: &settings::ControllerSection) -> anyhow::Result<ControllerSettings> {
+    Ok(ControllerSettings {
+        token: section.token.clone().filter(|token| !token.is_empty()),
+        heartbeat_interval: settings::parse_duration(&section.heartbeat_interval, "controller.heartbeat_interval")?,
+        silence_timeout: settings::parse_duration(&section.silence_timeout, "controller.silence_timeout")?,
+    })
+}
+
+/// Stops `stop` at the first Ctrl-C; a second one exits at once.
+fn spawn_interrupt_handler(stop: CancellationToken) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        eprintln!("\nstopping: letting iterations finish, then closing connections (Ctrl-C again to exit now)");
+        stop.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("exiting now");
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        }
+    });
+}
+
+async fn dispatch(cli: Cli) -> u8 {
+    let settings = match settings::load(cli.config.as_deref(), overrides(&cli)) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return exit::INVALID_INPUT;
+        }
+    };
+    if cli.dump_config {
+        match toml_like(&settings) {
+            Ok(text) => {
+                println!("{text}");
+                return exit::OK;
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                return exit::INTERNAL;
+            }
+        }
+    }
+    match cli.command {
+        Command::Validate { scenario } => match local::load_scenario(&scenario) {
+            Ok((_, compiled)) => {
+                println!(
+                    "{}: ok — scenario `{}`, {} step(s), {} VU(s) at peak",
+                    scenario.display(),
+                    compiled.name,
+                    compiled.step_names.len(),
+                    compiled.plan.max_vus()
+                );
+                exit::OK
+            }
+            Err(code) => code,
+        },
+        Command::Run(args) => run_local(args).await,
+        Command::Controller(args) => run_controller(args, &settings).await,
+        Command::Agent(args) => run_agent(args, &settings).await,
+        Command::Testserver(args) => run_testserver(args).await,
+    }
+}
+
+fn toml_like(settings: &settings::Settings) -> Result<String, serde_json::Error> {
+    serde_json::to_string_pretty(settings)
+}
+
+async fn run_local(args: cli::RunArgs) -> u8 {
+    let outputs = match local::Outputs::parse(&args.out) {
+        Ok(outputs) => outputs,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return exit::USAGE;
+        }
+    };
+    let (bundle, scenario) = match local::load_scenario(&args.scenario) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let testserver = match local::start_testserver(&scenario).await {
+        Ok(testserver) => testserver,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return exit::RUN_NOT_DONE;
+        }
+    };
+    let mut variables = std::collections::HashMap::new();
+    if let Some((server, values)) = &testserver {
+        eprintln!("test server listening on {}", server.url());
+        variables.extend(values.clone());
+    }
+
+    let controller = Controller::new(ControllerSettings::default());
+    let listener = match local::bind("127.0.0.1:0").await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return exit::RUN_NOT_DONE;
+        }
+    };
+    let grpc_address = match listener.local_addr() {
+        Ok(address) => address,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return exit::INTERNAL;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let serving = {
+        let controller = controller.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { controller.serve_grpc(listener, shutdown).await })
+    };
+
+    let executable = match std::env::current_exe() {
+        Ok(path) => path,
+        Err(error) => {
+            eprintln!("error: cannot find the wsfleet executable to start agents: {error}");
+            return exit::INTERNAL;
+        }
+    };
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let workers = args.workers.unwrap_or_else(|| (cores / args.agents as usize).max(1));
+    let mut children = Vec::new();
+    for index in 0..args.agents {
+        let child = tokio::process::Command::new(&executable)
+            .arg("agent")
+            .arg("--controller")
+            .arg(format!("http://{grpc_address}"))
+            .arg("--id")
+            .arg(format!("local-{index}"))
+            .arg("--workers")
+            .arg(workers.to_string())
+            .arg("--once")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        match child {
+            Ok(child) => children.push(child),
+            Err(error) => {
+                eprintln!("error: cannot start local agent {index}: {error}");
+                return exit::RUN_NOT_DONE;
+            }
+        }
+    }
+    let wanted = args.agents as usize;
+    let attached = controller.wait_for_agents(wanted, Duration::from_secs(30)).await;
+    if attached < wanted {
+        eprintln!(
+            "error: only {attached} of {wanted} local agents attached within 30 s; run with --log info to see why"
+        );
+        return exit::RUN_NOT_DONE;
+    }
+
+    let stop = CancellationToken::new();
+    spawn_interrupt_handler(stop.clone());
+    let code = local::run_and_report(&controller, bundle, variables, &outputs, args.quiet, stop).await;
+
+    // Agents exit when the controller's stream closes; give them a moment, then make sure.
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(3), serving).await;
+    for mut child in children {
+        if tokio::time::timeout(Duration::from_secs(3), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
+    }
+    if let Some((server, _)) = testserver {
+        server.shutdown().await;
+    }
+    code
+}
+
+async fn run_controller(args: cli::ControllerArgs, settings: &settings::Settings) -> u8 {
+    let controller_settings = match controller_settings(&settings.controller) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return exit::INVALID_INPUT;
+        }
+    };
+    let outputs = match local::Outputs::parse(&args.out) {
+        Ok(outputs) => outputs,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return exit::USAGE;
+        }
+    };
+    let scenario = match &args.run {
+        Some(path) => match local::load_scenario(path) {
+            Ok(loaded) => Some(loaded),
+            Err(code) => return code,
+        },
+        None => None,
+    };
+    let listener = match local::bind(&settings.controller.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return exit::RUN_NOT_DONE;
+        }
+    };
+    let address = listener
+        .local_addr()
+        .map(|address| address.to_string())
+        .unwrap_or_default();
+    println!("wsfleet controller listening for agents on http://{address}");
+    let controller = Controller::new(controller_settings);
+    let shutdown = CancellationToken::new();
+    let serving = {
+        let controller = controller.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { controller.serve_grpc(listener, shutdown).await })
+    };
+    let stop = CancellationToken::new();
+    spawn_interrupt_handler(stop.clone());
+    let code = match scenario {
+        None => {
+            stop.cancelled().await;
+            exit::OK
+        }
+        Some((bundle, compiled)) => {
+            let testserver = match local::start_testserver(&compiled).await {
+                Ok(testserver) => testserver,
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    return exit::RUN_NOT_DONE;
+                }
+            };
+            eprintln!("waiting for {} agent(s)", args.agents);
+            let attached = tokio::select! {
+                attached = controller.wait_for_agents(args.agents, args.wait) => attached,
+                _ = stop.cancelled() => 0,
+            };
+            if attached < args.agents {
+                eprintln!(
+                    "error: {attached} of {} agents attached within {:?}",
+                    args.agents, args.wait
+                );
+                exit::RUN_NOT_DONE
+            } else {
+                let variables = testserver
+                    .as_ref()
+                    .map(|(_, values)| values.clone())
+                    .unwrap_or_default();
+                let code = local::run_and_report(&controller, bundle, variables, &outputs, false, stop).await;
+                if let Some((server, _)) = testserver {
+                    server.shutdown().await;
+                }
+                code
+            }
+        }
+    };
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(3), serving).await;
+    code
+}
+
+async fn run_agent(args: cli::AgentArgs, settings: &settings::Settings) -> u8 {
+    let section = &settings.agent;
+    let mut config = wsfleet_agent::AgentConfig::new(section.controller.clone());
+    config.agent_id = section.id.clone();
+    config.token = section.token.clone();
+    config.weight = section.weight;
+    config.max_connections = section.max_connections;
+    if let Some(workers) = section.workers {
+        config.workers = workers.max(1);
+    }
+    config.once = args.once;
+    config.protocol_version = args.protocol_version;
+    let cancel = CancellationToken::new();
+    {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            cancel.cancel();
+        });
+    }
+    match wsfleet_agent::run(config, cancel).await {
+        Ok(()) => exit::OK,
+        Err(wsfleet_agent::AgentError::Detached(reason)) => {
+            tracing::info!(%reason, "controller gone; exiting");
+            exit::OK
+        }
+        Err(error @ wsfleet_agent::AgentError::Refused(_)) => {
+            eprintln!("error: {error}");
+            exit::RUN_NOT_DONE
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            exit::RUN_NOT_DONE
+        }
+    }
+}
+
+async fn run_testserver(args: cli::TestserverArgs) -> u8 {
+    let config = wsfleet_testserver::Config {
+        subprotocols: args.subprotocols.clone(),
+        tls: args.tls,
+        reuse_port: args.reuse_port,
+        ..wsfleet_testserver::Config::default()
+    };
+    let server = match wsfleet_testserver::TestServer::start(args.listen, config).await {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return exit::RUN_NOT_DONE;
+        }
+    };
+    if let (Some(path), Some(pem)) = (&args.cert_out, server.ca_certificate_pem()) {
+        if let Err(error) = std::fs::write(path, pem) {
+            eprintln!("error: cannot write the certificate to {}: {error}", path.display());
+            return exit::INTERNAL;
+        }
+    }
+    println!("wsfleet testserver listening on {}", server.url());
+    let _ = tokio::signal::ctrl_c().await;
+    server.shutdown().await;
+    exit::OK
+}

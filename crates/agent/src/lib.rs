@@ -1,1 +1,104 @@
-//! placeholder
+//! The wsfleet agent: the load engine. It attaches to a controller over one gRPC stream,
+//! receives assignments, plays its exact share of each scenario's VUs over WebSocket
+//! connections on per-core worker threads, and streams per-second metric reports back.
+//!
+//! Tasks: the session (stream, heartbeats, stops load when the controller goes away), the
+//! executor of a run (grows and shrinks VUs by the plan), one task per VU on a worker, and the
+//! reporter (merges the workers' intervals, sends each once).
+
+pub mod capacity;
+pub mod connection;
+pub mod run;
+pub mod session;
+pub mod vu;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// How an agent is set up.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The controller's gRPC address, e.g. `http://127.0.0.1:7600`.
+    pub controller: String,
+    /// Defaults to `<hostname>-<pid>`.
+    pub agent_id: Option<String>,
+    pub token: Option<String>,
+    /// Relative share of load; defaults to the number of cores.
+    pub weight: Option<f64>,
+    /// At most this many connections (never more than the open-file limit allows).
+    pub max_connections: Option<u64>,
+    /// Worker threads (single-threaded runtimes) that run VUs; defaults to the cores.
+    pub workers: usize,
+    /// Exit when the controller goes away instead of reattaching (local agents of `wsfleet run`).
+    pub once: bool,
+    /// Overrides the protocol version sent in the hello (tests of refusal only).
+    pub protocol_version: Option<u32>,
+}
+
+impl AgentConfig {
+    pub fn new(controller: impl Into<String>) -> Self {
+        AgentConfig {
+            controller: controller.into(),
+            agent_id: None,
+            token: None,
+            weight: None,
+            max_connections: None,
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            once: false,
+            protocol_version: None,
+        }
+    }
+}
+
+/// Why an agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("controller address `{0}` is not valid ({1}): write it as http://HOST:PORT")]
+    BadControllerUrl(String, String),
+    #[error("cannot reach controller at {0}: {1}")]
+    Unreachable(String, String),
+    #[error("the controller refused this agent: {0}")]
+    Refused(String),
+    #[error("lost the controller: {0}")]
+    Detached(String),
+}
+
+/// Runs the agent until `cancel` fires (or, with `once`, until the controller goes away).
+/// Reattaches with backoff otherwise; a refusal is final.
+pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), AgentError> {
+    let agent_id: Arc<str> = Arc::from(config.agent_id.clone().unwrap_or_else(|| {
+        let host = hostname::get()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "agent".into());
+        format!("{host}-{}", std::process::id())
+    }));
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let outcome = session::attach_once(&config, &agent_id, &cancel).await;
+        match outcome {
+            Ok(session::SessionEnd::Cancelled) => return Ok(()),
+            Ok(session::SessionEnd::Detached(reason)) => {
+                if config.once {
+                    return Err(AgentError::Detached(reason));
+                }
+                tracing::warn!(%reason, "detached from controller; reattaching");
+                backoff = Duration::from_millis(250);
+            }
+            Err(AgentError::Refused(reason)) => return Err(AgentError::Refused(reason)),
+            Err(error) => {
+                if config.once {
+                    return Err(error);
+                }
+                tracing::warn!(%error, retry_in = ?backoff, "cannot attach");
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}

@@ -1,1 +1,95 @@
-//! placeholder
+//! The wsfleet controller: the agent registry and gRPC service agents attach to, run
+//! orchestration with the exact load split, exact aggregation of agents' reports, and the
+//! end-of-run summary.
+
+pub mod aggregate;
+pub mod registry;
+pub mod run;
+pub mod service;
+pub mod summary;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use wsfleet_proto::v1::fleet_server::FleetServer;
+use wsfleet_proto::MAX_MESSAGE_BYTES;
+
+pub use registry::Registry;
+pub use run::{execute, RunError, RunEvent, RunRequest};
+pub use summary::Summary;
+
+/// How the controller treats its agents.
+#[derive(Clone, Debug)]
+pub struct ControllerSettings {
+    /// Agents must present this token in their hello, when set.
+    pub token: Option<String>,
+    /// How often each side sends a heartbeat.
+    pub heartbeat_interval: Duration,
+    /// Silence after which the controller drops an agent (and an agent stops its load).
+    pub silence_timeout: Duration,
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        ControllerSettings {
+            token: None,
+            heartbeat_interval: Duration::from_secs(1),
+            silence_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A controller: its registry and settings.
+#[derive(Clone)]
+pub struct Controller {
+    pub registry: Arc<Registry>,
+    pub settings: Arc<ControllerSettings>,
+}
+
+impl Controller {
+    pub fn new(settings: ControllerSettings) -> Controller {
+        Controller {
+            registry: Registry::new(),
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// Serves the agent-facing gRPC service on `listener` until `cancel` fires.
+    pub async fn serve_grpc(
+        &self,
+        listener: TcpListener,
+        cancel: CancellationToken,
+    ) -> Result<(), tonic::transport::Error> {
+        let service = service::FleetService {
+            registry: self.registry.clone(),
+            settings: self.settings.clone(),
+            shutdown: cancel.clone(),
+        };
+        let server = FleetServer::new(service)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .add_service(server)
+            .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
+            .await
+    }
+
+    /// Waits until at least `count` agents are attached, or `timeout` passes; returns how many are.
+    pub async fn wait_for_agents(&self, count: usize, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.registry.changed.notified();
+            let attached = self.registry.agent_count();
+            if attached >= count {
+                return attached;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.registry.agent_count();
+            }
+        }
+    }
+}

@@ -13,9 +13,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "`{trimmed}` has no unit: write e.g. `{trimmed}s` or `{trimmed}ms`"
         ));
     }
-    humantime::parse_duration(trimmed).map_err(|error| {
-        format!("`{trimmed}` is not a duration ({error}): write e.g. `500ms`, `2s` or `1m30s`")
-    })
+    humantime::parse_duration(trimmed)
+        .map_err(|error| format!("`{trimmed}` is not a duration ({error}): write e.g. `500ms`, `2s` or `1m30s`"))
 }
 
 /// Formats a duration the way scenarios write them.

@@ -59,11 +59,7 @@ impl Bundle {
             hasher.update((contents.len() as u64).to_le_bytes());
             hasher.update(contents);
         }
-        hasher
-            .finalize()
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
+        hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
     }
 
     /// Parses and validates the scenario; every problem is reported at once.
@@ -87,11 +83,7 @@ impl Bundle {
 }
 
 /// Turns a deserializer error into a located problem with the field's path and a suggestion.
-fn deserialize_problem(
-    file: &str,
-    error: &serde_norway::Error,
-    positions: &positions::Positions,
-) -> Problem {
+fn deserialize_problem(file: &str, error: &serde_norway::Error, positions: &positions::Positions) -> Problem {
     let text = error.to_string();
     // The message reads "path: message at line L column C"; keep the parts apart.
     let without_mark = match text.rfind(" at line ") {
@@ -132,15 +124,12 @@ fn unknown_name<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
 /// "did you mean" for serde's unknown field / unknown variant messages, which list the
 /// expected names.
 fn suggestion(message: &str) -> Option<String> {
-    let unknown = unknown_name(message, "unknown field `")
-        .or_else(|| unknown_name(message, "unknown variant `"))?;
+    let unknown = unknown_name(message, "unknown field `").or_else(|| unknown_name(message, "unknown variant `"))?;
     let expected_part = message.split_once("expected ")?.1;
     let expected: Vec<&str> = expected_part.split('`').skip(1).step_by(2).collect();
     error::closest(unknown, expected.iter().copied())
         .map(|close| format!("did you mean `{close}`?"))
-        .or_else(|| {
-            (!expected.is_empty()).then(|| format!("expected one of: {}", expected.join(", ")))
-        })
+        .or_else(|| (!expected.is_empty()).then(|| format!("expected one of: {}", expected.join(", "))))
 }
 
 #[cfg(test)]

@@ -126,11 +126,7 @@ pub const RUN_VARIABLES: &[&str] = &["run_id"];
 /// Values available when the scenario starts the test server.
 pub const TESTSERVER_VARIABLES: &[&str] = &["testserver.url", "testserver.host", "testserver.port"];
 
-pub(crate) fn validate(
-    file: &str,
-    raw: RawScenario,
-    problems: &mut Problems<'_>,
-) -> Option<Scenario> {
+pub(crate) fn validate(file: &str, raw: RawScenario, problems: &mut Problems<'_>) -> Option<Scenario> {
     let mut known: Vec<String> = raw.variables.keys().cloned().collect();
     known.extend(RUN_VARIABLES.iter().map(|name| name.to_string()));
     if raw.testserver.is_some() {
@@ -194,12 +190,7 @@ pub(crate) fn validate(
     })
 }
 
-fn compile_template(
-    text: &str,
-    field: &str,
-    known: &[String],
-    problems: &mut Problems<'_>,
-) -> Option<Template> {
+fn compile_template(text: &str, field: &str, known: &[String], problems: &mut Problems<'_>) -> Option<Template> {
     let is_known = |name: &str| known.iter().any(|candidate| candidate == name);
     match Template::compile(text, &is_known) {
         Ok(template) => Some(template),
@@ -231,12 +222,7 @@ fn compile_template(
     }
 }
 
-fn duration_field(
-    text: Option<&str>,
-    field: &str,
-    default: Duration,
-    problems: &mut Problems<'_>,
-) -> Duration {
+fn duration_field(text: Option<&str>, field: &str, default: Duration, problems: &mut Problems<'_>) -> Duration {
     match text.map(parse_duration) {
         None => default,
         Some(Ok(duration)) => duration,
@@ -323,12 +309,7 @@ fn validate_load(load: &RawLoad, problems: &mut Problems<'_>) -> Option<LoadPlan
                     Vec::new()
                 }
                 (Some(duration), _) => vec![Stage {
-                    duration: duration_field(
-                        Some(duration),
-                        "load.duration",
-                        Duration::from_secs(1),
-                        problems,
-                    ),
+                    duration: duration_field(Some(duration), "load.duration", Duration::from_secs(1), problems),
                     target: vus,
                 }],
                 (None, Some(_)) => Vec::new(),
@@ -380,13 +361,7 @@ struct StepBuilder {
 }
 
 impl StepBuilder {
-    fn steps(
-        &mut self,
-        raw: &[RawStep],
-        path: &str,
-        connected: &mut bool,
-        problems: &mut Problems<'_>,
-    ) -> Vec<Step> {
+    fn steps(&mut self, raw: &[RawStep], path: &str, connected: &mut bool, problems: &mut Problems<'_>) -> Vec<Step> {
         raw.iter()
             .enumerate()
             .map(|(index, step)| self.step(step, &format!("{path}[{index}]"), connected, problems))
@@ -421,13 +396,7 @@ impl StepBuilder {
         (id, name)
     }
 
-    fn require_connection(
-        &self,
-        connected: bool,
-        field: &str,
-        kind: &str,
-        problems: &mut Problems<'_>,
-    ) {
+    fn require_connection(&self, connected: bool, field: &str, kind: &str, problems: &mut Problems<'_>) {
         if !connected {
             problems.add(
                 field,
@@ -437,21 +406,14 @@ impl StepBuilder {
         }
     }
 
-    fn step(
-        &mut self,
-        raw: &RawStep,
-        path: &str,
-        connected: &mut bool,
-        problems: &mut Problems<'_>,
-    ) -> Step {
+    fn step(&mut self, raw: &RawStep, path: &str, connected: &mut bool, problems: &mut Problems<'_>) -> Step {
         let kind = raw.kind();
         let field = format!("{path}.{kind}");
         let action = match raw {
             RawStep::Connect(connect) => {
                 let (id, name) = self.name(connect.name.as_ref(), kind, &field, problems);
-                let url =
-                    compile_template(&connect.url, &format!("{field}.url"), &self.known, problems)
-                        .unwrap_or_else(|| Template::literal(""));
+                let url = compile_template(&connect.url, &format!("{field}.url"), &self.known, problems)
+                    .unwrap_or_else(|| Template::literal(""));
                 if let Some(literal) = url.as_literal() {
                     if !(literal.starts_with("ws://") || literal.starts_with("wss://")) {
                         problems.add(
@@ -465,13 +427,8 @@ impl StepBuilder {
                     .headers
                     .iter()
                     .filter_map(|(header, value)| {
-                        compile_template(
-                            value,
-                            &format!("{field}.headers.{header}"),
-                            &self.known,
-                            problems,
-                        )
-                        .map(|template| (header.clone(), template))
+                        compile_template(value, &format!("{field}.headers.{header}"), &self.known, problems)
+                            .map(|template| (header.clone(), template))
                     })
                     .collect();
                 let timeout = duration_field(
@@ -515,14 +472,9 @@ impl StepBuilder {
                         .find(|(name, _)| name == wanted)
                         .map(|(_, id)| *id);
                     if found.is_none() {
-                        let hint = closest(
-                            wanted,
-                            self.send_names.iter().map(|(name, _)| name.as_str()),
-                        )
-                        .map(|close| format!("did you mean `{close}`?"))
-                        .or_else(|| {
-                            Some("name a `send` step that comes before this receive".into())
-                        });
+                        let hint = closest(wanted, self.send_names.iter().map(|(name, _)| name.as_str()))
+                            .map(|close| format!("did you mean `{close}`?"))
+                            .or_else(|| Some("name a `send` step that comes before this receive".into()));
                         problems.add(
                             &format!("{field}.latency_of"),
                             format!("no send step named `{wanted}` comes before this receive"),
@@ -534,10 +486,7 @@ impl StepBuilder {
                 return Step {
                     id,
                     name,
-                    action: Action::Receive(Receive {
-                        timeout,
-                        latency_of,
-                    }),
+                    action: Action::Receive(Receive { timeout, latency_of }),
                 };
             }
             RawStep::Ping(ping) => {
@@ -610,11 +559,7 @@ impl StepBuilder {
                 return Step {
                     id,
                     name,
-                    action: Action::Close(Close {
-                        code,
-                        reason,
-                        timeout,
-                    }),
+                    action: Action::Close(Close { code, reason, timeout }),
                 };
             }
             RawStep::Think(think) => {
@@ -644,18 +589,9 @@ impl StepBuilder {
                     problems.add(&field, "a repeat needs `count` or `duration`", None);
                 }
                 if repeat.steps.is_empty() {
-                    problems.add(
-                        &format!("{field}.steps"),
-                        "a repeat needs at least one step",
-                        None,
-                    );
+                    problems.add(&format!("{field}.steps"), "a repeat needs at least one step", None);
                 }
-                let steps = self.steps(
-                    &repeat.steps,
-                    &format!("{field}.steps"),
-                    connected,
-                    problems,
-                );
+                let steps = self.steps(&repeat.steps, &format!("{field}.steps"), connected, problems);
                 Action::Repeat(Repeat {
                     count: repeat.count,
                     duration,
@@ -673,9 +609,8 @@ impl StepBuilder {
         }
         let (payload, natural) = match (&send.text, &send.binary) {
             (Some(text), None) => {
-                let template =
-                    compile_template(text, &format!("{field}.text"), &self.known, problems)
-                        .unwrap_or_else(|| Template::literal(""));
+                let template = compile_template(text, &format!("{field}.text"), &self.known, problems)
+                    .unwrap_or_else(|| Template::literal(""));
                 (Payload::Text(template), FrameKind::Text)
             }
             (None, Some(binary)) => match parse_binary(binary) {
@@ -690,11 +625,7 @@ impl StepBuilder {
                 }
             },
             _ => {
-                problems.add(
-                    field,
-                    "a send needs exactly one of `text` or `binary`",
-                    None,
-                );
+                problems.add(field, "a send needs exactly one of `text` or `binary`", None);
                 (Payload::Bytes(Vec::new()), FrameKind::Binary)
             }
         };
@@ -719,12 +650,7 @@ impl StepBuilder {
 
     fn think(&mut self, think: &RawThink, field: &str, problems: &mut Problems<'_>) -> Think {
         let parse = |text: &str, sub: &str, problems: &mut Problems<'_>| {
-            duration_field(
-                Some(text),
-                &format!("{field}{sub}"),
-                Duration::ZERO,
-                problems,
-            )
+            duration_field(Some(text), &format!("{field}{sub}"), Duration::ZERO, problems)
         };
         match think {
             RawThink::Fixed(text) => Think::Fixed(parse(text, "", problems)),
@@ -736,23 +662,13 @@ impl StepBuilder {
                         parse(high, ".uniform[1]", problems),
                     );
                     if low > high {
-                        problems.add(
-                            &format!("{field}.uniform"),
-                            "the first bound is above the second",
-                            None,
-                        );
+                        problems.add(&format!("{field}.uniform"), "the first bound is above the second", None);
                     }
                     Think::Uniform(low, high)
                 }
-                (None, None, Some(mean)) => {
-                    Think::Exponential(parse(mean, ".exponential", problems))
-                }
+                (None, None, Some(mean)) => Think::Exponential(parse(mean, ".exponential", problems)),
                 _ => {
-                    problems.add(
-                        field,
-                        "give exactly one of `fixed`, `uniform` or `exponential`",
-                        None,
-                    );
+                    problems.add(field, "give exactly one of `fixed`, `uniform` or `exponential`", None);
                     Think::Fixed(Duration::ZERO)
                 }
             },
@@ -762,11 +678,7 @@ impl StepBuilder {
 
 impl Action {
     fn into_step(self, id: StepId, name: String) -> Step {
-        Step {
-            id,
-            name,
-            action: self,
-        }
+        Step { id, name, action: self }
     }
 }
 
@@ -786,13 +698,9 @@ pub fn parse_binary(text: &str) -> Result<Vec<u8>, String> {
             Some((_, 'x')) => {
                 let high = chars.next().map(|(_, c)| c);
                 let low = chars.next().map(|(_, c)| c);
-                let (Some(high), Some(low)) = (
-                    high.and_then(|c| c.to_digit(16)),
-                    low.and_then(|c| c.to_digit(16)),
-                ) else {
-                    return Err(format!(
-                        "`\\x` at byte {at} is not followed by two hex digits"
-                    ));
+                let (Some(high), Some(low)) = (high.and_then(|c| c.to_digit(16)), low.and_then(|c| c.to_digit(16)))
+                else {
+                    return Err(format!("`\\x` at byte {at} is not followed by two hex digits"));
                 };
                 bytes.push((high * 16 + low) as u8);
             }

@@ -43,16 +43,13 @@ impl LoadPlan {
     /// The fleet's target number of VUs `elapsed` after the start.
     pub fn fleet_target_at(&self, elapsed: Duration) -> u64 {
         match &self.model {
-            LoadModel::Closed {
-                start_vus, stages, ..
-            } => {
+            LoadModel::Closed { start_vus, stages, .. } => {
                 let mut from = *start_vus;
                 let mut stage_start = Duration::ZERO;
                 for stage in stages {
                     let stage_end = stage_start + stage.duration;
                     if elapsed < stage_end {
-                        let progress =
-                            (elapsed - stage_start).as_secs_f64() / stage.duration.as_secs_f64();
+                        let progress = (elapsed - stage_start).as_secs_f64() / stage.duration.as_secs_f64();
                         let span = stage.target as f64 - from as f64;
                         return (from as f64 + span * progress).floor().max(0.0) as u64;
                     }
@@ -67,9 +64,7 @@ impl LoadPlan {
     /// The most VUs the fleet runs at once.
     pub fn max_vus(&self) -> u64 {
         match &self.model {
-            LoadModel::Closed {
-                start_vus, stages, ..
-            } => stages
+            LoadModel::Closed { start_vus, stages, .. } => stages
                 .iter()
                 .map(|stage| stage.target)
                 .chain([*start_vus])
@@ -82,9 +77,7 @@ impl LoadPlan {
     pub fn stages_end(&self) -> Option<Duration> {
         match &self.model {
             LoadModel::Closed { stages, .. } if stages.is_empty() => None,
-            LoadModel::Closed { stages, .. } => {
-                Some(stages.iter().map(|stage| stage.duration).sum())
-            }
+            LoadModel::Closed { stages, .. } => Some(stages.iter().map(|stage| stage.duration).sum()),
         }
     }
 }
@@ -94,9 +87,7 @@ impl LoadPlan {
 pub enum SplitError {
     #[error("no agent to split the load over")]
     NoAgents,
-    #[error(
-        "agent weights must be finite and not negative, and at least one above zero (got {0:?})"
-    )]
+    #[error("agent weights must be finite and not negative, and at least one above zero (got {0:?})")]
     BadWeights(Vec<f64>),
 }
 
@@ -105,10 +96,7 @@ fn integer_weights(weights: &[f64]) -> Result<Vec<u64>, SplitError> {
     if weights.is_empty() {
         return Err(SplitError::NoAgents);
     }
-    if weights
-        .iter()
-        .any(|weight| !weight.is_finite() || *weight < 0.0)
-    {
+    if weights.iter().any(|weight| !weight.is_finite() || *weight < 0.0) {
         return Err(SplitError::BadWeights(weights.to_vec()));
     }
     let scaled: Vec<u64> = weights

@@ -35,9 +35,7 @@ impl Positions {
         if parser.load(&mut builder, false).is_err() {
             return Positions::default();
         }
-        Positions {
-            values: builder.values,
-        }
+        Positions { values: builder.values }
     }
 
     /// The location of the value at `path`, or of its closest ancestor that has one.
@@ -62,14 +60,8 @@ impl Positions {
 }
 
 enum Frame {
-    Mapping {
-        path: String,
-        pending_key: Option<String>,
-    },
-    Sequence {
-        path: String,
-        next_index: usize,
-    },
+    Mapping { path: String, pending_key: Option<String> },
+    Sequence { path: String, next_index: usize },
 }
 
 #[derive(Default)]
@@ -83,9 +75,7 @@ impl Builder {
     fn next_value_path(&mut self) -> Option<String> {
         match self.stack.last_mut() {
             None => Some(String::new()),
-            Some(Frame::Mapping { path, pending_key }) => {
-                pending_key.take().map(|key| join(path, &key))
-            }
+            Some(Frame::Mapping { path, pending_key }) => pending_key.take().map(|key| join(path, &key)),
             Some(Frame::Sequence { path, next_index }) => {
                 let child = format!("{path}[{next_index}]");
                 *next_index += 1;
@@ -118,8 +108,7 @@ impl MarkedEventReceiver for Builder {
                 if let Some(Frame::Mapping { path, pending_key }) = self.stack.last_mut() {
                     if pending_key.is_none() {
                         let key_path = join(path, &value);
-                        self.values
-                            .insert(format!("{key_path}#key"), location(mark));
+                        self.values.insert(format!("{key_path}#key"), location(mark));
                         *pending_key = Some(value);
                         return;
                     }
@@ -144,10 +133,7 @@ impl MarkedEventReceiver for Builder {
             Event::SequenceStart(..) => {
                 let path = self.next_value_path().unwrap_or_default();
                 self.values.insert(path.clone(), location(mark));
-                self.stack.push(Frame::Sequence {
-                    path,
-                    next_index: 0,
-                });
+                self.stack.push(Frame::Sequence { path, next_index: 0 });
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 self.stack.pop();
@@ -165,16 +151,10 @@ mod tests {
     fn locates_nested_values_and_keys() {
         let source = "name: x\nsteps:\n  - connect:\n      url: ws://a\n  - send: { text: hi }\n";
         let positions = Positions::index(source);
-        assert_eq!(
-            positions.locate("name"),
-            Some(Location { line: 1, column: 7 })
-        );
+        assert_eq!(positions.locate("name"), Some(Location { line: 1, column: 7 }));
         assert_eq!(
             positions.locate("steps[0].connect.url"),
-            Some(Location {
-                line: 4,
-                column: 12
-            })
+            Some(Location { line: 4, column: 12 })
         );
         assert_eq!(
             positions.locate_key("steps[0].connect.url"),
@@ -182,10 +162,7 @@ mod tests {
         );
         assert_eq!(
             positions.locate("steps[1].send.text"),
-            Some(Location {
-                line: 5,
-                column: 19
-            })
+            Some(Location { line: 5, column: 19 })
         );
         // Unknown paths fall back to the closest ancestor.
         assert_eq!(

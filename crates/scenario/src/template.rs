@@ -185,16 +185,10 @@ fn parse_var(expression: &str, is_known: &dyn Fn(&str) -> bool) -> Result<Var, T
         _ => {
             if let Some(arguments) = call_arguments(expression, "random_int") {
                 let [low, high] = arguments.as_slice() else {
-                    return Err(TemplateError::BadCall(
-                        expression.to_owned(),
-                        "random_int(LOW,HIGH)",
-                    ));
+                    return Err(TemplateError::BadCall(expression.to_owned(), "random_int(LOW,HIGH)"));
                 };
                 let (Ok(low), Ok(high)) = (low.parse::<i64>(), high.parse::<i64>()) else {
-                    return Err(TemplateError::BadCall(
-                        expression.to_owned(),
-                        "random_int(LOW,HIGH)",
-                    ));
+                    return Err(TemplateError::BadCall(expression.to_owned(), "random_int(LOW,HIGH)"));
                 };
                 if low > high {
                     return Err(TemplateError::BadCall(
@@ -206,16 +200,10 @@ fn parse_var(expression: &str, is_known: &dyn Fn(&str) -> bool) -> Result<Var, T
             }
             if let Some(arguments) = call_arguments(expression, "random_string") {
                 let [length] = arguments.as_slice() else {
-                    return Err(TemplateError::BadCall(
-                        expression.to_owned(),
-                        "random_string(LENGTH)",
-                    ));
+                    return Err(TemplateError::BadCall(expression.to_owned(), "random_string(LENGTH)"));
                 };
                 let Ok(length) = length.parse::<usize>() else {
-                    return Err(TemplateError::BadCall(
-                        expression.to_owned(),
-                        "random_string(LENGTH)",
-                    ));
+                    return Err(TemplateError::BadCall(expression.to_owned(), "random_string(LENGTH)"));
                 };
                 return Ok(Var::RandomString(length));
             }
@@ -265,8 +253,7 @@ mod tests {
 
     #[test]
     fn renders_builtins_and_named_values() {
-        let template =
-            Template::compile("${target}/room?u=${vu}&i=${iteration}&$${x}", &known).unwrap();
+        let template = Template::compile("${target}/room?u=${vu}&i=${iteration}&$${x}", &known).unwrap();
         let named = HashMap::from([("target".to_owned(), "ws://h".to_owned())]);
         let scope = Scope {
             vu: 7,
@@ -286,8 +273,7 @@ mod tests {
 
     #[test]
     fn random_calls_stay_in_range() {
-        let template =
-            Template::compile("${random_int(5, 6)}-${random_string(4)}", &known).unwrap();
+        let template = Template::compile("${random_int(5, 6)}-${random_string(4)}", &known).unwrap();
         let named = HashMap::new();
         let scope = Scope {
             vu: 0,

@@ -54,25 +54,12 @@ fn compiles_the_echo_scenario() {
 #[test]
 fn unknown_field_names_line_column_and_suggests() {
     let problem = only_problem(&ECHO.replace("{ url: '${target}' }", "{ urll: '${target}' }"));
-    assert_eq!(
-        problem.location,
-        Some(Location {
-            line: 5,
-            column: 16
-        })
-    );
+    assert_eq!(problem.location, Some(Location { line: 5, column: 16 }));
     assert_eq!(problem.field, "steps[0].connect.urll");
-    assert!(
-        problem.message.contains("unknown field `urll`"),
-        "{}",
-        problem.message
-    );
+    assert!(problem.message.contains("unknown field `urll`"), "{}", problem.message);
     assert_eq!(problem.hint.as_deref(), Some("did you mean `url`?"));
     let text = problem.to_string();
-    assert!(
-        text.starts_with("s.yaml:5:16: field `steps[0].connect.urll`"),
-        "{text}"
-    );
+    assert!(text.starts_with("s.yaml:5:16: field `steps[0].connect.urll`"), "{text}");
 }
 
 #[test]
@@ -98,13 +85,7 @@ fn wrong_type_is_located() {
 fn bad_duration_is_located() {
     let problem = only_problem(&ECHO.replace("timeout: 2s", "timeout: 2"));
     assert_eq!(problem.field, "steps[1].repeat.steps[1].receive.timeout");
-    assert_eq!(
-        problem.location,
-        Some(Location {
-            line: 10,
-            column: 31
-        })
-    );
+    assert_eq!(problem.location, Some(Location { line: 10, column: 31 }));
     assert!(problem.message.contains("no unit"));
 }
 
@@ -113,10 +94,7 @@ fn unknown_variable_is_refused_with_a_suggestion() {
     let problem = only_problem(&ECHO.replace("${iteration}", "${iteraton}"));
     assert_eq!(problem.field, "steps[1].repeat.steps[0].send.text");
     assert!(problem.message.contains("unknown variable `${iteraton}`"));
-    assert_eq!(
-        problem.hint.as_deref(),
-        Some("did you mean `${iteration}`?")
-    );
+    assert_eq!(problem.hint.as_deref(), Some("did you mean `${iteration}`?"));
     assert_eq!(problem.location.map(|l| l.line), Some(9));
 }
 
@@ -133,10 +111,7 @@ fn send_without_connection_is_refused() {
     let problem = only_problem(source);
     assert_eq!(problem.field, "steps[0].send");
     assert_eq!(problem.location.map(|l| l.line), Some(3));
-    assert_eq!(
-        problem.hint.as_deref(),
-        Some("add a `connect` step before it")
-    );
+    assert_eq!(problem.hint.as_deref(), Some("add a `connect` step before it"));
 }
 
 #[test]

@@ -1,0 +1,411 @@
+//! Opening one WebSocket connection: DNS, TCP, TLS and the upgrade, each phase timed, over a
+//! stream that counts every byte that crosses the socket (so handshakes, frame headers, masks
+//! and TLS records are all in the wire totals).
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Response};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::WebSocketStream;
+use wsfleet_metrics::{Counter, ErrorKind, Hist, Recorder, SetId};
+
+/// Per-connection buffer sizes. tungstenite's default read buffer is 128 KiB, zero-filled, per
+/// connection (~135 KB of RSS each, and half the connection rate); 4 KiB holds a connection in
+/// a few KB and still reads a typical message in one call.
+pub fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(16 * 1024 * 1024)
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+}
+
+/// The largest message an agent accepts from a target; larger ones end the connection with
+/// error kind `message_too_big`.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// A socket stream that records the bytes it moves into the worker's recorder.
+pub struct Counted<S> {
+    inner: S,
+    recorder: Rc<RefCell<Recorder>>,
+    sent: u64,
+    received: u64,
+}
+
+impl<S> Counted<S> {
+    pub fn new(inner: S, recorder: Rc<RefCell<Recorder>>) -> Self {
+        Counted {
+            inner,
+            recorder,
+            sent: 0,
+            received: 0,
+        }
+    }
+
+    /// Bytes written and read so far on this connection.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.sent, self.received)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        if read > 0 {
+            self.received += read;
+            self.recorder
+                .borrow_mut()
+                .add(Instant::now(), SetId::Connection, Counter::BytesReceived, read);
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(written)) = result {
+            if written > 0 {
+                self.sent += written as u64;
+                self.recorder
+                    .borrow_mut()
+                    .add(Instant::now(), SetId::Connection, Counter::BytesSent, written as u64);
+            }
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buffers: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, buffers);
+        if let Poll::Ready(Ok(written)) = result {
+            if written > 0 {
+                self.sent += written as u64;
+                self.recorder
+                    .borrow_mut()
+                    .add(Instant::now(), SetId::Connection, Counter::BytesSent, written as u64);
+            }
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A counted socket, plain or under TLS (TLS records are what get counted).
+pub enum Transport {
+    Plain(Counted<TcpStream>),
+    Tls(Box<TlsStream<Counted<TcpStream>>>),
+}
+
+impl Transport {
+    pub fn totals(&self) -> (u64, u64) {
+        match self {
+            Transport::Plain(stream) => stream.totals(),
+            Transport::Tls(stream) => stream.get_ref().0.totals(),
+        }
+    }
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_write(cx, data),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, data),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buffers: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, buffers),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, buffers),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Transport::Plain(stream) => stream.is_write_vectored(),
+            Transport::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+pub type Socket = WebSocketStream<Transport>;
+
+/// What a connect step asks for, rendered.
+pub struct ConnectRequest<'a> {
+    pub url: &'a str,
+    pub headers: &'a [(String, String)],
+    pub subprotocols: &'a [String],
+    pub timeout: Duration,
+}
+
+/// An open WebSocket with its handshake response.
+pub struct Opened {
+    pub socket: Socket,
+    pub response: Response<Option<Vec<u8>>>,
+}
+
+/// Why a connection could not be opened, classified for the `errors.<kind>` counters.
+#[derive(Debug)]
+pub struct ConnectError {
+    /// The error counter label: an `ErrorKind` name or `http_<status>`.
+    pub kind: String,
+    pub detail: String,
+}
+
+impl ConnectError {
+    fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
+        ConnectError {
+            kind: kind.name().to_owned(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Shared TLS client settings (one per run).
+pub type TlsConfig = Arc<rustls::ClientConfig>;
+
+/// Trusts the public web roots (webpki-roots) with the ring provider.
+pub fn default_tls_config() -> Result<TlsConfig, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Opens a connection, recording phase timings and handshake bytes in `step`'s set.
+pub async fn open(
+    request: &ConnectRequest<'_>,
+    tls: &TlsConfig,
+    recorder: &Rc<RefCell<Recorder>>,
+    step: SetId,
+) -> Result<Opened, ConnectError> {
+    let started = Instant::now();
+    match tokio::time::timeout(request.timeout, open_phases(request, tls, recorder, step, started)).await {
+        Ok(result) => result,
+        Err(_) => Err(ConnectError::new(
+            ErrorKind::Timeout,
+            format!("connect did not finish within {:?}", request.timeout),
+        )),
+    }
+}
+
+async fn open_phases(
+    request: &ConnectRequest<'_>,
+    tls: &TlsConfig,
+    recorder: &Rc<RefCell<Recorder>>,
+    step: SetId,
+    started: Instant,
+) -> Result<Opened, ConnectError> {
+    let mut ws_request = request
+        .url
+        .into_client_request()
+        .map_err(|error| ConnectError::new(ErrorKind::Protocol, format!("bad URL `{}`: {error}", request.url)))?;
+    for (name, value) in request.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ConnectError::new(ErrorKind::Protocol, format!("bad header name `{name}`")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| ConnectError::new(ErrorKind::Protocol, format!("bad value for header `{name}`")))?;
+        ws_request.headers_mut().insert(name, value);
+    }
+    if !request.subprotocols.is_empty() {
+        let offered = HeaderValue::from_str(&request.subprotocols.join(", "))
+            .map_err(|_| ConnectError::new(ErrorKind::Protocol, "bad subprotocol name"))?;
+        ws_request.headers_mut().insert("sec-websocket-protocol", offered);
+    }
+    let uri = ws_request.uri().clone();
+    let secure = match uri.scheme_str() {
+        Some("wss") => true,
+        Some("ws") => false,
+        _ => {
+            return Err(ConnectError::new(
+                ErrorKind::Protocol,
+                format!("`{}` is not a ws:// or wss:// URL", request.url),
+            ))
+        }
+    };
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+
+    // DNS, only when the host is a name.
+    let address: SocketAddr = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => {
+            let lookup_started = Instant::now();
+            let mut addresses = tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map_err(|error| ConnectError::new(ErrorKind::Dns, format!("cannot resolve `{host}`: {error}")))?;
+            let now = Instant::now();
+            recorder.borrow_mut().record(now, step, Hist::Dns, now - lookup_started);
+            addresses
+                .next()
+                .ok_or_else(|| ConnectError::new(ErrorKind::Dns, format!("`{host}` resolved to no address")))?
+        }
+    };
+
+    let tcp_started = Instant::now();
+    let tcp = TcpStream::connect(address)
+        .await
+        .map_err(|error| io_error(&error, &format!("connect to {address}")))?;
+    let _ = tcp.set_nodelay(true);
+    let now = Instant::now();
+    recorder
+        .borrow_mut()
+        .record(now, step, Hist::TcpConnect, now - tcp_started);
+    let counted = Counted::new(tcp, recorder.clone());
+
+    let transport = if secure {
+        let tls_started = Instant::now();
+        let server_name = rustls_pki_types::ServerName::try_from(host.clone())
+            .map_err(|_| ConnectError::new(ErrorKind::Tls, format!("`{host}` is not a valid TLS server name")))?;
+        let stream = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(server_name, counted)
+            .await
+            .map_err(|error| tls_or_io(&error))?;
+        let now = Instant::now();
+        recorder
+            .borrow_mut()
+            .record(now, step, Hist::TlsHandshake, now - tls_started);
+        Transport::Tls(Box::new(stream))
+    } else {
+        Transport::Plain(counted)
+    };
+
+    let (before_sent, before_received) = transport.totals();
+    let upgrade_started = Instant::now();
+    let (socket, response) =
+        tokio_tungstenite::client_async_with_config(ws_request, transport, Some(websocket_config()))
+            .await
+            .map_err(|error| classify_ws_error(&error))?;
+    let now = Instant::now();
+    let (sent, received) = socket.get_ref().totals();
+    let mut recorder = recorder.borrow_mut();
+    recorder.record(now, step, Hist::WsUpgrade, now - upgrade_started);
+    recorder.record(now, step, Hist::Handshake, now - started);
+    recorder.add(now, SetId::Connection, Counter::HandshakeBytesSent, sent - before_sent);
+    recorder.add(
+        now,
+        SetId::Connection,
+        Counter::HandshakeBytesReceived,
+        received - before_received,
+    );
+    Ok(Opened { socket, response })
+}
+
+fn tls_or_io(error: &io::Error) -> ConnectError {
+    let is_tls = error
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+    if is_tls || error.kind() == io::ErrorKind::InvalidData {
+        ConnectError::new(ErrorKind::Tls, format!("TLS handshake failed: {error}"))
+    } else {
+        io_error(error, "TLS handshake")
+    }
+}
+
+/// Classifies an I/O error; `doing` says what was going on.
+pub fn io_error(error: &io::Error, doing: &str) -> ConnectError {
+    ConnectError::new(io_error_kind(error), format!("{doing}: {error}"))
+}
+
+pub fn io_error_kind(error: &io::Error) -> ErrorKind {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => ErrorKind::Refused,
+        io::ErrorKind::TimedOut => ErrorKind::Timeout,
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof => ErrorKind::Reset,
+        _ => ErrorKind::Io,
+    }
+}
+
+/// Classifies a tungstenite error for the `errors.<kind>` counters.
+pub fn classify_ws_error(error: &WsError) -> ConnectError {
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    match error {
+        WsError::Http(response) => {
+            let status = response.status().as_u16();
+            ConnectError {
+                kind: wsfleet_metrics::catalog::http_status_error(status),
+                detail: format!("the server answered the upgrade with HTTP {status}"),
+            }
+        }
+        WsError::Io(io) => io_error(io, "WebSocket"),
+        WsError::Tls(tls) => ConnectError::new(ErrorKind::Tls, tls.to_string()),
+        WsError::Capacity(capacity) => ConnectError::new(ErrorKind::MessageTooBig, capacity.to_string()),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+        | WsError::ConnectionClosed
+        | WsError::AlreadyClosed => {
+            ConnectError::new(ErrorKind::Reset, "the connection ended without a close handshake")
+        }
+        WsError::Protocol(ProtocolError::HandshakeIncomplete) => {
+            ConnectError::new(ErrorKind::Reset, "the connection ended during the handshake")
+        }
+        other => ConnectError::new(ErrorKind::Protocol, other.to_string()),
+    }
+}

@@ -1,0 +1,165 @@
+//! The agent's session with its controller: one `Attach` stream for the agent's lifetime,
+//! hello and refusal, clock probes, heartbeats both ways, assignments and stops. When the
+//! controller goes silent or away, the load stops.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use wsfleet_proto::v1::fleet_client::FleetClient;
+use wsfleet_proto::v1::{agent_message, controller_message, AgentMessage, ClockReply, Heartbeat, Hello};
+use wsfleet_proto::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
+
+use crate::run::{play, RunControl};
+use crate::{AgentConfig, AgentError};
+
+/// How a session ended.
+pub enum SessionEnd {
+    /// The agent was asked to stop.
+    Cancelled,
+    /// The controller closed the stream or went silent; the load was stopped.
+    Detached(String),
+}
+
+fn unix_nanos_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn message(kind: agent_message::Kind) -> AgentMessage {
+    AgentMessage { kind: Some(kind) }
+}
+
+/// One attachment to the controller, until it ends.
+pub async fn attach_once(
+    config: &AgentConfig,
+    agent_id: &Arc<str>,
+    cancel: &CancellationToken,
+) -> Result<SessionEnd, AgentError> {
+    let endpoint = tonic::transport::Endpoint::from_shared(config.controller.clone())
+        .map_err(|error| AgentError::BadControllerUrl(config.controller.clone(), error.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|error| AgentError::Unreachable(config.controller.clone(), error.to_string()))?;
+    let mut client = FleetClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    let (outgoing, receiver) = mpsc::channel::<AgentMessage>(4096);
+    let capacity = crate::capacity::measure(config.max_connections, config.weight);
+    let hello = Hello {
+        protocol_version: config.protocol_version.unwrap_or(PROTOCOL_VERSION),
+        agent_id: agent_id.to_string(),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        capacity: Some(capacity),
+        token: config.token.clone().unwrap_or_default(),
+        hostname: hostname::get()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    // The channel is empty and its receiver alive: this cannot fail.
+    let _ = outgoing.send(message(agent_message::Kind::Hello(hello))).await;
+    let response = client
+        .attach(ReceiverStream::new(receiver))
+        .await
+        .map_err(|status| AgentError::Unreachable(config.controller.clone(), status.message().to_owned()))?;
+    let mut inbound = response.into_inner();
+
+    let welcome = match tokio::time::timeout(Duration::from_secs(10), inbound.message()).await {
+        Err(_) => {
+            return Err(AgentError::Unreachable(
+                config.controller.clone(),
+                "no answer to hello within 10 s".into(),
+            ))
+        }
+        Ok(Err(status)) => {
+            return Err(AgentError::Unreachable(
+                config.controller.clone(),
+                status.message().to_owned(),
+            ))
+        }
+        Ok(Ok(None)) => {
+            return Err(AgentError::Unreachable(
+                config.controller.clone(),
+                "stream closed after hello".into(),
+            ))
+        }
+        Ok(Ok(Some(first))) => match first.kind {
+            Some(controller_message::Kind::Welcome(welcome)) => welcome,
+            Some(controller_message::Kind::Refusal(refusal)) => {
+                return Err(AgentError::Refused(refusal.reason));
+            }
+            _ => {
+                return Err(AgentError::Unreachable(
+                    config.controller.clone(),
+                    "unexpected first message".into(),
+                ))
+            }
+        },
+    };
+    let heartbeat_every = Duration::from_millis(u64::from(welcome.heartbeat_interval_ms.max(100)));
+    let silence_limit = Duration::from_millis(u64::from(welcome.controller_silence_timeout_ms.max(500)));
+    tracing::info!(agent = %agent_id, controller = %config.controller, "attached");
+
+    let mut heartbeat = tokio::time::interval(heartbeat_every);
+    let mut current_run: Option<(String, RunControl)> = None;
+    let end = loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break SessionEnd::Cancelled,
+            _ = heartbeat.tick() => {
+                let beat = Heartbeat { sent_unix_nanos: unix_nanos_now() };
+                let _ = outgoing.try_send(message(agent_message::Kind::Heartbeat(beat)));
+            }
+            next = tokio::time::timeout(silence_limit, inbound.message()) => {
+                let next = match next {
+                    Err(_) => break SessionEnd::Detached(format!("controller silent for {silence_limit:?}")),
+                    Ok(Err(status)) => break SessionEnd::Detached(format!("stream error: {}", status.message())),
+                    Ok(Ok(None)) => break SessionEnd::Detached("controller closed the stream".into()),
+                    Ok(Ok(Some(next))) => next,
+                };
+                match next.kind {
+                    Some(controller_message::Kind::ClockProbe(probe)) => {
+                        let reply = ClockReply { probe_id: probe.probe_id, agent_unix_nanos: unix_nanos_now() };
+                        let _ = outgoing.send(message(agent_message::Kind::ClockReply(reply))).await;
+                    }
+                    Some(controller_message::Kind::Assignment(assignment)) => {
+                        if let Some((_, control)) = current_run.take() {
+                            // A new assignment replaces a finished or abandoned one.
+                            control.hard.cancel();
+                        }
+                        let control = RunControl::new();
+                        current_run = Some((assignment.run_id.clone(), control.clone()));
+                        tracing::info!(run = %assignment.run_id, "assignment received");
+                        tokio::spawn(play(assignment, agent_id.clone(), config.workers, outgoing.clone(), control));
+                    }
+                    Some(controller_message::Kind::Stop(stop)) => {
+                        if let Some((run_id, control)) = &current_run {
+                            if *run_id == stop.run_id || stop.run_id.is_empty() {
+                                tracing::info!(run = %run_id, reason = %stop.reason, "stop received");
+                                control.stop(Duration::from_millis(u64::from(stop.graceful_ms)));
+                            }
+                        }
+                    }
+                    Some(controller_message::Kind::Heartbeat(_)) | None => {}
+                    Some(controller_message::Kind::Welcome(_)) | Some(controller_message::Kind::Refusal(_)) => {}
+                }
+            }
+        }
+    };
+    // Whatever ended the session, the load stops now (connections are closed with close frames).
+    if let Some((run_id, control)) = current_run {
+        tracing::warn!(run = %run_id, "stopping load: session ended");
+        control.graceful.cancel();
+        control.hard.cancel();
+        // Give VUs their bounded close before the process may exit.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(end)
+}

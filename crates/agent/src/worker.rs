@@ -1,0 +1,129 @@
+//! Worker threads: each runs a single-threaded tokio runtime with its own recorder, so VUs
+//! record without locks or atomics. At every interval boundary a worker hands its finished
+//! intervals to the run's reporter; that is the only cross-thread traffic besides VU starts.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use wsfleet_metrics::catalog::ACTIVE_VUS;
+use wsfleet_metrics::{MetricSets, Recorder};
+use wsfleet_scenario::{Scenario, StepId};
+
+use crate::connection::TlsConfig;
+use crate::vu::{run_vu, RunEnv, VuControl};
+
+/// What the executor tells a worker.
+pub enum WorkerCommand {
+    /// Start a VU; `slot` is its index in this agent's share, echoed back when it ends.
+    Spawn {
+        slot: usize,
+        number: u64,
+        control: VuControl,
+    },
+    /// No more VUs will come: report everything once the running ones have ended.
+    Finish,
+}
+
+/// Finished intervals from one worker. Every interval below `watermark` has been reported.
+pub struct WorkerReport {
+    pub worker: usize,
+    pub intervals: Vec<(u64, MetricSets)>,
+    pub watermark: u64,
+}
+
+/// What every worker of a run needs (all `Send`, shared by reference count).
+#[derive(Clone)]
+pub struct WorkerSetup {
+    pub scenario: Arc<Scenario>,
+    pub static_messages: Arc<HashMap<StepId, Message>>,
+    pub agent_id: Arc<str>,
+    pub named: Arc<HashMap<String, String>>,
+    pub tls: TlsConfig,
+    pub iterations_per_vu: Option<u64>,
+    pub run_start: Instant,
+    pub vu_done: mpsc::UnboundedSender<usize>,
+    pub reports: mpsc::UnboundedSender<WorkerReport>,
+}
+
+/// Starts worker `index` on its own thread.
+pub fn spawn_worker(
+    index: usize,
+    setup: WorkerSetup,
+) -> std::io::Result<(mpsc::UnboundedSender<WorkerCommand>, std::thread::JoinHandle<()>)> {
+    let (commands, receiver) = mpsc::unbounded_channel();
+    let handle = std::thread::Builder::new()
+        .name(format!("wsfleet-worker-{index}"))
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    tracing::error!(worker = index, %error, "cannot start worker runtime");
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&runtime, worker_main(index, setup, receiver));
+        })?;
+    Ok((commands, handle))
+}
+
+async fn worker_main(index: usize, setup: WorkerSetup, mut commands: mpsc::UnboundedReceiver<WorkerCommand>) {
+    let recorder = Rc::new(RefCell::new(Recorder::new(
+        setup.run_start,
+        setup.scenario.step_names.clone(),
+    )));
+    let env = Rc::new(RunEnv {
+        scenario: setup.scenario.clone(),
+        static_messages: setup.static_messages.clone(),
+        agent_id: setup.agent_id.clone(),
+        named: setup.named.clone(),
+        tls: setup.tls.clone(),
+        recorder: recorder.clone(),
+        iterations_per_vu: setup.iterations_per_vu,
+    });
+    let tasks = tokio_util::task::TaskTracker::new();
+    let mut next_boundary = 1u64;
+    let mut finishing = false;
+    loop {
+        // Hand over intervals shortly after each boundary, in run time.
+        let boundary = setup.run_start + Duration::from_secs(next_boundary) + Duration::from_millis(5);
+        tokio::select! {
+            command = commands.recv(), if !finishing => match command {
+                Some(WorkerCommand::Spawn { slot, number, control }) => {
+                    let env = env.clone();
+                    let done = setup.vu_done.clone();
+                    let recorder = recorder.clone();
+                    tasks.spawn_local(async move {
+                        recorder.borrow_mut().gauge_add(ACTIVE_VUS, 1);
+                        run_vu(env, number, control).await;
+                        recorder.borrow_mut().gauge_add(ACTIVE_VUS, -1);
+                        let _ = done.send(slot);
+                    });
+                }
+                Some(WorkerCommand::Finish) | None => {
+                    finishing = true;
+                    tasks.close();
+                }
+            },
+            _ = tasks.wait(), if finishing => break,
+            _ = tokio::time::sleep_until(boundary.into()) => {
+                let now = Instant::now();
+                let intervals = recorder.borrow_mut().take_finished(now);
+                let watermark = recorder.borrow().interval_of(now);
+                next_boundary = watermark + 1;
+                let _ = setup.reports.send(WorkerReport { worker: index, intervals, watermark });
+            }
+        }
+    }
+    let intervals = recorder.borrow_mut().take_all(Instant::now());
+    let _ = setup.reports.send(WorkerReport {
+        worker: index,
+        intervals,
+        watermark: u64::MAX,
+    });
+}

@@ -1,0 +1,332 @@
+//! Orchestrating one run: check the fleet can hold it, hand every agent its assignment with a
+//! common start time in its own clock, aggregate reports exactly, stop on request, and build
+//! the summary.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wsfleet_metrics::MetricSets;
+use wsfleet_proto::v1::{controller_message, Assignment, ControllerMessage, RunPhase, Stop};
+use wsfleet_scenario::{plan, Bundle, Scenario};
+
+use crate::aggregate::Aggregate;
+use crate::registry::{AgentEvent, AgentInfo, Registry};
+use crate::service::unix_nanos_now;
+use crate::summary::{AgentSummary, Summary, Totals, SUMMARY_SCHEMA_VERSION};
+
+/// What to run.
+pub struct RunRequest {
+    pub bundle: Bundle,
+    /// Values for `${...}` the controller resolved (e.g. `testserver.url`).
+    pub variables: HashMap<String, String>,
+    /// How long before the start the assignments go out (agents compile and get ready).
+    pub lead_time: Duration,
+}
+
+/// Live events of a run, for terminals and dashboards.
+#[derive(Debug)]
+pub enum RunEvent {
+    Started {
+        run_id: String,
+        agents: usize,
+        vus: u64,
+    },
+    /// The fleet's figures for one interval, once every agent has reported it.
+    Interval {
+        interval: u64,
+        sets: MetricSets,
+    },
+    AgentLost {
+        agent: String,
+        reason: String,
+    },
+}
+
+/// Why a run could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Scenario(#[from] wsfleet_scenario::ScenarioError),
+    #[error("no agent is attached: start agents with `wsfleet agent --controller URL`")]
+    NoAgents,
+    #[error("the fleet cannot hold this run: {0}")]
+    Capacity(String),
+    #[error("{0}")]
+    Busy(String),
+    #[error("cannot split the load: {0}")]
+    Split(#[from] plan::SplitError),
+}
+
+struct AgentState {
+    info: AgentInfo,
+    vus: u64,
+    phase: RunPhase,
+    detail: String,
+    last_interval: Option<u64>,
+    lost: Option<String>,
+}
+
+/// Runs `request` on every attached agent and returns its summary.
+pub async fn execute(
+    registry: &Arc<Registry>,
+    request: RunRequest,
+    events: Option<mpsc::UnboundedSender<RunEvent>>,
+    stop: CancellationToken,
+) -> Result<Summary, RunError> {
+    let scenario: Scenario = request.bundle.compile()?;
+    let agents = registry.agents();
+    if agents.is_empty() {
+        return Err(RunError::NoAgents);
+    }
+    let weights: Vec<f64> = agents
+        .iter()
+        .map(|agent| {
+            let capacity = &agent.capacity;
+            if capacity.weight > 0.0 {
+                capacity.weight
+            } else {
+                f64::from(capacity.cores.max(1))
+            }
+        })
+        .collect();
+    let max_vus = scenario.plan.max_vus();
+    let shares = plan::split(&weights, max_vus)?;
+    let holdable: u64 = agents.iter().map(|agent| agent.capacity.max_connections).sum();
+    for (agent, share) in agents.iter().zip(&shares) {
+        if *share > agent.capacity.max_connections {
+            return Err(RunError::Capacity(format!(
+                "the scenario needs {max_vus} connections at its peak; agent `{}` would get {share} but holds at most {} (the fleet holds {holdable}): add agents, raise their open-file limit, or lower the load",
+                agent.id, agent.capacity.max_connections
+            )));
+        }
+    }
+
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let (agent_events, mut agent_event_receiver) = mpsc::unbounded_channel();
+    registry.begin_run(&run_id, agent_events).map_err(RunError::Busy)?;
+    let result = drive(
+        registry,
+        &request,
+        &scenario,
+        &run_id,
+        agents,
+        &weights,
+        &shares,
+        events,
+        stop,
+        &mut agent_event_receiver,
+    )
+    .await;
+    registry.end_run(&run_id);
+    Ok(result)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    _registry: &Arc<Registry>,
+    request: &RunRequest,
+    scenario: &Scenario,
+    run_id: &str,
+    agents: Vec<AgentInfo>,
+    weights: &[f64],
+    shares: &[u64],
+    events: Option<mpsc::UnboundedSender<RunEvent>>,
+    stop: CancellationToken,
+    agent_events: &mut mpsc::UnboundedReceiver<(String, AgentEvent)>,
+) -> Summary {
+    let emit = |event: RunEvent| {
+        if let Some(events) = &events {
+            let _ = events.send(event);
+        }
+    };
+    let start_unix = unix_nanos_now() + request.lead_time.as_nanos() as i64;
+    let start_instant = Instant::now() + request.lead_time;
+    let mut states: BTreeMap<String, AgentState> = BTreeMap::new();
+    for (index, (agent, share)) in agents.into_iter().zip(shares).enumerate() {
+        let assignment = Assignment {
+            run_id: run_id.to_owned(),
+            scenario_source: request.bundle.source.clone(),
+            scenario_path: request.bundle.path.clone(),
+            files: request.bundle.files.clone().into_iter().collect(),
+            scenario_hash: request.bundle.hash(),
+            agent_index: index as u32,
+            weights: weights.to_vec(),
+            start_unix_nanos: start_unix + agent.clock_offset_nanos,
+            variables: request.variables.clone(),
+        };
+        let message = ControllerMessage {
+            kind: Some(controller_message::Kind::Assignment(assignment)),
+        };
+        let sent = agent.sender.send(message).await;
+        states.insert(
+            agent.id.clone(),
+            AgentState {
+                vus: *share,
+                phase: RunPhase::Unspecified,
+                detail: String::new(),
+                last_interval: None,
+                lost: sent.is_err().then(|| "stream closed before the assignment".to_owned()),
+                info: agent,
+            },
+        );
+    }
+    emit(RunEvent::Started {
+        run_id: run_id.to_owned(),
+        agents: states.len(),
+        vus: scenario.plan.max_vus(),
+    });
+    tracing::info!(
+        run = run_id,
+        agents = states.len(),
+        vus = scenario.plan.max_vus(),
+        "run started"
+    );
+
+    let mut aggregate = Aggregate::default();
+    let mut next_live = 0u64;
+    let mut outcome = "completed".to_owned();
+    let plan = &scenario.plan;
+    // Past this the run is abandoned whatever the agents say.
+    let hard_deadline = start_instant + plan.max_duration + plan.graceful_stop + Duration::from_secs(30);
+    let mut stop_sent = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        let active = states
+            .values()
+            .filter(|state| state.lost.is_none() && !matches!(state.phase, RunPhase::Finished | RunPhase::Failed))
+            .count();
+        if active == 0 {
+            break;
+        }
+        tokio::select! {
+            _ = stop.cancelled(), if !stop_sent => {
+                stop_sent = true;
+                outcome = "stopped".to_owned();
+                send_stop(&states, run_id, plan.graceful_stop, "stopped by the user").await;
+            }
+            _ = tokio::time::sleep_until(hard_deadline.into()) => {
+                outcome = "failed: agents did not finish in time".to_owned();
+                send_stop(&states, run_id, Duration::ZERO, "run deadline passed").await;
+                break;
+            }
+            _ = tick.tick() => {}
+            Some((agent, event)) = agent_events.recv() => {
+                let Some(state) = states.get_mut(&agent) else { continue };
+                match event {
+                    AgentEvent::Report(report) => {
+                        match aggregate.add(&agent, &report) {
+                            Ok(true) => state.last_interval = Some(state.last_interval.map_or(report.interval, |last| last.max(report.interval))),
+                            Ok(false) => tracing::debug!(agent, interval = report.interval, "duplicate report ignored"),
+                            Err(error) => tracing::warn!(agent, %error, "report refused"),
+                        }
+                    }
+                    AgentEvent::Status(status) => {
+                        let phase = RunPhase::try_from(status.phase).unwrap_or(RunPhase::Unspecified);
+                        state.phase = phase;
+                        state.detail = status.message.clone();
+                        if phase == RunPhase::Failed {
+                            tracing::error!(agent, message = %status.message, "agent could not play the run");
+                            outcome = format!("failed: agent `{agent}`: {}", status.message);
+                            if !stop_sent {
+                                stop_sent = true;
+                                send_stop(&states, run_id, Duration::ZERO, "another agent failed").await;
+                            }
+                        }
+                    }
+                    AgentEvent::Detached(reason) => {
+                        emit(RunEvent::AgentLost { agent: agent.clone(), reason: reason.clone() });
+                        tracing::warn!(agent, %reason, "agent lost during the run");
+                        state.lost = Some(reason);
+                    }
+                }
+            }
+        }
+        // Live figures: each interval once all agents still in the run have reported it.
+        let reporting = states.values().filter(|state| state.lost.is_none()).count();
+        while let Some(complete) = aggregate.complete_through(reporting) {
+            if next_live > complete {
+                break;
+            }
+            if let Some(sets) = aggregate.intervals.get(&next_live) {
+                emit(RunEvent::Interval {
+                    interval: next_live,
+                    sets: sets.clone(),
+                });
+            }
+            next_live += 1;
+        }
+    }
+    // Intervals that some agent never reported (lost agents) are still shown.
+    let last = aggregate.intervals.keys().next_back().copied();
+    if let Some(last) = last {
+        while next_live <= last {
+            if let Some(sets) = aggregate.intervals.get(&next_live) {
+                emit(RunEvent::Interval {
+                    interval: next_live,
+                    sets: sets.clone(),
+                });
+            }
+            next_live += 1;
+        }
+    }
+    if states.values().any(|state| state.lost.is_some()) && outcome == "completed" {
+        outcome = "completed with lost agents".to_owned();
+    }
+    let duration_seconds = start_instant.elapsed().as_secs_f64().max(0.0);
+    let peak_active = aggregate
+        .peak_gauges
+        .get(wsfleet_metrics::catalog::ACTIVE_CONNECTIONS)
+        .copied()
+        .unwrap_or(0);
+    Summary {
+        schema_version: SUMMARY_SCHEMA_VERSION,
+        run_id: run_id.to_owned(),
+        scenario: scenario.name.clone(),
+        duration_seconds,
+        agents: states
+            .values()
+            .map(|state| AgentSummary {
+                id: state.info.id.clone(),
+                hostname: state.info.hostname.clone(),
+                vus: state.vus,
+                intervals_reported: aggregate
+                    .reported
+                    .values()
+                    .filter(|agents| agents.contains(&state.info.id))
+                    .count() as u64,
+                state: match &state.lost {
+                    Some(reason) => format!("lost: {reason}"),
+                    None => format!("{:?}", state.phase).to_lowercase(),
+                },
+            })
+            .collect(),
+        outcome,
+        totals: Totals::from_sets(&aggregate.totals, peak_active, duration_seconds),
+        steps: Summary::steps_of(&aggregate.totals, &scenario.step_names),
+        intervals: aggregate
+            .intervals
+            .iter()
+            .map(|(interval, sets)| Summary::interval_of(*interval, sets))
+            .collect(),
+    }
+}
+
+async fn send_stop(states: &BTreeMap<String, AgentState>, run_id: &str, graceful: Duration, reason: &str) {
+    for state in states.values().filter(|state| state.lost.is_none()) {
+        let stop = Stop {
+            run_id: run_id.to_owned(),
+            graceful_ms: graceful.as_millis() as u32,
+            reason: reason.to_owned(),
+        };
+        let _ = state
+            .info
+            .sender
+            .send(ControllerMessage {
+                kind: Some(controller_message::Kind::Stop(stop)),
+            })
+            .await;
+    }
+}

@@ -1,0 +1,234 @@
+//! The `wsfleet.v1.Fleet` gRPC service: one `Attach` stream per agent.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+use wsfleet_proto::v1::fleet_server::Fleet;
+use wsfleet_proto::v1::{
+    agent_message, controller_message, AgentMessage, ClockProbe, ControllerMessage, Refusal, Welcome,
+};
+use wsfleet_proto::PROTOCOL_VERSION;
+
+use crate::registry::{AgentEvent, AgentInfo, Registry};
+use crate::ControllerSettings;
+
+/// Clock probes sent to each agent after its hello; the one with the shortest round trip wins.
+const CLOCK_PROBES: u64 = 5;
+
+pub fn unix_nanos_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+pub struct FleetService {
+    pub registry: Arc<Registry>,
+    pub settings: Arc<ControllerSettings>,
+    /// Ends every agent stream when the controller shuts down, so agents learn at once.
+    pub shutdown: CancellationToken,
+}
+
+fn controller_message(kind: controller_message::Kind) -> ControllerMessage {
+    ControllerMessage { kind: Some(kind) }
+}
+
+type OutboundStream = Pin<Box<dyn Stream<Item = Result<ControllerMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Fleet for FleetService {
+    type AttachStream = OutboundStream;
+
+    async fn attach(&self, request: Request<Streaming<AgentMessage>>) -> Result<Response<Self::AttachStream>, Status> {
+        let address = request.remote_addr().map(|addr| addr.to_string()).unwrap_or_default();
+        let mut inbound = request.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("the stream ended before the agent's hello"))?;
+        let Some(agent_message::Kind::Hello(hello)) = first.kind else {
+            return Err(Status::invalid_argument(
+                "the first message on the stream must be a hello",
+            ));
+        };
+        let (sender, receiver) = mpsc::channel::<ControllerMessage>(1024);
+        let outbound: OutboundStream = Box::pin(tokio_stream::StreamExt::map(ReceiverStream::new(receiver), Ok));
+
+        let refusal = if hello.protocol_version != PROTOCOL_VERSION {
+            Some(format!(
+                "agent `{}` speaks wsfleet protocol version {} but this controller speaks version {}: run agents and controller of the same wsfleet release",
+                hello.agent_id, hello.protocol_version, PROTOCOL_VERSION
+            ))
+        } else if self.settings.token.as_ref().is_some_and(|token| *token != hello.token) {
+            Some(format!(
+                "agent `{}` presented a wrong or missing token: start it with the controller's --token",
+                hello.agent_id
+            ))
+        } else if hello.agent_id.is_empty() {
+            Some("the agent sent an empty id: give it one with --id".to_owned())
+        } else if self.registry.contains(&hello.agent_id) {
+            Some(format!(
+                "an agent with id `{}` is already attached: give each agent its own --id",
+                hello.agent_id
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            tracing::warn!(agent = %hello.agent_id, %address, %reason, "agent refused");
+            let refusal = Refusal {
+                reason,
+                protocol_version: PROTOCOL_VERSION,
+            };
+            let _ = sender
+                .send(controller_message(controller_message::Kind::Refusal(refusal)))
+                .await;
+            return Ok(Response::new(outbound));
+        }
+        let welcome = Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            controller_version: env!("CARGO_PKG_VERSION").to_owned(),
+            heartbeat_interval_ms: self.settings.heartbeat_interval.as_millis() as u32,
+            controller_silence_timeout_ms: self.settings.silence_timeout.as_millis() as u32,
+        };
+        // The welcome goes out before the agent is registered, so nothing (an assignment) can
+        // overtake it; read_agent registers the agent once its clock offset is known.
+        let _ = sender
+            .send(controller_message(controller_message::Kind::Welcome(welcome)))
+            .await;
+        let now = Instant::now();
+        let info = AgentInfo {
+            id: hello.agent_id.clone(),
+            version: hello.agent_version.clone(),
+            hostname: hello.hostname.clone(),
+            address,
+            capacity: hello.capacity.clone().unwrap_or_default(),
+            clock_offset_nanos: 0,
+            clock_rtt_nanos: i64::MAX,
+            attached_at: now,
+            last_seen: now,
+            sender: sender.clone(),
+        };
+        tokio::spawn(read_agent(
+            info,
+            inbound,
+            sender,
+            self.registry.clone(),
+            self.settings.clone(),
+            self.shutdown.clone(),
+        ));
+        Ok(Response::new(outbound))
+    }
+}
+
+/// Measures the agent's clock offset with a few probes: the probe with the shortest round
+/// trip gives `agent_time - (sent + rtt / 2)`.
+async fn probe_clock(
+    agent: &mut AgentInfo,
+    inbound: &mut Streaming<AgentMessage>,
+    sender: &mpsc::Sender<ControllerMessage>,
+) -> Result<(), String> {
+    for probe_id in 0..CLOCK_PROBES {
+        let sent_at = unix_nanos_now();
+        let probe = ClockProbe { probe_id };
+        if sender
+            .send(controller_message(controller_message::Kind::ClockProbe(probe)))
+            .await
+            .is_err()
+        {
+            return Err("stream closed during clock probes".into());
+        }
+        loop {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(5), inbound.message())
+                .await
+                .map_err(|_| "no answer to a clock probe within 5 s".to_owned())?
+                .map_err(|status| format!("stream error: {}", status.message()))?
+                .ok_or_else(|| "agent closed the stream".to_owned())?;
+            match next.kind {
+                Some(agent_message::Kind::ClockReply(reply)) if reply.probe_id == probe_id => {
+                    let rtt = unix_nanos_now() - sent_at;
+                    if rtt < agent.clock_rtt_nanos {
+                        agent.clock_rtt_nanos = rtt;
+                        agent.clock_offset_nanos = reply.agent_unix_nanos - (sent_at + rtt / 2);
+                    }
+                    break;
+                }
+                // Heartbeats may interleave; anything else before registration is ignored.
+                _ => continue,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Registers the agent once its clock is known, then reads its stream until it ends:
+/// heartbeats and run messages.
+async fn read_agent(
+    mut agent: AgentInfo,
+    mut inbound: Streaming<AgentMessage>,
+    sender: mpsc::Sender<ControllerMessage>,
+    registry: Arc<Registry>,
+    settings: Arc<ControllerSettings>,
+    shutdown: CancellationToken,
+) {
+    let agent_id = agent.id.clone();
+    if let Err(reason) = probe_clock(&mut agent, &mut inbound, &sender).await {
+        tracing::warn!(agent = %agent_id, %reason, "agent dropped before registration");
+        return;
+    }
+    let cores = agent.capacity.cores;
+    let offset_us = agent.clock_offset_nanos / 1000;
+    if let Err(reason) = registry.attach(agent) {
+        let refusal = Refusal {
+            reason,
+            protocol_version: PROTOCOL_VERSION,
+        };
+        let _ = sender
+            .send(controller_message(controller_message::Kind::Refusal(refusal)))
+            .await;
+        return;
+    }
+    tracing::info!(agent = %agent_id, cores, clock_offset_us = offset_us, "agent attached");
+    let mut heartbeat = tokio::time::interval(settings.heartbeat_interval);
+    let reason = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break "controller shutting down".to_owned(),
+            _ = heartbeat.tick() => {
+                let beat = wsfleet_proto::v1::Heartbeat { sent_unix_nanos: unix_nanos_now() };
+                let _ = sender.try_send(controller_message(controller_message::Kind::Heartbeat(beat)));
+            }
+            next = tokio::time::timeout(settings.silence_timeout, inbound.message()) => {
+                let message = match next {
+                    Err(_) => break format!("agent silent for {:?}", settings.silence_timeout),
+                    Ok(Err(status)) => break format!("stream error: {}", status.message()),
+                    Ok(Ok(None)) => break "agent closed the stream".to_owned(),
+                    Ok(Ok(Some(message))) => message,
+                };
+                registry.update(&agent_id, |agent| agent.last_seen = Instant::now());
+                match message.kind {
+                    Some(agent_message::Kind::Report(report)) => {
+                        let run_id = report.run_id.clone();
+                        registry.deliver(&agent_id, &run_id, AgentEvent::Report(report));
+                    }
+                    Some(agent_message::Kind::RunStatus(status)) => {
+                        let run_id = status.run_id.clone();
+                        registry.deliver(&agent_id, &run_id, AgentEvent::Status(status));
+                    }
+                    Some(agent_message::Kind::Heartbeat(_)) | Some(agent_message::Kind::ClockReply(_)) => {}
+                    Some(agent_message::Kind::Hello(_)) => {
+                        tracing::warn!(agent = %agent_id, "second hello on one stream ignored");
+                    }
+                    None => {}
+                }
+            }
+        }
+    };
+    tracing::info!(agent = %agent_id, %reason, "agent detached");
+    registry.detach(&agent_id, &reason);
+}

@@ -1,0 +1,342 @@
+//! The end-of-run summary: what users read in the terminal and what `--out json` writes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use wsfleet_metrics::catalog::{CLOSE_CODES, ERRORS};
+use wsfleet_metrics::summary::LatencyStats;
+use wsfleet_metrics::{Counter, Hist, MetricSets, SetData, CONNECTION_SET};
+
+/// Version of the summary's JSON shape (docs/metrics.md).
+pub const SUMMARY_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub schema_version: u32,
+    pub run_id: String,
+    pub scenario: String,
+    /// Wall time from the common start to the last report, seconds.
+    pub duration_seconds: f64,
+    pub agents: Vec<AgentSummary>,
+    /// How the run ended: `completed`, `stopped`, `failed: ...`.
+    pub outcome: String,
+    pub totals: Totals,
+    /// Per step, in scenario order.
+    pub steps: Vec<StepSummary>,
+    /// Per interval, the fleet's figures.
+    pub intervals: Vec<IntervalSummary>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AgentSummary {
+    pub id: String,
+    pub hostname: String,
+    pub vus: u64,
+    pub intervals_reported: u64,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Totals {
+    /// Every counter of the catalog (zeros included), plus labeled ones.
+    pub counters: BTreeMap<String, u64>,
+    pub errors: BTreeMap<String, u64>,
+    pub close_codes: BTreeMap<String, u64>,
+    pub latency: BTreeMap<String, LatencyStats>,
+    pub peak_active_connections: i64,
+    /// LoadRunner's WebSocket Statistics as averages over the run.
+    pub new_connections_per_second: f64,
+    pub failed_connections_per_second: f64,
+    pub bytes_sent_per_second: f64,
+    pub bytes_received_per_second: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StepSummary {
+    pub name: String,
+    pub counters: BTreeMap<String, u64>,
+    pub latency: BTreeMap<String, LatencyStats>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct IntervalSummary {
+    /// Seconds since the start.
+    pub interval: u64,
+    pub counters: BTreeMap<String, u64>,
+    pub gauges: BTreeMap<String, i64>,
+    pub latency: BTreeMap<String, LatencyStats>,
+}
+
+fn latency_of(set: &SetData) -> BTreeMap<String, LatencyStats> {
+    set.histograms
+        .iter()
+        .map(|(name, histogram)| (name.clone(), LatencyStats::of(histogram)))
+        .collect()
+}
+
+fn plain_counters(set: &SetData) -> BTreeMap<String, u64> {
+    set.counters
+        .iter()
+        .filter(|(name, _)| !name.contains('.'))
+        .map(|(name, value)| (name.clone(), *value))
+        .collect()
+}
+
+impl Totals {
+    pub fn from_sets(totals: &MetricSets, peak_active_connections: i64, duration_seconds: f64) -> Totals {
+        let total = totals.total();
+        let mut counters: BTreeMap<String, u64> = Counter::ALL
+            .iter()
+            .map(|counter| (counter.name().to_owned(), 0))
+            .collect();
+        counters.extend(plain_counters(&total));
+        // Rates are per second of run; a run shorter than a second counts as one second, the
+        // resolution of the per-interval series.
+        let seconds = duration_seconds.max(1.0);
+        let per_second = |name: &str| total.counter(name) as f64 / seconds;
+        Totals {
+            errors: total
+                .labeled(ERRORS)
+                .map(|(label, value)| (label.to_owned(), value))
+                .collect(),
+            close_codes: total
+                .labeled(CLOSE_CODES)
+                .map(|(label, value)| (label.to_owned(), value))
+                .collect(),
+            latency: latency_of(&total),
+            peak_active_connections,
+            new_connections_per_second: per_second(Counter::ConnectionsOpened.name()),
+            failed_connections_per_second: per_second(Counter::ConnectionsFailed.name()),
+            bytes_sent_per_second: per_second(Counter::BytesSent.name()),
+            bytes_received_per_second: per_second(Counter::BytesReceived.name()),
+            counters,
+        }
+    }
+
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
+}
+
+impl Summary {
+    /// The per-step table, in scenario order.
+    pub fn steps_of(totals: &MetricSets, step_names: &[String]) -> Vec<StepSummary> {
+        step_names
+            .iter()
+            .filter_map(|name| {
+                let set = totals.sets.get(name)?;
+                Some(StepSummary {
+                    name: name.clone(),
+                    counters: set.counters.clone(),
+                    latency: latency_of(set),
+                })
+            })
+            .collect()
+    }
+
+    pub fn interval_of(interval: u64, sets: &MetricSets) -> IntervalSummary {
+        let total = sets.total();
+        IntervalSummary {
+            interval,
+            counters: total.counters.clone(),
+            gauges: sets.gauges.clone(),
+            latency: latency_of(&total),
+        }
+    }
+
+    /// The terminal rendering.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let totals = &self.totals;
+        let _ = writeln!(
+            out,
+            "\nrun {} of `{}`: {} after {:.1} s on {} agent(s)",
+            self.run_id,
+            self.scenario,
+            self.outcome,
+            self.duration_seconds,
+            self.agents.len()
+        );
+        let _ = writeln!(out, "\nWebSocket statistics           total        per second");
+        let row = |out: &mut String, label: &str, total: u64, rate: f64, bytes: bool| {
+            let (total_text, rate_text) = if bytes {
+                (human_bytes(total as f64), format!("{}/s", human_bytes(rate)))
+            } else {
+                (total.to_string(), format!("{}/s", human_count(rate)))
+            };
+            let _ = writeln!(out, "  {label:<27} {total_text:>10} {rate_text:>16}");
+        };
+        row(
+            &mut out,
+            "New Connections",
+            totals.counter("connections_opened"),
+            totals.new_connections_per_second,
+            false,
+        );
+        row(
+            &mut out,
+            "Failed Connections",
+            totals.counter("connections_failed"),
+            totals.failed_connections_per_second,
+            false,
+        );
+        row(
+            &mut out,
+            "Bytes Sent (wire)",
+            totals.counter("bytes_sent"),
+            totals.bytes_sent_per_second,
+            true,
+        );
+        row(
+            &mut out,
+            "Bytes Received (wire)",
+            totals.counter("bytes_received"),
+            totals.bytes_received_per_second,
+            true,
+        );
+        let seconds = self.duration_seconds.max(1.0);
+        for (label, name, bytes) in [
+            ("Payload Bytes Sent", "payload_bytes_sent", true),
+            ("Payload Bytes Received", "payload_bytes_received", true),
+            ("Messages Sent", "messages_sent", false),
+            ("Messages Received", "messages_received", false),
+            ("Receive Timeouts", "receive_timeouts", false),
+            ("Iterations", "iterations", false),
+            ("Iterations Failed", "iterations_failed", false),
+        ] {
+            let total = totals.counter(name);
+            row(&mut out, label, total, total as f64 / seconds, bytes);
+        }
+        let _ = writeln!(
+            out,
+            "  {:<27} {:>10}",
+            "Peak Active Connections", totals.peak_active_connections
+        );
+        if !totals.latency.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nlatency               count      p50      p90      p95      p99    p99.9      max"
+            );
+            for hist in Hist::ALL {
+                if let Some(stats) = totals.latency.get(hist.name()) {
+                    let _ = writeln!(
+                        out,
+                        "  {:<16} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                        hist.name(),
+                        stats.count,
+                        human_micros(stats.p50_us),
+                        human_micros(stats.p90_us),
+                        human_micros(stats.p95_us),
+                        human_micros(stats.p99_us),
+                        human_micros(stats.p999_us),
+                        human_micros(stats.max_us)
+                    );
+                }
+            }
+        }
+        if !totals.errors.is_empty() {
+            let _ = writeln!(out, "\nerrors");
+            for (kind, count) in &totals.errors {
+                let _ = writeln!(out, "  {kind:<27} {count:>10}");
+            }
+        }
+        if !totals.close_codes.is_empty() {
+            let _ = writeln!(out, "\nclose codes from the server");
+            for (code, count) in &totals.close_codes {
+                let _ = writeln!(out, "  {code:<27} {count:>10}");
+            }
+        }
+        if !self.steps.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nsteps                    conns   failed  msgs out   msgs in  timeouts   errors  p99 latency"
+            );
+            for step in &self.steps {
+                if step.name == CONNECTION_SET {
+                    continue;
+                }
+                let count = |name: &str| step.counters.get(name).copied().unwrap_or(0);
+                let errors: u64 = step
+                    .counters
+                    .iter()
+                    .filter(|(name, _)| name.starts_with("errors."))
+                    .map(|(_, v)| v)
+                    .sum();
+                let p99 = step
+                    .latency
+                    .get("message_latency")
+                    .or_else(|| step.latency.get("handshake"))
+                    .or_else(|| step.latency.get("ping_latency"))
+                    .or_else(|| step.latency.get("close_latency"))
+                    .map_or("-".to_owned(), |stats| human_micros(stats.p99_us));
+                let _ = writeln!(
+                    out,
+                    "  {:<20} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>12}",
+                    step.name,
+                    count("connections_opened"),
+                    count("connections_failed"),
+                    count("messages_sent"),
+                    count("messages_received"),
+                    count("receive_timeouts"),
+                    errors,
+                    p99
+                );
+            }
+        }
+        out
+    }
+}
+
+/// 1234567 -> "1.23 MB" (decimal units, as network rates are usually given).
+pub fn human_bytes(value: f64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = value;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < units.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} {}", units[unit])
+    } else {
+        format!("{value:.2} {}", units[unit])
+    }
+}
+
+/// 12345.6 -> "12.3k".
+pub fn human_count(value: f64) -> String {
+    if value >= 1_000_000.0 {
+        format!("{:.2}M", value / 1_000_000.0)
+    } else if value >= 10_000.0 {
+        format!("{:.1}k", value / 1000.0)
+    } else if value >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+/// Microseconds to a short human duration.
+pub fn human_micros(micros: u64) -> String {
+    if micros >= 1_000_000 {
+        format!("{:.2}s", micros as f64 / 1_000_000.0)
+    } else if micros >= 1000 {
+        format!("{:.2}ms", micros as f64 / 1000.0)
+    } else {
+        format!("{micros}µs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_bytes(999.0), "999 B");
+        assert_eq!(human_bytes(4_100_000.0), "4.10 MB");
+        assert_eq!(human_count(12_345.0), "12.3k");
+        assert_eq!(human_micros(1500), "1.50ms");
+    }
+}

@@ -1,0 +1,204 @@
+//! Every built-in metric's name, in one place. Names are what users see in summaries, JSON,
+//! CSV, Prometheus and thresholds; docs/metrics.md defines each one.
+
+/// Counters: monotonic counts per interval. Each event is counted once, in one metric set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Counter {
+    /// WebSocket handshakes that completed with 101 (LoadRunner's New Connections).
+    ConnectionsOpened,
+    /// Connection attempts that did not reach an open WebSocket (Failed Connections).
+    ConnectionsFailed,
+    /// Open connections that ended (by either side, cleanly or not).
+    ConnectionsClosed,
+    /// Bytes written to sockets: handshakes, frame headers, masks, payloads, TLS records.
+    BytesSent,
+    /// Bytes read from sockets.
+    BytesReceived,
+    /// The part of `BytesSent` written during WebSocket handshakes.
+    HandshakeBytesSent,
+    /// The part of `BytesReceived` read during WebSocket handshakes.
+    HandshakeBytesReceived,
+    /// Application payload of data messages sent (text and binary).
+    PayloadBytesSent,
+    PayloadBytesReceived,
+    /// Data messages (text + binary).
+    MessagesSent,
+    MessagesReceived,
+    TextMessagesSent,
+    BinaryMessagesSent,
+    TextMessagesReceived,
+    BinaryMessagesReceived,
+    PingsSent,
+    PongsReceived,
+    /// Receive steps whose timeout passed without a (matching) message.
+    ReceiveTimeouts,
+    /// Scenario iterations that ran every step.
+    Iterations,
+    /// Scenario iterations cut short by an error.
+    IterationsFailed,
+}
+
+impl Counter {
+    pub const ALL: [Counter; 20] = [
+        Counter::ConnectionsOpened,
+        Counter::ConnectionsFailed,
+        Counter::ConnectionsClosed,
+        Counter::BytesSent,
+        Counter::BytesReceived,
+        Counter::HandshakeBytesSent,
+        Counter::HandshakeBytesReceived,
+        Counter::PayloadBytesSent,
+        Counter::PayloadBytesReceived,
+        Counter::MessagesSent,
+        Counter::MessagesReceived,
+        Counter::TextMessagesSent,
+        Counter::BinaryMessagesSent,
+        Counter::TextMessagesReceived,
+        Counter::BinaryMessagesReceived,
+        Counter::PingsSent,
+        Counter::PongsReceived,
+        Counter::ReceiveTimeouts,
+        Counter::Iterations,
+        Counter::IterationsFailed,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::ConnectionsOpened => "connections_opened",
+            Counter::ConnectionsFailed => "connections_failed",
+            Counter::ConnectionsClosed => "connections_closed",
+            Counter::BytesSent => "bytes_sent",
+            Counter::BytesReceived => "bytes_received",
+            Counter::HandshakeBytesSent => "handshake_bytes_sent",
+            Counter::HandshakeBytesReceived => "handshake_bytes_received",
+            Counter::PayloadBytesSent => "payload_bytes_sent",
+            Counter::PayloadBytesReceived => "payload_bytes_received",
+            Counter::MessagesSent => "messages_sent",
+            Counter::MessagesReceived => "messages_received",
+            Counter::TextMessagesSent => "text_messages_sent",
+            Counter::BinaryMessagesSent => "binary_messages_sent",
+            Counter::TextMessagesReceived => "text_messages_received",
+            Counter::BinaryMessagesReceived => "binary_messages_received",
+            Counter::PingsSent => "pings_sent",
+            Counter::PongsReceived => "pongs_received",
+            Counter::ReceiveTimeouts => "receive_timeouts",
+            Counter::Iterations => "iterations",
+            Counter::IterationsFailed => "iterations_failed",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Counter> {
+        Counter::ALL.into_iter().find(|counter| counter.name() == name)
+    }
+}
+
+/// Labeled counter families: the name is `family.label`, e.g. `errors.refused`.
+pub const ERRORS: &str = "errors";
+pub const CLOSE_CODES: &str = "close_codes";
+
+/// Latency histograms, in microseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Hist {
+    /// From the start of a connect step to the 101 response: DNS + TCP + TLS + upgrade.
+    Handshake,
+    Dns,
+    TcpConnect,
+    TlsHandshake,
+    /// From the upgrade request written to the 101 response read.
+    WsUpgrade,
+    /// From a send to the receive that answers it.
+    MessageLatency,
+    /// From a ping to its pong.
+    PingLatency,
+    /// From a close frame sent to the server's close frame.
+    CloseLatency,
+}
+
+impl Hist {
+    pub const ALL: [Hist; 8] = [
+        Hist::Handshake,
+        Hist::Dns,
+        Hist::TcpConnect,
+        Hist::TlsHandshake,
+        Hist::WsUpgrade,
+        Hist::MessageLatency,
+        Hist::PingLatency,
+        Hist::CloseLatency,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Hist::Handshake => "handshake",
+            Hist::Dns => "dns",
+            Hist::TcpConnect => "tcp_connect",
+            Hist::TlsHandshake => "tls_handshake",
+            Hist::WsUpgrade => "ws_upgrade",
+            Hist::MessageLatency => "message_latency",
+            Hist::PingLatency => "ping_latency",
+            Hist::CloseLatency => "close_latency",
+        }
+    }
+}
+
+/// Gauges sampled at each interval's end; the fleet's value is the sum over agents.
+pub const ACTIVE_CONNECTIONS: &str = "active_connections";
+pub const ACTIVE_VUS: &str = "active_vus";
+
+/// The kinds of error a connection or step can end with; `errors.<kind>` counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The target refused the TCP connection.
+    Refused,
+    /// A connect, handshake or close did not finish in time.
+    Timeout,
+    /// The host name did not resolve.
+    Dns,
+    /// TLS failed (certificate, protocol).
+    Tls,
+    /// The connection was reset or closed without a close frame.
+    Reset,
+    /// The server broke the WebSocket protocol (bad frame, bad handshake response).
+    Protocol,
+    /// The server's message exceeded the configured maximum size.
+    MessageTooBig,
+    /// The server did not select a subprotocol we asked for, or another expectation failed.
+    Expectation,
+    /// The server closed the connection while a step still needed it.
+    Closed,
+    /// Any other I/O error.
+    Io,
+}
+
+impl ErrorKind {
+    pub const fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Refused => "refused",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Dns => "dns",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::MessageTooBig => "message_too_big",
+            ErrorKind::Expectation => "expectation",
+            ErrorKind::Closed => "closed",
+            ErrorKind::Io => "io",
+        }
+    }
+}
+
+/// The counter name for an error kind; an upgrade refused with HTTP status S is `http_S`.
+pub fn error_counter(kind: &str) -> String {
+    format!("{ERRORS}.{kind}")
+}
+
+pub fn http_status_error(status: u16) -> String {
+    format!("http_{status}")
+}
+
+pub fn close_code_counter(code: u16) -> String {
+    format!("{CLOSE_CODES}.{code}")
+}

@@ -1,0 +1,251 @@
+//! The hot-path recorder: one per worker thread, owned by that thread, no locks or atomics.
+//! Events are keyed by the run-time second they happen in; at each boundary the worker takes
+//! the finished intervals and converts them once to [`MetricSets`].
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::catalog::{Counter, Hist};
+use crate::sets::{new_histogram, MetricSets, SetData, CONNECTION_SET};
+
+/// Which metric set an event belongs to: the connection set or a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SetId {
+    Connection,
+    Step(u16),
+}
+
+impl SetId {
+    fn slot(self) -> usize {
+        match self {
+            SetId::Connection => 0,
+            SetId::Step(step) => step as usize + 1,
+        }
+    }
+}
+
+/// Counts of one set during one interval.
+#[derive(Clone)]
+struct SlotData {
+    counters: [u64; Counter::COUNT],
+    histograms: [Option<Box<Histogram<u64>>>; Hist::COUNT],
+}
+
+impl Default for SlotData {
+    fn default() -> Self {
+        SlotData {
+            counters: [0; Counter::COUNT],
+            histograms: Default::default(),
+        }
+    }
+}
+
+struct Interval {
+    index: u64,
+    slots: Vec<SlotData>,
+    labeled: BTreeMap<(usize, String), u64>,
+    gauges: BTreeMap<&'static str, i64>,
+}
+
+impl Interval {
+    fn new(index: u64, slot_count: usize) -> Interval {
+        Interval {
+            index,
+            slots: vec![SlotData::default(); slot_count],
+            labeled: BTreeMap::new(),
+            gauges: BTreeMap::new(),
+        }
+    }
+}
+
+/// Records one worker's events into one-second intervals of run time.
+pub struct Recorder {
+    run_start: Instant,
+    step_names: Vec<String>,
+    current: Interval,
+    finished: Vec<Interval>,
+    /// Gauges as they stand now; copied into each interval when it closes.
+    live_gauges: BTreeMap<&'static str, i64>,
+}
+
+impl Recorder {
+    pub fn new(run_start: Instant, step_names: Vec<String>) -> Recorder {
+        let slot_count = step_names.len() + 1;
+        Recorder {
+            run_start,
+            step_names,
+            current: Interval::new(0, slot_count),
+            finished: Vec::new(),
+            live_gauges: BTreeMap::new(),
+        }
+    }
+
+    /// The run-time interval an instant falls in (before the start counts as interval 0).
+    pub fn interval_of(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.run_start).as_secs()
+    }
+
+    fn interval_at(&mut self, at: Instant) -> &mut Interval {
+        let index = self.interval_of(at);
+        if index > self.current.index {
+            self.close_through(index);
+        }
+        &mut self.current
+    }
+
+    /// Closes every interval before `index`, sampling gauges into each.
+    fn close_through(&mut self, index: u64) {
+        let slot_count = self.step_names.len() + 1;
+        while self.current.index < index {
+            let next = Interval::new(self.current.index + 1, slot_count);
+            let mut done = std::mem::replace(&mut self.current, next);
+            done.gauges = self.live_gauges.clone();
+            self.finished.push(done);
+        }
+    }
+
+    pub fn add(&mut self, at: Instant, set: SetId, counter: Counter, amount: u64) {
+        let interval = self.interval_at(at);
+        interval.slots[set.slot()].counters[counter as usize] += amount;
+    }
+
+    /// Counts a labeled event, e.g. `errors.refused` or `close_codes.1000`.
+    pub fn add_labeled(&mut self, at: Instant, set: SetId, name: String, amount: u64) {
+        let interval = self.interval_at(at);
+        *interval.labeled.entry((set.slot(), name)).or_insert(0) += amount;
+    }
+
+    /// Records a latency (microsecond resolution; an hour or more saturates at the maximum).
+    pub fn record(&mut self, at: Instant, set: SetId, hist: Hist, value: Duration) {
+        let interval = self.interval_at(at);
+        let histogram =
+            interval.slots[set.slot()].histograms[hist as usize].get_or_insert_with(|| Box::new(new_histogram()));
+        let micros = u64::try_from(value.as_micros()).unwrap_or(u64::MAX).max(1);
+        histogram.saturating_record(micros);
+    }
+
+    /// Moves a gauge (e.g. active connections) by `delta`.
+    pub fn gauge_add(&mut self, name: &'static str, delta: i64) {
+        *self.live_gauges.entry(name).or_insert(0) += delta;
+    }
+
+    pub fn gauge(&self, name: &'static str) -> i64 {
+        self.live_gauges.get(name).copied().unwrap_or(0)
+    }
+
+    /// Every interval that ended before `now`, converted, oldest first.
+    pub fn take_finished(&mut self, now: Instant) -> Vec<(u64, MetricSets)> {
+        let index = self.interval_of(now);
+        if index > self.current.index {
+            self.close_through(index);
+        }
+        let finished = std::mem::take(&mut self.finished);
+        finished
+            .into_iter()
+            .map(|interval| (interval.index, self.convert(interval)))
+            .collect()
+    }
+
+    /// Closes the current interval too (at the end of a run) and returns everything left.
+    pub fn take_all(&mut self, now: Instant) -> Vec<(u64, MetricSets)> {
+        let mut taken = self.take_finished(now);
+        let slot_count = self.step_names.len() + 1;
+        let next = Interval::new(self.current.index + 1, slot_count);
+        let mut last = std::mem::replace(&mut self.current, next);
+        last.gauges = self.live_gauges.clone();
+        let index = last.index;
+        taken.push((index, self.convert(last)));
+        taken
+    }
+
+    fn convert(&self, interval: Interval) -> MetricSets {
+        let mut sets: BTreeMap<String, SetData> = BTreeMap::new();
+        for (slot, data) in interval.slots.into_iter().enumerate() {
+            let has_counts = data.counters.iter().any(|value| *value > 0);
+            let has_histograms = data.histograms.iter().any(Option::is_some);
+            if !has_counts && !has_histograms {
+                continue;
+            }
+            let set = sets.entry(self.set_name(slot).to_owned()).or_default();
+            for counter in Counter::ALL {
+                let value = data.counters[counter as usize];
+                if value > 0 {
+                    set.counters.insert(counter.name().to_owned(), value);
+                }
+            }
+            for (hist, histogram) in Hist::ALL.into_iter().zip(data.histograms) {
+                if let Some(histogram) = histogram {
+                    set.histograms.insert(hist.name().to_owned(), *histogram);
+                }
+            }
+        }
+        for ((slot, name), value) in interval.labeled {
+            let set = sets.entry(self.set_name(slot).to_owned()).or_default();
+            *set.counters.entry(name).or_insert(0) += value;
+        }
+        MetricSets {
+            sets,
+            gauges: interval
+                .gauges
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect(),
+        }
+    }
+
+    fn set_name(&self, slot: usize) -> &str {
+        if slot == 0 {
+            CONNECTION_SET
+        } else {
+            self.step_names.get(slot - 1).map(String::as_str).unwrap_or("unknown")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::ACTIVE_CONNECTIONS;
+
+    #[test]
+    fn events_land_in_the_second_they_happen() {
+        let start = Instant::now();
+        let mut recorder = Recorder::new(start, vec!["send".into()]);
+        recorder.add(start, SetId::Step(0), Counter::MessagesSent, 2);
+        recorder.gauge_add(ACTIVE_CONNECTIONS, 3);
+        recorder.add(
+            start + Duration::from_millis(1500),
+            SetId::Step(0),
+            Counter::MessagesSent,
+            5,
+        );
+        recorder.record(
+            start + Duration::from_millis(1600),
+            SetId::Step(0),
+            Hist::MessageLatency,
+            Duration::from_millis(7),
+        );
+        recorder.add(
+            start + Duration::from_millis(3100),
+            SetId::Connection,
+            Counter::BytesSent,
+            10,
+        );
+
+        let finished = recorder.take_finished(start + Duration::from_millis(3200));
+        let indexes: Vec<u64> = finished.iter().map(|(index, _)| *index).collect();
+        assert_eq!(indexes, vec![0, 1, 2]);
+        assert_eq!(finished[0].1.sets["send"].counter("messages_sent"), 2);
+        assert_eq!(finished[1].1.sets["send"].counter("messages_sent"), 5);
+        assert_eq!(finished[1].1.sets["send"].histograms["message_latency"].len(), 1);
+        assert!(finished[2].1.sets.is_empty());
+        assert_eq!(finished[2].1.gauge(ACTIVE_CONNECTIONS), 3);
+
+        let rest = recorder.take_all(start + Duration::from_millis(3300));
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].0, 3);
+        assert_eq!(rest[0].1.sets[""].counter("bytes_sent"), 10);
+    }
+}

@@ -1,0 +1,251 @@
+//! One accepted TCP connection from the first byte to the WebSocket: the TLS
+//! handshake when serving `wss`, the request head (10 s deadline), plain HTTP
+//! answers, refusals, the scripted handshake modes, and the `101` response that
+//! hands the stream to a [`session`](crate::session).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::handshake::{self, HeadError, PlainEndpoint, Rejection, RequestHead, Route};
+use crate::modes::{Endpoint, Modes};
+use crate::server::Shared;
+use crate::session::Session;
+
+/// How long a client has, from the TCP accept, to finish the TLS handshake and
+/// send its whole request head.
+pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long writing a small HTTP response and shutting down may take.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A byte stream the server speaks over: plain TCP or TLS over TCP.
+///
+/// The upgrade and the WebSocket session are generic over it; `tcp` reaches the
+/// socket underneath for the one thing that needs it, the `drop_after` reset.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Transport for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// Serves one accepted connection until it ends or `cancel` fires.
+pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, cancel: CancellationToken) {
+    // One deadline covers the TLS handshake and the request head together.
+    let deadline = Instant::now() + HEAD_TIMEOUT;
+    let Some(acceptor) = shared.tls.clone() else {
+        return serve_stream(&shared, tcp, peer, deadline, &cancel).await;
+    };
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => accepted,
+        () = cancel.cancelled() => return,
+    };
+    match accepted {
+        Ok(Ok(tls)) => serve_stream(&shared, tls, peer, deadline, &cancel).await,
+        Ok(Err(error)) => debug!(%peer, %error, "tls handshake failed; closing"),
+        Err(_elapsed) => debug!(%peer, "tls handshake not finished within 10s; closing"),
+    }
+}
+
+async fn serve_stream<S: Transport>(
+    shared: &Shared,
+    mut stream: S,
+    peer: SocketAddr,
+    deadline: Instant,
+    cancel: &CancellationToken,
+) {
+    let read = tokio::select! {
+        read = tokio::time::timeout_at(deadline, handshake::read_request_head(&mut stream)) => read,
+        () = cancel.cancelled() => return,
+    };
+    let (head, leftover) = match read {
+        Ok(Ok(parsed)) => parsed,
+        Ok(Err(HeadError::ClosedBeforeRequest)) => return,
+        Ok(Err(HeadError::Io(error))) => {
+            debug!(%peer, %error, "cannot read the request head; closing");
+            return;
+        }
+        Ok(Err(HeadError::Invalid(rejection))) => return refuse(shared, stream, peer, &rejection).await,
+        Err(_elapsed) => {
+            debug!(%peer, "no complete request head within 10s; closing");
+            return;
+        }
+    };
+    match handshake::classify(&head) {
+        Route::Plain(endpoint) => answer_plain(shared, stream, peer, endpoint).await,
+        Route::Reject(rejection) => refuse(shared, stream, peer, &rejection).await,
+        Route::Upgrade => upgrade(shared, stream, peer, head, leftover, cancel).await,
+    }
+}
+
+/// Runs the scripted handshake modes, answers `101` and plays the session.
+async fn upgrade<S: Transport>(
+    shared: &Shared,
+    mut stream: S,
+    peer: SocketAddr,
+    head: RequestHead,
+    leftover: Vec<u8>,
+    cancel: &CancellationToken,
+) {
+    let endpoint = match Endpoint::from_path(head.path()) {
+        Ok(endpoint) => endpoint,
+        Err(rejection) => return refuse(shared, stream, peer, &rejection).await,
+    };
+    let modes = match Modes::parse(head.query()) {
+        Ok(modes) => modes,
+        Err(rejection) => return refuse(shared, stream, peer, &rejection).await,
+    };
+    if modes.handshake_never {
+        // Hold the socket, reading and discarding, until the client gives up or
+        // the server stops; the client sees its own handshake timeout.
+        let mut discard = tokio::io::sink();
+        tokio::select! {
+            _ = tokio::io::copy(&mut stream, &mut discard) => {}
+            () = cancel.cancelled() => {}
+        }
+        return;
+    }
+    if let Some(delay) = modes.handshake_delay {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = cancel.cancelled() => return,
+        }
+    }
+    if let Some(status) = modes.handshake_status {
+        let rejection = Rejection::new(status, format!("handshake refused by handshake_status={status}"));
+        return refuse(shared, stream, peer, &rejection).await;
+    }
+
+    let session_id = shared.next_session_id();
+    let protocol = handshake::select_subprotocol(&head.offered_protocols, &shared.subprotocols);
+    let Some(key) = head.websocket_key.as_deref() else {
+        // `classify` returned `Upgrade`, which requires a key.
+        return;
+    };
+    let response = handshake::switching_protocols(key, protocol, session_id);
+    let membership = match &endpoint {
+        Endpoint::Broadcast { room } => Some(shared.rooms.join(room)),
+        Endpoint::Echo | Endpoint::Json => None,
+    };
+    // Counted before the write so a client that sees `101` sees it counted.
+    let open = shared.counters.connection_opened();
+    if let Err(error) = write_response(&mut stream, &response).await {
+        debug!(%peer, session_id, %error, "cannot write the 101 response; closing");
+        open.never_opened();
+        return;
+    }
+    drop(head);
+
+    let websocket =
+        WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(shared.websocket_config)).await;
+    let session = Session {
+        id: session_id,
+        peer,
+        endpoint,
+        modes,
+        counters: Arc::clone(&shared.counters),
+        membership,
+    };
+    session.run(websocket, cancel).await;
+    // `open` drops here, or wherever this future is dropped: every exit counts.
+    drop(open);
+}
+
+/// Answers `/stats` or `/healthz` and closes.
+async fn answer_plain<S: Transport>(shared: &Shared, mut stream: S, peer: SocketAddr, endpoint: PlainEndpoint) {
+    let response = match endpoint {
+        PlainEndpoint::Health => handshake::http_response(200, "text/plain; charset=utf-8", "", "ok\n"),
+        PlainEndpoint::Stats => match serde_json::to_string(&shared.counters.snapshot()) {
+            Ok(body) => handshake::http_response(200, "application/json", "", &body),
+            Err(error) => handshake::http_response(500, "text/plain; charset=utf-8", "", &format!("{error}\n")),
+        },
+    };
+    if let Err(error) = write_and_shutdown(&mut stream, &response).await {
+        debug!(%peer, %error, "cannot write the http response");
+    }
+}
+
+/// Answers with an HTTP error, counted as a refused handshake.
+async fn refuse<S: Transport>(shared: &Shared, mut stream: S, peer: SocketAddr, rejection: &Rejection) {
+    shared.counters.handshake_refused();
+    let session_id = shared.next_session_id();
+    debug!(%peer, session_id, status = rejection.status, reason = %rejection.reason, "refusing the request");
+    let response = handshake::rejection_response(rejection, Some(session_id));
+    if let Err(error) = write_and_shutdown(&mut stream, &response).await {
+        debug!(%peer, %error, "cannot write the refusal");
+    }
+}
+
+async fn write_response<S: Transport>(stream: &mut S, response: &str) -> std::io::Result<()> {
+    tokio::time::timeout(RESPONSE_TIMEOUT, async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.flush().await
+    })
+    .await
+    .unwrap_or_else(|_elapsed| Err(std::io::ErrorKind::TimedOut.into()))
+}
+
+/// Writes a final response, then shuts down the write side (a TLS close_notify
+/// and a TCP FIN) so the client reads the whole response before end of stream.
+async fn write_and_shutdown<S: Transport>(stream: &mut S, response: &str) -> std::io::Result<()> {
+    write_response(stream, response).await?;
+    tokio::time::timeout(RESPONSE_TIMEOUT, stream.shutdown())
+        .await
+        .unwrap_or_else(|_elapsed| Err(std::io::ErrorKind::TimedOut.into()))
+}
+
+#[cfg(test)]
+mod size_probe {
+    use super::*;
+    #[tokio::test]
+    async fn probe() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let tcp2 = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let server = crate::server::Server::new(&crate::Config::default(), addr).expect("server");
+        let shared = server.shared_for_probe();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let deadline = Instant::now();
+        {
+            let f = serve_stream(&shared, tcp2, addr, deadline, &cancel);
+            println!("serve_stream<tcp>: {}", std::mem::size_of_val(&f));
+        }
+        let mut tcp3 = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        {
+            let f = handshake::read_request_head(&mut tcp3);
+            println!("read_request_head: {}", std::mem::size_of_val(&f));
+        }
+        let head = RequestHead::default();
+        {
+            let f = upgrade(&shared, tcp3, addr, head, Vec::new(), &cancel);
+            println!("upgrade<tcp>: {}", std::mem::size_of_val(&f));
+        }
+        let future = super::serve(shared.clone(), tcp, addr, cancel.clone());
+        println!("serve future: {} bytes", std::mem::size_of_val(&future));
+        let ws_size = std::mem::size_of::<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>>();
+        println!("websocket stream: {ws_size} bytes; modes {}", std::mem::size_of::<crate::modes::Modes>());
+        println!("tls stream: {}", std::mem::size_of::<tokio_rustls::server::TlsStream<TcpStream>>());
+        println!("accept: {}", std::mem::size_of::<tokio_rustls::Accept<TcpStream>>());
+        println!("sleep: {}", std::mem::size_of::<tokio::time::Sleep>());
+        println!("cancelled: {}", std::mem::size_of_val(&cancel.cancelled()));
+        crate::session::probe(&shared).await;
+    }
+}

@@ -1,0 +1,129 @@
+//! The command line, parsed in one place; `main` resolves it into behaviour.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wsfleet",
+    version,
+    about = "Distributed WebSocket load generation: one controller, many agents, exact metrics."
+)]
+pub struct Cli {
+    /// Configuration file (TOML or YAML); environment variables WSFLEET_<SECTION>__<KEY> and flags override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the resolved configuration and exit.
+    #[arg(long, global = true)]
+    pub dump_config: bool,
+    /// Log filter (e.g. `info`, `wsfleet_agent=debug`); also RUST_LOG.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario now: an in-process controller, local agent processes, and the test server
+    /// when the scenario asks for it. Exits 0 when the run passed (see docs/cli.md for codes).
+    Run(RunArgs),
+    /// A long-running controller that agents attach to.
+    Controller(ControllerArgs),
+    /// An agent that attaches to a controller and plays what it is assigned.
+    Agent(AgentArgs),
+    /// Check a scenario file without running it.
+    Validate {
+        /// The scenario file.
+        scenario: PathBuf,
+    },
+    /// The built-in WebSocket test server (echo, broadcast, JSON, scripted misbehaviour).
+    Testserver(TestserverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The scenario file.
+    pub scenario: PathBuf,
+    /// How many local agent processes to start.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub agents: u32,
+    /// Write results: `json=FILE` (summary and per-interval series). Repeatable.
+    #[arg(long, value_name = "KIND=FILE")]
+    pub out: Vec<String>,
+    /// Worker threads per local agent (default: the cores divided among the agents, at least 1).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Do not print a live line per second.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Address for agents' gRPC streams (default 127.0.0.1:7600; binding elsewhere is an explicit choice).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Token agents must present.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Run this scenario once `--agents` agents have attached, then exit with the run's code.
+    #[arg(long, value_name = "SCENARIO")]
+    pub run: Option<PathBuf>,
+    /// How many agents to wait for before `--run` starts.
+    #[arg(long, default_value_t = 1)]
+    pub agents: usize,
+    /// How long to wait for them.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub wait: std::time::Duration,
+    /// Write results of `--run`: `json=FILE`.
+    #[arg(long, value_name = "KIND=FILE")]
+    pub out: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The controller's gRPC address, e.g. http://10.0.0.5:7600.
+    #[arg(long, value_name = "URL")]
+    pub controller: Option<String>,
+    /// This agent's id (default: HOSTNAME-PID).
+    #[arg(long)]
+    pub id: Option<String>,
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Relative share of load (default: the number of cores).
+    #[arg(long)]
+    pub weight: Option<f64>,
+    /// Hold at most this many connections.
+    #[arg(long)]
+    pub max_connections: Option<u64>,
+    /// Worker threads (default: the number of cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Exit when the controller goes away instead of reattaching.
+    #[arg(long)]
+    pub once: bool,
+    /// Announce another protocol version (for testing refusal).
+    #[arg(long, hide = true)]
+    pub protocol_version: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct TestserverArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    pub listen: std::net::SocketAddr,
+    /// Serve wss:// with a self-signed certificate (written to --cert-out when given).
+    #[arg(long)]
+    pub tls: bool,
+    /// Where to write the self-signed certificate (PEM) for clients to trust.
+    #[arg(long, value_name = "FILE")]
+    pub cert_out: Option<PathBuf>,
+    /// A subprotocol the server accepts (repeatable).
+    #[arg(long = "subprotocol")]
+    pub subprotocols: Vec<String>,
+    /// Share the port with other processes (SO_REUSEPORT).
+    #[arg(long)]
+    pub reuse_port: bool,
+}

@@ -1,0 +1,201 @@
+//! `wsfleet run` and `wsfleet controller --run`: start what a run needs, run it with a live
+//! line per second, and report.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use wsfleet_controller::summary::{human_bytes, human_count, human_micros};
+use wsfleet_controller::{Controller, RunEvent, RunRequest, Summary};
+use wsfleet_metrics::catalog::ACTIVE_CONNECTIONS;
+use wsfleet_metrics::summary::LatencyStats;
+use wsfleet_scenario::{Bundle, Scenario};
+
+use crate::exit;
+
+/// Where results go besides the terminal.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    pub json: Vec<std::path::PathBuf>,
+}
+
+impl Outputs {
+    pub fn parse(specs: &[String]) -> anyhow::Result<Outputs> {
+        let mut outputs = Outputs::default();
+        for spec in specs {
+            match spec.split_once('=') {
+                Some(("json", file)) if !file.is_empty() => outputs.json.push(file.into()),
+                _ => anyhow::bail!("--out `{spec}` is not understood: write `--out json=FILE`"),
+            }
+        }
+        Ok(outputs)
+    }
+
+    pub fn write(&self, summary: &Summary) -> anyhow::Result<()> {
+        for path in &self.json {
+            let text = serde_json::to_string_pretty(summary)?;
+            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and checks a scenario; problems go to stderr.
+pub fn load_scenario(path: &Path) -> Result<(Bundle, Scenario), u8> {
+    let bundle = match Bundle::read(path) {
+        Ok(bundle) => bundle,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Err(exit::INVALID_INPUT);
+        }
+    };
+    match bundle.compile() {
+        Ok(scenario) => Ok((bundle, scenario)),
+        Err(error) => {
+            for problem in error.problems() {
+                eprintln!("error: {problem}");
+            }
+            if error.problems().is_empty() {
+                eprintln!("error: {error}");
+            }
+            Err(exit::INVALID_INPUT)
+        }
+    }
+}
+
+/// The test server a scenario asks for, with the values it publishes.
+pub async fn start_testserver(
+    scenario: &Scenario,
+) -> anyhow::Result<Option<(wsfleet_testserver::TestServer, HashMap<String, String>)>> {
+    let Some(spec) = &scenario.testserver else {
+        return Ok(None);
+    };
+    let config = wsfleet_testserver::Config {
+        subprotocols: spec.subprotocols.clone(),
+        tls: spec.tls,
+        ..wsfleet_testserver::Config::default()
+    };
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], spec.port));
+    let server = wsfleet_testserver::TestServer::start(address, config)
+        .await
+        .with_context(|| format!("cannot start the scenario's test server on {address}"))?;
+    let bound = server.local_addr();
+    let variables = HashMap::from([
+        ("testserver.url".to_owned(), server.url()),
+        ("testserver.host".to_owned(), bound.ip().to_string()),
+        ("testserver.port".to_owned(), bound.port().to_string()),
+    ]);
+    Ok(Some((server, variables)))
+}
+
+/// Runs a scenario on the controller's attached agents with a live line, then prints the
+/// summary and writes outputs. Returns the exit code.
+pub async fn run_and_report(
+    controller: &Controller,
+    bundle: Bundle,
+    variables: HashMap<String, String>,
+    outputs: &Outputs,
+    quiet: bool,
+    stop: CancellationToken,
+) -> u8 {
+    let (events, mut event_receiver) = tokio::sync::mpsc::unbounded_channel();
+    let request = RunRequest {
+        bundle,
+        variables,
+        lead_time: Duration::from_millis(1000),
+    };
+    let registry = controller.registry.clone();
+    let run_stop = stop.clone();
+    let run =
+        tokio::spawn(async move { wsfleet_controller::execute(&registry, request, Some(events), run_stop).await });
+    while let Some(event) = event_receiver.recv().await {
+        if quiet {
+            continue;
+        }
+        match event {
+            RunEvent::Started { run_id, agents, vus } => {
+                eprintln!("run {run_id} started: {vus} VUs at peak on {agents} agent(s)");
+            }
+            RunEvent::Interval { interval, sets } => eprintln!("{}", live_line(interval, &sets)),
+            RunEvent::AgentLost { agent, reason } => eprintln!("agent {agent} lost: {reason}"),
+        }
+    }
+    let summary = match run.await {
+        Ok(Ok(summary)) => summary,
+        Ok(Err(error)) => {
+            eprintln!("error: {error}");
+            return match error {
+                wsfleet_controller::RunError::Scenario(_) => exit::INVALID_INPUT,
+                _ => exit::RUN_NOT_DONE,
+            };
+        }
+        Err(error) => {
+            eprintln!("error: the run task failed: {error}");
+            return exit::INTERNAL;
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(summary.render_text().as_bytes());
+    let _ = stdout.flush();
+    if let Err(error) = outputs.write(&summary) {
+        eprintln!("error: {error:#}");
+        return exit::INTERNAL;
+    }
+    outcome_code(&summary, stop.is_cancelled())
+}
+
+/// The exit code a finished run earns.
+pub fn outcome_code(summary: &Summary, interrupted: bool) -> u8 {
+    if summary.outcome.starts_with("failed") {
+        return exit::RUN_NOT_DONE;
+    }
+    if interrupted {
+        return exit::INTERRUPTED;
+    }
+    let opened = summary.totals.counter("connections_opened");
+    let failed = summary.totals.counter("connections_failed");
+    if opened == 0 && failed > 0 {
+        eprintln!("error: every connection attempt failed ({failed}); see `errors` above");
+        return exit::NO_CONNECTION;
+    }
+    exit::OK
+}
+
+fn live_line(interval: u64, sets: &wsfleet_metrics::MetricSets) -> String {
+    let total = sets.total();
+    let latency = total
+        .histograms
+        .get("message_latency")
+        .map(|histogram| {
+            let stats = LatencyStats::of(histogram);
+            format!(
+                " | latency p50 {} p99 {}",
+                human_micros(stats.p50_us),
+                human_micros(stats.p99_us)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "[{:>4}s] active {:>6} | new {:>6}/s failed {:>5}/s | sent {:>10}/s received {:>10}/s | msgs out {:>7}/s in {:>7}/s{}",
+        interval + 1,
+        sets.gauge(ACTIVE_CONNECTIONS),
+        human_count(total.counter("connections_opened") as f64),
+        human_count(total.counter("connections_failed") as f64),
+        human_bytes(total.counter("bytes_sent") as f64),
+        human_bytes(total.counter("bytes_received") as f64),
+        human_count(total.counter("messages_sent") as f64),
+        human_count(total.counter("messages_received") as f64),
+        latency
+    )
+}
+
+/// Binds the controller's gRPC listener.
+pub async fn bind(address: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}: is another controller running there?"))
+}

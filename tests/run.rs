@@ -1,0 +1,212 @@
+//! End to end: `wsfleet run` with real agent processes, the real test server and real gRPC.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// The exact size of the upgrade request tungstenite writes for `ws://HOST:PORT/echo` with no
+/// extra headers: request line, Host, Connection, Upgrade, Sec-WebSocket-Version and a 24-byte
+/// Sec-WebSocket-Key, then the blank line.
+fn upgrade_request_len(host_port: &str, path: &str) -> u64 {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host_port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {}\r\n\r\n",
+        "x".repeat(24)
+    );
+    request.len() as u64
+}
+
+fn echo_scenario(url: &str) -> String {
+    let body = "x".repeat(100);
+    format!(
+        "name: exact-echo
+target: {url}
+load: {{ vus: 50, iterations: 1 }}
+steps:
+  - connect: {{ url: '${{target}}' }}
+  - repeat:
+      count: 20
+      steps:
+        - send: {{ name: message, text: '{body}' }}
+        - receive: {{ timeout: 5s, latency_of: message }}
+  - close: {{ code: 1000 }}
+"
+    )
+}
+
+#[test]
+fn fifty_connections_twenty_echoes_two_agents_counts_are_exact() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime
+        .block_on(wsfleet_testserver::TestServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            wsfleet_testserver::Config::default(),
+        ))
+        .expect("test server");
+    let address = server.local_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(dir.path(), "echo.yaml", &echo_scenario(&format!("ws://{address}/echo")));
+    let out = dir.path().join("summary.json");
+
+    let mut command = wsfleet();
+    command
+        .arg("run")
+        .arg(&scenario)
+        .args(["--agents", "2", "--quiet"])
+        .arg("--out")
+        .arg(format!("json={}", out.display()));
+    let output = run_bounded(command, Duration::from_secs(60));
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        text(&output.stderr)
+    );
+    assert!(stdout.contains("New Connections"), "{stdout}");
+
+    let summary = read_json(&out);
+    assert_eq!(
+        counter(&summary, "connections_opened"),
+        50,
+        "{summary:#}\nstderr:\n{}",
+        text(&output.stderr)
+    );
+    assert_eq!(counter(&summary, "connections_failed"), 0);
+    assert_eq!(counter(&summary, "messages_sent"), 1000);
+    assert_eq!(counter(&summary, "messages_received"), 1000);
+    assert_eq!(counter(&summary, "text_messages_sent"), 1000);
+    assert_eq!(counter(&summary, "payload_bytes_sent"), 100_000);
+    assert_eq!(counter(&summary, "payload_bytes_received"), 100_000);
+    assert_eq!(counter(&summary, "iterations"), 50);
+    assert_eq!(counter(&summary, "iterations_failed"), 0);
+    assert_eq!(counter(&summary, "connections_closed"), 50);
+
+    // Wire bytes: handshakes plus frames. A client text frame of 100 bytes is 2 header bytes,
+    // a 4-byte mask and the payload; the server's is unmasked. Close frames carry the 2-byte code.
+    let request_len = upgrade_request_len(&address.to_string(), "/echo");
+    assert_eq!(counter(&summary, "handshake_bytes_sent"), 50 * request_len);
+    assert_eq!(
+        counter(&summary, "bytes_sent"),
+        counter(&summary, "handshake_bytes_sent") + 1000 * (2 + 4 + 100) + 50 * (2 + 4 + 2)
+    );
+    assert_eq!(
+        counter(&summary, "bytes_received"),
+        counter(&summary, "handshake_bytes_received") + 1000 * (2 + 100) + 50 * (2 + 2)
+    );
+    assert!(
+        counter(&summary, "handshake_bytes_received") >= 50 * 129,
+        "a 101 response is at least 129 bytes"
+    );
+
+    // Latency histograms hold one value per event.
+    assert_eq!(summary["totals"]["latency"]["message_latency"]["count"], 1000);
+    assert_eq!(summary["totals"]["latency"]["handshake"]["count"], 50);
+    assert_eq!(summary["totals"]["close_codes"]["1000"], 50);
+
+    // The two agents split the 50 VUs exactly.
+    let agents = summary["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 2);
+    assert_eq!(
+        agents.iter().map(|agent| agent["vus"].as_u64().unwrap()).sum::<u64>(),
+        50
+    );
+
+    // Per-interval series add up to the totals.
+    let intervals = summary["intervals"].as_array().unwrap();
+    let sum = |name: &str| {
+        intervals
+            .iter()
+            .map(|interval| interval["counters"][name].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert_eq!(sum("messages_sent"), 1000);
+    assert_eq!(sum("bytes_sent"), counter(&summary, "bytes_sent"));
+
+    // The server saw the same traffic.
+    let stats = server.stats();
+    assert_eq!(stats.total_connections, 50);
+    assert_eq!(stats.messages_received, 1000);
+    assert_eq!(stats.payload_bytes_received, 100_000);
+    runtime.block_on(server.shutdown());
+}
+
+#[test]
+fn closed_port_counts_fifty_refused_connections_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let scenario = write(
+        dir.path(),
+        "closed.yaml",
+        &echo_scenario(&format!("ws://127.0.0.1:{port}/echo")),
+    );
+    let out = dir.path().join("summary.json");
+    let mut command = wsfleet();
+    command
+        .arg("run")
+        .arg(&scenario)
+        .args(["--agents", "2", "--quiet"])
+        .arg("--out")
+        .arg(format!("json={}", out.display()));
+    let output = run_bounded(command, Duration::from_secs(60));
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(6),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&output.stderr)
+    );
+    let summary = read_json(&out);
+    assert_eq!(counter(&summary, "connections_failed"), 50);
+    assert_eq!(counter(&summary, "connections_opened"), 0);
+    assert_eq!(counter(&summary, "messages_sent"), 0);
+    assert_eq!(summary["totals"]["errors"]["refused"], 50);
+    assert!(
+        stdout.contains("refused"),
+        "the summary names the error kind:\n{stdout}"
+    );
+    assert!(text(&output.stderr).contains("every connection attempt failed"));
+}
+
+#[test]
+fn scenario_error_names_file_line_column_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "bad.yaml",
+        "name: bad\nload: { vus: 1, iterations: 1 }\nsteps:\n  - connect:\n      urll: ws://127.0.0.1:1/\n",
+    );
+    for subcommand in ["validate", "run"] {
+        let mut command = wsfleet();
+        command.arg(subcommand).arg(&scenario);
+        let output = run_bounded(command, Duration::from_secs(30));
+        assert_eq!(output.status.code(), Some(3), "{subcommand}");
+        let stderr = text(&output.stderr);
+        let expected = format!(
+            "{}:5:7: field `steps[0].connect.urll`: unknown field `urll`",
+            scenario.display()
+        );
+        assert!(stderr.contains(&expected), "{subcommand}: {stderr}");
+        assert!(stderr.contains("did you mean `url`?"), "{stderr}");
+    }
+}
+
+#[test]
+fn validate_accepts_every_example_scenario() {
+    let examples = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios")).unwrap();
+    let mut checked = 0;
+    for entry in examples {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|extension| extension == "yaml") {
+            let mut command = wsfleet();
+            command.arg("validate").arg(&path);
+            let output = run_bounded(command, Duration::from_secs(30));
+            assert!(output.status.success(), "{}: {}", path.display(), text(&output.stderr));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+}
