@@ -151,7 +151,7 @@ impl Modes {
                 }
                 "handshake_status" => {
                     let status = parse_number::<u16>(&name, value)?;
-                    if !(200..=599).contains(&status) || status == 101 {
+                    if !(200..=599).contains(&status) {
                         return Err(format!(
                             "handshake_status={status} must be an http status from 200 to 599"
                         ));

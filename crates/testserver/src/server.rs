@@ -49,7 +49,7 @@ impl Shared {
 
 /// A configured server, ready to serve a listener.
 pub(crate) struct Server {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     certificate_pem: Option<String>,
 }
 
@@ -85,6 +85,11 @@ impl Server {
         // selects on it and drops its connection at once.
         let hard_stop = CancellationToken::new();
         let mut accept_errors = AcceptErrorLog::default();
+        debug!(
+            local_addr = ?listener.local_addr().ok(),
+            tls = self.shared.tls.is_some(),
+            "test server accepting connections"
+        );
         loop {
             let accepted = tokio::select! {
                 biased;
@@ -289,11 +294,5 @@ mod tests {
         assert_eq!(url("0.0.0.0:9001", false), "ws://127.0.0.1:9001");
         assert_eq!(url("[::]:9001", true), "wss://[::1]:9001");
         assert_eq!(url("10.1.2.3:80", false), "ws://10.1.2.3:80");
-    }
-}
-impl Server {
-    #[cfg(test)]
-    pub(crate) fn shared_for_probe(&self) -> Arc<Shared> {
-        Arc::clone(&self.shared)
     }
 }

@@ -25,7 +25,7 @@ use crate::connection::Transport;
 use crate::json;
 use crate::modes::{Endpoint, Modes};
 use crate::rooms::{Membership, RoomMessage};
-use crate::stats::Counters;
+use crate::stats::{Counters, OpenConnection};
 
 /// How long the server waits for the client's side of a close handshake, or for
 /// the client to go after a protocol failure. Shorter than the shutdown grace
@@ -40,9 +40,9 @@ static ZEROS: [u8; OVERSIZE_FRAGMENT_BYTES] = [0; OVERSIZE_FRAGMENT_BYTES];
 /// The raw frame `malformed=1` writes: FIN, all three reserved bits set, the
 /// reserved data opcode 0x3, no mask, empty payload. Any RFC 6455 client must
 /// fail the connection on it.
-pub(crate) const MALFORMED_FRAME: [u8; 2] = [0b1111_0011, 0x00];
+const MALFORMED_FRAME: [u8; 2] = [0b1111_0011, 0x00];
 
-/// The close code and reason the server sends when it shuts down.
+/// The reason sent with 1001 Going Away when the server shuts down.
 const GOING_AWAY_REASON: &str = "server shutting down";
 
 /// Everything a connection needs after the handshake.
@@ -56,6 +56,9 @@ pub(crate) struct Session {
     /// The broadcast room, joined before the `101` was written so that a client
     /// that sees its handshake succeed is already a member.
     pub(crate) membership: Option<Membership>,
+    /// Keeps the connection counted as open for exactly as long as the session
+    /// lives, including when a hard stop drops it.
+    pub(crate) _open: OpenConnection,
 }
 
 /// How a connection ends.
@@ -82,16 +85,21 @@ enum Event {
 
 impl Session {
     /// Plays the connection until it ends or `cancel` fires, then closes it.
-    pub(crate) async fn run<S: Transport>(mut self, mut websocket: WebSocketStream<S>, cancel: &CancellationToken) {
+    ///
+    /// Both are borrowed, not moved: a moved value would be stored twice in
+    /// the connection's future, once by the caller and once here.
+    pub(crate) async fn run<S: Transport>(&mut self, websocket: &mut WebSocketStream<S>, cancel: &CancellationToken) {
         let mut membership = self.membership.take();
         let ending = tokio::select! {
-            ending = self.drive(&mut websocket, &mut membership) => ending,
+            ending = self.drive(websocket, &mut membership) => ending,
             () = cancel.cancelled() => Ending::Close(close_frame(1001, GOING_AWAY_REASON.into())),
         };
         // Leave the room before the close handshake: nothing more is delivered.
         drop(membership);
         debug!(session_id = self.id, peer = %self.peer, ?ending, "connection ending");
-        self.finish(websocket, ending).await;
+        // Boxed: the close path is rare and short, so its state lives on the
+        // heap for that moment instead of in every connection's future.
+        Box::pin(self.finish(websocket, ending)).await;
     }
 
     /// The message loop. Cancel-safe at every await: a shutdown drops it mid-way
@@ -269,7 +277,7 @@ impl Session {
     }
 
     /// Carries out an [`Ending`], every wait bounded by [`CLOSE_TIMEOUT`].
-    async fn finish<S: Transport>(&self, mut websocket: WebSocketStream<S>, ending: Ending) {
+    async fn finish<S: Transport>(&self, websocket: &mut WebSocketStream<S>, ending: Ending) {
         match ending {
             Ending::Gone => {}
             Ending::Reset => {
@@ -280,13 +288,13 @@ impl Session {
                 }
             }
             Ending::ClosedByClient => {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.close_handshake(&mut websocket, None)).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.close_handshake(websocket, None)).await;
             }
             Ending::Close(frame) => {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.close_handshake(&mut websocket, Some(frame))).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.close_handshake(websocket, Some(frame))).await;
             }
             Ending::Fail(frame) => {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, fail(&mut websocket, frame)).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, fail(websocket, frame)).await;
             }
         }
     }
@@ -350,41 +358,4 @@ fn ending_for_error(error: WsError) -> Ending {
         WsError::WriteBufferFull(_) => Ending::Fail(close_frame(1011, Utf8Bytes::from_static("reply too big"))),
         _ => Ending::Gone,
     }
-}
-
-#[cfg(test)]
-pub(crate) async fn probe(shared: &crate::server::Shared) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut ws = WebSocketStream::from_raw_socket(tcp, tokio_tungstenite::tungstenite::protocol::Role::Server, None).await;
-    let session = Session { id: 1, peer: addr, endpoint: Endpoint::Echo, modes: Modes::default(), counters: shared.counters.clone(), membership: None };
-    let mut m = None;
-    {
-        let f = session.drive(&mut ws, &mut m);
-        println!("drive: {}", std::mem::size_of_val(&f));
-    }
-    {
-        let f = session.respond(&mut ws, Message::text("x"), None);
-        println!("respond: {}", std::mem::size_of_val(&f));
-    }
-    {
-        let f = session.send_copies(&mut ws, Message::text("x"), 1);
-        println!("send_copies: {}", std::mem::size_of_val(&f));
-    }
-    {
-        let f = session.after_first_message(&mut ws);
-        println!("after_first: {}", std::mem::size_of_val(&f));
-    }
-    {
-        let f = session.close_handshake(&mut ws, None);
-        println!("close_handshake: {}", std::mem::size_of_val(&f));
-    }
-    {
-        let f = fail(&mut ws, close_frame(1000, "".into()));
-        println!("fail: {}", std::mem::size_of_val(&f));
-    }
-    let c = CancellationToken::new();
-    let f = session.run(ws, &c);
-    println!("run: {}", std::mem::size_of_val(&f));
 }

@@ -246,3 +246,23 @@ async fn modes_combine_on_the_json_endpoint() {
     assert_eq!(recv(&mut client).await, Message::text(expected));
     assert_eq!(recv(&mut client).await, close_message(4000, ""));
 }
+
+/// The clock is paused and jumps ahead whenever the runtime idles, so the 10 s
+/// request-head timeout is checked without waiting 10 s.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_sends_no_request_head_is_closed_after_10s() {
+    let server = start_default().await;
+    let mut tcp = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect");
+    let started = tokio::time::Instant::now();
+    let mut received = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut received);
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("closed within the (virtual) wait")
+        .expect("read");
+    assert!(received.is_empty(), "nothing is answered: {received:?}");
+    assert_eq!(started.elapsed().as_secs(), 10);
+    assert_eq!(server.stats(), Stats::default());
+}
