@@ -213,6 +213,10 @@ async fn run_local(args: cli::RunArgs) -> u8 {
             .arg("--workers")
             .arg(workers.to_string())
             .arg("--once")
+            // Their own process group: a terminal's Ctrl-C reaches only this process, which
+            // stops the run gracefully through the controller; the agents exit when it closes
+            // their streams.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .kill_on_drop(true)

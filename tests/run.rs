@@ -210,3 +210,92 @@ fn validate_accepts_every_example_scenario() {
     }
     assert!(checked >= 1);
 }
+
+#[test]
+fn ctrl_c_stops_gracefully_and_still_reports() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime
+        .block_on(wsfleet_testserver::TestServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            wsfleet_testserver::Config::default(),
+        ))
+        .expect("test server");
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "long.yaml",
+        &format!(
+            "name: long
+load: {{ vus: 20, duration: 60s, graceful_stop: 10s }}
+steps:
+  - connect: {{ url: 'ws://{}/echo' }}
+  - repeat:
+      count: 5
+      steps:
+        - send: {{ text: hello }}
+        - receive: {{ timeout: 5s }}
+        - think: 100ms
+  - close: {{ code: 1000 }}
+",
+            server.local_addr()
+        ),
+    );
+    let out = dir.path().join("summary.json");
+    let mut child = wsfleet()
+        .arg("run")
+        .arg(&scenario)
+        .args(["--agents", "2", "--quiet"])
+        .arg("--out")
+        .arg(format!("json={}", out.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let the load run, then interrupt the way a terminal does.
+    let started = std::time::Instant::now();
+    while server.stats().total_connections < 40 {
+        assert!(started.elapsed() < Duration::from_secs(30), "load never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let signalled = std::process::Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "wsfleet did not stop after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(130), "stderr:\n{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("stopped after"),
+        "{}",
+        text(&output.stdout)
+    );
+
+    let summary = read_json(&out);
+    assert_eq!(summary["outcome"], "stopped");
+    // Iterations finished: every connection was closed by a close handshake with code 1000.
+    let opened = counter(&summary, "connections_opened");
+    assert!(opened >= 40);
+    assert_eq!(counter(&summary, "connections_closed"), opened);
+    assert_eq!(summary["totals"]["close_codes"]["1000"].as_u64(), Some(opened));
+    assert_eq!(counter(&summary, "iterations"), opened);
+    assert_eq!(counter(&summary, "iterations_failed"), 0);
+    assert_eq!(counter(&summary, "messages_sent"), 5 * opened);
+    assert_eq!(counter(&summary, "messages_received"), 5 * opened);
+    // The server agrees: nothing is left open.
+    let stats = server.stats();
+    assert_eq!(stats.open_connections, 0);
+    assert_eq!(stats.total_connections, opened);
+    runtime.block_on(server.shutdown());
+}

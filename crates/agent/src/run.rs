@@ -23,6 +23,8 @@ pub struct RunControl {
     pub graceful: CancellationToken,
     /// Stop now: close connections with a close frame.
     pub hard: CancellationToken,
+    /// Set when the run has ended and its last report was handed to the session.
+    pub done: CancellationToken,
 }
 
 impl RunControl {
@@ -30,6 +32,7 @@ impl RunControl {
         RunControl {
             graceful: CancellationToken::new(),
             hard: CancellationToken::new(),
+            done: CancellationToken::new(),
         }
     }
 
@@ -97,6 +100,8 @@ pub async fn play(
     control: RunControl,
 ) {
     let run_id = assignment.run_id.clone();
+    let done = control.done.clone();
+    let _done_on_exit = done.drop_guard();
     match prepare_and_play(assignment, agent_id, workers, &outgoing, control).await {
         Ok(last_interval) => send_status(&outgoing, &run_id, RunPhase::Finished, String::new(), last_interval).await,
         Err(message) => {

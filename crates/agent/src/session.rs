@@ -154,7 +154,7 @@ pub async fn attach_once(
         }
     };
     // Whatever ended the session, the load stops now (connections are closed with close frames).
-    if let Some((run_id, control)) = current_run {
+    if let Some((run_id, control)) = current_run.filter(|(_, control)| !control.done.is_cancelled()) {
         tracing::warn!(run = %run_id, "stopping load: session ended");
         control.graceful.cancel();
         control.hard.cancel();
