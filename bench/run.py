@@ -1,0 +1,383 @@
+#!/usr/bin/env python3
+"""wsfleet's benchmark suite.
+
+Builds in release mode, then runs each workload against the project's test server on loopback,
+once with wsfleet and once with the reference client (bench/reference: the smallest correct
+tokio-tungstenite program doing the same work), pinned to cores (test server on core 1, the load
+generator on core 0), and prints CPU% beside every rate. Results go to bench/results/ as JSON and a
+Markdown table; docs/benchmarks.md says how to read them.
+
+    python3 bench/run.py                 # every workload, 20 s each
+    python3 bench/run.py --quick         # short runs, for a smoke check
+    python3 bench/run.py --only echo     # one workload (connect_rate, idle, echo, controller)
+"""
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RELEASE = ROOT / "target" / "release"
+WSFLEET = RELEASE / "wsfleet"
+REFERENCE = RELEASE / "wsfleet-reference"
+SIMAGENTS = RELEASE / "wsfleet-simagents"
+CLIENT_CORE = "0"
+SERVER_CORE = "1"
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_measured(command, timeout):
+    """Runs a command to completion; returns (stdout, wall seconds, cpu seconds of it and its
+    waited-for descendants)."""
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = started + timeout
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"{command[0]} did not finish in {timeout} s")
+        time.sleep(0.05)
+    wall = time.monotonic() - started
+    stdout = process.stdout.read()
+    stderr = process.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(map(str, command))} failed:\n{stderr[-3000:]}")
+    return stdout, wall, usage.ru_utime + usage.ru_stime
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def children_of(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [int(child) for child in children.read().split()]
+    except OSError:
+        return []
+
+
+class TestServer:
+    """`wsfleet testserver` pinned to the server core."""
+
+    def __init__(self, extra=()):
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CORE, str(WSFLEET), "testserver", "--listen", f"127.0.0.1:{self.port}", *extra],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                self.stats()
+                break
+            except OSError:
+                time.sleep(0.05)
+        self.cpu_start = cpu_seconds(self.process.pid)
+        self.wall_start = time.monotonic()
+
+    @property
+    def url(self):
+        return f"ws://127.0.0.1:{self.port}/echo"
+
+    def stats(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=2) as response:
+            return json.load(response)
+
+    def usage(self):
+        cpu = cpu_seconds(self.process.pid) - self.cpu_start
+        wall = time.monotonic() - self.wall_start
+        return {"server_cpu_percent": round(100 * cpu / wall, 1), "server_rss_mb": round(rss_bytes(self.process.pid) / 1e6, 1)}
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def scenario_file(directory, name, text):
+    path = Path(directory) / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def wsfleet_run(scenario, directory, timeout):
+    out = Path(directory) / "summary.json"
+    command = ["taskset", "-c", CLIENT_CORE, str(WSFLEET), "run", str(scenario), "--agents", "1", "--workers", "1", "--quiet", "--out", f"json={out}"]
+    _, wall, cpu = run_measured(command, timeout)
+    return json.loads(out.read_text()), wall, cpu
+
+
+def reference_run(url, arguments, timeout):
+    command = ["taskset", "-c", CLIENT_CORE, str(REFERENCE), "--url", url, *arguments]
+    stdout, wall, cpu = run_measured(command, timeout)
+    return json.loads(stdout.strip().splitlines()[-1]), wall, cpu
+
+
+def ratio(a, b):
+    return round(a / b, 3) if b else None
+
+
+def connect_rate(directory, seconds):
+    concurrency = 50
+    results = {}
+    server = TestServer()
+    try:
+        scenario = scenario_file(
+            directory,
+            "connect_rate",
+            f"name: connect-rate\nload: {{ vus: {concurrency}, duration: {seconds}s, graceful_stop: 2s }}\n"
+            f"steps:\n  - connect: {{ url: '{server.url}' }}\n  - close: {{ code: 1000 }}\n",
+        )
+        summary, _, cpu = wsfleet_run(scenario, directory, seconds + 60)
+        opened = summary["totals"]["counters"]["connections_opened"]
+        duration = summary["duration_seconds"]
+        results["wsfleet"] = {"rate": round(opened / duration, 1), "cpu_percent": round(100 * cpu / duration, 1), "failed": summary["totals"]["counters"]["connections_failed"]}
+    finally:
+        results["wsfleet"].update(server.usage()) if "wsfleet" in results else None
+        server.stop()
+    server = TestServer()
+    try:
+        reference, _, cpu = reference_run(server.url, ["connect-rate", "--concurrency", str(concurrency), "--duration", f"{seconds}s"], seconds + 60)
+        results["reference"] = {"rate": round(reference["rate"], 1), "cpu_percent": round(100 * cpu / reference["seconds"], 1), "failed": reference["failed"]}
+        results["reference"].update(server.usage())
+    finally:
+        server.stop()
+    results["ratio"] = ratio(results["wsfleet"]["rate"], results["reference"]["rate"])
+    return results
+
+
+def hold_and_measure_rss(pid_of_client, server, connections, timeout):
+    """Waits until the server holds `connections`, then reads the client's RSS."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.stats()["open_connections"] >= connections:
+            time.sleep(0.5)
+            return rss_bytes(pid_of_client())
+        time.sleep(0.1)
+    raise RuntimeError(f"the server never held {connections} connections")
+
+
+def idle(directory, seconds, counts):
+    results = {"wsfleet": {}, "reference": {}}
+    for count in counts:
+        hold = 8 + count // 1500
+        server = TestServer()
+        try:
+            scenario = scenario_file(
+                directory,
+                f"idle_{count}",
+                f"name: idle\nload: {{ vus: {count}, iterations: 1 }}\n"
+                f"steps:\n  - connect: {{ url: '{server.url}', timeout: 30s }}\n  - think: {hold}s\n  - close: {{ code: 1000 }}\n",
+            )
+            out = Path(directory) / "idle.json"
+            run = subprocess.Popen(
+                ["taskset", "-c", CLIENT_CORE, str(WSFLEET), "run", str(scenario), "--agents", "1", "--workers", "1", "--quiet", "--out", f"json={out}"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+            def agent_pid():
+                children = children_of(run.pid)
+                return children[0] if children else run.pid
+
+            # The agent's footprint before the run: measured as soon as it exists.
+            deadline = time.monotonic() + 20
+            while not children_of(run.pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.3)
+            baseline = rss_bytes(agent_pid())
+            held = hold_and_measure_rss(agent_pid, server, count, hold + 60)
+            run.wait(hold + 120)
+            results["wsfleet"][str(count)] = {"rss_mb": round(held / 1e6, 1), "bytes_per_connection": round((held - baseline) / count)}
+        finally:
+            server.stop()
+        server = TestServer()
+        try:
+            client = subprocess.Popen(
+                ["taskset", "-c", CLIENT_CORE, str(REFERENCE), "--url", server.url, "idle", "--connections", str(count), "--hold", f"{hold}s"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(0.2)
+            baseline = rss_bytes(client.pid)
+            held = hold_and_measure_rss(lambda: client.pid, server, count, hold + 60)
+            client.wait(hold + 60)
+            results["reference"][str(count)] = {"rss_mb": round(held / 1e6, 1), "bytes_per_connection": round((held - baseline) / count)}
+        finally:
+            server.stop()
+    return results
+
+
+def echo(directory, seconds, in_flight):
+    connections = 100
+    results = {}
+    server = TestServer()
+    try:
+        sends = "".join("        - send: { text: '" + "x" * 64 + "' }\n" for _ in range(in_flight))
+        receives = "".join("        - receive: { timeout: 5s }\n" for _ in range(in_flight))
+        scenario = scenario_file(
+            directory,
+            f"echo_{in_flight}",
+            f"name: echo\nload: {{ vus: {connections}, iterations: 1 }}\n"
+            f"steps:\n  - connect: {{ url: '{server.url}', timeout: 30s }}\n"
+            f"  - repeat:\n      duration: {seconds}s\n      steps:\n{sends}{receives}  - close: {{ code: 1000 }}\n",
+        )
+        summary, _, cpu = wsfleet_run(scenario, directory, seconds + 60)
+        received = summary["totals"]["counters"]["messages_received"]
+        duration = summary["duration_seconds"]
+        results["wsfleet"] = {"rate": round(received / duration, 1), "cpu_percent": round(100 * cpu / duration, 1)}
+        results["wsfleet"].update(server.usage())
+    finally:
+        server.stop()
+    server = TestServer()
+    try:
+        reference, _, cpu = reference_run(server.url, ["echo", "--connections", str(connections), "--in-flight", str(in_flight), "--duration", f"{seconds}s"], seconds + 60)
+        results["reference"] = {"rate": round(reference["rate"], 1), "cpu_percent": round(100 * cpu / reference["seconds"], 1)}
+        results["reference"].update(server.usage())
+    finally:
+        server.stop()
+    results["ratio"] = ratio(results["wsfleet"]["rate"], results["reference"]["rate"])
+    return results
+
+
+def controller(directory, seconds, agents):
+    port = free_port()
+    scenario = scenario_file(
+        directory,
+        "controller",
+        f"name: controller-load\nload: {{ vus: {agents}, duration: {seconds}s }}\nsteps:\n  - connect: {{ url: 'ws://127.0.0.1:9/' }}\n",
+    )
+    out = Path(directory) / "controller.json"
+    command = ["taskset", "-c", CLIENT_CORE, str(WSFLEET), "controller", "--listen", f"127.0.0.1:{port}", "--run", str(scenario), "--agents", str(agents), "--wait", "120s", "--out", f"json={out}"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    simulator = subprocess.Popen(
+        ["taskset", "-c", SERVER_CORE, str(SIMAGENTS), "--controller", f"http://127.0.0.1:{port}", "--agents", str(agents), "--duration", f"{seconds}s"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # Measure the controller while the run is on: from the first report to the last.
+    deadline = time.monotonic() + 180
+    cpu_start = wall_start = None
+    peak_rss = 0
+    while process.poll() is None and time.monotonic() < deadline:
+        if cpu_start is None and time.monotonic() > 0:
+            cpu_start, wall_start = cpu_seconds(process.pid), time.monotonic()
+        peak_rss = max(peak_rss, rss_bytes(process.pid))
+        cpu_end, wall_end = cpu_seconds(process.pid), time.monotonic()
+        time.sleep(0.2)
+    process.wait(30)
+    simulator.wait(60)
+    summary = json.loads(out.read_text())
+    cpu_percent = 100 * (cpu_end - cpu_start) / (wall_end - wall_start)
+    intervals = len(summary["intervals"])
+    return {
+        "agents": agents,
+        "controller_cpu_percent": round(cpu_percent, 1),
+        "controller_peak_rss_mb": round(peak_rss / 1e6, 1),
+        "rss_kb_per_agent": round(peak_rss / agents / 1e3, 1),
+        "intervals_aggregated": intervals,
+        "reports_expected": agents * seconds,
+        "messages_sent_total": summary["totals"]["counters"]["messages_sent"],
+    }
+
+
+def table(results):
+    lines = ["| workload | wsfleet | reference | ratio | wsfleet CPU% | reference CPU% | server CPU% |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name in ("connect_rate", "echo_1", "echo_16"):
+        if name in results:
+            result = results[name]
+            lines.append(
+                f"| {name} | {result['wsfleet']['rate']}/s | {result['reference']['rate']}/s | {result['ratio']} | "
+                f"{result['wsfleet']['cpu_percent']} | {result['reference']['cpu_percent']} | {result['wsfleet'].get('server_cpu_percent')} |"
+            )
+    if "idle" in results:
+        lines.append("")
+        lines.append("| idle connections | wsfleet RSS (MB) | wsfleet bytes/conn | reference RSS (MB) | reference bytes/conn |")
+        lines.append("| --- | --- | --- | --- | --- |")
+        for count, mine in results["idle"]["wsfleet"].items():
+            reference = results["idle"]["reference"].get(count, {})
+            lines.append(f"| {count} | {mine['rss_mb']} | {mine['bytes_per_connection']} | {reference.get('rss_mb')} | {reference.get('bytes_per_connection')} |")
+    if "controller" in results:
+        result = results["controller"]
+        lines.append("")
+        lines.append(f"controller with {result['agents']} simulated agents: {result['controller_cpu_percent']}% CPU, "
+                     f"{result['controller_peak_rss_mb']} MB peak RSS ({result['rss_kb_per_agent']} kB/agent)")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short runs (5 s, fewer connections)")
+    parser.add_argument("--only", action="append", help="run only these workloads")
+    parser.add_argument("--no-build", action="store_true")
+    arguments = parser.parse_args()
+    if not arguments.no_build:
+        subprocess.run(["cargo", "build", "--release", "--bin", "wsfleet", "-p", "wsfleet-bench"], cwd=ROOT, check=True)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    seconds = 5 if arguments.quick else 20
+    wanted = set(arguments.only or ["connect_rate", "idle", "echo", "controller"])
+    results = {"machine": {"cores": os.cpu_count(), "nofile": hard}, "seconds": seconds, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with tempfile.TemporaryDirectory() as directory:
+        if "connect_rate" in wanted:
+            log("connect rate ...")
+            results["connect_rate"] = connect_rate(directory, seconds)
+        if "echo" in wanted:
+            log("echo, 1 in flight ...")
+            results["echo_1"] = echo(directory, seconds, 1)
+            log("echo, 16 in flight ...")
+            results["echo_16"] = echo(directory, seconds, 16)
+        if "idle" in wanted:
+            log("idle connections ...")
+            results["idle"] = idle(directory, seconds, [500, 2000] if arguments.quick else [1000, 5000, 15000])
+        if "controller" in wanted:
+            log("controller with simulated agents ...")
+            results["controller"] = controller(directory, seconds, 100 if arguments.quick else 1000)
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    (out_dir / f"{stamp}.json").write_text(json.dumps(results, indent=2))
+    (out_dir / "latest.json").write_text(json.dumps(results, indent=2))
+    text = table(results)
+    (out_dir / "latest.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
