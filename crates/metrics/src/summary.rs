@@ -85,3 +85,44 @@ mod tests {
         assert!(error.to_string().contains("malformed histogram `message_latency`"));
     }
 }
+
+#[cfg(test)]
+mod hostile {
+    //! Hostile reports: any bytes on the wire decode to a report or an error, and any decoded
+    //! report converts to metric sets or a clear error, never a panic.
+
+    use proptest::prelude::*;
+    use prost::Message;
+    use wsfleet_proto::v1::{MetricReport, MetricSet};
+
+    use crate::sets::MetricSets;
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(report) = MetricReport::decode(bytes.as_slice()) {
+                let _ = MetricSets::from_report(&report);
+            }
+        }
+
+        #[test]
+        fn arbitrary_histogram_payloads_never_panic(
+            payload in proptest::collection::vec(any::<u8>(), 0..256),
+            header in prop_oneof![Just(vec![0x1c, 0x84, 0x93, 0x14]), Just(vec![0x1c, 0x84, 0x93, 0x13]), Just(vec![])],
+        ) {
+            let mut bytes = header;
+            bytes.extend(payload);
+            let report = MetricReport {
+                run_id: "r".into(),
+                interval: 0,
+                sets: vec![MetricSet {
+                    step: "s".into(),
+                    counters: Default::default(),
+                    histograms: [("message_latency".to_owned(), bytes)].into_iter().collect(),
+                }],
+                gauges: Default::default(),
+            };
+            let _ = MetricSets::from_report(&report);
+        }
+    }
+}

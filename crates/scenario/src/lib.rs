@@ -134,3 +134,6 @@ fn suggestion(message: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hostile;
