@@ -348,7 +348,7 @@ def main():
     parser.add_argument("--no-build", action="store_true")
     arguments = parser.parse_args()
     if not arguments.no_build:
-        subprocess.run(["cargo", "build", "--release", "--bin", "wsfleet", "-p", "wsfleet-bench"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "-p", "wsfleet", "-p", "wsfleet-bench"], cwd=ROOT, check=True)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     seconds = 5 if arguments.quick else 20

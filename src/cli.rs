@@ -68,6 +68,15 @@ pub struct ControllerArgs {
     /// Token agents must present.
     #[arg(long)]
     pub token: Option<String>,
+    /// Serve the agents' channel over TLS with this certificate (PEM; with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require agents to present a certificate signed by this CA (mutual TLS; needs --tls-cert).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
     /// Run this scenario once `--agents` agents have attached, then exit with the run's code.
     #[arg(long, value_name = "SCENARIO")]
     pub run: Option<PathBuf>,
@@ -92,6 +101,18 @@ pub struct AgentArgs {
     pub id: Option<String>,
     #[arg(long)]
     pub token: Option<String>,
+    /// Trust this CA for the controller's certificate (use an https:// controller URL).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Present this certificate to a controller that requires client certificates (with --key).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// The name to verify in the controller's certificate (default: the URL's host).
+    #[arg(long, value_name = "NAME")]
+    pub tls_domain: Option<String>,
     /// Relative share of load (default: the number of cores).
     #[arg(long)]
     pub weight: Option<f64>,

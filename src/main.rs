@@ -52,6 +52,15 @@ fn overrides(cli: &Cli) -> settings::Overrides {
             if let Some(token) = &args.token {
                 overrides.push(("controller.token", token.clone()));
             }
+            for (key, path) in [
+                ("controller.tls_cert", &args.tls_cert),
+                ("controller.tls_key", &args.tls_key),
+                ("controller.client_ca", &args.client_ca),
+            ] {
+                if let Some(path) = path {
+                    overrides.push((key, path.display().to_string()));
+                }
+            }
         }
         Command::Agent(args) => {
             if let Some(controller) = &args.controller {
@@ -72,6 +81,18 @@ fn overrides(cli: &Cli) -> settings::Overrides {
             if let Some(workers) = args.workers {
                 overrides.push(("agent.workers", workers.to_string()));
             }
+            for (key, path) in [
+                ("agent.ca", &args.ca),
+                ("agent.cert", &args.cert),
+                ("agent.key", &args.key),
+            ] {
+                if let Some(path) = path {
+                    overrides.push((key, path.display().to_string()));
+                }
+            }
+            if let Some(domain) = &args.tls_domain {
+                overrides.push(("agent.tls_domain", domain.clone()));
+            }
         }
         _ => {}
     }
@@ -79,7 +100,24 @@ fn overrides(cli: &Cli) -> settings::Overrides {
 }
 
 fn controller_settings(section: &settings::ControllerSection) -> anyhow::Result<ControllerSettings> {
+    let tls = match (&section.tls_cert, &section.tls_key) {
+        (Some(certificate), Some(key)) => Some(wsfleet_controller::ServerTls {
+            certificate_pem: settings::read_pem(certificate, "controller.tls_cert")?,
+            key_pem: settings::read_pem(key, "controller.tls_key")?,
+            client_ca_pem: section
+                .client_ca
+                .as_deref()
+                .map(|ca| settings::read_pem(ca, "controller.client_ca"))
+                .transpose()?,
+        }),
+        (None, None) if section.client_ca.is_some() => {
+            anyhow::bail!("configuration `controller.client_ca` needs `controller.tls_cert` and `controller.tls_key`")
+        }
+        (None, None) => None,
+        _ => anyhow::bail!("configuration: give both `controller.tls_cert` and `controller.tls_key`"),
+    };
     Ok(ControllerSettings {
+        tls,
         token: section.token.clone().filter(|token| !token.is_empty()),
         heartbeat_interval: settings::parse_duration(&section.heartbeat_interval, "controller.heartbeat_interval")?,
         silence_timeout: settings::parse_duration(&section.silence_timeout, "controller.silence_timeout")?,
@@ -292,7 +330,12 @@ async fn run_controller(args: cli::ControllerArgs, settings: &settings::Settings
         .local_addr()
         .map(|address| address.to_string())
         .unwrap_or_default();
-    println!("wsfleet controller listening for agents on http://{address}");
+    let scheme = if controller_settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("wsfleet controller listening for agents on {scheme}://{address}");
     let controller = Controller::new(controller_settings);
     let shutdown = CancellationToken::new();
     let serving = {
@@ -356,6 +399,34 @@ async fn run_agent(args: cli::AgentArgs, settings: &settings::Settings) -> u8 {
     }
     config.once = args.once;
     config.protocol_version = args.protocol_version;
+    let tls = (|| -> anyhow::Result<Option<wsfleet_agent::ClientTls>> {
+        let identity = match (&section.cert, &section.key) {
+            (Some(certificate), Some(key)) => Some((
+                settings::read_pem(certificate, "agent.cert")?,
+                settings::read_pem(key, "agent.key")?,
+            )),
+            (None, None) => None,
+            _ => anyhow::bail!("configuration: give both `agent.cert` and `agent.key`"),
+        };
+        match &section.ca {
+            Some(ca) => Ok(Some(wsfleet_agent::ClientTls {
+                ca_pem: settings::read_pem(ca, "agent.ca")?,
+                identity,
+                domain: section.tls_domain.clone(),
+            })),
+            None if identity.is_some() => {
+                anyhow::bail!("configuration: `agent.cert` needs `agent.ca` (the CA of the controller's certificate)")
+            }
+            None => Ok(None),
+        }
+    })();
+    match tls {
+        Ok(tls) => config.tls = tls,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return exit::INVALID_INPUT;
+        }
+    }
     let cancel = CancellationToken::new();
     {
         let cancel = cancel.clone();

@@ -23,6 +23,11 @@ pub struct ControllerSection {
     pub heartbeat_interval: String,
     /// Silence after which an agent is dropped and an agent stops its load, e.g. `10s`.
     pub silence_timeout: String,
+    /// TLS certificate and key files (PEM) for the agents' channel.
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    /// CA file whose certificates agents must present (mutual TLS).
+    pub client_ca: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -34,6 +39,12 @@ pub struct AgentSection {
     pub weight: Option<f64>,
     pub max_connections: Option<u64>,
     pub workers: Option<usize>,
+    /// CA file that signed the controller's certificate.
+    pub ca: Option<String>,
+    /// Client certificate and key files for mutual TLS.
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub tls_domain: Option<String>,
 }
 
 /// Flags that override the file and environment, as (key, value) pairs.
@@ -66,6 +77,11 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Setting
         .try_deserialize()
         .map_err(|error| anyhow::anyhow!("configuration: {error}"))?;
     Ok(settings)
+}
+
+/// Reads a PEM file named by setting `key`.
+pub fn read_pem(path: &str, key: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).map_err(|error| anyhow::anyhow!("configuration `{key}`: cannot read {path}: {error}"))
 }
 
 pub fn parse_duration(text: &str, key: &str) -> anyhow::Result<std::time::Duration> {

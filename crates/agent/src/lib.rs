@@ -36,6 +36,19 @@ pub struct AgentConfig {
     pub once: bool,
     /// Overrides the protocol version sent in the hello (tests of refusal only).
     pub protocol_version: Option<u32>,
+    /// TLS to the controller (use an `https://` controller URL).
+    pub tls: Option<ClientTls>,
+}
+
+/// The agent's TLS material for the controller channel, PEM-encoded.
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    /// The CA that signed the controller's certificate.
+    pub ca_pem: String,
+    /// The agent's certificate and key, for controllers that require mutual TLS.
+    pub identity: Option<(String, String)>,
+    /// The name to verify in the controller's certificate (default: the URL's host).
+    pub domain: Option<String>,
 }
 
 impl AgentConfig {
@@ -49,6 +62,7 @@ impl AgentConfig {
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             once: false,
             protocol_version: None,
+            tls: None,
         }
     }
 }

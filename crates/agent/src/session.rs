@@ -30,6 +30,31 @@ fn unix_nanos_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// An error with its causes, which carry the useful part (e.g. the TLS alert).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// What a failed `Attach` call means, with a hint for TLS failures.
+fn status_text(status: &tonic::Status, tls: bool) -> String {
+    let mut text = status.message().to_owned();
+    if let Some(source) = std::error::Error::source(status) {
+        text.push_str(": ");
+        text.push_str(&error_chain(source));
+    }
+    if tls {
+        text.push_str(" (with TLS on, check that --ca signed the controller's certificate and, if the controller requires client certificates, that --cert and --key are given)");
+    }
+    text
+}
+
 fn message(kind: agent_message::Kind) -> AgentMessage {
     AgentMessage { kind: Some(kind) }
 }
@@ -40,14 +65,27 @@ pub async fn attach_once(
     agent_id: &Arc<str>,
     cancel: &CancellationToken,
 ) -> Result<SessionEnd, AgentError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(config.controller.clone())
+    let mut endpoint = tonic::transport::Endpoint::from_shared(config.controller.clone())
         .map_err(|error| AgentError::BadControllerUrl(config.controller.clone(), error.to_string()))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
+    if let Some(tls) = &config.tls {
+        let mut tls_config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca_pem));
+        if let Some((certificate, key)) = &tls.identity {
+            tls_config = tls_config.identity(tonic::transport::Identity::from_pem(certificate, key));
+        }
+        if let Some(domain) = &tls.domain {
+            tls_config = tls_config.domain_name(domain.clone());
+        }
+        endpoint = endpoint
+            .tls_config(tls_config)
+            .map_err(|error| AgentError::BadControllerUrl(config.controller.clone(), error_chain(&error)))?;
+    }
     let channel = endpoint
         .connect()
         .await
-        .map_err(|error| AgentError::Unreachable(config.controller.clone(), error.to_string()))?;
+        .map_err(|error| AgentError::Unreachable(config.controller.clone(), error_chain(&error)))?;
     let mut client = FleetClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -66,10 +104,9 @@ pub async fn attach_once(
     };
     // The channel is empty and its receiver alive: this cannot fail.
     let _ = outgoing.send(message(agent_message::Kind::Hello(hello))).await;
-    let response = client
-        .attach(ReceiverStream::new(receiver))
-        .await
-        .map_err(|status| AgentError::Unreachable(config.controller.clone(), status.message().to_owned()))?;
+    let response = client.attach(ReceiverStream::new(receiver)).await.map_err(|status| {
+        AgentError::Unreachable(config.controller.clone(), status_text(&status, config.tls.is_some()))
+    })?;
     let mut inbound = response.into_inner();
 
     let welcome = match tokio::time::timeout(Duration::from_secs(10), inbound.message()).await {

@@ -29,6 +29,17 @@ pub struct ControllerSettings {
     pub heartbeat_interval: Duration,
     /// Silence after which the controller drops an agent (and an agent stops its load).
     pub silence_timeout: Duration,
+    /// TLS for the agents' gRPC channel; with `client_ca_pem`, agents must present a
+    /// certificate signed by that CA (mutual TLS).
+    pub tls: Option<ServerTls>,
+}
+
+/// The controller's TLS material, PEM-encoded.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    pub certificate_pem: String,
+    pub key_pem: String,
+    pub client_ca_pem: Option<String>,
 }
 
 impl Default for ControllerSettings {
@@ -37,6 +48,7 @@ impl Default for ControllerSettings {
             token: None,
             heartbeat_interval: Duration::from_secs(1),
             silence_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -71,8 +83,16 @@ impl Controller {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        let mut builder = tonic::transport::Server::builder().http2_keepalive_interval(Some(Duration::from_secs(10)));
+        if let Some(tls) = &self.settings.tls {
+            let mut config = tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(&tls.certificate_pem, &tls.key_pem));
+            if let Some(ca) = &tls.client_ca_pem {
+                config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+            }
+            builder = builder.tls_config(config)?;
+        }
+        builder
             .add_service(server)
             .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
             .await
