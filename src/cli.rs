@@ -68,6 +68,9 @@ pub struct ControllerArgs {
     /// Token agents must present.
     #[arg(long)]
     pub token: Option<String>,
+    /// Where the run history (SQLite) is kept (default ./wsfleet-data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Serve the agents' channel over TLS with this certificate (PEM; with --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use wsfleet_controller::history::History;
 use wsfleet_controller::summary::{human_bytes, human_count, human_micros};
 use wsfleet_controller::{Controller, RunEvent, RunRequest, Summary};
 use wsfleet_metrics::catalog::ACTIVE_CONNECTIONS;
@@ -101,8 +102,12 @@ pub async fn run_and_report(
     outputs: &Outputs,
     quiet: bool,
     stop: CancellationToken,
+    history: Option<History>,
 ) -> u8 {
     let (events, mut event_receiver) = tokio::sync::mpsc::unbounded_channel();
+    let scenario_name = bundle.compile().map(|scenario| scenario.name).unwrap_or_default();
+    let scenario_source = bundle.source.clone();
+    let mut run_id = String::new();
     let request = RunRequest {
         bundle,
         variables,
@@ -113,15 +118,41 @@ pub async fn run_and_report(
     let run =
         tokio::spawn(async move { wsfleet_controller::execute(&registry, request, Some(events), run_stop).await });
     while let Some(event) = event_receiver.recv().await {
-        if quiet {
-            continue;
-        }
         match event {
-            RunEvent::Started { run_id, agents, vus } => {
-                eprintln!("run {run_id} started: {vus} VUs at peak on {agents} agent(s)");
+            RunEvent::Started {
+                run_id: id,
+                agents,
+                vus,
+            } => {
+                if let Some(history) = &history {
+                    let (history, id, name, source) = (
+                        history.clone(),
+                        id.clone(),
+                        scenario_name.clone(),
+                        scenario_source.clone(),
+                    );
+                    record(move || history.begin_run(&id, &name, &source)).await;
+                }
+                if !quiet {
+                    eprintln!("run {id} started: {vus} VUs at peak on {agents} agent(s)");
+                }
+                run_id = id;
             }
-            RunEvent::Interval { interval, sets } => eprintln!("{}", live_line(interval, &sets)),
-            RunEvent::AgentLost { agent, reason } => eprintln!("agent {agent} lost: {reason}"),
+            RunEvent::Interval { interval, sets } => {
+                if let Some(history) = &history {
+                    let figures = serde_json::to_string(&Summary::interval_of(interval, &sets)).unwrap_or_default();
+                    let (history, id) = (history.clone(), run_id.clone());
+                    record(move || history.record_interval(&id, interval, &figures)).await;
+                }
+                if !quiet {
+                    eprintln!("{}", live_line(interval, &sets));
+                }
+            }
+            RunEvent::AgentLost { agent, reason } => {
+                if !quiet {
+                    eprintln!("agent {agent} lost: {reason}");
+                }
+            }
         }
     }
     let summary = match run.await {
@@ -138,6 +169,20 @@ pub async fn run_and_report(
             return exit::INTERNAL;
         }
     };
+    if let Some(history) = &history {
+        let status = summary
+            .outcome
+            .split(':')
+            .next()
+            .unwrap_or("completed")
+            .split_whitespace()
+            .next()
+            .unwrap_or("completed")
+            .to_owned();
+        let summary_json = serde_json::to_string(&summary).unwrap_or_default();
+        let (history, id) = (history.clone(), summary.run_id.clone());
+        record(move || history.finish_run(&id, &status, &summary_json, None)).await;
+    }
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(summary.render_text().as_bytes());
     let _ = stdout.flush();
@@ -146,6 +191,16 @@ pub async fn run_and_report(
         return exit::INTERNAL;
     }
     outcome_code(&summary, stop.is_cancelled())
+}
+
+/// Writes to the run history off the async threads; a failure is logged, never fatal: the run
+/// and its outputs matter more than its history.
+async fn record(write: impl FnOnce() -> Result<(), wsfleet_controller::history::HistoryError> + Send + 'static) {
+    match tokio::task::spawn_blocking(write).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "cannot record run history"),
+        Err(error) => tracing::warn!(%error, "run history task failed"),
+    }
 }
 
 /// The exit code a finished run earns.

@@ -52,6 +52,9 @@ fn overrides(cli: &Cli) -> settings::Overrides {
             if let Some(token) = &args.token {
                 overrides.push(("controller.token", token.clone()));
             }
+            if let Some(dir) = &args.data_dir {
+                overrides.push(("controller.data_dir", dir.display().to_string()));
+            }
             for (key, path) in [
                 ("controller.tls_cert", &args.tls_cert),
                 ("controller.tls_key", &args.tls_key),
@@ -278,7 +281,7 @@ async fn run_local(args: cli::RunArgs) -> u8 {
 
     let stop = CancellationToken::new();
     spawn_interrupt_handler(stop.clone());
-    let code = local::run_and_report(&controller, bundle, variables, &outputs, args.quiet, stop).await;
+    let code = local::run_and_report(&controller, bundle, variables, &outputs, args.quiet, stop, None).await;
 
     // Agents exit when the controller's stream closes; give them a moment, then make sure.
     shutdown.cancel();
@@ -318,6 +321,19 @@ async fn run_controller(args: cli::ControllerArgs, settings: &settings::Settings
             Err(code) => return code,
         },
         None => None,
+    };
+    let data_dir = std::path::PathBuf::from(&settings.controller.data_dir);
+    let history = match tokio::task::spawn_blocking(move || wsfleet_controller::history::History::open(&data_dir)).await
+    {
+        Ok(Ok(history)) => history,
+        Ok(Err(error)) => {
+            eprintln!("error: {error}");
+            return exit::INVALID_INPUT;
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            return exit::INTERNAL;
+        }
     };
     let listener = match local::bind(&settings.controller.listen).await {
         Ok(listener) => listener,
@@ -374,7 +390,16 @@ async fn run_controller(args: cli::ControllerArgs, settings: &settings::Settings
                     .as_ref()
                     .map(|(_, values)| values.clone())
                     .unwrap_or_default();
-                let code = local::run_and_report(&controller, bundle, variables, &outputs, false, stop).await;
+                let code = local::run_and_report(
+                    &controller,
+                    bundle,
+                    variables,
+                    &outputs,
+                    false,
+                    stop,
+                    Some(history.clone()),
+                )
+                .await;
                 if let Some((server, _)) = testserver {
                     server.shutdown().await;
                 }

@@ -12,8 +12,11 @@ use common::*;
 
 /// Starts `wsfleet controller` on a free port; returns the child and its gRPC URL.
 fn start_controller(extra: &[&str]) -> (std::process::Child, String) {
+    let data = std::env::temp_dir().join(format!("wsfleet-test-{}-{}", std::process::id(), extra.len()));
     let mut child = wsfleet()
         .args(["controller", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data)
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -75,7 +75,7 @@ fn start_controller(pki: &Pki, dir: &Path, mutual: bool) -> (std::process::Child
         ])
         .args(["--run", arg(&scenario), "--out", &format!("json={}", out.display())])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(dir.join("controller.err")).unwrap());
     if mutual {
         command.args(["--client-ca", arg(&pki.path("ca.pem"))]);
     }
@@ -89,7 +89,8 @@ fn start_controller(pki: &Pki, dir: &Path, mutual: bool) -> (std::process::Child
     });
     let line = receiver.recv_timeout(Duration::from_secs(20)).unwrap();
     let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(url.starts_with("https://127.0.0.1:"), "{line}");
+    let errors = std::fs::read_to_string(dir.join("controller.err")).unwrap_or_default();
+    assert!(url.starts_with("https://127.0.0.1:"), "{line}\n{errors}");
     (child, url, out)
 }
 

@@ -3,6 +3,7 @@
 //! end-of-run summary.
 
 pub mod aggregate;
+pub mod history;
 pub mod registry;
 pub mod run;
 pub mod service;

@@ -1,0 +1,103 @@
+//! Faults between real processes: what happens when the controller dies mid-run.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn killed_controller_stops_the_load_and_its_run_is_kept_as_interrupted() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime
+        .block_on(wsfleet_testserver::TestServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            wsfleet_testserver::Config::default(),
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let scenario = write(
+        dir.path(),
+        "long.yaml",
+        &format!(
+            "name: long\nload: {{ vus: 10, duration: 60s }}\nsteps:\n  - connect: {{ url: 'ws://{}/echo' }}\n  - repeat:\n      duration: 30s\n      steps:\n        - send: {{ text: hi }}\n        - receive: {{ timeout: 5s }}\n        - think: 50ms\n",
+            server.local_addr()
+        ),
+    );
+    let mut controller = wsfleet()
+        .args([
+            "controller",
+            "--listen",
+            "127.0.0.1:0",
+            "--agents",
+            "1",
+            "--wait",
+            "20s",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--run")
+        .arg(&scenario)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(controller.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    // A long silence limit would not matter: the stream's end is enough for the agent.
+    let mut agent = wsfleet()
+        .args(["agent", "--controller", &url, "--workers", "1", "--id", "survivor"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    wait_until(Duration::from_secs(30), "the load to start", || {
+        server.stats().open_connections == 10
+    });
+    // Let a few intervals reach the controller, then kill it without warning.
+    std::thread::sleep(Duration::from_millis(3500));
+    controller.kill().unwrap();
+    controller.wait().unwrap();
+    let killed_at = Instant::now();
+
+    // The agent stops its load within the bound: the server sees every connection go.
+    wait_until(Duration::from_secs(10), "the agent to stop its load", || {
+        server.stats().open_connections == 0
+    });
+    assert!(killed_at.elapsed() < Duration::from_secs(10));
+    // The agent itself keeps running, trying to reattach.
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "the agent must survive its controller"
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
+
+    // The run is in the history as interrupted, with the intervals received before the kill.
+    let history = wsfleet_controller::history::History::open(&data).unwrap();
+    let runs = history.list_runs(10).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, "interrupted");
+    assert_eq!(runs[0].scenario, "long");
+    let intervals = history.intervals(&runs[0].id).unwrap();
+    assert!(intervals.len() >= 2, "{intervals:?}");
+    let first: serde_json::Value = serde_json::from_str(&intervals[0].1).unwrap();
+    assert_eq!(first["counters"]["connections_opened"], 10);
+    runtime.block_on(server.shutdown());
+}
