@@ -240,6 +240,13 @@ def idle(directory, seconds, counts):
             results["reference"][str(count)] = {"rss_mb": round(held / 1e6, 1), "bytes_per_connection": round((held - baseline) / count)}
         finally:
             server.stop()
+    # The marginal cost of a connection: the RSS slope between the smallest and largest counts,
+    # which cancels each process's fixed footprint (a baseline read at start can race the first
+    # connections).
+    low, high = str(min(counts)), str(max(counts))
+    for side in ("wsfleet", "reference"):
+        spread = (results[side][high]["rss_mb"] - results[side][low]["rss_mb"]) * 1e6
+        results[side]["marginal_bytes_per_connection"] = round(spread / (int(high) - int(low)))
     return results
 
 
@@ -331,8 +338,11 @@ def table(results):
         lines.append("| idle connections | wsfleet RSS (MB) | wsfleet bytes/conn | reference RSS (MB) | reference bytes/conn |")
         lines.append("| --- | --- | --- | --- | --- |")
         for count, mine in results["idle"]["wsfleet"].items():
+            if not isinstance(mine, dict):
+                continue
             reference = results["idle"]["reference"].get(count, {})
             lines.append(f"| {count} | {mine['rss_mb']} | {mine['bytes_per_connection']} | {reference.get('rss_mb')} | {reference.get('bytes_per_connection')} |")
+        lines.append(f"| marginal (slope) | | {results['idle']['wsfleet']['marginal_bytes_per_connection']} | | {results['idle']['reference']['marginal_bytes_per_connection']} |")
     if "controller" in results:
         result = results["controller"]
         lines.append("")
