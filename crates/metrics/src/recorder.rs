@@ -122,7 +122,7 @@ impl Recorder {
         let interval = self.interval_at(at);
         let histogram =
             interval.slots[set.slot()].histograms[hist as usize].get_or_insert_with(|| Box::new(new_histogram()));
-        let micros = u64::try_from(value.as_micros()).unwrap_or(u64::MAX).max(1);
+        let micros = crate::sets::clamp_micros(u64::try_from(value.as_micros()).unwrap_or(u64::MAX));
         histogram.saturating_record(micros);
     }
 

@@ -13,11 +13,22 @@ pub const HISTOGRAM_LOWEST: u64 = 1;
 pub const HISTOGRAM_HIGHEST: u64 = 3_600_000_000;
 pub const HISTOGRAM_SIGFIGS: u8 = 3;
 
-/// A histogram with wsfleet's bounds.
+/// A histogram with wsfleet's precision that grows as values arrive. A histogram allocated for
+/// the whole 1 µs – 1 h range holds ~23k counters (~188 KB, zeroed); most latencies stay far
+/// below an hour, so starting small and resizing keeps recorders, reports and the controller's
+/// merges cheap. Values are clamped to `HISTOGRAM_HIGHEST` where they are recorded
+/// ([`clamp_micros`]), so a histogram never grows past the hour.
 pub fn new_histogram() -> Histogram<u64> {
     // The bounds are constants that hdrhistogram accepts.
     #[allow(clippy::unwrap_used)]
-    Histogram::new_with_bounds(HISTOGRAM_LOWEST, HISTOGRAM_HIGHEST, HISTOGRAM_SIGFIGS).unwrap()
+    let mut histogram = Histogram::new_with_bounds(HISTOGRAM_LOWEST, 2048, HISTOGRAM_SIGFIGS).unwrap();
+    histogram.auto(true);
+    histogram
+}
+
+/// A latency in microseconds as recorded: at least 1 µs, at most an hour.
+pub fn clamp_micros(micros: u64) -> u64 {
+    micros.clamp(HISTOGRAM_LOWEST, HISTOGRAM_HIGHEST)
 }
 
 /// The set name of connection-level measurements that belong to no step (wire bytes).
