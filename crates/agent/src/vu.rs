@@ -32,7 +32,15 @@ pub struct RunEnv {
     pub tls: TlsConfig,
     pub recorder: Rc<RefCell<Recorder>>,
     pub iterations_per_vu: Option<u64>,
+    /// Handshakes this worker runs at once. Unbounded, a thousand VUs starting together
+    /// allocate a thousand handshakes' buffers at the same moment; the allocator keeps that
+    /// peak, doubling the memory per idle connection, and the target sees a SYN burst. A few
+    /// dozen in flight already keep a core busy on loopback.
+    pub handshake_slots: Rc<tokio::sync::Semaphore>,
 }
+
+/// Handshakes in flight per worker thread.
+pub const HANDSHAKES_IN_FLIGHT_PER_WORKER: usize = 64;
 
 /// Builds the messages of sends whose payload has no variables.
 pub fn static_messages(scenario: &Scenario) -> HashMap<StepId, Message> {
@@ -136,7 +144,7 @@ pub async fn run_vu(env: Rc<RunEnv>, number: u64, control: VuControl) {
         let now = Instant::now();
         match outcome {
             None => {
-                vu.close_quietly(CloseCode::Away).await;
+                Box::pin(vu.close_quietly(CloseCode::Away)).await;
                 break;
             }
             Some(Ok(())) => {
@@ -160,7 +168,7 @@ pub async fn run_vu(env: Rc<RunEnv>, number: u64, control: VuControl) {
             let close = tokio::select! {
                 biased;
                 _ = control.hard.cancelled() => false,
-                _ = vu.close_quietly(CloseCode::Normal) => true,
+                _ = Box::pin(vu.close_quietly(CloseCode::Normal)) => true,
             };
             if !close {
                 vu.conn = None;
@@ -218,7 +226,7 @@ impl Vu {
                     .map(|(name, value)| (name.clone(), value.render(&scope).into_owned()))
                     .collect();
                 // A second connect replaces the connection (closing the old one first).
-                self.close_quietly(CloseCode::Normal).await;
+                Box::pin(self.close_quietly(CloseCode::Normal)).await;
                 let request = ConnectRequest {
                     url: &url,
                     headers: &headers,
@@ -226,7 +234,14 @@ impl Vu {
                     timeout: connect.timeout,
                 };
                 let recorder = &self.env.recorder;
-                match connection::open(&request, &self.env.tls, recorder, set).await {
+                // Waiting for a slot is the generator's own queueing, not the target's latency:
+                // the handshake is timed from when it starts.
+                let _slot = self.env.handshake_slots.acquire().await;
+                // Boxed: the handshake's state is large and short-lived; inline, it would size
+                // every VU's future for its whole life (a few KB per idle connection).
+                let opened = Box::pin(connection::open(&request, &self.env.tls, recorder, set)).await;
+                drop(_slot);
+                match opened {
                     Ok(opened) => {
                         let now = Instant::now();
                         let mut recorder_ref = recorder.borrow_mut();
@@ -526,5 +541,46 @@ async fn close_connection(
             Some(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)) => return Ok(()),
             Some(Err(error)) => return Err(ws_failure(step, &error)),
         }
+    }
+}
+
+#[cfg(test)]
+mod sizes {
+    //! The memory a VU costs while it holds an idle connection is mostly the size of its task's
+    //! future (allocated once, for its largest state) plus the connection's buffers.
+
+    use super::*;
+
+    #[test]
+    fn print_future_sizes() {
+        let scenario = wsfleet_scenario::Bundle {
+            path: "s.yaml".into(),
+            source: "load: { vus: 1, iterations: 1 }\nsteps:\n  - connect: { url: 'ws://127.0.0.1:9/' }\n  - think: 1s\n".into(),
+            files: Default::default(),
+        }
+        .compile()
+        .unwrap();
+        let start = Instant::now();
+        let env = Rc::new(RunEnv {
+            static_messages: Arc::new(static_messages(&scenario)),
+            scenario: Arc::new(scenario),
+            agent_id: Arc::from("a"),
+            named: Arc::new(HashMap::new()),
+            tls: crate::connection::default_tls_config().unwrap(),
+            recorder: Rc::new(RefCell::new(Recorder::new(start, vec!["connect".into(), "think".into()]))),
+            iterations_per_vu: Some(1),
+            handshake_slots: Rc::new(tokio::sync::Semaphore::new(1)),
+        });
+        let control = VuControl { graceful: CancellationToken::new(), hard: CancellationToken::new() };
+        let future = run_vu(env.clone(), 0, control);
+        println!("run_vu future: {} bytes", std::mem::size_of_val(&future));
+        let mut vu = Vu { env: env.clone(), number: 0, vu_iteration: 0, conn: None, named: HashMap::new() };
+        let steps = &env.scenario.steps;
+        let play = vu.play(steps, 0);
+        println!("play (boxed): {} bytes", std::mem::size_of_val(&*play));
+        drop(play);
+        let step = vu.step(&steps[0], 0);
+        println!("step future: {} bytes", std::mem::size_of_val(&step));
+        println!("Conn: {} bytes", std::mem::size_of::<Conn>());
     }
 }

@@ -85,6 +85,7 @@ async fn worker_main(index: usize, setup: WorkerSetup, mut commands: mpsc::Unbou
         tls: setup.tls.clone(),
         recorder: recorder.clone(),
         iterations_per_vu: setup.iterations_per_vu,
+        handshake_slots: Rc::new(tokio::sync::Semaphore::new(crate::vu::HANDSHAKES_IN_FLIGHT_PER_WORKER)),
     });
     let tasks = tokio_util::task::TaskTracker::new();
     let mut next_boundary = 1u64;
