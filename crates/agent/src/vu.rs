@@ -555,7 +555,9 @@ mod sizes {
     fn print_future_sizes() {
         let scenario = wsfleet_scenario::Bundle {
             path: "s.yaml".into(),
-            source: "load: { vus: 1, iterations: 1 }\nsteps:\n  - connect: { url: 'ws://127.0.0.1:9/' }\n  - think: 1s\n".into(),
+            source:
+                "load: { vus: 1, iterations: 1 }\nsteps:\n  - connect: { url: 'ws://127.0.0.1:9/' }\n  - think: 1s\n"
+                    .into(),
             files: Default::default(),
         }
         .compile()
@@ -567,14 +569,26 @@ mod sizes {
             agent_id: Arc::from("a"),
             named: Arc::new(HashMap::new()),
             tls: crate::connection::default_tls_config().unwrap(),
-            recorder: Rc::new(RefCell::new(Recorder::new(start, vec!["connect".into(), "think".into()]))),
+            recorder: Rc::new(RefCell::new(Recorder::new(
+                start,
+                vec!["connect".into(), "think".into()],
+            ))),
             iterations_per_vu: Some(1),
             handshake_slots: Rc::new(tokio::sync::Semaphore::new(1)),
         });
-        let control = VuControl { graceful: CancellationToken::new(), hard: CancellationToken::new() };
+        let control = VuControl {
+            graceful: CancellationToken::new(),
+            hard: CancellationToken::new(),
+        };
         let future = run_vu(env.clone(), 0, control);
         println!("run_vu future: {} bytes", std::mem::size_of_val(&future));
-        let mut vu = Vu { env: env.clone(), number: 0, vu_iteration: 0, conn: None, named: HashMap::new() };
+        let mut vu = Vu {
+            env: env.clone(),
+            number: 0,
+            vu_iteration: 0,
+            conn: None,
+            named: HashMap::new(),
+        };
         let steps = &env.scenario.steps;
         let play = vu.play(steps, 0);
         println!("play (boxed): {} bytes", std::mem::size_of_val(&*play));
