@@ -12,8 +12,7 @@ pub const USAGE: u8 = 2;
 pub const INVALID_INPUT: u8 = 3;
 /// The run could not be done: no agents, not enough capacity, an agent failed.
 pub const RUN_NOT_DONE: u8 = 4;
-/// A threshold failed (reserved for thresholds; documented in docs/cli.md).
-#[allow(dead_code)]
+/// A threshold failed.
 pub const THRESHOLDS_FAILED: u8 = 5;
 /// Every connection attempt failed (the target is unreachable) and the scenario sets no threshold.
 pub const NO_CONNECTION: u8 = 6;

@@ -208,8 +208,21 @@ pub fn outcome_code(summary: &Summary, interrupted: bool) -> u8 {
     if summary.outcome.starts_with("failed") {
         return exit::RUN_NOT_DONE;
     }
+    let failed: Vec<&str> = summary
+        .thresholds
+        .iter()
+        .filter(|threshold| !threshold.passed)
+        .map(|threshold| threshold.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        eprintln!("error: {} threshold(s) failed: {}", failed.len(), failed.join(", "));
+        return exit::THRESHOLDS_FAILED;
+    }
     if interrupted {
         return exit::INTERRUPTED;
+    }
+    if !summary.thresholds.is_empty() {
+        return exit::OK;
     }
     let opened = summary.totals.counter("connections_opened");
     let failed = summary.totals.counter("connections_failed");

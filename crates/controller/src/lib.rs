@@ -8,6 +8,7 @@ pub mod registry;
 pub mod run;
 pub mod service;
 pub mod summary;
+pub mod thresholds;
 
 use std::sync::Arc;
 use std::time::Duration;

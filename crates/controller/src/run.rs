@@ -192,6 +192,7 @@ async fn drive(
     // Past this the run is abandoned whatever the agents say.
     let hard_deadline = start_instant + plan.max_duration + plan.graceful_stop + Duration::from_secs(30);
     let mut stop_sent = false;
+    let mut aborted_by: Option<String> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         let active = states
@@ -257,6 +258,34 @@ async fn drive(
                 });
             }
             next_live += 1;
+            // Thresholds that abort: evaluated on everything so far, once per second of run.
+            if aborted_by.is_none() && !stop_sent {
+                let elapsed = start_instant.elapsed();
+                let failed = scenario
+                    .thresholds
+                    .iter()
+                    .filter(|threshold| threshold.abort_on_fail && elapsed >= threshold.delay)
+                    .map(|threshold| {
+                        let result = crate::thresholds::evaluate(
+                            threshold,
+                            &aggregate.totals,
+                            elapsed.as_secs_f64(),
+                            &aggregate.peak_gauges,
+                        );
+                        (threshold, result)
+                    })
+                    .find(|(_, result)| !result.passed && result.value.is_some());
+                if let Some((threshold, result)) = failed {
+                    tracing::warn!(run = run_id, threshold = %threshold.name, measured = %result.display, "threshold failed: stopping the run");
+                    outcome = format!(
+                        "aborted: threshold `{}` {} failed (measured {})",
+                        threshold.name, threshold.condition, result.display
+                    );
+                    aborted_by = Some(threshold.name.clone());
+                    stop_sent = true;
+                    send_stop(&states, run_id, plan.graceful_stop, "a threshold failed").await;
+                }
+            }
         }
     }
     // Intervals that some agent never reported (lost agents) are still shown.
@@ -281,6 +310,19 @@ async fn drive(
         .get(wsfleet_metrics::catalog::ACTIVE_CONNECTIONS)
         .copied()
         .unwrap_or(0);
+    let thresholds = scenario
+        .thresholds
+        .iter()
+        .map(|threshold| {
+            let mut result =
+                crate::thresholds::evaluate(threshold, &aggregate.totals, duration_seconds, &aggregate.peak_gauges);
+            if aborted_by.as_deref() == Some(threshold.name.as_str()) {
+                result.aborted_run = true;
+                result.passed = false;
+            }
+            result
+        })
+        .collect();
     Summary {
         schema_version: SUMMARY_SCHEMA_VERSION,
         run_id: run_id.to_owned(),
@@ -311,6 +353,7 @@ async fn drive(
             .iter()
             .map(|(interval, sets)| Summary::interval_of(*interval, sets))
             .collect(),
+        thresholds,
     }
 }
 

@@ -8,8 +8,8 @@ use wsfleet_metrics::catalog::{CLOSE_CODES, ERRORS};
 use wsfleet_metrics::summary::LatencyStats;
 use wsfleet_metrics::{Counter, Hist, MetricSets, SetData, CONNECTION_SET};
 
-/// Version of the summary's JSON shape (docs/metrics.md).
-pub const SUMMARY_SCHEMA_VERSION: u32 = 1;
+/// Version of the summary's JSON shape (docs/metrics.md). 2: thresholds.
+pub const SUMMARY_SCHEMA_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
@@ -26,6 +26,8 @@ pub struct Summary {
     pub steps: Vec<StepSummary>,
     /// Per interval, the fleet's figures.
     pub intervals: Vec<IntervalSummary>,
+    /// The scenario's thresholds, in the order written, with their outcome.
+    pub thresholds: Vec<crate::thresholds::ThresholdResult>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -245,6 +247,22 @@ impl Summary {
             let _ = writeln!(out, "\nclose codes from the server");
             for (code, count) in &totals.close_codes {
                 let _ = writeln!(out, "  {code:<27} {count:>10}");
+            }
+        }
+        if !self.thresholds.is_empty() {
+            let _ = writeln!(out, "\nthresholds");
+            for threshold in &self.thresholds {
+                let mark = if threshold.passed { "✓ pass" } else { "✗ FAIL" };
+                let aborted = if threshold.aborted_run {
+                    "  (stopped the run)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    out,
+                    "  {mark}  {:<40} {:<12} measured {}{aborted}",
+                    threshold.name, threshold.condition, threshold.display
+                );
             }
         }
         if !self.steps.is_empty() {

@@ -110,6 +110,17 @@ impl<'a> Problems<'a> {
         });
     }
 
+    /// Like `add`, located at the key that names the field (for mistakes in the key itself).
+    pub fn add_at_key(&mut self, field: &str, message: impl Into<String>, hint: Option<String>) {
+        self.found.push(Problem {
+            file: self.file.to_owned(),
+            location: self.positions.locate_key(field),
+            field: field.to_owned(),
+            message: message.into(),
+            hint,
+        });
+    }
+
     pub fn into_result<T>(self, value: T) -> Result<T, ScenarioError> {
         if self.found.is_empty() {
             Ok(value)

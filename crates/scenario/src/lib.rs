@@ -12,6 +12,7 @@ pub mod plan;
 pub mod positions;
 pub mod raw;
 pub mod template;
+pub mod thresholds;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -26,6 +26,8 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     /// Every step's metric name, indexed by `StepId`.
     pub step_names: Vec<String>,
+    /// Conditions that decide whether the run passed.
+    pub thresholds: Vec<crate::thresholds::Threshold>,
 }
 
 /// The built-in test server a scenario asks the run to start.
@@ -168,6 +170,7 @@ pub(crate) fn validate(file: &str, raw: RawScenario, problems: &mut Problems<'_>
     let mut connected = false;
     let steps = builder.steps(&raw.steps, "steps", &mut connected, problems);
 
+    let thresholds = crate::thresholds::validate(&raw.thresholds, &builder.names, problems);
     let name = raw.name.unwrap_or_else(|| {
         std::path::Path::new(file)
             .file_stem()
@@ -187,6 +190,7 @@ pub(crate) fn validate(file: &str, raw: RawScenario, problems: &mut Problems<'_>
         plan: plan?,
         steps,
         step_names: builder.names,
+        thresholds,
     })
 }
 

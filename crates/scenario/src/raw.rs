@@ -16,6 +16,9 @@ pub struct RawScenario {
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
     pub load: RawLoad,
+    /// Conditions that decide whether the run passed.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, crate::thresholds::RawThreshold>,
     /// Steps are written as single-key maps (`- send: {...}`), nested ones too.
     #[serde(with = "serde_norway::with::singleton_map_recursive")]
     pub steps: Vec<RawStep>,
