@@ -290,7 +290,7 @@ def controller(directory, seconds, agents):
         f"name: controller-load\nload: {{ vus: {agents}, duration: {seconds}s }}\nsteps:\n  - connect: {{ url: 'ws://127.0.0.1:9/' }}\n",
     )
     out = Path(directory) / "controller.json"
-    command = ["taskset", "-c", CLIENT_CORE, str(WSFLEET), "controller", "--listen", f"127.0.0.1:{port}", "--run", str(scenario), "--agents", str(agents), "--wait", "120s", "--out", f"json={out}"]
+    command = ["taskset", "-c", CLIENT_CORE, str(WSFLEET), "controller", "--listen", f"127.0.0.1:{port}", "--http", "127.0.0.1:0", "--run", str(scenario), "--agents", str(agents), "--wait", "120s", "--out", f"json={out}"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)
     simulator = subprocess.Popen(

@@ -49,7 +49,7 @@ pub struct RunArgs {
     /// How many local agent processes to start.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub agents: u32,
-    /// Write results: `json=FILE` (summary and per-interval series). Repeatable.
+    /// Write results: `json=FILE` (summary and per-interval series), `csv=FILE` (per-interval series). Repeatable.
     #[arg(long, value_name = "KIND=FILE")]
     pub out: Vec<String>,
     /// Worker threads per local agent (default: the cores divided among the agents, at least 1).
@@ -58,6 +58,12 @@ pub struct RunArgs {
     /// Do not print a live line per second.
     #[arg(long)]
     pub quiet: bool,
+    /// Address of the HTTP endpoints (/metrics); port 0 picks one.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    pub http: String,
+    /// Keep serving /metrics this long after the run ends (for a last scrape).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub linger: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +74,9 @@ pub struct ControllerArgs {
     /// Token agents must present.
     #[arg(long)]
     pub token: Option<String>,
+    /// Address of the HTTP endpoints (/metrics) (default 127.0.0.1:7601).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
     /// Where the run history (SQLite) is kept (default ./wsfleet-data).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,

@@ -22,6 +22,7 @@ use crate::exit;
 #[derive(Debug, Default)]
 pub struct Outputs {
     pub json: Vec<std::path::PathBuf>,
+    pub csv: Vec<std::path::PathBuf>,
 }
 
 impl Outputs {
@@ -30,7 +31,8 @@ impl Outputs {
         for spec in specs {
             match spec.split_once('=') {
                 Some(("json", file)) if !file.is_empty() => outputs.json.push(file.into()),
-                _ => anyhow::bail!("--out `{spec}` is not understood: write `--out json=FILE`"),
+                Some(("csv", file)) if !file.is_empty() => outputs.csv.push(file.into()),
+                _ => anyhow::bail!("--out `{spec}` is not understood: write `--out json=FILE` or `--out csv=FILE`"),
             }
         }
         Ok(outputs)
@@ -41,6 +43,10 @@ impl Outputs {
             let text = serde_json::to_string_pretty(summary)?;
             std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
         }
+        for path in &self.csv {
+            std::fs::write(path, crate::csv::intervals_csv(summary))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
         Ok(())
     }
 }
@@ -50,7 +56,7 @@ pub fn load_scenario(path: &Path) -> Result<(Bundle, Scenario), u8> {
     let bundle = match Bundle::read(path) {
         Ok(bundle) => bundle,
         Err(error) => {
-            eprintln!("error: {error}");
+            tell!("error: {error}");
             return Err(exit::INVALID_INPUT);
         }
     };
@@ -58,10 +64,10 @@ pub fn load_scenario(path: &Path) -> Result<(Bundle, Scenario), u8> {
         Ok(scenario) => Ok((bundle, scenario)),
         Err(error) => {
             for problem in error.problems() {
-                eprintln!("error: {problem}");
+                tell!("error: {problem}");
             }
             if error.problems().is_empty() {
-                eprintln!("error: {error}");
+                tell!("error: {error}");
             }
             Err(exit::INVALID_INPUT)
         }
@@ -118,6 +124,10 @@ pub async fn run_and_report(
     let run =
         tokio::spawn(async move { wsfleet_controller::execute(&registry, request, Some(events), run_stop).await });
     while let Some(event) = event_receiver.recv().await {
+        if let RunEvent::Started { run_id: id, .. } = &event {
+            controller.live.begin(id, &scenario_name);
+        }
+        controller.live.apply(&event);
         match event {
             RunEvent::Started {
                 run_id: id,
@@ -134,7 +144,7 @@ pub async fn run_and_report(
                     record(move || history.begin_run(&id, &name, &source)).await;
                 }
                 if !quiet {
-                    eprintln!("run {id} started: {vus} VUs at peak on {agents} agent(s)");
+                    tell!("run {id} started: {vus} VUs at peak on {agents} agent(s)");
                 }
                 run_id = id;
             }
@@ -145,27 +155,28 @@ pub async fn run_and_report(
                     record(move || history.record_interval(&id, interval, &figures)).await;
                 }
                 if !quiet {
-                    eprintln!("{}", live_line(interval, &sets));
+                    tell!("{}", live_line(interval, &sets));
                 }
             }
             RunEvent::AgentLost { agent, reason } => {
                 if !quiet {
-                    eprintln!("agent {agent} lost: {reason}");
+                    tell!("agent {agent} lost: {reason}");
                 }
             }
         }
     }
+    controller.live.finish();
     let summary = match run.await {
         Ok(Ok(summary)) => summary,
         Ok(Err(error)) => {
-            eprintln!("error: {error}");
+            tell!("error: {error}");
             return match error {
                 wsfleet_controller::RunError::Scenario(_) => exit::INVALID_INPUT,
                 _ => exit::RUN_NOT_DONE,
             };
         }
         Err(error) => {
-            eprintln!("error: the run task failed: {error}");
+            tell!("error: the run task failed: {error}");
             return exit::INTERNAL;
         }
     };
@@ -187,7 +198,7 @@ pub async fn run_and_report(
     let _ = stdout.write_all(summary.render_text().as_bytes());
     let _ = stdout.flush();
     if let Err(error) = outputs.write(&summary) {
-        eprintln!("error: {error:#}");
+        tell!("error: {error:#}");
         return exit::INTERNAL;
     }
     outcome_code(&summary, stop.is_cancelled())
@@ -215,7 +226,7 @@ pub fn outcome_code(summary: &Summary, interrupted: bool) -> u8 {
         .map(|threshold| threshold.name.as_str())
         .collect();
     if !failed.is_empty() {
-        eprintln!("error: {} threshold(s) failed: {}", failed.len(), failed.join(", "));
+        tell!("error: {} threshold(s) failed: {}", failed.len(), failed.join(", "));
         return exit::THRESHOLDS_FAILED;
     }
     if interrupted {
@@ -227,7 +238,7 @@ pub fn outcome_code(summary: &Summary, interrupted: bool) -> u8 {
     let opened = summary.totals.counter("connections_opened");
     let failed = summary.totals.counter("connections_failed");
     if opened == 0 && failed > 0 {
-        eprintln!("error: every connection attempt failed ({failed}); see `errors` above");
+        tell!("error: every connection attempt failed ({failed}); see `errors` above");
         return exit::NO_CONNECTION;
     }
     exit::OK

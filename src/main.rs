@@ -1,7 +1,24 @@
 //! The `wsfleet` binary: parses the command line, loads layered configuration, starts tracing,
 //! dispatches to the libraries, and maps the outcome to a documented exit code (`exit`).
 
+/// `println!` that ignores a closed stdout: a reader that went away must not stop a run.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that ignores a closed stderr.
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod cli;
+mod csv;
 mod exit;
 mod local;
 mod settings;
@@ -32,7 +49,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
+            tell!("error: cannot start the async runtime: {error}");
             return exit::code(exit::INTERNAL);
         }
     };
@@ -51,6 +68,9 @@ fn overrides(cli: &Cli) -> settings::Overrides {
             }
             if let Some(token) = &args.token {
                 overrides.push(("controller.token", token.clone()));
+            }
+            if let Some(http) = &args.http {
+                overrides.push(("controller.http", http.clone()));
             }
             if let Some(dir) = &args.data_dir {
                 overrides.push(("controller.data_dir", dir.display().to_string()));
@@ -133,10 +153,10 @@ fn spawn_interrupt_handler(stop: CancellationToken) {
         if tokio::signal::ctrl_c().await.is_err() {
             return;
         }
-        eprintln!("\nstopping: letting iterations finish, then closing connections (Ctrl-C again to exit now)");
+        tell!("\nstopping: letting iterations finish, then closing connections (Ctrl-C again to exit now)");
         stop.cancel();
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("exiting now");
+            tell!("exiting now");
             std::process::exit(i32::from(exit::INTERRUPTED));
         }
     });
@@ -146,18 +166,18 @@ async fn dispatch(cli: Cli) -> u8 {
     let settings = match settings::load(cli.config.as_deref(), overrides(&cli)) {
         Ok(settings) => settings,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            tell!("error: {error:#}");
             return exit::INVALID_INPUT;
         }
     };
     if cli.dump_config {
         match toml_like(&settings) {
             Ok(text) => {
-                println!("{text}");
+                say!("{text}");
                 return exit::OK;
             }
             Err(error) => {
-                eprintln!("error: {error}");
+                tell!("error: {error}");
                 return exit::INTERNAL;
             }
         }
@@ -165,7 +185,7 @@ async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::Validate { scenario } => match local::load_scenario(&scenario) {
             Ok((_, compiled)) => {
-                println!(
+                say!(
                     "{}: ok — scenario `{}`, {} step(s), {} VU(s) at peak",
                     scenario.display(),
                     compiled.name,
@@ -191,7 +211,7 @@ async fn run_local(args: cli::RunArgs) -> u8 {
     let outputs = match local::Outputs::parse(&args.out) {
         Ok(outputs) => outputs,
         Err(error) => {
-            eprintln!("error: {error}");
+            tell!("error: {error}");
             return exit::USAGE;
         }
     };
@@ -202,13 +222,13 @@ async fn run_local(args: cli::RunArgs) -> u8 {
     let testserver = match local::start_testserver(&scenario).await {
         Ok(testserver) => testserver,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            tell!("error: {error:#}");
             return exit::RUN_NOT_DONE;
         }
     };
     let mut variables = std::collections::HashMap::new();
     if let Some((server, values)) = &testserver {
-        eprintln!("test server listening on {}", server.url());
+        tell!("test server listening on {}", server.url());
         variables.extend(values.clone());
     }
 
@@ -216,14 +236,14 @@ async fn run_local(args: cli::RunArgs) -> u8 {
     let listener = match local::bind("127.0.0.1:0").await {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            tell!("error: {error:#}");
             return exit::RUN_NOT_DONE;
         }
     };
     let grpc_address = match listener.local_addr() {
         Ok(address) => address,
         Err(error) => {
-            eprintln!("error: {error}");
+            tell!("error: {error}");
             return exit::INTERNAL;
         }
     };
@@ -233,11 +253,26 @@ async fn run_local(args: cli::RunArgs) -> u8 {
         let shutdown = shutdown.clone();
         tokio::spawn(async move { controller.serve_grpc(listener, shutdown).await })
     };
+    let http_listener = match local::bind(&args.http).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tell!("error: {error:#}");
+            return exit::RUN_NOT_DONE;
+        }
+    };
+    if let Ok(address) = http_listener.local_addr() {
+        tell!("metrics at http://{address}/metrics");
+    }
+    let http_serving = {
+        let controller = controller.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { controller.serve_http(http_listener, shutdown).await })
+    };
 
     let executable = match std::env::current_exe() {
         Ok(path) => path,
         Err(error) => {
-            eprintln!("error: cannot find the wsfleet executable to start agents: {error}");
+            tell!("error: cannot find the wsfleet executable to start agents: {error}");
             return exit::INTERNAL;
         }
     };
@@ -265,7 +300,7 @@ async fn run_local(args: cli::RunArgs) -> u8 {
         match child {
             Ok(child) => children.push(child),
             Err(error) => {
-                eprintln!("error: cannot start local agent {index}: {error}");
+                tell!("error: cannot start local agent {index}: {error}");
                 return exit::RUN_NOT_DONE;
             }
         }
@@ -273,19 +308,22 @@ async fn run_local(args: cli::RunArgs) -> u8 {
     let wanted = args.agents as usize;
     let attached = controller.wait_for_agents(wanted, Duration::from_secs(30)).await;
     if attached < wanted {
-        eprintln!(
-            "error: only {attached} of {wanted} local agents attached within 30 s; run with --log info to see why"
-        );
+        tell!("error: only {attached} of {wanted} local agents attached within 30 s; run with --log info to see why");
         return exit::RUN_NOT_DONE;
     }
 
     let stop = CancellationToken::new();
     spawn_interrupt_handler(stop.clone());
     let code = local::run_and_report(&controller, bundle, variables, &outputs, args.quiet, stop, None).await;
+    if !args.linger.is_zero() {
+        // Keep the final figures scrapeable (e.g. by Prometheus) for a while.
+        tokio::time::sleep(args.linger).await;
+    }
 
     // Agents exit when the controller's stream closes; give them a moment, then make sure.
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(3), serving).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), http_serving).await;
     for mut child in children {
         if tokio::time::timeout(Duration::from_secs(3), child.wait())
             .await
@@ -304,14 +342,14 @@ async fn run_controller(args: cli::ControllerArgs, settings: &settings::Settings
     let controller_settings = match controller_settings(&settings.controller) {
         Ok(settings) => settings,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            tell!("error: {error:#}");
             return exit::INVALID_INPUT;
         }
     };
     let outputs = match local::Outputs::parse(&args.out) {
         Ok(outputs) => outputs,
         Err(error) => {
-            eprintln!("error: {error}");
+            tell!("error: {error}");
             return exit::USAGE;
         }
     };
@@ -327,18 +365,18 @@ async fn run_controller(args: cli::ControllerArgs, settings: &settings::Settings
     {
         Ok(Ok(history)) => history,
         Ok(Err(error)) => {
-            eprintln!("error: {error}");
+            tell!("error: {error}");
             return exit::INVALID_INPUT;
         }
         Err(error) => {
-            eprintln!("error: {error}");
+            tell!("error: {error}");
             return exit::INTERNAL;
         }
     };
     let listener = match local::bind(&settings.controller.listen).await {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            tell!("error: {error:#}");
             return exit::RUN_NOT_DONE;
         }
     };
@@ -351,13 +389,28 @@ async fn run_controller(args: cli::ControllerArgs, settings: &settings::Settings
     } else {
         "http"
     };
-    println!("wsfleet controller listening for agents on {scheme}://{address}");
+    say!("wsfleet controller listening for agents on {scheme}://{address}");
     let controller = Controller::new(controller_settings);
     let shutdown = CancellationToken::new();
     let serving = {
         let controller = controller.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move { controller.serve_grpc(listener, shutdown).await })
+    };
+    let http_listener = match local::bind(&settings.controller.http).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tell!("error: {error:#}");
+            return exit::RUN_NOT_DONE;
+        }
+    };
+    if let Ok(address) = http_listener.local_addr() {
+        say!("metrics at http://{address}/metrics");
+    }
+    let http_serving = {
+        let controller = controller.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { controller.serve_http(http_listener, shutdown).await })
     };
     let stop = CancellationToken::new();
     spawn_interrupt_handler(stop.clone());
@@ -370,19 +423,20 @@ async fn run_controller(args: cli::ControllerArgs, settings: &settings::Settings
             let testserver = match local::start_testserver(&compiled).await {
                 Ok(testserver) => testserver,
                 Err(error) => {
-                    eprintln!("error: {error:#}");
+                    tell!("error: {error:#}");
                     return exit::RUN_NOT_DONE;
                 }
             };
-            eprintln!("waiting for {} agent(s)", args.agents);
+            tell!("waiting for {} agent(s)", args.agents);
             let attached = tokio::select! {
                 attached = controller.wait_for_agents(args.agents, args.wait) => attached,
                 _ = stop.cancelled() => 0,
             };
             if attached < args.agents {
-                eprintln!(
+                tell!(
                     "error: {attached} of {} agents attached within {:?}",
-                    args.agents, args.wait
+                    args.agents,
+                    args.wait
                 );
                 exit::RUN_NOT_DONE
             } else {
@@ -409,6 +463,7 @@ async fn run_controller(args: cli::ControllerArgs, settings: &settings::Settings
     };
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(3), serving).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), http_serving).await;
     code
 }
 
@@ -448,7 +503,7 @@ async fn run_agent(args: cli::AgentArgs, settings: &settings::Settings) -> u8 {
     match tls {
         Ok(tls) => config.tls = tls,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            tell!("error: {error:#}");
             return exit::INVALID_INPUT;
         }
     }
@@ -467,11 +522,11 @@ async fn run_agent(args: cli::AgentArgs, settings: &settings::Settings) -> u8 {
             exit::OK
         }
         Err(error @ wsfleet_agent::AgentError::Refused(_)) => {
-            eprintln!("error: {error}");
+            tell!("error: {error}");
             exit::RUN_NOT_DONE
         }
         Err(error) => {
-            eprintln!("error: {error}");
+            tell!("error: {error}");
             exit::RUN_NOT_DONE
         }
     }
@@ -487,17 +542,17 @@ async fn run_testserver(args: cli::TestserverArgs) -> u8 {
     let server = match wsfleet_testserver::TestServer::start(args.listen, config).await {
         Ok(server) => server,
         Err(error) => {
-            eprintln!("error: {error}");
+            tell!("error: {error}");
             return exit::RUN_NOT_DONE;
         }
     };
     if let (Some(path), Some(pem)) = (&args.cert_out, server.ca_certificate_pem()) {
         if let Err(error) = std::fs::write(path, pem) {
-            eprintln!("error: cannot write the certificate to {}: {error}", path.display());
+            tell!("error: cannot write the certificate to {}: {error}", path.display());
             return exit::INTERNAL;
         }
     }
-    println!("wsfleet testserver listening on {}", server.url());
+    say!("wsfleet testserver listening on {}", server.url());
     let _ = tokio::signal::ctrl_c().await;
     server.shutdown().await;
     exit::OK

@@ -23,6 +23,8 @@ pub struct ControllerSection {
     pub heartbeat_interval: String,
     /// Silence after which an agent is dropped and an agent stops its load, e.g. `10s`.
     pub silence_timeout: String,
+    /// HTTP endpoints (/metrics).
+    pub http: String,
     /// Directory of the run history database.
     pub data_dir: String,
     /// TLS certificate and key files (PEM) for the agents' channel.
@@ -58,6 +60,7 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Setting
         .set_default("controller.heartbeat_interval", "1s")?
         .set_default("controller.silence_timeout", "10s")?
         .set_default("controller.data_dir", "wsfleet-data")?
+        .set_default("controller.http", "127.0.0.1:7601")?
         .set_default("agent.controller", "http://127.0.0.1:7600")?;
     if let Some(file) = file {
         if !file.exists() {

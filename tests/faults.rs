@@ -41,6 +41,8 @@ fn killed_controller_stops_the_load_and_its_run_is_kept_as_interrupted() {
             "controller",
             "--listen",
             "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
             "--agents",
             "1",
             "--wait",

@@ -14,7 +14,7 @@ use common::*;
 fn start_controller(extra: &[&str]) -> (std::process::Child, String) {
     let data = std::env::temp_dir().join(format!("wsfleet-test-{}-{}", std::process::id(), extra.len()));
     let mut child = wsfleet()
-        .args(["controller", "--listen", "127.0.0.1:0"])
+        .args(["controller", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data)
         .args(extra)

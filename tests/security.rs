@@ -62,6 +62,8 @@ fn start_controller(pki: &Pki, dir: &Path, mutual: bool) -> (std::process::Child
             "controller",
             "--listen",
             "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
             "--agents",
             "1",
             "--wait",

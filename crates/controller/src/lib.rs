@@ -4,6 +4,8 @@
 
 pub mod aggregate;
 pub mod history;
+pub mod http;
+pub mod live;
 pub mod registry;
 pub mod run;
 pub mod service;
@@ -55,11 +57,12 @@ impl Default for ControllerSettings {
     }
 }
 
-/// A controller: its registry and settings.
+/// A controller: its registry, settings and live run state.
 #[derive(Clone)]
 pub struct Controller {
     pub registry: Arc<Registry>,
     pub settings: Arc<ControllerSettings>,
+    pub live: Arc<live::Live>,
 }
 
 impl Controller {
@@ -67,6 +70,7 @@ impl Controller {
         Controller {
             registry: Registry::new(),
             settings: Arc::new(settings),
+            live: live::Live::new(),
         }
     }
 
@@ -98,6 +102,15 @@ impl Controller {
             .add_service(server)
             .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
             .await
+    }
+
+    /// Serves the HTTP endpoints (`/metrics`, `/healthz`) on `listener` until `cancel` fires.
+    pub async fn serve_http(&self, listener: TcpListener, cancel: CancellationToken) -> std::io::Result<()> {
+        let state = http::HttpState {
+            registry: self.registry.clone(),
+            live: self.live.clone(),
+        };
+        http::serve(listener, http::router(state), cancel).await
     }
 
     /// Waits until at least `count` agents are attached, or `timeout` passes; returns how many are.

@@ -1,0 +1,83 @@
+//! What the controller knows about the run in progress (or the last one), for its HTTP
+//! endpoints: cumulative figures, the last interval, peaks. Updated from the run's events; read
+//! by handlers. The mutex is held only to copy or update, never across an `.await`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use wsfleet_metrics::MetricSets;
+
+use crate::run::RunEvent;
+
+/// A run as seen live.
+#[derive(Clone, Debug, Default)]
+pub struct LiveRun {
+    pub run_id: String,
+    pub scenario: String,
+    pub running: bool,
+    /// Every interval emitted so far, merged.
+    pub totals: MetricSets,
+    /// The last interval emitted, with its index.
+    pub last_interval: Option<(u64, MetricSets)>,
+    pub peak_gauges: BTreeMap<String, i64>,
+    pub agents_lost: u64,
+}
+
+#[derive(Default)]
+pub struct Live {
+    run: Mutex<Option<LiveRun>>,
+}
+
+impl Live {
+    pub fn new() -> Arc<Live> {
+        Arc::new(Live::default())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<LiveRun>> {
+        self.run.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A copy of the current (or last) run.
+    pub fn snapshot(&self) -> Option<LiveRun> {
+        self.lock().clone()
+    }
+
+    /// Starts tracking a run of `scenario`.
+    pub fn begin(&self, run_id: &str, scenario: &str) {
+        *self.lock() = Some(LiveRun {
+            run_id: run_id.to_owned(),
+            scenario: scenario.to_owned(),
+            running: true,
+            ..LiveRun::default()
+        });
+    }
+
+    pub fn apply(&self, event: &RunEvent) {
+        let mut guard = self.lock();
+        let Some(run) = guard.as_mut() else { return };
+        match event {
+            RunEvent::Started { run_id, .. } => run.run_id = run_id.clone(),
+            RunEvent::Interval { interval, sets } => {
+                let counted = MetricSets {
+                    sets: sets.sets.clone(),
+                    gauges: BTreeMap::new(),
+                };
+                if let Err(error) = run.totals.merge(&counted) {
+                    tracing::warn!(%error, "live figures: cannot merge an interval");
+                }
+                for (name, value) in &sets.gauges {
+                    let peak = run.peak_gauges.entry(name.clone()).or_insert(*value);
+                    *peak = (*peak).max(*value);
+                }
+                run.last_interval = Some((*interval, sets.clone()));
+            }
+            RunEvent::AgentLost { .. } => run.agents_lost += 1,
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(run) = self.lock().as_mut() {
+            run.running = false;
+        }
+    }
+}
