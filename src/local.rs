@@ -23,6 +23,7 @@ use crate::exit;
 pub struct Outputs {
     pub json: Vec<std::path::PathBuf>,
     pub csv: Vec<std::path::PathBuf>,
+    pub html: Vec<std::path::PathBuf>,
 }
 
 impl Outputs {
@@ -32,13 +33,22 @@ impl Outputs {
             match spec.split_once('=') {
                 Some(("json", file)) if !file.is_empty() => outputs.json.push(file.into()),
                 Some(("csv", file)) if !file.is_empty() => outputs.csv.push(file.into()),
-                _ => anyhow::bail!("--out `{spec}` is not understood: write `--out json=FILE` or `--out csv=FILE`"),
+                Some(("html", file)) if !file.is_empty() => outputs.html.push(file.into()),
+                _ => anyhow::bail!(
+                    "--out `{spec}` is not understood: write `--out json=FILE`, `csv=FILE` or `html=FILE`"
+                ),
             }
         }
         Ok(outputs)
     }
 
-    pub fn write(&self, summary: &Summary) -> anyhow::Result<()> {
+    pub fn write(&self, summary: &Summary, scenario_source: &str) -> anyhow::Result<()> {
+        if !self.html.is_empty() {
+            let report = wsfleet_controller::report::render(summary, scenario_source);
+            for path in &self.html {
+                std::fs::write(path, &report).with_context(|| format!("cannot write {}", path.display()))?;
+            }
+        }
         for path in &self.json {
             let text = serde_json::to_string_pretty(summary)?;
             std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
@@ -192,12 +202,13 @@ pub async fn run_and_report(
             .to_owned();
         let summary_json = serde_json::to_string(&summary).unwrap_or_default();
         let (history, id) = (history.clone(), summary.run_id.clone());
-        record(move || history.finish_run(&id, &status, &summary_json, None)).await;
+        let report = wsfleet_controller::report::render(&summary, &scenario_source);
+        record(move || history.finish_run(&id, &status, &summary_json, Some(&report))).await;
     }
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(summary.render_text().as_bytes());
     let _ = stdout.flush();
-    if let Err(error) = outputs.write(&summary) {
+    if let Err(error) = outputs.write(&summary, &scenario_source) {
         tell!("error: {error:#}");
         return exit::INTERNAL;
     }

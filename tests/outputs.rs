@@ -59,6 +59,7 @@ fn json_csv_and_prometheus_agree_with_the_exact_counts() {
     let scenario = write(dir.path(), "outputs.yaml", SCENARIO);
     let json = dir.path().join("summary.json");
     let csv = dir.path().join("series.csv");
+    let html = dir.path().join("report.html");
     let port = closed_port();
     let mut child = wsfleet()
         .arg("run")
@@ -76,13 +77,15 @@ fn json_csv_and_prometheus_agree_with_the_exact_counts() {
         .arg(format!("json={}", json.display()))
         .arg("--out")
         .arg(format!("csv={}", csv.display()))
+        .arg("--out")
+        .arg(format!("html={}", html.display()))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     // Outputs are written when the run ends; the process then lingers for a last scrape.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !(json.exists() && csv.exists()) {
+    while !(json.exists() && csv.exists() && html.exists()) {
         assert!(Instant::now() < deadline, "the run did not finish");
         assert!(child.try_wait().unwrap().is_none(), "wsfleet exited before lingering");
         std::thread::sleep(Duration::from_millis(50));
@@ -94,6 +97,21 @@ fn json_csv_and_prometheus_agree_with_the_exact_counts() {
 
     // JSON totals: 30 VUs x 2 iterations; 10 echoes of 20 bytes each.
     let summary = read_json(&json);
+    let schema: serde_json::Value = serde_json::from_str(include_str!("../docs/summary.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let problems: Vec<String> = validator
+        .iter_errors(&summary)
+        .map(|error| format!("{} at {}", error, error.instance_path))
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "the summary does not match docs/summary.schema.json: {problems:#?}"
+    );
+    // The schema is strict: a renamed field fails it.
+    let mut renamed = summary.clone();
+    let outcome = renamed.as_object_mut().unwrap().remove("outcome").unwrap();
+    renamed.as_object_mut().unwrap().insert("result".into(), outcome);
+    assert!(!validator.is_valid(&renamed));
     let expected = [
         ("connections_opened", 60),
         ("connections_failed", 0),
@@ -173,4 +191,25 @@ fn json_csv_and_prometheus_agree_with_the_exact_counts() {
             _ => 0,
         });
     assert!(latency_count.is_some(), "message latency summary present");
+
+    // The HTML report: one self-contained file with a chart per series and the tables.
+    let report = std::fs::read_to_string(&html).unwrap();
+    assert!(report.starts_with("<!doctype html>"));
+    assert!(report.matches("<svg").count() >= 6, "charts of every series");
+    for title in [
+        "New and Failed Connections/s",
+        "Bytes Sent/s and Bytes Received/s",
+        "Active connections",
+        "Messages/s",
+        "message_latency latency",
+        "handshake latency",
+    ] {
+        assert!(report.contains(title), "chart {title}");
+    }
+    assert!(report.contains("<td>messages_sent</td><td>600</td>"));
+    assert!(report.contains("name: outputs"), "the scenario is in the report");
+    assert!(
+        !report.contains("src=") && !report.contains("<link"),
+        "no external assets: it opens offline"
+    );
 }

@@ -7,6 +7,7 @@ pub mod history;
 pub mod http;
 pub mod live;
 pub mod registry;
+pub mod report;
 pub mod run;
 pub mod service;
 pub mod summary;
