@@ -68,7 +68,8 @@ fn errors_series<'a>(intervals: &[IntervalSummary], label: &'a str) -> Series<'a
 }
 
 fn latency_series(intervals: &[IntervalSummary], histogram: &str) -> Vec<Series<'static>> {
-    let pick: [(&'static str, fn(&wsfleet_metrics::summary::LatencyStats) -> u64); 4] = [
+    type Read = fn(&wsfleet_metrics::summary::LatencyStats) -> u64;
+    let pick: [(&'static str, Read); 4] = [
         ("p50", |stats| stats.p50_us),
         ("p95", |stats| stats.p95_us),
         ("p99", |stats| stats.p99_us),
