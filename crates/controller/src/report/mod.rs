@@ -306,9 +306,9 @@ th,td{{border:1px solid #ddd;padding:4px 10px;text-align:right}}th:first-child,t
         );
     }
     html.push_str("</table>");
-    let _ = write!(
+    let _ = writeln!(
         html,
-        "<h2>Scenario</h2><pre>{}</pre></body></html>\n",
+        "<h2>Scenario</h2><pre>{}</pre></body></html>",
         escape(scenario_source)
     );
     html
