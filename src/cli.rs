@@ -62,7 +62,10 @@ pub struct RunArgs {
     /// Address of the HTTP endpoints (/metrics); port 0 picks one.
     #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     pub http: String,
-    /// Keep serving /metrics this long after the run ends (for a last scrape).
+    /// Keep the run's history (SQLite) in this directory (default: a temporary one).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep serving the dashboard and /metrics this long after the run ends.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub linger: std::time::Duration,
 }
@@ -78,6 +81,9 @@ pub struct ControllerArgs {
     /// Address of the HTTP endpoints (/metrics) (default 127.0.0.1:7601).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<String>,
+    /// Token the dashboard and /api require (`Authorization: Bearer TOKEN` or `?token=`).
+    #[arg(long, value_name = "TOKEN")]
+    pub api_token: Option<String>,
     /// Where the run history (SQLite) is kept (default ./wsfleet-data).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,

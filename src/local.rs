@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use wsfleet_controller::history::History;
+use wsfleet_controller::runs::{Runs, StartError};
 use wsfleet_controller::summary::{human_bytes, human_count, human_micros};
-use wsfleet_controller::{Controller, RunEvent, RunRequest, Summary};
+use wsfleet_controller::{RunEvent, Summary};
 use wsfleet_metrics::catalog::ACTIVE_CONNECTIONS;
 use wsfleet_metrics::summary::LatencyStats;
 use wsfleet_scenario::{Bundle, Scenario};
@@ -84,98 +84,46 @@ pub fn load_scenario(path: &Path) -> Result<(Bundle, Scenario), u8> {
     }
 }
 
-/// The test server a scenario asks for, with the values it publishes.
-pub async fn start_testserver(
-    scenario: &Scenario,
-) -> anyhow::Result<Option<(wsfleet_testserver::TestServer, HashMap<String, String>)>> {
-    let Some(spec) = &scenario.testserver else {
-        return Ok(None);
-    };
-    let config = wsfleet_testserver::Config {
-        subprotocols: spec.subprotocols.clone(),
-        tls: spec.tls,
-        ..wsfleet_testserver::Config::default()
-    };
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], spec.port));
-    let server = wsfleet_testserver::TestServer::start(address, config)
-        .await
-        .with_context(|| format!("cannot start the scenario's test server on {address}"))?;
-    let bound = server.local_addr();
-    let variables = HashMap::from([
-        ("testserver.url".to_owned(), server.url()),
-        ("testserver.host".to_owned(), bound.ip().to_string()),
-        ("testserver.port".to_owned(), bound.port().to_string()),
-    ]);
-    Ok(Some((server, variables)))
-}
-
 /// Runs a scenario on the controller's attached agents with a live line, then prints the
 /// summary and writes outputs. Returns the exit code.
 pub async fn run_and_report(
-    controller: &Controller,
+    runs: &Arc<Runs>,
     bundle: Bundle,
     variables: HashMap<String, String>,
     outputs: &Outputs,
     quiet: bool,
-    stop: CancellationToken,
-    history: Option<History>,
+    interrupt: CancellationToken,
 ) -> u8 {
-    let (events, mut event_receiver) = tokio::sync::mpsc::unbounded_channel();
-    let scenario_name = bundle.compile().map(|scenario| scenario.name).unwrap_or_default();
     let scenario_source = bundle.source.clone();
-    let mut run_id = String::new();
-    let request = RunRequest {
-        bundle,
-        variables,
-        lead_time: Duration::from_millis(1000),
-    };
-    let registry = controller.registry.clone();
-    let run_stop = stop.clone();
-    let run =
-        tokio::spawn(async move { wsfleet_controller::execute(&registry, request, Some(events), run_stop).await });
-    while let Some(event) = event_receiver.recv().await {
-        if let RunEvent::Started { run_id: id, .. } = &event {
-            controller.live.begin(id, &scenario_name);
+    let (events, mut event_receiver) = tokio::sync::mpsc::unbounded_channel();
+    let (stop, run) = match runs.start(bundle, variables, Some(events)) {
+        Ok(started) => started,
+        Err(error) => {
+            tell!("error: {error}");
+            return match error {
+                StartError::Scenario(_) => exit::INVALID_INPUT,
+                _ => exit::RUN_NOT_DONE,
+            };
         }
-        controller.live.apply(&event);
+    };
+    // Ctrl-C stops this run gracefully.
+    let interrupted = interrupt.clone();
+    tokio::spawn(async move {
+        interrupted.cancelled().await;
+        stop.cancel();
+    });
+    while let Some(event) = event_receiver.recv().await {
+        if quiet {
+            continue;
+        }
         match event {
-            RunEvent::Started {
-                run_id: id,
-                agents,
-                vus,
-            } => {
-                if let Some(history) = &history {
-                    let (history, id, name, source) = (
-                        history.clone(),
-                        id.clone(),
-                        scenario_name.clone(),
-                        scenario_source.clone(),
-                    );
-                    record(move || history.begin_run(&id, &name, &source)).await;
-                }
-                if !quiet {
-                    tell!("run {id} started: {vus} VUs at peak on {agents} agent(s)");
-                }
-                run_id = id;
+            RunEvent::Started { run_id, agents, vus } => {
+                tell!("run {run_id} started: {vus} VUs at peak on {agents} agent(s)")
             }
-            RunEvent::Interval { interval, sets } => {
-                if let Some(history) = &history {
-                    let figures = serde_json::to_string(&Summary::interval_of(interval, &sets)).unwrap_or_default();
-                    let (history, id) = (history.clone(), run_id.clone());
-                    record(move || history.record_interval(&id, interval, &figures)).await;
-                }
-                if !quiet {
-                    tell!("{}", live_line(interval, &sets));
-                }
-            }
-            RunEvent::AgentLost { agent, reason } => {
-                if !quiet {
-                    tell!("agent {agent} lost: {reason}");
-                }
-            }
+            RunEvent::Interval { interval, sets } => tell!("{}", live_line(interval, &sets)),
+            RunEvent::AgentLost { agent, reason } => tell!("agent {agent} lost: {reason}"),
         }
     }
-    controller.live.finish();
     let summary = match run.await {
         Ok(Ok(summary)) => summary,
         Ok(Err(error)) => {
@@ -190,21 +138,6 @@ pub async fn run_and_report(
             return exit::INTERNAL;
         }
     };
-    if let Some(history) = &history {
-        let status = summary
-            .outcome
-            .split(':')
-            .next()
-            .unwrap_or("completed")
-            .split_whitespace()
-            .next()
-            .unwrap_or("completed")
-            .to_owned();
-        let summary_json = serde_json::to_string(&summary).unwrap_or_default();
-        let (history, id) = (history.clone(), summary.run_id.clone());
-        let report = wsfleet_controller::report::render(&summary, &scenario_source);
-        record(move || history.finish_run(&id, &status, &summary_json, Some(&report))).await;
-    }
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(summary.render_text().as_bytes());
     let _ = stdout.flush();
@@ -212,17 +145,7 @@ pub async fn run_and_report(
         tell!("error: {error:#}");
         return exit::INTERNAL;
     }
-    outcome_code(&summary, stop.is_cancelled())
-}
-
-/// Writes to the run history off the async threads; a failure is logged, never fatal: the run
-/// and its outputs matter more than its history.
-async fn record(write: impl FnOnce() -> Result<(), wsfleet_controller::history::HistoryError> + Send + 'static) {
-    match tokio::task::spawn_blocking(write).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::warn!(%error, "cannot record run history"),
-        Err(error) => tracing::warn!(%error, "run history task failed"),
-    }
+    outcome_code(&summary, interrupt.is_cancelled())
 }
 
 /// The exit code a finished run earns.

@@ -69,6 +69,9 @@ fn overrides(cli: &Cli) -> settings::Overrides {
             if let Some(token) = &args.token {
                 overrides.push(("controller.token", token.clone()));
             }
+            if let Some(token) = &args.api_token {
+                overrides.push(("controller.api_token", token.clone()));
+            }
             if let Some(http) = &args.http {
                 overrides.push(("controller.http", http.clone()));
             }
@@ -215,24 +218,33 @@ async fn run_local(args: cli::RunArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let (bundle, scenario) = match local::load_scenario(&args.scenario) {
+    let (bundle, _) = match local::load_scenario(&args.scenario) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    let testserver = match local::start_testserver(&scenario).await {
-        Ok(testserver) => testserver,
-        Err(error) => {
-            tell!("error: {error:#}");
-            return exit::RUN_NOT_DONE;
-        }
-    };
-    let mut variables = std::collections::HashMap::new();
-    if let Some((server, values)) = &testserver {
-        tell!("test server listening on {}", server.url());
-        variables.extend(values.clone());
-    }
+    let variables = std::collections::HashMap::new();
 
     let controller = Controller::new(ControllerSettings::default());
+    // The run's history lives as long as this command (the dashboard reads it), unless kept.
+    let temporary_data = tempfile::tempdir().ok();
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| temporary_data.as_ref().map(|dir| dir.path().to_owned()));
+    let history = match data_dir {
+        Some(dir) => {
+            match tokio::task::spawn_blocking(move || wsfleet_controller::history::History::open(&dir)).await {
+                Ok(Ok(history)) => Some(history),
+                Ok(Err(error)) => {
+                    tell!("error: {error}");
+                    return exit::INVALID_INPUT;
+                }
+                Err(_) => None,
+            }
+        }
+        None => None,
+    };
+    let runs = wsfleet_controller::runs::Runs::new(controller.clone(), history);
     let listener = match local::bind("127.0.0.1:0").await {
         Ok(listener) => listener,
         Err(error) => {
@@ -261,12 +273,12 @@ async fn run_local(args: cli::RunArgs) -> u8 {
         }
     };
     if let Ok(address) = http_listener.local_addr() {
-        tell!("metrics at http://{address}/metrics");
+        tell!("dashboard at http://{address}/ (metrics at /metrics)");
     }
     let http_serving = {
-        let controller = controller.clone();
+        let router = wsfleet_controller::http::router(wsfleet_controller::http::HttpState::new(runs.clone(), None));
         let shutdown = shutdown.clone();
-        tokio::spawn(async move { controller.serve_http(http_listener, shutdown).await })
+        tokio::spawn(async move { wsfleet_controller::http::serve(http_listener, router, shutdown).await })
     };
 
     let executable = match std::env::current_exe() {
@@ -314,7 +326,7 @@ async fn run_local(args: cli::RunArgs) -> u8 {
 
     let stop = CancellationToken::new();
     spawn_interrupt_handler(stop.clone());
-    let code = local::run_and_report(&controller, bundle, variables, &outputs, args.quiet, stop, None).await;
+    let code = local::run_and_report(&runs, bundle, variables, &outputs, args.quiet, stop).await;
     if !args.linger.is_zero() {
         // Keep the final figures scrapeable (e.g. by Prometheus) for a while.
         tokio::time::sleep(args.linger).await;
@@ -331,9 +343,6 @@ async fn run_local(args: cli::RunArgs) -> u8 {
         {
             let _ = child.kill().await;
         }
-    }
-    if let Some((server, _)) = testserver {
-        server.shutdown().await;
     }
     code
 }
@@ -405,12 +414,16 @@ async fn run_controller(args: cli::ControllerArgs, settings: &settings::Settings
         }
     };
     if let Ok(address) = http_listener.local_addr() {
-        say!("metrics at http://{address}/metrics");
+        say!("dashboard at http://{address}/ (metrics at /metrics)");
     }
+    let runs = wsfleet_controller::runs::Runs::new(controller.clone(), Some(history));
     let http_serving = {
-        let controller = controller.clone();
+        let router = wsfleet_controller::http::router(wsfleet_controller::http::HttpState::new(
+            runs.clone(),
+            settings.controller.api_token.clone(),
+        ));
         let shutdown = shutdown.clone();
-        tokio::spawn(async move { controller.serve_http(http_listener, shutdown).await })
+        tokio::spawn(async move { wsfleet_controller::http::serve(http_listener, router, shutdown).await })
     };
     let stop = CancellationToken::new();
     spawn_interrupt_handler(stop.clone());
@@ -419,14 +432,7 @@ async fn run_controller(args: cli::ControllerArgs, settings: &settings::Settings
             stop.cancelled().await;
             exit::OK
         }
-        Some((bundle, compiled)) => {
-            let testserver = match local::start_testserver(&compiled).await {
-                Ok(testserver) => testserver,
-                Err(error) => {
-                    tell!("error: {error:#}");
-                    return exit::RUN_NOT_DONE;
-                }
-            };
+        Some((bundle, _)) => {
             tell!("waiting for {} agent(s)", args.agents);
             let attached = tokio::select! {
                 attached = controller.wait_for_agents(args.agents, args.wait) => attached,
@@ -440,24 +446,7 @@ async fn run_controller(args: cli::ControllerArgs, settings: &settings::Settings
                 );
                 exit::RUN_NOT_DONE
             } else {
-                let variables = testserver
-                    .as_ref()
-                    .map(|(_, values)| values.clone())
-                    .unwrap_or_default();
-                let code = local::run_and_report(
-                    &controller,
-                    bundle,
-                    variables,
-                    &outputs,
-                    false,
-                    stop,
-                    Some(history.clone()),
-                )
-                .await;
-                if let Some((server, _)) = testserver {
-                    server.shutdown().await;
-                }
-                code
+                local::run_and_report(&runs, bundle, Default::default(), &outputs, false, stop).await
             }
         }
     };

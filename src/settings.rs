@@ -23,8 +23,10 @@ pub struct ControllerSection {
     pub heartbeat_interval: String,
     /// Silence after which an agent is dropped and an agent stops its load, e.g. `10s`.
     pub silence_timeout: String,
-    /// HTTP endpoints (/metrics).
+    /// HTTP endpoints (dashboard, /api, /metrics).
     pub http: String,
+    /// Token the dashboard and /api require, when set.
+    pub api_token: Option<String>,
     /// Directory of the run history database.
     pub data_dir: String,
     /// TLS certificate and key files (PEM) for the agents' channel.

@@ -91,7 +91,7 @@ async fn agent(index: usize, controller: String, duration: Duration) -> anyhow::
     loop {
         tokio::select! {
             _ = heartbeat.tick() => {
-                let _ = outgoing.try_send(send(agent_message::Kind::Heartbeat(Heartbeat { sent_unix_nanos: now_nanos() })));
+                let _ = outgoing.try_send(send(agent_message::Kind::Heartbeat(Heartbeat { sent_unix_nanos: now_nanos(), cpu_percent: 0.0, rss_bytes: 0 })));
             }
             message = inbound.message() => {
                 let Some(message) = message? else { return Ok(()) };

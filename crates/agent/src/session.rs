@@ -146,12 +146,14 @@ pub async fn attach_once(
     tracing::info!(agent = %agent_id, controller = %config.controller, "attached");
 
     let mut heartbeat = tokio::time::interval(heartbeat_every);
+    let mut usage = crate::capacity::ProcessUsage::new();
     let mut current_run: Option<(String, RunControl)> = None;
     let end = loop {
         tokio::select! {
             _ = cancel.cancelled() => break SessionEnd::Cancelled,
             _ = heartbeat.tick() => {
-                let beat = Heartbeat { sent_unix_nanos: unix_nanos_now() };
+                let (cpu_percent, rss_bytes) = usage.sample();
+                let beat = Heartbeat { sent_unix_nanos: unix_nanos_now(), cpu_percent, rss_bytes };
                 let _ = outgoing.try_send(message(agent_message::Kind::Heartbeat(beat)));
             }
             next = tokio::time::timeout(silence_limit, inbound.message()) => {

@@ -17,18 +17,35 @@ use wsfleet_metrics::{Counter, Hist, SetData, CONNECTION_SET};
 
 use crate::live::Live;
 use crate::registry::Registry;
+use crate::runs::Runs;
 
 /// What HTTP handlers read.
 #[derive(Clone)]
 pub struct HttpState {
     pub registry: Arc<Registry>,
     pub live: Arc<Live>,
+    pub runs: Arc<Runs>,
+    /// When set, `/api` and the dashboard require `Authorization: Bearer TOKEN` (or `?token=`).
+    pub token: Option<Arc<str>>,
+}
+
+impl HttpState {
+    pub fn new(runs: Arc<Runs>, token: Option<String>) -> HttpState {
+        let controller = runs.controller();
+        HttpState {
+            registry: controller.registry.clone(),
+            live: controller.live.clone(),
+            runs: runs.clone(),
+            token: token.map(Arc::from),
+        }
+    }
 }
 
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::api::routes(state.clone()))
         .with_state(state)
 }
 

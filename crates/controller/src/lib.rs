@@ -3,12 +3,14 @@
 //! end-of-run summary.
 
 pub mod aggregate;
+pub mod api;
 pub mod history;
 pub mod http;
 pub mod live;
 pub mod registry;
 pub mod report;
 pub mod run;
+pub mod runs;
 pub mod service;
 pub mod summary;
 pub mod thresholds;
@@ -103,15 +105,6 @@ impl Controller {
             .add_service(server)
             .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
             .await
-    }
-
-    /// Serves the HTTP endpoints (`/metrics`, `/healthz`) on `listener` until `cancel` fires.
-    pub async fn serve_http(&self, listener: TcpListener, cancel: CancellationToken) -> std::io::Result<()> {
-        let state = http::HttpState {
-            registry: self.registry.clone(),
-            live: self.live.clone(),
-        };
-        http::serve(listener, http::router(state), cancel).await
     }
 
     /// Waits until at least `count` agents are attached, or `timeout` passes; returns how many are.

@@ -21,6 +21,12 @@ pub struct LiveRun {
     pub last_interval: Option<(u64, MetricSets)>,
     pub peak_gauges: BTreeMap<String, i64>,
     pub agents_lost: u64,
+    /// Every interval's fleet figures, for charts.
+    pub intervals: Vec<crate::summary::IntervalSummary>,
+    /// The scenario's thresholds, evaluated live by the dashboard.
+    pub thresholds: Vec<wsfleet_scenario::thresholds::Threshold>,
+    /// Wall time of the run's start, Unix milliseconds.
+    pub started_unix_ms: i64,
 }
 
 #[derive(Default)]
@@ -43,11 +49,17 @@ impl Live {
     }
 
     /// Starts tracking a run of `scenario`.
-    pub fn begin(&self, run_id: &str, scenario: &str) {
+    pub fn begin(&self, run_id: &str, scenario: &str, thresholds: Vec<wsfleet_scenario::thresholds::Threshold>) {
+        let started_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_millis() as i64)
+            .unwrap_or(0);
         *self.lock() = Some(LiveRun {
             run_id: run_id.to_owned(),
             scenario: scenario.to_owned(),
             running: true,
+            thresholds,
+            started_unix_ms,
             ..LiveRun::default()
         });
     }
@@ -69,6 +81,8 @@ impl Live {
                     let peak = run.peak_gauges.entry(name.clone()).or_insert(*value);
                     *peak = (*peak).max(*value);
                 }
+                run.intervals
+                    .push(crate::summary::Summary::interval_of(*interval, sets));
                 run.last_interval = Some((*interval, sets.clone()));
             }
             RunEvent::AgentLost { .. } => run.agents_lost += 1,

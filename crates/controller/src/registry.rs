@@ -22,6 +22,17 @@ pub struct AgentInfo {
     pub attached_at: Instant,
     pub last_seen: Instant,
     pub sender: mpsc::Sender<ControllerMessage>,
+    pub usage: AgentUsage,
+}
+
+/// What an agent last said about its own load.
+#[derive(Clone, Debug, Default)]
+pub struct AgentUsage {
+    /// CPU since the previous heartbeat; 100 is one core.
+    pub cpu_percent: f64,
+    pub rss_bytes: u64,
+    /// Open connections at the end of the last reported interval.
+    pub active_connections: i64,
 }
 
 /// What an agent's stream delivers to the active run.

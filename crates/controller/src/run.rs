@@ -218,6 +218,9 @@ async fn drive(
                 let Some(state) = states.get_mut(&agent) else { continue };
                 match event {
                     AgentEvent::Report(report) => {
+                        if let Some(active) = report.gauges.get(wsfleet_metrics::catalog::ACTIVE_CONNECTIONS) {
+                            _registry.update(&agent, |info| info.usage.active_connections = *active);
+                        }
                         match aggregate.add(&agent, &report) {
                             Ok(true) => state.last_interval = Some(state.last_interval.map_or(report.interval, |last| last.max(report.interval))),
                             Ok(false) => tracing::debug!(agent, interval = report.interval, "duplicate report ignored"),

@@ -114,6 +114,7 @@ impl Fleet for FleetService {
             attached_at: now,
             last_seen: now,
             sender: sender.clone(),
+            usage: Default::default(),
         };
         tokio::spawn(read_agent(
             info,
@@ -200,7 +201,10 @@ async fn read_agent(
         tokio::select! {
             _ = shutdown.cancelled() => break "controller shutting down".to_owned(),
             _ = heartbeat.tick() => {
-                let beat = wsfleet_proto::v1::Heartbeat { sent_unix_nanos: unix_nanos_now() };
+                let beat = wsfleet_proto::v1::Heartbeat {
+                    sent_unix_nanos: unix_nanos_now(),
+                    ..Default::default()
+                };
                 let _ = sender.try_send(controller_message(controller_message::Kind::Heartbeat(beat)));
             }
             next = tokio::time::timeout(settings.silence_timeout, inbound.message()) => {
@@ -220,7 +224,13 @@ async fn read_agent(
                         let run_id = status.run_id.clone();
                         registry.deliver(&agent_id, &run_id, AgentEvent::Status(status));
                     }
-                    Some(agent_message::Kind::Heartbeat(_)) | Some(agent_message::Kind::ClockReply(_)) => {}
+                    Some(agent_message::Kind::Heartbeat(beat)) => {
+                        registry.update(&agent_id, |agent| {
+                            agent.usage.cpu_percent = beat.cpu_percent;
+                            agent.usage.rss_bytes = beat.rss_bytes;
+                        });
+                    }
+                    Some(agent_message::Kind::ClockReply(_)) => {}
                     Some(agent_message::Kind::Hello(_)) => {
                         tracing::warn!(agent = %agent_id, "second hello on one stream ignored");
                     }

@@ -1,0 +1,435 @@
+//! The JSON API under `/api` (docs/api.md) and the dashboard that uses only it: the live run and
+//! fleet, a live feed (Server-Sent Events), server-rendered charts, runs from the history, and
+//! starting and stopping runs. Every asset is compiled into the binary, so it works offline.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::json;
+use wsfleet_scenario::Bundle;
+
+use crate::http::HttpState;
+use crate::report::charts::{line_chart, Series};
+use crate::runs::StartError;
+use crate::summary::IntervalSummary;
+use crate::thresholds::evaluate;
+
+/// An API error: a status and a message that says what to do.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    problems: Vec<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            problems: Vec::new(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({ "error": self.message, "problems": self.problems })),
+        )
+            .into_response()
+    }
+}
+
+impl From<crate::history::HistoryError> for ApiError {
+    fn from(error: crate::history::HistoryError) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+    }
+}
+
+pub fn routes(state: HttpState) -> Router<HttpState> {
+    Router::new()
+        .route("/", get(dashboard))
+        .route(
+            "/assets/app.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    include_str!("dashboard/app.js"),
+                )
+            }),
+        )
+        .route(
+            "/assets/app.css",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+                    include_str!("dashboard/app.css"),
+                )
+            }),
+        )
+        .route("/api/status", get(status))
+        .route("/api/live", get(live_feed))
+        .route("/api/charts/{name}", get(chart))
+        .route("/api/runs", get(list_runs).post(start_run))
+        .route("/api/runs/current/stop", post(stop_run))
+        .route("/api/runs/{id}", get(get_run))
+        .route("/api/runs/{id}/summary.json", get(run_summary))
+        .route("/api/runs/{id}/report.html", get(run_report))
+        .route("/api/runs/{id}/intervals", get(run_intervals))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint: see docs/api.md") })
+        .route_layer(middleware::from_fn_with_state(state, require_token))
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// With a token configured, every dashboard and API request must carry it, as
+/// `Authorization: Bearer TOKEN` or `?token=TOKEN` (for the page's first load and its live feed).
+async fn require_token(State(state): State<HttpState>, headers: HeaderMap, request: Request, next: Next) -> Response {
+    let Some(expected) = &state.token else {
+        return next.run(request).await;
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    let query = request
+        .uri()
+        .query()
+        .and_then(|query| serde_urlencoded::from_str::<TokenQuery>(query).ok())
+        .and_then(|query| query.token);
+    if bearer == Some(expected.as_ref()) || query.as_deref() == Some(expected.as_ref()) {
+        return next.run(request).await;
+    }
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "this controller requires a token: send `Authorization: Bearer TOKEN` or add `?token=TOKEN`",
+    )
+    .into_response()
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("dashboard/index.html"))
+}
+
+async fn status(State(state): State<HttpState>) -> Json<serde_json::Value> {
+    let now = std::time::Instant::now();
+    let active = state.runs.active_run();
+    let agents: Vec<serde_json::Value> = state
+        .registry
+        .agents()
+        .iter()
+        .map(|agent| {
+            json!({
+                "id": agent.id,
+                "hostname": agent.hostname,
+                "address": agent.address,
+                "version": agent.version,
+                "state": if active.is_some() { "running" } else { "attached" },
+                "cores": agent.capacity.cores,
+                "max_connections": agent.capacity.max_connections,
+                "weight": agent.capacity.weight,
+                "clock_offset_us": agent.clock_offset_nanos / 1000,
+                "attached_seconds": now.duration_since(agent.attached_at).as_secs(),
+                "last_heartbeat_ms": now.duration_since(agent.last_seen).as_millis() as u64,
+                "cpu_percent": agent.usage.cpu_percent,
+                "rss_bytes": agent.usage.rss_bytes,
+                "active_connections": agent.usage.active_connections,
+            })
+        })
+        .collect();
+    let run = state.live.snapshot().map(|run| {
+        let duration = run
+            .last_interval
+            .as_ref()
+            .map_or(0.0, |(interval, _)| *interval as f64 + 1.0);
+        let thresholds: Vec<_> = run
+            .thresholds
+            .iter()
+            .map(|threshold| evaluate(threshold, &run.totals, duration, &run.peak_gauges))
+            .collect();
+        let total = run.totals.total();
+        let steps: Vec<serde_json::Value> = run
+            .totals
+            .sets
+            .iter()
+            .filter(|(name, _)| !name.is_empty())
+            .map(|(name, set)| json!({ "name": name, "counters": set.counters }))
+            .collect();
+        json!({
+            "run_id": run.run_id,
+            "scenario": run.scenario,
+            "running": run.running,
+            "started_unix_ms": run.started_unix_ms,
+            "seconds": duration,
+            "last": run.intervals.last(),
+            "totals": total.counters,
+            "peak_gauges": run.peak_gauges,
+            "thresholds": thresholds,
+            "steps": steps,
+            "agents_lost": run.agents_lost,
+        })
+    });
+    Json(
+        json!({ "agents": agents, "run": run, "active_run": active, "starting": state.runs.is_active() && active.is_none() }),
+    )
+}
+
+async fn live_feed(State(state): State<HttpState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let mut updates = state.runs.subscribe();
+    let stream = async_stream(move |sender| async move {
+        loop {
+            match updates.recv().await {
+                Ok(update) => {
+                    let data = serde_json::to_string(&update).unwrap_or_default();
+                    if sender.send(Ok(Event::default().data(data))).await.is_err() {
+                        break;
+                    }
+                }
+                // A slow page skipped updates: it refreshes from /api/status anyway.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
+}
+
+/// A stream fed by a task through a channel (the task ends when the client goes away).
+fn async_stream<F, Fut>(produce: F) -> impl Stream<Item = Result<Event, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<Event, Infallible>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(produce(sender));
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
+}
+
+fn counter_points(intervals: &[IntervalSummary], name: &str) -> Vec<(f64, f64)> {
+    intervals
+        .iter()
+        .map(|interval| {
+            (
+                interval.interval as f64 + 1.0,
+                interval.counters.get(name).copied().unwrap_or(0) as f64,
+            )
+        })
+        .collect()
+}
+
+/// The live run's charts as SVG: `connections.svg`, `bytes.svg`, `active.svg`, `messages.svg`,
+/// `errors.svg`, `latency.svg`.
+async fn chart(State(state): State<HttpState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let intervals = state.live.snapshot().map(|run| run.intervals).unwrap_or_default();
+    let svg = match name.as_str() {
+        "connections.svg" => line_chart(
+            "New and Failed Connections/s",
+            "connections / s",
+            &[Series { label: "new", points: counter_points(&intervals, "connections_opened") }, Series { label: "failed", points: counter_points(&intervals, "connections_failed") }],
+        ),
+        "bytes.svg" => line_chart(
+            "Bytes Sent/s and Received/s (wire)",
+            "bytes / s",
+            &[Series { label: "sent", points: counter_points(&intervals, "bytes_sent") }, Series { label: "received", points: counter_points(&intervals, "bytes_received") }],
+        ),
+        "active.svg" => line_chart(
+            "Active connections",
+            "connections",
+            &[Series {
+                label: "active",
+                points: intervals.iter().map(|interval| (interval.interval as f64 + 1.0, interval.gauges.get("active_connections").copied().unwrap_or(0) as f64)).collect(),
+            }],
+        ),
+        "messages.svg" => line_chart(
+            "Messages/s",
+            "messages / s",
+            &[Series { label: "sent", points: counter_points(&intervals, "messages_sent") }, Series { label: "received", points: counter_points(&intervals, "messages_received") }],
+        ),
+        "errors.svg" => line_chart(
+            "Errors/s",
+            "errors / s",
+            &[Series {
+                label: "errors",
+                points: intervals
+                    .iter()
+                    .map(|interval| (interval.interval as f64 + 1.0, interval.counters.iter().filter(|(name, _)| name.starts_with("errors.")).map(|(_, value)| *value).sum::<u64>() as f64))
+                    .collect(),
+            }],
+        ),
+        "latency.svg" => {
+            let read = |pick: fn(&wsfleet_metrics::summary::LatencyStats) -> u64| -> Vec<(f64, f64)> {
+                intervals
+                    .iter()
+                    .filter_map(|interval| interval.latency.get("message_latency").map(|stats| (interval.interval as f64 + 1.0, pick(stats) as f64 / 1000.0)))
+                    .collect()
+            };
+            line_chart(
+                "Message latency",
+                "milliseconds",
+                &[
+                    Series { label: "p50", points: read(|stats| stats.p50_us) },
+                    Series { label: "p95", points: read(|stats| stats.p95_us) },
+                    Series { label: "p99", points: read(|stats| stats.p99_us) },
+                    Series { label: "max", points: read(|stats| stats.max_us) },
+                ],
+            )
+        }
+        other => return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no chart named `{other}`: use connections.svg, bytes.svg, active.svg, messages.svg, errors.svg or latency.svg"))),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        svg,
+    )
+        .into_response())
+}
+
+fn history(state: &HttpState) -> Result<&crate::history::History, ApiError> {
+    state
+        .runs
+        .history()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "this controller keeps no run history"))
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?
+}
+
+async fn list_runs(State(state): State<HttpState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let history = history(&state)?.clone();
+    let runs = blocking(move || Ok(history.list_runs(100)?)).await?;
+    Ok(Json(json!({ "runs": runs })))
+}
+
+async fn get_run(State(state): State<HttpState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let history = history(&state)?.clone();
+    let (record, summary) = blocking(move || Ok((history.run(&id)?, history.summary_json(&id)?))).await?;
+    let record =
+        record.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no run with that id: list them at /api/runs"))?;
+    let summary: Option<serde_json::Value> = summary.and_then(|text| serde_json::from_str(&text).ok());
+    Ok(Json(json!({ "run": record, "summary": summary })))
+}
+
+async fn run_summary(State(state): State<HttpState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let history = history(&state)?.clone();
+    let summary = blocking(move || Ok(history.summary_json(&id)?)).await?;
+    let summary = summary.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no summary for that run (unknown, still running, or interrupted)",
+        )
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"summary.json\""),
+        ],
+        summary,
+    )
+        .into_response())
+}
+
+async fn run_report(State(state): State<HttpState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let history = history(&state)?.clone();
+    let report = blocking(move || Ok(history.report_html(&id)?)).await?;
+    let report = report.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no report for that run (unknown, still running, or interrupted)",
+        )
+    })?;
+    Ok(Html(report).into_response())
+}
+
+async fn run_intervals(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let history = history(&state)?.clone();
+    let intervals = blocking(move || Ok(history.intervals(&id)?)).await?;
+    let intervals: Vec<serde_json::Value> = intervals
+        .into_iter()
+        .filter_map(|(_, text)| serde_json::from_str(&text).ok())
+        .collect();
+    Ok(Json(json!({ "intervals": intervals })))
+}
+
+/// `POST /api/runs`: `{"scenario": "YAML"}` or `{"path": "FILE on the controller"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRequest {
+    scenario: Option<String>,
+    path: Option<String>,
+}
+
+async fn start_run(
+    State(state): State<HttpState>,
+    body: Result<Json<StartRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Json(request) = body.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be JSON like {{\"scenario\": \"YAML\"}} or {{\"path\": \"FILE\"}}: {rejection}"),
+        )
+    })?;
+    let bundle = match (request.scenario, request.path) {
+        (Some(source), None) => Bundle {
+            path: "uploaded.yaml".into(),
+            source,
+            files: Default::default(),
+        },
+        (None, Some(path)) => Bundle::read(std::path::Path::new(&path))
+            .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, error.to_string()))?,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of `scenario` (the YAML) or `path` (a file on the controller)",
+            ))
+        }
+    };
+    match state.runs.start(bundle, HashMap::new(), None) {
+        Ok(_) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "status": "starting", "watch": "/api/status" })),
+        )),
+        Err(StartError::Scenario(error)) => Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: "the scenario is invalid".into(),
+            problems: error.problems().iter().map(ToString::to_string).collect(),
+        }),
+        Err(error @ StartError::Busy(_)) => Err(ApiError::new(StatusCode::CONFLICT, error.to_string())),
+        Err(error @ StartError::NoAgents) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())),
+    }
+}
+
+async fn stop_run(
+    State(state): State<HttpState>,
+    _query: Query<HashMap<String, String>>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let run = state.runs.active_run();
+    if state.runs.stop() {
+        Ok((StatusCode::ACCEPTED, Json(json!({ "stopping": run }))))
+    } else {
+        Err(ApiError::new(StatusCode::CONFLICT, "no run is active"))
+    }
+}

@@ -1,0 +1,137 @@
+// The dashboard: reads /api/status every second and on every live-feed event, redraws the
+// charts the controller renders, and starts and stops runs through /api. No other sources.
+"use strict";
+const token = new URLSearchParams(location.search).get("token");
+const withToken = (url) => token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : url;
+const api = (url, options = {}) => fetch(withToken(url), options).then(async (response) => {
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error ? body.error + (body.problems && body.problems.length ? ": " + body.problems.join("; ") : "") : response.statusText);
+  return body;
+});
+const $ = (id) => document.getElementById(id);
+
+function human(value, unit = "") {
+  if (value === null || value === undefined || Number.isNaN(value)) return "–";
+  const abs = Math.abs(value);
+  const [scaled, suffix] = abs >= 1e9 ? [value / 1e9, "G"] : abs >= 1e6 ? [value / 1e6, "M"] : abs >= 1e3 ? [value / 1e3, "k"] : [value, ""];
+  const digits = suffix === "" && abs < 10 && value % 1 !== 0 ? 2 : 1;
+  return (suffix === "" && value % 1 === 0 ? String(value) : scaled.toFixed(digits)) + suffix + unit;
+}
+const bytes = (value) => human(value, "B");
+const micros = (us) => us === undefined ? "–" : us >= 1e6 ? (us / 1e6).toFixed(2) + " s" : us >= 1e3 ? (us / 1e3).toFixed(2) + " ms" : us + " µs";
+
+function rows(table, items, cells) {
+  const body = $(table).querySelector("tbody");
+  body.innerHTML = "";
+  for (const item of items) {
+    const row = document.createElement("tr");
+    for (const cell of cells(item)) {
+      const td = document.createElement("td");
+      if (cell instanceof Node) td.appendChild(cell); else td.textContent = cell;
+      row.appendChild(td);
+    }
+    body.appendChild(row);
+  }
+}
+
+function render(status) {
+  const run = status.run;
+  const running = !!(run && run.running) || status.starting;
+  $("run-state").textContent = status.starting ? "starting" : run ? (run.running ? "running" : "finished") : "no run";
+  $("run-state").className = "state " + (status.starting ? "starting" : run && run.running ? "running" : "idle");
+  $("run-title").textContent = run ? `${run.scenario} · ${run.run_id} · ${run.seconds} s` : "";
+  $("stop").disabled = !running;
+  const last = (run && run.last) || { counters: {}, gauges: {}, latency: {} };
+  const c = (name) => last.counters[name] || 0;
+  $("tile-new").textContent = human(c("connections_opened"), "/s");
+  $("tile-failed").textContent = human(c("connections_failed"), "/s");
+  $("tile-sent").textContent = bytes(c("bytes_sent")) + "/s";
+  $("tile-received").textContent = bytes(c("bytes_received")) + "/s";
+  $("tile-active").textContent = human(last.gauges.active_connections || 0);
+  $("tile-messages").textContent = human(c("messages_sent")) + " / " + human(c("messages_received"));
+  $("tile-p99").textContent = last.latency.message_latency ? micros(last.latency.message_latency.p99_us) : "–";
+
+  rows("fleet", status.agents, (agent) => [
+    agent.id, agent.state, agent.address, human(agent.active_connections), human(agent.max_connections),
+    agent.cpu_percent.toFixed(0) + " %", bytes(agent.rss_bytes), agent.last_heartbeat_ms + " ms ago",
+  ]);
+  const thresholds = run ? run.thresholds : [];
+  rows("thresholds", thresholds, (t) => {
+    const mark = document.createElement("span");
+    mark.className = t.passed ? "pass" : "fail";
+    mark.textContent = t.passed ? "✓ pass" : "✗ fail";
+    return [t.name, t.condition, t.display, mark];
+  });
+  const totals = run ? run.totals : {};
+  const errors = Object.entries(totals).filter(([name]) => name.startsWith("errors.") || name.startsWith("close_codes."));
+  rows("errors", errors, ([name, count]) => [name, human(count)]);
+  const steps = run ? run.steps : [];
+  rows("steps", steps, (step) => [step.name, human(step.counters.connections_opened || 0), human(step.counters.messages_sent || 0),
+    human(step.counters.messages_received || 0), human(step.counters.receive_timeouts || 0)]);
+}
+
+function refreshCharts() {
+  const stamp = Date.now();
+  for (const image of document.querySelectorAll("img[data-chart]")) {
+    image.src = withToken(`api/charts/${image.dataset.chart}?t=${stamp}`);
+  }
+}
+
+async function refresh() {
+  try {
+    render(await api("api/status"));
+    refreshCharts();
+  } catch (error) {
+    $("run-state").textContent = "controller unreachable: " + error.message;
+  }
+}
+
+async function refreshRuns() {
+  try {
+    const { runs } = await api("api/runs");
+    rows("runs", runs, (run) => {
+      const links = document.createElement("span");
+      for (const [label, path] of [["report", "report.html"], ["JSON", "summary.json"]]) {
+        const link = document.createElement("a");
+        link.href = withToken(`api/runs/${run.id}/${path}`);
+        link.textContent = label;
+        link.style.marginRight = ".6em";
+        links.appendChild(link);
+      }
+      return [run.id, run.scenario, run.status, new Date(run.started_at_ms).toLocaleString(), links];
+    });
+  } catch (error) {
+    rows("runs", [], () => []);
+  }
+}
+
+$("stop").addEventListener("click", async () => {
+  $("stop").disabled = true;
+  try { await api("api/runs/current/stop", { method: "POST" }); } catch (error) { alert(error.message); }
+  refresh();
+});
+
+$("start-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const path = $("start-path").value.trim();
+  const source = $("start-source").value;
+  const body = path ? { path } : { scenario: source };
+  try {
+    await api("api/runs", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    $("start-message").textContent = "starting…";
+  } catch (error) {
+    $("start-message").textContent = error.message;
+  }
+  refresh();
+});
+
+const feed = new EventSource(withToken("api/live"));
+feed.onmessage = (event) => {
+  const update = JSON.parse(event.data);
+  if (update.type === "finished" || update.type === "started") refreshRuns();
+  refresh();
+};
+refresh();
+refreshRuns();
+setInterval(refresh, 1000);
+setInterval(refreshRuns, 10000);
