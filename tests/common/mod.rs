@@ -64,3 +64,158 @@ pub fn counter(summary: &serde_json::Value, name: &str) -> u64 {
         .as_u64()
         .unwrap_or_else(|| panic!("counter {name} missing"))
 }
+
+/// A minimal HTTP/1.1 client for tests: returns (status, body).
+pub fn http(method: &str, port: u16, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the controller's HTTP port");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method == "POST" {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).expect("write request");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, rest) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    (status, if chunked { dechunk(rest) } else { rest.to_owned() })
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A controller with `agents` local agent processes attached, its HTTP API on a known port.
+pub struct Fleet {
+    pub controller: std::process::Child,
+    pub agents: Vec<std::process::Child>,
+    pub http_port: u16,
+    pub data: tempfile::TempDir,
+}
+
+impl Fleet {
+    pub fn start(agents: usize, extra: &[&str]) -> Fleet {
+        use std::io::BufRead;
+        let data = tempfile::tempdir().expect("tempdir");
+        let http_port = closed_port();
+        let mut controller = wsfleet()
+            .args([
+                "controller",
+                "--listen",
+                "127.0.0.1:0",
+                "--http",
+                &format!("127.0.0.1:{http_port}"),
+            ])
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start controller");
+        let mut stdout = std::io::BufReader::new(controller.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("controller address");
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let url = line.trim().rsplit(' ').next().expect("url").to_owned();
+        let agents = (0..agents)
+            .map(|index| {
+                wsfleet()
+                    .args([
+                        "agent",
+                        "--controller",
+                        &url,
+                        "--workers",
+                        "1",
+                        "--id",
+                        &format!("fleet-{index}"),
+                    ])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("start agent")
+            })
+            .collect();
+        Fleet {
+            controller,
+            agents,
+            http_port,
+            data,
+        }
+    }
+
+    /// Waits until `condition` holds for /api/status.
+    pub fn wait_status(
+        &self,
+        token: Option<&str>,
+        limit: Duration,
+        what: &str,
+        condition: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let (code, body) = http("GET", self.http_port, "/api/status", token, None);
+            if code == 200 {
+                let status: serde_json::Value = serde_json::from_str(&body).expect("status is JSON");
+                if condition(&status) {
+                    return status;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for agent in &mut self.agents {
+            let _ = agent.kill();
+            let _ = agent.wait();
+        }
+        let _ = self.controller.kill();
+        let _ = self.controller.wait();
+    }
+}
+
+/// A scenario that runs until stopped, against its own test server.
+pub const LONG_SCENARIO: &str = "name: long
+testserver: { port: 0 }
+load: { vus: 6, duration: 60s, graceful_stop: 2s }
+steps:
+  - connect: { url: '${testserver.url}/echo' }
+  - repeat:
+      count: 20
+      steps:
+        - send: { name: message, text: hello }
+        - receive: { name: echo, timeout: 5s }
+        - think: 50ms
+  - close: { code: 1000 }
+";
