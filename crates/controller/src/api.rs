@@ -19,7 +19,7 @@ use serde_json::json;
 use wsfleet_scenario::Bundle;
 
 use crate::http::HttpState;
-use crate::report::charts::{line_chart, Series};
+use crate::report::charts::{line_chart_with_marks, Series};
 use crate::runs::StartError;
 use crate::summary::IntervalSummary;
 use crate::thresholds::evaluate;
@@ -234,7 +234,13 @@ fn counter_points(intervals: &[IntervalSummary], name: &str) -> Vec<(f64, f64)> 
 /// The live run's charts as SVG: `connections.svg`, `bytes.svg`, `active.svg`, `messages.svg`,
 /// `errors.svg`, `latency.svg`.
 async fn chart(State(state): State<HttpState>, Path(name): Path<String>) -> Result<Response, ApiError> {
-    let intervals = state.live.snapshot().map(|run| run.intervals).unwrap_or_default();
+    let (intervals, marks) = state
+        .live
+        .snapshot()
+        .map(|run| (run.intervals, run.stage_ends))
+        .unwrap_or_default();
+    let line_chart =
+        |title: &str, unit: &str, series: &[Series<'_>]| line_chart_with_marks(title, unit, series, &marks);
     let svg = match name.as_str() {
         "connections.svg" => line_chart(
             "New and Failed Connections/s",

@@ -27,6 +27,8 @@ pub struct LiveRun {
     pub thresholds: Vec<wsfleet_scenario::thresholds::Threshold>,
     /// Wall time of the run's start, Unix milliseconds.
     pub started_unix_ms: i64,
+    /// Seconds after the start at which load stages end, for chart marks.
+    pub stage_ends: Vec<f64>,
 }
 
 #[derive(Default)]
@@ -49,16 +51,27 @@ impl Live {
     }
 
     /// Starts tracking a run of `scenario`.
-    pub fn begin(&self, run_id: &str, scenario: &str, thresholds: Vec<wsfleet_scenario::thresholds::Threshold>) {
+    pub fn begin(&self, run_id: &str, scenario: &wsfleet_scenario::Scenario) {
+        let thresholds = scenario.thresholds.clone();
+        let wsfleet_scenario::LoadModel::Closed { stages, .. } = &scenario.plan.model;
+        let mut end = 0.0;
+        let stage_ends = stages
+            .iter()
+            .map(|stage| {
+                end += stage.duration.as_secs_f64();
+                end
+            })
+            .collect();
         let started_unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|elapsed| elapsed.as_millis() as i64)
             .unwrap_or(0);
         *self.lock() = Some(LiveRun {
             run_id: run_id.to_owned(),
-            scenario: scenario.to_owned(),
             running: true,
+            scenario: scenario.name.clone(),
             thresholds,
+            stage_ends,
             started_unix_ms,
             ..LiveRun::default()
         });

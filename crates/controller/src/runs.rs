@@ -189,7 +189,7 @@ impl Runs {
                     if let Some(active) = self.lock().as_mut() {
                         active.run_id = Some(id.clone());
                     }
-                    live.begin(id, &scenario_name, scenario.thresholds.clone());
+                    live.begin(id, &scenario);
                     if let Some(history) = &self.history {
                         let (history, id, name, source) =
                             (history.clone(), id.clone(), scenario_name.clone(), source.clone());

@@ -22,10 +22,15 @@ const COLOURS: [RGBColor; 6] = [
 
 /// An SVG line chart with a title, a unit on the y axis and seconds on the x axis.
 pub fn line_chart(title: &str, unit: &str, series: &[Series<'_>]) -> String {
+    line_chart_with_marks(title, unit, series, &[])
+}
+
+/// A line chart with dashed vertical marks at `marks` seconds (e.g. the ends of load stages).
+pub fn line_chart_with_marks(title: &str, unit: &str, series: &[Series<'_>], marks: &[f64]) -> String {
     let mut svg = String::new();
     {
         let backend = SVGBackend::with_string(&mut svg, (720, 260));
-        if let Err(error) = draw(backend, title, unit, series) {
+        if let Err(error) = draw(backend, title, unit, series, marks) {
             tracing::warn!(%error, title, "cannot draw chart");
         }
     }
@@ -37,6 +42,7 @@ fn draw(
     title: &str,
     unit: &str,
     series: &[Series<'_>],
+    marks: &[f64],
 ) -> Result<(), Box<dyn std::error::Error>> {
     let root = backend.into_drawing_area();
     root.fill(&WHITE)?;
@@ -44,6 +50,11 @@ fn draw(
         .iter()
         .flat_map(|line| line.points.iter().map(|(x, _)| *x))
         .fold(1.0, f64::max);
+    let marks: Vec<f64> = marks
+        .iter()
+        .copied()
+        .filter(|mark| *mark > 0.0 && *mark <= max_x)
+        .collect();
     let max_y = series
         .iter()
         .flat_map(|line| line.points.iter().map(|(_, y)| *y))
@@ -62,6 +73,15 @@ fn draw(
         .y_label_formatter(&|value| human(*value))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
+    // Stage boundaries: dashed grey verticals.
+    for mark in &marks {
+        chart.draw_series(DashedLineSeries::new(
+            [(*mark, 0.0), (*mark, top)],
+            6,
+            4,
+            RGBColor(120, 120, 120).stroke_width(1),
+        ))?;
+    }
     for (index, line) in series.iter().enumerate() {
         let colour = COLOURS[index % COLOURS.len()];
         chart
@@ -120,6 +140,18 @@ mod tests {
         assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
         assert!(svg.contains("New Connections/s"));
         assert!(svg.contains("<polyline"), "line series drawn");
+        let line = || {
+            vec![Series {
+                label: "a",
+                points: vec![(0.0, 1.0), (10.0, 2.0)],
+            }]
+        };
+        let shapes = |svg: &str| svg.matches("<polyline").count() + svg.matches("<line").count();
+        let plain = line_chart("t", "u", &line());
+        let marked = line_chart_with_marks("t", "u", &line(), &[5.0]);
+        assert!(shapes(&marked) > shapes(&plain), "the stage mark is drawn");
+        let outside = line_chart_with_marks("t", "u", &line(), &[50.0]);
+        assert_eq!(shapes(&outside), shapes(&plain), "marks past the data are left out");
         assert!(
             svg.contains("1.5k") || svg.contains("1.4k") || svg.contains("1.2k") || svg.contains("1.0k"),
             "human y labels"
