@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wsfleet_metrics::MetricSets;
+use wsfleet_metrics::{Counter, MetricSets};
 use wsfleet_proto::v1::{agent_message, AgentMessage, Assignment, RunPhase, RunStatus};
 use wsfleet_scenario::{plan, Bundle, LoadModel};
 
@@ -167,14 +167,18 @@ async fn prepare_and_play(
 
     let (vu_done, mut vu_done_receiver) = mpsc::unbounded_channel();
     let (reports, report_receiver) = mpsc::unbounded_channel();
-    let LoadModel::Closed { iterations_per_vu, .. } = &scenario.plan.model;
+    // Open-model VUs play the steps once.
+    let iterations_per_vu = match &scenario.plan.model {
+        LoadModel::Closed { iterations_per_vu, .. } => *iterations_per_vu,
+        LoadModel::Open { .. } => Some(1),
+    };
     let setup = WorkerSetup {
         scenario: scenario.clone(),
         static_messages: Arc::new(static_messages(&scenario)),
         agent_id: agent_id.clone(),
         named: Arc::new(named),
         tls,
-        iterations_per_vu: *iterations_per_vu,
+        iterations_per_vu,
         run_start,
         vu_done,
         reports,
@@ -207,7 +211,85 @@ async fn prepare_and_play(
     let stages_end = plan.stages_end().map(|end| run_start + end);
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    if let LoadModel::Open {
+        max_vus,
+        max_handshakes,
+        ..
+    } = &plan.model
+    {
+        let my_max_vus =
+            plan::split(&assignment.weights, *max_vus).map_err(|error| error.to_string())?[agent_index] as usize;
+        let my_handshakes =
+            plan::split(&assignment.weights, *max_handshakes).map_err(|error| error.to_string())?[agent_index] as usize;
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(
+            my_handshakes.max(usize::from(my_max_vus > 0)),
+        ));
+        let mut owners = plan::OwnerSequence::new(&assignment.weights).map_err(|error| error.to_string())?;
+        let mut index = 0u64;
+        let mut slot = 0usize;
+        let count = |slot: usize, counter: Counter| {
+            let _ = worker_commands[slot % worker_count].send(WorkerCommand::Count { counter, amount: 1 });
+        };
+        'arrivals: loop {
+            // The next arrival of the fleet's sequence that this agent owns, and when it is due.
+            let (number, due) = loop {
+                let Some(owner) = owners.next() else { break 'arrivals };
+                let number = index;
+                index += 1;
+                let Some(due) = plan.arrival_time(number) else {
+                    break 'arrivals;
+                };
+                if owner == agent_index {
+                    break (number, run_start + due);
+                }
+            };
+            // Scheduled against the absolute time, so the rate never drifts.
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.into()) => break,
+                    Some(done) = vu_done_receiver.recv() => { running.remove(&done); }
+                    _ = run_graceful.cancelled() => break 'arrivals,
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            slot += 1;
+            count(slot, Counter::VusOffered);
+            if running.len() >= my_max_vus {
+                count(slot, Counter::DroppedVus);
+                continue;
+            }
+            let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+                count(slot, Counter::DroppedVus);
+                continue;
+            };
+            let vu_control = VuControl {
+                graceful: run_graceful.child_token(),
+                hard: run_hard.child_token(),
+            };
+            let command = WorkerCommand::Spawn {
+                slot,
+                number,
+                control: vu_control.clone(),
+                handshake: Some(handshake),
+            };
+            if worker_commands[slot % worker_count].send(command).is_ok() {
+                count(slot, Counter::VusStarted);
+                running.insert(slot, vu_control);
+            }
+        }
+        // Arrivals are over: VUs still playing finish their iteration (the graceful stop below
+        // bounds the wait only after the plan's end or a stop).
+        while !running.is_empty() && !run_graceful.is_cancelled() && Instant::now() < deadline {
+            tokio::select! {
+                Some(done) = vu_done_receiver.recv() => { running.remove(&done); }
+                _ = run_graceful.cancelled() => {}
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+        }
+    }
+    while !matches!(plan.model, LoadModel::Open { .. }) {
         let now = Instant::now();
         if run_graceful.is_cancelled() || now >= deadline || stages_end.is_some_and(|end| now >= end) {
             break;
@@ -226,6 +308,7 @@ async fn prepare_and_play(
                 slot,
                 number: my_vus[slot],
                 control: vu_control.clone(),
+                handshake: None,
             };
             if worker_commands[slot % worker_count].send(command).is_ok() {
                 running.insert(slot, vu_control);

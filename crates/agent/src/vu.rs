@@ -119,14 +119,21 @@ impl Drop for Conn {
     }
 }
 
-/// Plays iterations until the plan's count, a graceful stop, or a hard stop.
-pub async fn run_vu(env: Rc<RunEnv>, number: u64, control: VuControl) {
+/// Plays iterations until the plan's count, a graceful stop, or a hard stop. `handshake` is an
+/// open-model VU's place among the fleet's handshakes in flight, given up once it connected.
+pub async fn run_vu(
+    env: Rc<RunEnv>,
+    number: u64,
+    control: VuControl,
+    handshake: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
     let mut vu = Vu {
         env: env.clone(),
         number,
         vu_iteration: 0,
         conn: None,
         named: HashMap::new(),
+        handshake,
     };
     loop {
         if control.graceful.is_cancelled() || control.hard.is_cancelled() {
@@ -186,6 +193,8 @@ struct Vu {
     conn: Option<Conn>,
     /// Values extracted by this VU's steps.
     named: HashMap<String, String>,
+    /// Held until the first connect has finished (open model).
+    handshake: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> + 'a>>;
@@ -241,6 +250,7 @@ impl Vu {
                 // every VU's future for its whole life (a few KB per idle connection).
                 let opened = Box::pin(connection::open(&request, &self.env.tls, recorder, set)).await;
                 drop(_slot);
+                self.handshake = None;
                 match opened {
                     Ok(opened) => {
                         let now = Instant::now();
@@ -580,7 +590,7 @@ mod sizes {
             graceful: CancellationToken::new(),
             hard: CancellationToken::new(),
         };
-        let future = run_vu(env.clone(), 0, control);
+        let future = run_vu(env.clone(), 0, control, None);
         println!("run_vu future: {} bytes", std::mem::size_of_val(&future));
         let mut vu = Vu {
             env: env.clone(),

@@ -19,11 +19,18 @@ use crate::vu::{run_vu, RunEnv, VuControl};
 
 /// What the executor tells a worker.
 pub enum WorkerCommand {
-    /// Start a VU; `slot` is its index in this agent's share, echoed back when it ends.
+    /// Start a VU; `slot` is its index in this agent's share, echoed back when it ends. An
+    /// open-model VU carries its place among the handshakes in flight until it has connected.
     Spawn {
         slot: usize,
         number: u64,
         control: VuControl,
+        handshake: Option<tokio::sync::OwnedSemaphorePermit>,
+    },
+    /// Count events the executor decided (open-model arrivals) in this worker's recorder.
+    Count {
+        counter: wsfleet_metrics::Counter,
+        amount: u64,
     },
     /// No more VUs will come: report everything once the running ones have ended.
     Finish,
@@ -95,13 +102,16 @@ async fn worker_main(index: usize, setup: WorkerSetup, mut commands: mpsc::Unbou
         let boundary = setup.run_start + Duration::from_secs(next_boundary) + Duration::from_millis(5);
         tokio::select! {
             command = commands.recv(), if !finishing => match command {
-                Some(WorkerCommand::Spawn { slot, number, control }) => {
+                Some(WorkerCommand::Count { counter, amount }) => {
+                    recorder.borrow_mut().add(std::time::Instant::now(), wsfleet_metrics::SetId::Connection, counter, amount);
+                }
+                Some(WorkerCommand::Spawn { slot, number, control, handshake }) => {
                     let env = env.clone();
                     let done = setup.vu_done.clone();
                     let recorder = recorder.clone();
                     tasks.spawn_local(async move {
                         recorder.borrow_mut().gauge_add(ACTIVE_VUS, 1);
-                        run_vu(env, number, control).await;
+                        run_vu(env, number, control, handshake).await;
                         recorder.borrow_mut().gauge_add(ACTIVE_VUS, -1);
                         let _ = done.send(slot);
                     });

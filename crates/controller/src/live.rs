@@ -53,12 +53,19 @@ impl Live {
     /// Starts tracking a run of `scenario`.
     pub fn begin(&self, run_id: &str, scenario: &wsfleet_scenario::Scenario) {
         let thresholds = scenario.thresholds.clone();
-        let wsfleet_scenario::LoadModel::Closed { stages, .. } = &scenario.plan.model;
+        let durations: Vec<f64> = match &scenario.plan.model {
+            wsfleet_scenario::LoadModel::Closed { stages, .. } => {
+                stages.iter().map(|stage| stage.duration.as_secs_f64()).collect()
+            }
+            wsfleet_scenario::LoadModel::Open { stages, .. } => {
+                stages.iter().map(|stage| stage.duration.as_secs_f64()).collect()
+            }
+        };
         let mut end = 0.0;
-        let stage_ends = stages
+        let stage_ends = durations
             .iter()
-            .map(|stage| {
-                end += stage.duration.as_secs_f64();
+            .map(|duration| {
+                end += duration;
                 end
             })
             .collect();

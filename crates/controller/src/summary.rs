@@ -206,7 +206,13 @@ impl Summary {
             ("Receive Timeouts", "receive_timeouts", false),
             ("Iterations", "iterations", false),
             ("Iterations Failed", "iterations_failed", false),
+            ("VUs Offered (open model)", "vus_offered", false),
+            ("VUs Started", "vus_started", false),
+            ("VUs Dropped", "dropped_vus", false),
         ] {
+            if name.contains("vus") && totals.counter("vus_offered") == 0 {
+                continue;
+            }
             let total = totals.counter(name);
             row(&mut out, label, total, total as f64 / seconds, bytes);
         }

@@ -37,10 +37,16 @@ pub enum Counter {
     Iterations,
     /// Scenario iterations cut short by an error.
     IterationsFailed,
+    /// Open model: arrivals that were due (offered load).
+    VusOffered,
+    /// Open model: arrivals that started a VU (achieved load).
+    VusStarted,
+    /// Open model: arrivals dropped because `max_vus` VUs ran or `max_handshakes` were connecting.
+    DroppedVus,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 20] = [
+    pub const ALL: [Counter; 23] = [
         Counter::ConnectionsOpened,
         Counter::ConnectionsFailed,
         Counter::ConnectionsClosed,
@@ -61,6 +67,9 @@ impl Counter {
         Counter::ReceiveTimeouts,
         Counter::Iterations,
         Counter::IterationsFailed,
+        Counter::VusOffered,
+        Counter::VusStarted,
+        Counter::DroppedVus,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -86,6 +95,9 @@ impl Counter {
             Counter::ReceiveTimeouts => "receive_timeouts",
             Counter::Iterations => "iterations",
             Counter::IterationsFailed => "iterations_failed",
+            Counter::VusOffered => "vus_offered",
+            Counter::VusStarted => "vus_started",
+            Counter::DroppedVus => "dropped_vus",
         }
     }
 

@@ -21,7 +21,7 @@ use sha1::{Digest, Sha1};
 
 pub use error::{Problem, ScenarioError};
 pub use model::*;
-pub use plan::{LoadModel, LoadPlan, Stage};
+pub use plan::{LoadModel, LoadPlan, RateStage, Stage};
 pub use positions::Location;
 pub use template::{Scope, Template};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::duration::parse_duration;
 use crate::error::{closest, Problems};
-use crate::plan::{LoadModel, LoadPlan, Stage};
+use crate::plan::{LoadModel, LoadPlan, RateStage, Stage};
 use crate::raw::*;
 use crate::template::{Template, BUILTIN_VARIABLES};
 
@@ -237,6 +237,108 @@ fn duration_field(text: Option<&str>, field: &str, default: Duration, problems: 
     }
 }
 
+fn validate_open_load(
+    load: &RawLoad,
+    graceful_stop: Duration,
+    max_duration: Duration,
+    problems: &mut Problems<'_>,
+) -> Option<LoadPlan> {
+    for (given, field) in [
+        (load.vus.is_some(), "vus"),
+        (load.iterations.is_some(), "iterations"),
+        (load.start_vus.is_some(), "start_vus"),
+    ] {
+        if given {
+            problems.add(
+                &format!("load.{field}"),
+                format!("`{field}` is for the closed model; the open model takes `rate` or `stages` with `rate`"),
+                None,
+            );
+        }
+    }
+    let rate_ok = |rate: f64, field: &str, problems: &mut Problems<'_>| {
+        if !(rate.is_finite() && rate >= 0.0) {
+            problems.add(field, "a rate is a number of arrivals per second, zero or more", None);
+        }
+    };
+    let (start_rate, stages) = match (&load.stages, load.rate, &load.duration) {
+        (Some(stages), None, None) => {
+            let stages: Vec<RateStage> = stages
+                .iter()
+                .enumerate()
+                .map(|(index, stage)| {
+                    let field = format!("load.stages[{index}]");
+                    if stage.target.is_some() {
+                        problems.add(
+                            &format!("{field}.target"),
+                            "open-model stages take `rate` (arrivals per second), not `target`",
+                            None,
+                        );
+                    }
+                    let rate = stage.rate.unwrap_or_else(|| {
+                        problems.add(
+                            &field,
+                            "this stage needs `rate`",
+                            Some("write e.g. `- { duration: 30s, rate: 100 }`".into()),
+                        );
+                        0.0
+                    });
+                    rate_ok(rate, &format!("{field}.rate"), problems);
+                    RateStage {
+                        duration: duration_field(
+                            Some(&stage.duration),
+                            &format!("{field}.duration"),
+                            Duration::from_secs(1),
+                            problems,
+                        ),
+                        rate,
+                    }
+                })
+                .collect();
+            (load.start_rate.unwrap_or(0.0), stages)
+        }
+        (None, Some(rate), Some(duration)) => {
+            rate_ok(rate, "load.rate", problems);
+            let duration = duration_field(Some(duration), "load.duration", Duration::from_secs(1), problems);
+            (rate, vec![RateStage { duration, rate }])
+        }
+        _ => {
+            problems.add(
+                "load",
+                "the open model needs `rate` with `duration`, or `stages` of `{ duration, rate }`",
+                None,
+            );
+            return None;
+        }
+    };
+    let Some(max_vus) = load.max_vus else {
+        problems.add(
+            "load",
+            "the open model needs `max_vus`: the most VUs that may run at once across the fleet",
+            Some("without a cap an overloaded target makes VUs pile up until the generator collapses; arrivals past the cap are counted as dropped".into()),
+        );
+        return None;
+    };
+    let max_handshakes = load.max_handshakes.unwrap_or(max_vus);
+    if max_vus == 0 || max_handshakes == 0 {
+        problems.add(
+            "load.max_vus",
+            "`max_vus` and `max_handshakes` must be at least 1",
+            None,
+        );
+    }
+    Some(LoadPlan {
+        model: LoadModel::Open {
+            start_rate,
+            stages,
+            max_vus,
+            max_handshakes,
+        },
+        graceful_stop,
+        max_duration,
+    })
+}
+
 fn validate_load(load: &RawLoad, problems: &mut Problems<'_>) -> Option<LoadPlan> {
     let graceful_stop = duration_field(
         load.graceful_stop.as_deref(),
@@ -250,6 +352,32 @@ fn validate_load(load: &RawLoad, problems: &mut Problems<'_>) -> Option<LoadPlan
         DEFAULT_MAX_DURATION,
         problems,
     );
+    match load.model.as_deref() {
+        None | Some("closed") => {}
+        Some("open") => return validate_open_load(load, graceful_stop, max_duration, problems),
+        Some(other) => {
+            problems.add(
+                "load.model",
+                format!("unknown load model `{other}`"),
+                Some("use `closed` (concurrent VUs) or `open` (an arrival rate)".into()),
+            );
+            return None;
+        }
+    }
+    for (given, field) in [
+        (load.rate.is_some(), "rate"),
+        (load.start_rate.is_some(), "start_rate"),
+        (load.max_vus.is_some(), "max_vus"),
+        (load.max_handshakes.is_some(), "max_handshakes"),
+    ] {
+        if given {
+            problems.add(
+                &format!("load.{field}"),
+                format!("`{field}` is for the open model"),
+                Some("add `model: open`".into()),
+            );
+        }
+    }
     if load.iterations == Some(0) {
         problems.add("load.iterations", "iterations must be at least 1", None);
     }
@@ -287,7 +415,18 @@ fn validate_load(load: &RawLoad, problems: &mut Problems<'_>) -> Option<LoadPlan
                         Duration::from_secs(1),
                         problems,
                     ),
-                    target: stage.target,
+                    target: stage.target.unwrap_or_else(|| {
+                        problems.add(
+                            &format!("load.stages[{index}]"),
+                            "this stage needs `target` (VUs at its end)",
+                            Some(if stage.rate.is_some() {
+                                "`rate` belongs to the open model: add `model: open`".into()
+                            } else {
+                                "write e.g. `- { duration: 30s, target: 100 }`".into()
+                            }),
+                        );
+                        0
+                    }),
                 })
                 .collect();
             LoadModel::Closed {

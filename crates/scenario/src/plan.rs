@@ -30,6 +30,22 @@ pub enum LoadModel {
         stages: Vec<Stage>,
         iterations_per_vu: Option<u64>,
     },
+    /// New VUs arrive at a rate (per second) that follows `stages` from `start_rate`; each plays
+    /// the steps once. At most `max_vus` run at once and `max_handshakes` connect at once across
+    /// the fleet; an arrival beyond either cap is dropped (counted, never queued).
+    Open {
+        start_rate: f64,
+        stages: Vec<RateStage>,
+        max_vus: u64,
+        max_handshakes: u64,
+    },
+}
+
+/// Ramp the arrival rate linearly to `rate` per second over `duration`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateStage {
+    pub duration: Duration,
+    pub rate: f64,
 }
 
 /// Ramp linearly to `target` over `duration`.
@@ -40,9 +56,10 @@ pub struct Stage {
 }
 
 impl LoadPlan {
-    /// The fleet's target number of VUs `elapsed` after the start.
+    /// The fleet's target number of VUs `elapsed` after the start (closed model).
     pub fn fleet_target_at(&self, elapsed: Duration) -> u64 {
         match &self.model {
+            LoadModel::Open { .. } => 0,
             LoadModel::Closed { start_vus, stages, .. } => {
                 let mut from = *start_vus;
                 let mut stage_start = Duration::ZERO;
@@ -64,6 +81,7 @@ impl LoadPlan {
     /// The most VUs the fleet runs at once.
     pub fn max_vus(&self) -> u64 {
         match &self.model {
+            LoadModel::Open { max_vus, .. } => *max_vus,
             LoadModel::Closed { start_vus, stages, .. } => stages
                 .iter()
                 .map(|stage| stage.target)
@@ -76,9 +94,96 @@ impl LoadPlan {
     /// When the stages end; `None` when the plan runs until every VU finished its iterations.
     pub fn stages_end(&self) -> Option<Duration> {
         match &self.model {
+            LoadModel::Open { stages, .. } => Some(stages.iter().map(|stage| stage.duration).sum()),
             LoadModel::Closed { stages, .. } if stages.is_empty() => None,
             LoadModel::Closed { stages, .. } => Some(stages.iter().map(|stage| stage.duration).sum()),
         }
+    }
+}
+
+impl LoadPlan {
+    /// When the fleet's arrival number `index` (from 0) is due, as time since the start; `None`
+    /// past the last stage. Arrival k is due when the integral of the rate reaches k, so a
+    /// constant 10/s for 10 s has exactly 100 arrivals, at 0, 0.1, ..., 9.9 s, and ramps follow
+    /// the rate exactly. Every agent computes the same times.
+    pub fn arrival_time(&self, index: u64) -> Option<Duration> {
+        let LoadModel::Open { start_rate, stages, .. } = &self.model else {
+            return None;
+        };
+        let wanted = index as f64;
+        let mut arrived = 0.0;
+        let mut from = *start_rate;
+        let mut stage_start = 0.0;
+        for stage in stages {
+            let length = stage.duration.as_secs_f64();
+            let to = stage.rate;
+            let in_stage = (from + to) / 2.0 * length;
+            if wanted < arrived + in_stage - 1e-9 {
+                let needed = wanted - arrived;
+                // rate(t) = from + slope t; arrivals(t) = from t + slope t^2 / 2.
+                let slope = (to - from) / length;
+                let offset = if slope.abs() < 1e-12 {
+                    needed / from
+                } else {
+                    (-from + (from * from + 2.0 * slope * needed).max(0.0).sqrt()) / slope
+                };
+                return Some(Duration::from_secs_f64(stage_start + offset.clamp(0.0, length)));
+            }
+            arrived += in_stage;
+            from = to;
+            stage_start += length;
+        }
+        None
+    }
+
+    /// How many arrivals the fleet's open-model plan makes in all.
+    pub fn total_arrivals(&self) -> u64 {
+        let LoadModel::Open { start_rate, stages, .. } = &self.model else {
+            return 0;
+        };
+        let mut from = *start_rate;
+        let mut total = 0.0;
+        for stage in stages {
+            total += (from + stage.rate) / 2.0 * stage.duration.as_secs_f64();
+            from = stage.rate;
+        }
+        (total - 1e-9).ceil().max(0.0) as u64
+    }
+}
+
+/// The owner of each fleet-wide number (VU or arrival), one after the other, without storing
+/// the sequence: the same order as [`owners`].
+pub struct OwnerSequence {
+    heap: BinaryHeap<Due>,
+}
+
+impl OwnerSequence {
+    pub fn new(weights: &[f64]) -> Result<OwnerSequence, SplitError> {
+        let weights = integer_weights(weights)?;
+        Ok(OwnerSequence {
+            heap: weights
+                .iter()
+                .enumerate()
+                .filter(|(_, weight)| **weight > 0)
+                .map(|(agent, weight)| Due {
+                    taken: 0,
+                    weight: *weight,
+                    agent,
+                })
+                .collect(),
+        })
+    }
+}
+
+impl Iterator for OwnerSequence {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let mut next = self.heap.pop()?;
+        let agent = next.agent;
+        next.taken += 1;
+        self.heap.push(next);
+        Some(agent)
     }
 }
 
@@ -225,7 +330,77 @@ mod tests {
         assert_eq!(plan.stages_end(), Some(Duration::from_secs(30)));
     }
 
+    fn open(start_rate: f64, stages: &[(u64, f64)]) -> LoadPlan {
+        LoadPlan {
+            model: LoadModel::Open {
+                start_rate,
+                stages: stages
+                    .iter()
+                    .map(|(seconds, rate)| RateStage {
+                        duration: Duration::from_secs(*seconds),
+                        rate: *rate,
+                    })
+                    .collect(),
+                max_vus: 100,
+                max_handshakes: 10,
+            },
+            graceful_stop: Duration::from_secs(1),
+            max_duration: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn constant_rate_arrivals_are_evenly_spaced_and_exact() {
+        let plan = open(10.0, &[(10, 10.0)]);
+        assert_eq!(plan.total_arrivals(), 100);
+        assert_eq!(plan.arrival_time(0), Some(Duration::ZERO));
+        assert_eq!(
+            plan.arrival_time(15).map(|t| (t.as_secs_f64() * 1000.0).round()),
+            Some(1500.0)
+        );
+        assert!(plan.arrival_time(99).is_some());
+        assert_eq!(plan.arrival_time(100), None);
+        // Fractional rates: 2.5/s for 4 s is 10 arrivals.
+        assert_eq!(open(2.5, &[(4, 2.5)]).total_arrivals(), 10);
+    }
+
+    #[test]
+    fn ramps_follow_the_rate() {
+        // 0 -> 20/s over 10 s: 100 arrivals, denser at the end; half of them after 7.07 s.
+        let plan = open(0.0, &[(10, 20.0)]);
+        assert_eq!(plan.total_arrivals(), 100);
+        let middle = plan.arrival_time(50).unwrap().as_secs_f64();
+        assert!((middle - 50f64.sqrt()).abs() < 1e-6, "{middle}");
+        let times: Vec<f64> = (0..100).map(|k| plan.arrival_time(k).unwrap().as_secs_f64()).collect();
+        assert!(times.windows(2).all(|pair| pair[0] <= pair[1]));
+    }
+
+    #[test]
+    fn owner_sequence_matches_owners() {
+        let weights = [1.0, 2.5, 0.5];
+        let streamed: Vec<u32> = OwnerSequence::new(&weights)
+            .unwrap()
+            .take(500)
+            .map(|agent| agent as u32)
+            .collect();
+        assert_eq!(streamed, owners(&weights, 500).unwrap());
+    }
+
     proptest! {
+        #[test]
+        fn open_model_arrivals_split_exactly(
+            weights in proptest::collection::vec(0.1f64..8.0, 1..10),
+            rate in 0.5f64..200.0,
+            seconds in 1u64..20,
+        ) {
+            let plan = open(rate, &[(seconds, rate)]);
+            let total = plan.total_arrivals();
+            let parts = split(&weights, total).unwrap();
+            prop_assert_eq!(parts.iter().sum::<u64>(), total);
+            prop_assert!(plan.arrival_time(total.saturating_sub(1)).is_some() || total == 0);
+            prop_assert!(plan.arrival_time(total).is_none());
+        }
+
         #[test]
         fn parts_always_sum_to_the_whole(
             weights in proptest::collection::vec(0.0f64..64.0, 1..40),

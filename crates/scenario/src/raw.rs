@@ -35,6 +35,14 @@ pub struct RawTestServer {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLoad {
+    /// `closed` (concurrent VUs, the default) or `open` (an arrival rate).
+    pub model: Option<String>,
+    /// Open model: arrivals per second (with `duration`), or where `stages` start (`start_rate`).
+    pub rate: Option<f64>,
+    pub start_rate: Option<f64>,
+    /// Open model caps across the fleet.
+    pub max_vus: Option<u64>,
+    pub max_handshakes: Option<u64>,
     pub vus: Option<u64>,
     pub iterations: Option<u64>,
     pub duration: Option<String>,
@@ -48,7 +56,10 @@ pub struct RawLoad {
 #[serde(deny_unknown_fields)]
 pub struct RawStage {
     pub duration: String,
-    pub target: u64,
+    /// Closed model: VUs at the end of the stage.
+    pub target: Option<u64>,
+    /// Open model: arrivals per second at the end of the stage.
+    pub rate: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

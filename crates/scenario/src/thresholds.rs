@@ -38,6 +38,9 @@ pub const COUNTERS: &[&str] = &[
     "receive_timeouts",
     "iterations",
     "iterations_failed",
+    "vus_offered",
+    "vus_started",
+    "dropped_vus",
 ];
 /// Aliases: the names of LoadRunner's WebSocket Statistics.
 pub const ALIASES: &[(&str, &str)] = &[
@@ -60,6 +63,7 @@ pub const FAILURE_RATIOS: &[(&str, &str)] = &[
     ("connections_failed", "connections_opened"),
     ("iterations_failed", "iterations"),
     ("receive_timeouts", "messages_received"),
+    ("dropped_vus", "vus_started"),
 ];
 
 /// The statistic a threshold reads.
