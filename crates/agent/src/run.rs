@@ -289,45 +289,47 @@ async fn prepare_and_play(
             }
         }
     }
-    while !matches!(plan.model, LoadModel::Open { .. }) {
-        let now = Instant::now();
-        if run_graceful.is_cancelled() || now >= deadline || stages_end.is_some_and(|end| now >= end) {
-            break;
-        }
-        let target = plan.fleet_target_at(now - run_start);
-        let wanted = my_vus.partition_point(|vu| *vu < target);
-        for slot in level.min(wanted)..wanted {
-            if running.contains_key(&slot) || (iterations_per_vu.is_some() && finished[slot]) {
-                continue;
+    if !matches!(plan.model, LoadModel::Open { .. }) {
+        loop {
+            let now = Instant::now();
+            if run_graceful.is_cancelled() || now >= deadline || stages_end.is_some_and(|end| now >= end) {
+                break;
             }
-            let vu_control = VuControl {
-                graceful: run_graceful.child_token(),
-                hard: run_hard.child_token(),
-            };
-            let command = WorkerCommand::Spawn {
-                slot,
-                number: my_vus[slot],
-                control: vu_control.clone(),
-                handshake: None,
-            };
-            if worker_commands[slot % worker_count].send(command).is_ok() {
-                running.insert(slot, vu_control);
+            let target = plan.fleet_target_at(now - run_start);
+            let wanted = my_vus.partition_point(|vu| *vu < target);
+            for slot in level.min(wanted)..wanted {
+                if running.contains_key(&slot) || (iterations_per_vu.is_some() && finished[slot]) {
+                    continue;
+                }
+                let vu_control = VuControl {
+                    graceful: run_graceful.child_token(),
+                    hard: run_hard.child_token(),
+                };
+                let command = WorkerCommand::Spawn {
+                    slot,
+                    number: my_vus[slot],
+                    control: vu_control.clone(),
+                    handshake: None,
+                };
+                if worker_commands[slot % worker_count].send(command).is_ok() {
+                    running.insert(slot, vu_control);
+                }
             }
-        }
-        for (_, vu) in running.range(wanted..) {
-            vu.graceful.cancel();
-        }
-        level = wanted;
-        if stages_end.is_none() && running.is_empty() && finished.iter().all(|done| *done) {
-            break;
-        }
-        tokio::select! {
-            _ = tick.tick() => {}
-            Some(slot) = vu_done_receiver.recv() => {
-                running.remove(&slot);
-                if slot < finished.len() { finished[slot] = true; }
+            for (_, vu) in running.range(wanted..) {
+                vu.graceful.cancel();
             }
-            _ = run_graceful.cancelled() => {}
+            level = wanted;
+            if stages_end.is_none() && running.is_empty() && finished.iter().all(|done| *done) {
+                break;
+            }
+            tokio::select! {
+                _ = tick.tick() => {}
+                Some(slot) = vu_done_receiver.recv() => {
+                    running.remove(&slot);
+                    if slot < finished.len() { finished[slot] = true; }
+                }
+                _ = run_graceful.cancelled() => {}
+            }
         }
     }
 

@@ -598,6 +598,7 @@ mod sizes {
             vu_iteration: 0,
             conn: None,
             named: HashMap::new(),
+            handshake: None,
         };
         let steps = &env.scenario.steps;
         let play = vu.play(steps, 0);
