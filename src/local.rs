@@ -117,7 +117,9 @@ pub async fn run_and_report(
             continue;
         }
         match event {
-            RunEvent::Started { run_id, agents, vus } => {
+            RunEvent::Started {
+                run_id, agents, vus, ..
+            } => {
                 tell!("run {run_id} started: {vus} VUs at peak on {agents} agent(s)")
             }
             RunEvent::Interval { interval, sets } => tell!("{}", live_line(interval, &sets)),

@@ -128,7 +128,9 @@ async fn dashboard() -> Html<&'static str> {
 async fn status(State(state): State<HttpState>) -> Json<serde_json::Value> {
     let now = std::time::Instant::now();
     let active = state.runs.active_run();
-    let agents: Vec<serde_json::Value> = state
+    let live = state.live.snapshot();
+    let share = |id: &str| live.as_ref().and_then(|run| run.shares.get(id).copied());
+    let mut agents: Vec<serde_json::Value> = state
         .registry
         .agents()
         .iter()
@@ -138,7 +140,8 @@ async fn status(State(state): State<HttpState>) -> Json<serde_json::Value> {
                 "hostname": agent.hostname,
                 "address": agent.address,
                 "version": agent.version,
-                "state": if active.is_some() { "running" } else { "attached" },
+                "state": if active.is_some() && share(&agent.id).is_some() { "running" } else { "attached" },
+                "vus_share": share(&agent.id),
                 "cores": agent.capacity.cores,
                 "max_connections": agent.capacity.max_connections,
                 "weight": agent.capacity.weight,
@@ -151,7 +154,15 @@ async fn status(State(state): State<HttpState>) -> Json<serde_json::Value> {
             })
         })
         .collect();
-    let run = state.live.snapshot().map(|run| {
+    // Agents lost during the current (or last) run stay listed, with why.
+    if let Some(run) = &live {
+        for (id, reason) in &run.lost {
+            if !agents.iter().any(|agent| agent["id"] == id.as_str()) {
+                agents.push(json!({ "id": id, "state": "lost", "reason": reason, "vus_share": run.shares.get(id) }));
+            }
+        }
+    }
+    let run = live.map(|run| {
         let duration = run
             .last_interval
             .as_ref()

@@ -29,6 +29,10 @@ pub struct LiveRun {
     pub started_unix_ms: i64,
     /// Seconds after the start at which load stages end, for chart marks.
     pub stage_ends: Vec<f64>,
+    /// Each agent's share of the peak VUs.
+    pub shares: BTreeMap<String, u64>,
+    /// Agents lost during the run, with why.
+    pub lost: BTreeMap<String, String>,
 }
 
 #[derive(Default)]
@@ -88,7 +92,10 @@ impl Live {
         let mut guard = self.lock();
         let Some(run) = guard.as_mut() else { return };
         match event {
-            RunEvent::Started { run_id, .. } => run.run_id = run_id.clone(),
+            RunEvent::Started { run_id, shares, .. } => {
+                run.run_id = run_id.clone();
+                run.shares = shares.iter().cloned().collect();
+            }
             RunEvent::Interval { interval, sets } => {
                 let counted = MetricSets {
                     sets: sets.sets.clone(),
@@ -105,7 +112,10 @@ impl Live {
                     .push(crate::summary::Summary::interval_of(*interval, sets));
                 run.last_interval = Some((*interval, sets.clone()));
             }
-            RunEvent::AgentLost { .. } => run.agents_lost += 1,
+            RunEvent::AgentLost { agent, reason } => {
+                run.agents_lost += 1;
+                run.lost.insert(agent.clone(), reason.clone());
+            }
         }
     }
 

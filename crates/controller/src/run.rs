@@ -33,6 +33,8 @@ pub enum RunEvent {
         run_id: String,
         agents: usize,
         vus: u64,
+        /// Each agent's share of the peak VUs.
+        shares: Vec<(String, u64)>,
     },
     /// The fleet's figures for one interval, once every agent has reported it.
     Interval {
@@ -177,6 +179,7 @@ async fn drive(
         run_id: run_id.to_owned(),
         agents: states.len(),
         vus: scenario.plan.max_vus(),
+        shares: states.iter().map(|(id, state)| (id.clone(), state.vus)).collect(),
     });
     tracing::info!(
         run = run_id,

@@ -184,6 +184,7 @@ impl Runs {
                     run_id: id,
                     agents,
                     vus,
+                    ..
                 } => {
                     run_id = id.clone();
                     if let Some(active) = self.lock().as_mut() {

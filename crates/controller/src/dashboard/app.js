@@ -51,10 +51,17 @@ function render(status) {
   $("tile-messages").textContent = human(c("messages_sent")) + " / " + human(c("messages_received"));
   $("tile-p99").textContent = last.latency.message_latency ? micros(last.latency.message_latency.p99_us) : "–";
 
-  rows("fleet", status.agents, (agent) => [
-    agent.id, agent.state, agent.address, human(agent.active_connections), human(agent.max_connections),
-    agent.cpu_percent.toFixed(0) + " %", bytes(agent.rss_bytes), agent.last_heartbeat_ms + " ms ago",
-  ]);
+  rows("fleet", status.agents, (agent) => {
+    if (agent.state === "lost") {
+      const state = document.createElement("span");
+      state.className = "lost";
+      state.textContent = "lost";
+      state.title = agent.reason || "";
+      return [agent.id, state, "–", "–", human(agent.vus_share), "–", "–", "–", agent.reason || ""];
+    }
+    return [agent.id, agent.state, agent.address, human(agent.active_connections), agent.vus_share === null ? "–" : human(agent.vus_share),
+      human(agent.max_connections), agent.cpu_percent.toFixed(0) + " %", bytes(agent.rss_bytes), agent.last_heartbeat_ms + " ms ago"];
+  });
   const thresholds = run ? run.thresholds : [];
   rows("thresholds", thresholds, (t) => {
     const mark = document.createElement("span");
