@@ -59,6 +59,17 @@ impl<S> Counted<S> {
     pub fn totals(&self) -> (u64, u64) {
         (self.sent, self.received)
     }
+
+    fn count_sent(&mut self, result: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(written)) = result {
+            if *written > 0 {
+                self.sent += *written as u64;
+                self.recorder
+                    .borrow_mut()
+                    .add(Instant::now(), SetId::Connection, Counter::BytesSent, *written as u64);
+            }
+        }
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
@@ -79,14 +90,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
 impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, data);
-        if let Poll::Ready(Ok(written)) = result {
-            if written > 0 {
-                self.sent += written as u64;
-                self.recorder
-                    .borrow_mut()
-                    .add(Instant::now(), SetId::Connection, Counter::BytesSent, written as u64);
-            }
-        }
+        self.count_sent(&result);
         result
     }
 
@@ -96,14 +100,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         buffers: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, buffers);
-        if let Poll::Ready(Ok(written)) = result {
-            if written > 0 {
-                self.sent += written as u64;
-                self.recorder
-                    .borrow_mut()
-                    .add(Instant::now(), SetId::Connection, Counter::BytesSent, written as u64);
-            }
-        }
+        self.count_sent(&result);
         result
     }
 

@@ -137,15 +137,7 @@ impl History {
         let mut statement = connection.prepare(
             "SELECT id, scenario, started_at_ms, ended_at_ms, status FROM runs ORDER BY started_at_ms DESC, id LIMIT ?1",
         )?;
-        let rows = statement.query_map(params![limit as i64], |row| {
-            Ok(RunRecord {
-                id: row.get(0)?,
-                scenario: row.get(1)?,
-                started_at_ms: row.get(2)?,
-                ended_at_ms: row.get(3)?,
-                status: row.get(4)?,
-            })
-        })?;
+        let rows = statement.query_map(params![limit as i64], record_of)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
@@ -155,15 +147,7 @@ impl History {
             .query_row(
                 "SELECT id, scenario, started_at_ms, ended_at_ms, status FROM runs WHERE id = ?1",
                 params![id],
-                |row| {
-                    Ok(RunRecord {
-                        id: row.get(0)?,
-                        scenario: row.get(1)?,
-                        started_at_ms: row.get(2)?,
-                        ended_at_ms: row.get(3)?,
-                        status: row.get(4)?,
-                    })
-                },
+                record_of,
             )
             .optional()?)
     }
@@ -205,6 +189,16 @@ impl History {
         let rows = statement.query_map(params![id], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
+}
+
+fn record_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    Ok(RunRecord {
+        id: row.get(0)?,
+        scenario: row.get(1)?,
+        started_at_ms: row.get(2)?,
+        ended_at_ms: row.get(3)?,
+        status: row.get(4)?,
+    })
 }
 
 fn migrate(connection: &mut Connection, path: &Path) -> Result<(), HistoryError> {

@@ -239,25 +239,10 @@ impl PartialOrd for Due {
 
 /// The owner (agent index) of each of the fleet's first `count` VU numbers.
 pub fn owners(weights: &[f64], count: u64) -> Result<Vec<u32>, SplitError> {
-    let weights = integer_weights(weights)?;
-    let mut heap: BinaryHeap<Due> = weights
-        .iter()
-        .enumerate()
-        .filter(|(_, weight)| **weight > 0)
-        .map(|(agent, weight)| Due {
-            taken: 0,
-            weight: *weight,
-            agent,
-        })
-        .collect();
-    let mut sequence = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let Some(mut next) = heap.pop() else { break };
-        sequence.push(next.agent as u32);
-        next.taken += 1;
-        heap.push(next);
-    }
-    Ok(sequence)
+    Ok(OwnerSequence::new(weights)?
+        .take(count as usize)
+        .map(|agent| agent as u32)
+        .collect())
 }
 
 /// The fleet VU numbers below `count` that agent `index` runs, ascending.
