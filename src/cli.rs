@@ -141,6 +141,10 @@ pub struct AgentArgs {
     /// Worker threads (default: the number of cores).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Spread connections over these local addresses, e.g. `127.0.0.2-127.0.0.9` or
+    /// `10.0.0.5,10.0.0.6` (each gives ~28k ports per destination).
+    #[arg(long, value_name = "ADDRESSES")]
+    pub source_addresses: Option<String>,
     /// Exit when the controller goes away instead of reattaching.
     #[arg(long)]
     pub once: bool,

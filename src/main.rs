@@ -116,6 +116,9 @@ fn overrides(cli: &Cli) -> settings::Overrides {
                     overrides.push((key, path.display().to_string()));
                 }
             }
+            if let Some(addresses) = &args.source_addresses {
+                overrides.push(("agent.source_addresses", addresses.clone()));
+            }
             if let Some(domain) = &args.tls_domain {
                 overrides.push(("agent.tls_domain", domain.clone()));
             }
@@ -468,6 +471,15 @@ async fn run_agent(args: cli::AgentArgs, settings: &settings::Settings) -> u8 {
     }
     config.once = args.once;
     config.protocol_version = args.protocol_version;
+    if let Some(spec) = &section.source_addresses {
+        match wsfleet_agent::parse_source_addresses(spec) {
+            Ok(addresses) => config.source_addresses = addresses,
+            Err(error) => {
+                tell!("error: configuration `agent.source_addresses`: {error}");
+                return exit::INVALID_INPUT;
+            }
+        }
+    }
     let tls = (|| -> anyhow::Result<Option<wsfleet_agent::ClientTls>> {
         let identity = match (&section.cert, &section.key) {
             (Some(certificate), Some(key)) => Some((

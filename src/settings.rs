@@ -45,6 +45,8 @@ pub struct AgentSection {
     pub weight: Option<f64>,
     pub max_connections: Option<u64>,
     pub workers: Option<usize>,
+    /// Local addresses to spread connections over (`127.0.0.2-127.0.0.9`).
+    pub source_addresses: Option<String>,
     /// CA file that signed the controller's certificate.
     pub ca: Option<String>,
     /// Client certificate and key files for mutual TLS.

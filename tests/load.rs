@@ -217,3 +217,95 @@ fn a_run_the_fleet_cannot_hold_is_refused_before_it_starts() {
     assert!(stderr.contains("needs 50 connections"), "{stderr}");
     assert!(stderr.contains("the fleet holds 20"), "{stderr}");
 }
+
+/// Established TCP connections to `port`, counted by local IPv4 address, from /proc/net/tcp.
+fn connections_by_source(port: u16) -> std::collections::BTreeMap<String, usize> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (local, remote, state) = (fields[1], fields[2], fields[3]);
+        let remote_port = u16::from_str_radix(remote.split(':').nth(1).unwrap(), 16).unwrap();
+        if state != "01" || remote_port != port {
+            continue;
+        }
+        let ip = u32::from_str_radix(local.split(':').next().unwrap(), 16).unwrap();
+        let ip = std::net::Ipv4Addr::from(ip.swap_bytes());
+        *counts.entry(ip.to_string()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[test]
+fn an_agent_spreads_its_connections_over_its_source_addresses() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime
+        .block_on(wsfleet_testserver::TestServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            wsfleet_testserver::Config::default(),
+        ))
+        .unwrap();
+    let port = server.local_addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "spread.yaml",
+        &format!("name: spread\nload: {{ vus: 12, iterations: 1 }}\nsteps:\n  - connect: {{ url: 'ws://127.0.0.1:{port}/echo' }}\n  - think: 3s\n  - close: {{ code: 1000 }}\n"),
+    );
+    let mut controller = wsfleet()
+        .args([
+            "controller",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--agents",
+            "1",
+            "--wait",
+            "20s",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--run")
+        .arg(&scenario)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(controller.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let mut agent = wsfleet()
+        .args([
+            "agent",
+            "--controller",
+            &url,
+            "--once",
+            "--workers",
+            "2",
+            "--source-addresses",
+            "127.0.0.2-127.0.0.4",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server.stats().open_connections < 12 {
+        assert!(std::time::Instant::now() < deadline, "the connections never opened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let counts = connections_by_source(port);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let _ = controller.kill();
+    let _ = controller.wait();
+    // 12 connections over 3 addresses, round robin on each of 2 workers: 4 from each.
+    assert_eq!(counts.get("127.0.0.2"), Some(&4), "{counts:?}");
+    assert_eq!(counts.get("127.0.0.3"), Some(&4), "{counts:?}");
+    assert_eq!(counts.get("127.0.0.4"), Some(&4), "{counts:?}");
+    runtime.block_on(server.shutdown());
+}

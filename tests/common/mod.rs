@@ -143,8 +143,17 @@ impl Fleet {
         let mut stdout = std::io::BufReader::new(controller.stdout.take().expect("stdout"));
         let mut line = String::new();
         stdout.read_line(&mut line).expect("controller address");
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         let url = line.trim().rsplit(' ').next().expect("url").to_owned();
+        // The dashboard line comes once the HTTP port is bound.
+        let mut dashboard = String::new();
+        while !dashboard.contains("dashboard at") {
+            dashboard.clear();
+            assert!(
+                stdout.read_line(&mut dashboard).expect("controller output") > 0,
+                "the controller exited before serving HTTP"
+            );
+        }
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         let agents = (0..agents)
             .map(|index| {
                 wsfleet()

@@ -7,7 +7,7 @@ use wsfleet_proto::v1::Capacity;
 const RESERVED_FILES: u64 = 64;
 
 /// Raises the soft open-file limit to the hard one and reports the capacity.
-pub fn measure(max_connections: Option<u64>, weight: Option<f64>) -> Capacity {
+pub fn measure(max_connections: Option<u64>, weight: Option<f64>, source_addresses: &[std::net::IpAddr]) -> Capacity {
     let open_file_limit = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => limit,
         Err(error) => {
@@ -26,7 +26,7 @@ pub fn measure(max_connections: Option<u64>, weight: Option<f64>) -> Capacity {
         open_file_limit,
         max_connections: max_connections.map_or(holdable, |wanted| wanted.min(holdable)),
         weight: weight.unwrap_or(f64::from(cores)),
-        source_addresses: Vec::new(),
+        source_addresses: source_addresses.iter().map(ToString::to_string).collect(),
     }
 }
 

@@ -190,6 +190,34 @@ pub struct ConnectRequest<'a> {
     pub headers: &'a [(String, String)],
     pub subprotocols: &'a [String],
     pub timeout: Duration,
+    /// The local address to bind before connecting (`None`: the kernel picks).
+    pub source: Option<std::net::IpAddr>,
+}
+
+/// Local source addresses, handed out in turn. Each (source, destination) pair has its own
+/// ~28k ephemeral ports, so an agent spreading over N addresses can hold N times as many
+/// connections to one target.
+pub struct SourceAddresses {
+    addresses: Arc<Vec<std::net::IpAddr>>,
+    next: std::cell::Cell<usize>,
+}
+
+impl SourceAddresses {
+    pub fn new(addresses: Arc<Vec<std::net::IpAddr>>, start: usize) -> Self {
+        SourceAddresses {
+            addresses,
+            next: std::cell::Cell::new(start),
+        }
+    }
+
+    pub fn next(&self) -> Option<std::net::IpAddr> {
+        if self.addresses.is_empty() {
+            return None;
+        }
+        let index = self.next.get();
+        self.next.set(index.wrapping_add(1));
+        Some(self.addresses[index % self.addresses.len()])
+    }
 }
 
 /// An open WebSocket with its handshake response.
@@ -305,9 +333,11 @@ async fn open_phases(
     };
 
     let tcp_started = Instant::now();
-    let tcp = TcpStream::connect(address)
-        .await
-        .map_err(|error| io_error(&error, &format!("connect to {address}")))?;
+    let tcp = match request.source {
+        None => TcpStream::connect(address).await,
+        Some(source) => connect_from(source, address).await,
+    }
+    .map_err(|error| io_error(&error, &format!("connect to {address}")))?;
     let _ = tcp.set_nodelay(true);
     let now = Instant::now();
     recorder
@@ -351,6 +381,17 @@ async fn open_phases(
         received - before_received,
     );
     Ok(Opened { socket, response })
+}
+
+/// Connects from a chosen local address (port chosen by the kernel).
+async fn connect_from(source: std::net::IpAddr, target: SocketAddr) -> io::Result<TcpStream> {
+    let socket = if target.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(target).await
 }
 
 fn tls_or_io(error: &io::Error) -> ConnectError {

@@ -38,6 +38,35 @@ pub struct AgentConfig {
     pub protocol_version: Option<u32>,
     /// TLS to the controller (use an `https://` controller URL).
     pub tls: Option<ClientTls>,
+    /// Local addresses to spread connections over, round robin (each gives ~28k ports per
+    /// destination); empty lets the kernel choose.
+    pub source_addresses: Vec<std::net::IpAddr>,
+}
+
+/// Parses `127.0.0.2-127.0.0.9` (an IPv4 range) or `10.0.0.5,10.0.0.6` (a list, ranges allowed).
+pub fn parse_source_addresses(spec: &str) -> Result<Vec<std::net::IpAddr>, String> {
+    let mut addresses = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+        match part.split_once('-') {
+            Some((first, last)) => {
+                let (Ok(first), Ok(last)) = (
+                    first.trim().parse::<std::net::Ipv4Addr>(),
+                    last.trim().parse::<std::net::Ipv4Addr>(),
+                ) else {
+                    return Err(format!("`{part}` is not an IPv4 range: write e.g. 127.0.0.2-127.0.0.9"));
+                };
+                let (first, last) = (u32::from(first), u32::from(last));
+                if first > last || last - first > 65_535 {
+                    return Err(format!(
+                        "`{part}` is not an ascending range of at most 65,536 addresses"
+                    ));
+                }
+                addresses.extend((first..=last).map(|address| std::net::IpAddr::V4(address.into())));
+            }
+            None => addresses.push(part.parse().map_err(|_| format!("`{part}` is not an IP address"))?),
+        }
+    }
+    Ok(addresses)
 }
 
 /// The agent's TLS material for the controller channel, PEM-encoded.
@@ -63,6 +92,7 @@ impl AgentConfig {
             once: false,
             protocol_version: None,
             tls: None,
+            source_addresses: Vec::new(),
         }
     }
 }
@@ -78,6 +108,21 @@ pub enum AgentError {
     Refused(String),
     #[error("lost the controller: {0}")]
     Detached(String),
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn source_address_specs() {
+        let range = super::parse_source_addresses("127.0.0.2-127.0.0.4").unwrap();
+        assert_eq!(
+            range.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        );
+        assert_eq!(super::parse_source_addresses("10.0.0.1, ::1").unwrap().len(), 2);
+        assert!(super::parse_source_addresses("127.0.0.9-127.0.0.2").is_err());
+        assert!(super::parse_source_addresses("localhost").is_err());
+    }
 }
 
 /// Runs the agent until `cancel` fires (or, with `once`, until the controller goes away).

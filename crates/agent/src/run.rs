@@ -96,13 +96,14 @@ pub async fn play(
     assignment: Assignment,
     agent_id: Arc<str>,
     workers: usize,
+    source_addresses: Vec<std::net::IpAddr>,
     outgoing: mpsc::Sender<AgentMessage>,
     control: RunControl,
 ) {
     let run_id = assignment.run_id.clone();
     let done = control.done.clone();
     let _done_on_exit = done.drop_guard();
-    match prepare_and_play(assignment, agent_id, workers, &outgoing, control).await {
+    match prepare_and_play(assignment, agent_id, workers, source_addresses, &outgoing, control).await {
         Ok(last_interval) => send_status(&outgoing, &run_id, RunPhase::Finished, String::new(), last_interval).await,
         Err(message) => {
             tracing::error!(run = %run_id, %message, "cannot play assignment");
@@ -115,6 +116,7 @@ async fn prepare_and_play(
     assignment: Assignment,
     agent_id: Arc<str>,
     workers: usize,
+    source_addresses: Vec<std::net::IpAddr>,
     outgoing: &mpsc::Sender<AgentMessage>,
     control: RunControl,
 ) -> Result<u64, String> {
@@ -179,6 +181,7 @@ async fn prepare_and_play(
         named: Arc::new(named),
         tls,
         iterations_per_vu,
+        source_addresses: Arc::new(source_addresses),
         run_start,
         vu_done,
         reports,

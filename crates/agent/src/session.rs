@@ -91,7 +91,7 @@ pub async fn attach_once(
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
     let (outgoing, receiver) = mpsc::channel::<AgentMessage>(4096);
-    let capacity = crate::capacity::measure(config.max_connections, config.weight);
+    let capacity = crate::capacity::measure(config.max_connections, config.weight, &config.source_addresses);
     let hello = Hello {
         protocol_version: config.protocol_version.unwrap_or(PROTOCOL_VERSION),
         agent_id: agent_id.to_string(),
@@ -176,7 +176,7 @@ pub async fn attach_once(
                         let control = RunControl::new();
                         current_run = Some((assignment.run_id.clone(), control.clone()));
                         tracing::info!(run = %assignment.run_id, "assignment received");
-                        tokio::spawn(play(assignment, agent_id.clone(), config.workers, outgoing.clone(), control));
+                        tokio::spawn(play(assignment, agent_id.clone(), config.workers, config.source_addresses.clone(), outgoing.clone(), control));
                     }
                     Some(controller_message::Kind::Stop(stop)) => {
                         if let Some((run_id, control)) = &current_run {

@@ -37,6 +37,8 @@ pub struct RunEnv {
     /// peak, doubling the memory per idle connection, and the target sees a SYN burst. A few
     /// dozen in flight already keep a core busy on loopback.
     pub handshake_slots: Rc<tokio::sync::Semaphore>,
+    /// Local addresses new connections bind to, in turn.
+    pub source_addresses: connection::SourceAddresses,
 }
 
 /// Handshakes in flight per worker thread.
@@ -241,6 +243,7 @@ impl Vu {
                     headers: &headers,
                     subprotocols: &connect.subprotocols,
                     timeout: connect.timeout,
+                    source: self.env.source_addresses.next(),
                 };
                 let recorder = &self.env.recorder;
                 // Waiting for a slot is the generator's own queueing, not the target's latency:
@@ -585,6 +588,7 @@ mod sizes {
             ))),
             iterations_per_vu: Some(1),
             handshake_slots: Rc::new(tokio::sync::Semaphore::new(1)),
+            source_addresses: crate::connection::SourceAddresses::new(Arc::new(Vec::new()), 0),
         });
         let control = VuControl {
             graceful: CancellationToken::new(),

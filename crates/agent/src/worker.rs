@@ -52,6 +52,7 @@ pub struct WorkerSetup {
     pub named: Arc<HashMap<String, String>>,
     pub tls: TlsConfig,
     pub iterations_per_vu: Option<u64>,
+    pub source_addresses: Arc<Vec<std::net::IpAddr>>,
     pub run_start: Instant,
     pub vu_done: mpsc::UnboundedSender<usize>,
     pub reports: mpsc::UnboundedSender<WorkerReport>,
@@ -93,6 +94,8 @@ async fn worker_main(index: usize, setup: WorkerSetup, mut commands: mpsc::Unbou
         recorder: recorder.clone(),
         iterations_per_vu: setup.iterations_per_vu,
         handshake_slots: Rc::new(tokio::sync::Semaphore::new(crate::vu::HANDSHAKES_IN_FLIGHT_PER_WORKER)),
+        // Workers start at different addresses so the spread is even across the agent.
+        source_addresses: crate::connection::SourceAddresses::new(setup.source_addresses.clone(), index),
     });
     let tasks = tokio_util::task::TaskTracker::new();
     let mut next_boundary = 1u64;

@@ -17,6 +17,10 @@ use crate::registry::{AgentEvent, AgentInfo, Registry};
 use crate::service::unix_nanos_now;
 use crate::summary::{AgentSummary, Summary, Totals, SUMMARY_SCHEMA_VERSION};
 
+/// Ephemeral ports one (source address, destination) pair offers, with a margin (Linux's
+/// default range gives 28,232).
+pub const EPHEMERAL_PORTS_PER_SOURCE: u64 = 28_000;
+
 /// What to run.
 pub struct RunRequest {
     pub bundle: Bundle,
@@ -98,6 +102,13 @@ pub async fn execute(
     let shares = plan::split(&weights, max_vus)?;
     let holdable: u64 = agents.iter().map(|agent| agent.capacity.max_connections).sum();
     for (agent, share) in agents.iter().zip(&shares) {
+        let sources = agent.capacity.source_addresses.len().max(1) as u64;
+        if *share > EPHEMERAL_PORTS_PER_SOURCE * sources {
+            return Err(RunError::Capacity(format!(
+                "agent `{}` would open {share} connections to one target from {sources} source address(es), past the ~{EPHEMERAL_PORTS_PER_SOURCE} ephemeral ports each gives: start it with more --source-addresses (e.g. 127.0.0.2-127.0.0.9) or add agents",
+                agent.id
+            )));
+        }
         if *share > agent.capacity.max_connections {
             return Err(RunError::Capacity(format!(
                 "the scenario needs {max_vus} connections at its peak; agent `{}` would get {share} but holds at most {} (the fleet holds {holdable}): add agents, raise their open-file limit, or lower the load",
@@ -377,5 +388,73 @@ async fn send_stop(states: &BTreeMap<String, AgentState>, run_id: &str, graceful
                 kind: Some(controller_message::Kind::Stop(stop)),
             })
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{AgentInfo, Registry};
+
+    fn agent(id: &str, max_connections: u64, sources: usize) -> AgentInfo {
+        let now = Instant::now();
+        AgentInfo {
+            id: id.into(),
+            version: String::new(),
+            hostname: String::new(),
+            address: String::new(),
+            capacity: wsfleet_proto::v1::Capacity {
+                cores: 1,
+                open_file_limit: max_connections,
+                max_connections,
+                weight: 1.0,
+                source_addresses: (0..sources).map(|index| format!("127.0.0.{}", index + 2)).collect(),
+            },
+            clock_offset_nanos: 0,
+            clock_rtt_nanos: 0,
+            attached_at: now,
+            last_seen: now,
+            sender: mpsc::channel(1).0,
+            usage: Default::default(),
+        }
+    }
+
+    fn request(vus: u64) -> RunRequest {
+        RunRequest {
+            bundle: Bundle {
+                path: "big.yaml".into(),
+                source: format!(
+                    "load: {{ vus: {vus}, iterations: 1 }}\nsteps:\n  - connect: {{ url: 'ws://127.0.0.1:9/' }}\n"
+                ),
+                files: Default::default(),
+            },
+            variables: HashMap::new(),
+            lead_time: Duration::from_millis(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn refuses_runs_that_would_exhaust_source_ports() {
+        let registry = Registry::new();
+        registry.attach(agent("a", 1_000_000, 0)).unwrap();
+        let error = execute(&registry, request(30_000), None, CancellationToken::new())
+            .await
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("30000 connections to one target from 1 source address"),
+            "{message}"
+        );
+        assert!(message.contains("--source-addresses"), "{message}");
+
+        // Two source addresses give room for it (the run then fails to connect, which is fine:
+        // it was allowed to start). Only the refusal is under test, so stop at once.
+        let registry = Registry::new();
+        registry.attach(agent("b", 1_000_000, 2)).unwrap();
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(5), execute(&registry, request(30_000), None, stop)).await;
+        assert!(!matches!(outcome, Ok(Err(RunError::Capacity(_)))), "{outcome:?}");
     }
 }
