@@ -110,21 +110,6 @@ pub enum AgentError {
     Detached(String),
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn source_address_specs() {
-        let range = super::parse_source_addresses("127.0.0.2-127.0.0.4").unwrap();
-        assert_eq!(
-            range.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
-        );
-        assert_eq!(super::parse_source_addresses("10.0.0.1, ::1").unwrap().len(), 2);
-        assert!(super::parse_source_addresses("127.0.0.9-127.0.0.2").is_err());
-        assert!(super::parse_source_addresses("localhost").is_err());
-    }
-}
-
 /// Runs the agent until `cancel` fires (or, with `once`, until the controller goes away).
 /// Reattaches with backoff otherwise; a refusal is final.
 pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), AgentError> {
@@ -159,5 +144,20 @@ pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), A
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn source_address_specs() {
+        let range = super::parse_source_addresses("127.0.0.2-127.0.0.4").unwrap();
+        assert_eq!(
+            range.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        );
+        assert_eq!(super::parse_source_addresses("10.0.0.1, ::1").unwrap().len(), 2);
+        assert!(super::parse_source_addresses("127.0.0.9-127.0.0.2").is_err());
+        assert!(super::parse_source_addresses("localhost").is_err());
     }
 }
