@@ -76,6 +76,8 @@ fn start_controller(pki: &Pki, dir: &Path, mutual: bool) -> (std::process::Child
             arg(&pki.path("controller.key")),
         ])
         .args(["--run", arg(&scenario), "--out", &format!("json={}", out.display())])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.join("controller.err")).unwrap());
     if mutual {

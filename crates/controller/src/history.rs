@@ -77,6 +77,11 @@ impl History {
         std::fs::create_dir_all(data_dir).map_err(|error| HistoryError::Directory(data_dir.to_owned(), error))?;
         let path = data_dir.join("wsfleet.db");
         let mut connection = Connection::open(&path).map_err(|error| HistoryError::Database(path.clone(), error))?;
+        // Another controller may open the same directory at the same moment: wait for its
+        // transactions rather than fail.
+        connection
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|error| HistoryError::Database(path.clone(), error))?;
         connection
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(|error| HistoryError::Database(path.clone(), error))?;
@@ -201,8 +206,11 @@ fn record_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     })
 }
 
+/// Applies the migrations not yet applied, in one IMMEDIATE transaction that reads the version
+/// itself, so two controllers opening one directory at once cannot both run a migration.
 fn migrate(connection: &mut Connection, path: &Path) -> Result<(), HistoryError> {
-    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
         return Err(HistoryError::TooNew {
@@ -212,11 +220,10 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), HistoryError>
         });
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let transaction = connection.transaction()?;
         transaction.execute_batch(migration)?;
         transaction.pragma_update(None, "user_version", index as i64 + 1)?;
-        transaction.commit()?;
     }
+    transaction.commit()?;
     Ok(())
 }
 
@@ -262,6 +269,21 @@ mod tests {
         assert_eq!(history.scenario_source("live").unwrap().as_deref(), Some("name: chat"));
         assert_eq!(history.list_runs(10).unwrap().len(), 2);
         assert!(history.run("missing").unwrap().is_none());
+    }
+
+    #[test]
+    fn controllers_opening_one_directory_at_once_both_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || History::open(&path).map(|_| ()).map_err(|error| error.to_string()))
+            })
+            .collect();
+        for opener in openers {
+            assert_eq!(opener.join().unwrap(), Ok(()));
+        }
     }
 
     #[test]
