@@ -82,9 +82,22 @@ impl History {
         connection
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|error| HistoryError::Database(path.clone(), error))?;
-        connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-            .map_err(|error| HistoryError::Database(path.clone(), error))?;
+        // Switching to WAL takes an exclusive lock that the busy handler does not wait for:
+        // retry for a bounded time while another process holds it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match connection
+                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(failure, _))
+                    if failure.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(error) => return Err(HistoryError::Database(path.clone(), error)),
+            }
+        }
         migrate(&mut connection, &path)?;
         connection.execute(
             "UPDATE runs SET status = 'interrupted', ended_at_ms = COALESCE(ended_at_ms, ?1) WHERE status = 'running'",
@@ -275,7 +288,7 @@ mod tests {
     fn controllers_opening_one_directory_at_once_both_succeed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_owned();
-        let openers: Vec<_> = (0..4)
+        let openers: Vec<_> = (0..8)
             .map(|_| {
                 let path = path.clone();
                 std::thread::spawn(move || History::open(&path).map(|_| ()).map_err(|error| error.to_string()))
