@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -36,31 +35,7 @@ fn killed_controller_stops_the_load_and_its_run_is_kept_as_interrupted() {
             server.local_addr()
         ),
     );
-    let mut controller = wsfleet()
-        .args([
-            "controller",
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--agents",
-            "1",
-            "--wait",
-            "20s",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--run")
-        .arg(&scenario)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(controller.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let (mut controller, url) = start_run_controller(&data, &scenario, 1, Stdio::null());
     // A long silence limit would not matter: the stream's end is enough for the agent.
     let mut agent = wsfleet()
         .args(["agent", "--controller", &url, "--workers", "1", "--id", "survivor"])

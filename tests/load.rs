@@ -153,31 +153,7 @@ fn a_run_the_fleet_cannot_hold_is_refused_before_it_starts() {
     );
     // Two agents that hold 10 connections each, attached to a controller that runs the scenario.
     let data = tempfile::tempdir().unwrap();
-    let mut controller = wsfleet()
-        .args([
-            "controller",
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--agents",
-            "2",
-            "--wait",
-            "20s",
-        ])
-        .arg("--data-dir")
-        .arg(data.path())
-        .arg("--run")
-        .arg(&scenario)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(controller.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let (mut controller, url) = start_run_controller(data.path(), &scenario, 2, std::process::Stdio::piped());
     let mut agents: Vec<_> = (0..2)
         .map(|index| {
             wsfleet()
@@ -199,14 +175,8 @@ fn a_run_the_fleet_cannot_hold_is_refused_before_it_starts() {
                 .unwrap()
         })
         .collect();
-    let output = {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while controller.try_wait().unwrap().is_none() {
-            assert!(std::time::Instant::now() < deadline, "the controller did not finish");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        controller.wait_with_output().unwrap()
-    };
+    wait_exit(&mut controller, Duration::from_secs(60));
+    let output = controller.wait_with_output().unwrap();
     for agent in &mut agents {
         let _ = agent.kill();
         let _ = agent.wait();
@@ -253,31 +223,7 @@ fn an_agent_spreads_its_connections_over_its_source_addresses() {
         "spread.yaml",
         &format!("name: spread\nload: {{ vus: 12, iterations: 1 }}\nsteps:\n  - connect: {{ url: 'ws://127.0.0.1:{port}/echo' }}\n  - think: 3s\n  - close: {{ code: 1000 }}\n"),
     );
-    let mut controller = wsfleet()
-        .args([
-            "controller",
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--agents",
-            "1",
-            "--wait",
-            "20s",
-        ])
-        .arg("--data-dir")
-        .arg(data.path())
-        .arg("--run")
-        .arg(&scenario)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(controller.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let (mut controller, url) = start_run_controller(data.path(), &scenario, 1, std::process::Stdio::null());
     let mut agent = wsfleet()
         .args([
             "agent",

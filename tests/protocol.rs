@@ -114,17 +114,7 @@ steps:
                 .expect("agent")
         })
         .collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = controller.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "controller did not finish the run"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_exit(&mut controller, Duration::from_secs(60));
     for mut agent in agents {
         let _ = agent.kill();
         let _ = agent.wait();

@@ -98,20 +98,6 @@ fn start_controller(pki: &Pki, dir: &Path, mutual: bool) -> (std::process::Child
     (child, url, out)
 }
 
-fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "process did not exit in {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn mutual_tls_agent_with_a_certificate_runs_and_others_are_refused() {
     let pki = Pki::new();

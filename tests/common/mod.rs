@@ -228,3 +228,60 @@ steps:
         - think: 50ms
   - close: { code: 1000 }
 ";
+
+/// Reads a controller's gRPC URL from the first line it prints, and keeps reading what follows
+/// (as a terminal would) so the controller never writes to a closed pipe.
+pub fn controller_url(controller: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut stdout = std::io::BufReader::new(controller.stdout.take().expect("controller stdout is piped"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("controller address");
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    line.trim().rsplit(' ').next().expect("url").to_owned()
+}
+
+/// Starts `wsfleet controller --run SCENARIO`, waiting for `agents` agents, its history in
+/// `data`; returns it with its gRPC URL.
+pub fn start_run_controller(
+    data: &Path,
+    scenario: &Path,
+    agents: usize,
+    stderr: std::process::Stdio,
+) -> (std::process::Child, String) {
+    let mut controller = wsfleet()
+        .args([
+            "controller",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--wait",
+            "20s",
+        ])
+        .args(["--agents", &agents.to_string()])
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--run")
+        .arg(scenario)
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("start controller");
+    let url = controller_url(&mut controller);
+    (controller, url)
+}
+
+/// Waits for `child` to exit within `limit`.
+pub fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
