@@ -12,8 +12,8 @@ use wsfleet_metrics::{Counter, MetricSets};
 use wsfleet_proto::v1::{agent_message, AgentMessage, Assignment, RunPhase, RunStatus};
 use wsfleet_scenario::{plan, Bundle, LoadModel};
 
-use crate::connection::default_tls_config;
-use crate::vu::{static_messages, VuControl};
+use crate::connection::run_tls_config;
+use crate::vu::{static_messages, step_tls_configs, VuControl};
 use crate::worker::{spawn_worker, WorkerCommand, WorkerReport, WorkerSetup};
 
 /// How the session steers a run.
@@ -152,11 +152,13 @@ async fn prepare_and_play(
             vu_iteration: 0,
             agent: &agent_id,
             named: if named.is_empty() { &empty } else { &named },
+            local: None,
         };
         let rendered = target.render(&scope).into_owned();
         named.insert("target".to_owned(), rendered);
     }
-    let tls = default_tls_config().map_err(|error| format!("cannot set up TLS: {error}"))?;
+    let tls = run_tls_config(named.get(wsfleet_scenario::TESTSERVER_CA_VARIABLE).map(String::as_str))
+        .map_err(|error| format!("cannot set up TLS: {error}"))?;
     let run_start = instant_of_unix(assignment.start_unix_nanos);
     send_status(outgoing, &assignment.run_id, RunPhase::Ready, String::new(), 0).await;
 
@@ -177,6 +179,7 @@ async fn prepare_and_play(
     let setup = WorkerSetup {
         scenario: scenario.clone(),
         static_messages: Arc::new(static_messages(&scenario)),
+        step_tls: Arc::new(step_tls_configs(&scenario)?),
         agent_id: agent_id.clone(),
         named: Arc::new(named),
         tls,
