@@ -310,7 +310,9 @@ on_close:
     assert_eq!(counter(&summary, "iterations_skipped"), 4, "{summary:#}");
     assert_eq!(counter(&summary, "iterations_failed"), 0);
     assert_eq!(step(&summary, "reply", "messages_received"), 8);
-    assert_eq!(summary["totals"]["close_codes"]["4000"], 8, "{summary:#}");
+    // Each of the 4 server closes is counted once, in the rule's set.
+    assert_eq!(summary["totals"]["close_codes"]["4000"], 4, "{summary:#}");
+    assert_eq!(step(&summary, "kicked", "close_codes.4000"), 4, "{summary:#}");
 
     // A refused connection, continued past by an on_error rule; the next check still runs.
     let port = closed_port();
@@ -526,4 +528,27 @@ steps:
     assert!(stderr.contains("files.yaml:6:"), "{stderr}");
     assert!(stderr.contains("steps[1].send.file"), "{stderr}");
     assert!(stderr.contains("cannot read"), "{stderr}");
+}
+
+#[test]
+fn a_failure_inside_a_repeat_is_counted_once_and_rules_run_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (summary, _) = run_inline(
+        dir.path(),
+        "load: { vus: 3, iterations: 2 }
+variables: { flag: down }
+steps:
+  - repeat:
+      count: 4
+      steps:
+        - repeat:
+            count: 2
+            steps:
+              - check: { name: deep, value: '${flag}', equals: up }
+",
+    );
+    // Each iteration fails at its first check: 6 failures, each counted once.
+    assert_eq!(summary["totals"]["errors"]["check"], 6, "{summary:#}");
+    assert_eq!(step(&summary, "deep", "errors.check"), 6);
+    assert_eq!(counter(&summary, "iterations_failed"), 6);
 }

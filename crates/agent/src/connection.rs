@@ -66,7 +66,7 @@ impl<S> Counted<S> {
                 self.sent += *written as u64;
                 self.recorder
                     .borrow_mut()
-                    .add(Instant::now(), SetId::Connection, Counter::BytesSent, *written as u64);
+                    .add_untimed(SetId::Connection, Counter::BytesSent, *written as u64);
             }
         }
     }
@@ -81,7 +81,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
             self.received += read;
             self.recorder
                 .borrow_mut()
-                .add(Instant::now(), SetId::Connection, Counter::BytesReceived, read);
+                .add_untimed(SetId::Connection, Counter::BytesReceived, read);
         }
         result
     }
@@ -292,7 +292,10 @@ pub fn run_tls_config(testserver_pem: Option<&str>) -> Result<TlsConfig, rustls:
 }
 
 /// TLS settings for a connect step that trusts its own CA or skips verification.
-pub fn step_tls_config(options: &wsfleet_scenario::TlsOptions) -> Result<TlsConfig, String> {
+pub fn step_tls_config(
+    options: &wsfleet_scenario::TlsOptions,
+    testserver_pem: Option<&str>,
+) -> Result<TlsConfig, String> {
     use rustls_pki_types::pem::PemObject;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -317,7 +320,19 @@ pub fn step_tls_config(options: &wsfleet_scenario::TlsOptions) -> Result<TlsConf
                     return Err("the CA file holds no certificate".into());
                 }
             }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            None => {
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                for certificate in testserver_pem
+                    .map(|pem| rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    roots
+                        .add(certificate)
+                        .map_err(|error| format!("cannot trust the test server's certificate: {error}"))?;
+                }
+            }
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };

@@ -179,7 +179,10 @@ async fn prepare_and_play(
     let setup = WorkerSetup {
         scenario: scenario.clone(),
         static_messages: Arc::new(static_messages(&scenario)),
-        step_tls: Arc::new(step_tls_configs(&scenario)?),
+        step_tls: Arc::new(step_tls_configs(
+            &scenario,
+            named.get(wsfleet_scenario::TESTSERVER_CA_VARIABLE).map(String::as_str),
+        )?),
         agent_id: agent_id.clone(),
         named: Arc::new(named),
         tls,

@@ -37,7 +37,7 @@ use crate::connection::{self, classify_ws_error, ConnectRequest, Socket, TlsConf
 pub struct RunEnv {
     pub scenario: Arc<Scenario>,
     /// Messages whose content never changes, built once per run (a clone is a reference count).
-    pub static_messages: Arc<HashMap<StepId, Message>>,
+    pub static_messages: Arc<StaticMessages>,
     pub agent_id: Arc<str>,
     /// Run-level values for `${...}`: scenario variables, `target`, `testserver.*`, `run_id`.
     pub named: Arc<HashMap<String, String>>,
@@ -62,19 +62,22 @@ pub const HANDSHAKES_IN_FLIGHT_PER_WORKER: usize = 64;
 /// counted as unread), so a VU that never reads a busy connection cannot grow without bound.
 pub const QUEUED_MESSAGES_PER_CONNECTION: usize = 1024;
 
+/// Messages whose content never changes, indexed by step id.
+pub type StaticMessages = Vec<Option<Message>>;
+
 /// Builds the messages of sends whose payload has no variables.
-pub fn static_messages(scenario: &Scenario) -> HashMap<StepId, Message> {
-    let mut messages = HashMap::new();
-    fn add(id: StepId, send: &Send, messages: &mut HashMap<StepId, Message>) {
+pub fn static_messages(scenario: &Scenario) -> StaticMessages {
+    let mut messages = vec![None; scenario.step_names.len()];
+    fn add(id: StepId, send: &Send, messages: &mut StaticMessages) {
         let bytes: Option<Vec<u8>> = match &send.payload {
             Payload::Text(template) => template.as_literal().map(|text| text.as_bytes().to_vec()),
             Payload::Bytes(bytes) => Some(bytes.clone()),
         };
-        if let Some(message) = bytes.and_then(|bytes| build_message(bytes, send.frame)) {
-            messages.insert(id, message);
+        if let Some(slot) = messages.get_mut(usize::from(id)) {
+            *slot = bytes.and_then(|bytes| build_message(bytes, send.frame));
         }
     }
-    fn walk(steps: &[Step], messages: &mut HashMap<StepId, Message>) {
+    fn walk(steps: &[Step], messages: &mut StaticMessages) {
         for step in steps {
             match &step.action {
                 Action::Send(send) => add(step.id, send, messages),
@@ -92,24 +95,32 @@ pub fn static_messages(scenario: &Scenario) -> HashMap<StepId, Message> {
     messages
 }
 
-/// The TLS settings of every connect step that has its own.
-pub fn step_tls_configs(scenario: &Scenario) -> Result<HashMap<StepId, TlsConfig>, String> {
+/// The TLS settings of every connect step that has its own. Steps that keep the default roots
+/// (e.g. only set `server_name`) also keep trusting the run's test server, `testserver_pem`.
+pub fn step_tls_configs(
+    scenario: &Scenario,
+    testserver_pem: Option<&str>,
+) -> Result<HashMap<StepId, TlsConfig>, String> {
     let mut configs = HashMap::new();
-    fn walk(steps: &[Step], configs: &mut HashMap<StepId, TlsConfig>) -> Result<(), String> {
+    fn walk(
+        steps: &[Step],
+        testserver_pem: Option<&str>,
+        configs: &mut HashMap<StepId, TlsConfig>,
+    ) -> Result<(), String> {
         for step in steps {
             match &step.action {
                 Action::Connect(connect) if !connect.tls.is_default() => {
-                    let config = connection::step_tls_config(&connect.tls)
+                    let config = connection::step_tls_config(&connect.tls, testserver_pem)
                         .map_err(|error| format!("step `{}`: {error}", step.name))?;
                     configs.insert(step.id, config);
                 }
-                Action::Repeat(repeat) => walk(&repeat.steps, configs)?,
+                Action::Repeat(repeat) => walk(&repeat.steps, testserver_pem, configs)?,
                 _ => {}
             }
         }
         Ok(())
     }
-    walk(&scenario.steps, &mut configs)?;
+    walk(&scenario.steps, testserver_pem, &mut configs)?;
     Ok(configs)
 }
 
@@ -149,6 +160,8 @@ struct Failure {
     kind: String,
     /// Receive timeouts have their own counter and no `errors.` entry.
     counted_elsewhere: bool,
+    /// Already counted and passed through the `on_error` rules (by a step inside a repeat).
+    handled: bool,
 }
 
 impl Failure {
@@ -157,6 +170,7 @@ impl Failure {
             step,
             kind: kind.name().to_owned(),
             counted_elsewhere: false,
+            handled: false,
         }
     }
 }
@@ -173,6 +187,8 @@ type StepResult = Result<(), Stop>;
 struct Arrived {
     message: Message,
     at: Instant,
+    /// Read just now by the step that takes it (not from the queue).
+    fresh: bool,
 }
 
 /// One open connection and what the steps need to remember about it.
@@ -181,8 +197,9 @@ struct Conn {
     recorder: Rc<RefCell<Recorder>>,
     /// Data messages read while waiting for something else, for later receives.
     pending: VecDeque<Arrived>,
-    /// When each send last went out (less the pacing lag), for `latency_of`.
-    send_times: HashMap<StepId, Instant>,
+    /// When each send last went out (less the pacing lag), for `latency_of`; a scenario has
+    /// few sends, so a list beats hashing on every message.
+    send_times: Vec<(StepId, Instant)>,
     /// The most recent send not yet answered by a receive.
     unanswered_send: Option<Instant>,
     keep_open: bool,
@@ -365,14 +382,24 @@ impl Vu {
                 continue;
             }
             let Some(row) = feed.row(self.number, self.vu_iteration) else {
-                let mut recorder = self.env.recorder.borrow_mut();
-                recorder.add_labeled(
-                    Instant::now(),
-                    SetId::Connection,
-                    error_counter(ErrorKind::DataExhausted.name()),
-                    1,
-                );
-                return Err(Stop::Halt);
+                let kind = ErrorKind::DataExhausted.name();
+                self.env
+                    .recorder
+                    .borrow_mut()
+                    .add_labeled(Instant::now(), SetId::Connection, error_counter(kind), 1);
+                // Rules that name no steps decide; without one the VU stops (it has no row).
+                let rule = self.env.scenario.on_error.iter().find(|rule| {
+                    rule.steps.is_none() && rule.kinds.as_ref().is_none_or(|kinds| kinds.iter().any(|k| k == kind))
+                });
+                return match rule.map_or(Then::StopVu, |rule| rule.then) {
+                    Then::Fail => Err(Stop::Fail(Failure {
+                        handled: true,
+                        ..Failure::new(0, ErrorKind::DataExhausted)
+                    })),
+                    Then::EndIteration => Err(Stop::EndIteration),
+                    Then::Continue => continue,
+                    Then::StopVu => Err(Stop::Halt),
+                };
             };
             for (column, value) in feed.columns.iter().zip(row) {
                 self.vars.insert(format!("{}.{column}", feed.name), value.clone());
@@ -393,11 +420,12 @@ impl Vu {
 
     /// Counts a failure where it happened and applies the scenario's `on_error` rules.
     fn handle_result(&mut self, step: StepId, result: StepResult) -> StepResult {
-        let failure = match result {
-            Err(Stop::Fail(failure)) => failure,
+        let mut failure = match result {
+            Err(Stop::Fail(failure)) if !failure.handled => failure,
             Err(Stop::StepEnded) => return Ok(()),
             other => return other,
         };
+        failure.handled = true;
         if !failure.counted_elsewhere {
             self.env.recorder.borrow_mut().add_labeled(
                 Instant::now(),
@@ -487,6 +515,7 @@ impl Vu {
                             step: step.id,
                             kind: error.kind,
                             counted_elsewhere: false,
+                            handled: false,
                         }));
                     }
                 };
@@ -503,7 +532,7 @@ impl Vu {
                         socket,
                         recorder: recorder.clone(),
                         pending: VecDeque::new(),
-                        send_times: HashMap::new(),
+                        send_times: Vec::new(),
                         unanswered_send: None,
                         keep_open: connect.keep_open,
                     });
@@ -564,12 +593,13 @@ impl Vu {
                 if let Some(state) = &receive.state {
                     self.vars.insert(state.clone(), "received".to_owned());
                 }
-                let now = Instant::now();
+                // A message that waited in the queue is counted now; one just read, at its arrival.
+                let now = if arrived.fresh { arrived.at } else { Instant::now() };
                 let recorder = self.env.recorder.clone();
                 {
                     let conn = self.conn_mut(receive.conn, step.id)?;
                     let started = match receive.latency_of {
-                        Some(send) => conn.send_times.get(&send).copied(),
+                        Some(send) => conn.send_times.iter().find(|(id, _)| *id == send).map(|(_, at)| *at),
                         None => conn.unanswered_send,
                     };
                     conn.unanswered_send = None;
@@ -646,40 +676,8 @@ impl Vu {
                     self.pump(deadline, step.id, iteration).await
                 }
             }
-            Action::Repeat(repeat) => {
-                let started = Instant::now();
-                // Rounds are due relative to when this repeat itself was due.
-                let outer_lag = self.lag;
-                let base = started.checked_sub(outer_lag).unwrap_or(started);
-                let mut index = 0u64;
-                let result = loop {
-                    if repeat.count.is_some_and(|count| index >= count) {
-                        break Ok(());
-                    }
-                    if repeat.duration.is_some_and(|duration| started.elapsed() >= duration) {
-                        break Ok(());
-                    }
-                    if let Some(pacing) = repeat.pacing {
-                        let due = base + pacing.saturating_mul(u32::try_from(index).unwrap_or(u32::MAX));
-                        let now = Instant::now();
-                        if due > now {
-                            if repeat.duration.is_some_and(|duration| due - started >= duration) {
-                                break Ok(());
-                            }
-                            tokio::time::sleep_until(due.into()).await;
-                            self.lag = Duration::ZERO;
-                        } else {
-                            self.lag = now - due;
-                        }
-                    }
-                    if let Err(stop) = self.play(&repeat.steps, index).await {
-                        break Err(stop);
-                    }
-                    index += 1;
-                };
-                self.lag = outer_lag;
-                result
-            }
+            // Boxed once per repeat (not per round): it breaks the recursion of nested repeats.
+            Action::Repeat(repeat) => Box::pin(self.repeat(repeat)).await,
             Action::Extract(extract) => {
                 let info = &self.info[extract.conn];
                 let origin = match extract.from {
@@ -717,6 +715,45 @@ impl Vu {
         }
     }
 
+    /// Plays a repeat's rounds; with pacing, round N is due N periods after the repeat was.
+    async fn repeat(&mut self, repeat: &wsfleet_scenario::Repeat) -> StepResult {
+        let started = Instant::now();
+        // Rounds are due relative to when this repeat itself was due.
+        let outer_lag = self.lag;
+        let base = started.checked_sub(outer_lag).unwrap_or(started);
+        let mut index = 0u64;
+        let result = 'rounds: loop {
+            if repeat.count.is_some_and(|count| index >= count) {
+                break Ok(());
+            }
+            if repeat.duration.is_some_and(|duration| started.elapsed() >= duration) {
+                break Ok(());
+            }
+            if let Some(pacing) = repeat.pacing {
+                let due = base + pacing.saturating_mul(u32::try_from(index).unwrap_or(u32::MAX));
+                let now = Instant::now();
+                if due > now {
+                    if repeat.duration.is_some_and(|duration| due - started >= duration) {
+                        break Ok(());
+                    }
+                    tokio::time::sleep_until(due.into()).await;
+                    self.lag = Duration::ZERO;
+                } else {
+                    self.lag = now - due;
+                }
+            }
+            for step in &repeat.steps {
+                let result = self.step(step, index).await;
+                if let Err(stop) = self.handle_result(step.id, result) {
+                    break 'rounds Err(stop);
+                }
+            }
+            index += 1;
+        };
+        self.lag = outer_lag;
+        result
+    }
+
     fn count_error(&self, step: StepId, kind: ErrorKind) {
         self.env
             .recorder
@@ -726,7 +763,7 @@ impl Vu {
 
     /// The message a send step (or a handler's reply) sends now.
     fn message_for(&self, id: StepId, send: &Send, iteration: u64) -> Result<Message, Failure> {
-        if let Some(message) = self.env.static_messages.get(&id) {
+        if let Some(Some(message)) = self.env.static_messages.get(usize::from(id)) {
             return Ok(message.clone());
         }
         let bytes = match &send.payload {
@@ -764,6 +801,7 @@ impl Vu {
                             step,
                             kind: "receive_timeout".into(),
                             counted_elsewhere: true,
+                            handled: false,
                         }));
                     }
                     Ok(next) => next,
@@ -829,7 +867,8 @@ impl Vu {
         self.conns[conn_id].as_mut()?.pending.remove(position)
     }
 
-    fn queue(&mut self, conn_id: ConnId, arrived: Arrived) {
+    fn queue(&mut self, conn_id: ConnId, mut arrived: Arrived) {
+        arrived.fresh = false;
         let Some(conn) = self.conns.get_mut(conn_id).and_then(Option::as_mut) else {
             return;
         };
@@ -902,10 +941,6 @@ impl Vu {
             Message::Text(_) | Message::Binary(_) => {}
             Message::Close(frame) => {
                 let code = frame.as_ref().map_or(1005, |frame| u16::from(frame.code));
-                self.env
-                    .recorder
-                    .borrow_mut()
-                    .add_labeled(now, SetId::Step(step), close_code_counter(code), 1);
                 // Let tungstenite answer the close, then let the connection go.
                 if let Some(mut conn) = self.conns[conn_id].take() {
                     let _ = conn.socket.flush().now_or_never();
@@ -925,7 +960,14 @@ impl Vu {
                 && rule.when.as_ref().is_none_or(|when| when.matches(incoming, &scope))
         });
         let Some(rule) = rule else {
-            return Ok((Some(Arrived { message, at: now }), None));
+            return Ok((
+                Some(Arrived {
+                    message,
+                    at: now,
+                    fresh: true,
+                }),
+                None,
+            ));
         };
         let rule_set = SetId::Step(rule.id);
         let reply = match &rule.reply {
@@ -953,7 +995,11 @@ impl Vu {
         if rule.fail {
             return Err(Failure::new(rule.id, ErrorKind::Handler).into());
         }
-        let arrived = rule.pass.then_some(Arrived { message, at: now });
+        let arrived = rule.pass.then_some(Arrived {
+            message,
+            at: now,
+            fresh: true,
+        });
         Ok((arrived, reply))
     }
 
@@ -978,13 +1024,16 @@ impl Vu {
             rule.conn.is_none_or(|wanted| wanted == conn_id)
                 && rule.codes.as_ref().is_none_or(|codes| codes.contains(&code))
         });
-        let Some(rule) = rule else {
-            return Failure::new(step, ErrorKind::Closed).into();
-        };
+        // The close code is counted once: in the rule's set when a rule takes it, else in the
+        // waiting step's.
+        let set = SetId::Step(rule.map_or(step, |rule| rule.id));
         self.env
             .recorder
             .borrow_mut()
-            .add_labeled(Instant::now(), SetId::Step(rule.id), close_code_counter(code), 1);
+            .add_labeled(Instant::now(), set, close_code_counter(code), 1);
+        let Some(rule) = rule else {
+            return Failure::new(step, ErrorKind::Closed).into();
+        };
         match rule.then {
             Then::Fail => Failure::new(step, ErrorKind::Closed).into(),
             Then::EndIteration | Then::StopVu => Stop::EndIteration,
@@ -1159,13 +1208,15 @@ async fn send_message(
     }
     // Timed from when it was due: a paced send that went out late carries its lateness.
     let due = sent_at.checked_sub(lag).unwrap_or(sent_at);
-    conn.send_times.insert(step, due);
+    match conn.send_times.iter_mut().find(|(id, _)| *id == step) {
+        Some(entry) => entry.1 = due,
+        None => conn.send_times.push((step, due)),
+    }
     conn.unanswered_send = Some(due);
-    let now = Instant::now();
     let mut recorder = conn.recorder.borrow_mut();
-    recorder.add(now, set, Counter::MessagesSent, 1);
-    recorder.add(now, set, counter, 1);
-    recorder.add(now, set, Counter::PayloadBytesSent, payload_len as u64);
+    recorder.add(sent_at, set, Counter::MessagesSent, 1);
+    recorder.add(sent_at, set, counter, 1);
+    recorder.add(sent_at, set, Counter::PayloadBytesSent, payload_len as u64);
     Ok(())
 }
 
@@ -1192,6 +1243,7 @@ fn ws_failure(step: StepId, error: &tokio_tungstenite::tungstenite::Error) -> Fa
         step,
         kind: classify_ws_error(error).kind,
         counted_elsewhere: false,
+        handled: false,
     }
 }
 
@@ -1275,7 +1327,7 @@ mod sizes {
         let start = Instant::now();
         let env = Rc::new(RunEnv {
             static_messages: Arc::new(static_messages(&scenario)),
-            step_tls: Arc::new(step_tls_configs(&scenario).unwrap()),
+            step_tls: Arc::new(step_tls_configs(&scenario, None).unwrap()),
             scenario: Arc::new(scenario),
             agent_id: Arc::from("a"),
             named: Arc::new(HashMap::new()),

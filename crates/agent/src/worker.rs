@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use wsfleet_metrics::catalog::ACTIVE_VUS;
 use wsfleet_metrics::{MetricSets, Recorder};
 use wsfleet_scenario::{Scenario, StepId};
@@ -47,7 +46,7 @@ pub struct WorkerReport {
 #[derive(Clone)]
 pub struct WorkerSetup {
     pub scenario: Arc<Scenario>,
-    pub static_messages: Arc<HashMap<StepId, Message>>,
+    pub static_messages: Arc<crate::vu::StaticMessages>,
     pub agent_id: Arc<str>,
     pub named: Arc<HashMap<String, String>>,
     pub tls: TlsConfig,
