@@ -475,6 +475,11 @@ impl Vu {
                     .iter()
                     .map(|(name, value)| (name.clone(), value.render(&scope).into_owned()))
                     .collect();
+                let subprotocols: Vec<String> = connect
+                    .subprotocols
+                    .iter()
+                    .map(|name| name.render(&scope).into_owned())
+                    .collect();
                 let expected_headers: Vec<(String, String)> = connect
                     .expect
                     .headers
@@ -487,7 +492,7 @@ impl Vu {
                 let request = ConnectRequest {
                     url: &url,
                     headers: &headers,
-                    subprotocols: &connect.subprotocols,
+                    subprotocols: &subprotocols,
                     timeout: connect.timeout,
                     source: env.source_addresses.next(),
                     tls: env.step_tls.get(&step.id).unwrap_or(&env.tls),
@@ -624,11 +629,12 @@ impl Vu {
                 Ok(())
             }
             Action::Ping(ping) => {
+                let body = cut(ping.body.render(&self.parts().scope(iteration)).into_owned(), 125);
                 let sent_at = Instant::now();
                 {
                     let conn = self.conn_mut(ping.conn, step.id)?;
                     conn.socket
-                        .send(Message::Ping(Bytes::from(ping.body.clone())))
+                        .send(Message::Ping(Bytes::from(body)))
                         .await
                         .map_err(|error| ws_failure(step.id, &error))?;
                 }
@@ -646,9 +652,10 @@ impl Vu {
                 let Some(mut conn) = self.conns.get_mut(close.conn).and_then(Option::take) else {
                     return Err(Failure::new(step.id, ErrorKind::Closed).into());
                 };
+                let reason = cut(close.reason.render(&self.parts().scope(iteration)).into_owned(), 123);
                 let frame = CloseFrame {
                     code: CloseCode::from(close.code),
-                    reason: Utf8Bytes::from(close.reason.clone()),
+                    reason: Utf8Bytes::from(reason),
                 };
                 let answer = close_connection(&mut conn, frame, close.timeout, step.id, set).await?;
                 drop(conn);
@@ -1123,6 +1130,18 @@ impl Vu {
             }
         }
     }
+}
+
+/// A text cut to at most `limit` bytes at a character boundary (control frame limits).
+fn cut(mut text: String, limit: usize) -> String {
+    if text.len() > limit {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {

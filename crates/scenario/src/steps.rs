@@ -43,7 +43,7 @@ pub struct Connect {
     pub url: Template,
     /// Extra request headers (`Origin` included when `origin` is given).
     pub headers: Vec<(String, Template)>,
-    pub subprotocols: Vec<String>,
+    pub subprotocols: Vec<Template>,
     pub timeout: Duration,
     pub tls: TlsOptions,
     pub proxy: Option<Proxy>,
@@ -135,7 +135,8 @@ pub struct Receive {
 #[derive(Clone, Debug)]
 pub struct Ping {
     pub conn: ConnId,
-    pub body: Vec<u8>,
+    /// At most 125 bytes once rendered (longer renderings are cut at a character boundary).
+    pub body: Template,
     pub timeout: Duration,
 }
 
@@ -143,7 +144,8 @@ pub struct Ping {
 pub struct Close {
     pub conn: ConnId,
     pub code: u16,
-    pub reason: String,
+    /// At most 123 bytes once rendered (longer renderings are cut at a character boundary).
+    pub reason: Template,
     pub timeout: Duration,
     pub expect_codes: Option<Vec<u16>>,
     pub extract: Vec<Extraction>,
@@ -745,13 +747,15 @@ impl StepBuilder<'_> {
                 let (id, name) = self.name(ping.name.as_ref(), kind, &field, problems);
                 let conn = self.connection(ping.connection.as_ref(), &field, problems);
                 self.require_connection(connected, conn, &field, kind, problems);
-                let body = ping.body.clone().unwrap_or_default().into_bytes();
-                if body.len() > 125 {
+                let text = ping.body.clone().unwrap_or_default();
+                let body = compile_template(&text, &format!("{field}.body"), &self.known, problems)
+                    .unwrap_or_else(|| Template::literal(""));
+                if body.as_literal().is_some_and(|literal| literal.len() > 125) {
                     problems.add(
                         &format!("{field}.body"),
                         format!(
                             "a ping body is at most 125 bytes (RFC 6455), this one is {}",
-                            body.len()
+                            text.len()
                         ),
                         None,
                     );
@@ -1007,11 +1011,19 @@ impl StepBuilder<'_> {
             }
         };
         let extract = self.extractions(&connect.extract, &format!("{field}.extract"), &["header"], problems);
+        let subprotocols = connect
+            .subprotocols
+            .iter()
+            .enumerate()
+            .filter_map(|(index, name)| {
+                compile_template(name, &format!("{field}.subprotocols[{index}]"), &self.known, problems)
+            })
+            .collect();
         Connect {
             conn,
             url,
             headers,
-            subprotocols: connect.subprotocols.clone(),
+            subprotocols,
             timeout,
             tls,
             proxy,
@@ -1169,8 +1181,10 @@ impl StepBuilder<'_> {
                 Some("use 1000 (normal), 1001-1003, 1007-1011, or 3000-4999".into()),
             );
         }
-        let reason = close.reason.clone().unwrap_or_default();
-        if reason.len() > 123 {
+        let text = close.reason.clone().unwrap_or_default();
+        let reason = compile_template(&text, &format!("{field}.reason"), &self.known, problems)
+            .unwrap_or_else(|| Template::literal(""));
+        if reason.as_literal().is_some_and(|literal| literal.len() > 123) {
             problems.add(
                 &format!("{field}.reason"),
                 "a close reason is at most 123 bytes (RFC 6455)",

@@ -418,3 +418,18 @@ fn pacing_is_for_the_closed_model() {
     );
     assert_eq!(problem.field, "load.pacing");
 }
+
+#[test]
+fn control_frame_texts_and_subprotocols_are_templates() {
+    let source = "\
+load: { vus: 1, iterations: 1 }
+steps:
+  - connect: { url: 'ws://127.0.0.1:9/', subprotocols: ['chat.${agent}'] }
+  - ping: { body: 'vu ${vu}' }
+  - close: { reason: 'bye ${vu_iteration}' }
+";
+    compile(source).unwrap();
+    let problem = only_problem(&source.replace("'vu ${vu}'", "'vu ${vux}'"));
+    assert_eq!(problem.field, "steps[1].ping.body");
+    assert_eq!(problem.hint.as_deref(), Some("did you mean `${vu}`?"));
+}
