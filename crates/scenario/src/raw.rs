@@ -50,6 +50,8 @@ pub struct RawLoad {
     pub start_vus: Option<u64>,
     pub graceful_stop: Option<String>,
     pub max_duration: Option<String>,
+    /// What the run does when an agent is lost: `continue`, `redistribute` or `abort`.
+    pub on_agent_lost: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
