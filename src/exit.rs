@@ -16,6 +16,9 @@ pub const RUN_NOT_DONE: u8 = 4;
 pub const THRESHOLDS_FAILED: u8 = 5;
 /// Every connection attempt failed (the target is unreachable) and the scenario sets no threshold.
 pub const NO_CONNECTION: u8 = 6;
+/// An agent was lost during the run and the scenario says `load.on_agent_lost: abort`: the run
+/// was stopped (what was measured is still reported).
+pub const AGENT_LOST: u8 = 7;
 /// The run was stopped by Ctrl-C before its end (what was measured is still reported).
 pub const INTERRUPTED: u8 = 130;
 

@@ -123,7 +123,13 @@ pub async fn run_and_report(
                 tell!("run {run_id} started: {vus} VUs at peak on {agents} agent(s)")
             }
             RunEvent::Interval { interval, sets } => tell!("{}", live_line(interval, &sets)),
-            RunEvent::AgentLost { agent, reason } => tell!("agent {agent} lost: {reason}"),
+            RunEvent::AgentLost { agent, reason, action } => tell!("agent {agent} lost: {reason}; {action}"),
+            RunEvent::Reshared { shares } => {
+                let shares: Vec<String> = shares.iter().map(|(agent, vus)| format!("{agent} {vus}")).collect();
+                tell!("shares of the peak VUs now: {}", shares.join(", "))
+            }
+            // The summary has it; the live lines are history.
+            RunEvent::LateReport { .. } => {}
         }
     }
     let summary = match run.await {
@@ -154,6 +160,10 @@ pub async fn run_and_report(
 pub fn outcome_code(summary: &Summary, interrupted: bool) -> u8 {
     if summary.outcome.starts_with("failed") {
         return exit::RUN_NOT_DONE;
+    }
+    if summary.lost_agents.aborted() {
+        tell!("error: {}", summary.outcome);
+        return exit::AGENT_LOST;
     }
     let failed: Vec<&str> = summary
         .thresholds

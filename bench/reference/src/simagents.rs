@@ -84,6 +84,8 @@ async fn agent(index: usize, controller: String, duration: Duration) -> anyhow::
             }),
             token: String::new(),
             hostname: "sim".into(),
+            // Revision 0: the controller does not acknowledge reports to it.
+            ..Default::default()
         })))
         .await?;
     let mut inbound = client.attach(ReceiverStream::new(receiver)).await?.into_inner();
@@ -91,7 +93,7 @@ async fn agent(index: usize, controller: String, duration: Duration) -> anyhow::
     loop {
         tokio::select! {
             _ = heartbeat.tick() => {
-                let _ = outgoing.try_send(send(agent_message::Kind::Heartbeat(Heartbeat { sent_unix_nanos: now_nanos(), cpu_percent: 0.0, rss_bytes: 0 })));
+                let _ = outgoing.try_send(send(agent_message::Kind::Heartbeat(Heartbeat { sent_unix_nanos: now_nanos(), ..Default::default() })));
             }
             message = inbound.message() => {
                 let Some(message) = message? else { return Ok(()) };
@@ -105,7 +107,7 @@ async fn agent(index: usize, controller: String, duration: Duration) -> anyhow::
                             let start = assignment.start_unix_nanos;
                             let wait = Duration::from_nanos((start - now_nanos()).max(0) as u64);
                             tokio::time::sleep(wait).await;
-                            let status = |phase: RunPhase, last| send(agent_message::Kind::RunStatus(RunStatus { run_id: assignment.run_id.clone(), phase: phase as i32, message: String::new(), last_interval: last }));
+                            let status = |phase: RunPhase, last| send(agent_message::Kind::RunStatus(RunStatus { run_id: assignment.run_id.clone(), phase: phase as i32, last_interval: last, ..Default::default() }));
                             let _ = outgoing.send(status(RunPhase::Running, 0)).await;
                             let seconds = duration.as_secs().max(1);
                             let mut tick = tokio::time::interval(Duration::from_secs(1));

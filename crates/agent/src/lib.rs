@@ -3,11 +3,13 @@
 //! connections on per-core worker threads, and streams per-second metric reports back.
 //!
 //! Tasks: the session (stream, heartbeats, stops load when the controller goes away), the
-//! executor of a run (grows and shrinks VUs by the plan), one task per VU on a worker, and the
-//! reporter (merges the workers' intervals, sends each once).
+//! executor of a run (grows and shrinks VUs by the plan and the takeovers of lost agents' share),
+//! one task per VU on a worker, and the reporter (merges the workers' intervals into one report
+//! each, held in the outbox until the controller acknowledges it, across reattachments).
 
 pub mod capacity;
 pub mod connection;
+pub mod outbox;
 pub mod run;
 pub mod session;
 pub mod vu;
@@ -119,9 +121,14 @@ pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), A
             .unwrap_or_else(|_| "agent".into());
         format!("{host}-{}", std::process::id())
     }));
+    let state = session::AgentState {
+        agent_id,
+        instance: uuid::Uuid::new_v4().simple().to_string(),
+        outbox: Arc::new(outbox::Outbox::default()),
+    };
     let mut backoff = Duration::from_millis(250);
     loop {
-        let outcome = session::attach_once(&config, &agent_id, &cancel).await;
+        let outcome = session::attach_once(&config, &state, &cancel).await;
         match outcome {
             Ok(session::SessionEnd::Cancelled) => return Ok(()),
             Ok(session::SessionEnd::Detached(reason)) => {

@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use wsfleet_metrics::{Counter, MetricSets};
-use wsfleet_proto::v1::{agent_message, AgentMessage, Assignment, RunPhase, RunStatus};
-use wsfleet_scenario::{plan, Bundle, LoadModel};
+use wsfleet_proto::v1::{Assignment, RunPhase, RunStatus};
+use wsfleet_scenario::plan::reshare::{self, ArrivalOwners, ClosedLayers, Takeover};
+use wsfleet_scenario::{Bundle, LoadModel};
 
 use crate::connection::run_tls_config;
 use crate::vu::{static_messages, step_tls_configs, VuControl};
@@ -25,6 +26,9 @@ pub struct RunControl {
     pub hard: CancellationToken,
     /// Set when the run has ended and its last report was handed to the session.
     pub done: CancellationToken,
+    /// Every takeover of the run so far (agents lost, their share moved to this one and the
+    /// other survivors), as the controller last sent them.
+    pub takeovers: watch::Sender<Vec<Takeover>>,
 }
 
 impl RunControl {
@@ -33,6 +37,7 @@ impl RunControl {
             graceful: CancellationToken::new(),
             hard: CancellationToken::new(),
             done: CancellationToken::new(),
+            takeovers: watch::Sender::new(Vec::new()),
         }
     }
 
@@ -72,32 +77,31 @@ fn instant_of_unix(unix_nanos: i64) -> Instant {
     }
 }
 
+/// Holds the run's new status for the controller (the session sends it, again after a
+/// reattachment).
 async fn send_status(
-    outgoing: &mpsc::Sender<AgentMessage>,
+    outgoing: &crate::outbox::Outbox,
     run_id: &str,
     phase: RunPhase,
     message: String,
     last_interval: u64,
 ) {
-    let _ = outgoing
-        .send(AgentMessage {
-            kind: Some(agent_message::Kind::RunStatus(RunStatus {
-                run_id: run_id.to_owned(),
-                phase: phase as i32,
-                message,
-                last_interval,
-            })),
-        })
-        .await;
+    outgoing.push_status(RunStatus {
+        run_id: run_id.to_owned(),
+        phase: phase as i32,
+        message,
+        last_interval,
+        reports_dropped: 0,
+    });
 }
 
-/// Plays `assignment` to its end, reporting through `outgoing`.
+/// Plays `assignment` to its end, reporting through `outgoing`, which outlives the session.
 pub async fn play(
     assignment: Assignment,
     agent_id: Arc<str>,
     workers: usize,
     source_addresses: Vec<std::net::IpAddr>,
-    outgoing: mpsc::Sender<AgentMessage>,
+    outgoing: Arc<crate::outbox::Outbox>,
     control: RunControl,
 ) {
     let run_id = assignment.run_id.clone();
@@ -117,7 +121,7 @@ async fn prepare_and_play(
     agent_id: Arc<str>,
     workers: usize,
     source_addresses: Vec<std::net::IpAddr>,
-    outgoing: &mpsc::Sender<AgentMessage>,
+    outgoing: &Arc<crate::outbox::Outbox>,
     control: RunControl,
 ) -> Result<u64, String> {
     let bundle = Bundle {
@@ -138,8 +142,9 @@ async fn prepare_and_play(
             .map_err(|error| format!("scenario does not compile on the agent: {error}"))?,
     );
     let agent_index = assignment.agent_index as usize;
-    let my_vus =
-        plan::share(&assignment.weights, agent_index, scenario.plan.max_vus()).map_err(|error| error.to_string())?;
+    let weights = assignment.weights.clone();
+    // This agent's VUs: layer 0 is its share of the fleet's; takeovers add layers.
+    let mut layers = ClosedLayers::new(&weights, &[], scenario.plan.max_vus()).map_err(|error| error.to_string())?;
 
     let mut named: HashMap<String, String> = scenario.variables.clone().into_iter().collect();
     named.extend(assignment.variables.clone());
@@ -209,15 +214,16 @@ async fn prepare_and_play(
         outgoing.clone(),
     ));
 
-    // The executor: follow the plan with this agent's share.
+    // The executor: follow the plan with this agent's share, and the share of lost agents the
+    // controller moves here (takeovers).
     let plan = &scenario.plan;
     let run_graceful = control.graceful.child_token();
     let run_hard = control.hard.child_token();
     let mut running: BTreeMap<usize, VuControl> = BTreeMap::new();
-    let mut finished = vec![false; my_vus.len()];
-    let mut level = 0usize;
     let deadline = run_start + plan.max_duration;
     let stages_end = plan.stages_end().map(|end| run_start + end);
+    let mut takeover_updates = control.takeovers.subscribe();
+    let mut takeovers: Vec<Takeover> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     if let LoadModel::Open {
@@ -226,40 +232,69 @@ async fn prepare_and_play(
         ..
     } = &plan.model
     {
-        let my_max_vus =
-            plan::split(&assignment.weights, *max_vus).map_err(|error| error.to_string())?[agent_index] as usize;
-        let my_handshakes =
-            plan::split(&assignment.weights, *max_handshakes).map_err(|error| error.to_string())?[agent_index] as usize;
+        // Caps are shares of the fleet's, like VUs; a takeover raises the survivors' caps.
+        let caps = |takeovers: &[Takeover]| -> Result<(usize, usize), String> {
+            let part = |fleet: u64| {
+                ClosedLayers::new(&weights, takeovers, fleet)
+                    .map(|layers| layers.parts(fleet)[agent_index] as usize)
+                    .map_err(|error| error.to_string())
+            };
+            Ok((part(*max_vus)?, part(*max_handshakes)?))
+        };
+        let (mut my_max_vus, mut my_handshakes) = caps(&takeovers)?;
         let handshakes = Arc::new(tokio::sync::Semaphore::new(
             my_handshakes.max(usize::from(my_max_vus > 0)),
         ));
-        let mut owners = plan::OwnerSequence::new(&assignment.weights).map_err(|error| error.to_string())?;
-        let mut index = 0u64;
+        let total = plan.total_arrivals();
+        let mut owners = ArrivalOwners::new(&weights, total).map_err(|error| error.to_string())?;
+        // The first arrival index of each takeover.
+        let mut takeover_starts: Vec<u64> = Vec::new();
         let mut slot = 0usize;
         let count = |slot: usize, counter: Counter| {
             let _ = worker_commands[slot % worker_count].send(WorkerCommand::Count { counter, amount: 1 });
         };
+        let arrivals_end = stages_end.unwrap_or(deadline).min(deadline);
         'arrivals: loop {
-            // The next arrival of the fleet's sequence that this agent owns, and when it is due.
-            let (number, due) = loop {
-                let Some(owner) = owners.next() else { break 'arrivals };
-                let number = index;
-                index += 1;
-                let Some(due) = plan.arrival_time(number) else {
-                    break 'arrivals;
+            // Where this look-ahead starts: a takeover received while waiting goes back here.
+            let snapshot = owners.clone();
+            // The next arrival of the fleet's sequence that this agent owns, and when it is due;
+            // `None` when it owns no more (a takeover may still give it some).
+            let next = loop {
+                let Some(arrival) = owners.next() else { break None };
+                let Some(due) = plan.arrival_time(arrival.index) else {
+                    break None;
                 };
-                if owner == agent_index {
-                    break (number, run_start + due);
+                if arrival.owner == agent_index {
+                    break Some((arrival.number, run_start + due));
                 }
             };
+            let wake = next.map_or(arrivals_end, |(_, due)| due);
             // Scheduled against the absolute time, so the rate never drifts.
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(due.into()) => break,
+                    _ = tokio::time::sleep_until(wake.into()) => break,
                     Some(done) = vu_done_receiver.recv() => { running.remove(&done); }
                     _ = run_graceful.cancelled() => break 'arrivals,
+                    changed = takeover_updates.changed() => {
+                        if changed.is_err() {
+                            // The session is gone; the run is being stopped.
+                            break 'arrivals;
+                        }
+                        let list = takeover_updates.borrow_and_update().clone();
+                        if list.len() <= takeovers.len() {
+                            continue;
+                        }
+                        owners = take_over_arrivals(snapshot, &weights, total, plan, &takeovers, &mut takeover_starts, &list)?;
+                        takeovers = list;
+                        let (new_max_vus, new_handshakes) = caps(&takeovers)?;
+                        handshakes.add_permits(new_handshakes.saturating_sub(my_handshakes));
+                        (my_max_vus, my_handshakes) = (new_max_vus, new_handshakes);
+                        tracing::info!(run = %assignment.run_id, takeovers = takeovers.len(), my_max_vus, "taking over the arrivals of lost agents");
+                        continue 'arrivals;
+                    }
                 }
             }
+            let Some((number, _)) = next else { break };
             if Instant::now() >= deadline {
                 break;
             }
@@ -299,35 +334,47 @@ async fn prepare_and_play(
         }
     }
     if !matches!(plan.model, LoadModel::Open { .. }) {
+        // Slots number this agent's VUs layer after layer: `offsets[layer]` is the layer's first.
+        let mut offsets = vec![0usize];
+        let mut levels = vec![0usize];
+        let mut finished = vec![false; layers.positions(0, agent_index).len()];
+        let mut updates_open = true;
         loop {
             let now = Instant::now();
             if run_graceful.is_cancelled() || now >= deadline || stages_end.is_some_and(|end| now >= end) {
                 break;
             }
-            let target = plan.fleet_target_at(now - run_start);
-            let wanted = my_vus.partition_point(|vu| *vu < target);
-            for slot in level.min(wanted)..wanted {
-                if running.contains_key(&slot) || (iterations_per_vu.is_some() && finished[slot]) {
-                    continue;
+            let elapsed = now.saturating_duration_since(run_start);
+            let counts = layers.counts(plan.fleet_target_at(elapsed), elapsed);
+            for (layer, in_play) in counts.iter().enumerate() {
+                let mine = layers.positions(layer, agent_index);
+                let offset = offsets[layer];
+                let wanted = mine.partition_point(|position| position < in_play);
+                let first_new = levels[layer].min(wanted);
+                for (index, position) in mine.iter().enumerate().take(wanted).skip(first_new) {
+                    let slot = offset + index;
+                    if running.contains_key(&slot) || (iterations_per_vu.is_some() && finished[slot]) {
+                        continue;
+                    }
+                    let vu_control = VuControl {
+                        graceful: run_graceful.child_token(),
+                        hard: run_hard.child_token(),
+                    };
+                    let command = WorkerCommand::Spawn {
+                        slot,
+                        number: layers.number(layer, *position),
+                        control: vu_control.clone(),
+                        handshake: None,
+                    };
+                    if worker_commands[slot % worker_count].send(command).is_ok() {
+                        running.insert(slot, vu_control);
+                    }
                 }
-                let vu_control = VuControl {
-                    graceful: run_graceful.child_token(),
-                    hard: run_hard.child_token(),
-                };
-                let command = WorkerCommand::Spawn {
-                    slot,
-                    number: my_vus[slot],
-                    control: vu_control.clone(),
-                    handshake: None,
-                };
-                if worker_commands[slot % worker_count].send(command).is_ok() {
-                    running.insert(slot, vu_control);
+                for (_, vu) in running.range(offset + wanted..offset + mine.len()) {
+                    vu.graceful.cancel();
                 }
+                levels[layer] = wanted;
             }
-            for (_, vu) in running.range(wanted..) {
-                vu.graceful.cancel();
-            }
-            level = wanted;
             if stages_end.is_none() && running.is_empty() && finished.iter().all(|done| *done) {
                 break;
             }
@@ -338,6 +385,32 @@ async fn prepare_and_play(
                     if slot < finished.len() { finished[slot] = true; }
                 }
                 _ = run_graceful.cancelled() => {}
+                changed = takeover_updates.changed(), if updates_open => {
+                    if changed.is_err() {
+                        updates_open = false;
+                        continue;
+                    }
+                    let list = takeover_updates.borrow_and_update().clone();
+                    if list.len() <= takeovers.len() {
+                        continue;
+                    }
+                    // Earlier layers do not change; the new ones follow them.
+                    let grown = ClosedLayers::new(&weights, &list, plan.max_vus()).map_err(|error| error.to_string())?;
+                    for layer in layers.layer_count()..grown.layer_count() {
+                        let previous = offsets[layer - 1] + grown.positions(layer - 1, agent_index).len();
+                        offsets.push(previous);
+                        levels.push(0);
+                        finished.resize(previous + grown.positions(layer, agent_index).len(), false);
+                    }
+                    tracing::info!(
+                        run = %assignment.run_id,
+                        takeovers = list.len(),
+                        peak_vus = grown.parts(plan.max_vus())[agent_index],
+                        "taking over the VUs of lost agents"
+                    );
+                    layers = grown;
+                    takeovers = list;
+                }
             }
         }
     }
@@ -380,7 +453,7 @@ async fn report_intervals(
     mut reports: mpsc::UnboundedReceiver<WorkerReport>,
     workers: usize,
     run_id: String,
-    outgoing: mpsc::Sender<AgentMessage>,
+    outgoing: Arc<crate::outbox::Outbox>,
 ) -> u64 {
     let mut watermarks = vec![0u64; workers];
     let mut pending: BTreeMap<u64, MetricSets> = BTreeMap::new();
@@ -403,14 +476,8 @@ async fn report_intervals(
         while next_to_send < ready_until {
             let sets = pending.remove(&next_to_send).unwrap_or_default();
             match sets.to_report(&run_id, next_to_send) {
-                Ok(report) => {
-                    let message = AgentMessage {
-                        kind: Some(agent_message::Kind::Report(report)),
-                    };
-                    if outgoing.send(message).await.is_err() {
-                        tracing::warn!(run = %run_id, "controller stream closed; report not sent");
-                    }
-                }
+                // Kept until the controller acknowledges it, across reattachments.
+                Ok(report) => outgoing.push_report(report),
                 Err(error) => tracing::error!(%error, "cannot encode report"),
             }
             last_sent = next_to_send;
@@ -421,4 +488,41 @@ async fn report_intervals(
         }
     }
     last_sent
+}
+
+/// The arrival owners once `list` (every takeover so far) is in force: back to `snapshot`, the
+/// state where this agent's look-ahead started, which the takeovers' first arrivals cannot
+/// precede when they arrive in time. A takeover learned late (its first arrival already passed)
+/// is applied from where this agent is, consistent with the others from there on.
+fn take_over_arrivals(
+    snapshot: ArrivalOwners,
+    weights: &[f64],
+    total: u64,
+    plan: &wsfleet_scenario::LoadPlan,
+    known: &[Takeover],
+    starts: &mut Vec<u64>,
+    list: &[Takeover],
+) -> Result<ArrivalOwners, String> {
+    let weight_sets = reshare::weights_after(weights, list).map_err(|error| error.to_string())?;
+    let resume_at = snapshot.next_index();
+    let mut owners = snapshot;
+    for (index, takeover) in list.iter().enumerate().skip(known.len()) {
+        let start = reshare::first_arrival_from(plan, takeover.from);
+        starts.push(start);
+        match owners.add_takeover(start, &takeover.lost, &weight_sets[index + 1]) {
+            Ok(()) => {}
+            Err(reshare::TakeoverError::TooLate { .. }) => {
+                tracing::warn!(
+                    start,
+                    resume_at,
+                    "a takeover arrived late: arrivals between its start and now may be missed or doubled"
+                );
+                let with_starts: Vec<(u64, Takeover)> = starts.iter().copied().zip(list.iter().cloned()).collect();
+                owners =
+                    ArrivalOwners::at(weights, total, &with_starts, resume_at).map_err(|error| error.to_string())?;
+            }
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+    Ok(owners)
 }

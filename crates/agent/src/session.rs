@@ -1,7 +1,9 @@
 //! The agent's session with its controller: one `Attach` stream for the agent's lifetime,
-//! hello and refusal, clock probes, heartbeats both ways, assignments and stops. When the
-//! controller goes silent or away, the load stops.
+//! hello and refusal, clock probes, heartbeats both ways, assignments, reshares and stops, and
+//! the run messages the outbox holds (sent until acknowledged). When the controller goes silent
+//! or away, the load stops; what was measured stays in the outbox for the next stream.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,11 +11,17 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use wsfleet_proto::v1::fleet_client::FleetClient;
-use wsfleet_proto::v1::{agent_message, controller_message, AgentMessage, ClockReply, Heartbeat, Hello};
-use wsfleet_proto::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
+use wsfleet_proto::v1::{agent_message, controller_message, AgentMessage, ClockReply, Heartbeat, Hello, Reshare};
+use wsfleet_proto::{MAX_MESSAGE_BYTES, PROTOCOL_REVISION, PROTOCOL_VERSION};
+use wsfleet_scenario::plan::reshare::Takeover;
 
+use crate::outbox::Outbox;
 use crate::run::{play, RunControl};
 use crate::{AgentConfig, AgentError};
+
+/// How long the controller may take to answer the hello (a stalled network must not hang the
+/// agent: it retries instead).
+const HELLO_ANSWER_LIMIT: Duration = Duration::from_secs(10);
 
 /// How a session ended.
 pub enum SessionEnd {
@@ -59,12 +67,35 @@ fn message(kind: agent_message::Kind) -> AgentMessage {
     AgentMessage { kind: Some(kind) }
 }
 
+/// What the agent keeps from one session to the next.
+pub struct AgentState {
+    pub agent_id: Arc<str>,
+    /// Chosen once per process: tells the controller a reattachment from a second agent that
+    /// took the same id.
+    pub instance: String,
+    pub outbox: Arc<Outbox>,
+}
+
+/// The takeovers a reshare carries, in the agent's terms.
+fn takeovers_of(reshare: &Reshare) -> Vec<Takeover> {
+    reshare
+        .takeovers
+        .iter()
+        .map(|takeover| Takeover {
+            lost: takeover.lost_agents.iter().map(|agent| *agent as usize).collect(),
+            from: Duration::from_millis(takeover.from_run_millis),
+        })
+        .collect()
+}
+
 /// One attachment to the controller, until it ends.
 pub async fn attach_once(
     config: &AgentConfig,
-    agent_id: &Arc<str>,
+    state: &AgentState,
     cancel: &CancellationToken,
 ) -> Result<SessionEnd, AgentError> {
+    let agent_id = &state.agent_id;
+    let outbox = &state.outbox;
     let mut endpoint = tonic::transport::Endpoint::from_shared(config.controller.clone())
         .map_err(|error| AgentError::BadControllerUrl(config.controller.clone(), error.to_string()))?
         .connect_timeout(Duration::from_secs(5))
@@ -101,15 +132,25 @@ pub async fn attach_once(
         hostname: hostname::get()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default(),
+        revision: PROTOCOL_REVISION,
+        instance: state.instance.clone(),
     };
     // The channel is empty and its receiver alive: this cannot fail.
     let _ = outgoing.send(message(agent_message::Kind::Hello(hello))).await;
-    let response = client.attach(ReceiverStream::new(receiver)).await.map_err(|status| {
-        AgentError::Unreachable(config.controller.clone(), status_text(&status, config.tls.is_some()))
-    })?;
+    let response = match tokio::time::timeout(HELLO_ANSWER_LIMIT, client.attach(ReceiverStream::new(receiver))).await {
+        Err(_) => {
+            return Err(AgentError::Unreachable(
+                config.controller.clone(),
+                format!("no answer to hello within {HELLO_ANSWER_LIMIT:?}"),
+            ))
+        }
+        Ok(response) => response.map_err(|status| {
+            AgentError::Unreachable(config.controller.clone(), status_text(&status, config.tls.is_some()))
+        })?,
+    };
     let mut inbound = response.into_inner();
 
-    let welcome = match tokio::time::timeout(Duration::from_secs(10), inbound.message()).await {
+    let welcome = match tokio::time::timeout(HELLO_ANSWER_LIMIT, inbound.message()).await {
         Err(_) => {
             return Err(AgentError::Unreachable(
                 config.controller.clone(),
@@ -143,26 +184,51 @@ pub async fn attach_once(
     };
     let heartbeat_every = Duration::from_millis(u64::from(welcome.heartbeat_interval_ms.max(100)));
     let silence_limit = Duration::from_millis(u64::from(welcome.controller_silence_timeout_ms.max(500)));
-    tracing::info!(agent = %agent_id, controller = %config.controller, "attached");
+    let revision = welcome.revision.min(PROTOCOL_REVISION);
+    // Everything not acknowledged yet goes out again, oldest first; an older controller does
+    // not acknowledge, so then a report is forgotten once sent.
+    outbox.rewind(revision >= 1);
+    tracing::info!(agent = %agent_id, controller = %config.controller, revision, resending = outbox.unacknowledged(), "attached");
 
     let mut heartbeat = tokio::time::interval(heartbeat_every);
     let mut usage = crate::capacity::ProcessUsage::new();
     let mut current_run: Option<(String, RunControl)> = None;
+    // Run messages taken from the outbox, waiting for room on the stream. Never awaited
+    // unconditionally: a stalled stream must not keep the session from noticing the silence.
+    let mut pending: VecDeque<AgentMessage> = VecDeque::new();
+    let mut last_heard = tokio::time::Instant::now();
     let end = loop {
         tokio::select! {
             _ = cancel.cancelled() => break SessionEnd::Cancelled,
             _ = heartbeat.tick() => {
                 let (cpu_percent, rss_bytes) = usage.sample();
-                let beat = Heartbeat { sent_unix_nanos: unix_nanos_now(), cpu_percent, rss_bytes };
+                let beat = Heartbeat {
+                    sent_unix_nanos: unix_nanos_now(),
+                    cpu_percent,
+                    rss_bytes,
+                    reports_unacknowledged: outbox.unacknowledged() as u64,
+                };
                 let _ = outgoing.try_send(message(agent_message::Kind::Heartbeat(beat)));
             }
-            next = tokio::time::timeout(silence_limit, inbound.message()) => {
-                let next = match next {
-                    Err(_) => break SessionEnd::Detached(format!("controller silent for {silence_limit:?}")),
-                    Ok(Err(status)) => break SessionEnd::Detached(format!("stream error: {}", status.message())),
-                    Ok(Ok(None)) => break SessionEnd::Detached("controller closed the stream".into()),
-                    Ok(Ok(Some(next))) => next,
+            _ = tokio::time::sleep_until(last_heard + silence_limit) => {
+                break SessionEnd::Detached(format!("controller silent for {silence_limit:?}"));
+            }
+            _ = outbox.queued.notified() => pending.extend(outbox.take_unsent()),
+            permit = outgoing.reserve(), if !pending.is_empty() => {
+                let Ok(permit) = permit else {
+                    break SessionEnd::Detached("the stream to the controller closed".into());
                 };
+                if let Some(next) = pending.pop_front() {
+                    permit.send(next);
+                }
+            }
+            next = inbound.message() => {
+                let next = match next {
+                    Err(status) => break SessionEnd::Detached(format!("stream error: {}", status.message())),
+                    Ok(None) => break SessionEnd::Detached("controller closed the stream".into()),
+                    Ok(Some(next)) => next,
+                };
+                last_heard = tokio::time::Instant::now();
                 match next.kind {
                     Some(controller_message::Kind::ClockProbe(probe)) => {
                         let reply = ClockReply { probe_id: probe.probe_id, agent_unix_nanos: unix_nanos_now() };
@@ -176,7 +242,7 @@ pub async fn attach_once(
                         let control = RunControl::new();
                         current_run = Some((assignment.run_id.clone(), control.clone()));
                         tracing::info!(run = %assignment.run_id, "assignment received");
-                        tokio::spawn(play(assignment, agent_id.clone(), config.workers, config.source_addresses.clone(), outgoing.clone(), control));
+                        tokio::spawn(play(assignment, agent_id.clone(), config.workers, config.source_addresses.clone(), outbox.clone(), control));
                     }
                     Some(controller_message::Kind::Stop(stop)) => {
                         if let Some((run_id, control)) = &current_run {
@@ -186,6 +252,17 @@ pub async fn attach_once(
                             }
                         }
                     }
+                    Some(controller_message::Kind::Reshare(reshare)) => {
+                        match &current_run {
+                            Some((run_id, control)) if *run_id == reshare.run_id => {
+                                let takeovers = takeovers_of(&reshare);
+                                tracing::info!(run = %run_id, takeovers = takeovers.len(), "reshare received: taking over lost agents' load");
+                                control.takeovers.send_replace(takeovers);
+                            }
+                            _ => tracing::debug!(run = %reshare.run_id, "reshare for a run not playing here ignored"),
+                        }
+                    }
+                    Some(controller_message::Kind::ReportAck(ack)) => outbox.acknowledge(&ack.run_id, ack.interval),
                     Some(controller_message::Kind::Heartbeat(_)) | None => {}
                     Some(controller_message::Kind::Welcome(_)) | Some(controller_message::Kind::Refusal(_)) => {}
                 }

@@ -1,7 +1,7 @@
 //! Exact aggregation of agents' reports: each (agent, interval) is accepted once; counters add,
 //! gauges add across agents within an interval, histograms merge.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use wsfleet_metrics::{MetricSets, MetricsError};
 use wsfleet_proto::v1::MetricReport;
@@ -44,15 +44,54 @@ impl Aggregate {
         Ok(true)
     }
 
-    /// Intervals every one of `agents` has reported.
-    pub fn complete_through(&self, agents: usize) -> Option<u64> {
+    /// The last of the first intervals that every one of `agents` has reported.
+    pub fn complete_through(&self, agents: &BTreeSet<&str>) -> Option<u64> {
         let mut complete = None;
         for (interval, reporters) in &self.reported {
-            if reporters.len() < agents {
+            if !agents.iter().all(|agent| reporters.contains(*agent)) {
                 break;
             }
             complete = Some(*interval);
         }
         complete
+    }
+
+    /// Reports counted, one per (agent, interval).
+    pub fn accepted(&self) -> u64 {
+        self.reported.values().map(|agents| agents.len() as u64).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(interval: u64, messages: u64) -> MetricReport {
+        let mut sets = MetricSets::default();
+        sets.sets
+            .entry(String::new())
+            .or_default()
+            .counters
+            .insert("messages_sent".into(), messages);
+        sets.to_report("run", interval).expect("encodes")
+    }
+
+    #[test]
+    fn each_agent_and_interval_counts_once() {
+        let mut aggregate = Aggregate::default();
+        assert_eq!(aggregate.add("a", &report(0, 5)).ok(), Some(true));
+        assert_eq!(aggregate.add("b", &report(0, 7)).ok(), Some(true));
+        // "a" resends interval 0 after reattaching: ignored, counted as a duplicate.
+        assert_eq!(aggregate.add("a", &report(0, 5)).ok(), Some(false));
+        assert_eq!(aggregate.add("a", &report(1, 1)).ok(), Some(true));
+        assert_eq!(aggregate.totals.total().counter("messages_sent"), 13);
+        assert_eq!(aggregate.duplicates, 1);
+        assert_eq!(aggregate.accepted(), 3);
+        let both = BTreeSet::from(["a", "b"]);
+        assert_eq!(aggregate.complete_through(&both), Some(0));
+        assert_eq!(aggregate.complete_through(&BTreeSet::from(["a"])), Some(1));
+        // A lost agent's resent report does not complete an interval the others still owe.
+        assert_eq!(aggregate.add("c", &report(2, 1)).ok(), Some(true));
+        assert_eq!(aggregate.complete_through(&BTreeSet::from(["a"])), Some(1));
     }
 }

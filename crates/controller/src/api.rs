@@ -121,6 +121,18 @@ async fn require_token(State(state): State<HttpState>, headers: HeaderMap, reque
     .into_response()
 }
 
+/// An attached agent's state in the fleet view: lost during the current (or last) run even if
+/// it came back since, running while it has a share of the active run, attached otherwise.
+fn agent_state(run_active: bool, has_share: bool, lost: bool) -> &'static str {
+    if lost {
+        "lost"
+    } else if run_active && has_share {
+        "running"
+    } else {
+        "attached"
+    }
+}
+
 async fn dashboard() -> Html<&'static str> {
     Html(include_str!("dashboard/index.html"))
 }
@@ -130,6 +142,7 @@ async fn status(State(state): State<HttpState>) -> Json<serde_json::Value> {
     let active = state.runs.active_run();
     let live = state.live.snapshot();
     let share = |id: &str| live.as_ref().and_then(|run| run.shares.get(id).copied());
+    let lost = |id: &str| live.as_ref().and_then(|run| run.lost.get(id));
     let mut agents: Vec<serde_json::Value> = state
         .registry
         .agents()
@@ -140,7 +153,10 @@ async fn status(State(state): State<HttpState>) -> Json<serde_json::Value> {
                 "hostname": agent.hostname,
                 "address": agent.address,
                 "version": agent.version,
-                "state": if active.is_some() && share(&agent.id).is_some() { "running" } else { "attached" },
+                "state": agent_state(active.is_some(), share(&agent.id).is_some(), lost(&agent.id).is_some()),
+                "reason": lost(&agent.id).map(|lost| lost.reason.clone()),
+                "action": lost(&agent.id).map(|lost| lost.action.clone()),
+                "reports_unacknowledged": agent.usage.reports_unacknowledged,
                 "vus_share": share(&agent.id),
                 "cores": agent.capacity.cores,
                 "max_connections": agent.capacity.max_connections,
@@ -156,9 +172,15 @@ async fn status(State(state): State<HttpState>) -> Json<serde_json::Value> {
         .collect();
     // Agents lost during the current (or last) run stay listed, with why.
     if let Some(run) = &live {
-        for (id, reason) in &run.lost {
+        for (id, lost) in &run.lost {
             if !agents.iter().any(|agent| agent["id"] == id.as_str()) {
-                agents.push(json!({ "id": id, "state": "lost", "reason": reason, "vus_share": run.shares.get(id) }));
+                agents.push(json!({
+                    "id": id,
+                    "state": "lost",
+                    "reason": lost.reason,
+                    "action": lost.action,
+                    "vus_share": run.shares.get(id),
+                }));
             }
         }
     }

@@ -7,6 +7,7 @@ pub mod api;
 pub mod history;
 pub mod http;
 pub mod live;
+pub mod lost;
 pub mod registry;
 pub mod report;
 pub mod run;

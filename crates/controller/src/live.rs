@@ -31,8 +31,16 @@ pub struct LiveRun {
     pub stage_ends: Vec<f64>,
     /// Each agent's share of the peak VUs.
     pub shares: BTreeMap<String, u64>,
-    /// Agents lost during the run, with why.
-    pub lost: BTreeMap<String, String>,
+    /// Agents lost during the run, with why and what the run did.
+    pub lost: BTreeMap<String, LostAgent>,
+}
+
+/// An agent lost during the run, as the fleet view shows it.
+#[derive(Clone, Debug, Default)]
+pub struct LostAgent {
+    pub reason: String,
+    /// What the run's policy did (`load.on_agent_lost`).
+    pub action: String,
 }
 
 #[derive(Default)]
@@ -112,9 +120,37 @@ impl Live {
                     .push(crate::summary::Summary::interval_of(*interval, sets));
                 run.last_interval = Some((*interval, sets.clone()));
             }
-            RunEvent::AgentLost { agent, reason } => {
+            RunEvent::LateReport { interval, sets, late } => {
+                // A lost agent's report completes an interval already shown: the totals take
+                // the report, the series the interval's new figures.
+                let counted = MetricSets {
+                    sets: late.sets.clone(),
+                    gauges: BTreeMap::new(),
+                };
+                if let Err(error) = run.totals.merge(&counted) {
+                    tracing::warn!(%error, "live figures: cannot merge a late report");
+                }
+                for (name, value) in &sets.gauges {
+                    let peak = run.peak_gauges.entry(name.clone()).or_insert(*value);
+                    *peak = (*peak).max(*value);
+                }
+                let figures = crate::summary::Summary::interval_of(*interval, sets);
+                if let Some(shown) = run.intervals.iter_mut().find(|shown| shown.interval == *interval) {
+                    *shown = figures;
+                }
+            }
+            RunEvent::AgentLost { agent, reason, action } => {
                 run.agents_lost += 1;
-                run.lost.insert(agent.clone(), reason.clone());
+                run.lost.insert(
+                    agent.clone(),
+                    LostAgent {
+                        reason: reason.clone(),
+                        action: action.clone(),
+                    },
+                );
+            }
+            RunEvent::Reshared { shares } => {
+                run.shares.extend(shares.iter().cloned());
             }
         }
     }

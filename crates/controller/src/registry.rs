@@ -1,10 +1,12 @@
 //! The agents attached to this controller, and the run (if any) their messages go to.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
 use wsfleet_proto::v1::{Capacity, ControllerMessage, MetricReport, RunStatus};
 
 /// One attached agent.
@@ -23,6 +25,15 @@ pub struct AgentInfo {
     pub last_seen: Instant,
     pub sender: mpsc::Sender<ControllerMessage>,
     pub usage: AgentUsage,
+    /// The agent process's random instance name (empty from agents before revision 1).
+    pub instance: String,
+    /// The protocol revision agreed on this stream (the lower of both sides').
+    pub revision: u32,
+    /// This stream's number, unique in the controller: a stream that was replaced by the same
+    /// agent's new one must not detach the new one.
+    pub connection: u64,
+    /// Cancelled when the stream is replaced, so its reader stops.
+    pub closed: CancellationToken,
 }
 
 /// What an agent last said about its own load.
@@ -33,6 +44,8 @@ pub struct AgentUsage {
     pub rss_bytes: u64,
     /// Open connections at the end of the last reported interval.
     pub active_connections: i64,
+    /// Metric reports the agent holds that this controller has not acknowledged yet.
+    pub reports_unacknowledged: u64,
 }
 
 /// What an agent's stream delivers to the active run.
@@ -42,6 +55,9 @@ pub enum AgentEvent {
     Status(RunStatus),
     /// The agent's stream ended.
     Detached(String),
+    /// The agent attached (again), with its process's instance name: an agent lost earlier in
+    /// the run may be back, resending what it measured.
+    Attached(String),
 }
 
 /// The registry, shared by the gRPC service and run orchestration. The mutex is never held
@@ -51,6 +67,7 @@ pub struct Registry {
     inner: Mutex<Inner>,
     /// Woken whenever an agent attaches or detaches.
     pub changed: Notify,
+    next_connection: AtomicU64,
 }
 
 #[derive(Default)]
@@ -70,14 +87,28 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Adds an agent; refuses a second agent with the same id.
+    /// A number for a new stream.
+    pub fn next_connection(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Adds an agent; refuses a second agent with the same id. The same agent process (same
+    /// id and instance) coming back on a new stream replaces its old one, which is closed and
+    /// counts as detached: the agent stopped its load when that stream broke.
     pub fn attach(&self, agent: AgentInfo) -> Result<(), String> {
         let mut inner = self.lock();
-        if inner.agents.contains_key(&agent.id) {
-            return Err(format!(
-                "an agent with id `{}` is already attached: give each agent its own --id",
-                agent.id
-            ));
+        if let Some(old) = inner.agents.get(&agent.id) {
+            if !same_process(old, &agent.instance) {
+                return Err(duplicate_id(&agent.id));
+            }
+            old.closed.cancel();
+            if let Some((_, events)) = &inner.active_run {
+                let reason = "its stream broke (the agent came back on a new one)".to_owned();
+                let _ = events.send((agent.id.clone(), AgentEvent::Detached(reason)));
+            }
+        }
+        if let Some((_, events)) = &inner.active_run {
+            let _ = events.send((agent.id.clone(), AgentEvent::Attached(agent.instance.clone())));
         }
         inner.agents.insert(agent.id.clone(), agent);
         drop(inner);
@@ -85,8 +116,12 @@ impl Registry {
         Ok(())
     }
 
-    pub fn detach(&self, id: &str, reason: &str) {
+    /// Removes the agent's stream `connection` (not a newer stream of the same agent).
+    pub fn detach(&self, id: &str, connection: u64, reason: &str) {
         let mut inner = self.lock();
+        if inner.agents.get(id).is_none_or(|agent| agent.connection != connection) {
+            return;
+        }
         inner.agents.remove(id);
         if let Some((_, events)) = &inner.active_run {
             let _ = events.send((id.to_owned(), AgentEvent::Detached(reason.to_owned())));
@@ -97,6 +132,14 @@ impl Registry {
 
     pub fn contains(&self, id: &str) -> bool {
         self.lock().agents.contains_key(id)
+    }
+
+    /// Why a hello with `id` and `instance` cannot be taken: another agent process holds the
+    /// id. `None` when the id is free or the same process comes back.
+    pub fn refuse_duplicate(&self, id: &str, instance: &str) -> Option<String> {
+        let inner = self.lock();
+        let old = inner.agents.get(id)?;
+        (!same_process(old, instance)).then(|| duplicate_id(id))
     }
 
     pub fn agents(&self) -> Vec<AgentInfo> {
@@ -141,4 +184,13 @@ impl Registry {
         }
         tracing::debug!(agent, run = run_id, "message for an inactive run dropped");
     }
+}
+
+/// Whether `instance` names the process behind `agent` (agents before revision 1 send none).
+fn same_process(agent: &AgentInfo, instance: &str) -> bool {
+    !instance.is_empty() && agent.instance == instance
+}
+
+fn duplicate_id(id: &str) -> String {
+    format!("an agent with id `{id}` is already attached: give each agent its own --id")
 }

@@ -1,8 +1,8 @@
 //! Orchestrating one run: check the fleet can hold it, hand every agent its assignment with a
-//! common start time in its own clock, aggregate reports exactly, stop on request, and build
-//! the summary.
+//! common start time in its own clock, aggregate reports exactly, answer the loss of an agent
+//! by the scenario's policy, stop on request, and build the summary.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,12 +10,17 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wsfleet_metrics::MetricSets;
 use wsfleet_proto::v1::{controller_message, Assignment, ControllerMessage, RunPhase, Stop};
+use wsfleet_scenario::plan::reshare::Takeover;
+use wsfleet_scenario::plan::LostAgentPolicy;
 use wsfleet_scenario::{plan, Bundle, Scenario};
 
 use crate::aggregate::Aggregate;
+use crate::lost::Survivor;
 use crate::registry::{AgentEvent, AgentInfo, Registry};
 use crate::service::unix_nanos_now;
-use crate::summary::{AgentSummary, Summary, Totals, SUMMARY_SCHEMA_VERSION};
+use crate::summary::{
+    AgentSummary, LostAgentEvent, LostAgents, ReportDelivery, Summary, Totals, SUMMARY_SCHEMA_VERSION,
+};
 
 /// Ephemeral ports one (source address, destination) pair offers, with a margin (Linux's
 /// default range gives 28,232).
@@ -41,14 +46,22 @@ pub enum RunEvent {
         shares: Vec<(String, u64)>,
     },
     /// The fleet's figures for one interval, once every agent has reported it.
-    Interval {
+    Interval { interval: u64, sets: MetricSets },
+    /// A report for an interval already emitted (a lost agent came back and resent it): the
+    /// interval's figures now, and the late report's own.
+    LateReport {
         interval: u64,
         sets: MetricSets,
+        late: MetricSets,
     },
+    /// An agent was lost; `action` says what the run's policy did.
     AgentLost {
         agent: String,
         reason: String,
+        action: String,
     },
+    /// A lost agent's share moved: each agent's new share of the peak VUs.
+    Reshared { shares: Vec<(String, u64)> },
 }
 
 /// Why a run could not be done.
@@ -66,13 +79,23 @@ pub enum RunError {
     Split(#[from] plan::SplitError),
 }
 
+/// How long a run that is otherwise over waits for lost agents that came back to resend
+/// what they measured.
+const RETURNED_AGENT_WAIT: Duration = Duration::from_secs(15);
+
 struct AgentState {
     info: AgentInfo,
+    /// Its index in the run's weights.
+    index: usize,
+    /// Its VUs at the plan's peak (raised when it takes over a lost agent's share).
     vus: u64,
     phase: RunPhase,
     detail: String,
     last_interval: Option<u64>,
     lost: Option<String>,
+    /// Lost, then back on a new stream: it resends its reports and its last status.
+    returned: bool,
+    reports_dropped: u64,
 }
 
 /// Runs `request` on every attached agent and returns its summary.
@@ -139,7 +162,7 @@ pub async fn execute(
 
 #[allow(clippy::too_many_arguments)]
 async fn drive(
-    _registry: &Arc<Registry>,
+    registry: &Arc<Registry>,
     request: &RunRequest,
     scenario: &Scenario,
     run_id: &str,
@@ -177,11 +200,14 @@ async fn drive(
         states.insert(
             agent.id.clone(),
             AgentState {
+                index,
                 vus: *share,
                 phase: RunPhase::Unspecified,
                 detail: String::new(),
                 last_interval: None,
                 lost: sent.is_err().then(|| "stream closed before the assignment".to_owned()),
+                returned: false,
+                reports_dropped: 0,
                 info: agent,
             },
         );
@@ -207,14 +233,29 @@ async fn drive(
     let hard_deadline = start_instant + plan.max_duration + plan.graceful_stop + Duration::from_secs(30);
     let mut stop_sent = false;
     let mut aborted_by: Option<String> = None;
+    let mut takeovers: Vec<Takeover> = Vec::new();
+    let mut lost_events: Vec<LostAgentEvent> = Vec::new();
+    // When no agent in the run was playing any more, while lost agents that came back were
+    // still resending what they measured.
+    let mut others_done_at: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
+        let playing = |state: &AgentState| !matches!(state.phase, RunPhase::Finished | RunPhase::Failed);
         let active = states
             .values()
-            .filter(|state| state.lost.is_none() && !matches!(state.phase, RunPhase::Finished | RunPhase::Failed))
+            .filter(|state| state.lost.is_none() && playing(state))
+            .count();
+        let returning = states
+            .values()
+            .filter(|state| state.lost.is_some() && state.returned && playing(state))
             .count();
         if active == 0 {
-            break;
+            // A lost agent that came back sends what it kept, then its last status; wait for
+            // that, within a bound.
+            let since = *others_done_at.get_or_insert_with(Instant::now);
+            if returning == 0 || since.elapsed() >= RETURNED_AGENT_WAIT {
+                break;
+            }
         }
         tokio::select! {
             _ = stop.cancelled(), if !stop_sent => {
@@ -233,11 +274,21 @@ async fn drive(
                 match event {
                     AgentEvent::Report(report) => {
                         if let Some(active) = report.gauges.get(wsfleet_metrics::catalog::ACTIVE_CONNECTIONS) {
-                            _registry.update(&agent, |info| info.usage.active_connections = *active);
+                            registry.update(&agent, |info| info.usage.active_connections = *active);
                         }
+                        let interval = report.interval;
                         match aggregate.add(&agent, &report) {
-                            Ok(true) => state.last_interval = Some(state.last_interval.map_or(report.interval, |last| last.max(report.interval))),
-                            Ok(false) => tracing::debug!(agent, interval = report.interval, "duplicate report ignored"),
+                            Ok(true) => {
+                                state.last_interval = Some(state.last_interval.map_or(interval, |last| last.max(interval)));
+                                // An interval already shown gets this late report (a lost agent
+                                // resent it): show it again, complete.
+                                if interval < next_live {
+                                    if let (Some(sets), Ok(late)) = (aggregate.intervals.get(&interval), MetricSets::from_report(&report)) {
+                                        emit(RunEvent::LateReport { interval, sets: sets.clone(), late });
+                                    }
+                                }
+                            }
+                            Ok(false) => tracing::debug!(agent, interval, "duplicate report ignored"),
                             Err(error) => tracing::warn!(agent, %error, "report refused"),
                         }
                     }
@@ -245,7 +296,8 @@ async fn drive(
                         let phase = RunPhase::try_from(status.phase).unwrap_or(RunPhase::Unspecified);
                         state.phase = phase;
                         state.detail = status.message.clone();
-                        if phase == RunPhase::Failed {
+                        state.reports_dropped = state.reports_dropped.max(status.reports_dropped);
+                        if phase == RunPhase::Failed && state.lost.is_none() {
                             tracing::error!(agent, message = %status.message, "agent could not play the run");
                             outcome = format!("failed: agent `{agent}`: {}", status.message);
                             if !stop_sent {
@@ -254,17 +306,71 @@ async fn drive(
                             }
                         }
                     }
+                    AgentEvent::Attached(instance) => {
+                        // The same process, back after it was lost: it stopped its load, and
+                        // resends the reports it kept. (A new process with the id knows nothing
+                        // of this run.)
+                        if state.lost.is_some() && state.info.instance == instance && !instance.is_empty() {
+                            tracing::info!(agent, "lost agent came back; counting the reports it resends");
+                            state.returned = true;
+                        }
+                    }
                     AgentEvent::Detached(reason) => {
-                        emit(RunEvent::AgentLost { agent: agent.clone(), reason: reason.clone() });
-                        tracing::warn!(agent, %reason, "agent lost during the run");
-                        state.lost = Some(reason);
+                        if state.lost.is_some() {
+                            // Lost already; if it had come back, it is gone again.
+                            state.returned = false;
+                            continue;
+                        }
+                        state.lost = Some(reason.clone());
+                        let elapsed = start_instant.elapsed();
+                        let was_playing = playing(state) && !stop_sent;
+                        let lost = LostAgentEvent {
+                            agent: agent.clone(),
+                            at_seconds: elapsed.as_secs_f64(),
+                            reason: reason.clone(),
+                            vus: state.vus,
+                            ..LostAgentEvent::default()
+                        };
+                        let lost_index = state.index;
+                        let (action, detail) = if !was_playing {
+                            ("none", "the run did not need it any more".to_owned())
+                        } else {
+                            match plan.on_agent_lost {
+                                LostAgentPolicy::Continue => ("continued", "the run went on without its share".to_owned()),
+                                LostAgentPolicy::Abort => {
+                                    outcome = format!("aborted: agent `{agent}` was lost ({reason})");
+                                    stop_sent = true;
+                                    send_stop(&states, run_id, plan.graceful_stop, &format!("agent `{agent}` was lost")).await;
+                                    ("aborted", "the run was stopped (on_agent_lost: abort)".to_owned())
+                                }
+                                LostAgentPolicy::Redistribute => {
+                                    match redistribute(&mut states, plan, weights, &takeovers, lost_index, elapsed, run_id).await {
+                                        Ok((all, movers)) => {
+                                            takeovers = all;
+                                            emit(RunEvent::Reshared {
+                                                shares: states.iter().filter(|(_, state)| state.lost.is_none()).map(|(id, state)| (id.clone(), state.vus)).collect(),
+                                            });
+                                            ("redistributed", format!("its share moved to {movers} agent(s)"))
+                                        }
+                                        Err(why) => ("continued", format!("its share could not move ({why}); the run went on without it")),
+                                    }
+                                }
+                            }
+                        };
+                        tracing::warn!(agent, %reason, action, %detail, "agent lost during the run");
+                        emit(RunEvent::AgentLost { agent: agent.clone(), reason: reason.clone(), action: detail.clone() });
+                        lost_events.push(LostAgentEvent { action: action.to_owned(), detail, ..lost });
                     }
                 }
             }
         }
         // Live figures: each interval once all agents still in the run have reported it.
-        let reporting = states.values().filter(|state| state.lost.is_none()).count();
-        while let Some(complete) = aggregate.complete_through(reporting) {
+        let reporting: BTreeSet<&str> = states
+            .iter()
+            .filter(|(_, state)| state.lost.is_none())
+            .map(|(id, _)| id.as_str())
+            .collect();
+        while let Some(complete) = aggregate.complete_through(&reporting) {
             if next_live > complete {
                 break;
             }
@@ -356,10 +462,12 @@ async fn drive(
                     .values()
                     .filter(|agents| agents.contains(&state.info.id))
                     .count() as u64,
-                state: match &state.lost {
-                    Some(reason) => format!("lost: {reason}"),
-                    None => format!("{:?}", state.phase).to_lowercase(),
+                state: match (&state.lost, state.returned) {
+                    (Some(reason), true) => format!("lost: {reason} (came back and resent its reports)"),
+                    (Some(reason), false) => format!("lost: {reason}"),
+                    (None, _) => format!("{:?}", state.phase).to_lowercase(),
                 },
+                reports_dropped: state.reports_dropped,
             })
             .collect(),
         outcome,
@@ -371,7 +479,53 @@ async fn drive(
             .map(|(interval, sets)| Summary::interval_of(*interval, sets))
             .collect(),
         thresholds,
+        lost_agents: LostAgents {
+            policy: plan.on_agent_lost.name().to_owned(),
+            events: lost_events,
+        },
+        reports: ReportDelivery {
+            accepted: aggregate.accepted(),
+            duplicates_ignored: aggregate.duplicates,
+            dropped_by_agents: states.values().map(|state| state.reports_dropped).sum(),
+        },
     }
+}
+
+/// Moves the share of the agent at `lost_index` (already marked lost) to the agents still in
+/// the run: tells each of them every takeover so far and updates their shares. Returns the
+/// takeovers and how many agents took the share, or why it cannot move.
+async fn redistribute(
+    states: &mut BTreeMap<String, AgentState>,
+    plan: &wsfleet_scenario::LoadPlan,
+    weights: &[f64],
+    takeovers: &[Takeover],
+    lost_index: usize,
+    elapsed: Duration,
+    run_id: &str,
+) -> Result<(Vec<Takeover>, usize), String> {
+    let moved = {
+        let survivors: Vec<Survivor<'_>> = states
+            .values()
+            .filter(|state| state.lost.is_none())
+            .map(|state| Survivor {
+                index: state.index,
+                id: &state.info.id,
+                capacity: &state.info.capacity,
+                revision: state.info.revision,
+                finished: matches!(state.phase, RunPhase::Finished | RunPhase::Failed),
+            })
+            .collect();
+        crate::lost::plan_move(plan, weights, takeovers, lost_index, elapsed, &survivors)?
+    };
+    let message = crate::lost::reshare_message(run_id, &moved.takeovers);
+    let mut movers = 0;
+    for state in states.values_mut().filter(|state| state.lost.is_none()) {
+        state.vus = moved.peak_parts.get(state.index).copied().unwrap_or(state.vus);
+        if state.info.sender.send(message.clone()).await.is_ok() {
+            movers += 1;
+        }
+    }
+    Ok((moved.takeovers, movers))
 }
 
 async fn send_stop(states: &BTreeMap<String, AgentState>, run_id: &str, graceful: Duration, reason: &str) {
@@ -416,6 +570,10 @@ mod tests {
             last_seen: now,
             sender: mpsc::channel(1).0,
             usage: Default::default(),
+            instance: String::new(),
+            revision: 1,
+            connection: 0,
+            closed: CancellationToken::new(),
         }
     }
 

@@ -35,6 +35,8 @@ pub enum LiveUpdate {
         run_id: String,
         agent: String,
         reason: String,
+        /// What the run's policy did (`load.on_agent_lost`).
+        action: String,
     },
     Finished {
         run_id: String,
@@ -215,13 +217,23 @@ impl Runs {
                         figures,
                     });
                 }
-                RunEvent::AgentLost { agent, reason } => {
+                RunEvent::LateReport { interval, sets, .. } => {
+                    // The stored series gets the interval's complete figures.
+                    if let Some(history) = &self.history {
+                        let json = serde_json::to_string(&Summary::interval_of(*interval, sets)).unwrap_or_default();
+                        let (history, id, interval) = (history.clone(), run_id.clone(), *interval);
+                        record(move || history.record_interval(&id, interval, &json)).await;
+                    }
+                }
+                RunEvent::AgentLost { agent, reason, action } => {
                     let _ = self.feed.send(LiveUpdate::AgentLost {
                         run_id: run_id.clone(),
                         agent: agent.clone(),
                         reason: reason.clone(),
+                        action: action.clone(),
                     });
                 }
+                RunEvent::Reshared { .. } => {}
             }
             live.apply(&event);
             if let Some(forward) = &forward {

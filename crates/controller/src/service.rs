@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use wsfleet_proto::v1::fleet_server::Fleet;
 use wsfleet_proto::v1::{
-    agent_message, controller_message, AgentMessage, ClockProbe, ControllerMessage, Refusal, Welcome,
+    agent_message, controller_message, AgentMessage, ClockProbe, ControllerMessage, Refusal, ReportAck, Welcome,
 };
-use wsfleet_proto::PROTOCOL_VERSION;
+use wsfleet_proto::{PROTOCOL_REVISION, PROTOCOL_VERSION};
 
 use crate::registry::{AgentEvent, AgentInfo, Registry};
 use crate::ControllerSettings;
@@ -72,13 +72,9 @@ impl Fleet for FleetService {
             ))
         } else if hello.agent_id.is_empty() {
             Some("the agent sent an empty id: give it one with --id".to_owned())
-        } else if self.registry.contains(&hello.agent_id) {
-            Some(format!(
-                "an agent with id `{}` is already attached: give each agent its own --id",
-                hello.agent_id
-            ))
         } else {
-            None
+            // The same agent process coming back (its old stream broke) is welcome.
+            self.registry.refuse_duplicate(&hello.agent_id, &hello.instance)
         };
         if let Some(reason) = refusal {
             tracing::warn!(agent = %hello.agent_id, %address, %reason, "agent refused");
@@ -96,6 +92,7 @@ impl Fleet for FleetService {
             controller_version: env!("CARGO_PKG_VERSION").to_owned(),
             heartbeat_interval_ms: self.settings.heartbeat_interval.as_millis() as u32,
             controller_silence_timeout_ms: self.settings.silence_timeout.as_millis() as u32,
+            revision: PROTOCOL_REVISION,
         };
         // The welcome goes out before the agent is registered, so nothing (an assignment) can
         // overtake it; read_agent registers the agent once its clock offset is known.
@@ -115,6 +112,10 @@ impl Fleet for FleetService {
             last_seen: now,
             sender: sender.clone(),
             usage: Default::default(),
+            instance: hello.instance.clone(),
+            revision: hello.revision.min(PROTOCOL_REVISION),
+            connection: self.registry.next_connection(),
+            closed: CancellationToken::new(),
         };
         tokio::spawn(read_agent(
             info,
@@ -129,11 +130,13 @@ impl Fleet for FleetService {
 }
 
 /// Measures the agent's clock offset with a few probes: the probe with the shortest round
-/// trip gives `agent_time - (sent + rtt / 2)`.
+/// trip gives `agent_time - (sent + rtt / 2)`. Run messages that come meanwhile (an agent
+/// that reattached resends its reports at once) are kept in `early` for after registration.
 async fn probe_clock(
     agent: &mut AgentInfo,
     inbound: &mut Streaming<AgentMessage>,
     sender: &mpsc::Sender<ControllerMessage>,
+    early: &mut Vec<AgentMessage>,
 ) -> Result<(), String> {
     for probe_id in 0..CLOCK_PROBES {
         let sent_at = unix_nanos_now();
@@ -160,7 +163,8 @@ async fn probe_clock(
                     }
                     break;
                 }
-                // Heartbeats may interleave; anything else before registration is ignored.
+                Some(agent_message::Kind::Report(_)) | Some(agent_message::Kind::RunStatus(_)) => early.push(next),
+                // Heartbeats may interleave; they say nothing before registration.
                 _ => continue,
             }
         }
@@ -168,8 +172,9 @@ async fn probe_clock(
     Ok(())
 }
 
-/// Registers the agent once its clock is known, then reads its stream until it ends:
-/// heartbeats and run messages.
+/// Registers the agent once its clock is known, then reads its stream until it ends (or the
+/// agent is silent for the limit, or comes back on a new stream): heartbeats and run messages.
+/// Each report is acknowledged, so the agent can forget it.
 async fn read_agent(
     mut agent: AgentInfo,
     mut inbound: Streaming<AgentMessage>,
@@ -179,7 +184,11 @@ async fn read_agent(
     shutdown: CancellationToken,
 ) {
     let agent_id = agent.id.clone();
-    if let Err(reason) = probe_clock(&mut agent, &mut inbound, &sender).await {
+    let connection = agent.connection;
+    let replaced = agent.closed.clone();
+    let acknowledges = agent.revision >= 1;
+    let mut early = Vec::new();
+    if let Err(reason) = probe_clock(&mut agent, &mut inbound, &sender, &mut early).await {
         tracing::warn!(agent = %agent_id, %reason, "agent dropped before registration");
         return;
     }
@@ -196,10 +205,17 @@ async fn read_agent(
         return;
     }
     tracing::info!(agent = %agent_id, cores, clock_offset_us = offset_us, "agent attached");
+    for message in early {
+        if let Some(kind) = message.kind {
+            deliver_run_message(&registry, &agent_id, &sender, acknowledges, kind);
+        }
+    }
     let mut heartbeat = tokio::time::interval(settings.heartbeat_interval);
+    let mut last_heard = tokio::time::Instant::now();
     let reason = loop {
         tokio::select! {
             _ = shutdown.cancelled() => break "controller shutting down".to_owned(),
+            _ = replaced.cancelled() => break "replaced by the agent's new stream".to_owned(),
             _ = heartbeat.tick() => {
                 let beat = wsfleet_proto::v1::Heartbeat {
                     sent_unix_nanos: unix_nanos_now(),
@@ -207,27 +223,33 @@ async fn read_agent(
                 };
                 let _ = sender.try_send(controller_message(controller_message::Kind::Heartbeat(beat)));
             }
-            next = tokio::time::timeout(settings.silence_timeout, inbound.message()) => {
+            // Silence is measured from the last message, whatever else the loop does meanwhile.
+            _ = tokio::time::sleep_until(last_heard + settings.silence_timeout) => {
+                break format!("agent silent for {:?}", settings.silence_timeout);
+            }
+            next = inbound.message() => {
                 let message = match next {
-                    Err(_) => break format!("agent silent for {:?}", settings.silence_timeout),
-                    Ok(Err(status)) => break format!("stream error: {}", status.message()),
-                    Ok(Ok(None)) => break "agent closed the stream".to_owned(),
-                    Ok(Ok(Some(message))) => message,
+                    Err(status) => break format!("stream error: {}", status.message()),
+                    Ok(None) => break "agent closed the stream".to_owned(),
+                    Ok(Some(message)) => message,
                 };
-                registry.update(&agent_id, |agent| agent.last_seen = Instant::now());
-                match message.kind {
-                    Some(agent_message::Kind::Report(report)) => {
-                        let run_id = report.run_id.clone();
-                        registry.deliver(&agent_id, &run_id, AgentEvent::Report(report));
+                last_heard = tokio::time::Instant::now();
+                registry.update(&agent_id, |agent| {
+                    if agent.connection == connection {
+                        agent.last_seen = Instant::now();
                     }
-                    Some(agent_message::Kind::RunStatus(status)) => {
-                        let run_id = status.run_id.clone();
-                        registry.deliver(&agent_id, &run_id, AgentEvent::Status(status));
+                });
+                match message.kind {
+                    Some(kind @ (agent_message::Kind::Report(_) | agent_message::Kind::RunStatus(_))) => {
+                        deliver_run_message(&registry, &agent_id, &sender, acknowledges, kind);
                     }
                     Some(agent_message::Kind::Heartbeat(beat)) => {
                         registry.update(&agent_id, |agent| {
-                            agent.usage.cpu_percent = beat.cpu_percent;
-                            agent.usage.rss_bytes = beat.rss_bytes;
+                            if agent.connection == connection {
+                                agent.usage.cpu_percent = beat.cpu_percent;
+                                agent.usage.rss_bytes = beat.rss_bytes;
+                                agent.usage.reports_unacknowledged = beat.reports_unacknowledged;
+                            }
                         });
                     }
                     Some(agent_message::Kind::ClockReply(_)) => {}
@@ -240,5 +262,34 @@ async fn read_agent(
         }
     };
     tracing::info!(agent = %agent_id, %reason, "agent detached");
-    registry.detach(&agent_id, &reason);
+    registry.detach(&agent_id, connection, &reason);
+}
+
+/// Routes an agent's report or run status to the active run, and acknowledges a report so the
+/// agent can forget it. Received is enough: the run counts each (agent, interval) once, and a
+/// report of a run that is over has nowhere to go. A full queue loses the acknowledgement, and
+/// the agent sends the report again on its next stream.
+fn deliver_run_message(
+    registry: &Registry,
+    agent_id: &str,
+    sender: &mpsc::Sender<ControllerMessage>,
+    acknowledges: bool,
+    kind: agent_message::Kind,
+) {
+    match kind {
+        agent_message::Kind::Report(report) => {
+            let run_id = report.run_id.clone();
+            let interval = report.interval;
+            registry.deliver(agent_id, &run_id, AgentEvent::Report(report));
+            if acknowledges {
+                let ack = ReportAck { run_id, interval };
+                let _ = sender.try_send(controller_message(controller_message::Kind::ReportAck(ack)));
+            }
+        }
+        agent_message::Kind::RunStatus(status) => {
+            let run_id = status.run_id.clone();
+            registry.deliver(agent_id, &run_id, AgentEvent::Status(status));
+        }
+        _ => {}
+    }
 }

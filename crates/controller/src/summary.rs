@@ -8,8 +8,9 @@ use wsfleet_metrics::catalog::{CLOSE_CODES, ERRORS};
 use wsfleet_metrics::summary::LatencyStats;
 use wsfleet_metrics::{Counter, Hist, MetricSets, SetData, CONNECTION_SET};
 
-/// Version of the summary's JSON shape (docs/metrics.md). 2: thresholds.
-pub const SUMMARY_SCHEMA_VERSION: u32 = 2;
+/// Version of the summary's JSON shape (docs/metrics.md). 2: thresholds. 3: lost agents and
+/// what the run's policy did, report delivery.
+pub const SUMMARY_SCHEMA_VERSION: u32 = 3;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
@@ -28,15 +29,68 @@ pub struct Summary {
     pub intervals: Vec<IntervalSummary>,
     /// The scenario's thresholds, in the order written, with their outcome.
     pub thresholds: Vec<crate::thresholds::ThresholdResult>,
+    /// Agents lost during the run and what the run's policy did about each.
+    #[serde(default)]
+    pub lost_agents: LostAgents,
+    /// How the agents' metric reports reached the controller.
+    #[serde(default)]
+    pub reports: ReportDelivery,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct AgentSummary {
     pub id: String,
     pub hostname: String,
+    /// Its VUs at the plan's peak: its share, raised when it took over a lost agent's.
     pub vus: u64,
     pub intervals_reported: u64,
     pub state: String,
+    /// Reports it could not keep while it could not reach the controller (missing).
+    #[serde(default)]
+    pub reports_dropped: u64,
+}
+
+/// Agents lost during a run, and the run's policy (`load.on_agent_lost`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct LostAgents {
+    /// `continue`, `redistribute` or `abort`.
+    pub policy: String,
+    pub events: Vec<LostAgentEvent>,
+}
+
+impl LostAgents {
+    /// Whether losing an agent stopped the run (`abort`).
+    pub fn aborted(&self) -> bool {
+        self.events.iter().any(|event| event.action == "aborted")
+    }
+}
+
+/// One agent lost, and what the run did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct LostAgentEvent {
+    pub agent: String,
+    /// When the controller noticed, seconds after the common start (0 before it).
+    pub at_seconds: f64,
+    pub reason: String,
+    /// `continued` (without its share), `redistributed` (its share moved to the others),
+    /// `aborted` (the run was stopped), or `none` (it had finished, or the run was ending).
+    pub action: String,
+    /// The action in words, e.g. why a share could not move.
+    pub detail: String,
+    /// Its VUs at the plan's peak when it was lost.
+    pub vus: u64,
+}
+
+/// How the agents' metric reports reached the controller. Each (agent, interval) counts once:
+/// an agent that cannot tell whether a report arrived (its stream broke) sends it again.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReportDelivery {
+    /// Reports counted, one per agent and interval.
+    pub accepted: u64,
+    /// Reports received again and ignored.
+    pub duplicates_ignored: u64,
+    /// Reports agents had to drop (their buffer for an unreachable controller was full).
+    pub dropped_by_agents: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -164,6 +218,24 @@ impl Summary {
             self.duration_seconds,
             self.agents.len()
         );
+        if !self.lost_agents.events.is_empty() {
+            let _ = writeln!(out, "\nlost agents (on_agent_lost: {})", self.lost_agents.policy);
+            for event in &self.lost_agents.events {
+                let _ = writeln!(
+                    out,
+                    "  {} at {:.1} s: {}; {}",
+                    event.agent, event.at_seconds, event.reason, event.detail
+                );
+            }
+        }
+        let reports = &self.reports;
+        if reports.duplicates_ignored > 0 || reports.dropped_by_agents > 0 {
+            let _ = writeln!(
+                out,
+                "reports: {} counted, {} received twice and ignored, {} dropped by agents",
+                reports.accepted, reports.duplicates_ignored, reports.dropped_by_agents
+            );
+        }
         let _ = writeln!(out, "\nWebSocket statistics           total        per second");
         let row = |out: &mut String, label: &str, total: u64, rate: f64, bytes: bool| {
             let (total_text, rate_text) = if bytes {

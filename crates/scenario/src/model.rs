@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use crate::error::Problems;
+use crate::error::{closest, Problems};
 use crate::feeds::{Feed, Order, Per};
-use crate::plan::{LoadModel, LoadPlan, RateStage, Stage};
+use crate::plan::{LoadModel, LoadPlan, LostAgentPolicy, RateStage, Stage};
 use crate::raw::*;
 use crate::steps::{compile_template, duration_field, CloseRule, ErrorRule, MessageRule, Step, StepBuilder};
 use crate::template::Template;
@@ -384,6 +384,26 @@ fn validate_open_load(
         },
         graceful_stop,
         max_duration,
+        on_agent_lost: lost_agent_policy(load, problems),
+    })
+}
+
+/// `load.on_agent_lost`: one of the policy names, `continue` when absent.
+fn lost_agent_policy(load: &RawLoad, problems: &mut Problems<'_>) -> LostAgentPolicy {
+    let Some(name) = load.on_agent_lost.as_deref() else {
+        return LostAgentPolicy::default();
+    };
+    LostAgentPolicy::from_name(name).unwrap_or_else(|| {
+        let hint = match closest(name, LostAgentPolicy::NAMES) {
+            Some(close) => format!("did you mean `{close}`? The policies are `continue`, `redistribute` and `abort`"),
+            None => "use `continue` (go on with the others), `redistribute` (move its share to the others) or `abort` (stop the run)".to_owned(),
+        };
+        problems.add(
+            "load.on_agent_lost",
+            format!("unknown lost-agent policy `{name}`"),
+            Some(hint),
+        );
+        LostAgentPolicy::default()
     })
 }
 
@@ -524,5 +544,6 @@ fn validate_load(load: &RawLoad, problems: &mut Problems<'_>) -> Option<LoadPlan
         model,
         graceful_stop,
         max_duration,
+        on_agent_lost: lost_agent_policy(load, problems),
     })
 }

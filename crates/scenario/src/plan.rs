@@ -6,6 +6,8 @@
 //! up to the whole at every instant, VU numbers are unique, a ramp only ever adds or removes VUs
 //! at the end of the sequence, and each agent's part stays within one VU of its weighted quota.
 
+pub mod reshare;
+
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::time::Duration;
@@ -18,6 +20,42 @@ pub struct LoadPlan {
     pub graceful_stop: Duration,
     /// A safety bound: the run stops after this long whatever the plan says.
     pub max_duration: Duration,
+    /// What the run does when an agent is lost while it plays.
+    pub on_agent_lost: LostAgentPolicy,
+}
+
+/// A run's answer to losing an agent (`load.on_agent_lost`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LostAgentPolicy {
+    /// Go on with the others; the lost agent's share is not played.
+    #[default]
+    Continue,
+    /// Move the lost agent's share of the rest of the plan to the others (see `reshare`).
+    Redistribute,
+    /// Stop the run (gracefully, on the others); it ends as aborted.
+    Abort,
+}
+
+impl LostAgentPolicy {
+    /// The names the scenario file uses, in the order the docs list them.
+    pub const NAMES: [&'static str; 3] = ["continue", "redistribute", "abort"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LostAgentPolicy::Continue => "continue",
+            LostAgentPolicy::Redistribute => "redistribute",
+            LostAgentPolicy::Abort => "abort",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<LostAgentPolicy> {
+        match name {
+            "continue" => Some(LostAgentPolicy::Continue),
+            "redistribute" => Some(LostAgentPolicy::Redistribute),
+            "abort" => Some(LostAgentPolicy::Abort),
+            _ => None,
+        }
+    }
 }
 
 /// The load models.
@@ -153,6 +191,7 @@ impl LoadPlan {
 
 /// The owner of each fleet-wide number (VU or arrival), one after the other, without storing
 /// the sequence: the same order as [`owners`].
+#[derive(Clone)]
 pub struct OwnerSequence {
     heap: BinaryHeap<Due>,
 }
@@ -194,6 +233,10 @@ pub enum SplitError {
     NoAgents,
     #[error("agent weights must be finite and not negative, and at least one above zero (got {0:?})")]
     BadWeights(Vec<f64>),
+    #[error("no agent is left to take over the load")]
+    NoSurvivors,
+    #[error("a takeover names agent {agent}, which is not in the fleet of {agents} or was lost before")]
+    BadTakeover { agent: usize, agents: usize },
 }
 
 /// Integer weights (parts per million) so every agent computes the same sequence.
@@ -215,7 +258,7 @@ fn integer_weights(weights: &[f64]) -> Result<Vec<u64>, SplitError> {
 }
 
 /// An agent's next slot in the sequence: its `taken`-th VU is due at `(2 taken + 1) / weight`.
-#[derive(Eq, PartialEq)]
+#[derive(Clone, Eq, PartialEq)]
 struct Due {
     taken: u64,
     weight: u64,
@@ -306,6 +349,7 @@ mod tests {
             },
             graceful_stop: Duration::from_secs(1),
             max_duration: Duration::from_secs(60),
+            on_agent_lost: LostAgentPolicy::Continue,
         };
         assert_eq!(plan.fleet_target_at(Duration::from_secs(5)), 50);
         assert_eq!(plan.fleet_target_at(Duration::from_secs(15)), 100);
@@ -331,6 +375,7 @@ mod tests {
             },
             graceful_stop: Duration::from_secs(1),
             max_duration: Duration::from_secs(60),
+            on_agent_lost: LostAgentPolicy::Continue,
         }
     }
 

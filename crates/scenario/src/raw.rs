@@ -157,6 +157,8 @@ pub struct RawLoad {
     pub max_duration: Option<String>,
     /// Start each VU iteration on a fixed period, against absolute times.
     pub pacing: Option<String>,
+    /// What the run does when an agent is lost: `continue`, `redistribute` or `abort`.
+    pub on_agent_lost: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

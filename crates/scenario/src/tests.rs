@@ -433,3 +433,57 @@ steps:
     assert_eq!(problem.field, "steps[1].ping.body");
     assert_eq!(problem.hint.as_deref(), Some("did you mean `${vu}`?"));
 }
+
+#[test]
+fn lost_agent_policy_defaults_to_continue_and_reads_each_choice() {
+    assert_eq!(
+        compile(ECHO).unwrap().plan.on_agent_lost,
+        plan::LostAgentPolicy::Continue
+    );
+    for (name, policy) in [
+        ("continue", plan::LostAgentPolicy::Continue),
+        ("redistribute", plan::LostAgentPolicy::Redistribute),
+        ("abort", plan::LostAgentPolicy::Abort),
+    ] {
+        let source = ECHO.replace(
+            "load: { vus: 2, iterations: 1 }",
+            &format!("load: {{ vus: 2, iterations: 1, on_agent_lost: {name} }}"),
+        );
+        assert_eq!(compile(&source).unwrap().plan.on_agent_lost, policy, "{name}");
+    }
+    let open = "load: { model: open, rate: 5, duration: 2s, max_vus: 5, on_agent_lost: abort }";
+    let source = ECHO.replace("load: { vus: 2, iterations: 1 }", open);
+    assert_eq!(
+        compile(&source).unwrap().plan.on_agent_lost,
+        plan::LostAgentPolicy::Abort
+    );
+}
+
+#[test]
+fn unknown_lost_agent_policy_is_located_with_the_choices() {
+    let problem = only_problem(&ECHO.replace(
+        "load: { vus: 2, iterations: 1 }",
+        "load:\n  vus: 2\n  iterations: 1\n  on_agent_lost: redistribut",
+    ));
+    assert_eq!(problem.field, "load.on_agent_lost");
+    assert_eq!(problem.location, Some(Location { line: 6, column: 18 }));
+    assert!(
+        problem.message.contains("unknown lost-agent policy `redistribut`"),
+        "{}",
+        problem.message
+    );
+    let hint = problem.hint.unwrap_or_default();
+    assert!(hint.contains("did you mean `redistribute`?"), "{hint}");
+    assert!(hint.contains("`continue`, `redistribute` and `abort`"), "{hint}");
+
+    let problem = only_problem(&ECHO.replace(
+        "load: { vus: 2, iterations: 1 }",
+        "load: { vus: 2, iterations: 1, on_agent_lost: shrug }",
+    ));
+    let text = problem.to_string();
+    assert!(text.starts_with("s.yaml:3:"), "{text}");
+    assert!(
+        text.contains("`continue` (go on with the others), `redistribute`"),
+        "{text}"
+    );
+}

@@ -1,0 +1,197 @@
+//! A run's answer to losing an agent (`load.on_agent_lost`): go on without its share, move
+//! the share to the survivors, or stop the run. This module decides whether and how a share
+//! can move; the run (`run.rs`) acts on it.
+
+use std::time::Duration;
+
+use wsfleet_proto::v1::{controller_message, Capacity, ControllerMessage, Reshare};
+use wsfleet_scenario::plan::reshare::{ClosedLayers, Takeover};
+use wsfleet_scenario::LoadPlan;
+
+use crate::run::EPHEMERAL_PORTS_PER_SOURCE;
+
+/// How far ahead of now a takeover starts, so every survivor has it before it applies (an
+/// open-model agent then never has to take back an arrival it already started).
+pub const TAKEOVER_LEAD: Duration = Duration::from_millis(500);
+
+/// A survivor of a loss, as far as taking over load goes.
+pub struct Survivor<'a> {
+    /// Its index in the run's weights.
+    pub index: usize,
+    pub id: &'a str,
+    pub capacity: &'a Capacity,
+    /// The protocol revision of its stream: reshares need 1.
+    pub revision: u32,
+    /// It has played its whole share already (a run of `iterations`).
+    pub finished: bool,
+}
+
+/// A share that moves: every takeover of the run with the new one last, and each agent's new
+/// peak VUs (by index; 0 for lost agents).
+pub struct Move {
+    pub takeovers: Vec<Takeover>,
+    pub peak_parts: Vec<u64>,
+}
+
+/// Plans moving agent `lost`'s share to `survivors`, `elapsed` into the run; says why it cannot.
+pub fn plan_move(
+    plan: &LoadPlan,
+    weights: &[f64],
+    takeovers: &[Takeover],
+    lost: usize,
+    elapsed: Duration,
+    survivors: &[Survivor<'_>],
+) -> Result<Move, String> {
+    if survivors.is_empty() {
+        return Err("no agent is left to take it".into());
+    }
+    if let Some(old) = survivors.iter().find(|survivor| survivor.revision < 1) {
+        return Err(format!(
+            "agent `{}` runs an older wsfleet that cannot take over load",
+            old.id
+        ));
+    }
+    if let Some(done) = survivors.iter().find(|survivor| survivor.finished) {
+        return Err(format!("agent `{}` has already played its whole share", done.id));
+    }
+    let from = elapsed + TAKEOVER_LEAD;
+    if plan.stages_end().is_some_and(|end| from >= end) {
+        return Err("the load plan is over".into());
+    }
+    let mut all = takeovers.to_vec();
+    all.push(Takeover { lost: vec![lost], from });
+    let peak = plan.max_vus();
+    let peak_parts = ClosedLayers::new(weights, &all, peak)
+        .map_err(|error| error.to_string())?
+        .parts(peak);
+    for survivor in survivors {
+        let part = peak_parts.get(survivor.index).copied().unwrap_or(0);
+        let sources = survivor.capacity.source_addresses.len().max(1) as u64;
+        if part > survivor.capacity.max_connections {
+            return Err(format!(
+                "agent `{}` would hold {part} connections at the peak, past its {}",
+                survivor.id, survivor.capacity.max_connections
+            ));
+        }
+        if part > EPHEMERAL_PORTS_PER_SOURCE * sources {
+            return Err(format!(
+                "agent `{}` would open {part} connections from {sources} source address(es), past the ephemeral ports they give",
+                survivor.id
+            ));
+        }
+    }
+    Ok(Move {
+        takeovers: all,
+        peak_parts,
+    })
+}
+
+/// The message that tells a survivor every takeover of `run_id` so far.
+pub fn reshare_message(run_id: &str, takeovers: &[Takeover]) -> ControllerMessage {
+    ControllerMessage {
+        kind: Some(controller_message::Kind::Reshare(Reshare {
+            run_id: run_id.to_owned(),
+            takeovers: takeovers
+                .iter()
+                .map(|takeover| wsfleet_proto::v1::Takeover {
+                    lost_agents: takeover.lost.iter().map(|agent| *agent as u32).collect(),
+                    from_run_millis: takeover.from.as_millis() as u64,
+                })
+                .collect(),
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wsfleet_scenario::plan::{LoadModel, LostAgentPolicy, Stage};
+
+    fn plan(vus: u64, seconds: u64) -> LoadPlan {
+        LoadPlan {
+            model: LoadModel::Closed {
+                start_vus: vus,
+                stages: vec![Stage {
+                    duration: Duration::from_secs(seconds),
+                    target: vus,
+                }],
+                iterations_per_vu: None,
+            },
+            graceful_stop: Duration::from_secs(1),
+            max_duration: Duration::from_secs(60),
+            on_agent_lost: LostAgentPolicy::Redistribute,
+        }
+    }
+
+    fn capacity(max_connections: u64) -> Capacity {
+        Capacity {
+            cores: 1,
+            open_file_limit: max_connections,
+            max_connections,
+            weight: 1.0,
+            source_addresses: Vec::new(),
+        }
+    }
+
+    fn survivor<'a>(index: usize, id: &'a str, capacity: &'a Capacity) -> Survivor<'a> {
+        Survivor {
+            index,
+            id,
+            capacity,
+            revision: 1,
+            finished: false,
+        }
+    }
+
+    #[test]
+    fn moves_the_share_to_the_survivors_within_their_capacity() {
+        let roomy = capacity(100);
+        let moved = plan_move(
+            &plan(9, 30),
+            &[1.0, 1.0, 1.0],
+            &[],
+            1,
+            Duration::from_secs(3),
+            &[survivor(0, "a", &roomy), survivor(2, "c", &roomy)],
+        )
+        .unwrap();
+        assert_eq!(moved.peak_parts, vec![5, 0, 4]);
+        assert_eq!(moved.takeovers[0].from, Duration::from_millis(3500));
+
+        let tight = capacity(4);
+        let refused = plan_move(
+            &plan(9, 30),
+            &[1.0, 1.0, 1.0],
+            &[],
+            1,
+            Duration::from_secs(3),
+            &[survivor(0, "a", &tight), survivor(2, "c", &roomy)],
+        );
+        assert_eq!(
+            refused.err().as_deref(),
+            Some("agent `a` would hold 5 connections at the peak, past its 4")
+        );
+    }
+
+    #[test]
+    fn says_why_a_share_cannot_move() {
+        let roomy = capacity(100);
+        let why = |elapsed: u64, survivors: &[Survivor<'_>]| {
+            plan_move(
+                &plan(9, 30),
+                &[1.0, 1.0, 1.0],
+                &[],
+                1,
+                Duration::from_secs(elapsed),
+                survivors,
+            )
+            .err()
+            .unwrap_or_default()
+        };
+        assert_eq!(why(3, &[]), "no agent is left to take it");
+        assert_eq!(why(30, &[survivor(0, "a", &roomy)]), "the load plan is over");
+        let mut old = survivor(0, "a", &roomy);
+        old.revision = 0;
+        assert!(why(3, &[old]).contains("older wsfleet"));
+    }
+}
