@@ -191,12 +191,26 @@ async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::Validate { scenario } => match local::load_scenario(&scenario) {
             Ok((_, compiled)) => {
+                let parts = if compiled.parts.len() > 1 {
+                    format!(
+                        " in {} scenarios ({})",
+                        compiled.parts.len(),
+                        compiled
+                            .parts
+                            .iter()
+                            .map(|part| format!("{}: {}", part.name, part.plan.max_vus()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                } else {
+                    String::new()
+                };
                 say!(
-                    "{}: ok — scenario `{}`, {} step(s), {} VU(s) at peak",
+                    "{}: ok — scenario `{}`, {} step(s), {} VU(s) at peak{parts}",
                     scenario.display(),
                     compiled.name,
                     compiled.step_names.len(),
-                    compiled.plan.max_vus()
+                    compiled.max_vus()
                 );
                 exit::OK
             }

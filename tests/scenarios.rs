@@ -552,3 +552,16 @@ steps:
     assert_eq!(step(&summary, "deep", "errors.check"), 6);
     assert_eq!(counter(&summary, "iterations_failed"), 6);
 }
+
+#[test]
+fn example_listeners_writers_two_scenarios_in_one_run() {
+    let summary = run_ok(&example("listeners-writers.yaml"), 2);
+    no_errors(&summary);
+    assert_eq!(step(&summary, "listeners.connect", "connections_opened"), 18);
+    assert_eq!(step(&summary, "writers.connect", "connections_opened"), 2);
+    assert_eq!(step(&summary, "writers.post", "messages_sent"), 20);
+    // Every listener heard all 20 posts; the writers' VU numbers (18, 19) passed every check.
+    assert_eq!(step(&summary, "listeners.news", "messages_received"), 18 * 20);
+    assert_eq!(step(&summary, "listeners.writer_number", "errors.check"), 0);
+    received_adds_up(&summary);
+}

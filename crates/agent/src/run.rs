@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use wsfleet_metrics::{Counter, MetricSets};
 use wsfleet_proto::v1::{Assignment, RunPhase, RunStatus};
 use wsfleet_scenario::plan::reshare::{self, ArrivalOwners, ClosedLayers, Takeover};
-use wsfleet_scenario::{Bundle, LoadModel};
+use wsfleet_scenario::{Bundle, LoadModel, Scenario};
 
 use crate::connection::run_tls_config;
 use crate::vu::{static_messages, step_tls_configs, VuControl};
@@ -143,8 +143,6 @@ async fn prepare_and_play(
     );
     let agent_index = assignment.agent_index as usize;
     let weights = assignment.weights.clone();
-    // This agent's VUs: layer 0 is its share of the fleet's; takeovers add layers.
-    let mut layers = ClosedLayers::new(&weights, &[], scenario.plan.max_vus()).map_err(|error| error.to_string())?;
 
     let mut named: HashMap<String, String> = scenario.variables.clone().into_iter().collect();
     named.extend(assignment.variables.clone());
@@ -176,11 +174,6 @@ async fn prepare_and_play(
 
     let (vu_done, mut vu_done_receiver) = mpsc::unbounded_channel();
     let (reports, report_receiver) = mpsc::unbounded_channel();
-    // Open-model VUs play the steps once.
-    let iterations_per_vu = match &scenario.plan.model {
-        LoadModel::Closed { iterations_per_vu, .. } => *iterations_per_vu,
-        LoadModel::Open { .. } => Some(1),
-    };
     let setup = WorkerSetup {
         scenario: scenario.clone(),
         static_messages: Arc::new(static_messages(&scenario)),
@@ -191,7 +184,6 @@ async fn prepare_and_play(
         agent_id: agent_id.clone(),
         named: Arc::new(named),
         tls,
-        iterations_per_vu,
         source_addresses: Arc::new(source_addresses),
         run_start,
         vu_done,
@@ -214,15 +206,110 @@ async fn prepare_and_play(
         outgoing.clone(),
     ));
 
-    // The executor: follow the plan with this agent's share, and the share of lost agents the
-    // controller moves here (takeovers).
-    let plan = &scenario.plan;
+    // One executor per scenario part, all at once; each follows its plan with this agent's share,
+    // and the share of lost agents the controller moves here (takeovers).
+    let part_count = scenario.parts.len();
+    let mut part_done: Vec<mpsc::UnboundedSender<usize>> = Vec::with_capacity(part_count);
+    let mut part_done_receivers = Vec::with_capacity(part_count);
+    for _ in 0..part_count {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        part_done.push(sender);
+        part_done_receivers.push(receiver);
+    }
+    // Workers report ended VUs by global slot; each part gets its own.
+    let router = tokio::spawn(async move {
+        while let Some(slot) = vu_done_receiver.recv().await {
+            if let Some(sender) = part_done.get(slot / SLOT_STRIDE) {
+                let _ = sender.send(slot % SLOT_STRIDE);
+            }
+        }
+    });
     let run_graceful = control.graceful.child_token();
     let run_hard = control.hard.child_token();
+    let context = PartContext {
+        scenario: &scenario,
+        run_id: &assignment.run_id,
+        weights: &weights,
+        agent_index,
+        run_start,
+        worker_commands: &worker_commands,
+        takeovers: &control.takeovers,
+        run_graceful: &run_graceful,
+        run_hard: &run_hard,
+    };
+    let outcomes = futures_util::future::join_all(
+        part_done_receivers
+            .into_iter()
+            .enumerate()
+            .map(|(part, done)| drive_part(&context, part, done)),
+    )
+    .await;
+    router.abort();
+    if let Some(Err(message)) = outcomes.into_iter().find(Result::is_err) {
+        return Err(message);
+    }
+    for commands in &worker_commands {
+        let _ = commands.send(WorkerCommand::Finish);
+    }
+    drop(worker_commands);
+    let last_interval = reporter.await.unwrap_or(0);
+    let _ = tokio::task::spawn_blocking(move || {
+        for thread in worker_threads {
+            let _ = thread.join();
+        }
+    })
+    .await;
+    Ok(last_interval)
+}
+
+/// Global slots carry their part: slot = part * SLOT_STRIDE + the part's own slot.
+const SLOT_STRIDE: usize = 1 << 40;
+
+/// What every part's executor of one assignment shares.
+struct PartContext<'a> {
+    scenario: &'a Scenario,
+    run_id: &'a str,
+    weights: &'a [f64],
+    agent_index: usize,
+    run_start: Instant,
+    worker_commands: &'a [mpsc::UnboundedSender<WorkerCommand>],
+    takeovers: &'a tokio::sync::watch::Sender<Vec<Takeover>>,
+    run_graceful: &'a CancellationToken,
+    run_hard: &'a CancellationToken,
+}
+
+/// Plays one part of the scenario with this agent's share, then winds its VUs down: running
+/// iterations finish within the part's graceful stop, then its connections are closed.
+async fn drive_part(
+    context: &PartContext<'_>,
+    part: usize,
+    mut done: mpsc::UnboundedReceiver<usize>,
+) -> Result<(), String> {
+    let PartContext {
+        scenario,
+        run_id,
+        weights,
+        agent_index,
+        run_start,
+        worker_commands,
+        ..
+    } = *context;
+    let plan = &scenario.parts[part].plan;
+    let worker_count = worker_commands.len().max(1);
+    // A part's VUs stop together: one part's wind-down does not touch another's.
+    let run_graceful = context.run_graceful.child_token();
+    let run_hard = context.run_hard.child_token();
+    let global = |slot: usize| part * SLOT_STRIDE + slot;
+    let iterations_per_vu = match &plan.model {
+        LoadModel::Closed { iterations_per_vu, .. } => *iterations_per_vu,
+        LoadModel::Open { .. } => Some(1),
+    };
+    // This agent's VUs: layer 0 is its share of the fleet's; takeovers add layers.
+    let mut layers = ClosedLayers::new(weights, &[], plan.max_vus()).map_err(|error| error.to_string())?;
     let mut running: BTreeMap<usize, VuControl> = BTreeMap::new();
     let deadline = run_start + plan.max_duration;
     let stages_end = plan.stages_end().map(|end| run_start + end);
-    let mut takeover_updates = control.takeovers.subscribe();
+    let mut takeover_updates = context.takeovers.subscribe();
     let mut takeovers: Vec<Takeover> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -235,7 +322,7 @@ async fn prepare_and_play(
         // Caps are shares of the fleet's, like VUs; a takeover raises the survivors' caps.
         let caps = |takeovers: &[Takeover]| -> Result<(usize, usize), String> {
             let part = |fleet: u64| {
-                ClosedLayers::new(&weights, takeovers, fleet)
+                ClosedLayers::new(weights, takeovers, fleet)
                     .map(|layers| layers.parts(fleet)[agent_index] as usize)
                     .map_err(|error| error.to_string())
             };
@@ -246,12 +333,12 @@ async fn prepare_and_play(
             my_handshakes.max(usize::from(my_max_vus > 0)),
         ));
         let total = plan.total_arrivals();
-        let mut owners = ArrivalOwners::new(&weights, total).map_err(|error| error.to_string())?;
+        let mut owners = ArrivalOwners::new(weights, total).map_err(|error| error.to_string())?;
         // The first arrival index of each takeover.
         let mut takeover_starts: Vec<u64> = Vec::new();
         let mut slot = 0usize;
         let count = |slot: usize, counter: Counter| {
-            let _ = worker_commands[slot % worker_count].send(WorkerCommand::Count { counter, amount: 1 });
+            let _ = worker_commands[global(slot) % worker_count].send(WorkerCommand::Count { counter, amount: 1 });
         };
         let arrivals_end = stages_end.unwrap_or(deadline).min(deadline);
         'arrivals: loop {
@@ -273,7 +360,7 @@ async fn prepare_and_play(
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(wake.into()) => break,
-                    Some(done) = vu_done_receiver.recv() => { running.remove(&done); }
+                    Some(done) = done.recv() => { running.remove(&done); }
                     _ = run_graceful.cancelled() => break 'arrivals,
                     changed = takeover_updates.changed() => {
                         if changed.is_err() {
@@ -284,12 +371,12 @@ async fn prepare_and_play(
                         if list.len() <= takeovers.len() {
                             continue;
                         }
-                        owners = take_over_arrivals(snapshot, &weights, total, plan, &takeovers, &mut takeover_starts, &list)?;
+                        owners = take_over_arrivals(snapshot, weights, total, plan, &takeovers, &mut takeover_starts, &list)?;
                         takeovers = list;
                         let (new_max_vus, new_handshakes) = caps(&takeovers)?;
                         handshakes.add_permits(new_handshakes.saturating_sub(my_handshakes));
                         (my_max_vus, my_handshakes) = (new_max_vus, new_handshakes);
-                        tracing::info!(run = %assignment.run_id, takeovers = takeovers.len(), my_max_vus, "taking over the arrivals of lost agents");
+                        tracing::info!(run = %run_id, takeovers = takeovers.len(), my_max_vus, "taking over the arrivals of lost agents");
                         continue 'arrivals;
                     }
                 }
@@ -313,12 +400,13 @@ async fn prepare_and_play(
                 hard: run_hard.child_token(),
             };
             let command = WorkerCommand::Spawn {
-                slot,
-                number,
+                part,
+                slot: global(slot),
+                number: scenario.vu_number(part, number),
                 control: vu_control.clone(),
                 handshake: Some(handshake),
             };
-            if worker_commands[slot % worker_count].send(command).is_ok() {
+            if worker_commands[global(slot) % worker_count].send(command).is_ok() {
                 count(slot, Counter::VusStarted);
                 running.insert(slot, vu_control);
             }
@@ -327,7 +415,7 @@ async fn prepare_and_play(
         // bounds the wait only after the plan's end or a stop).
         while !running.is_empty() && !run_graceful.is_cancelled() && Instant::now() < deadline {
             tokio::select! {
-                Some(done) = vu_done_receiver.recv() => { running.remove(&done); }
+                Some(done) = done.recv() => { running.remove(&done); }
                 _ = run_graceful.cancelled() => {}
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
@@ -361,12 +449,13 @@ async fn prepare_and_play(
                         hard: run_hard.child_token(),
                     };
                     let command = WorkerCommand::Spawn {
-                        slot,
-                        number: layers.number(layer, *position),
+                        part,
+                        slot: global(slot),
+                        number: scenario.vu_number(part, layers.number(layer, *position)),
                         control: vu_control.clone(),
                         handshake: None,
                     };
-                    if worker_commands[slot % worker_count].send(command).is_ok() {
+                    if worker_commands[global(slot) % worker_count].send(command).is_ok() {
                         running.insert(slot, vu_control);
                     }
                 }
@@ -380,7 +469,7 @@ async fn prepare_and_play(
             }
             tokio::select! {
                 _ = tick.tick() => {}
-                Some(slot) = vu_done_receiver.recv() => {
+                Some(slot) = done.recv() => {
                     running.remove(&slot);
                     if slot < finished.len() { finished[slot] = true; }
                 }
@@ -395,7 +484,7 @@ async fn prepare_and_play(
                         continue;
                     }
                     // Earlier layers do not change; the new ones follow them.
-                    let grown = ClosedLayers::new(&weights, &list, plan.max_vus()).map_err(|error| error.to_string())?;
+                    let grown = ClosedLayers::new(weights, &list, plan.max_vus()).map_err(|error| error.to_string())?;
                     for layer in layers.layer_count()..grown.layer_count() {
                         let previous = offsets[layer - 1] + grown.positions(layer - 1, agent_index).len();
                         offsets.push(previous);
@@ -403,7 +492,7 @@ async fn prepare_and_play(
                         finished.resize(previous + grown.positions(layer, agent_index).len(), false);
                     }
                     tracing::info!(
-                        run = %assignment.run_id,
+                        run = %run_id,
                         takeovers = list.len(),
                         peak_vus = grown.parts(plan.max_vus())[agent_index],
                         "taking over the VUs of lost agents"
@@ -420,7 +509,7 @@ async fn prepare_and_play(
     let graceful_until = tokio::time::Instant::now() + plan.graceful_stop;
     while !running.is_empty() {
         tokio::select! {
-            Some(slot) = vu_done_receiver.recv() => { running.remove(&slot); }
+            Some(slot) = done.recv() => { running.remove(&slot); }
             _ = tokio::time::sleep_until(graceful_until) => { run_hard.cancel(); break; }
             _ = run_hard.cancelled() => break,
         }
@@ -429,22 +518,11 @@ async fn prepare_and_play(
     let hard_until = tokio::time::Instant::now() + Duration::from_secs(5);
     while !running.is_empty() {
         tokio::select! {
-            Some(slot) = vu_done_receiver.recv() => { running.remove(&slot); }
+            Some(slot) = done.recv() => { running.remove(&slot); }
             _ = tokio::time::sleep_until(hard_until) => break,
         }
     }
-    for commands in &worker_commands {
-        let _ = commands.send(WorkerCommand::Finish);
-    }
-    drop(worker_commands);
-    let last_interval = reporter.await.unwrap_or(0);
-    let _ = tokio::task::spawn_blocking(move || {
-        for thread in worker_threads {
-            let _ = thread.join();
-        }
-    })
-    .await;
-    Ok(last_interval)
+    Ok(())
 }
 
 /// Merges the workers' intervals and sends each interval once every worker has passed it.

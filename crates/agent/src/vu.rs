@@ -45,7 +45,6 @@ pub struct RunEnv {
     /// TLS settings of connect steps with their own (a CA file, or no verification).
     pub step_tls: Arc<HashMap<StepId, TlsConfig>>,
     pub recorder: Rc<RefCell<Recorder>>,
-    pub iterations_per_vu: Option<u64>,
     /// Handshakes this worker runs at once. Unbounded, a thousand VUs starting together
     /// allocate a thousand handshakes' buffers at the same moment; the allocator keeps that
     /// peak, doubling the memory per idle connection, and the target sees a SYN burst. A few
@@ -86,10 +85,12 @@ pub fn static_messages(scenario: &Scenario) -> StaticMessages {
             }
         }
     }
-    walk(&scenario.steps, &mut messages);
-    for rule in &scenario.on_message {
-        if let Some(reply) = &rule.reply {
-            add(rule.id, reply, &mut messages);
+    for part in &scenario.parts {
+        walk(&part.steps, &mut messages);
+        for rule in &part.on_message {
+            if let Some(reply) = &rule.reply {
+                add(rule.id, reply, &mut messages);
+            }
         }
     }
     messages
@@ -120,7 +121,9 @@ pub fn step_tls_configs(
         }
         Ok(())
     }
-    walk(&scenario.steps, testserver_pem, &mut configs)?;
+    for part in &scenario.parts {
+        walk(&part.steps, testserver_pem, &mut configs)?;
+    }
     Ok(configs)
 }
 
@@ -231,13 +234,23 @@ struct ConnInfo {
 /// open-model VU's place among the fleet's handshakes in flight, given up once it connected.
 pub async fn run_vu(
     env: Rc<RunEnv>,
+    part: usize,
     number: u64,
     control: VuControl,
     handshake: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
-    let connections = env.scenario.connections.len().max(1);
+    let Some(part_spec) = env.scenario.parts.get(part) else {
+        return;
+    };
+    // Open-model VUs play the steps once.
+    let iterations_per_vu = match &part_spec.plan.model {
+        wsfleet_scenario::LoadModel::Closed { iterations_per_vu, .. } => *iterations_per_vu,
+        wsfleet_scenario::LoadModel::Open { .. } => Some(1),
+    };
+    let connections = part_spec.connections.len().max(1);
     let mut vu = Vu {
         env: env.clone(),
+        part,
         number,
         vu_iteration: 0,
         conns: (0..connections).map(|_| None).collect(),
@@ -251,27 +264,36 @@ pub async fn run_vu(
         if control.graceful.is_cancelled() || control.hard.is_cancelled() {
             break;
         }
-        if env.iterations_per_vu.is_some_and(|limit| vu.vu_iteration >= limit) {
+        if iterations_per_vu.is_some_and(|limit| vu.vu_iteration >= limit) {
             break;
         }
         // Pacing: iteration N starts N periods after the first, against absolute times, so a
         // slow iteration does not push every later one back.
-        if let Some(pacing) = env.scenario.pacing {
+        if let Some(pacing) = part_spec.pacing {
             let due = started + pacing.saturating_mul(u32::try_from(vu.vu_iteration).unwrap_or(u32::MAX));
             let now = Instant::now();
             if due > now {
-                tokio::select! {
+                // Kept connections stay read for handlers while the VU waits (their errors
+                // count in the first step).
+                let first = part_spec.steps.first().map_or(0, |step| step.id);
+                let waited = tokio::select! {
                     biased;
                     _ = control.hard.cancelled() => break,
                     _ = control.graceful.cancelled() => break,
-                    _ = tokio::time::sleep_until(due.into()) => {}
+                    waited = vu.wait_until(due, first, vu.vu_iteration) => waited,
+                };
+                if waited.is_err() {
+                    // A kept connection failed while waiting: the next iteration reconnects.
+                    for conn in &mut vu.conns {
+                        *conn = None;
+                    }
                 }
                 vu.lag = Duration::ZERO;
             } else {
                 vu.lag = now - due;
             }
         }
-        let steps = &env.scenario.steps;
+        let steps = &part_spec.steps;
         let outcome = match vu.take_rows() {
             Err(stop) => Some(Err(stop)),
             Ok(()) => tokio::select! {
@@ -306,7 +328,7 @@ pub async fn run_vu(
         }
         // Connections live for one iteration unless `keep_open`; a VU that stops closes all.
         let last = stop_vu
-            || env.iterations_per_vu.is_some_and(|limit| vu.vu_iteration + 1 >= limit)
+            || iterations_per_vu.is_some_and(|limit| vu.vu_iteration + 1 >= limit)
             || control.graceful.is_cancelled();
         let closed = tokio::select! {
             biased;
@@ -329,6 +351,8 @@ pub async fn run_vu(
 
 struct Vu {
     env: Rc<RunEnv>,
+    /// The scenario part this VU plays.
+    part: usize,
     number: u64,
     vu_iteration: u64,
     conns: Vec<Option<Conn>>,
@@ -366,6 +390,10 @@ impl ScopeParts<'_> {
 }
 
 impl Vu {
+    fn spec(&self) -> &wsfleet_scenario::Part {
+        &self.env.scenario.parts[self.part]
+    }
+
     fn parts(&self) -> ScopeParts<'_> {
         ScopeParts {
             env: &self.env,
@@ -388,7 +416,7 @@ impl Vu {
                     .borrow_mut()
                     .add_labeled(Instant::now(), SetId::Connection, error_counter(kind), 1);
                 // Rules that name no steps decide; without one the VU stops (it has no row).
-                let rule = self.env.scenario.on_error.iter().find(|rule| {
+                let rule = self.spec().on_error.iter().find(|rule| {
                     rule.steps.is_none() && rule.kinds.as_ref().is_none_or(|kinds| kinds.iter().any(|k| k == kind))
                 });
                 return match rule.map_or(Then::StopVu, |rule| rule.then) {
@@ -439,7 +467,7 @@ impl Vu {
         } else {
             failure.kind.as_str()
         };
-        let rule = self.env.scenario.on_error.iter().find(|rule| {
+        let rule = self.spec().on_error.iter().find(|rule| {
             rule.kinds
                 .as_ref()
                 .is_none_or(|kinds| kinds.iter().any(|wanted| wanted == kind))
@@ -673,18 +701,11 @@ impl Vu {
                 Ok(())
             }
             Action::Think(think) => {
-                let duration = think_time(think);
-                if self.env.scenario.on_message.is_empty() && self.env.scenario.on_close.is_empty() {
-                    tokio::time::sleep(duration).await;
-                    Ok(())
-                } else {
-                    // Handlers react while the VU thinks.
-                    let deadline = tokio::time::Instant::now() + duration;
-                    self.pump(deadline, step.id, iteration).await
-                }
+                let until = Instant::now() + think_time(think);
+                self.wait_until(until, step.id, iteration).await
             }
             // Boxed once per repeat (not per round): it breaks the recursion of nested repeats.
-            Action::Repeat(repeat) => Box::pin(self.repeat(repeat)).await,
+            Action::Repeat(repeat) => Box::pin(self.repeat(step.id, repeat)).await,
             Action::Extract(extract) => {
                 let info = &self.info[extract.conn];
                 let origin = match extract.from {
@@ -723,7 +744,7 @@ impl Vu {
     }
 
     /// Plays a repeat's rounds; with pacing, round N is due N periods after the repeat was.
-    async fn repeat(&mut self, repeat: &wsfleet_scenario::Repeat) -> StepResult {
+    async fn repeat(&mut self, id: StepId, repeat: &wsfleet_scenario::Repeat) -> StepResult {
         let started = Instant::now();
         // Rounds are due relative to when this repeat itself was due.
         let outer_lag = self.lag;
@@ -743,7 +764,9 @@ impl Vu {
                     if repeat.duration.is_some_and(|duration| due - started >= duration) {
                         break Ok(());
                     }
-                    tokio::time::sleep_until(due.into()).await;
+                    if let Err(stop) = self.wait_until(due, id, index).await {
+                        break 'rounds Err(stop);
+                    }
                     self.lag = Duration::ZERO;
                 } else {
                     self.lag = now - due;
@@ -962,7 +985,7 @@ impl Vu {
         let env = self.env.clone();
         let parts = self.parts();
         let scope = parts.scope(iteration);
-        let rule = env.scenario.on_message.iter().find(|rule| {
+        let rule = env.scenario.parts[self.part].on_message.iter().find(|rule| {
             rule.conn.is_none_or(|wanted| wanted == conn_id)
                 && rule.when.as_ref().is_none_or(|when| when.matches(incoming, &scope))
         });
@@ -1012,8 +1035,7 @@ impl Vu {
 
     async fn send_reply(&mut self, conn_id: ConnId, rule_id: StepId, message: Message) -> StepResult {
         let fragments = self
-            .env
-            .scenario
+            .spec()
             .on_message
             .iter()
             .find(|rule| rule.id == rule_id)
@@ -1027,7 +1049,7 @@ impl Vu {
 
     /// The server closed a connection the steps were using: `on_close` decides.
     fn server_closed(&mut self, conn_id: ConnId, code: u16, step: StepId) -> Stop {
-        let rule = self.env.scenario.on_close.iter().find(|rule| {
+        let rule = self.spec().on_close.iter().find(|rule| {
             rule.conn.is_none_or(|wanted| wanted == conn_id)
                 && rule.codes.as_ref().is_none_or(|codes| codes.contains(&code))
         });
@@ -1046,6 +1068,17 @@ impl Vu {
             Then::EndIteration | Then::StopVu => Stop::EndIteration,
             // The waiting step gives up without failing; later steps find the connection gone.
             Then::Continue => Stop::StepEnded,
+        }
+    }
+
+    /// Waits until `until`: asleep, or, when the scenario has handlers, reading the open
+    /// connections so the handlers react meanwhile (errors count in `step`).
+    async fn wait_until(&mut self, until: Instant, step: StepId, iteration: u64) -> StepResult {
+        if self.spec().on_message.is_empty() && self.spec().on_close.is_empty() {
+            tokio::time::sleep_until(until.into()).await;
+            Ok(())
+        } else {
+            self.pump(until.into(), step, iteration).await
         }
     }
 
@@ -1355,7 +1388,6 @@ mod sizes {
                 start,
                 vec!["connect".into(), "think".into()],
             ))),
-            iterations_per_vu: Some(1),
             handshake_slots: Rc::new(tokio::sync::Semaphore::new(1)),
             source_addresses: crate::connection::SourceAddresses::new(Arc::new(Vec::new()), 0),
         });
@@ -1363,10 +1395,11 @@ mod sizes {
             graceful: CancellationToken::new(),
             hard: CancellationToken::new(),
         };
-        let future = run_vu(env.clone(), 0, control, None);
+        let future = run_vu(env.clone(), 0, 0, control, None);
         println!("run_vu future: {} bytes", std::mem::size_of_val(&future));
         let mut vu = Vu {
             env: env.clone(),
+            part: 0,
             number: 0,
             vu_iteration: 0,
             conns: vec![None],
@@ -1375,7 +1408,7 @@ mod sizes {
             handshake: None,
             lag: Duration::ZERO,
         };
-        let steps = &env.scenario.steps;
+        let steps = &env.scenario.parts[0].steps;
         let play = vu.play(steps, 0);
         println!("play (boxed): {} bytes", std::mem::size_of_val(&*play));
         drop(play);

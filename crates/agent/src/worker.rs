@@ -21,6 +21,8 @@ pub enum WorkerCommand {
     /// Start a VU; `slot` is its index in this agent's share, echoed back when it ends. An
     /// open-model VU carries its place among the handshakes in flight until it has connected.
     Spawn {
+        /// The scenario part the VU plays.
+        part: usize,
         slot: usize,
         number: u64,
         control: VuControl,
@@ -51,7 +53,6 @@ pub struct WorkerSetup {
     pub named: Arc<HashMap<String, String>>,
     pub tls: TlsConfig,
     pub step_tls: Arc<HashMap<StepId, TlsConfig>>,
-    pub iterations_per_vu: Option<u64>,
     pub source_addresses: Arc<Vec<std::net::IpAddr>>,
     pub run_start: Instant,
     pub vu_done: mpsc::UnboundedSender<usize>,
@@ -93,7 +94,6 @@ async fn worker_main(index: usize, setup: WorkerSetup, mut commands: mpsc::Unbou
         tls: setup.tls.clone(),
         step_tls: setup.step_tls.clone(),
         recorder: recorder.clone(),
-        iterations_per_vu: setup.iterations_per_vu,
         handshake_slots: Rc::new(tokio::sync::Semaphore::new(crate::vu::HANDSHAKES_IN_FLIGHT_PER_WORKER)),
         // Workers start at different addresses so the spread is even across the agent.
         source_addresses: crate::connection::SourceAddresses::new(setup.source_addresses.clone(), index),
@@ -109,13 +109,13 @@ async fn worker_main(index: usize, setup: WorkerSetup, mut commands: mpsc::Unbou
                 Some(WorkerCommand::Count { counter, amount }) => {
                     recorder.borrow_mut().add(std::time::Instant::now(), wsfleet_metrics::SetId::Connection, counter, amount);
                 }
-                Some(WorkerCommand::Spawn { slot, number, control, handshake }) => {
+                Some(WorkerCommand::Spawn { part, slot, number, control, handshake }) => {
                     let env = env.clone();
                     let done = setup.vu_done.clone();
                     let recorder = recorder.clone();
                     tasks.spawn_local(async move {
                         recorder.borrow_mut().gauge_add(ACTIVE_VUS, 1);
-                        run_vu(env, number, control, handshake).await;
+                        run_vu(env, part, number, control, handshake).await;
                         recorder.borrow_mut().gauge_add(ACTIVE_VUS, -1);
                         let _ = done.send(slot);
                     });

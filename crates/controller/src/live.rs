@@ -65,7 +65,8 @@ impl Live {
     /// Starts tracking a run of `scenario`.
     pub fn begin(&self, run_id: &str, scenario: &wsfleet_scenario::Scenario) {
         let thresholds = scenario.thresholds.clone();
-        let durations: Vec<f64> = match &scenario.plan.model {
+        // Stage marks follow the first part (a plain file's only one).
+        let durations: Vec<f64> = match &scenario.plan().model {
             wsfleet_scenario::LoadModel::Closed { stages, .. } => {
                 stages.iter().map(|stage| stage.duration.as_secs_f64()).collect()
             }

@@ -33,9 +33,10 @@ pub struct Move {
     pub peak_parts: Vec<u64>,
 }
 
-/// Plans moving agent `lost`'s share to `survivors`, `elapsed` into the run; says why it cannot.
+/// Plans moving agent `lost`'s share of every part's plan (`plans`) to `survivors`, `elapsed`
+/// into the run; says why it cannot.
 pub fn plan_move(
-    plan: &LoadPlan,
+    plans: &[&LoadPlan],
     weights: &[f64],
     takeovers: &[Takeover],
     lost: usize,
@@ -55,15 +56,26 @@ pub fn plan_move(
         return Err(format!("agent `{}` has already played its whole share", done.id));
     }
     let from = elapsed + TAKEOVER_LEAD;
-    if plan.stages_end().is_some_and(|end| from >= end) {
+    let stages_end = plans
+        .iter()
+        .map(|plan| plan.stages_end())
+        .try_fold(Duration::ZERO, |latest, end| end.map(|end| latest.max(end)));
+    if stages_end.is_some_and(|end| from >= end) {
         return Err("the load plan is over".into());
     }
     let mut all = takeovers.to_vec();
     all.push(Takeover { lost: vec![lost], from });
-    let peak = plan.max_vus();
-    let peak_parts = ClosedLayers::new(weights, &all, peak)
-        .map_err(|error| error.to_string())?
-        .parts(peak);
+    // Each part is split on its own; an agent's peak is the sum of its parts.
+    let mut peak_parts = vec![0u64; weights.len()];
+    for plan in plans {
+        let peak = plan.max_vus();
+        let parts = ClosedLayers::new(weights, &all, peak)
+            .map_err(|error| error.to_string())?
+            .parts(peak);
+        for (total, part) in peak_parts.iter_mut().zip(parts) {
+            *total += part;
+        }
+    }
     for survivor in survivors {
         let part = peak_parts.get(survivor.index).copied().unwrap_or(0);
         let sources = survivor.capacity.source_addresses.len().max(1) as u64;
@@ -147,7 +159,7 @@ mod tests {
     fn moves_the_share_to_the_survivors_within_their_capacity() {
         let roomy = capacity(100);
         let moved = plan_move(
-            &plan(9, 30),
+            &[&plan(9, 30)],
             &[1.0, 1.0, 1.0],
             &[],
             1,
@@ -160,7 +172,7 @@ mod tests {
 
         let tight = capacity(4);
         let refused = plan_move(
-            &plan(9, 30),
+            &[&plan(9, 30)],
             &[1.0, 1.0, 1.0],
             &[],
             1,
@@ -178,7 +190,7 @@ mod tests {
         let roomy = capacity(100);
         let why = |elapsed: u64, survivors: &[Survivor<'_>]| {
             plan_move(
-                &plan(9, 30),
+                &[&plan(9, 30)],
                 &[1.0, 1.0, 1.0],
                 &[],
                 1,

@@ -121,8 +121,14 @@ pub async fn execute(
             }
         })
         .collect();
-    let max_vus = scenario.plan.max_vus();
-    let shares = plan::split(&weights, max_vus)?;
+    // Each part is split on its own; an agent's share is the sum of its parts.
+    let mut shares = vec![0u64; weights.len()];
+    for part in &scenario.parts {
+        for (total, share) in shares.iter_mut().zip(plan::split(&weights, part.plan.max_vus())?) {
+            *total += share;
+        }
+    }
+    let max_vus = scenario.max_vus();
     let holdable: u64 = agents.iter().map(|agent| agent.capacity.max_connections).sum();
     for (agent, share) in agents.iter().zip(&shares) {
         let sources = agent.capacity.source_addresses.len().max(1) as u64;
@@ -215,22 +221,24 @@ async fn drive(
     emit(RunEvent::Started {
         run_id: run_id.to_owned(),
         agents: states.len(),
-        vus: scenario.plan.max_vus(),
+        vus: scenario.max_vus(),
         shares: states.iter().map(|(id, state)| (id.clone(), state.vus)).collect(),
     });
     tracing::info!(
         run = run_id,
         agents = states.len(),
-        vus = scenario.plan.max_vus(),
+        vus = scenario.max_vus(),
         "run started"
     );
 
     let mut aggregate = Aggregate::default();
     let mut next_live = 0u64;
     let mut outcome = "completed".to_owned();
-    let plan = &scenario.plan;
+    let graceful_stop = scenario.graceful_stop();
+    let on_agent_lost = scenario.plan().on_agent_lost;
+    let part_plans: Vec<&wsfleet_scenario::LoadPlan> = scenario.parts.iter().map(|part| &part.plan).collect();
     // Past this the run is abandoned whatever the agents say.
-    let hard_deadline = start_instant + plan.max_duration + plan.graceful_stop + Duration::from_secs(30);
+    let hard_deadline = start_instant + scenario.max_duration() + graceful_stop + Duration::from_secs(30);
     let mut stop_sent = false;
     let mut aborted_by: Option<String> = None;
     let mut takeovers: Vec<Takeover> = Vec::new();
@@ -261,7 +269,7 @@ async fn drive(
             _ = stop.cancelled(), if !stop_sent => {
                 stop_sent = true;
                 outcome = "stopped".to_owned();
-                send_stop(&states, run_id, plan.graceful_stop, "stopped by the user").await;
+                send_stop(&states, run_id, graceful_stop, "stopped by the user").await;
             }
             _ = tokio::time::sleep_until(hard_deadline.into()) => {
                 outcome = "failed: agents did not finish in time".to_owned();
@@ -335,16 +343,16 @@ async fn drive(
                         let (action, detail) = if !was_playing {
                             ("none", "the run did not need it any more".to_owned())
                         } else {
-                            match plan.on_agent_lost {
+                            match on_agent_lost {
                                 LostAgentPolicy::Continue => ("continued", "the run went on without its share".to_owned()),
                                 LostAgentPolicy::Abort => {
                                     outcome = format!("aborted: agent `{agent}` was lost ({reason})");
                                     stop_sent = true;
-                                    send_stop(&states, run_id, plan.graceful_stop, &format!("agent `{agent}` was lost")).await;
+                                    send_stop(&states, run_id, graceful_stop, &format!("agent `{agent}` was lost")).await;
                                     ("aborted", "the run was stopped (on_agent_lost: abort)".to_owned())
                                 }
                                 LostAgentPolicy::Redistribute => {
-                                    match redistribute(&mut states, plan, weights, &takeovers, lost_index, elapsed, run_id).await {
+                                    match redistribute(&mut states, &part_plans, weights, &takeovers, lost_index, elapsed, run_id).await {
                                         Ok((all, movers)) => {
                                             takeovers = all;
                                             emit(RunEvent::Reshared {
@@ -406,7 +414,7 @@ async fn drive(
                     );
                     aborted_by = Some(threshold.name.clone());
                     stop_sent = true;
-                    send_stop(&states, run_id, plan.graceful_stop, "a threshold failed").await;
+                    send_stop(&states, run_id, graceful_stop, "a threshold failed").await;
                 }
             }
         }
@@ -480,7 +488,7 @@ async fn drive(
             .collect(),
         thresholds,
         lost_agents: LostAgents {
-            policy: plan.on_agent_lost.name().to_owned(),
+            policy: on_agent_lost.name().to_owned(),
             events: lost_events,
         },
         reports: ReportDelivery {
@@ -496,7 +504,7 @@ async fn drive(
 /// takeovers and how many agents took the share, or why it cannot move.
 async fn redistribute(
     states: &mut BTreeMap<String, AgentState>,
-    plan: &wsfleet_scenario::LoadPlan,
+    plans: &[&wsfleet_scenario::LoadPlan],
     weights: &[f64],
     takeovers: &[Takeover],
     lost_index: usize,
@@ -515,7 +523,7 @@ async fn redistribute(
                 finished: matches!(state.phase, RunPhase::Finished | RunPhase::Failed),
             })
             .collect();
-        crate::lost::plan_move(plan, weights, takeovers, lost_index, elapsed, &survivors)?
+        crate::lost::plan_move(plans, weights, takeovers, lost_index, elapsed, &survivors)?
     };
     let message = crate::lost::reshare_message(run_id, &moved.takeovers);
     let mut movers = 0;

@@ -348,9 +348,18 @@ impl Summary {
             }
         }
         if !self.steps.is_empty() {
+            let width = self
+                .steps
+                .iter()
+                .map(|step| step.name.chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(20);
             let _ = writeln!(
                 out,
-                "\nsteps                    conns   failed  msgs out   msgs in  timeouts   errors  p99 latency"
+                "\n{:<width$}    conns   failed  msgs out   msgs in  timeouts   errors  p99 latency",
+                "steps",
+                width = width + 3
             );
             for step in &self.steps {
                 if step.name == CONNECTION_SET {
@@ -372,7 +381,7 @@ impl Summary {
                     .map_or("-".to_owned(), |stats| human_micros(stats.p99_us));
                 let _ = writeln!(
                     out,
-                    "  {:<20} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>12}",
+                    "  {:<width$} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>12}",
                     step.name,
                     count("connections_opened"),
                     count("connections_failed"),

@@ -89,6 +89,8 @@ pub(crate) struct Problems<'a> {
     pub file: &'a str,
     pub positions: &'a crate::positions::Positions,
     pub found: Vec<Problem>,
+    /// Put before every field added (e.g. `scenarios[1].` while one part is validated).
+    pub prefix: String,
 }
 
 impl<'a> Problems<'a> {
@@ -97,10 +99,18 @@ impl<'a> Problems<'a> {
             file,
             positions,
             found: Vec::new(),
+            prefix: String::new(),
         }
     }
 
     pub fn add(&mut self, field: &str, message: impl Into<String>, hint: Option<String>) {
+        let prefixed;
+        let field = if self.prefix.is_empty() {
+            field
+        } else {
+            prefixed = format!("{}{field}", self.prefix);
+            prefixed.trim_end_matches('.')
+        };
         self.found.push(Problem {
             file: self.file.to_owned(),
             location: self.positions.locate(field),
@@ -112,6 +122,8 @@ impl<'a> Problems<'a> {
 
     /// Like `add`, located at the key that names the field (for mistakes in the key itself).
     pub fn add_at_key(&mut self, field: &str, message: impl Into<String>, hint: Option<String>) {
+        let prefixed = format!("{}{field}", self.prefix);
+        let field = prefixed.as_str();
         self.found.push(Problem {
             file: self.file.to_owned(),
             location: self.positions.locate_key(field),

@@ -167,10 +167,12 @@ fn named_files(raw: &raw::RawScenario) -> Vec<(String, String)> {
             }
         }
     }
-    walk(&raw.steps, "steps", &mut found);
-    for (index, rule) in raw.on_message.iter().enumerate() {
-        if let Some(file) = rule.send.as_ref().and_then(|send| send.file.as_ref()) {
-            found.push((format!("on_message[{index}].send.file"), file.clone()));
+    for part in raw.part_views() {
+        walk(part.steps, &format!("{}steps", part.path), &mut found);
+        for (index, rule) in part.on_message.iter().enumerate() {
+            if let Some(file) = rule.send.as_ref().and_then(|send| send.file.as_ref()) {
+                found.push((format!("{}on_message[{index}].send.file", part.path), file.clone()));
+            }
         }
     }
     found

@@ -20,20 +20,84 @@ pub struct Scenario {
     pub target: Option<Template>,
     pub testserver: Option<TestServerSpec>,
     pub variables: BTreeMap<String, String>,
-    pub plan: LoadPlan,
-    pub steps: Vec<Step>,
-    /// Every step's metric name, indexed by `StepId`.
+    /// Every step's and handler's metric name, indexed by `StepId`, across all parts (a part's
+    /// names start with `PART.` when the file has `scenarios`).
     pub step_names: Vec<String>,
     /// Conditions that decide whether the run passed.
     pub thresholds: Vec<crate::thresholds::Threshold>,
+    pub feeds: Vec<Feed>,
+    /// The scenarios of the run, each with its own load: one for a plain file.
+    pub parts: Vec<Part>,
+}
+
+/// One scenario of a run: its load, steps and handlers.
+#[derive(Clone, Debug)]
+pub struct Part {
+    /// Empty for a plain file's single scenario.
+    pub name: String,
+    pub plan: LoadPlan,
+    pub steps: Vec<Step>,
     /// The names of the connections a VU holds, indexed by `ConnId`.
     pub connections: Vec<String>,
-    pub feeds: Vec<Feed>,
     pub on_message: Vec<MessageRule>,
     pub on_close: Vec<CloseRule>,
     pub on_error: Vec<ErrorRule>,
     /// Each VU iteration starts this long after the previous one started (or at once when late).
-    pub pacing: Option<std::time::Duration>,
+    pub pacing: Option<Duration>,
+    /// The part's VU numbers are `vu_offset..vu_offset + vu_span` (see `Scenario::vu_number`).
+    pub vu_offset: u64,
+    /// Peak VUs (closed model) or arrivals (open model).
+    pub vu_span: u64,
+}
+
+impl Scenario {
+    /// The first part's plan: a plain file's only one.
+    pub fn plan(&self) -> &LoadPlan {
+        &self.parts[0].plan
+    }
+
+    /// VUs at the peak, all parts together (a part's peak counts whenever it comes).
+    pub fn max_vus(&self) -> u64 {
+        self.parts.iter().map(|part| part.plan.max_vus()).sum()
+    }
+
+    /// When the last part's stages end; `None` while any part runs by iterations.
+    pub fn stages_end(&self) -> Option<Duration> {
+        self.parts
+            .iter()
+            .map(|part| part.plan.stages_end())
+            .try_fold(Duration::ZERO, |latest, end| end.map(|end| latest.max(end)))
+    }
+
+    /// The longest safety bound of the parts.
+    pub fn max_duration(&self) -> Duration {
+        self.parts
+            .iter()
+            .map(|part| part.plan.max_duration)
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// The longest graceful stop of the parts.
+    pub fn graceful_stop(&self) -> Duration {
+        self.parts
+            .iter()
+            .map(|part| part.plan.graceful_stop)
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// The fleet-wide VU number of a part's VU. Numbers within the part's span are dense and
+    /// follow the parts in order; numbers past it (VUs taken over from lost agents) are spread
+    /// above every part's span, interleaved by part, so they stay unique.
+    pub fn vu_number(&self, part: usize, local: u64) -> u64 {
+        let Some(this) = self.parts.get(part) else { return local };
+        if local < this.vu_span {
+            return this.vu_offset + local;
+        }
+        let spans: u64 = self.parts.iter().map(|part| part.vu_span).sum();
+        spans + (local - this.vu_span) * self.parts.len() as u64 + part as u64
+    }
 }
 
 /// The built-in test server a scenario asks the run to start.
@@ -91,45 +155,127 @@ pub(crate) fn validate(
     for feed in &feeds {
         known.extend(feed.columns.iter().map(|column| format!("{}.{column}", feed.name)));
     }
-    known.extend(crate::steps::defined_variables(&raw));
-
-    let plan = validate_load(&raw.load, problems);
-    let pacing = raw.load.pacing.as_deref().map(|text| {
-        if matches!(raw.load.model.as_deref(), Some("open")) {
+    let views = raw.part_views();
+    known.extend(crate::steps::defined_variables(&views));
+    if !raw.scenarios.is_empty() {
+        for (given, field) in [
+            (raw.load.is_some(), "load"),
+            (!raw.steps.is_empty(), "steps"),
+            (!raw.on_message.is_empty(), "on_message"),
+            (!raw.on_close.is_empty(), "on_close"),
+            (!raw.on_error.is_empty(), "on_error"),
+        ] {
+            if given {
+                problems.add(
+                    field,
+                    format!("with `scenarios`, each scenario has its own `{field}`"),
+                    Some(format!("move `{field}` into the scenarios it belongs to")),
+                );
+            }
+        }
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut part_names: Vec<String> = Vec::new();
+    let mut explicit: HashSet<String> = HashSet::new();
+    let mut parts = Vec::new();
+    let mut vu_offset = 0u64;
+    for view in &views {
+        problems.prefix = view.path.clone();
+        let name_prefix = match view.name {
+            Some(name) => {
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                    problems.add(
+                        "name",
+                        format!("`{name}` cannot name a scenario"),
+                        Some("use letters, digits, `_` and `-`".into()),
+                    );
+                }
+                if part_names.iter().any(|known| known == name) {
+                    problems.add("name", format!("two scenarios are named `{name}`"), None);
+                }
+                part_names.push(name.to_owned());
+                format!("{name}.")
+            }
+            None => String::new(),
+        };
+        let Some(load) = view.load else {
             problems.add(
-                "load.pacing",
-                "open-model VUs play the steps once, so there is no iteration to pace",
-                Some("pace rounds inside the steps with `repeat: { pacing: ... }`".into()),
+                "load",
+                "no load given",
+                Some("add `load:` (e.g. `{ vus: 10, duration: 30s }`), or `scenarios:` each with its own".into()),
+            );
+            continue;
+        };
+        let plan = validate_load(load, problems);
+        let pacing = load.pacing.as_deref().map(|text| {
+            if matches!(load.model.as_deref(), Some("open")) {
+                problems.add(
+                    "load.pacing",
+                    "open-model VUs play the steps once, so there is no iteration to pace",
+                    Some("pace rounds inside the steps with `repeat: { pacing: ... }`".into()),
+                );
+            }
+            duration_field(Some(text), "load.pacing", Duration::ZERO, problems)
+        });
+        let connections = crate::steps::connection_names(view.steps);
+        let mut builder = StepBuilder {
+            known: known.clone(),
+            names: std::mem::take(&mut names),
+            send_names: Vec::new(),
+            kind_counts: crate::steps::count_kinds(view.steps),
+            kind_seen: BTreeMap::new(),
+            explicit: std::mem::take(&mut explicit),
+            connections: connections.clone(),
+            files,
+            name_prefix,
+        };
+        if view.steps.is_empty() {
+            problems.add(
+                "steps",
+                "a scenario needs at least one step",
+                Some("start with a `connect` step".into()),
             );
         }
-        duration_field(Some(text), "load.pacing", Duration::ZERO, problems)
-    });
-    if let Some(plan) = &plan {
-        check_unique_feeds(&feeds, &raw.data, plan, problems);
+        let mut connected = vec![false; connections.len().max(1)];
+        let steps = builder.steps(view.steps, "steps", &mut connected, problems);
+        let (on_message, on_close, on_error) = builder.rules(view, problems);
+        names = builder.names;
+        explicit = builder.explicit;
+        let Some(plan) = plan else { continue };
+        let vu_span = match &plan.model {
+            LoadModel::Closed { .. } => plan.max_vus(),
+            LoadModel::Open { .. } => plan.total_arrivals(),
+        };
+        parts.push(Part {
+            name: view.name.unwrap_or_default().to_owned(),
+            plan,
+            steps,
+            connections,
+            on_message,
+            on_close,
+            on_error,
+            pacing,
+            vu_offset,
+            vu_span,
+        });
+        vu_offset += vu_span;
     }
-    let connections = crate::steps::connection_names(&raw.steps);
-    let mut builder = StepBuilder {
-        known,
-        names: Vec::new(),
-        send_names: Vec::new(),
-        kind_counts: crate::steps::count_kinds(&raw.steps),
-        kind_seen: BTreeMap::new(),
-        explicit: HashSet::new(),
-        connections: connections.clone(),
-        files,
-    };
-    if raw.steps.is_empty() {
-        problems.add(
-            "steps",
-            "a scenario needs at least one step",
-            Some("start with a `connect` step".into()),
-        );
+    problems.prefix.clear();
+    if let Some(first) = parts.first() {
+        let policy = first.plan.on_agent_lost;
+        for (index, part) in parts.iter().enumerate().skip(1) {
+            if part.plan.on_agent_lost != policy {
+                problems.add(
+                    &format!("scenarios[{index}].load.on_agent_lost"),
+                    "every scenario of a run follows one lost-agent policy",
+                    Some("give all of them the same `on_agent_lost`".into()),
+                );
+            }
+        }
     }
-    let mut connected = vec![false; connections.len().max(1)];
-    let steps = builder.steps(&raw.steps, "steps", &mut connected, problems);
-    let (on_message, on_close, on_error) = builder.rules(&raw, problems);
+    check_unique_feeds(&feeds, &raw.data, vu_offset, problems);
 
-    let thresholds = crate::thresholds::validate(&raw.thresholds, &builder.names, problems);
+    let thresholds = crate::thresholds::validate(&raw.thresholds, &names, problems);
     let name = raw.name.unwrap_or_else(|| {
         std::path::Path::new(file)
             .file_stem()
@@ -146,16 +292,10 @@ pub(crate) fn validate(
             subprotocols: spec.subprotocols,
         }),
         variables: raw.variables,
-        plan: plan?,
-        steps,
-        step_names: builder.names,
+        step_names: names,
         thresholds,
-        connections,
         feeds,
-        on_message,
-        on_close,
-        on_error,
-        pacing,
+        parts,
     })
 }
 
@@ -265,11 +405,7 @@ fn validate_feeds(
 }
 
 /// `unique` rows must cover every VU the load can start, unless they wrap.
-fn check_unique_feeds(feeds: &[Feed], raw: &BTreeMap<String, RawFeed>, plan: &LoadPlan, problems: &mut Problems<'_>) {
-    let needed = match &plan.model {
-        LoadModel::Closed { .. } => plan.max_vus(),
-        LoadModel::Open { .. } => plan.total_arrivals(),
-    };
+fn check_unique_feeds(feeds: &[Feed], raw: &BTreeMap<String, RawFeed>, needed: u64, problems: &mut Problems<'_>) {
     for feed in feeds {
         if feed.order == Order::Unique && !feed.wrap && (feed.rows.len() as u64) < needed {
             let csv = raw.get(&feed.name).map_or("", |spec| spec.csv.as_str());

@@ -18,13 +18,17 @@ pub struct RawScenario {
     /// Data feeds: CSV files whose rows VUs take in turn (`${feed.column}`).
     #[serde(default)]
     pub data: BTreeMap<String, RawFeed>,
-    pub load: RawLoad,
+    /// One scenario's load; with `scenarios`, each part has its own.
+    pub load: Option<RawLoad>,
     /// Conditions that decide whether the run passed.
     #[serde(default)]
     pub thresholds: BTreeMap<String, crate::thresholds::RawThreshold>,
     /// Steps are written as single-key maps (`- send: {...}`), nested ones too.
-    #[serde(with = "serde_norway::with::singleton_map_recursive")]
+    #[serde(default, with = "serde_norway::with::singleton_map_recursive")]
     pub steps: Vec<RawStep>,
+    /// Several scenarios in one run, each with its own load, steps and handlers.
+    #[serde(default)]
+    pub scenarios: Vec<RawPart>,
     /// Rules applied to every incoming message while the steps run (LoadRunner's OnMessage).
     #[serde(default)]
     pub on_message: Vec<RawMessageRule>,
@@ -32,6 +36,22 @@ pub struct RawScenario {
     #[serde(default)]
     pub on_close: Vec<RawCloseRule>,
     /// Rules for a failing step: fail the iteration (the default), end it quietly, or go on.
+    #[serde(default)]
+    pub on_error: Vec<RawErrorRule>,
+}
+
+/// One of several scenarios of a run (`scenarios: [{ name, load, steps }]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPart {
+    pub name: String,
+    pub load: RawLoad,
+    #[serde(with = "serde_norway::with::singleton_map_recursive")]
+    pub steps: Vec<RawStep>,
+    #[serde(default)]
+    pub on_message: Vec<RawMessageRule>,
+    #[serde(default)]
+    pub on_close: Vec<RawCloseRule>,
     #[serde(default)]
     pub on_error: Vec<RawErrorRule>,
 }
@@ -365,4 +385,48 @@ pub struct RawRepeat {
     /// Start each round on a fixed period, against absolute times.
     pub pacing: Option<String>,
     pub steps: Vec<RawStep>,
+}
+
+/// One part of a scenario as validation walks it: the single scenario of a plain file, or one
+/// of `scenarios`.
+pub struct PartView<'a> {
+    /// `None` for a plain file's single scenario.
+    pub name: Option<&'a str>,
+    /// The path of the part's fields in the file: `""` or `scenarios[N].`.
+    pub path: String,
+    pub load: Option<&'a RawLoad>,
+    pub steps: &'a [RawStep],
+    pub on_message: &'a [RawMessageRule],
+    pub on_close: &'a [RawCloseRule],
+    pub on_error: &'a [RawErrorRule],
+}
+
+impl RawScenario {
+    /// The parts to validate: the `scenarios`, or the file itself.
+    pub fn part_views(&self) -> Vec<PartView<'_>> {
+        if self.scenarios.is_empty() {
+            return vec![PartView {
+                name: None,
+                path: String::new(),
+                load: self.load.as_ref(),
+                steps: &self.steps,
+                on_message: &self.on_message,
+                on_close: &self.on_close,
+                on_error: &self.on_error,
+            }];
+        }
+        self.scenarios
+            .iter()
+            .enumerate()
+            .map(|(index, part)| PartView {
+                name: Some(&part.name),
+                path: format!("scenarios[{index}]."),
+                load: Some(&part.load),
+                steps: &part.steps,
+                on_message: &part.on_message,
+                on_close: &part.on_close,
+                on_error: &part.on_error,
+            })
+            .collect()
+    }
 }

@@ -363,7 +363,7 @@ fn then(text: Option<&str>, field: &str, allow_stop: bool, problems: &mut Proble
 }
 
 /// Every variable the scenario's steps and handlers set, so templates anywhere may read them.
-pub(crate) fn defined_variables(raw: &RawScenario) -> BTreeSet<String> {
+pub(crate) fn defined_variables(parts: &[PartView<'_>]) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     fn walk(steps: &[RawStep], names: &mut BTreeSet<String>) {
         for step in steps {
@@ -387,9 +387,11 @@ pub(crate) fn defined_variables(raw: &RawScenario) -> BTreeSet<String> {
             }
         }
     }
-    walk(&raw.steps, &mut names);
-    for rule in &raw.on_message {
-        names.extend(rule.extract.keys().cloned());
+    for part in parts {
+        walk(part.steps, &mut names);
+        for rule in part.on_message {
+            names.extend(rule.extract.keys().cloned());
+        }
     }
     names
 }
@@ -440,6 +442,8 @@ pub(crate) struct StepBuilder<'f> {
     pub connections: Vec<String>,
     /// Files shipped with the scenario, by the name written in it.
     pub files: &'f BTreeMap<String, Vec<u8>>,
+    /// Put before every metric name of the part (`listeners.`), empty for a single scenario.
+    pub name_prefix: String,
 }
 
 impl StepBuilder<'_> {
@@ -468,7 +472,7 @@ impl StepBuilder<'_> {
         *seen += 1;
         let name = match explicit {
             Some(name) => {
-                if !self.explicit.insert(name.clone()) {
+                if !self.explicit.insert(format!("{}{name}", self.name_prefix)) {
                     problems.add(
                         &format!("{field}.name"),
                         format!("step name `{name}` is used twice"),
@@ -481,7 +485,7 @@ impl StepBuilder<'_> {
             None => format!("{kind}#{seen}"),
         };
         let id = self.names.len() as StepId;
-        self.names.push(name.clone());
+        self.names.push(format!("{}{name}", self.name_prefix));
         (id, name)
     }
 
@@ -1238,7 +1242,7 @@ impl StepBuilder<'_> {
     /// error rules may refer to).
     pub fn rules(
         &mut self,
-        raw: &RawScenario,
+        raw: &PartView<'_>,
         problems: &mut Problems<'_>,
     ) -> (Vec<MessageRule>, Vec<CloseRule>, Vec<ErrorRule>) {
         let step_names = self.names.clone();
@@ -1320,13 +1324,19 @@ impl StepBuilder<'_> {
                     .iter()
                     .enumerate()
                     .filter_map(|(at, wanted)| {
-                        let found = step_names.iter().position(|name| name == wanted);
+                        let full = format!("{}{wanted}", self.name_prefix);
+                        let found = step_names.iter().position(|name| *name == full);
                         if found.is_none() {
                             problems.add(
                                 &format!("{field}.steps[{at}]"),
                                 format!("no step is named `{wanted}`"),
-                                closest(wanted, step_names.iter().map(String::as_str))
-                                    .map(|close| format!("did you mean `{close}`?")),
+                                closest(
+                                    wanted,
+                                    step_names
+                                        .iter()
+                                        .filter_map(|name| name.strip_prefix(self.name_prefix.as_str())),
+                                )
+                                .map(|close| format!("did you mean `{close}`?")),
                             );
                         }
                         found.map(|index| index as StepId)

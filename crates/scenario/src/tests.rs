@@ -40,8 +40,8 @@ fn compiles_the_echo_scenario() {
         scenario.step_names,
         vec!["connect", "repeat", "msg", "receive", "close"]
     );
-    assert_eq!(scenario.plan.max_vus(), 2);
-    let Action::Repeat(repeat) = &scenario.steps[1].action else {
+    assert_eq!(scenario.plan().max_vus(), 2);
+    let Action::Repeat(repeat) = &scenario.parts[0].steps[1].action else {
         panic!("not a repeat")
     };
     assert_eq!(repeat.count, Some(3));
@@ -176,12 +176,12 @@ steps:
 #[test]
 fn named_connections_resolve_and_keep_open() {
     let scenario = compile(TWO_CONNECTIONS).unwrap();
-    assert_eq!(scenario.connections, ["chat", "feed"]);
-    let Action::Connect(feed) = &scenario.steps[1].action else {
+    assert_eq!(scenario.parts[0].connections, ["chat", "feed"]);
+    let Action::Connect(feed) = &scenario.parts[0].steps[1].action else {
         panic!()
     };
     assert!(feed.keep_open);
-    let Action::Receive(receive) = &scenario.steps[3].action else {
+    let Action::Receive(receive) = &scenario.parts[0].steps[3].action else {
         panic!()
     };
     assert_eq!(receive.conn, 1);
@@ -222,12 +222,12 @@ steps:
   - check: { value: '${got}/${token}', regex: '^(received|none)/', on_fail: continue }
 ";
     let scenario = compile(source).unwrap();
-    let Action::Receive(receive) = &scenario.steps[2].action else {
+    let Action::Receive(receive) = &scenario.parts[0].steps[2].action else {
         panic!()
     };
     assert!(receive.matcher.as_ref().unwrap().json.is_some());
     assert_eq!(receive.extract[0].default.as_deref(), Some("none"));
-    let Action::Receive(peek) = &scenario.steps[3].action else {
+    let Action::Receive(peek) = &scenario.parts[0].steps[3].action else {
         panic!()
     };
     assert!(!peek.wait);
@@ -326,7 +326,7 @@ steps:
     )
     .unwrap();
     assert_eq!(scenario.feeds[0].rows.len(), 2);
-    let Action::Send(send) = &scenario.steps[1].action else {
+    let Action::Send(send) = &scenario.parts[0].steps[1].action else {
         panic!()
     };
     assert!(matches!(&send.payload, Payload::Bytes(bytes) if bytes == &[1, 2, 3]));
@@ -437,7 +437,7 @@ steps:
 #[test]
 fn lost_agent_policy_defaults_to_continue_and_reads_each_choice() {
     assert_eq!(
-        compile(ECHO).unwrap().plan.on_agent_lost,
+        compile(ECHO).unwrap().plan().on_agent_lost,
         plan::LostAgentPolicy::Continue
     );
     for (name, policy) in [
@@ -449,12 +449,12 @@ fn lost_agent_policy_defaults_to_continue_and_reads_each_choice() {
             "load: { vus: 2, iterations: 1 }",
             &format!("load: {{ vus: 2, iterations: 1, on_agent_lost: {name} }}"),
         );
-        assert_eq!(compile(&source).unwrap().plan.on_agent_lost, policy, "{name}");
+        assert_eq!(compile(&source).unwrap().plan().on_agent_lost, policy, "{name}");
     }
     let open = "load: { model: open, rate: 5, duration: 2s, max_vus: 5, on_agent_lost: abort }";
     let source = ECHO.replace("load: { vus: 2, iterations: 1 }", open);
     assert_eq!(
-        compile(&source).unwrap().plan.on_agent_lost,
+        compile(&source).unwrap().plan().on_agent_lost,
         plan::LostAgentPolicy::Abort
     );
 }
@@ -485,5 +485,87 @@ fn unknown_lost_agent_policy_is_located_with_the_choices() {
     assert!(
         text.contains("`continue` (go on with the others), `redistribute`"),
         "{text}"
+    );
+}
+
+const TWO_PARTS: &str = "\
+name: mixed
+thresholds:
+  'messages_received{step=listeners.news}.count': '> 0'
+scenarios:
+  - name: listeners
+    load: { vus: 9, duration: 10s }
+    steps:
+      - connect: { url: 'ws://127.0.0.1:9/' }
+      - receive: { name: news, timeout: 1s }
+  - name: writers
+    load: { model: open, rate: 2, duration: 5s, max_vus: 4 }
+    steps:
+      - connect: { url: 'ws://127.0.0.1:9/' }
+      - send: { name: post, text: 'from ${vu}' }
+";
+
+#[test]
+fn several_scenarios_have_their_own_load_steps_and_prefixed_names() {
+    let scenario = compile(TWO_PARTS).unwrap();
+    assert_eq!(scenario.parts.len(), 2);
+    assert_eq!(
+        scenario.step_names,
+        ["listeners.connect", "listeners.news", "writers.connect", "writers.post"]
+    );
+    assert_eq!(scenario.max_vus(), 9 + 4);
+    assert_eq!(scenario.stages_end(), Some(std::time::Duration::from_secs(10)));
+    // VU numbers: listeners 0-8, writers' 10 arrivals 9-18; numbers past a span stay unique.
+    assert_eq!(scenario.vu_number(0, 8), 8);
+    assert_eq!(scenario.vu_number(1, 0), 9);
+    assert_eq!(scenario.vu_number(1, 9), 18);
+    let mut seen = std::collections::HashSet::new();
+    for part in 0..2 {
+        for local in 0..40 {
+            assert!(seen.insert(scenario.vu_number(part, local)), "{part}/{local}");
+        }
+    }
+}
+
+#[test]
+fn a_part_s_problems_carry_its_path() {
+    let error = compile(
+        &TWO_PARTS
+            .replace("rate: 2,", "rate: -2,")
+            .replace("name: news, timeout: 1s", "name: news, timeout: 1x"),
+    )
+    .unwrap_err();
+    let fields: Vec<&str> = error.problems().iter().map(|p| p.field.as_str()).collect();
+    assert!(fields.contains(&"scenarios[1].load.rate"), "{fields:?} {error}");
+    let problem = error
+        .problems()
+        .iter()
+        .find(|p| p.field.starts_with("scenarios[0].steps[1]"))
+        .unwrap_or_else(|| panic!("{fields:?}"));
+    assert_eq!(problem.location.map(|l| l.line), Some(9));
+}
+
+#[test]
+fn scenarios_exclude_a_top_level_load_and_need_distinct_names() {
+    let error = compile(
+        &TWO_PARTS
+            .replace("scenarios:", "load: { vus: 1, iterations: 1 }\nscenarios:")
+            .replace("name: writers", "name: listeners"),
+    )
+    .unwrap_err();
+    let messages: Vec<String> = error
+        .problems()
+        .iter()
+        .map(|p| format!("{}: {}", p.field, p.message))
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.starts_with("load: with `scenarios`")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("two scenarios are named `listeners`")),
+        "{messages:?}"
     );
 }
