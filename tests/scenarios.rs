@@ -565,3 +565,100 @@ fn example_listeners_writers_two_scenarios_in_one_run() {
     assert_eq!(step(&summary, "listeners.writer_number", "errors.check"), 0);
     received_adds_up(&summary);
 }
+
+fn run_agents(dir: &Path, source: &str, agents: u32) -> (Value, i32) {
+    let path = write(dir, "scenario.yaml", source);
+    run_file(&path, agents)
+}
+
+fn step_latency(summary: &Value, name: &str, hist: &str, stat: &str) -> u64 {
+    let steps = summary["steps"].as_array().unwrap();
+    let step = steps.iter().find(|step| step["name"] == name).unwrap();
+    step["latency"][hist][stat].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn rendezvous_releases_vus_of_three_agents_together_or_after_the_timeout() {
+    let server = Server::start(Default::default());
+    let address = server.server().local_addr();
+    let dir = tempfile::tempdir().unwrap();
+    // 12 VUs on 3 agents arrive over up to a second; none goes on before the twelfth is there,
+    // so the first ones wait about as long as the arrivals are spread.
+    let (summary, code) = run_agents(
+        dir.path(),
+        &format!(
+            "load: {{ vus: 12, iterations: 3 }}
+steps:
+  - connect: {{ url: 'ws://{address}/echo' }}
+  - think: {{ uniform: [0ms, 1s] }}
+  - rendezvous: {{ name: burst, count: 12, timeout: 20s }}
+  - send: {{ name: go, text: 'vu ${{vu}}' }}
+  - receive: {{ timeout: 2s }}
+  - close: {{ code: 1000 }}
+"
+        ),
+        3,
+    );
+    assert_eq!(code, 0, "{summary:#}");
+    no_errors(&summary);
+    assert_eq!(
+        step_latency(&summary, "burst", "rendezvous_wait", "count"),
+        36,
+        "{summary:#}"
+    );
+    assert!(
+        step_latency(&summary, "burst", "rendezvous_wait", "max_us") >= 300_000,
+        "{summary:#}"
+    );
+    assert_eq!(step(&summary, "go", "messages_sent"), 36);
+
+    // A count that is never reached: released 500 ms after the last arrival.
+    let (summary, code) = run_agents(
+        dir.path(),
+        &format!(
+            "load: {{ vus: 4, iterations: 2 }}
+steps:
+  - connect: {{ url: 'ws://{address}/echo' }}
+  - rendezvous: {{ name: never_full, share: 100%, timeout: 500ms }}
+  - rendezvous: {{ name: too_many, count: 1000, timeout: 500ms }}
+  - close: {{ code: 1000 }}
+"
+        ),
+        2,
+    );
+    assert_eq!(code, 0, "{summary:#}");
+    assert_eq!(step_latency(&summary, "too_many", "rendezvous_wait", "count"), 8);
+    assert!(
+        step_latency(&summary, "too_many", "rendezvous_wait", "min_us") >= 400_000,
+        "{summary:#}"
+    );
+    // `share: 100%` of 4 VUs is reached by count, well before the timeout.
+    assert!(
+        step_latency(&summary, "never_full", "rendezvous_wait", "max_us") < 400_000,
+        "{summary:#}"
+    );
+}
+
+#[test]
+fn slow_replies_are_timed_in_full() {
+    let server = Server::start(Default::default());
+    let address = server.server().local_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let (summary, code) = run_inline(
+        dir.path(),
+        &format!(
+            "load: {{ vus: 3, iterations: 2 }}
+steps:
+  - connect: {{ url: 'ws://{address}/echo?delay=350ms' }}
+  - send: {{ name: ask, text: slow }}
+  - receive: {{ name: answer, timeout: 5s, latency_of: ask }}
+  - close: {{ code: 1000 }}
+"
+        ),
+    );
+    assert_eq!(code, 0, "{summary:#}");
+    let min = step_latency(&summary, "answer", "message_latency", "min_us");
+    let max = step_latency(&summary, "answer", "message_latency", "max_us");
+    assert!((350_000..1_500_000).contains(&min), "{summary:#}");
+    assert!(max >= min, "{summary:#}");
+}

@@ -10,6 +10,7 @@
 pub mod capacity;
 pub mod connection;
 pub mod outbox;
+pub mod rendezvous;
 pub mod run;
 pub mod session;
 pub mod vu;

@@ -29,15 +29,22 @@ pub struct RunControl {
     /// Every takeover of the run so far (agents lost, their share moved to this one and the
     /// other survivors), as the controller last sent them.
     pub takeovers: watch::Sender<Vec<Takeover>>,
+    /// The run's rendezvous points.
+    pub rendezvous: Arc<crate::rendezvous::RendezvousHub>,
+    /// Arrivals at rendezvous points, for the session to report (taken once).
+    pub rendezvous_arrivals: crate::rendezvous::Arrivals,
 }
 
 impl RunControl {
     pub fn new() -> Self {
+        let (hub, arrivals) = crate::rendezvous::RendezvousHub::new();
         RunControl {
             graceful: CancellationToken::new(),
             hard: CancellationToken::new(),
             done: CancellationToken::new(),
             takeovers: watch::Sender::new(Vec::new()),
+            rendezvous: Arc::new(hub),
+            rendezvous_arrivals: Arc::new(std::sync::Mutex::new(Some(arrivals))),
         }
     }
 
@@ -185,6 +192,7 @@ async fn prepare_and_play(
         named: Arc::new(named),
         tls,
         source_addresses: Arc::new(source_addresses),
+        rendezvous: control.rendezvous.clone(),
         run_start,
         vu_done,
         reports,

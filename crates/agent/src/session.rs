@@ -11,7 +11,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use wsfleet_proto::v1::fleet_client::FleetClient;
-use wsfleet_proto::v1::{agent_message, controller_message, AgentMessage, ClockReply, Heartbeat, Hello, Reshare};
+use wsfleet_proto::v1::{
+    agent_message, controller_message, AgentMessage, ClockReply, Heartbeat, Hello, RendezvousArrive, Reshare,
+};
 use wsfleet_proto::{MAX_MESSAGE_BYTES, PROTOCOL_REVISION, PROTOCOL_VERSION};
 use wsfleet_scenario::plan::reshare::Takeover;
 
@@ -74,6 +76,17 @@ pub struct AgentState {
     /// took the same id.
     pub instance: String,
     pub outbox: Arc<Outbox>,
+}
+
+/// The next rendezvous arrival of the current run; never, without one.
+async fn next_arrival(arrivals: &mut Option<(String, mpsc::UnboundedReceiver<(u32, u64)>)>) -> (u32, u64) {
+    match arrivals {
+        Some((_, receiver)) => match receiver.recv().await {
+            Some(arrival) => arrival,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
 }
 
 /// The takeovers a reshare carries, in the agent's terms.
@@ -193,6 +206,8 @@ pub async fn attach_once(
     let mut heartbeat = tokio::time::interval(heartbeat_every);
     let mut usage = crate::capacity::ProcessUsage::new();
     let mut current_run: Option<(String, RunControl)> = None;
+    // Rendezvous arrivals of the current run, reported to the controller as they come.
+    let mut arrivals: Option<(String, mpsc::UnboundedReceiver<(u32, u64)>)> = None;
     // Run messages taken from the outbox, waiting for room on the stream. Never awaited
     // unconditionally: a stalled stream must not keep the session from noticing the silence.
     let mut pending: VecDeque<AgentMessage> = VecDeque::new();
@@ -214,6 +229,20 @@ pub async fn attach_once(
                 break SessionEnd::Detached(format!("controller silent for {silence_limit:?}"));
             }
             _ = outbox.queued.notified() => pending.extend(outbox.take_unsent()),
+            arrival = next_arrival(&mut arrivals) => {
+                let Some((run_id, receiver)) = arrivals.as_mut() else { continue };
+                // Everything that arrived meanwhile goes in one message per point and generation,
+                // ahead of reports: other agents' VUs may be waiting for these.
+                let mut counts: std::collections::BTreeMap<(u32, u64), u64> = std::collections::BTreeMap::new();
+                *counts.entry(arrival).or_insert(0) += 1;
+                while let Ok(more) = receiver.try_recv() {
+                    *counts.entry(more).or_insert(0) += 1;
+                }
+                for ((point, generation), count) in counts.into_iter().rev() {
+                    let arrive = RendezvousArrive { run_id: run_id.clone(), point, generation, count };
+                    pending.push_front(message(agent_message::Kind::RendezvousArrive(arrive)));
+                }
+            }
             permit = outgoing.reserve(), if !pending.is_empty() => {
                 let Ok(permit) = permit else {
                     break SessionEnd::Detached("the stream to the controller closed".into());
@@ -240,6 +269,12 @@ pub async fn attach_once(
                             control.hard.cancel();
                         }
                         let control = RunControl::new();
+                        arrivals = control
+                            .rendezvous_arrivals
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .take()
+                            .map(|receiver| (assignment.run_id.clone(), receiver));
                         current_run = Some((assignment.run_id.clone(), control.clone()));
                         tracing::info!(run = %assignment.run_id, "assignment received");
                         tokio::spawn(play(assignment, agent_id.clone(), config.workers, config.source_addresses.clone(), outbox.clone(), control));
@@ -263,6 +298,13 @@ pub async fn attach_once(
                         }
                     }
                     Some(controller_message::Kind::ReportAck(ack)) => outbox.acknowledge(&ack.run_id, ack.interval),
+                    Some(controller_message::Kind::RendezvousRelease(release)) => {
+                        if let Some((run_id, control)) = &current_run {
+                            if *run_id == release.run_id {
+                                control.rendezvous.release(release.point, release.generation);
+                            }
+                        }
+                    }
                     Some(controller_message::Kind::Heartbeat(_)) | None => {}
                     Some(controller_message::Kind::Welcome(_)) | Some(controller_message::Kind::Refusal(_)) => {}
                 }

@@ -44,6 +44,8 @@ pub struct RunEnv {
     pub tls: TlsConfig,
     /// TLS settings of connect steps with their own (a CA file, or no verification).
     pub step_tls: Arc<HashMap<StepId, TlsConfig>>,
+    /// The run's rendezvous points.
+    pub rendezvous: Arc<crate::rendezvous::RendezvousHub>,
     pub recorder: Rc<RefCell<Recorder>>,
     /// Handshakes this worker runs at once. Unbounded, a thousand VUs starting together
     /// allocate a thousand handshakes' buffers at the same moment; the allocator keeps that
@@ -721,6 +723,27 @@ impl Vu {
                 extract_into(&mut self.vars, &extract.values, origin, step.id)?;
                 Ok(())
             }
+            Action::Rendezvous(rendezvous) => {
+                let started = Instant::now();
+                let (generation, receiver) = self.env.rendezvous.arrive(rendezvous.point);
+                let released = crate::rendezvous::released(receiver, generation);
+                if self.spec().on_message.is_empty() && self.spec().on_close.is_empty() {
+                    released.await;
+                } else {
+                    // Handlers keep reading the connections while the VU waits.
+                    let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+                    tokio::select! {
+                        _ = released => {}
+                        result = self.pump(far, step.id, iteration) => result?,
+                    }
+                }
+                let now = Instant::now();
+                self.env
+                    .recorder
+                    .borrow_mut()
+                    .record(now, set, Hist::RendezvousWait, now - started);
+                Ok(())
+            }
             Action::Check(check) => {
                 let parts = self.parts();
                 let scope = parts.scope(iteration);
@@ -1390,6 +1413,7 @@ mod sizes {
             ))),
             handshake_slots: Rc::new(tokio::sync::Semaphore::new(1)),
             source_addresses: crate::connection::SourceAddresses::new(Arc::new(Vec::new()), 0),
+            rendezvous: Arc::new(crate::rendezvous::RendezvousHub::new().0),
         });
         let control = VuControl {
             graceful: CancellationToken::new(),

@@ -53,6 +53,7 @@ pub struct WorkerSetup {
     pub named: Arc<HashMap<String, String>>,
     pub tls: TlsConfig,
     pub step_tls: Arc<HashMap<StepId, TlsConfig>>,
+    pub rendezvous: Arc<crate::rendezvous::RendezvousHub>,
     pub source_addresses: Arc<Vec<std::net::IpAddr>>,
     pub run_start: Instant,
     pub vu_done: mpsc::UnboundedSender<usize>,
@@ -93,6 +94,7 @@ async fn worker_main(index: usize, setup: WorkerSetup, mut commands: mpsc::Unbou
         named: setup.named.clone(),
         tls: setup.tls.clone(),
         step_tls: setup.step_tls.clone(),
+        rendezvous: setup.rendezvous.clone(),
         recorder: recorder.clone(),
         handshake_slots: Rc::new(tokio::sync::Semaphore::new(crate::vu::HANDSHAKES_IN_FLIGHT_PER_WORKER)),
         // Workers start at different addresses so the spread is even across the agent.

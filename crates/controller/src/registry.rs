@@ -53,6 +53,8 @@ pub struct AgentUsage {
 pub enum AgentEvent {
     Report(MetricReport),
     Status(RunStatus),
+    /// VUs of the agent reached a rendezvous step.
+    Rendezvous(wsfleet_proto::v1::RendezvousArrive),
     /// The agent's stream ended.
     Detached(String),
     /// The agent attached (again), with its process's instance name: an agent lost earlier in

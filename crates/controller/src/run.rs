@@ -247,6 +247,16 @@ async fn drive(
     // still resending what they measured.
     let mut others_done_at: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut rendezvous: Vec<RendezvousState> = scenario
+        .rendezvous_points()
+        .into_iter()
+        .map(|spec| RendezvousState {
+            spec,
+            generation: 0,
+            arrived: 0,
+            last_arrival: None,
+        })
+        .collect();
     loop {
         let playing = |state: &AgentState| !matches!(state.phase, RunPhase::Finished | RunPhase::Failed);
         let active = states
@@ -276,10 +286,30 @@ async fn drive(
                 send_stop(&states, run_id, Duration::ZERO, "run deadline passed").await;
                 break;
             }
-            _ = tick.tick() => {}
+            _ = tick.tick() => {
+                // A point whose last arrival is older than its timeout goes with whoever is there.
+                for (index, point) in rendezvous.iter_mut().enumerate() {
+                    if point.last_arrival.is_some_and(|last| last.elapsed() >= point.spec.timeout) {
+                        release_rendezvous(&states, run_id, index as u32, point, "timeout since the last arrival").await;
+                    }
+                }
+            }
             Some((agent, event)) = agent_events.recv() => {
                 let Some(state) = states.get_mut(&agent) else { continue };
                 match event {
+                    AgentEvent::Rendezvous(arrive) => {
+                        let Some(point) = rendezvous.get_mut(arrive.point as usize) else { continue };
+                        if arrive.generation != point.generation {
+                            // Sent before the agent saw the release of that generation: those
+                            // VUs are released by it.
+                            continue;
+                        }
+                        point.arrived += arrive.count;
+                        point.last_arrival = Some(Instant::now());
+                        if point.arrived >= point.spec.count {
+                            release_rendezvous(&states, run_id, arrive.point, point, "count reached").await;
+                        }
+                    }
                     AgentEvent::Report(report) => {
                         if let Some(active) = report.gauges.get(wsfleet_metrics::catalog::ACTIVE_CONNECTIONS) {
                             registry.update(&agent, |info| info.usage.active_connections = *active);
@@ -534,6 +564,51 @@ async fn redistribute(
         }
     }
     Ok((moved.takeovers, movers))
+}
+
+/// A rendezvous point as the controller counts it.
+struct RendezvousState {
+    spec: wsfleet_scenario::Rendezvous,
+    /// Releases so far; arrivals of this generation count.
+    generation: u64,
+    arrived: u64,
+    last_arrival: Option<Instant>,
+}
+
+/// Releases a point's current generation on every agent still in the run.
+async fn release_rendezvous(
+    states: &BTreeMap<String, AgentState>,
+    run_id: &str,
+    index: u32,
+    point: &mut RendezvousState,
+    why: &str,
+) {
+    tracing::info!(
+        run = run_id,
+        point = index,
+        generation = point.generation,
+        arrived = point.arrived,
+        wanted = point.spec.count,
+        why,
+        "rendezvous released"
+    );
+    for state in states.values().filter(|state| state.lost.is_none()) {
+        let release = wsfleet_proto::v1::RendezvousRelease {
+            run_id: run_id.to_owned(),
+            point: index,
+            generation: point.generation,
+        };
+        let _ = state
+            .info
+            .sender
+            .send(ControllerMessage {
+                kind: Some(controller_message::Kind::RendezvousRelease(release)),
+            })
+            .await;
+    }
+    point.generation += 1;
+    point.arrived = 0;
+    point.last_arrival = None;
 }
 
 async fn send_stop(states: &BTreeMap<String, AgentState>, run_id: &str, graceful: Duration, reason: &str) {

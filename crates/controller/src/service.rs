@@ -240,7 +240,11 @@ async fn read_agent(
                     }
                 });
                 match message.kind {
-                    Some(kind @ (agent_message::Kind::Report(_) | agent_message::Kind::RunStatus(_))) => {
+                    Some(
+                        kind @ (agent_message::Kind::Report(_)
+                        | agent_message::Kind::RunStatus(_)
+                        | agent_message::Kind::RendezvousArrive(_)),
+                    ) => {
                         deliver_run_message(&registry, &agent_id, &sender, acknowledges, kind);
                     }
                     Some(agent_message::Kind::Heartbeat(beat)) => {
@@ -289,6 +293,10 @@ fn deliver_run_message(
         agent_message::Kind::RunStatus(status) => {
             let run_id = status.run_id.clone();
             registry.deliver(agent_id, &run_id, AgentEvent::Status(status));
+        }
+        agent_message::Kind::RendezvousArrive(arrive) => {
+            let run_id = arrive.run_id.clone();
+            registry.deliver(agent_id, &run_id, AgentEvent::Rendezvous(arrive));
         }
         _ => {}
     }

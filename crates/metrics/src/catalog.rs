@@ -136,10 +136,12 @@ pub enum Hist {
     PingLatency,
     /// From a close frame sent to the server's close frame.
     CloseLatency,
+    /// How long a VU waited at a rendezvous.
+    RendezvousWait,
 }
 
 impl Hist {
-    pub const ALL: [Hist; 8] = [
+    pub const ALL: [Hist; 9] = [
         Hist::Handshake,
         Hist::Dns,
         Hist::TcpConnect,
@@ -148,6 +150,7 @@ impl Hist {
         Hist::MessageLatency,
         Hist::PingLatency,
         Hist::CloseLatency,
+        Hist::RendezvousWait,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -161,6 +164,7 @@ impl Hist {
             Hist::MessageLatency => "message_latency",
             Hist::PingLatency => "ping_latency",
             Hist::CloseLatency => "close_latency",
+            Hist::RendezvousWait => "rendezvous_wait",
         }
     }
 }

@@ -131,7 +131,11 @@ impl Recorder {
         let histogram =
             interval.slots[set.slot()].histograms[hist as usize].get_or_insert_with(|| Box::new(new_histogram()));
         let micros = crate::sets::clamp_micros(u64::try_from(value.as_micros()).unwrap_or(u64::MAX));
-        histogram.saturating_record(micros);
+        // `record` grows the histogram up to the value (clamped to an hour above);
+        // `saturating_record` would clamp to the histogram's current, small top instead.
+        if histogram.record(micros).is_err() {
+            histogram.saturating_record(micros);
+        }
     }
 
     /// Moves a gauge (e.g. active connections) by `delta`.
@@ -216,6 +220,31 @@ impl Recorder {
 mod tests {
     use super::*;
     use crate::catalog::ACTIVE_CONNECTIONS;
+
+    #[test]
+    fn long_latencies_are_recorded_as_they_are() {
+        let start = Instant::now();
+        let mut recorder = Recorder::new(start, vec!["wait".into()]);
+        for millis in [1u64, 250, 4_000, 90_000] {
+            recorder.record(
+                start,
+                SetId::Step(0),
+                Hist::MessageLatency,
+                Duration::from_millis(millis),
+            );
+        }
+        let sets = recorder.take_all(start).remove(0).1;
+        let histogram = &sets.sets["wait"].histograms["message_latency"];
+        assert_eq!(histogram.len(), 4);
+        assert!(histogram.max() >= 89_900_000 / 1_000, "max {}", histogram.max());
+        let near = |value: u64, wanted: u64| value.abs_diff(wanted) * 1000 <= wanted;
+        assert!(
+            near(histogram.value_at_quantile(0.5), 250_000),
+            "{}",
+            histogram.value_at_quantile(0.5)
+        );
+        assert!(near(histogram.max(), 90_000_000), "{}", histogram.max());
+    }
 
     #[test]
     fn events_land_in_the_second_they_happen() {

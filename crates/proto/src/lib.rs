@@ -15,8 +15,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The additive revision this build speaks within [`PROTOCOL_VERSION`], sent in the hello and
 /// the welcome; the lower of the two applies to a stream. 1: the controller acknowledges
 /// metric reports (`ReportAck`) and agents resend unacknowledged ones after reattaching; runs
-/// can be reshared (`Reshare`); agents name their process (`Hello.instance`).
-pub const PROTOCOL_REVISION: u32 = 1;
+/// can be reshared (`Reshare`); agents name their process (`Hello.instance`). 2: rendezvous
+/// (`RendezvousArrive`, `RendezvousRelease`).
+pub const PROTOCOL_REVISION: u32 = 2;
 
 /// Largest gRPC message either side accepts (assignments carry scenario files).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

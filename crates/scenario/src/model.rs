@@ -30,6 +30,27 @@ pub struct Scenario {
     pub parts: Vec<Part>,
 }
 
+impl Scenario {
+    /// Every rendezvous step of the run, by point.
+    pub fn rendezvous_points(&self) -> Vec<crate::steps::Rendezvous> {
+        fn walk(steps: &[Step], found: &mut Vec<crate::steps::Rendezvous>) {
+            for step in steps {
+                match &step.action {
+                    crate::steps::Action::Rendezvous(rendezvous) => found.push(rendezvous.clone()),
+                    crate::steps::Action::Repeat(repeat) => walk(&repeat.steps, found),
+                    _ => {}
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for part in &self.parts {
+            walk(&part.steps, &mut found);
+        }
+        found.sort_by_key(|rendezvous| rendezvous.point);
+        found
+    }
+}
+
 /// One scenario of a run: its load, steps and handlers.
 #[derive(Clone, Debug)]
 pub struct Part {
@@ -177,6 +198,7 @@ pub(crate) fn validate(
     let mut names: Vec<String> = Vec::new();
     let mut part_names: Vec<String> = Vec::new();
     let mut explicit: HashSet<String> = HashSet::new();
+    let mut rendezvous_points = 0u32;
     let mut parts = Vec::new();
     let mut vu_offset = 0u64;
     for view in &views {
@@ -228,6 +250,8 @@ pub(crate) fn validate(
             connections: connections.clone(),
             files,
             name_prefix,
+            rendezvous_points,
+            peak_vus: plan.as_ref().map_or(0, LoadPlan::max_vus),
         };
         if view.steps.is_empty() {
             problems.add(
@@ -241,6 +265,7 @@ pub(crate) fn validate(
         let (on_message, on_close, on_error) = builder.rules(view, problems);
         names = builder.names;
         explicit = builder.explicit;
+        rendezvous_points = builder.rendezvous_points;
         let Some(plan) = plan else { continue };
         let vu_span = match &plan.model {
             LoadModel::Closed { .. } => plan.max_vus(),

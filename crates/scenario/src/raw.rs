@@ -203,6 +203,7 @@ pub enum RawStep {
     Repeat(RawRepeat),
     Extract(RawExtractStep),
     Check(RawCheck),
+    Rendezvous(RawRendezvous),
 }
 
 impl RawStep {
@@ -217,6 +218,7 @@ impl RawStep {
             RawStep::Repeat(_) => "repeat",
             RawStep::Extract(_) => "extract",
             RawStep::Check(_) => "check",
+            RawStep::Rendezvous(_) => "rendezvous",
         }
     }
 }
@@ -319,6 +321,18 @@ pub struct RawExtractStep {
     /// `message` (the last one received, the default) or `handshake`.
     pub from: Option<String>,
     pub values: BTreeMap<String, RawExtract>,
+}
+
+/// LoadRunner's `lr_rendezvous`: VUs wait here until `count` (or `share` of the part's peak
+/// VUs) have arrived across the fleet, or `timeout` passes after the last arrival, then all go on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRendezvous {
+    pub name: Option<String>,
+    pub count: Option<u64>,
+    /// A percentage, e.g. `50%`.
+    pub share: Option<String>,
+    pub timeout: Option<String>,
 }
 
 /// A condition on a value, e.g. `{ value: '${msgstate}', equals: received }`.

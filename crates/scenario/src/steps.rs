@@ -35,7 +35,22 @@ pub enum Action {
     Repeat(Repeat),
     Extract(ExtractStep),
     Check(Check),
+    Rendezvous(Rendezvous),
 }
+
+/// VUs wait until enough of them have arrived across the fleet, then go on together.
+#[derive(Clone, Debug)]
+pub struct Rendezvous {
+    /// The point's number in the run (its order among the scenario's rendezvous steps).
+    pub point: u32,
+    /// VUs to wait for, across the fleet.
+    pub count: u64,
+    /// The point is released this long after the last arrival even if `count` was not reached.
+    pub timeout: Duration,
+}
+
+/// The default `timeout` of a rendezvous: since the last arrival.
+pub const DEFAULT_RENDEZVOUS_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug)]
 pub struct Connect {
@@ -444,6 +459,10 @@ pub(crate) struct StepBuilder<'f> {
     pub files: &'f BTreeMap<String, Vec<u8>>,
     /// Put before every metric name of the part (`listeners.`), empty for a single scenario.
     pub name_prefix: String,
+    /// Rendezvous points so far in the run (all parts).
+    pub rendezvous_points: u32,
+    /// The part's peak VUs, for a rendezvous `share`.
+    pub peak_vus: u64,
 }
 
 impl StepBuilder<'_> {
@@ -860,6 +879,55 @@ impl StepBuilder<'_> {
                     id,
                     name,
                     action: Action::Extract(ExtractStep { conn, from, values }),
+                }
+            }
+            RawStep::Rendezvous(rendezvous) => {
+                let (id, name) = self.name(rendezvous.name.as_ref(), kind, &field, problems);
+                let count = match (rendezvous.count, rendezvous.share.as_deref()) {
+                    (Some(count), None) => {
+                        if count == 0 {
+                            problems.add(&format!("{field}.count"), "a rendezvous waits for at least 1 VU", None);
+                        }
+                        count.max(1)
+                    }
+                    (None, Some(share)) => match share
+                        .trim()
+                        .strip_suffix('%')
+                        .and_then(|number| number.trim().parse::<f64>().ok())
+                    {
+                        Some(percent) if percent > 0.0 && percent <= 100.0 => {
+                            ((self.peak_vus as f64 * percent / 100.0).ceil() as u64).max(1)
+                        }
+                        _ => {
+                            problems.add(
+                                &format!("{field}.share"),
+                                format!("`{share}` is not a share"),
+                                Some("write a percentage above 0 and at most 100, e.g. `50%`".into()),
+                            );
+                            1
+                        }
+                    },
+                    _ => {
+                        problems.add(
+                            &field,
+                            "a rendezvous needs exactly one of `count` or `share`",
+                            Some("e.g. `{ count: 100 }` or `{ share: 50% }` of the scenario's peak VUs".into()),
+                        );
+                        1
+                    }
+                };
+                let timeout = duration_field(
+                    rendezvous.timeout.as_deref(),
+                    &format!("{field}.timeout"),
+                    DEFAULT_RENDEZVOUS_TIMEOUT,
+                    problems,
+                );
+                let point = self.rendezvous_points;
+                self.rendezvous_points += 1;
+                Step {
+                    id,
+                    name,
+                    action: Action::Rendezvous(Rendezvous { point, count, timeout }),
                 }
             }
             RawStep::Check(check) => {

@@ -569,3 +569,32 @@ fn scenarios_exclude_a_top_level_load_and_need_distinct_names() {
         "{messages:?}"
     );
 }
+
+#[test]
+fn rendezvous_counts_shares_and_points() {
+    let source = "\
+load: { vus: 40, iterations: 1 }
+steps:
+  - connect: { url: 'ws://127.0.0.1:9/' }
+  - rendezvous: { name: half, share: 50% }
+  - repeat:
+      count: 2
+      steps:
+        - rendezvous: { name: all, count: 40, timeout: 2s }
+";
+    let scenario = compile(source).unwrap();
+    let points = scenario.rendezvous_points();
+    assert_eq!(points.len(), 2);
+    assert_eq!((points[0].point, points[0].count), (0, 20));
+    assert_eq!((points[1].point, points[1].count), (1, 40));
+    assert_eq!(points[1].timeout, std::time::Duration::from_secs(2));
+    for (bad, field) in [
+        ("{ name: half, share: 50% }", "steps[1].rendezvous.share"),
+        ("{ name: half, count: 0 }", "steps[1].rendezvous.count"),
+        ("{ name: half, count: 3, share: 5% }", "steps[1].rendezvous"),
+    ] {
+        let replaced = source.replace("{ name: half, share: 50% }", bad).replace("50%", "150%");
+        let problem = only_problem(&replaced);
+        assert_eq!(problem.field, field, "{bad}");
+    }
+}

@@ -58,6 +58,7 @@ pub const HISTOGRAMS: &[&str] = &[
     "message_latency",
     "ping_latency",
     "close_latency",
+    "rendezvous_wait",
 ];
 pub const GAUGES: &[&str] = &["active_connections", "active_vus"];
 /// Counters whose `rate` is a failure ratio, each with the counter of its successes.
