@@ -9,7 +9,7 @@ Markdown table; docs/benchmarks.md says how to read them.
 
     python3 bench/run.py                 # every workload, 20 s each
     python3 bench/run.py --quick         # short runs, for a smoke check
-    python3 bench/run.py --only echo     # one workload (connect_rate, idle, echo, controller)
+    python3 bench/run.py --only echo     # one workload (connect_rate, idle, echo, scale, controller)
 """
 
 import argparse
@@ -324,6 +324,114 @@ def controller(directory, seconds, agents):
     }
 
 
+def http_json(url, timeout=2):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.load(response)
+
+
+def scale(directory, connections, agents, servers, sources, hold):
+    """Workload 4: `connections` held at once by `agents` agent processes attached to one
+    controller, against `servers` test-server processes (one port each; a data feed spreads VUs
+    over them), the agents spreading their connections over the `sources` local addresses. The
+    controller's active-connection count must equal the servers' own counts."""
+    ports = [free_port() for _ in range(servers)]
+    server_processes = [
+        subprocess.Popen([str(WSFLEET), "testserver", "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for port in ports
+    ]
+    controller = agent_processes = None
+    try:
+        for port in ports:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    http_json(f"http://127.0.0.1:{port}/stats")
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        (Path(directory) / "servers.csv").write_text("url\n" + "".join(f"ws://127.0.0.1:{port}/echo\n" for port in ports))
+        scenario = scenario_file(
+            directory,
+            "scale",
+            f"name: scale\ndata:\n  servers: {{ csv: servers.csv, order: unique, on_exhausted: wrap }}\n"
+            f"load: {{ vus: {connections}, iterations: 1, max_duration: 10m }}\n"
+            f"steps:\n  - connect: {{ url: '${{servers.url}}', timeout: 120s }}\n  - think: {hold}s\n  - close: {{ code: 1000, timeout: 30s }}\n",
+        )
+        grpc, api = free_port(), free_port()
+        out = Path(directory) / "scale.json"
+        data_dir = Path(directory) / "scale-data"
+        controller = subprocess.Popen(
+            [str(WSFLEET), "controller", "--listen", f"127.0.0.1:{grpc}", "--http", f"127.0.0.1:{api}", "--data-dir", str(data_dir),
+             "--run", str(scenario), "--agents", str(agents), "--wait", "120s", "--out", f"json={out}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)
+        agent_processes = [
+            subprocess.Popen([str(WSFLEET), "agent", "--controller", f"http://127.0.0.1:{grpc}", "--id", f"scale-{index}",
+                              "--source-addresses", sources, "--once"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for index in range(agents)
+        ]
+        started = time.monotonic()
+        cpu_start = {process.pid: cpu_seconds(process.pid) for process in [controller, *agent_processes, *server_processes]}
+        held = None
+        deadline = started + hold + 600
+        while controller.poll() is None and time.monotonic() < deadline and held is None:
+            time.sleep(1)
+            try:
+                status = http_json(f"http://127.0.0.1:{api}/api/status")
+            except OSError:
+                continue
+            run = status.get("run") or {}
+            gauge = ((run.get("last") or {}).get("gauges") or {}).get("active_connections", 0)
+            if gauge < connections:
+                continue
+            server_counts = [http_json(f"http://127.0.0.1:{port}/stats")["open_connections"] for port in ports]
+            if sum(server_counts) == connections:
+                held = {
+                    "seconds_to_hold_all": round(time.monotonic() - started, 1),
+                    "controller_active_connections": gauge,
+                    "servers_open_connections": server_counts,
+                    "agents_rss_mb": [round(rss_bytes(process.pid) / 1e6, 1) for process in agent_processes],
+                    "servers_rss_mb": [round(rss_bytes(process.pid) / 1e6, 1) for process in server_processes],
+                    "controller_rss_mb": round(rss_bytes(controller.pid) / 1e6, 1),
+                }
+        wall = time.monotonic() - started
+        cpu = {pid: cpu_seconds(pid) - start for pid, start in cpu_start.items()}
+        controller.wait(hold + 600)
+        summary = json.loads(out.read_text())
+        counters = summary["totals"]["counters"]
+        result = {
+            "connections": connections,
+            "agents": agents,
+            "servers": servers,
+            "source_addresses": sources,
+            "held": held,
+            "connections_opened": counters["connections_opened"],
+            "connections_failed": counters["connections_failed"],
+            "connections_closed": counters["connections_closed"],
+            "peak_active_connections": summary["totals"]["peak_active_connections"],
+            "exact": held is not None and counters["connections_opened"] == connections and counters["connections_failed"] == 0,
+            "agents_cpu_percent": round(100 * sum(cpu[process.pid] for process in agent_processes) / wall, 1),
+            "servers_cpu_percent": round(100 * sum(cpu[process.pid] for process in server_processes) / wall, 1),
+            "controller_cpu_percent": round(100 * cpu[controller.pid] / wall, 1),
+        }
+        if held:
+            result["agent_kb_per_connection"] = round(sum(held["agents_rss_mb"]) * 1e3 / connections, 2)
+            result["server_kb_per_connection"] = round(sum(held["servers_rss_mb"]) * 1e3 / connections, 2)
+        return result
+    finally:
+        for process in [*(agent_processes or []), *([controller] if controller else []), *server_processes]:
+            if process.poll() is None:
+                process.terminate()
+        for process in [*(agent_processes or []), *([controller] if controller else []), *server_processes]:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 def table(results):
     lines = ["| workload | wsfleet | reference | ratio | wsfleet CPU% | reference CPU% | server CPU% |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for name in ("connect_rate", "echo_1", "echo_16"):
@@ -343,6 +451,18 @@ def table(results):
             reference = results["idle"]["reference"].get(count, {})
             lines.append(f"| {count} | {mine['rss_mb']} | {mine['bytes_per_connection']} | {reference.get('rss_mb')} | {reference.get('bytes_per_connection')} |")
         lines.append(f"| marginal (slope) | | {results['idle']['wsfleet']['marginal_bytes_per_connection']} | | {results['idle']['reference']['marginal_bytes_per_connection']} |")
+    if "scale" in results:
+        result = results["scale"]
+        held = result.get("held") or {}
+        lines.append("")
+        lines.append(
+            f"scale: {result['connections']} connections on {result['agents']} agents and {result['servers']} test servers "
+            f"({result['source_addresses']}): {'exact' if result['exact'] else 'NOT exact'}; all held after "
+            f"{held.get('seconds_to_hold_all')} s; controller {held.get('controller_active_connections')} = servers "
+            f"{sum(held.get('servers_open_connections') or [0])}; agents {result.get('agent_kb_per_connection')} kB/conn, "
+            f"servers {result.get('server_kb_per_connection')} kB/conn; CPU agents {result['agents_cpu_percent']}%, "
+            f"servers {result['servers_cpu_percent']}%, controller {result['controller_cpu_percent']}%"
+        )
     if "controller" in results:
         result = results["controller"]
         lines.append("")
@@ -362,7 +482,7 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     seconds = 5 if arguments.quick else 20
-    wanted = set(arguments.only or ["connect_rate", "idle", "echo", "controller"])
+    wanted = set(arguments.only or ["connect_rate", "idle", "echo", "scale", "controller"])
     results = {"machine": {"cores": os.cpu_count(), "nofile": hard}, "seconds": seconds, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with tempfile.TemporaryDirectory() as directory:
         if "connect_rate" in wanted:
@@ -376,6 +496,9 @@ def main():
         if "idle" in wanted:
             log("idle connections ...")
             results["idle"] = idle(directory, seconds, [500, 2000] if arguments.quick else [1000, 5000, 15000])
+        if "scale" in wanted:
+            log("scale: many connections over several agents and servers ...")
+            results["scale"] = scale(directory, 10000 if arguments.quick else 100000, 7, 6, "127.0.0.2-127.0.0.9", 10 if arguments.quick else 20)
         if "controller" in wanted:
             log("controller with simulated agents ...")
             results["controller"] = controller(directory, seconds, 100 if arguments.quick else 1000)

@@ -95,7 +95,13 @@ fn each_misbehaviour_is_counted_as_its_error_kind() {
     // Replies slower than the receive timeout: counted timeouts, not errors.
     let summary = run_against(&server, "delay=1500ms", "300ms");
     assert_eq!(counter(&summary, "receive_timeouts"), 4);
-    assert_eq!(counter(&summary, "messages_received"), 0);
+    // The late replies may still arrive while the failed iteration closes its connection: they
+    // are received, but no step took them.
+    assert_eq!(
+        counter(&summary, "messages_received"),
+        counter(&summary, "messages_unread"),
+        "{summary:#}"
+    );
 
     runtime.block_on(server.shutdown());
 }

@@ -66,7 +66,7 @@ impl<S> Counted<S> {
                 self.sent += *written as u64;
                 self.recorder
                     .borrow_mut()
-                    .add(Instant::now(), SetId::Connection, Counter::BytesSent, *written as u64);
+                    .add_untimed(SetId::Connection, Counter::BytesSent, *written as u64);
             }
         }
     }
@@ -81,7 +81,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
             self.received += read;
             self.recorder
                 .borrow_mut()
-                .add(Instant::now(), SetId::Connection, Counter::BytesReceived, read);
+                .add_untimed(SetId::Connection, Counter::BytesReceived, read);
         }
         result
     }
@@ -192,6 +192,13 @@ pub struct ConnectRequest<'a> {
     pub timeout: Duration,
     /// The local address to bind before connecting (`None`: the kernel picks).
     pub source: Option<std::net::IpAddr>,
+    /// The TLS settings for wss:// (the run's default or the step's own).
+    pub tls: &'a TlsConfig,
+    /// The name the server certificate is checked against, when not the URL's host.
+    pub server_name: Option<&'a str>,
+    pub proxy: Option<&'a wsfleet_scenario::Proxy>,
+    /// The handshake status that counts as success (101, or e.g. 401 to test refusals).
+    pub expect_status: u16,
 }
 
 /// Local source addresses, handed out in turn. Each (source, destination) pair has its own
@@ -220,10 +227,26 @@ impl SourceAddresses {
     }
 }
 
-/// An open WebSocket with its handshake response.
+/// The outcome of a handshake the scenario expected.
 pub struct Opened {
-    pub socket: Socket,
-    pub response: Response<Option<Vec<u8>>>,
+    /// The open WebSocket; `None` when the expected status was a refusal.
+    pub socket: Option<Socket>,
+    pub status: u16,
+    /// Response headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+}
+
+fn header_list<T>(response: &Response<T>) -> Vec<(String, String)> {
+    response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// Why a connection could not be opened, classified for the `errors.<kind>` counters.
@@ -248,8 +271,19 @@ pub type TlsConfig = Arc<rustls::ClientConfig>;
 
 /// Trusts the public web roots (webpki-roots) with the ring provider.
 pub fn default_tls_config() -> Result<TlsConfig, rustls::Error> {
+    run_tls_config(None)
+}
+
+/// Trusts the public web roots, plus the run's test server certificate when there is one.
+pub fn run_tls_config(testserver_pem: Option<&str>) -> Result<TlsConfig, rustls::Error> {
+    use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = testserver_pem {
+        for certificate in rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()).flatten() {
+            roots.add(certificate)?;
+        }
+    }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
@@ -257,15 +291,112 @@ pub fn default_tls_config() -> Result<TlsConfig, rustls::Error> {
     Ok(Arc::new(config))
 }
 
+/// TLS settings for a connect step that trusts its own CA or skips verification.
+pub fn step_tls_config(
+    options: &wsfleet_scenario::TlsOptions,
+    testserver_pem: Option<&str>,
+) -> Result<TlsConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| error.to_string())?;
+    let config = if options.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        match &options.ca_pem {
+            Some(pem) => {
+                for certificate in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+                    let certificate = certificate.map_err(|error| format!("cannot read the CA file: {error}"))?;
+                    roots
+                        .add(certificate)
+                        .map_err(|error| format!("cannot trust a certificate of the CA file: {error}"))?;
+                }
+                if roots.is_empty() {
+                    return Err("the CA file holds no certificate".into());
+                }
+            }
+            None => {
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                for certificate in testserver_pem
+                    .map(|pem| rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    roots
+                        .add(certificate)
+                        .map_err(|error| format!("cannot trust the test server's certificate: {error}"))?;
+                }
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(Arc::new(config))
+}
+
+/// `insecure_skip_verify`: any certificate is accepted; signatures are still checked so the
+/// handshake itself is sound.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        certificate: &rustls_pki_types::CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            certificate,
+            signature,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        certificate: &rustls_pki_types::CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            certificate,
+            signature,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// Opens a connection, recording phase timings and handshake bytes in `step`'s set.
 pub async fn open(
     request: &ConnectRequest<'_>,
-    tls: &TlsConfig,
     recorder: &Rc<RefCell<Recorder>>,
     step: SetId,
 ) -> Result<Opened, ConnectError> {
     let started = Instant::now();
-    match tokio::time::timeout(request.timeout, open_phases(request, tls, recorder, step, started)).await {
+    match tokio::time::timeout(request.timeout, open_phases(request, recorder, step, started)).await {
         Ok(result) => result,
         Err(_) => Err(ConnectError::new(
             ErrorKind::Timeout,
@@ -276,7 +407,6 @@ pub async fn open(
 
 async fn open_phases(
     request: &ConnectRequest<'_>,
-    tls: &TlsConfig,
     recorder: &Rc<RefCell<Recorder>>,
     step: SetId,
     started: Instant,
@@ -316,22 +446,12 @@ async fn open_phases(
         .to_owned();
     let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
 
-    // DNS, only when the host is a name.
-    let address: SocketAddr = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => SocketAddr::new(ip, port),
-        Err(_) => {
-            let lookup_started = Instant::now();
-            let mut addresses = tokio::net::lookup_host((host.as_str(), port))
-                .await
-                .map_err(|error| ConnectError::new(ErrorKind::Dns, format!("cannot resolve `{host}`: {error}")))?;
-            let now = Instant::now();
-            recorder.borrow_mut().record(now, step, Hist::Dns, now - lookup_started);
-            addresses
-                .next()
-                .ok_or_else(|| ConnectError::new(ErrorKind::Dns, format!("`{host}` resolved to no address")))?
-        }
+    // With a proxy, the TCP connection goes to the proxy and a CONNECT opens the tunnel.
+    let (dial_host, dial_port) = match request.proxy {
+        Some(proxy) => (proxy.host.clone(), proxy.port),
+        None => (host.clone(), port),
     };
-
+    let address = resolve(&dial_host, dial_port, recorder, step).await?;
     let tcp_started = Instant::now();
     let tcp = match request.source {
         None => TcpStream::connect(address).await,
@@ -339,17 +459,21 @@ async fn open_phases(
     }
     .map_err(|error| io_error(&error, &format!("connect to {address}")))?;
     let _ = tcp.set_nodelay(true);
+    let mut counted = Counted::new(tcp, recorder.clone());
+    if let Some(proxy) = request.proxy {
+        tunnel(&mut counted, proxy, &host, port).await?;
+    }
     let now = Instant::now();
     recorder
         .borrow_mut()
         .record(now, step, Hist::TcpConnect, now - tcp_started);
-    let counted = Counted::new(tcp, recorder.clone());
 
     let transport = if secure {
         let tls_started = Instant::now();
-        let server_name = rustls_pki_types::ServerName::try_from(host.clone())
-            .map_err(|_| ConnectError::new(ErrorKind::Tls, format!("`{host}` is not a valid TLS server name")))?;
-        let stream = tokio_rustls::TlsConnector::from(tls.clone())
+        let name = request.server_name.unwrap_or(&host).to_owned();
+        let server_name = rustls_pki_types::ServerName::try_from(name.clone())
+            .map_err(|_| ConnectError::new(ErrorKind::Tls, format!("`{name}` is not a valid TLS server name")))?;
+        let stream = tokio_rustls::TlsConnector::from(request.tls.clone())
             .connect(server_name, counted)
             .await
             .map_err(|error| tls_or_io(&error))?;
@@ -364,12 +488,34 @@ async fn open_phases(
 
     let (before_sent, before_received) = transport.totals();
     let upgrade_started = Instant::now();
-    let (socket, response) =
-        tokio_tungstenite::client_async_with_config(ws_request, transport, Some(websocket_config()))
-            .await
-            .map_err(|error| classify_ws_error(&error))?;
+    // The transport's byte counts stay readable when the upgrade is refused.
+    let upgrade = tokio_tungstenite::client_async_with_config(ws_request, transport, Some(websocket_config())).await;
+    let (socket, status, headers) = match upgrade {
+        Ok((socket, response)) => {
+            if request.expect_status != 101 {
+                return Err(ConnectError::new(
+                    ErrorKind::Expectation,
+                    format!(
+                        "the server accepted the upgrade; the step expected HTTP {}",
+                        request.expect_status
+                    ),
+                ));
+            }
+            let headers = header_list(&response);
+            (Some(socket), 101, headers)
+        }
+        Err(WsError::Http(response)) if response.status().as_u16() == request.expect_status => {
+            let headers = header_list(&response);
+            (None, request.expect_status, headers)
+        }
+        Err(error) => return Err(classify_ws_error(&error)),
+    };
     let now = Instant::now();
-    let (sent, received) = socket.get_ref().totals();
+    let (sent, received) = match &socket {
+        Some(socket) => socket.get_ref().totals(),
+        // A refused upgrade: the connection is gone with its counts already recorded.
+        None => (before_sent, before_received),
+    };
     let mut recorder = recorder.borrow_mut();
     recorder.record(now, step, Hist::WsUpgrade, now - upgrade_started);
     recorder.record(now, step, Hist::Handshake, now - started);
@@ -380,7 +526,85 @@ async fn open_phases(
         Counter::HandshakeBytesReceived,
         received - before_received,
     );
-    Ok(Opened { socket, response })
+    Ok(Opened {
+        socket,
+        status,
+        headers,
+    })
+}
+
+/// Resolves a host name (timed as `dns`); an IP address is used as it is.
+async fn resolve(
+    host: &str,
+    port: u16,
+    recorder: &Rc<RefCell<Recorder>>,
+    step: SetId,
+) -> Result<SocketAddr, ConnectError> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let lookup_started = Instant::now();
+    let mut addresses = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|error| ConnectError::new(ErrorKind::Dns, format!("cannot resolve `{host}`: {error}")))?;
+    let now = Instant::now();
+    recorder.borrow_mut().record(now, step, Hist::Dns, now - lookup_started);
+    addresses
+        .next()
+        .ok_or_else(|| ConnectError::new(ErrorKind::Dns, format!("`{host}` resolved to no address")))
+}
+
+/// Opens an HTTP CONNECT tunnel to `host:port` through a proxy.
+async fn tunnel(
+    stream: &mut Counted<TcpStream>,
+    proxy: &wsfleet_scenario::Proxy,
+    host: &str,
+    port: u16,
+) -> Result<(), ConnectError> {
+    use base64::Engine as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
+    if let Some(credentials) = &proxy.credentials {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+        request.push_str(&format!("Proxy-Authorization: Basic {encoded}\r\n"));
+    }
+    request.push_str("\r\n");
+    let failed = |detail: String| ConnectError::new(ErrorKind::Proxy, detail);
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|error| failed(format!("cannot send CONNECT to the proxy: {error}")))?;
+    // Byte by byte: nothing past the response's blank line may be consumed, it belongs to
+    // the tunnel.
+    let mut response = Vec::with_capacity(128);
+    while !response.ends_with(b"\r\n\r\n") {
+        if response.len() > 8 * 1024 {
+            return Err(failed("the proxy's response header is over 8 KiB".into()));
+        }
+        let byte = stream
+            .read_u8()
+            .await
+            .map_err(|error| failed(format!("the proxy closed or failed before answering CONNECT: {error}")))?;
+        response.push(byte);
+    }
+    let status_line = String::from_utf8_lossy(&response);
+    let status_line = status_line.lines().next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| failed(format!("the proxy answered `{status_line}`, not an HTTP status line")))?;
+    if !(200..300).contains(&status) {
+        return Err(failed(format!(
+            "the proxy refused the tunnel to {authority}: `{status_line}`"
+        )));
+    }
+    Ok(())
 }
 
 /// Connects from a chosen local address (port chosen by the kernel).
@@ -441,6 +665,10 @@ pub fn classify_ws_error(error: &WsError) -> ConnectError {
         | WsError::AlreadyClosed => {
             ConnectError::new(ErrorKind::Reset, "the connection ended without a close handshake")
         }
+        WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(problem)) => ConnectError::new(
+            ErrorKind::Expectation,
+            format!("the server's subprotocol answer does not fit what was offered: {problem}"),
+        ),
         WsError::Protocol(ProtocolError::HandshakeIncomplete) => {
             ConnectError::new(ErrorKind::Reset, "the connection ended during the handshake")
         }

@@ -13,8 +13,8 @@ use wsfleet_proto::v1::{Assignment, RunPhase, RunStatus};
 use wsfleet_scenario::plan::reshare::{self, ArrivalOwners, ClosedLayers, Takeover};
 use wsfleet_scenario::{Bundle, LoadModel};
 
-use crate::connection::default_tls_config;
-use crate::vu::{static_messages, VuControl};
+use crate::connection::run_tls_config;
+use crate::vu::{static_messages, step_tls_configs, VuControl};
 use crate::worker::{spawn_worker, WorkerCommand, WorkerReport, WorkerSetup};
 
 /// How the session steers a run.
@@ -157,11 +157,13 @@ async fn prepare_and_play(
             vu_iteration: 0,
             agent: &agent_id,
             named: if named.is_empty() { &empty } else { &named },
+            local: None,
         };
         let rendered = target.render(&scope).into_owned();
         named.insert("target".to_owned(), rendered);
     }
-    let tls = default_tls_config().map_err(|error| format!("cannot set up TLS: {error}"))?;
+    let tls = run_tls_config(named.get(wsfleet_scenario::TESTSERVER_CA_VARIABLE).map(String::as_str))
+        .map_err(|error| format!("cannot set up TLS: {error}"))?;
     let run_start = instant_of_unix(assignment.start_unix_nanos);
     send_status(outgoing, &assignment.run_id, RunPhase::Ready, String::new(), 0).await;
 
@@ -182,6 +184,10 @@ async fn prepare_and_play(
     let setup = WorkerSetup {
         scenario: scenario.clone(),
         static_messages: Arc::new(static_messages(&scenario)),
+        step_tls: Arc::new(step_tls_configs(
+            &scenario,
+            named.get(wsfleet_scenario::TESTSERVER_CA_VARIABLE).map(String::as_str),
+        )?),
         agent_id: agent_id.clone(),
         named: Arc::new(named),
         tls,

@@ -1,5 +1,12 @@
-//! A virtual user: plays the scenario's steps on its connection, iteration after iteration,
-//! recording every event where it happens into its worker's recorder.
+//! A virtual user: plays the scenario's steps on its connections, iteration after iteration,
+//! applies the scenario's handlers to what arrives, and records every event where it happens
+//! into its worker's recorder.
+//!
+//! A data message is counted (`messages_received`, payload bytes) in the set of the step or
+//! handler that takes it. Messages that arrive while a VU waits for something else (a pong, a
+//! matching message, a close) wait in the connection's queue for a later receive; their latency
+//! is measured from when they arrived. Messages never taken are counted in the connection set as
+//! `messages_unread` when their connection ends.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -9,15 +16,20 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use rand::Rng;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data as OpData, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use wsfleet_metrics::catalog::{close_code_counter, error_counter, ACTIVE_CONNECTIONS};
 use wsfleet_metrics::{Counter, ErrorKind, Hist, Recorder, SetId};
-use wsfleet_scenario::{Action, FrameKind, Payload, Scenario, Scope, Step, StepId, Think};
+use wsfleet_scenario::feeds::Per;
+use wsfleet_scenario::matcher::{Extraction, Incoming, Origin};
+use wsfleet_scenario::{
+    Action, ConnId, ExtractFrom, FrameKind, OnFail, Payload, Scenario, Scope, Send, Step, StepId, Then, Think,
+};
 
 use crate::connection::{self, classify_ws_error, ConnectRequest, Socket, TlsConfig};
 
@@ -25,11 +37,13 @@ use crate::connection::{self, classify_ws_error, ConnectRequest, Socket, TlsConf
 pub struct RunEnv {
     pub scenario: Arc<Scenario>,
     /// Messages whose content never changes, built once per run (a clone is a reference count).
-    pub static_messages: Arc<HashMap<StepId, Message>>,
+    pub static_messages: Arc<StaticMessages>,
     pub agent_id: Arc<str>,
     /// Run-level values for `${...}`: scenario variables, `target`, `testserver.*`, `run_id`.
     pub named: Arc<HashMap<String, String>>,
     pub tls: TlsConfig,
+    /// TLS settings of connect steps with their own (a CA file, or no verification).
+    pub step_tls: Arc<HashMap<StepId, TlsConfig>>,
     pub recorder: Rc<RefCell<Recorder>>,
     pub iterations_per_vu: Option<u64>,
     /// Handshakes this worker runs at once. Unbounded, a thousand VUs starting together
@@ -44,28 +58,70 @@ pub struct RunEnv {
 /// Handshakes in flight per worker thread.
 pub const HANDSHAKES_IN_FLIGHT_PER_WORKER: usize = 64;
 
+/// Messages a connection keeps for later receives; past this the oldest is dropped (and
+/// counted as unread), so a VU that never reads a busy connection cannot grow without bound.
+pub const QUEUED_MESSAGES_PER_CONNECTION: usize = 1024;
+
+/// Messages whose content never changes, indexed by step id.
+pub type StaticMessages = Vec<Option<Message>>;
+
 /// Builds the messages of sends whose payload has no variables.
-pub fn static_messages(scenario: &Scenario) -> HashMap<StepId, Message> {
-    let mut messages = HashMap::new();
-    fn walk(steps: &[Step], messages: &mut HashMap<StepId, Message>) {
+pub fn static_messages(scenario: &Scenario) -> StaticMessages {
+    let mut messages = vec![None; scenario.step_names.len()];
+    fn add(id: StepId, send: &Send, messages: &mut StaticMessages) {
+        let bytes: Option<Vec<u8>> = match &send.payload {
+            Payload::Text(template) => template.as_literal().map(|text| text.as_bytes().to_vec()),
+            Payload::Bytes(bytes) => Some(bytes.clone()),
+        };
+        if let Some(slot) = messages.get_mut(usize::from(id)) {
+            *slot = bytes.and_then(|bytes| build_message(bytes, send.frame));
+        }
+    }
+    fn walk(steps: &[Step], messages: &mut StaticMessages) {
         for step in steps {
             match &step.action {
-                Action::Send(send) => {
-                    let bytes: Option<Vec<u8>> = match &send.payload {
-                        Payload::Text(template) => template.as_literal().map(|text| text.as_bytes().to_vec()),
-                        Payload::Bytes(bytes) => Some(bytes.clone()),
-                    };
-                    if let Some(message) = bytes.and_then(|bytes| build_message(bytes, send.frame)) {
-                        messages.insert(step.id, message);
-                    }
-                }
+                Action::Send(send) => add(step.id, send, messages),
                 Action::Repeat(repeat) => walk(&repeat.steps, messages),
                 _ => {}
             }
         }
     }
     walk(&scenario.steps, &mut messages);
+    for rule in &scenario.on_message {
+        if let Some(reply) = &rule.reply {
+            add(rule.id, reply, &mut messages);
+        }
+    }
     messages
+}
+
+/// The TLS settings of every connect step that has its own. Steps that keep the default roots
+/// (e.g. only set `server_name`) also keep trusting the run's test server, `testserver_pem`.
+pub fn step_tls_configs(
+    scenario: &Scenario,
+    testserver_pem: Option<&str>,
+) -> Result<HashMap<StepId, TlsConfig>, String> {
+    let mut configs = HashMap::new();
+    fn walk(
+        steps: &[Step],
+        testserver_pem: Option<&str>,
+        configs: &mut HashMap<StepId, TlsConfig>,
+    ) -> Result<(), String> {
+        for step in steps {
+            match &step.action {
+                Action::Connect(connect) if !connect.tls.is_default() => {
+                    let config = connection::step_tls_config(&connect.tls, testserver_pem)
+                        .map_err(|error| format!("step `{}`: {error}", step.name))?;
+                    configs.insert(step.id, config);
+                }
+                Action::Repeat(repeat) => walk(&repeat.steps, testserver_pem, configs)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    walk(&scenario.steps, testserver_pem, &mut configs)?;
+    Ok(configs)
 }
 
 fn build_message(bytes: Vec<u8>, frame: FrameKind) -> Option<Message> {
@@ -85,40 +141,90 @@ pub struct VuControl {
     pub hard: CancellationToken,
 }
 
-/// Why an iteration stopped early.
+/// Why a step did not simply go on.
+enum Stop {
+    /// The iteration fails.
+    Fail(Failure),
+    /// The iteration ends early by the scenario's choice; not a failure.
+    EndIteration,
+    /// This VU plays no more iterations.
+    Halt,
+    /// The step ends quietly and the next one runs (`on_close: continue`).
+    StepEnded,
+}
+
+/// Why a step failed.
 struct Failure {
     step: StepId,
-    /// `errors.<kind>` label, or `None` when the cause has its own counter (receive timeouts).
-    kind: Option<String>,
+    /// `errors.<kind>` label.
+    kind: String,
+    /// Receive timeouts have their own counter and no `errors.` entry.
+    counted_elsewhere: bool,
+    /// Already counted and passed through the `on_error` rules (by a step inside a repeat).
+    handled: bool,
 }
 
 impl Failure {
     fn new(step: StepId, kind: ErrorKind) -> Failure {
         Failure {
             step,
-            kind: Some(kind.name().to_owned()),
+            kind: kind.name().to_owned(),
+            counted_elsewhere: false,
+            handled: false,
         }
     }
+}
+
+impl From<Failure> for Stop {
+    fn from(failure: Failure) -> Stop {
+        Stop::Fail(failure)
+    }
+}
+
+type StepResult = Result<(), Stop>;
+
+/// A data message that arrived before anything took it.
+struct Arrived {
+    message: Message,
+    at: Instant,
+    /// Read just now by the step that takes it (not from the queue).
+    fresh: bool,
 }
 
 /// One open connection and what the steps need to remember about it.
 struct Conn {
     socket: Socket,
     recorder: Rc<RefCell<Recorder>>,
-    /// Data messages read while waiting for something else (a pong, a close), for the next receive.
-    pending: VecDeque<Message>,
-    /// When each named send last went out, for `latency_of`.
-    send_times: HashMap<StepId, Instant>,
+    /// Data messages read while waiting for something else, for later receives.
+    pending: VecDeque<Arrived>,
+    /// When each send last went out (less the pacing lag), for `latency_of`; a scenario has
+    /// few sends, so a list beats hashing on every message.
+    send_times: Vec<(StepId, Instant)>,
     /// The most recent send not yet answered by a receive.
     unanswered_send: Option<Instant>,
+    keep_open: bool,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
+        let now = Instant::now();
         let mut recorder = self.recorder.borrow_mut();
+        for arrived in self.pending.drain(..) {
+            count_message(&mut recorder, now, SetId::Connection, &arrived.message);
+            recorder.add(now, SetId::Connection, Counter::MessagesUnread, 1);
+        }
         recorder.gauge_add(ACTIVE_CONNECTIONS, -1);
-        recorder.add(Instant::now(), SetId::Connection, Counter::ConnectionsClosed, 1);
+        recorder.add(now, SetId::Connection, Counter::ConnectionsClosed, 1);
     }
+}
+
+/// What a VU remembers of a connection beyond its life: for `extract` steps and checks.
+#[derive(Default)]
+struct ConnInfo {
+    /// The handshake response's headers.
+    headers: Vec<(String, String)>,
+    /// The last data message a step or handler took.
+    last: Option<(Bytes, FrameKind)>,
 }
 
 /// Plays iterations until the plan's count, a graceful stop, or a hard stop. `handshake` is an
@@ -129,14 +235,18 @@ pub async fn run_vu(
     control: VuControl,
     handshake: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
+    let connections = env.scenario.connections.len().max(1);
     let mut vu = Vu {
         env: env.clone(),
         number,
         vu_iteration: 0,
-        conn: None,
-        named: HashMap::new(),
+        conns: (0..connections).map(|_| None).collect(),
+        info: (0..connections).map(|_| ConnInfo::default()).collect(),
+        vars: HashMap::new(),
         handshake,
+        lag: Duration::ZERO,
     };
+    let started = Instant::now();
     loop {
         if control.graceful.is_cancelled() || control.hard.is_cancelled() {
             break;
@@ -144,16 +254,37 @@ pub async fn run_vu(
         if env.iterations_per_vu.is_some_and(|limit| vu.vu_iteration >= limit) {
             break;
         }
+        // Pacing: iteration N starts N periods after the first, against absolute times, so a
+        // slow iteration does not push every later one back.
+        if let Some(pacing) = env.scenario.pacing {
+            let due = started + pacing.saturating_mul(u32::try_from(vu.vu_iteration).unwrap_or(u32::MAX));
+            let now = Instant::now();
+            if due > now {
+                tokio::select! {
+                    biased;
+                    _ = control.hard.cancelled() => break,
+                    _ = control.graceful.cancelled() => break,
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                }
+                vu.lag = Duration::ZERO;
+            } else {
+                vu.lag = now - due;
+            }
+        }
         let steps = &env.scenario.steps;
-        let outcome = tokio::select! {
-            biased;
-            _ = control.hard.cancelled() => None,
-            outcome = vu.play(steps, vu.vu_iteration) => Some(outcome),
+        let outcome = match vu.take_rows() {
+            Err(stop) => Some(Err(stop)),
+            Ok(()) => tokio::select! {
+                biased;
+                _ = control.hard.cancelled() => None,
+                outcome = vu.play(steps, vu.vu_iteration) => Some(outcome),
+            },
         };
         let now = Instant::now();
+        let mut stop_vu = false;
         match outcome {
             None => {
-                Box::pin(vu.close_quietly(CloseCode::Away)).await;
+                Box::pin(vu.close_all(CloseCode::Away, false)).await;
                 break;
             }
             Some(Ok(())) => {
@@ -161,200 +292,355 @@ pub async fn run_vu(
                     .borrow_mut()
                     .add(now, SetId::Connection, Counter::Iterations, 1);
             }
-            Some(Err(failure)) => {
-                let mut recorder = env.recorder.borrow_mut();
-                recorder.add(now, SetId::Connection, Counter::IterationsFailed, 1);
-                if let Some(kind) = failure.kind {
-                    recorder.add_labeled(now, SetId::Step(failure.step), error_counter(&kind), 1);
-                }
-                drop(recorder);
-                // A failed connection is not reused.
-                vu.conn = None;
+            Some(Err(Stop::EndIteration)) => {
+                env.recorder
+                    .borrow_mut()
+                    .add(now, SetId::Connection, Counter::IterationsSkipped, 1);
+            }
+            Some(Err(Stop::Fail(_))) | Some(Err(Stop::Halt)) | Some(Err(Stop::StepEnded)) => {
+                stop_vu = matches!(outcome, Some(Err(Stop::Halt)));
+                env.recorder
+                    .borrow_mut()
+                    .add(now, SetId::Connection, Counter::IterationsFailed, 1);
             }
         }
-        // A connection lives for one iteration: close what the steps left open.
-        if vu.conn.is_some() {
-            let close = tokio::select! {
-                biased;
-                _ = control.hard.cancelled() => false,
-                _ = Box::pin(vu.close_quietly(CloseCode::Normal)) => true,
-            };
-            if !close {
-                vu.conn = None;
-                break;
+        // Connections live for one iteration unless `keep_open`; a VU that stops closes all.
+        let last = stop_vu
+            || env.iterations_per_vu.is_some_and(|limit| vu.vu_iteration + 1 >= limit)
+            || control.graceful.is_cancelled();
+        let closed = tokio::select! {
+            biased;
+            _ = control.hard.cancelled() => false,
+            _ = Box::pin(vu.close_all(CloseCode::Normal, !last)) => true,
+        };
+        if !closed {
+            for conn in &mut vu.conns {
+                *conn = None;
             }
+            break;
         }
         vu.vu_iteration += 1;
+        if stop_vu {
+            break;
+        }
     }
+    Box::pin(vu.close_all(CloseCode::Away, false)).await;
 }
 
 struct Vu {
     env: Rc<RunEnv>,
     number: u64,
     vu_iteration: u64,
-    conn: Option<Conn>,
-    /// Values extracted by this VU's steps.
-    named: HashMap<String, String>,
+    conns: Vec<Option<Conn>>,
+    info: Vec<ConnInfo>,
+    /// Values this VU extracted, its receive states and its data feed rows.
+    vars: HashMap<String, String>,
     /// Held until the first connect has finished (open model).
     handshake: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// How late the current paced iteration or round started: sends are timed from when they
+    /// were due, so a slow target's latency is not hidden (no coordinated omission).
+    lag: Duration,
 }
 
-type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> + 'a>>;
+type StepFuture<'a> = Pin<Box<dyn Future<Output = StepResult> + 'a>>;
 
-impl Vu {
+/// The parts of a VU a template needs, borrowed apart from its connections.
+struct ScopeParts<'a> {
+    env: &'a RunEnv,
+    number: u64,
+    vu_iteration: u64,
+    vars: &'a HashMap<String, String>,
+}
+
+impl ScopeParts<'_> {
     fn scope(&self, iteration: u64) -> Scope<'_> {
         Scope {
             vu: self.number,
             iteration,
             vu_iteration: self.vu_iteration,
             agent: &self.env.agent_id,
-            named: if self.named.is_empty() {
-                &self.env.named
-            } else {
-                &self.named
-            },
+            named: &self.env.named,
+            local: Some(self.vars),
         }
+    }
+}
+
+impl Vu {
+    fn parts(&self) -> ScopeParts<'_> {
+        ScopeParts {
+            env: &self.env,
+            number: self.number,
+            vu_iteration: self.vu_iteration,
+            vars: &self.vars,
+        }
+    }
+
+    /// Takes this iteration's data feed rows into the VU's values.
+    fn take_rows(&mut self) -> StepResult {
+        for feed in &self.env.scenario.feeds {
+            if feed.per == Per::Vu && self.vu_iteration > 0 {
+                continue;
+            }
+            let Some(row) = feed.row(self.number, self.vu_iteration) else {
+                let kind = ErrorKind::DataExhausted.name();
+                self.env
+                    .recorder
+                    .borrow_mut()
+                    .add_labeled(Instant::now(), SetId::Connection, error_counter(kind), 1);
+                // Rules that name no steps decide; without one the VU stops (it has no row).
+                let rule = self.env.scenario.on_error.iter().find(|rule| {
+                    rule.steps.is_none() && rule.kinds.as_ref().is_none_or(|kinds| kinds.iter().any(|k| k == kind))
+                });
+                return match rule.map_or(Then::StopVu, |rule| rule.then) {
+                    Then::Fail => Err(Stop::Fail(Failure {
+                        handled: true,
+                        ..Failure::new(0, ErrorKind::DataExhausted)
+                    })),
+                    Then::EndIteration => Err(Stop::EndIteration),
+                    Then::Continue => continue,
+                    Then::StopVu => Err(Stop::Halt),
+                };
+            };
+            for (column, value) in feed.columns.iter().zip(row) {
+                self.vars.insert(format!("{}.{column}", feed.name), value.clone());
+            }
+        }
+        Ok(())
     }
 
     fn play<'a>(&'a mut self, steps: &'a [Step], iteration: u64) -> StepFuture<'a> {
         Box::pin(async move {
             for step in steps {
-                self.step(step, iteration).await?;
+                let result = self.step(step, iteration).await;
+                self.handle_result(step.id, result)?;
             }
             Ok(())
         })
     }
 
-    async fn step(&mut self, step: &Step, iteration: u64) -> Result<(), Failure> {
+    /// Counts a failure where it happened and applies the scenario's `on_error` rules.
+    fn handle_result(&mut self, step: StepId, result: StepResult) -> StepResult {
+        let mut failure = match result {
+            Err(Stop::Fail(failure)) if !failure.handled => failure,
+            Err(Stop::StepEnded) => return Ok(()),
+            other => return other,
+        };
+        failure.handled = true;
+        if !failure.counted_elsewhere {
+            self.env.recorder.borrow_mut().add_labeled(
+                Instant::now(),
+                SetId::Step(failure.step),
+                error_counter(&failure.kind),
+                1,
+            );
+        }
+        let kind = if failure.counted_elsewhere {
+            "receive_timeout"
+        } else {
+            failure.kind.as_str()
+        };
+        let rule = self.env.scenario.on_error.iter().find(|rule| {
+            rule.kinds
+                .as_ref()
+                .is_none_or(|kinds| kinds.iter().any(|wanted| wanted == kind))
+                && rule.steps.as_ref().is_none_or(|steps| steps.contains(&step))
+        });
+        match rule.map_or(Then::Fail, |rule| rule.then) {
+            Then::Fail => Err(Stop::Fail(failure)),
+            Then::EndIteration => Err(Stop::EndIteration),
+            Then::Continue => Ok(()),
+            Then::StopVu => Err(Stop::Halt),
+        }
+    }
+
+    fn conn_mut(&mut self, conn: ConnId, step: StepId) -> Result<&mut Conn, Failure> {
+        self.conns
+            .get_mut(conn)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| Failure::new(step, ErrorKind::Closed))
+    }
+
+    async fn step(&mut self, step: &Step, iteration: u64) -> StepResult {
         let set = SetId::Step(step.id);
         match &step.action {
             Action::Connect(connect) => {
-                let scope = self.scope(iteration);
+                if connect.keep_open && self.conns.get(connect.conn).is_some_and(Option::is_some) {
+                    return Ok(());
+                }
+                let scope_parts = self.parts();
+                let scope = scope_parts.scope(iteration);
                 let url = connect.url.render(&scope).into_owned();
                 let headers: Vec<(String, String)> = connect
                     .headers
                     .iter()
                     .map(|(name, value)| (name.clone(), value.render(&scope).into_owned()))
                     .collect();
+                let subprotocols: Vec<String> = connect
+                    .subprotocols
+                    .iter()
+                    .map(|name| name.render(&scope).into_owned())
+                    .collect();
+                let expected_headers: Vec<(String, String)> = connect
+                    .expect
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value.render(&scope).into_owned()))
+                    .collect();
                 // A second connect replaces the connection (closing the old one first).
-                Box::pin(self.close_quietly(CloseCode::Normal)).await;
+                Box::pin(self.close_conn(connect.conn, CloseCode::Normal)).await;
+                let env = self.env.clone();
                 let request = ConnectRequest {
                     url: &url,
                     headers: &headers,
-                    subprotocols: &connect.subprotocols,
+                    subprotocols: &subprotocols,
                     timeout: connect.timeout,
-                    source: self.env.source_addresses.next(),
+                    source: env.source_addresses.next(),
+                    tls: env.step_tls.get(&step.id).unwrap_or(&env.tls),
+                    server_name: connect.tls.server_name.as_deref(),
+                    proxy: connect.proxy.as_ref(),
+                    expect_status: connect.expect.status,
                 };
-                let recorder = &self.env.recorder;
+                let recorder = &env.recorder;
                 // Waiting for a slot is the generator's own queueing, not the target's latency:
                 // the handshake is timed from when it starts.
-                let _slot = self.env.handshake_slots.acquire().await;
+                let slot = env.handshake_slots.acquire().await;
                 // Boxed: the handshake's state is large and short-lived; inline, it would size
                 // every VU's future for its whole life (a few KB per idle connection).
-                let opened = Box::pin(connection::open(&request, &self.env.tls, recorder, set)).await;
-                drop(_slot);
+                let opened = Box::pin(connection::open(&request, recorder, set)).await;
+                drop(slot);
                 self.handshake = None;
-                match opened {
-                    Ok(opened) => {
-                        let now = Instant::now();
-                        let mut recorder_ref = recorder.borrow_mut();
-                        recorder_ref.add(now, set, Counter::ConnectionsOpened, 1);
-                        recorder_ref.gauge_add(ACTIVE_CONNECTIONS, 1);
-                        drop(recorder_ref);
-                        self.conn = Some(Conn {
-                            socket: opened.socket,
-                            recorder: recorder.clone(),
-                            pending: VecDeque::new(),
-                            send_times: HashMap::new(),
-                            unanswered_send: None,
-                        });
-                        Ok(())
-                    }
+                let opened = match opened {
+                    Ok(opened) => opened,
                     Err(error) => {
                         tracing::debug!(vu = self.number, url = %url, kind = %error.kind, detail = %error.detail, "connect failed");
-                        let now = Instant::now();
-                        let mut recorder = recorder.borrow_mut();
-                        recorder.add(now, set, Counter::ConnectionsFailed, 1);
-                        Err(Failure {
+                        recorder
+                            .borrow_mut()
+                            .add(Instant::now(), set, Counter::ConnectionsFailed, 1);
+                        return Err(Stop::Fail(Failure {
                             step: step.id,
-                            kind: Some(error.kind),
-                        })
+                            kind: error.kind,
+                            counted_elsewhere: false,
+                            handled: false,
+                        }));
+                    }
+                };
+                let info = &mut self.info[connect.conn];
+                info.headers = opened.headers;
+                info.last = None;
+                if let Some(socket) = opened.socket {
+                    let now = Instant::now();
+                    let mut recorder_ref = recorder.borrow_mut();
+                    recorder_ref.add(now, set, Counter::ConnectionsOpened, 1);
+                    recorder_ref.gauge_add(ACTIVE_CONNECTIONS, 1);
+                    drop(recorder_ref);
+                    self.conns[connect.conn] = Some(Conn {
+                        socket,
+                        recorder: recorder.clone(),
+                        pending: VecDeque::new(),
+                        send_times: Vec::new(),
+                        unanswered_send: None,
+                        keep_open: connect.keep_open,
+                    });
+                }
+                let info = &self.info[connect.conn];
+                if let Some(wanted) = &connect.expect.subprotocol {
+                    let picked = header(&info.headers, "sec-websocket-protocol").unwrap_or("");
+                    if picked != wanted {
+                        tracing::debug!(vu = self.number, picked, wanted = %wanted, "unexpected subprotocol");
+                        return Err(Failure::new(step.id, ErrorKind::Expectation).into());
                     }
                 }
+                for (name, value) in &expected_headers {
+                    if header(&info.headers, name) != Some(value.as_str()) {
+                        return Err(Failure::new(step.id, ErrorKind::Expectation).into());
+                    }
+                }
+                let origin = Origin {
+                    headers: Some(&self.info[connect.conn].headers),
+                    ..Origin::default()
+                };
+                extract_into(&mut self.vars, &connect.extract, origin, step.id)?;
+                Ok(())
             }
             Action::Send(send) => {
-                let message = match self.env.static_messages.get(&step.id) {
-                    Some(message) => message.clone(),
-                    None => {
-                        let bytes = match &send.payload {
-                            Payload::Text(template) => {
-                                template.render(&self.scope(iteration)).into_owned().into_bytes()
-                            }
-                            Payload::Bytes(bytes) => bytes.clone(),
-                        };
-                        build_message(bytes, send.frame).ok_or_else(|| Failure::new(step.id, ErrorKind::Protocol))?
-                    }
-                };
-                let (counter, payload_len) = match &message {
-                    Message::Text(text) => (Counter::TextMessagesSent, text.len()),
-                    _ => (Counter::BinaryMessagesSent, message.len()),
-                };
-                let conn = self
-                    .conn
-                    .as_mut()
-                    .ok_or_else(|| Failure::new(step.id, ErrorKind::Reset))?;
-                let sent_at = Instant::now();
-                conn.socket
-                    .send(message)
-                    .await
-                    .map_err(|error| ws_failure(step.id, &error))?;
-                conn.send_times.insert(step.id, sent_at);
-                conn.unanswered_send = Some(sent_at);
-                let now = Instant::now();
-                let mut recorder = self.env.recorder.borrow_mut();
-                recorder.add(now, set, Counter::MessagesSent, 1);
-                recorder.add(now, set, counter, 1);
-                recorder.add(now, set, Counter::PayloadBytesSent, payload_len as u64);
+                let message = self.message_for(step.id, send, iteration)?;
+                let lag = self.lag;
+                let conn = self.conn_mut(send.conn, step.id)?;
+                send_message(conn, message, send.fragments, set, step.id, lag).await?;
                 Ok(())
             }
             Action::Receive(receive) => {
-                let recorder = self.env.recorder.clone();
-                let conn = self
-                    .conn
-                    .as_mut()
-                    .ok_or_else(|| Failure::new(step.id, ErrorKind::Reset))?;
                 let deadline = tokio::time::Instant::now() + receive.timeout;
-                let message = match conn.pending.pop_front() {
-                    Some(message) => message,
-                    None => next_data_message(conn, deadline, step.id, set).await?,
+                let taken = if receive.wait {
+                    self.wait_for_message(receive.conn, receive.matcher.as_ref(), deadline, step.id, iteration)
+                        .await
+                } else {
+                    self.poll_for_message(receive.conn, receive.matcher.as_ref(), step.id, iteration)
                 };
-                let now = Instant::now();
-                let started = match receive.latency_of {
-                    Some(send) => conn.send_times.get(&send).copied(),
-                    None => conn.unanswered_send,
+                let arrived = match taken {
+                    Ok(Some(arrived)) => arrived,
+                    Ok(None) => {
+                        // Only a receive that does not wait gets here: it sets its state.
+                        if let Some(state) = &receive.state {
+                            self.vars.insert(state.clone(), "none".to_owned());
+                        }
+                        return Ok(());
+                    }
+                    Err(Stop::Fail(failure)) if failure.counted_elsewhere => {
+                        return match receive.on_timeout {
+                            OnFail::Fail => Err(Stop::Fail(failure)),
+                            OnFail::Skip => Err(Stop::EndIteration),
+                            OnFail::Continue => Ok(()),
+                        };
+                    }
+                    Err(stop) => return Err(stop),
                 };
-                conn.unanswered_send = None;
-                if let Some(started) = started {
-                    recorder
-                        .borrow_mut()
-                        .record(now, set, Hist::MessageLatency, now - started);
+                if let Some(state) = &receive.state {
+                    self.vars.insert(state.clone(), "received".to_owned());
                 }
-                let _ = message;
+                // A message that waited in the queue is counted now; one just read, at its arrival.
+                let now = if arrived.fresh { arrived.at } else { Instant::now() };
+                let recorder = self.env.recorder.clone();
+                {
+                    let conn = self.conn_mut(receive.conn, step.id)?;
+                    let started = match receive.latency_of {
+                        Some(send) => conn.send_times.iter().find(|(id, _)| *id == send).map(|(_, at)| *at),
+                        None => conn.unanswered_send,
+                    };
+                    conn.unanswered_send = None;
+                    let mut recorder = recorder.borrow_mut();
+                    count_message(&mut recorder, now, set, &arrived.message);
+                    if let Some(started) = started {
+                        recorder.record(
+                            now,
+                            set,
+                            Hist::MessageLatency,
+                            arrived.at.saturating_duration_since(started),
+                        );
+                    }
+                }
+                let (bytes, kind) = message_bytes(&arrived.message);
+                self.info[receive.conn].last = Some((bytes.clone(), kind));
+                let origin = Origin {
+                    message: Some(Incoming { bytes: &bytes, kind }),
+                    ..Origin::default()
+                };
+                extract_into(&mut self.vars, &receive.extract, origin, step.id)?;
                 Ok(())
             }
             Action::Ping(ping) => {
-                let conn = self
-                    .conn
-                    .as_mut()
-                    .ok_or_else(|| Failure::new(step.id, ErrorKind::Reset))?;
+                let body = cut(ping.body.render(&self.parts().scope(iteration)).into_owned(), 125);
                 let sent_at = Instant::now();
-                conn.socket
-                    .send(Message::Ping(Bytes::from(ping.body.clone())))
-                    .await
-                    .map_err(|error| ws_failure(step.id, &error))?;
+                {
+                    let conn = self.conn_mut(ping.conn, step.id)?;
+                    conn.socket
+                        .send(Message::Ping(Bytes::from(body)))
+                        .await
+                        .map_err(|error| ws_failure(step.id, &error))?;
+                }
                 self.env.recorder.borrow_mut().add(sent_at, set, Counter::PingsSent, 1);
                 let deadline = tokio::time::Instant::now() + ping.timeout;
-                wait_for_pong(conn, deadline, step.id, set).await?;
+                self.wait_for_pong(ping.conn, deadline, step.id, iteration).await?;
                 let now = Instant::now();
                 self.env
                     .recorder
@@ -363,47 +649,594 @@ impl Vu {
                 Ok(())
             }
             Action::Close(close) => {
-                let Some(mut conn) = self.conn.take() else {
-                    return Err(Failure::new(step.id, ErrorKind::Reset));
+                let Some(mut conn) = self.conns.get_mut(close.conn).and_then(Option::take) else {
+                    return Err(Failure::new(step.id, ErrorKind::Closed).into());
                 };
+                let reason = cut(close.reason.render(&self.parts().scope(iteration)).into_owned(), 123);
                 let frame = CloseFrame {
                     code: CloseCode::from(close.code),
-                    reason: Utf8Bytes::from(close.reason.clone()),
+                    reason: Utf8Bytes::from(reason),
                 };
-                close_connection(&mut conn, frame, close.timeout, step.id, set).await
+                let answer = close_connection(&mut conn, frame, close.timeout, step.id, set).await?;
+                drop(conn);
+                let (code, reason) = answer.unwrap_or((1005, String::new()));
+                if let Some(codes) = &close.expect_codes {
+                    if !codes.contains(&code) {
+                        return Err(Failure::new(step.id, ErrorKind::Expectation).into());
+                    }
+                }
+                let origin = Origin {
+                    close: Some((code, &reason)),
+                    ..Origin::default()
+                };
+                extract_into(&mut self.vars, &close.extract, origin, step.id)?;
+                Ok(())
             }
             Action::Think(think) => {
-                tokio::time::sleep(think_time(think)).await;
+                let duration = think_time(think);
+                if self.env.scenario.on_message.is_empty() && self.env.scenario.on_close.is_empty() {
+                    tokio::time::sleep(duration).await;
+                    Ok(())
+                } else {
+                    // Handlers react while the VU thinks.
+                    let deadline = tokio::time::Instant::now() + duration;
+                    self.pump(deadline, step.id, iteration).await
+                }
+            }
+            // Boxed once per repeat (not per round): it breaks the recursion of nested repeats.
+            Action::Repeat(repeat) => Box::pin(self.repeat(repeat)).await,
+            Action::Extract(extract) => {
+                let info = &self.info[extract.conn];
+                let origin = match extract.from {
+                    ExtractFrom::Handshake => Origin {
+                        headers: Some(&info.headers),
+                        ..Origin::default()
+                    },
+                    ExtractFrom::Message => Origin {
+                        message: info.last.as_ref().map(|(bytes, kind)| Incoming { bytes, kind: *kind }),
+                        ..Origin::default()
+                    },
+                };
+                extract_into(&mut self.vars, &extract.values, origin, step.id)?;
                 Ok(())
             }
-            Action::Repeat(repeat) => {
-                let started = Instant::now();
-                let mut index = 0u64;
-                loop {
-                    if repeat.count.is_some_and(|count| index >= count) {
-                        break;
-                    }
-                    if repeat.duration.is_some_and(|duration| started.elapsed() >= duration) {
-                        break;
-                    }
-                    self.play(&repeat.steps, index).await?;
-                    index += 1;
+            Action::Check(check) => {
+                let parts = self.parts();
+                let scope = parts.scope(iteration);
+                let value = check.value.render(&scope);
+                if check.condition.check(&value, &scope) {
+                    return Ok(());
                 }
-                Ok(())
+                match check.on_fail {
+                    OnFail::Fail => Err(Failure::new(step.id, ErrorKind::Check).into()),
+                    OnFail::Skip => {
+                        self.count_error(step.id, ErrorKind::Check);
+                        Err(Stop::EndIteration)
+                    }
+                    OnFail::Continue => {
+                        self.count_error(step.id, ErrorKind::Check);
+                        Ok(())
+                    }
+                }
             }
         }
     }
 
-    /// Closes the open connection, if any, with a close frame and a short wait for the answer;
+    /// Plays a repeat's rounds; with pacing, round N is due N periods after the repeat was.
+    async fn repeat(&mut self, repeat: &wsfleet_scenario::Repeat) -> StepResult {
+        let started = Instant::now();
+        // Rounds are due relative to when this repeat itself was due.
+        let outer_lag = self.lag;
+        let base = started.checked_sub(outer_lag).unwrap_or(started);
+        let mut index = 0u64;
+        let result = 'rounds: loop {
+            if repeat.count.is_some_and(|count| index >= count) {
+                break Ok(());
+            }
+            if repeat.duration.is_some_and(|duration| started.elapsed() >= duration) {
+                break Ok(());
+            }
+            if let Some(pacing) = repeat.pacing {
+                let due = base + pacing.saturating_mul(u32::try_from(index).unwrap_or(u32::MAX));
+                let now = Instant::now();
+                if due > now {
+                    if repeat.duration.is_some_and(|duration| due - started >= duration) {
+                        break Ok(());
+                    }
+                    tokio::time::sleep_until(due.into()).await;
+                    self.lag = Duration::ZERO;
+                } else {
+                    self.lag = now - due;
+                }
+            }
+            for step in &repeat.steps {
+                let result = self.step(step, index).await;
+                if let Err(stop) = self.handle_result(step.id, result) {
+                    break 'rounds Err(stop);
+                }
+            }
+            index += 1;
+        };
+        self.lag = outer_lag;
+        result
+    }
+
+    fn count_error(&self, step: StepId, kind: ErrorKind) {
+        self.env
+            .recorder
+            .borrow_mut()
+            .add_labeled(Instant::now(), SetId::Step(step), error_counter(kind.name()), 1);
+    }
+
+    /// The message a send step (or a handler's reply) sends now.
+    fn message_for(&self, id: StepId, send: &Send, iteration: u64) -> Result<Message, Failure> {
+        if let Some(Some(message)) = self.env.static_messages.get(usize::from(id)) {
+            return Ok(message.clone());
+        }
+        let bytes = match &send.payload {
+            Payload::Text(template) => template
+                .render(&self.parts().scope(iteration))
+                .into_owned()
+                .into_bytes(),
+            Payload::Bytes(bytes) => bytes.clone(),
+        };
+        build_message(bytes, send.frame).ok_or_else(|| Failure::new(id, ErrorKind::Protocol))
+    }
+
+    /// Waits for a data message (one that matches, if a matcher is given) on a connection:
+    /// first among those already queued, then from the socket.
+    async fn wait_for_message(
+        &mut self,
+        conn_id: ConnId,
+        matcher: Option<&wsfleet_scenario::matcher::Matcher>,
+        deadline: tokio::time::Instant,
+        step: StepId,
+        iteration: u64,
+    ) -> Result<Option<Arrived>, Stop> {
+        if let Some(arrived) = self.take_queued(conn_id, matcher, iteration) {
+            return Ok(Some(arrived));
+        }
+        loop {
+            let next = {
+                let conn = self.conn_mut(conn_id, step)?;
+                match tokio::time::timeout_at(deadline, conn.socket.next()).await {
+                    Err(_) => {
+                        conn.recorder
+                            .borrow_mut()
+                            .add(Instant::now(), SetId::Step(step), Counter::ReceiveTimeouts, 1);
+                        return Err(Stop::Fail(Failure {
+                            step,
+                            kind: "receive_timeout".into(),
+                            counted_elsewhere: true,
+                            handled: false,
+                        }));
+                    }
+                    Ok(next) => next,
+                }
+            };
+            if let Some(arrived) = self.ingest(conn_id, next, step, iteration).await? {
+                if self.matches(matcher, &arrived.message, iteration) {
+                    return Ok(Some(arrived));
+                }
+                self.queue(conn_id, arrived);
+            }
+        }
+    }
+
+    /// A receive that does not wait: a queued message, or one the socket already holds.
+    fn poll_for_message(
+        &mut self,
+        conn_id: ConnId,
+        matcher: Option<&wsfleet_scenario::matcher::Matcher>,
+        step: StepId,
+        iteration: u64,
+    ) -> Result<Option<Arrived>, Stop> {
+        if let Some(arrived) = self.take_queued(conn_id, matcher, iteration) {
+            return Ok(Some(arrived));
+        }
+        loop {
+            let next = {
+                let conn = self.conn_mut(conn_id, step)?;
+                match conn.socket.next().now_or_never() {
+                    None => return Ok(None),
+                    Some(next) => next,
+                }
+            };
+            // Handlers that reply need to await the send; a poll cannot, so replies from here
+            // are sent at the next await point of the VU (see `ingest_now`).
+            if let Some(arrived) = self.ingest_now(conn_id, next, step, iteration)? {
+                if self.matches(matcher, &arrived.message, iteration) {
+                    return Ok(Some(arrived));
+                }
+                self.queue(conn_id, arrived);
+            }
+        }
+    }
+
+    fn matches(&self, matcher: Option<&wsfleet_scenario::matcher::Matcher>, message: &Message, iteration: u64) -> bool {
+        let Some(matcher) = matcher else { return true };
+        let (bytes, kind) = message_bytes(message);
+        matcher.matches(Incoming { bytes: &bytes, kind }, &self.parts().scope(iteration))
+    }
+
+    fn take_queued(
+        &mut self,
+        conn_id: ConnId,
+        matcher: Option<&wsfleet_scenario::matcher::Matcher>,
+        iteration: u64,
+    ) -> Option<Arrived> {
+        let position = {
+            let conn = self.conns.get(conn_id)?.as_ref()?;
+            conn.pending
+                .iter()
+                .position(|arrived| self.matches(matcher, &arrived.message, iteration))?
+        };
+        self.conns[conn_id].as_mut()?.pending.remove(position)
+    }
+
+    fn queue(&mut self, conn_id: ConnId, mut arrived: Arrived) {
+        arrived.fresh = false;
+        let Some(conn) = self.conns.get_mut(conn_id).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.pending.len() >= QUEUED_MESSAGES_PER_CONNECTION {
+            if let Some(oldest) = conn.pending.pop_front() {
+                let now = Instant::now();
+                let mut recorder = conn.recorder.borrow_mut();
+                count_message(&mut recorder, now, SetId::Connection, &oldest.message);
+                recorder.add(now, SetId::Connection, Counter::MessagesUnread, 1);
+            }
+        }
+        conn.pending.push_back(arrived);
+    }
+
+    /// Handles one item read from a connection: data messages go through the `on_message`
+    /// rules and come back unless a rule took them; a close goes through `on_close`.
+    async fn ingest(
+        &mut self,
+        conn_id: ConnId,
+        next: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        step: StepId,
+        iteration: u64,
+    ) -> Result<Option<Arrived>, Stop> {
+        let (arrived, reply) = self.ingest_inner(conn_id, next, step, iteration)?;
+        if let Some((rule_id, message)) = reply {
+            self.send_reply(conn_id, rule_id, message).await?;
+        }
+        Ok(arrived)
+    }
+
+    /// Like `ingest`, for callers that cannot await: a handler's reply is sent without waiting
+    /// for the socket to flush (it goes out at the connection's next write or flush).
+    fn ingest_now(
+        &mut self,
+        conn_id: ConnId,
+        next: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        step: StepId,
+        iteration: u64,
+    ) -> Result<Option<Arrived>, Stop> {
+        let (arrived, reply) = self.ingest_inner(conn_id, next, step, iteration)?;
+        if let Some((rule_id, message)) = reply {
+            if let Some(Err(error)) = self.send_reply(conn_id, rule_id, message).now_or_never() {
+                return Err(error);
+            }
+        }
+        Ok(arrived)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn ingest_inner(
+        &mut self,
+        conn_id: ConnId,
+        next: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        step: StepId,
+        iteration: u64,
+    ) -> Result<(Option<Arrived>, Option<(StepId, Message)>), Stop> {
+        let now = Instant::now();
+        let message = match next {
+            None => {
+                self.conns[conn_id] = None;
+                return Err(Failure::new(step, ErrorKind::Reset).into());
+            }
+            Some(Err(error)) => {
+                self.conns[conn_id] = None;
+                return Err(ws_failure(step, &error).into());
+            }
+            Some(Ok(message)) => message,
+        };
+        match &message {
+            Message::Text(_) | Message::Binary(_) => {}
+            Message::Close(frame) => {
+                let code = frame.as_ref().map_or(1005, |frame| u16::from(frame.code));
+                // Let tungstenite answer the close, then let the connection go.
+                if let Some(mut conn) = self.conns[conn_id].take() {
+                    let _ = conn.socket.flush().now_or_never();
+                }
+                return Err(self.server_closed(conn_id, code, step));
+            }
+            // Pings are answered by tungstenite; stray pongs and raw frames are ignored.
+            _ => return Ok((None, None)),
+        }
+        let (bytes, kind) = message_bytes(&message);
+        let incoming = Incoming { bytes: &bytes, kind };
+        let env = self.env.clone();
+        let parts = self.parts();
+        let scope = parts.scope(iteration);
+        let rule = env.scenario.on_message.iter().find(|rule| {
+            rule.conn.is_none_or(|wanted| wanted == conn_id)
+                && rule.when.as_ref().is_none_or(|when| when.matches(incoming, &scope))
+        });
+        let Some(rule) = rule else {
+            return Ok((
+                Some(Arrived {
+                    message,
+                    at: now,
+                    fresh: true,
+                }),
+                None,
+            ));
+        };
+        let rule_set = SetId::Step(rule.id);
+        let reply = match &rule.reply {
+            Some(reply) => Some((
+                rule.id,
+                self.message_for(rule.id, reply, iteration).map_err(Stop::Fail)?,
+            )),
+            None => None,
+        };
+        if !rule.pass {
+            let mut recorder = self.env.recorder.borrow_mut();
+            count_message(&mut recorder, now, rule_set, &message);
+            drop(recorder);
+            self.info[conn_id].last = Some((bytes.clone(), kind));
+        }
+        extract_into(
+            &mut self.vars,
+            &rule.extract,
+            Origin {
+                message: Some(incoming),
+                ..Origin::default()
+            },
+            rule.id,
+        )?;
+        if rule.fail {
+            return Err(Failure::new(rule.id, ErrorKind::Handler).into());
+        }
+        let arrived = rule.pass.then_some(Arrived {
+            message,
+            at: now,
+            fresh: true,
+        });
+        Ok((arrived, reply))
+    }
+
+    async fn send_reply(&mut self, conn_id: ConnId, rule_id: StepId, message: Message) -> StepResult {
+        let fragments = self
+            .env
+            .scenario
+            .on_message
+            .iter()
+            .find(|rule| rule.id == rule_id)
+            .and_then(|rule| rule.reply.as_ref())
+            .map_or(1, |reply| reply.fragments);
+        let lag = self.lag;
+        let conn = self.conn_mut(conn_id, rule_id)?;
+        send_message(conn, message, fragments, SetId::Step(rule_id), rule_id, lag).await?;
+        Ok(())
+    }
+
+    /// The server closed a connection the steps were using: `on_close` decides.
+    fn server_closed(&mut self, conn_id: ConnId, code: u16, step: StepId) -> Stop {
+        let rule = self.env.scenario.on_close.iter().find(|rule| {
+            rule.conn.is_none_or(|wanted| wanted == conn_id)
+                && rule.codes.as_ref().is_none_or(|codes| codes.contains(&code))
+        });
+        // The close code is counted once: in the rule's set when a rule takes it, else in the
+        // waiting step's.
+        let set = SetId::Step(rule.map_or(step, |rule| rule.id));
+        self.env
+            .recorder
+            .borrow_mut()
+            .add_labeled(Instant::now(), set, close_code_counter(code), 1);
+        let Some(rule) = rule else {
+            return Failure::new(step, ErrorKind::Closed).into();
+        };
+        match rule.then {
+            Then::Fail => Failure::new(step, ErrorKind::Closed).into(),
+            Then::EndIteration | Then::StopVu => Stop::EndIteration,
+            // The waiting step gives up without failing; later steps find the connection gone.
+            Then::Continue => Stop::StepEnded,
+        }
+    }
+
+    /// Reads every open connection until the deadline, feeding handlers and queues.
+    async fn pump(&mut self, deadline: tokio::time::Instant, step: StepId, iteration: u64) -> StepResult {
+        loop {
+            let next = {
+                let mut reads: Vec<_> = self
+                    .conns
+                    .iter_mut()
+                    .enumerate()
+                    .filter_map(|(index, conn)| conn.as_mut().map(|conn| (index, conn)))
+                    .map(|(index, conn)| Box::pin(async move { (index, conn.socket.next().await) }))
+                    .collect();
+                if reads.is_empty() {
+                    tokio::time::sleep_until(deadline).await;
+                    return Ok(());
+                }
+                match tokio::time::timeout_at(deadline, futures_util::future::select_all(reads.iter_mut())).await {
+                    Err(_) => return Ok(()),
+                    Ok(((index, next), _, _)) => (index, next),
+                }
+            };
+            let (conn_id, next) = next;
+            match self.ingest(conn_id, next, step, iteration).await {
+                Ok(Some(arrived)) => self.queue(conn_id, arrived),
+                Ok(None) => {}
+                Err(Stop::StepEnded) => {}
+                Err(stop) => return Err(stop),
+            }
+        }
+    }
+
+    async fn wait_for_pong(
+        &mut self,
+        conn_id: ConnId,
+        deadline: tokio::time::Instant,
+        step: StepId,
+        iteration: u64,
+    ) -> StepResult {
+        loop {
+            let next = {
+                let conn = self.conn_mut(conn_id, step)?;
+                tokio::time::timeout_at(deadline, conn.socket.next())
+                    .await
+                    .map_err(|_| Failure::new(step, ErrorKind::Timeout))?
+            };
+            if let Some(Ok(Message::Pong(_))) = next {
+                self.env
+                    .recorder
+                    .borrow_mut()
+                    .add(Instant::now(), SetId::Step(step), Counter::PongsReceived, 1);
+                return Ok(());
+            }
+            if let Some(arrived) = self.ingest(conn_id, next, step, iteration).await? {
+                self.queue(conn_id, arrived);
+            }
+        }
+    }
+
+    /// Closes one connection, if open, with a close frame and a short wait for the answer;
     /// errors here are not the scenario's and are not counted as failures.
-    async fn close_quietly(&mut self, code: CloseCode) {
-        let Some(mut conn) = self.conn.take() else { return };
+    async fn close_conn(&mut self, conn_id: ConnId, code: CloseCode) {
+        let Some(mut conn) = self.conns.get_mut(conn_id).and_then(Option::take) else {
+            return;
+        };
         let frame = CloseFrame {
             code,
             reason: Utf8Bytes::from_static(""),
         };
         let _ = close_connection(&mut conn, frame, Duration::from_secs(2), 0, SetId::Connection).await;
     }
+
+    /// Closes every open connection (`keep_open` ones only when `spare_kept` is false).
+    async fn close_all(&mut self, code: CloseCode, spare_kept: bool) {
+        for conn_id in 0..self.conns.len() {
+            let keep = self.conns[conn_id]
+                .as_ref()
+                .is_some_and(|conn| spare_kept && conn.keep_open);
+            if !keep {
+                self.close_conn(conn_id, code).await;
+            }
+        }
+    }
+}
+
+/// A text cut to at most `limit` bytes at a character boundary (control frame limits).
+fn cut(mut text: String, limit: usize) -> String {
+    if text.len() > limit {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(header, _)| header.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+fn message_bytes(message: &Message) -> (Bytes, FrameKind) {
+    match message {
+        Message::Text(text) => (Bytes::from(text.clone()), FrameKind::Text),
+        Message::Binary(bytes) => (bytes.clone(), FrameKind::Binary),
+        _ => (Bytes::new(), FrameKind::Binary),
+    }
+}
+
+/// Sets the VU's variables from extractions; one that finds nothing (without a default) fails.
+fn extract_into(
+    vars: &mut HashMap<String, String>,
+    extractions: &[Extraction],
+    origin: Origin<'_>,
+    step: StepId,
+) -> Result<(), Failure> {
+    for extraction in extractions {
+        match extraction.extract(origin) {
+            Some(value) => {
+                vars.insert(extraction.var.clone(), value);
+            }
+            None => return Err(Failure::new(step, ErrorKind::Extract)),
+        }
+    }
+    Ok(())
+}
+
+/// Sends a message, whole or in `fragments` frames, and records it in `set`.
+async fn send_message(
+    conn: &mut Conn,
+    message: Message,
+    fragments: u32,
+    set: SetId,
+    step: StepId,
+    lag: Duration,
+) -> Result<(), Failure> {
+    let (counter, payload_len) = match &message {
+        Message::Text(text) => (Counter::TextMessagesSent, text.len()),
+        _ => (Counter::BinaryMessagesSent, message.len()),
+    };
+    let sent_at = Instant::now();
+    if fragments <= 1 {
+        conn.socket
+            .send(message)
+            .await
+            .map_err(|error| ws_failure(step, &error))?;
+    } else {
+        let (bytes, kind) = message_bytes(&message);
+        let opcode = match kind {
+            FrameKind::Text => OpData::Text,
+            FrameKind::Binary => OpData::Binary,
+        };
+        let count = fragments as usize;
+        let size = bytes.len().div_ceil(count).max(1);
+        let mut offset = 0;
+        for index in 0..count {
+            let end = if index + 1 == count {
+                bytes.len()
+            } else {
+                (offset + size).min(bytes.len())
+            };
+            let op = if index == 0 {
+                OpCode::Data(opcode)
+            } else {
+                OpCode::Data(OpData::Continue)
+            };
+            let frame = Frame::message(bytes.slice(offset..end), op, index + 1 == count);
+            conn.socket
+                .feed(Message::Frame(frame))
+                .await
+                .map_err(|error| ws_failure(step, &error))?;
+            offset = end;
+        }
+        conn.socket.flush().await.map_err(|error| ws_failure(step, &error))?;
+    }
+    // Timed from when it was due: a paced send that went out late carries its lateness.
+    let due = sent_at.checked_sub(lag).unwrap_or(sent_at);
+    match conn.send_times.iter_mut().find(|(id, _)| *id == step) {
+        Some(entry) => entry.1 = due,
+        None => conn.send_times.push((step, due)),
+    }
+    conn.unanswered_send = Some(due);
+    let mut recorder = conn.recorder.borrow_mut();
+    recorder.add(sent_at, set, Counter::MessagesSent, 1);
+    recorder.add(sent_at, set, counter, 1);
+    recorder.add(sent_at, set, Counter::PayloadBytesSent, payload_len as u64);
+    Ok(())
 }
 
 fn think_time(think: &Think) -> Duration {
@@ -427,112 +1260,39 @@ fn think_time(think: &Think) -> Duration {
 fn ws_failure(step: StepId, error: &tokio_tungstenite::tungstenite::Error) -> Failure {
     Failure {
         step,
-        kind: Some(classify_ws_error(error).kind),
+        kind: classify_ws_error(error).kind,
+        counted_elsewhere: false,
+        handled: false,
     }
 }
 
-/// Counts a data message read in `set`; returns whether it was a data message.
-fn count_received(recorder: &Rc<RefCell<Recorder>>, set: SetId, message: &Message) -> bool {
+/// Counts a data message taken (or dropped) in `set`.
+fn count_message(recorder: &mut Recorder, now: Instant, set: SetId, message: &Message) {
     let (counter, length) = match message {
         Message::Text(text) => (Counter::TextMessagesReceived, text.len()),
         Message::Binary(bytes) => (Counter::BinaryMessagesReceived, bytes.len()),
-        _ => return false,
+        _ => return,
     };
-    let now = Instant::now();
-    let mut recorder = recorder.borrow_mut();
     recorder.add(now, set, Counter::MessagesReceived, 1);
     recorder.add(now, set, counter, 1);
     recorder.add(now, set, Counter::PayloadBytesReceived, length as u64);
-    true
-}
-
-/// Reads until a data message, a close, an error or the deadline.
-async fn next_data_message(
-    conn: &mut Conn,
-    deadline: tokio::time::Instant,
-    step: StepId,
-    set: SetId,
-) -> Result<Message, Failure> {
-    loop {
-        let next = match tokio::time::timeout_at(deadline, conn.socket.next()).await {
-            Err(_) => {
-                conn.recorder
-                    .borrow_mut()
-                    .add(Instant::now(), set, Counter::ReceiveTimeouts, 1);
-                return Err(Failure { step, kind: None });
-            }
-            Ok(next) => next,
-        };
-        match next {
-            None => return Err(Failure::new(step, ErrorKind::Reset)),
-            Some(Err(error)) => return Err(ws_failure(step, &error)),
-            Some(Ok(message)) => {
-                if count_received(&conn.recorder, set, &message) {
-                    return Ok(message);
-                }
-                if let Message::Close(frame) = message {
-                    record_server_close(conn, set, frame.as_ref());
-                    return Err(Failure::new(step, ErrorKind::Closed));
-                }
-                // Pings are answered by tungstenite; stray pongs are ignored.
-            }
-        }
-    }
-}
-
-fn record_server_close(conn: &Conn, set: SetId, frame: Option<&CloseFrame>) {
-    let code = frame.map_or(1005, |frame| u16::from(frame.code));
-    conn.recorder
-        .borrow_mut()
-        .add_labeled(Instant::now(), set, close_code_counter(code), 1);
-}
-
-async fn wait_for_pong(
-    conn: &mut Conn,
-    deadline: tokio::time::Instant,
-    step: StepId,
-    set: SetId,
-) -> Result<(), Failure> {
-    loop {
-        let next = tokio::time::timeout_at(deadline, conn.socket.next())
-            .await
-            .map_err(|_| Failure::new(step, ErrorKind::Timeout))?;
-        match next {
-            None => return Err(Failure::new(step, ErrorKind::Reset)),
-            Some(Err(error)) => return Err(ws_failure(step, &error)),
-            Some(Ok(Message::Pong(_))) => {
-                conn.recorder
-                    .borrow_mut()
-                    .add(Instant::now(), set, Counter::PongsReceived, 1);
-                return Ok(());
-            }
-            Some(Ok(Message::Close(frame))) => {
-                record_server_close(conn, set, frame.as_ref());
-                return Err(Failure::new(step, ErrorKind::Closed));
-            }
-            Some(Ok(message)) => {
-                if count_received(&conn.recorder, set, &message) {
-                    conn.pending.push_back(message);
-                }
-            }
-        }
-    }
 }
 
 /// Sends a close frame and waits (bounded) for the server's; records the server's close code
-/// and the close latency in `set`.
+/// and the close latency in `set`, and returns the server's code and reason.
 async fn close_connection(
     conn: &mut Conn,
     frame: CloseFrame,
     timeout: Duration,
     step: StepId,
     set: SetId,
-) -> Result<(), Failure> {
+) -> Result<Option<(u16, String)>, Failure> {
     let started = Instant::now();
     if let Err(error) = conn.socket.close(Some(frame)).await {
         return Err(ws_failure(step, &error));
     }
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut answer = None;
     loop {
         let next = match tokio::time::timeout_at(deadline, conn.socket.next()).await {
             Err(_) => return Err(Failure::new(step, ErrorKind::Timeout)),
@@ -540,18 +1300,26 @@ async fn close_connection(
         };
         match next {
             // The close handshake is complete when the stream ends after the server's close.
-            None => return Ok(()),
+            None => return Ok(answer),
             Some(Ok(Message::Close(frame))) => {
                 let now = Instant::now();
-                record_server_close(conn, set, frame.as_ref());
-                conn.recorder
-                    .borrow_mut()
-                    .record(now, set, Hist::CloseLatency, now - started);
+                let code = frame.as_ref().map_or(1005, |frame| u16::from(frame.code));
+                let reason = frame.as_ref().map(|frame| frame.reason.to_string()).unwrap_or_default();
+                let mut recorder = conn.recorder.borrow_mut();
+                recorder.add_labeled(now, set, close_code_counter(code), 1);
+                recorder.record(now, set, Hist::CloseLatency, now - started);
+                answer = Some((code, reason));
             }
             Some(Ok(message)) => {
-                count_received(&conn.recorder, set, &message);
+                // Data still in flight when we closed: received, but no step took it.
+                let now = Instant::now();
+                let mut recorder = conn.recorder.borrow_mut();
+                count_message(&mut recorder, now, set, &message);
+                if matches!(message, Message::Text(_) | Message::Binary(_)) {
+                    recorder.add(now, set, Counter::MessagesUnread, 1);
+                }
             }
-            Some(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)) => return Ok(()),
+            Some(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)) => return Ok(answer),
             Some(Err(error)) => return Err(ws_failure(step, &error)),
         }
     }
@@ -578,6 +1346,7 @@ mod sizes {
         let start = Instant::now();
         let env = Rc::new(RunEnv {
             static_messages: Arc::new(static_messages(&scenario)),
+            step_tls: Arc::new(step_tls_configs(&scenario, None).unwrap()),
             scenario: Arc::new(scenario),
             agent_id: Arc::from("a"),
             named: Arc::new(HashMap::new()),
@@ -600,9 +1369,11 @@ mod sizes {
             env: env.clone(),
             number: 0,
             vu_iteration: 0,
-            conn: None,
-            named: HashMap::new(),
+            conns: vec![None],
+            info: vec![ConnInfo::default()],
+            vars: HashMap::new(),
             handshake: None,
+            lag: Duration::ZERO,
         };
         let steps = &env.scenario.steps;
         let play = vu.play(steps, 0);

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use wsfleet_metrics::catalog::ACTIVE_VUS;
 use wsfleet_metrics::{MetricSets, Recorder};
 use wsfleet_scenario::{Scenario, StepId};
@@ -47,10 +46,11 @@ pub struct WorkerReport {
 #[derive(Clone)]
 pub struct WorkerSetup {
     pub scenario: Arc<Scenario>,
-    pub static_messages: Arc<HashMap<StepId, Message>>,
+    pub static_messages: Arc<crate::vu::StaticMessages>,
     pub agent_id: Arc<str>,
     pub named: Arc<HashMap<String, String>>,
     pub tls: TlsConfig,
+    pub step_tls: Arc<HashMap<StepId, TlsConfig>>,
     pub iterations_per_vu: Option<u64>,
     pub source_addresses: Arc<Vec<std::net::IpAddr>>,
     pub run_start: Instant,
@@ -91,6 +91,7 @@ async fn worker_main(index: usize, setup: WorkerSetup, mut commands: mpsc::Unbou
         agent_id: setup.agent_id.clone(),
         named: setup.named.clone(),
         tls: setup.tls.clone(),
+        step_tls: setup.step_tls.clone(),
         recorder: recorder.clone(),
         iterations_per_vu: setup.iterations_per_vu,
         handshake_slots: Rc::new(tokio::sync::Semaphore::new(crate::vu::HANDSHAKES_IN_FLIGHT_PER_WORKER)),

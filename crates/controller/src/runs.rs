@@ -263,6 +263,10 @@ impl Runs {
     }
 }
 
+/// The run value carrying the PEM certificate of the scenario's TLS test server, which agents
+/// add to the roots they trust.
+pub const TESTSERVER_CA_VARIABLE: &str = wsfleet_scenario::TESTSERVER_CA_VARIABLE;
+
 /// Starts the test server a scenario asks for; returns it with the values it publishes
 /// (`testserver.url`, `.host`, `.port`).
 pub async fn start_testserver(
@@ -282,11 +286,15 @@ pub async fn start_testserver(
         .map_err(|error| format!("cannot start the scenario's test server on {address}: {error}"))?;
     let bound = server.local_addr();
     tracing::info!(url = %server.url(), "test server started for the run");
-    let values = HashMap::from([
+    let mut values = HashMap::from([
         ("testserver.url".to_owned(), server.url()),
         ("testserver.host".to_owned(), bound.ip().to_string()),
         ("testserver.port".to_owned(), bound.port().to_string()),
     ]);
+    // Agents trust the run's own test server: its certificate is made for this run.
+    if let Some(pem) = server.ca_certificate_pem() {
+        values.insert(TESTSERVER_CA_VARIABLE.to_owned(), pem.to_string());
+    }
     Ok(Some((server, values)))
 }
 

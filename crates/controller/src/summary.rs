@@ -176,17 +176,21 @@ impl Totals {
 }
 
 impl Summary {
-    /// The per-step table, in scenario order.
+    /// The per-step table, in scenario order; a step that counted nothing is listed empty.
     pub fn steps_of(totals: &MetricSets, step_names: &[String]) -> Vec<StepSummary> {
         step_names
             .iter()
-            .filter_map(|name| {
-                let set = totals.sets.get(name)?;
-                Some(StepSummary {
+            .map(|name| match totals.sets.get(name) {
+                Some(set) => StepSummary {
                     name: name.clone(),
                     counters: set.counters.clone(),
                     latency: latency_of(set),
-                })
+                },
+                None => StepSummary {
+                    name: name.clone(),
+                    counters: BTreeMap::new(),
+                    latency: BTreeMap::new(),
+                },
             })
             .collect()
     }

@@ -120,6 +120,24 @@ mod tests {
     use super::*;
     use wsfleet_metrics::new_histogram;
 
+    #[test]
+    fn thresholds_know_every_counter_and_histogram_of_the_catalog() {
+        for counter in wsfleet_metrics::Counter::ALL {
+            assert!(
+                wsfleet_scenario::thresholds::COUNTERS.contains(&counter.name()),
+                "thresholds cannot name `{}`",
+                counter.name()
+            );
+        }
+        for hist in wsfleet_metrics::Hist::ALL {
+            assert!(
+                wsfleet_scenario::thresholds::HISTOGRAMS.contains(&hist.name()),
+                "thresholds cannot name `{}`",
+                hist.name()
+            );
+        }
+    }
+
     fn threshold(key: &str, condition: &str) -> Threshold {
         let source = format!("load: {{ vus: 1, iterations: 1 }}\nthresholds:\n  \"{key}\": \"{condition}\"\nsteps:\n  - connect: {{ url: 'ws://h/' }}\n  - receive: {{ name: echo }}\n");
         let scenario = wsfleet_scenario::Bundle {

@@ -43,10 +43,15 @@ pub enum Counter {
     VusStarted,
     /// Open model: arrivals dropped because `max_vus` VUs ran or `max_handshakes` were connecting.
     DroppedVus,
+    /// Data messages received that no step or handler took: left queued when their connection
+    /// closed, or pushed out of a full queue. Also counted in `messages_received`.
+    MessagesUnread,
+    /// Iterations that ended early by the scenario's choice (`skip`, `end_iteration`), not failed.
+    IterationsSkipped,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 23] = [
+    pub const ALL: [Counter; 25] = [
         Counter::ConnectionsOpened,
         Counter::ConnectionsFailed,
         Counter::ConnectionsClosed,
@@ -70,6 +75,8 @@ impl Counter {
         Counter::VusOffered,
         Counter::VusStarted,
         Counter::DroppedVus,
+        Counter::MessagesUnread,
+        Counter::IterationsSkipped,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -98,6 +105,8 @@ impl Counter {
             Counter::VusOffered => "vus_offered",
             Counter::VusStarted => "vus_started",
             Counter::DroppedVus => "dropped_vus",
+            Counter::MessagesUnread => "messages_unread",
+            Counter::IterationsSkipped => "iterations_skipped",
         }
     }
 
@@ -183,6 +192,16 @@ pub enum ErrorKind {
     Closed,
     /// Any other I/O error.
     Io,
+    /// An `extract` found no value and had no default.
+    Extract,
+    /// A `check` step's condition did not hold.
+    Check,
+    /// An `on_message` rule with `fail: true` matched.
+    Handler,
+    /// A `unique` data feed had no row left for the VU.
+    DataExhausted,
+    /// The HTTP proxy refused or broke the CONNECT tunnel.
+    Proxy,
 }
 
 impl ErrorKind {
@@ -198,6 +217,11 @@ impl ErrorKind {
             ErrorKind::Expectation => "expectation",
             ErrorKind::Closed => "closed",
             ErrorKind::Io => "io",
+            ErrorKind::Extract => "extract",
+            ErrorKind::Check => "check",
+            ErrorKind::Handler => "handler",
+            ErrorKind::DataExhausted => "data_exhausted",
+            ErrorKind::Proxy => "proxy",
         }
     }
 }

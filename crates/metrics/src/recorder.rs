@@ -111,6 +111,14 @@ impl Recorder {
         interval.slots[set.slot()].counters[counter as usize] += amount;
     }
 
+    /// Adds to the interval of the latest timed event, without reading the clock: for the
+    /// busiest counts (socket bytes, one per read and write), which always come right after a
+    /// timed event of the same connection (a send, a received frame) or within the interval the
+    /// worker is in. A count can land early by at most the time since that event.
+    pub fn add_untimed(&mut self, set: SetId, counter: Counter, amount: u64) {
+        self.current.slots[set.slot()].counters[counter as usize] += amount;
+    }
+
     /// Counts a labeled event, e.g. `errors.refused` or `close_codes.1000`.
     pub fn add_labeled(&mut self, at: Instant, set: SetId, name: String, amount: u64) {
         let interval = self.interval_at(at);

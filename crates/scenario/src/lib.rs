@@ -7,10 +7,13 @@
 
 pub mod duration;
 pub mod error;
+pub mod feeds;
+pub mod matcher;
 pub mod model;
 pub mod plan;
 pub mod positions;
 pub mod raw;
+pub mod steps;
 pub mod template;
 pub mod thresholds;
 
@@ -23,6 +26,7 @@ pub use error::{Problem, ScenarioError};
 pub use model::*;
 pub use plan::{LoadModel, LoadPlan, RateStage, Stage};
 pub use positions::Location;
+pub use steps::*;
 pub use template::{Scope, Template};
 
 /// A scenario as it travels: its source text and the files it names.
@@ -36,17 +40,72 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    /// Reads a scenario file (and, later, the files it names) from disk.
+    /// Reads a scenario file and every file it names (send files, CA certificates, data
+    /// feeds), relative to the scenario's folder. A file that cannot be read, or is too large,
+    /// is a problem located at the field that names it.
     pub fn read(path: &Path) -> Result<Bundle, ScenarioError> {
         let source = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Ok(Bundle {
+        let mut bundle = Bundle {
             path: path.display().to_string(),
             source,
             files: BTreeMap::new(),
-        })
+        };
+        // A file that does not parse is reported by `compile`, with its location.
+        let Ok(raw) = serde_norway::from_str::<raw::RawScenario>(&bundle.source) else {
+            return Ok(bundle);
+        };
+        let folder = path.parent().unwrap_or_else(|| Path::new("."));
+        let positions = positions::Positions::index(&bundle.source);
+        let display_path = bundle.path.clone();
+        let mut problems = error::Problems::new(&display_path, &positions);
+        let mut total = 0usize;
+        for (field, name) in named_files(&raw) {
+            if bundle.files.contains_key(&name) {
+                continue;
+            }
+            let full = folder.join(&name);
+            match std::fs::metadata(&full) {
+                Ok(metadata) if metadata.len() > model::MAX_FILE_BYTES as u64 => {
+                    problems.add(
+                        &field,
+                        format!(
+                            "`{}` is {} bytes; a file named by a scenario may hold at most {} MiB",
+                            full.display(),
+                            metadata.len(),
+                            model::MAX_FILE_BYTES >> 20
+                        ),
+                        Some("files travel to every agent inside the run's assignment".into()),
+                    );
+                    continue;
+                }
+                _ => {}
+            }
+            match std::fs::read(&full) {
+                Ok(contents) => {
+                    total += contents.len();
+                    bundle.files.insert(name, contents);
+                }
+                Err(error) => problems.add(
+                    &field,
+                    format!("cannot read `{}`: {error}", full.display()),
+                    Some("paths are relative to the scenario file's folder".into()),
+                ),
+            }
+        }
+        if total > model::MAX_BUNDLE_BYTES {
+            problems.add(
+                "",
+                format!(
+                    "the files this scenario names hold {total} bytes together; at most {} MiB travel with a run",
+                    model::MAX_BUNDLE_BYTES >> 20
+                ),
+                None,
+            );
+        }
+        problems.into_result(bundle)
     }
 
     /// A hex SHA-1 over the source and every file, so agents can check what they received.
@@ -75,12 +134,46 @@ impl Bundle {
             }
         };
         let mut problems = error::Problems::new(&self.path, &positions);
-        let scenario = model::validate(&self.path, raw, &mut problems);
+        let scenario = model::validate(&self.path, raw, &self.files, &mut problems);
         match scenario {
             Some(scenario) => problems.into_result(scenario),
             None => Err(ScenarioError::Invalid(problems.found)),
         }
     }
+}
+
+/// Every file a scenario names, with the field that names it.
+fn named_files(raw: &raw::RawScenario) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (name, feed) in &raw.data {
+        found.push((format!("data.{name}.csv"), feed.csv.clone()));
+    }
+    fn walk(steps: &[raw::RawStep], path: &str, found: &mut Vec<(String, String)>) {
+        for (index, step) in steps.iter().enumerate() {
+            let field = format!("{path}[{index}].{}", step.kind());
+            match step {
+                raw::RawStep::Send(send) => {
+                    if let Some(file) = &send.file {
+                        found.push((format!("{field}.file"), file.clone()));
+                    }
+                }
+                raw::RawStep::Connect(connect) => {
+                    if let Some(ca) = connect.tls.as_ref().and_then(|tls| tls.ca.as_ref()) {
+                        found.push((format!("{field}.tls.ca"), ca.clone()));
+                    }
+                }
+                raw::RawStep::Repeat(repeat) => walk(&repeat.steps, &format!("{field}.steps"), found),
+                _ => {}
+            }
+        }
+    }
+    walk(&raw.steps, "steps", &mut found);
+    for (index, rule) in raw.on_message.iter().enumerate() {
+        if let Some(file) = rule.send.as_ref().and_then(|send| send.file.as_ref()) {
+            found.push((format!("on_message[{index}].send.file"), file.clone()));
+        }
+    }
+    found
 }
 
 /// Turns a deserializer error into a located problem with the field's path and a suggestion.

@@ -4,14 +4,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use crate::duration::parse_duration;
 use crate::error::{closest, Problems};
+use crate::feeds::{Feed, Order, Per};
 use crate::plan::{LoadModel, LoadPlan, LostAgentPolicy, RateStage, Stage};
 use crate::raw::*;
-use crate::template::{Template, BUILTIN_VARIABLES};
-
-/// Index of a step in `Scenario::step_names`, used to key per-step metrics.
-pub type StepId = u16;
+use crate::steps::{compile_template, duration_field, CloseRule, ErrorRule, MessageRule, Step, StepBuilder};
+use crate::template::Template;
 
 /// A scenario ready to play.
 #[derive(Clone, Debug)]
@@ -28,6 +26,14 @@ pub struct Scenario {
     pub step_names: Vec<String>,
     /// Conditions that decide whether the run passed.
     pub thresholds: Vec<crate::thresholds::Threshold>,
+    /// The names of the connections a VU holds, indexed by `ConnId`.
+    pub connections: Vec<String>,
+    pub feeds: Vec<Feed>,
+    pub on_message: Vec<MessageRule>,
+    pub on_close: Vec<CloseRule>,
+    pub on_error: Vec<ErrorRule>,
+    /// Each VU iteration starts this long after the previous one started (or at once when late).
+    pub pacing: Option<std::time::Duration>,
 }
 
 /// The built-in test server a scenario asks the run to start.
@@ -38,97 +44,28 @@ pub struct TestServerSpec {
     pub subprotocols: Vec<String>,
 }
 
-#[derive(Clone, Debug)]
-pub struct Step {
-    pub id: StepId,
-    pub name: String,
-    pub action: Action,
-}
-
-#[derive(Clone, Debug)]
-pub enum Action {
-    Connect(Connect),
-    Send(Send),
-    Receive(Receive),
-    Ping(Ping),
-    Close(Close),
-    Think(Think),
-    Repeat(Repeat),
-}
-
-#[derive(Clone, Debug)]
-pub struct Connect {
-    pub url: Template,
-    pub headers: Vec<(String, Template)>,
-    pub subprotocols: Vec<String>,
-    pub timeout: Duration,
-}
-
-#[derive(Clone, Debug)]
-pub struct Send {
-    pub payload: Payload,
-    pub frame: FrameKind,
-}
-
-#[derive(Clone, Debug)]
-pub enum Payload {
-    Text(Template),
-    Bytes(Vec<u8>),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FrameKind {
-    Text,
-    Binary,
-}
-
-#[derive(Clone, Debug)]
-pub struct Receive {
-    pub timeout: Duration,
-    /// The send whose time this receive's latency is measured from; `None`: the connection's
-    /// most recent send not yet answered.
-    pub latency_of: Option<StepId>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Ping {
-    pub body: Vec<u8>,
-    pub timeout: Duration,
-}
-
-#[derive(Clone, Debug)]
-pub struct Close {
-    pub code: u16,
-    pub reason: String,
-    pub timeout: Duration,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Think {
-    Fixed(Duration),
-    Uniform(Duration, Duration),
-    Exponential(Duration),
-}
-
-#[derive(Clone, Debug)]
-pub struct Repeat {
-    pub count: Option<u64>,
-    pub duration: Option<Duration>,
-    pub steps: Vec<Step>,
-}
-
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_RECEIVE_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_GRACEFUL_STOP: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(600);
 
 /// Run values every scenario may read besides its own `variables`.
 pub const RUN_VARIABLES: &[&str] = &["run_id"];
+/// The run value with the PEM certificate of the scenario's TLS test server; agents trust it
+/// (it is not a template variable).
+pub const TESTSERVER_CA_VARIABLE: &str = "testserver.ca_pem";
 /// Values available when the scenario starts the test server.
 pub const TESTSERVER_VARIABLES: &[&str] = &["testserver.url", "testserver.host", "testserver.port"];
 
-pub(crate) fn validate(file: &str, raw: RawScenario, problems: &mut Problems<'_>) -> Option<Scenario> {
+/// The most bytes one file named by a scenario may hold.
+pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
+/// The most bytes all files of a scenario may hold together (they travel in one gRPC message).
+pub const MAX_BUNDLE_BYTES: usize = 48 * 1024 * 1024;
+
+pub(crate) fn validate(
+    file: &str,
+    raw: RawScenario,
+    files: &BTreeMap<String, Vec<u8>>,
+    problems: &mut Problems<'_>,
+) -> Option<Scenario> {
     let mut known: Vec<String> = raw.variables.keys().cloned().collect();
     known.extend(RUN_VARIABLES.iter().map(|name| name.to_string()));
     if raw.testserver.is_some() {
@@ -150,15 +87,36 @@ pub(crate) fn validate(file: &str, raw: RawScenario, problems: &mut Problems<'_>
             );
         }
     }
+    let feeds = validate_feeds(&raw.data, files, problems);
+    for feed in &feeds {
+        known.extend(feed.columns.iter().map(|column| format!("{}.{column}", feed.name)));
+    }
+    known.extend(crate::steps::defined_variables(&raw));
 
     let plan = validate_load(&raw.load, problems);
+    let pacing = raw.load.pacing.as_deref().map(|text| {
+        if matches!(raw.load.model.as_deref(), Some("open")) {
+            problems.add(
+                "load.pacing",
+                "open-model VUs play the steps once, so there is no iteration to pace",
+                Some("pace rounds inside the steps with `repeat: { pacing: ... }`".into()),
+            );
+        }
+        duration_field(Some(text), "load.pacing", Duration::ZERO, problems)
+    });
+    if let Some(plan) = &plan {
+        check_unique_feeds(&feeds, &raw.data, plan, problems);
+    }
+    let connections = crate::steps::connection_names(&raw.steps);
     let mut builder = StepBuilder {
         known,
         names: Vec::new(),
         send_names: Vec::new(),
-        kind_counts: count_kinds(&raw.steps),
+        kind_counts: crate::steps::count_kinds(&raw.steps),
         kind_seen: BTreeMap::new(),
         explicit: HashSet::new(),
+        connections: connections.clone(),
+        files,
     };
     if raw.steps.is_empty() {
         problems.add(
@@ -167,8 +125,9 @@ pub(crate) fn validate(file: &str, raw: RawScenario, problems: &mut Problems<'_>
             Some("start with a `connect` step".into()),
         );
     }
-    let mut connected = false;
+    let mut connected = vec![false; connections.len().max(1)];
     let steps = builder.steps(&raw.steps, "steps", &mut connected, problems);
+    let (on_message, on_close, on_error) = builder.rules(&raw, problems);
 
     let thresholds = crate::thresholds::validate(&raw.thresholds, &builder.names, problems);
     let name = raw.name.unwrap_or_else(|| {
@@ -191,48 +150,137 @@ pub(crate) fn validate(file: &str, raw: RawScenario, problems: &mut Problems<'_>
         steps,
         step_names: builder.names,
         thresholds,
+        connections,
+        feeds,
+        on_message,
+        on_close,
+        on_error,
+        pacing,
     })
 }
 
-fn compile_template(text: &str, field: &str, known: &[String], problems: &mut Problems<'_>) -> Option<Template> {
-    let is_known = |name: &str| known.iter().any(|candidate| candidate == name);
-    match Template::compile(text, &is_known) {
-        Ok(template) => Some(template),
-        Err(error) => {
-            let hint = match &error {
-                crate::template::TemplateError::Unknown(name) => {
-                    let candidates = known
-                        .iter()
-                        .map(String::as_str)
-                        .chain(BUILTIN_VARIABLES.iter().copied());
-                    closest(name, candidates).map(|close| format!("did you mean `${{{close}}}`?"))
+fn validate_feeds(
+    raw: &BTreeMap<String, RawFeed>,
+    files: &BTreeMap<String, Vec<u8>>,
+    problems: &mut Problems<'_>,
+) -> Vec<Feed> {
+    raw.iter()
+        .filter_map(|(name, spec)| {
+            let field = format!("data.{name}");
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                problems.add(
+                    &field,
+                    format!("`{name}` cannot name a data feed"),
+                    Some("use letters, digits, `_` and `-`".into()),
+                );
+            }
+            let order = match spec.order.as_deref() {
+                None | Some("sequential") => Order::Sequential,
+                Some("random") => Order::Random,
+                Some("unique") => Order::Unique,
+                Some(other) => {
+                    problems.add(
+                        &format!("{field}.order"),
+                        format!("unknown order `{other}`"),
+                        Some("use `sequential`, `random` or `unique`".into()),
+                    );
+                    Order::Sequential
                 }
-                _ => None,
             };
-            let hint = hint.or_else(|| {
-                Some(format!(
-                    "known here: {}",
-                    known
-                        .iter()
-                        .map(String::as_str)
-                        .chain(BUILTIN_VARIABLES.iter().copied())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            });
-            problems.add(field, error.to_string(), hint);
-            None
-        }
-    }
+            let per = match (spec.per.as_deref(), order) {
+                (None, Order::Unique) | (Some("vu"), _) => Per::Vu,
+                (None, _) | (Some("iteration"), _) => Per::Iteration,
+                (Some(other), _) => {
+                    problems.add(
+                        &format!("{field}.per"),
+                        format!("unknown choice `{other}`"),
+                        Some("use `iteration` (a new row each iteration) or `vu` (one row per VU)".into()),
+                    );
+                    Per::Iteration
+                }
+            };
+            if order == Order::Unique && per == Per::Iteration {
+                problems.add(
+                    &format!("{field}.per"),
+                    "`unique` gives each VU its own row for all its iterations",
+                    Some("drop `per`, or use `order: sequential` for a new row each iteration".into()),
+                );
+            }
+            let wrap = match spec.on_exhausted.as_deref() {
+                None | Some("fail") => false,
+                Some("wrap") => true,
+                Some(other) => {
+                    problems.add(
+                        &format!("{field}.on_exhausted"),
+                        format!("unknown choice `{other}`"),
+                        Some("use `fail` or `wrap`".into()),
+                    );
+                    false
+                }
+            };
+            if spec.on_exhausted.is_some() && order != Order::Unique {
+                problems.add(
+                    &format!("{field}.on_exhausted"),
+                    "only `unique` rows can run out",
+                    None,
+                );
+            }
+            let delimiter = match spec.delimiter.as_deref() {
+                None => b',',
+                Some(text) if text.len() == 1 => text.as_bytes()[0],
+                Some("\\t") | Some("\t") => b'\t',
+                Some(other) => {
+                    problems.add(
+                        &format!("{field}.delimiter"),
+                        format!("`{other}` is not one character"),
+                        None,
+                    );
+                    b','
+                }
+            };
+            let Some(bytes) = files.get(&spec.csv) else {
+                problems.add(
+                    &format!("{field}.csv"),
+                    format!("file `{}` did not come with the scenario", spec.csv),
+                    Some("files are read next to the scenario file when it is loaded from a path; a scenario sent as text cannot name files".into()),
+                );
+                return None;
+            };
+            match Feed::parse(bytes, delimiter) {
+                Ok((columns, rows)) => Some(Feed {
+                    name: name.clone(),
+                    columns,
+                    rows,
+                    order,
+                    per,
+                    wrap,
+                }),
+                Err(message) => {
+                    problems.add(&format!("{field}.csv"), format!("`{}`: {message}", spec.csv), None);
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
-fn duration_field(text: Option<&str>, field: &str, default: Duration, problems: &mut Problems<'_>) -> Duration {
-    match text.map(parse_duration) {
-        None => default,
-        Some(Ok(duration)) => duration,
-        Some(Err(message)) => {
-            problems.add(field, message, None);
-            default
+/// `unique` rows must cover every VU the load can start, unless they wrap.
+fn check_unique_feeds(feeds: &[Feed], raw: &BTreeMap<String, RawFeed>, plan: &LoadPlan, problems: &mut Problems<'_>) {
+    let needed = match &plan.model {
+        LoadModel::Closed { .. } => plan.max_vus(),
+        LoadModel::Open { .. } => plan.total_arrivals(),
+    };
+    for feed in feeds {
+        if feed.order == Order::Unique && !feed.wrap && (feed.rows.len() as u64) < needed {
+            let csv = raw.get(&feed.name).map_or("", |spec| spec.csv.as_str());
+            problems.add(
+                &format!("data.{}.order", feed.name),
+                format!(
+                    "`{csv}` has {} rows but the load starts up to {needed} VUs, and `unique` gives each its own row",
+                    feed.rows.len()
+                ),
+                Some("add rows, lower the load, or add `on_exhausted: wrap`".into()),
+            );
         }
     }
 }
@@ -498,394 +546,4 @@ fn validate_load(load: &RawLoad, problems: &mut Problems<'_>) -> Option<LoadPlan
         max_duration,
         on_agent_lost: lost_agent_policy(load, problems),
     })
-}
-
-fn count_kinds(steps: &[RawStep]) -> BTreeMap<&'static str, usize> {
-    let mut counts = BTreeMap::new();
-    fn walk(steps: &[RawStep], counts: &mut BTreeMap<&'static str, usize>) {
-        for step in steps {
-            *counts.entry(step.kind()).or_insert(0) += 1;
-            if let RawStep::Repeat(repeat) = step {
-                walk(&repeat.steps, counts);
-            }
-        }
-    }
-    walk(steps, &mut counts);
-    counts
-}
-
-struct StepBuilder {
-    known: Vec<String>,
-    names: Vec<String>,
-    /// Send steps seen so far (name, id), for `latency_of`.
-    send_names: Vec<(String, StepId)>,
-    kind_counts: BTreeMap<&'static str, usize>,
-    kind_seen: BTreeMap<&'static str, usize>,
-    explicit: HashSet<String>,
-}
-
-impl StepBuilder {
-    fn steps(&mut self, raw: &[RawStep], path: &str, connected: &mut bool, problems: &mut Problems<'_>) -> Vec<Step> {
-        raw.iter()
-            .enumerate()
-            .map(|(index, step)| self.step(step, &format!("{path}[{index}]"), connected, problems))
-            .collect()
-    }
-
-    fn name(
-        &mut self,
-        explicit: Option<&String>,
-        kind: &'static str,
-        field: &str,
-        problems: &mut Problems<'_>,
-    ) -> (StepId, String) {
-        let seen = self.kind_seen.entry(kind).or_insert(0);
-        *seen += 1;
-        let name = match explicit {
-            Some(name) => {
-                if !self.explicit.insert(name.clone()) {
-                    problems.add(
-                        &format!("{field}.name"),
-                        format!("step name `{name}` is used twice"),
-                        Some("give each step its own name".into()),
-                    );
-                }
-                name.clone()
-            }
-            None if self.kind_counts.get(kind).copied().unwrap_or(0) <= 1 => kind.to_owned(),
-            None => format!("{kind}#{seen}"),
-        };
-        let id = self.names.len() as StepId;
-        self.names.push(name.clone());
-        (id, name)
-    }
-
-    fn require_connection(&self, connected: bool, field: &str, kind: &str, problems: &mut Problems<'_>) {
-        if !connected {
-            problems.add(
-                field,
-                format!("`{kind}` needs an open connection, and none is open at this point"),
-                Some("add a `connect` step before it".into()),
-            );
-        }
-    }
-
-    fn step(&mut self, raw: &RawStep, path: &str, connected: &mut bool, problems: &mut Problems<'_>) -> Step {
-        let kind = raw.kind();
-        let field = format!("{path}.{kind}");
-        let action = match raw {
-            RawStep::Connect(connect) => {
-                let (id, name) = self.name(connect.name.as_ref(), kind, &field, problems);
-                let url = compile_template(&connect.url, &format!("{field}.url"), &self.known, problems)
-                    .unwrap_or_else(|| Template::literal(""));
-                if let Some(literal) = url.as_literal() {
-                    if !(literal.starts_with("ws://") || literal.starts_with("wss://")) {
-                        problems.add(
-                            &format!("{field}.url"),
-                            format!("`{literal}` is not a WebSocket URL"),
-                            Some("URLs start with ws:// or wss://".into()),
-                        );
-                    }
-                }
-                let headers = connect
-                    .headers
-                    .iter()
-                    .filter_map(|(header, value)| {
-                        compile_template(value, &format!("{field}.headers.{header}"), &self.known, problems)
-                            .map(|template| (header.clone(), template))
-                    })
-                    .collect();
-                let timeout = duration_field(
-                    connect.timeout.as_deref(),
-                    &format!("{field}.timeout"),
-                    DEFAULT_CONNECT_TIMEOUT,
-                    problems,
-                );
-                *connected = true;
-                return Step {
-                    id,
-                    name,
-                    action: Action::Connect(Connect {
-                        url,
-                        headers,
-                        subprotocols: connect.subprotocols.clone(),
-                        timeout,
-                    }),
-                };
-            }
-            RawStep::Send(send) => {
-                let (id, name) = self.name(send.name.as_ref(), kind, &field, problems);
-                self.require_connection(*connected, &field, kind, problems);
-                let action = self.send(send, &field, problems);
-                self.send_names.push((name.clone(), id));
-                return Step { id, name, action };
-            }
-            RawStep::Receive(receive) => {
-                let (id, name) = self.name(receive.name.as_ref(), kind, &field, problems);
-                self.require_connection(*connected, &field, kind, problems);
-                let timeout = duration_field(
-                    receive.timeout.as_deref(),
-                    &format!("{field}.timeout"),
-                    DEFAULT_RECEIVE_TIMEOUT,
-                    problems,
-                );
-                let latency_of = receive.latency_of.as_ref().and_then(|wanted| {
-                    let found = self
-                        .send_names
-                        .iter()
-                        .find(|(name, _)| name == wanted)
-                        .map(|(_, id)| *id);
-                    if found.is_none() {
-                        let hint = closest(wanted, self.send_names.iter().map(|(name, _)| name.as_str()))
-                            .map(|close| format!("did you mean `{close}`?"))
-                            .or_else(|| Some("name a `send` step that comes before this receive".into()));
-                        problems.add(
-                            &format!("{field}.latency_of"),
-                            format!("no send step named `{wanted}` comes before this receive"),
-                            hint,
-                        );
-                    }
-                    found
-                });
-                return Step {
-                    id,
-                    name,
-                    action: Action::Receive(Receive { timeout, latency_of }),
-                };
-            }
-            RawStep::Ping(ping) => {
-                let ping = ping.as_ref().map_or_else(RawPing::default, |p| RawPing {
-                    name: p.name.clone(),
-                    body: p.body.clone(),
-                    timeout: p.timeout.clone(),
-                });
-                let (id, name) = self.name(ping.name.as_ref(), kind, &field, problems);
-                self.require_connection(*connected, &field, kind, problems);
-                let body = ping.body.unwrap_or_default().into_bytes();
-                if body.len() > 125 {
-                    problems.add(
-                        &format!("{field}.body"),
-                        format!(
-                            "a ping body is at most 125 bytes (RFC 6455), this one is {}",
-                            body.len()
-                        ),
-                        None,
-                    );
-                }
-                let timeout = duration_field(
-                    ping.timeout.as_deref(),
-                    &format!("{field}.timeout"),
-                    DEFAULT_RECEIVE_TIMEOUT,
-                    problems,
-                );
-                return Step {
-                    id,
-                    name,
-                    action: Action::Ping(Ping { body, timeout }),
-                };
-            }
-            RawStep::Close(close) => {
-                let close = close.as_ref().map_or_else(RawClose::default, |c| RawClose {
-                    name: c.name.clone(),
-                    code: c.code,
-                    reason: c.reason.clone(),
-                    timeout: c.timeout.clone(),
-                });
-                let (id, name) = self.name(close.name.as_ref(), kind, &field, problems);
-                self.require_connection(*connected, &field, kind, problems);
-                let code = close.code.unwrap_or(1000);
-                if !(code == 1000
-                    || (3000..=4999).contains(&code)
-                    || (1001..=1003).contains(&code)
-                    || (1007..=1011).contains(&code))
-                {
-                    problems.add(
-                        &format!("{field}.code"),
-                        format!("{code} is not a close code a client may send"),
-                        Some("use 1000 (normal), 1001-1003, 1007-1011, or 3000-4999".into()),
-                    );
-                }
-                let reason = close.reason.unwrap_or_default();
-                if reason.len() > 123 {
-                    problems.add(
-                        &format!("{field}.reason"),
-                        "a close reason is at most 123 bytes (RFC 6455)",
-                        None,
-                    );
-                }
-                let timeout = duration_field(
-                    close.timeout.as_deref(),
-                    &format!("{field}.timeout"),
-                    DEFAULT_CLOSE_TIMEOUT,
-                    problems,
-                );
-                *connected = false;
-                return Step {
-                    id,
-                    name,
-                    action: Action::Close(Close { code, reason, timeout }),
-                };
-            }
-            RawStep::Think(think) => {
-                let explicit = match think {
-                    RawThink::Spec(spec) => spec.name.clone(),
-                    RawThink::Fixed(_) => None,
-                };
-                let (id, name) = self.name(explicit.as_ref(), kind, &field, problems);
-                let think = self.think(think, &field, problems);
-                return Step {
-                    id,
-                    name,
-                    action: Action::Think(think),
-                };
-            }
-            RawStep::Repeat(repeat) => {
-                let (id, name) = self.name(repeat.name.as_ref(), kind, &field, problems);
-                let duration = repeat.duration.as_deref().map(|text| {
-                    duration_field(
-                        Some(text),
-                        &format!("{field}.duration"),
-                        Duration::from_secs(1),
-                        problems,
-                    )
-                });
-                if repeat.count.is_none() && duration.is_none() {
-                    problems.add(&field, "a repeat needs `count` or `duration`", None);
-                }
-                if repeat.steps.is_empty() {
-                    problems.add(&format!("{field}.steps"), "a repeat needs at least one step", None);
-                }
-                let steps = self.steps(&repeat.steps, &format!("{field}.steps"), connected, problems);
-                Action::Repeat(Repeat {
-                    count: repeat.count,
-                    duration,
-                    steps,
-                })
-                .into_step(id, name)
-            }
-        };
-        action
-    }
-
-    fn send(&mut self, send: &RawSend, field: &str, problems: &mut Problems<'_>) -> Action {
-        if send.as_text && send.as_binary {
-            problems.add(field, "`as_text` and `as_binary` exclude each other", None);
-        }
-        let (payload, natural) = match (&send.text, &send.binary) {
-            (Some(text), None) => {
-                let template = compile_template(text, &format!("{field}.text"), &self.known, problems)
-                    .unwrap_or_else(|| Template::literal(""));
-                (Payload::Text(template), FrameKind::Text)
-            }
-            (None, Some(binary)) => match parse_binary(binary) {
-                Ok(bytes) => (Payload::Bytes(bytes), FrameKind::Binary),
-                Err(message) => {
-                    problems.add(
-                        &format!("{field}.binary"),
-                        message,
-                        Some("write bytes as \\xNN, e.g. '\\x61\\x62'".into()),
-                    );
-                    (Payload::Bytes(Vec::new()), FrameKind::Binary)
-                }
-            },
-            _ => {
-                problems.add(field, "a send needs exactly one of `text` or `binary`", None);
-                (Payload::Bytes(Vec::new()), FrameKind::Binary)
-            }
-        };
-        let frame = if send.as_text {
-            FrameKind::Text
-        } else if send.as_binary {
-            FrameKind::Binary
-        } else {
-            natural
-        };
-        if let (Payload::Bytes(bytes), FrameKind::Text) = (&payload, frame) {
-            if std::str::from_utf8(bytes).is_err() {
-                problems.add(
-                    &format!("{field}.binary"),
-                    "these bytes are not valid UTF-8, so they cannot go in a text frame",
-                    Some("drop `as_text` to send a binary frame".into()),
-                );
-            }
-        }
-        Action::Send(Send { payload, frame })
-    }
-
-    fn think(&mut self, think: &RawThink, field: &str, problems: &mut Problems<'_>) -> Think {
-        let parse = |text: &str, sub: &str, problems: &mut Problems<'_>| {
-            duration_field(Some(text), &format!("{field}{sub}"), Duration::ZERO, problems)
-        };
-        match think {
-            RawThink::Fixed(text) => Think::Fixed(parse(text, "", problems)),
-            RawThink::Spec(spec) => match (&spec.fixed, &spec.uniform, &spec.exponential) {
-                (Some(fixed), None, None) => Think::Fixed(parse(fixed, ".fixed", problems)),
-                (None, Some([low, high]), None) => {
-                    let (low, high) = (
-                        parse(low, ".uniform[0]", problems),
-                        parse(high, ".uniform[1]", problems),
-                    );
-                    if low > high {
-                        problems.add(&format!("{field}.uniform"), "the first bound is above the second", None);
-                    }
-                    Think::Uniform(low, high)
-                }
-                (None, None, Some(mean)) => Think::Exponential(parse(mean, ".exponential", problems)),
-                _ => {
-                    problems.add(field, "give exactly one of `fixed`, `uniform` or `exponential`", None);
-                    Think::Fixed(Duration::ZERO)
-                }
-            },
-        }
-    }
-}
-
-impl Action {
-    fn into_step(self, id: StepId, name: String) -> Step {
-        Step { id, name, action: self }
-    }
-}
-
-/// Bytes written with `\xNN` escapes (other characters stand for their UTF-8 bytes, `\\` for a
-/// backslash).
-pub fn parse_binary(text: &str) -> Result<Vec<u8>, String> {
-    let mut bytes = Vec::with_capacity(text.len() / 4 + 1);
-    let mut chars = text.char_indices().peekable();
-    while let Some((at, c)) = chars.next() {
-        if c != '\\' {
-            let mut buffer = [0; 4];
-            bytes.extend_from_slice(c.encode_utf8(&mut buffer).as_bytes());
-            continue;
-        }
-        match chars.next() {
-            Some((_, '\\')) => bytes.push(b'\\'),
-            Some((_, 'x')) => {
-                let high = chars.next().map(|(_, c)| c);
-                let low = chars.next().map(|(_, c)| c);
-                let (Some(high), Some(low)) = (high.and_then(|c| c.to_digit(16)), low.and_then(|c| c.to_digit(16)))
-                else {
-                    return Err(format!("`\\x` at byte {at} is not followed by two hex digits"));
-                };
-                bytes.push((high * 16 + low) as u8);
-            }
-            _ => {
-                return Err(format!(
-                    "unknown escape at byte {at}: only `\\xNN` and `\\\\` are allowed"
-                ))
-            }
-        }
-    }
-    Ok(bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn binary_escapes() {
-        assert_eq!(parse_binary("\\x61\\x62c\\\\").unwrap(), b"abc\\".to_vec());
-        assert!(parse_binary("\\x6").is_err());
-        assert!(parse_binary("\\q").is_err());
-    }
 }

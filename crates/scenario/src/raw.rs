@@ -15,6 +15,9 @@ pub struct RawScenario {
     pub testserver: Option<RawTestServer>,
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+    /// Data feeds: CSV files whose rows VUs take in turn (`${feed.column}`).
+    #[serde(default)]
+    pub data: BTreeMap<String, RawFeed>,
     pub load: RawLoad,
     /// Conditions that decide whether the run passed.
     #[serde(default)]
@@ -22,6 +25,108 @@ pub struct RawScenario {
     /// Steps are written as single-key maps (`- send: {...}`), nested ones too.
     #[serde(with = "serde_norway::with::singleton_map_recursive")]
     pub steps: Vec<RawStep>,
+    /// Rules applied to every incoming message while the steps run (LoadRunner's OnMessage).
+    #[serde(default)]
+    pub on_message: Vec<RawMessageRule>,
+    /// Rules for a connection the server closes while the steps still use it.
+    #[serde(default)]
+    pub on_close: Vec<RawCloseRule>,
+    /// Rules for a failing step: fail the iteration (the default), end it quietly, or go on.
+    #[serde(default)]
+    pub on_error: Vec<RawErrorRule>,
+}
+
+/// `users: { csv: users.csv, order: unique }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeed {
+    pub csv: String,
+    /// `sequential` (each VU walks the rows from the top), `random`, or `unique` (a row per VU
+    /// across the fleet).
+    pub order: Option<String>,
+    /// Whether the row changes every `iteration` (the default) or once per `vu`.
+    pub per: Option<String>,
+    /// `unique` only: what a VU past the last row does: `fail` (the default) or `wrap`.
+    pub on_exhausted: Option<String>,
+    /// The field separator, one character (default `,`).
+    pub delimiter: Option<String>,
+}
+
+/// What a message must be like: `{ contains: ok }`, `{ json: /type, equals: joined }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    /// A JSON pointer into the message; the other conditions then apply to the value there.
+    pub json: Option<String>,
+    #[serde(alias = "text_equals")]
+    pub equals: Option<String>,
+    #[serde(alias = "text_contains")]
+    pub contains: Option<String>,
+    pub regex: Option<String>,
+    /// Bytes the message starts with, written with `\xNN` escapes.
+    pub prefix: Option<String>,
+    /// `text` or `binary`: the frame type.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+/// `name: { json: /token }`, `{ regex: 'id=(\d+)' }`, `{ header: X-Session-Id }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExtract {
+    pub json: Option<String>,
+    /// The first capture group, or the whole match without groups; after `header`, applied to
+    /// the header's value.
+    pub regex: Option<String>,
+    /// A handshake response header (connect steps).
+    pub header: Option<String>,
+    /// The whole message (`body: true`).
+    #[serde(default)]
+    pub body: bool,
+    /// `code` or `reason` of the server's close frame (close steps).
+    pub close: Option<String>,
+    /// The value to use when nothing is found; without it, not finding one fails the step.
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMessageRule {
+    pub name: Option<String>,
+    pub connection: Option<String>,
+    pub when: Option<RawMatch>,
+    /// A reply sent on the same connection.
+    pub send: Option<RawSend>,
+    #[serde(default)]
+    pub extract: BTreeMap<String, RawExtract>,
+    /// Fail the VU's iteration (error kind `handler`).
+    #[serde(default)]
+    pub fail: bool,
+    /// Also hand the message to the steps (by default a matched message is the rule's alone).
+    #[serde(default)]
+    pub pass: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCloseRule {
+    pub name: Option<String>,
+    pub connection: Option<String>,
+    /// Close codes this rule is for (all when absent).
+    pub codes: Option<Vec<u16>>,
+    /// `fail` (the default), `end_iteration` or `continue`.
+    pub then: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawErrorRule {
+    /// Error kinds this rule is for, e.g. `[reset, timeout, receive_timeout]` (all when absent).
+    pub kinds: Option<Vec<String>>,
+    /// Step names this rule is for (all when absent).
+    pub steps: Option<Vec<String>>,
+    /// `fail` (the default), `end_iteration`, `continue` or `stop_vu`.
+    pub then: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +155,8 @@ pub struct RawLoad {
     pub start_vus: Option<u64>,
     pub graceful_stop: Option<String>,
     pub max_duration: Option<String>,
+    /// Start each VU iteration on a fixed period, against absolute times.
+    pub pacing: Option<String>,
     /// What the run does when an agent is lost: `continue`, `redistribute` or `abort`.
     pub on_agent_lost: Option<String>,
 }
@@ -74,6 +181,8 @@ pub enum RawStep {
     Close(Option<RawClose>),
     Think(RawThink),
     Repeat(RawRepeat),
+    Extract(RawExtractStep),
+    Check(RawCheck),
 }
 
 impl RawStep {
@@ -86,6 +195,8 @@ impl RawStep {
             RawStep::Close(_) => "close",
             RawStep::Think(_) => "think",
             RawStep::Repeat(_) => "repeat",
+            RawStep::Extract(_) => "extract",
+            RawStep::Check(_) => "check",
         }
     }
 }
@@ -94,22 +205,63 @@ impl RawStep {
 #[serde(deny_unknown_fields)]
 pub struct RawConnect {
     pub name: Option<String>,
+    /// The connection's name, for VUs that hold several (LoadRunner's `ID=`).
+    pub connection: Option<String>,
     pub url: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    pub origin: Option<String>,
     #[serde(default)]
     pub subprotocols: Vec<String>,
     pub timeout: Option<String>,
+    pub tls: Option<RawTls>,
+    /// An HTTP proxy reached with CONNECT: `http://[user:password@]host:port`.
+    pub proxy: Option<String>,
+    pub expect: Option<RawExpect>,
+    #[serde(default)]
+    pub extract: BTreeMap<String, RawExtract>,
+    /// Keep the connection open across iterations; the step connects only when it is not open.
+    #[serde(default)]
+    pub keep_open: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// A PEM file of CA certificates to trust (instead of the public roots).
+    pub ca: Option<String>,
+    /// Accept any server certificate. Only for test systems.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// The name to verify the certificate against (default: the URL's host).
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpect {
+    /// The handshake's HTTP status (101 unless the point is a refused upgrade).
+    pub status: Option<u16>,
+    /// The subprotocol the server must pick; `""` for none.
+    pub subprotocol: Option<String>,
+    /// Response headers that must have these values.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSend {
     pub name: Option<String>,
+    pub connection: Option<String>,
     /// A text message (LoadRunner's `Buffer`).
     pub text: Option<String>,
     /// Bytes written with `\xNN` escapes (LoadRunner's `Buffer/BIN`).
     pub binary: Option<String>,
+    /// The contents of a file, relative to the scenario file (LoadRunner's `Buffer/File`).
+    pub file: Option<String>,
+    /// Split the message into this many frames (one data frame and continuation frames).
+    pub fragments: Option<u32>,
     /// Send a `binary` buffer as a text frame (LoadRunner's `IsBinary=0`).
     #[serde(default)]
     pub as_text: bool,
@@ -122,14 +274,53 @@ pub struct RawSend {
 #[serde(deny_unknown_fields)]
 pub struct RawReceive {
     pub name: Option<String>,
+    pub connection: Option<String>,
     pub timeout: Option<String>,
     pub latency_of: Option<String>,
+    /// Only a message like this one counts; others stay queued for later receives.
+    #[serde(rename = "match")]
+    pub matcher: Option<RawMatch>,
+    /// `false`: do not wait; take a message only if one is already there and set `state`.
+    pub wait: Option<bool>,
+    /// The variable a non-waiting receive sets to `received` or `none` (default `msgstate`).
+    pub state: Option<String>,
+    /// On timeout: `fail` the iteration (the default), `skip` the rest of it, or `continue`.
+    pub on_timeout: Option<String>,
+    #[serde(default)]
+    pub extract: BTreeMap<String, RawExtract>,
+}
+
+/// Values from the last message a receive took, or from the handshake response.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExtractStep {
+    pub name: Option<String>,
+    pub connection: Option<String>,
+    /// `message` (the last one received, the default) or `handshake`.
+    pub from: Option<String>,
+    pub values: BTreeMap<String, RawExtract>,
+}
+
+/// A condition on a value, e.g. `{ value: '${msgstate}', equals: received }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    pub name: Option<String>,
+    pub value: String,
+    pub json: Option<String>,
+    pub equals: Option<String>,
+    pub contains: Option<String>,
+    pub regex: Option<String>,
+    /// When the check fails: `fail` the iteration (the default), `skip` the rest of it, or
+    /// `continue`.
+    pub on_fail: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPing {
     pub name: Option<String>,
+    pub connection: Option<String>,
     pub body: Option<String>,
     pub timeout: Option<String>,
 }
@@ -138,9 +329,14 @@ pub struct RawPing {
 #[serde(deny_unknown_fields)]
 pub struct RawClose {
     pub name: Option<String>,
+    pub connection: Option<String>,
     pub code: Option<u16>,
     pub reason: Option<String>,
     pub timeout: Option<String>,
+    /// Close codes the server may answer with (any when absent).
+    pub expect_codes: Option<Vec<u16>>,
+    #[serde(default)]
+    pub extract: BTreeMap<String, RawExtract>,
 }
 
 /// `think: 1s`, `think: { uniform: [500ms, 1500ms] }` or `think: { exponential: 1s }`.
@@ -166,5 +362,7 @@ pub struct RawRepeat {
     pub name: Option<String>,
     pub count: Option<u64>,
     pub duration: Option<String>,
+    /// Start each round on a fixed period, against absolute times.
+    pub pacing: Option<String>,
     pub steps: Vec<RawStep>,
 }

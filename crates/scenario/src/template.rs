@@ -28,8 +28,19 @@ pub enum Var {
     /// A random alphanumeric string of this length, new at each use.
     RandomString(usize),
     /// A named value: scenario variables, run values (`target`, `testserver.url`), values
-    /// extracted by earlier steps.
+    /// extracted by earlier steps, data feed columns.
     Named(String),
+    /// Integer arithmetic on a counter: `${vu % 10}`, `${iteration + 1}`.
+    Arith(Box<Var>, ArithOp, i64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -51,6 +62,18 @@ pub struct Scope<'a> {
     pub vu_iteration: u64,
     pub agent: &'a str,
     pub named: &'a HashMap<String, String>,
+    /// The VU's own values (extracted, states, data feed rows), looked up before `named`.
+    pub local: Option<&'a HashMap<String, String>>,
+}
+
+impl Scope<'_> {
+    /// A named value: the VU's own first, then the run's.
+    pub fn lookup(&self, name: &str) -> Option<&str> {
+        self.local
+            .and_then(|local| local.get(name))
+            .or_else(|| self.named.get(name))
+            .map(String::as_str)
+    }
 }
 
 impl Template {
@@ -154,10 +177,27 @@ fn render_var(var: &Var, scope: &Scope<'_>, out: &mut String) {
             Ok(())
         }
         Var::Named(name) => {
-            if let Some(value) = scope.named.get(name) {
+            if let Some(value) = scope.lookup(name) {
                 out.push_str(value);
             }
             Ok(())
+        }
+        Var::Arith(base, op, operand) => {
+            let value = match **base {
+                Var::Vu => scope.vu as i64,
+                Var::Iteration => scope.iteration as i64,
+                Var::VuIteration => scope.vu_iteration as i64,
+                _ => 0,
+            };
+            // Validation ruled out division by zero; overflow wraps rather than panics.
+            let result = match op {
+                ArithOp::Add => value.wrapping_add(*operand),
+                ArithOp::Sub => value.wrapping_sub(*operand),
+                ArithOp::Mul => value.wrapping_mul(*operand),
+                ArithOp::Div => value.checked_div(*operand).unwrap_or(0),
+                ArithOp::Rem => value.checked_rem(*operand).unwrap_or(0),
+            };
+            write!(out, "{result}")
         }
     };
 }
@@ -172,7 +212,38 @@ pub const BUILTIN_VARIABLES: &[&str] = &[
     "timestamp_ms",
     "random_int(LOW,HIGH)",
     "random_string(LENGTH)",
+    "vu % N",
+    "iteration + N",
 ];
+
+/// `vu % 10`, `iteration+1`: a counter, an operator and an integer.
+fn parse_arith(expression: &str) -> Option<Result<Var, TemplateError>> {
+    let at = expression.find(['+', '-', '*', '/', '%'])?;
+    let base = match expression[..at].trim() {
+        "vu" => Var::Vu,
+        "iteration" => Var::Iteration,
+        "vu_iteration" => Var::VuIteration,
+        _ => return None,
+    };
+    let op = match &expression[at..at + 1] {
+        "+" => ArithOp::Add,
+        "-" => ArithOp::Sub,
+        "*" => ArithOp::Mul,
+        "/" => ArithOp::Div,
+        _ => ArithOp::Rem,
+    };
+    let bad = || TemplateError::BadCall(expression.to_owned(), "COUNTER OP INTEGER, e.g. `vu % 10`");
+    let Ok(operand) = expression[at + 1..].trim().parse::<i64>() else {
+        return Some(Err(bad()));
+    };
+    if operand == 0 && matches!(op, ArithOp::Div | ArithOp::Rem) {
+        return Some(Err(TemplateError::BadCall(
+            expression.to_owned(),
+            "a divisor other than 0",
+        )));
+    }
+    Some(Ok(Var::Arith(Box::new(base), op, operand)))
+}
 
 fn parse_var(expression: &str, is_known: &dyn Fn(&str) -> bool) -> Result<Var, TemplateError> {
     let var = match expression {
@@ -183,6 +254,9 @@ fn parse_var(expression: &str, is_known: &dyn Fn(&str) -> bool) -> Result<Var, T
         "uuid" => Var::Uuid,
         "timestamp_ms" => Var::TimestampMs,
         _ => {
+            if let Some(arith) = parse_arith(expression) {
+                return arith;
+            }
             if let Some(arguments) = call_arguments(expression, "random_int") {
                 let [low, high] = arguments.as_slice() else {
                     return Err(TemplateError::BadCall(expression.to_owned(), "random_int(LOW,HIGH)"));
@@ -261,8 +335,33 @@ mod tests {
             vu_iteration: 0,
             agent: "a1",
             named: &named,
+            local: None,
         };
         assert_eq!(template.render(&scope), "ws://h/room?u=7&i=3&${x}");
+    }
+
+    #[test]
+    fn arithmetic_on_counters_and_local_values_first() {
+        let template = Template::compile("${vu % 10}/${iteration + 1}/${vu*2}/${session}", &known).unwrap();
+        let named = HashMap::from([("session".to_owned(), "run".to_owned())]);
+        let local = HashMap::from([("session".to_owned(), "vu".to_owned())]);
+        let scope = Scope {
+            vu: 23,
+            iteration: 4,
+            vu_iteration: 0,
+            agent: "",
+            named: &named,
+            local: Some(&local),
+        };
+        assert_eq!(template.render(&scope), "3/5/46/vu");
+        assert!(matches!(
+            Template::compile("${vu % 0}", &known),
+            Err(TemplateError::BadCall(..))
+        ));
+        assert!(matches!(
+            Template::compile("${vu % x}", &known),
+            Err(TemplateError::BadCall(..))
+        ));
     }
 
     #[test]
@@ -281,6 +380,7 @@ mod tests {
             vu_iteration: 0,
             agent: "",
             named: &named,
+            local: None,
         };
         let rendered = template.render(&scope).into_owned();
         let (number, text) = rendered.split_once('-').unwrap();

@@ -150,6 +150,290 @@ fn hash_covers_source_and_files() {
     assert_eq!(bundle.hash().len(), 40);
 }
 
+// --- the rest of the language: each kind of mistake is located and explained ---
+
+fn compile_with_files(source: &str, files: &[(&str, &[u8])]) -> Result<Scenario, ScenarioError> {
+    Bundle {
+        path: "s.yaml".into(),
+        source: source.into(),
+        files: files
+            .iter()
+            .map(|(name, bytes)| (name.to_string(), bytes.to_vec()))
+            .collect(),
+    }
+    .compile()
+}
+
+const TWO_CONNECTIONS: &str = "\
+load: { vus: 1, iterations: 1 }
+steps:
+  - connect: { connection: chat, url: 'ws://127.0.0.1:9/chat' }
+  - connect: { connection: feed, url: 'ws://127.0.0.1:9/feed', keep_open: true }
+  - send: { connection: chat, text: hi }
+  - receive: { connection: feed, timeout: 1s }
+";
+
+#[test]
+fn named_connections_resolve_and_keep_open() {
+    let scenario = compile(TWO_CONNECTIONS).unwrap();
+    assert_eq!(scenario.connections, ["chat", "feed"]);
+    let Action::Connect(feed) = &scenario.steps[1].action else {
+        panic!()
+    };
+    assert!(feed.keep_open);
+    let Action::Receive(receive) = &scenario.steps[3].action else {
+        panic!()
+    };
+    assert_eq!(receive.conn, 1);
+}
+
+#[test]
+fn a_step_must_name_its_connection_when_there_are_several() {
+    let problem = only_problem(&TWO_CONNECTIONS.replace("{ connection: chat, text: hi }", "{ text: hi }"));
+    assert_eq!(problem.field, "steps[2].send");
+    assert!(
+        problem.message.contains("several connections (chat, feed)"),
+        "{}",
+        problem.message
+    );
+}
+
+#[test]
+fn an_unknown_connection_name_is_suggested() {
+    let problem = only_problem(&TWO_CONNECTIONS.replace("{ connection: feed, timeout", "{ connection: fed, timeout"));
+    assert_eq!(problem.field, "steps[3].receive.connection");
+    assert_eq!(problem.hint.as_deref(), Some("did you mean `feed`?"));
+    assert_eq!(problem.location.map(|l| l.line), Some(6));
+}
+
+#[test]
+fn matchers_extractions_and_checks_compile() {
+    let source = "\
+load: { vus: 1, iterations: 1 }
+steps:
+  - connect: { url: 'ws://127.0.0.1:9/', extract: { sid: { header: X-Session-Id, regex: '(\\d+)' } } }
+  - send: { name: ask, text: '{\"id\":${iteration},\"sid\":\"${sid}\"}' }
+  - receive:
+      timeout: 1s
+      latency_of: ask
+      match: { json: /id, equals: '${iteration}' }
+      extract: { token: { json: /token, default: none } }
+  - receive: { name: peek, wait: false, state: got }
+  - check: { value: '${got}/${token}', regex: '^(received|none)/', on_fail: continue }
+";
+    let scenario = compile(source).unwrap();
+    let Action::Receive(receive) = &scenario.steps[2].action else {
+        panic!()
+    };
+    assert!(receive.matcher.as_ref().unwrap().json.is_some());
+    assert_eq!(receive.extract[0].default.as_deref(), Some("none"));
+    let Action::Receive(peek) = &scenario.steps[3].action else {
+        panic!()
+    };
+    assert!(!peek.wait);
+    assert_eq!(peek.state.as_deref(), Some("got"));
+}
+
+#[test]
+fn bad_regex_and_json_pointer_are_located() {
+    let source = "\
+load: { vus: 1, iterations: 1 }
+steps:
+  - connect: { url: 'ws://127.0.0.1:9/' }
+  - receive: { timeout: 1s, match: { regex: '(unclosed' } }
+  - receive: { timeout: 1s, match: { json: type, equals: x } }
+";
+    let error = compile(source).unwrap_err();
+    let problems = error.problems();
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert_eq!(problems[0].field, "steps[1].receive.match.regex");
+    assert!(problems[0].message.contains("regular expression"));
+    assert_eq!(problems[1].field, "steps[2].receive.match.json");
+    assert_eq!(
+        problems[1].hint.as_deref(),
+        Some("pointers start with `/`, e.g. `/type`")
+    );
+    assert_eq!(problems[1].location.map(|l| l.line), Some(5));
+}
+
+#[test]
+fn a_waiting_receive_takes_no_state_and_a_polling_one_no_timeout() {
+    let source = "\
+load: { vus: 1, iterations: 1 }
+steps:
+  - connect: { url: 'ws://127.0.0.1:9/' }
+  - receive: { timeout: 1s, state: s }
+  - receive: { wait: false, timeout: 1s }
+";
+    let error = compile(source).unwrap_err();
+    let fields: Vec<&str> = error.problems().iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(fields, ["steps[1].receive.state", "steps[2].receive.timeout"]);
+}
+
+#[test]
+fn unknown_policies_and_error_kinds_are_refused() {
+    let source = "\
+load: { vus: 1, iterations: 1 }
+steps:
+  - connect: { url: 'ws://127.0.0.1:9/' }
+  - receive: { timeout: 1s, on_timeout: retry }
+on_error:
+  - { kinds: [refused, resett], then: continue }
+  - { steps: [conect], then: explode }
+";
+    let error = compile(source).unwrap_err();
+    let problems = error.problems();
+    let find = |field: &str| {
+        problems
+            .iter()
+            .find(|p| p.field == field)
+            .unwrap_or_else(|| panic!("{field}: {problems:#?}"))
+    };
+    assert!(find("steps[1].receive.on_timeout")
+        .hint
+        .as_ref()
+        .unwrap()
+        .contains("skip"));
+    assert_eq!(
+        find("on_error[0].kinds[1]").hint.as_deref(),
+        Some("did you mean `reset`?")
+    );
+    assert_eq!(
+        find("on_error[1].steps[0]").hint.as_deref(),
+        Some("did you mean `connect`?")
+    );
+    assert!(find("on_error[1].then").hint.as_ref().unwrap().contains("stop_vu"));
+}
+
+#[test]
+fn files_feed_sends_tls_and_data() {
+    let source = "\
+load: { vus: 2, iterations: 1 }
+data:
+  users: { csv: users.csv, order: unique }
+steps:
+  - connect: { url: 'ws://127.0.0.1:9/?u=${users.name}', tls: { ca: ca.pem } }
+  - send: { file: blob.bin, fragments: 2 }
+";
+    let pem = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    let scenario = compile_with_files(
+        source,
+        &[
+            ("users.csv", b"name\nann\nbob\n"),
+            ("blob.bin", &[1, 2, 3]),
+            ("ca.pem", pem),
+        ],
+    )
+    .unwrap();
+    assert_eq!(scenario.feeds[0].rows.len(), 2);
+    let Action::Send(send) = &scenario.steps[1].action else {
+        panic!()
+    };
+    assert!(matches!(&send.payload, Payload::Bytes(bytes) if bytes == &[1, 2, 3]));
+    assert_eq!(send.frame, FrameKind::Binary);
+    assert_eq!(send.fragments, 2);
+
+    // Too few unique rows for the VUs, a column that is not there, a file that did not come.
+    let error = compile_with_files(
+        &source
+            .replace("vus: 2", "vus: 3")
+            .replace("${users.name}", "${users.nmae}"),
+        &[("users.csv", b"name\nann\nbob\n"), ("ca.pem", pem)],
+    )
+    .unwrap_err();
+    let problems = error.problems();
+    let find = |field: &str| {
+        problems
+            .iter()
+            .find(|p| p.field == field)
+            .unwrap_or_else(|| panic!("{field}: {problems:#?}"))
+    };
+    assert!(find("data.users.order")
+        .message
+        .contains("2 rows but the load starts up to 3 VUs"));
+    assert_eq!(
+        find("steps[0].connect.url").hint.as_deref(),
+        Some("did you mean `${users.name}`?")
+    );
+    assert!(find("steps[1].send.file")
+        .message
+        .contains("did not come with the scenario"));
+}
+
+#[test]
+fn expectations_proxy_and_tls_options_are_checked() {
+    let source = "\
+load: { vus: 1, iterations: 1 }
+steps:
+  - connect:
+      url: 'wss://127.0.0.1:9/'
+      subprotocols: [v1]
+      expect: { subprotocol: v2 }
+      proxy: 'socks://127.0.0.1:1080'
+      tls: { ca: ca.pem, insecure_skip_verify: true }
+";
+    let error = compile_with_files(source, &[("ca.pem", b"not a certificate")]).unwrap_err();
+    let fields: Vec<&str> = error.problems().iter().map(|p| p.field.as_str()).collect();
+    for wanted in [
+        "steps[0].connect.tls",
+        "steps[0].connect.tls.ca",
+        "steps[0].connect.proxy",
+        "steps[0].connect.expect.subprotocol",
+    ] {
+        assert!(fields.contains(&wanted), "{wanted} not in {fields:?}");
+    }
+}
+
+#[test]
+fn bundle_read_ships_named_files_and_locates_missing_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("payloads")).unwrap();
+    std::fs::write(dir.path().join("payloads/a.bin"), [7u8; 10]).unwrap();
+    let path = dir.path().join("s.yaml");
+    std::fs::write(
+        &path,
+        "load: { vus: 1, iterations: 1 }\nsteps:\n  - connect: { url: 'ws://127.0.0.1:9/' }\n  - send: { file: payloads/a.bin }\n",
+    )
+    .unwrap();
+    let bundle = Bundle::read(&path).unwrap();
+    assert_eq!(bundle.files["payloads/a.bin"], vec![7u8; 10]);
+    bundle.compile().unwrap();
+
+    std::fs::write(
+        &path,
+        "load: { vus: 1, iterations: 1 }\nsteps:\n  - connect: { url: 'ws://127.0.0.1:9/' }\n  - send: { file: payloads/b.bin }\n",
+    )
+    .unwrap();
+    let error = Bundle::read(&path).unwrap_err();
+    let problem = &error.problems()[0];
+    assert_eq!(problem.field, "steps[1].send.file");
+    assert_eq!(problem.location.map(|l| l.line), Some(4));
+    assert!(problem.message.contains("cannot read"), "{problem}");
+}
+
+#[test]
+fn pacing_is_for_the_closed_model() {
+    let problem = only_problem(
+        "load: { model: open, rate: 5, duration: 2s, max_vus: 5, pacing: 1s }\nsteps:\n  - connect: { url: 'ws://127.0.0.1:9/' }\n",
+    );
+    assert_eq!(problem.field, "load.pacing");
+}
+
+#[test]
+fn control_frame_texts_and_subprotocols_are_templates() {
+    let source = "\
+load: { vus: 1, iterations: 1 }
+steps:
+  - connect: { url: 'ws://127.0.0.1:9/', subprotocols: ['chat.${agent}'] }
+  - ping: { body: 'vu ${vu}' }
+  - close: { reason: 'bye ${vu_iteration}' }
+";
+    compile(source).unwrap();
+    let problem = only_problem(&source.replace("'vu ${vu}'", "'vu ${vux}'"));
+    assert_eq!(problem.field, "steps[1].ping.body");
+    assert_eq!(problem.hint.as_deref(), Some("did you mean `${vu}`?"));
+}
+
 #[test]
 fn lost_agent_policy_defaults_to_continue_and_reads_each_choice() {
     assert_eq!(

@@ -41,6 +41,8 @@ pub const COUNTERS: &[&str] = &[
     "vus_offered",
     "vus_started",
     "dropped_vus",
+    "messages_unread",
+    "iterations_skipped",
 ];
 /// Aliases: the names of LoadRunner's WebSocket Statistics.
 pub const ALIASES: &[(&str, &str)] = &[

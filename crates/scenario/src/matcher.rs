@@ -1,0 +1,293 @@
+//! Conditions on messages and values (`match`, `when`, `check`) and the extraction of values
+//! from messages, handshake responses and close frames. Compiled once at validation; evaluated
+//! by agents on every message they test.
+
+use regex::Regex;
+
+use crate::steps::FrameKind;
+use crate::template::{Scope, Template};
+
+/// A message as a matcher or an extraction sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Incoming<'a> {
+    pub bytes: &'a [u8],
+    pub kind: FrameKind,
+}
+
+impl<'a> Incoming<'a> {
+    pub fn text(&self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes).ok()
+    }
+}
+
+/// Every condition given must hold.
+#[derive(Clone, Debug, Default)]
+pub struct Matcher {
+    /// A JSON pointer: the other conditions apply to the value there, which must exist.
+    pub json: Option<String>,
+    pub equals: Option<Template>,
+    pub contains: Option<Template>,
+    pub regex: Option<Regex>,
+    pub prefix: Option<Vec<u8>>,
+    pub kind: Option<FrameKind>,
+}
+
+impl Matcher {
+    /// Whether a message is like this.
+    pub fn matches(&self, message: Incoming<'_>, scope: &Scope<'_>) -> bool {
+        if self.kind.is_some_and(|kind| kind != message.kind) {
+            return false;
+        }
+        if let Some(prefix) = &self.prefix {
+            if !message.bytes.starts_with(prefix) {
+                return false;
+            }
+        }
+        if self.json.is_none() && self.equals.is_none() && self.contains.is_none() && self.regex.is_none() {
+            return true;
+        }
+        match &self.json {
+            Some(pointer) => match json_value(message.bytes, pointer) {
+                Some(value) => self.value_matches(&value, scope),
+                None => false,
+            },
+            None => match message.text() {
+                Some(text) => self.value_matches(text, scope),
+                None => self.bytes_match(message.bytes, scope),
+            },
+        }
+    }
+
+    /// Whether a value (e.g. a rendered `check` value) meets the conditions.
+    pub fn value_matches(&self, value: &str, scope: &Scope<'_>) -> bool {
+        if let Some(equals) = &self.equals {
+            if value != equals.render(scope) {
+                return false;
+            }
+        }
+        if let Some(contains) = &self.contains {
+            if !value.contains(contains.render(scope).as_ref()) {
+                return false;
+            }
+        }
+        if let Some(regex) = &self.regex {
+            if !regex.is_match(value) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Checks `value` as JSON when a pointer is given, as text otherwise.
+    pub fn check(&self, value: &str, scope: &Scope<'_>) -> bool {
+        match &self.json {
+            Some(pointer) => match json_value(value.as_bytes(), pointer) {
+                Some(found) => self.value_matches(&found, scope),
+                None => false,
+            },
+            None => self.value_matches(value, scope),
+        }
+    }
+
+    /// Text conditions on a message that is not UTF-8: `equals`/`contains` compare bytes, a
+    /// regex cannot match.
+    fn bytes_match(&self, bytes: &[u8], scope: &Scope<'_>) -> bool {
+        if self.regex.is_some() {
+            return false;
+        }
+        if let Some(equals) = &self.equals {
+            if bytes != equals.render(scope).as_bytes() {
+                return false;
+            }
+        }
+        if let Some(contains) = &self.contains {
+            let needle = contains.render(scope);
+            let needle = needle.as_bytes();
+            if !needle.is_empty() && !bytes.windows(needle.len()).any(|window| window == needle) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The value at a JSON pointer, as text: strings without quotes, anything else as JSON.
+pub fn json_value(document: &[u8], pointer: &str) -> Option<String> {
+    let document: serde_json::Value = serde_json::from_slice(document).ok()?;
+    match document.pointer(pointer)? {
+        serde_json::Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Where an extracted value comes from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A JSON pointer into the message.
+    Json(String),
+    /// A regex over the message text.
+    Regex,
+    /// The whole message text.
+    Body,
+    /// A handshake response header.
+    Header(String),
+    /// The server's close code.
+    CloseCode,
+    /// The server's close reason.
+    CloseReason,
+}
+
+/// `var: { json: /token }`: one value into one variable.
+#[derive(Clone, Debug)]
+pub struct Extraction {
+    pub var: String,
+    pub source: Source,
+    /// The first capture group (or the whole match) of this regex over the source's value.
+    pub regex: Option<Regex>,
+    pub default: Option<String>,
+}
+
+/// What extraction can read from.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Origin<'a> {
+    pub message: Option<Incoming<'a>>,
+    /// The handshake response's headers (name, value), names lower case.
+    pub headers: Option<&'a [(String, String)]>,
+    /// The server's close code and reason.
+    pub close: Option<(u16, &'a str)>,
+}
+
+impl Extraction {
+    /// The value, or the default, or `None` when neither is there.
+    pub fn extract(&self, origin: Origin<'_>) -> Option<String> {
+        let raw: Option<String> = match &self.source {
+            Source::Json(pointer) => origin.message.and_then(|message| json_value(message.bytes, pointer)),
+            Source::Regex | Source::Body => origin.message.and_then(|message| message.text()).map(str::to_owned),
+            Source::Header(name) => origin.headers.and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|(header, _)| header.eq_ignore_ascii_case(name))
+                    .map(|(_, value)| value.clone())
+            }),
+            Source::CloseCode => origin.close.map(|(code, _)| code.to_string()),
+            Source::CloseReason => origin.close.map(|(_, reason)| reason.to_owned()),
+        };
+        let value = match (&self.regex, raw) {
+            (Some(regex), Some(text)) => regex.captures(&text).map(|captures| {
+                captures
+                    .get(1)
+                    .or_else(|| captures.get(0))
+                    .map_or_else(String::new, |found| found.as_str().to_owned())
+            }),
+            (None, raw) => raw,
+            (Some(_), None) => None,
+        };
+        value.or_else(|| self.default.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn scope(named: &HashMap<String, String>) -> Scope<'_> {
+        Scope {
+            vu: 0,
+            iteration: 5,
+            vu_iteration: 0,
+            agent: "",
+            named,
+            local: None,
+        }
+    }
+
+    fn text(text: &str) -> Incoming<'_> {
+        Incoming {
+            bytes: text.as_bytes(),
+            kind: FrameKind::Text,
+        }
+    }
+
+    #[test]
+    fn json_pointer_with_templated_value() {
+        let named = HashMap::new();
+        let matcher = Matcher {
+            json: Some("/id".into()),
+            equals: Some(Template::compile("${iteration}", &|_| false).unwrap()),
+            ..Matcher::default()
+        };
+        assert!(matcher.matches(text(r#"{"id":5}"#), &scope(&named)));
+        assert!(matcher.matches(text(r#"{"id":"5"}"#), &scope(&named)));
+        assert!(!matcher.matches(text(r#"{"id":6}"#), &scope(&named)));
+        assert!(!matcher.matches(text(r#"{"other":5}"#), &scope(&named)));
+        assert!(!matcher.matches(text("not json"), &scope(&named)));
+    }
+
+    #[test]
+    fn text_binary_prefix_and_regex() {
+        let named = HashMap::new();
+        let contains = Matcher {
+            contains: Some(Template::literal("ping")),
+            ..Matcher::default()
+        };
+        assert!(contains.matches(text(r#"{"type":"ping"}"#), &scope(&named)));
+        assert!(!contains.matches(text("pong"), &scope(&named)));
+        let prefix = Matcher {
+            prefix: Some(vec![0x01, 0xff]),
+            kind: Some(FrameKind::Binary),
+            ..Matcher::default()
+        };
+        let binary = Incoming {
+            bytes: &[0x01, 0xff, 0x00],
+            kind: FrameKind::Binary,
+        };
+        assert!(prefix.matches(binary, &scope(&named)));
+        assert!(!prefix.matches(text("\u{1}x"), &scope(&named)));
+        let regex = Matcher {
+            regex: Some(Regex::new(r"^seq=\d+$").unwrap()),
+            ..Matcher::default()
+        };
+        assert!(regex.matches(text("seq=42"), &scope(&named)));
+        assert!(!regex.matches(text("seq=x"), &scope(&named)));
+    }
+
+    #[test]
+    fn extraction_sources_groups_and_defaults() {
+        let message = text(r#"{"token":"abc","n":3,"note":"id=77;"}"#);
+        let origin = Origin {
+            message: Some(message),
+            ..Origin::default()
+        };
+        let json = |pointer: &str| Extraction {
+            var: "v".into(),
+            source: Source::Json(pointer.into()),
+            regex: None,
+            default: None,
+        };
+        assert_eq!(json("/token").extract(origin).as_deref(), Some("abc"));
+        assert_eq!(json("/n").extract(origin).as_deref(), Some("3"));
+        assert_eq!(json("/missing").extract(origin), None);
+        let regex = Extraction {
+            var: "v".into(),
+            source: Source::Regex,
+            regex: Some(Regex::new(r"id=(\d+)").unwrap()),
+            default: None,
+        };
+        assert_eq!(regex.extract(origin).as_deref(), Some("77"));
+        let headers = vec![("x-session-id".to_owned(), "s-1".to_owned())];
+        let header = Extraction {
+            var: "v".into(),
+            source: Source::Header("X-Session-Id".into()),
+            regex: None,
+            default: Some("none".into()),
+        };
+        let with_headers = Origin {
+            headers: Some(&headers),
+            ..Origin::default()
+        };
+        assert_eq!(header.extract(with_headers).as_deref(), Some("s-1"));
+        assert_eq!(header.extract(Origin::default()).as_deref(), Some("none"));
+    }
+}
