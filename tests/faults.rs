@@ -612,8 +612,12 @@ fn redistribute_keeps_an_open_model_rate_when_an_agent_is_killed() {
     let event = &summary["lost_agents"]["events"][0];
     assert_eq!(event["action"], "redistributed", "{event}");
     // From the second after the takeover (noticed + 0.5 s) to the end, the survivors offer
-    // every arrival of the fleet: exactly 30 a second.
+    // every arrival of the fleet: 30 a second. An arrival is counted when the executor gets to
+    // it, so one due just before a second's end may be counted in the next: every second is
+    // 30 within that, and all of them together are exactly the arrivals due from the takeover's
+    // second to the end, plus at most what spilled over from the second before.
     let takeover = event["at_seconds"].as_f64().unwrap() + 0.5;
+    let first = takeover.ceil() as u64;
     let offered: Vec<(u64, u64)> = summary["intervals"]
         .as_array()
         .unwrap()
@@ -625,13 +629,24 @@ fn redistribute_keeps_an_open_model_rate_when_an_agent_is_killed() {
             )
         })
         .collect();
-    let after: Vec<&(u64, u64)> = offered
+    let near_30 = |count: u64| count.abs_diff(30) <= 2;
+    let after: Vec<u64> = offered
         .iter()
-        .filter(|(interval, _)| *interval as f64 >= takeover.ceil() && *interval < 12)
+        .filter(|(interval, _)| *interval >= first)
+        .map(|(_, count)| *count)
         .collect();
-    assert!(after.len() >= 4, "{offered:?}");
-    assert!(after.iter().all(|(_, count)| *count == 30), "{offered:?}");
+    assert!(first <= 8, "{takeover}");
+    assert!(
+        after.iter().take((12 - first) as usize).all(|count| near_30(*count)),
+        "{offered:?}"
+    );
+    let due = 30 * (12 - first);
+    let total: u64 = after.iter().sum();
+    assert!(
+        (due..=due + 2).contains(&total),
+        "{total} offered after {first} s: {offered:?}"
+    );
     // Before the kill all three did.
-    assert!(offered.iter().take(3).all(|(_, count)| *count == 30), "{offered:?}");
+    assert!(offered.iter().take(3).all(|(_, count)| near_30(*count)), "{offered:?}");
     runtime.block_on(server.shutdown());
 }
