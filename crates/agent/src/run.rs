@@ -318,6 +318,8 @@ async fn drive_part(
     let deadline = run_start + plan.max_duration;
     let stages_end = plan.stages_end().map(|end| run_start + end);
     let mut takeover_updates = context.takeovers.subscribe();
+    // Takeovers that came before the start count too.
+    takeover_updates.mark_changed();
     let mut takeovers: Vec<Takeover> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -23,7 +23,7 @@ use crate::{AgentConfig, AgentError};
 
 /// How long the controller may take to answer the hello (a stalled network must not hang the
 /// agent: it retries instead).
-const HELLO_ANSWER_LIMIT: Duration = Duration::from_secs(10);
+const HELLO_ANSWER_LIMIT: Duration = Duration::from_secs(5);
 
 /// How a session ended.
 pub enum SessionEnd {

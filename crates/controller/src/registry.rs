@@ -196,3 +196,66 @@ fn same_process(agent: &AgentInfo, instance: &str) -> bool {
 fn duplicate_id(id: &str) -> String {
     format!("an agent with id `{id}` is already attached: give each agent its own --id")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(registry: &Registry, id: &str, instance: &str) -> AgentInfo {
+        let now = Instant::now();
+        AgentInfo {
+            id: id.into(),
+            version: String::new(),
+            hostname: String::new(),
+            address: String::new(),
+            capacity: Capacity::default(),
+            clock_offset_nanos: 0,
+            clock_rtt_nanos: 0,
+            attached_at: now,
+            last_seen: now,
+            sender: mpsc::channel(1).0,
+            usage: AgentUsage::default(),
+            instance: instance.into(),
+            revision: 1,
+            connection: registry.next_connection(),
+            closed: CancellationToken::new(),
+        }
+    }
+
+    #[test]
+    fn the_same_process_comes_back_on_a_new_stream_and_another_one_is_refused() {
+        let registry = Registry::new();
+        let (events, mut received) = mpsc::unbounded_channel();
+        registry.begin_run("run", events).unwrap();
+        let first = agent(&registry, "a", "one");
+        let (first_connection, first_closed) = (first.connection, first.closed.clone());
+        registry.attach(first).unwrap();
+
+        // Another process that took the same id, or one that cannot say which it is.
+        assert!(registry.refuse_duplicate("a", "two").is_some());
+        assert!(registry.refuse_duplicate("a", "").is_some());
+        assert!(registry.attach(agent(&registry, "a", "two")).is_err());
+
+        // The same process: its old stream is closed and counts as detached.
+        assert_eq!(registry.refuse_duplicate("a", "one"), None);
+        let second = agent(&registry, "a", "one");
+        let second_connection = second.connection;
+        registry.attach(second).unwrap();
+        assert!(first_closed.is_cancelled());
+        let mut seen = Vec::new();
+        while let Ok((id, event)) = received.try_recv() {
+            seen.push(format!("{id}: {event:?}"));
+        }
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert!(seen[0].contains("Attached(\"one\")"), "{seen:?}");
+        assert!(seen[1].contains("Detached"), "{seen:?}");
+        assert!(seen[2].contains("Attached(\"one\")"), "{seen:?}");
+
+        // The old stream's reader ending does not remove the new stream.
+        registry.detach("a", first_connection, "replaced");
+        assert!(registry.contains("a"));
+        assert!(received.try_recv().is_err());
+        registry.detach("a", second_connection, "gone");
+        assert!(!registry.contains("a"));
+    }
+}

@@ -8,9 +8,9 @@ use wsfleet_metrics::catalog::{CLOSE_CODES, ERRORS};
 use wsfleet_metrics::summary::LatencyStats;
 use wsfleet_metrics::{Counter, Hist, MetricSets, SetData, CONNECTION_SET};
 
-/// Version of the summary's JSON shape (docs/metrics.md). 2: thresholds. 3: lost agents and
-/// what the run's policy did, report delivery.
-pub const SUMMARY_SCHEMA_VERSION: u32 = 3;
+/// Version of the summary's JSON shape (docs/metrics.md). 2: thresholds. Added since, without
+/// a new version (fields are only added): `lost_agents`, `reports`, `agents[].reports_dropped`.
+pub const SUMMARY_SCHEMA_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Summary {

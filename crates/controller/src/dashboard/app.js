@@ -57,7 +57,9 @@ function render(status) {
       state.className = "lost";
       state.textContent = "lost";
       state.title = agent.reason || "";
-      return [agent.id, state, "–", "–", human(agent.vus_share), "–", "–", "–", agent.reason || ""];
+      // Why it was lost, and what the run's policy (load.on_agent_lost) did about it.
+      const why = [agent.reason, agent.action].filter(Boolean).join(" — ");
+      return [agent.id, state, agent.address || "–", "–", human(agent.vus_share), "–", "–", "–", why];
     }
     return [agent.id, agent.state, agent.address, human(agent.active_connections), agent.vus_share === null ? "–" : human(agent.vus_share),
       human(agent.max_connections), agent.cpu_percent.toFixed(0) + " %", bytes(agent.rss_bytes), agent.last_heartbeat_ms + " ms ago"];
