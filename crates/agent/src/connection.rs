@@ -199,6 +199,8 @@ pub struct ConnectRequest<'a> {
     pub proxy: Option<&'a wsfleet_scenario::Proxy>,
     /// The handshake status that counts as success (101, or e.g. 401 to test refusals).
     pub expect_status: u16,
+    /// Copy the response headers into `Opened::headers` (only when a step reads them).
+    pub keep_headers: bool,
 }
 
 /// Local source addresses, handed out in turn. Each (source, destination) pair has its own
@@ -501,11 +503,19 @@ async fn open_phases(
                     ),
                 ));
             }
-            let headers = header_list(&response);
+            let headers = if request.keep_headers {
+                header_list(&response)
+            } else {
+                Vec::new()
+            };
             (Some(socket), 101, headers)
         }
         Err(WsError::Http(response)) if response.status().as_u16() == request.expect_status => {
-            let headers = header_list(&response);
+            let headers = if request.keep_headers {
+                header_list(&response)
+            } else {
+                Vec::new()
+            };
             (None, request.expect_status, headers)
         }
         Err(error) => return Err(classify_ws_error(&error)),

@@ -499,7 +499,7 @@ impl Vu {
                 }
                 let scope_parts = self.parts();
                 let scope = scope_parts.scope(iteration);
-                let url = connect.url.render(&scope).into_owned();
+                let url = connect.url.render(&scope);
                 let headers: Vec<(String, String)> = connect
                     .headers
                     .iter()
@@ -529,6 +529,7 @@ impl Vu {
                     server_name: connect.tls.server_name.as_deref(),
                     proxy: connect.proxy.as_ref(),
                     expect_status: connect.expect.status,
+                    keep_headers: connect.keep_headers,
                 };
                 let recorder = &env.recorder;
                 // Waiting for a slot is the generator's own queueing, not the target's latency:

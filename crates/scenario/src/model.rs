@@ -261,7 +261,8 @@ pub(crate) fn validate(
             );
         }
         let mut connected = vec![false; connections.len().max(1)];
-        let steps = builder.steps(view.steps, "steps", &mut connected, problems);
+        let mut steps = builder.steps(view.steps, "steps", &mut connected, problems);
+        mark_handshake_readers(&mut steps);
         let (on_message, on_close, on_error) = builder.rules(view, problems);
         names = builder.names;
         explicit = builder.explicit;
@@ -427,6 +428,37 @@ fn validate_feeds(
             }
         })
         .collect()
+}
+
+/// Connect steps keep their handshake headers when an `extract` step of the same connection
+/// reads them.
+fn mark_handshake_readers(steps: &mut [Step]) {
+    use crate::steps::{Action, ExtractFrom};
+    fn readers(steps: &[Step], found: &mut HashSet<usize>) {
+        for step in steps {
+            match &step.action {
+                Action::Extract(extract) if extract.from == ExtractFrom::Handshake => {
+                    found.insert(extract.conn);
+                }
+                Action::Repeat(repeat) => readers(&repeat.steps, found),
+                _ => {}
+            }
+        }
+    }
+    fn mark(steps: &mut [Step], found: &HashSet<usize>) {
+        for step in steps {
+            match &mut step.action {
+                Action::Connect(connect) if found.contains(&connect.conn) => connect.keep_headers = true,
+                Action::Repeat(repeat) => mark(&mut repeat.steps, found),
+                _ => {}
+            }
+        }
+    }
+    let mut found = HashSet::new();
+    readers(steps, &mut found);
+    if !found.is_empty() {
+        mark(steps, &found);
+    }
 }
 
 /// `unique` rows must cover every VU the load can start, unless they wrap.

@@ -65,6 +65,9 @@ pub struct Connect {
     pub expect: Expect,
     pub extract: Vec<Extraction>,
     pub keep_open: bool,
+    /// Whether anything reads the handshake response's headers (`expect`, `extract`, or an
+    /// `extract` step from the handshake); otherwise they are not copied per connection.
+    pub keep_headers: bool,
 }
 
 /// TLS settings of one connect step; the default trusts the public web roots.
@@ -1100,6 +1103,11 @@ impl StepBuilder<'_> {
             tls,
             proxy,
             expect,
+            keep_headers: connect
+                .expect
+                .as_ref()
+                .is_some_and(|expect| expect.subprotocol.is_some() || !expect.headers.is_empty())
+                || !extract.is_empty(),
             extract,
             keep_open: connect.keep_open,
         }
