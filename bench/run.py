@@ -291,7 +291,10 @@ def controller(directory, seconds, agents):
     )
     out = Path(directory) / "controller.json"
     command = ["taskset", "-c", CLIENT_CORE, str(WSFLEET), "controller", "--listen", f"127.0.0.1:{port}", "--http", "127.0.0.1:0", "--run", str(scenario), "--agents", str(agents), "--wait", "120s", "--out", f"json={out}"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # A file, not a pipe: nobody reads a pipe while the run goes on, and a full one would block the
+    # controller's logging (it logs each agent that attaches).
+    log_file = open(Path(directory) / "controller.log", "w")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log_file, text=True)
     time.sleep(0.5)
     simulator = subprocess.Popen(
         ["taskset", "-c", SERVER_CORE, str(SIMAGENTS), "--controller", f"http://127.0.0.1:{port}", "--agents", str(agents), "--duration", f"{seconds}s"],
@@ -310,6 +313,7 @@ def controller(directory, seconds, agents):
         time.sleep(0.2)
     process.wait(30)
     simulator.wait(60)
+    log_file.close()
     summary = json.loads(out.read_text())
     cpu_percent = 100 * (cpu_end - cpu_start) / (wall_end - wall_start)
     intervals = len(summary["intervals"])
