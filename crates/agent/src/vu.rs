@@ -493,106 +493,8 @@ impl Vu {
     async fn step(&mut self, step: &Step, iteration: u64) -> StepResult {
         let set = SetId::Step(step.id);
         match &step.action {
-            Action::Connect(connect) => {
-                if connect.keep_open && self.conns.get(connect.conn).is_some_and(Option::is_some) {
-                    return Ok(());
-                }
-                let scope_parts = self.parts();
-                let scope = scope_parts.scope(iteration);
-                let url = connect.url.render(&scope);
-                let headers: Vec<(String, String)> = connect
-                    .headers
-                    .iter()
-                    .map(|(name, value)| (name.clone(), value.render(&scope).into_owned()))
-                    .collect();
-                let subprotocols: Vec<String> = connect
-                    .subprotocols
-                    .iter()
-                    .map(|name| name.render(&scope).into_owned())
-                    .collect();
-                let expected_headers: Vec<(String, String)> = connect
-                    .expect
-                    .headers
-                    .iter()
-                    .map(|(name, value)| (name.clone(), value.render(&scope).into_owned()))
-                    .collect();
-                // A second connect replaces the connection (closing the old one first).
-                Box::pin(self.close_conn(connect.conn, CloseCode::Normal)).await;
-                let env = self.env.clone();
-                let request = ConnectRequest {
-                    url: &url,
-                    headers: &headers,
-                    subprotocols: &subprotocols,
-                    timeout: connect.timeout,
-                    source: env.source_addresses.next(),
-                    tls: env.step_tls.get(&step.id).unwrap_or(&env.tls),
-                    server_name: connect.tls.server_name.as_deref(),
-                    proxy: connect.proxy.as_ref(),
-                    expect_status: connect.expect.status,
-                    keep_headers: connect.keep_headers,
-                };
-                let recorder = &env.recorder;
-                // Waiting for a slot is the generator's own queueing, not the target's latency:
-                // the handshake is timed from when it starts.
-                let slot = env.handshake_slots.acquire().await;
-                // Boxed: the handshake's state is large and short-lived; inline, it would size
-                // every VU's future for its whole life (a few KB per idle connection).
-                let opened = Box::pin(connection::open(&request, recorder, set)).await;
-                drop(slot);
-                self.handshake = None;
-                let opened = match opened {
-                    Ok(opened) => opened,
-                    Err(error) => {
-                        tracing::debug!(vu = self.number, url = %url, kind = %error.kind, detail = %error.detail, "connect failed");
-                        recorder
-                            .borrow_mut()
-                            .add(Instant::now(), set, Counter::ConnectionsFailed, 1);
-                        return Err(Stop::Fail(Failure {
-                            step: step.id,
-                            kind: error.kind,
-                            counted_elsewhere: false,
-                            handled: false,
-                        }));
-                    }
-                };
-                let info = &mut self.info[connect.conn];
-                info.headers = opened.headers;
-                info.last = None;
-                if let Some(socket) = opened.socket {
-                    let now = Instant::now();
-                    let mut recorder_ref = recorder.borrow_mut();
-                    recorder_ref.add(now, set, Counter::ConnectionsOpened, 1);
-                    recorder_ref.gauge_add(ACTIVE_CONNECTIONS, 1);
-                    drop(recorder_ref);
-                    self.conns[connect.conn] = Some(Conn {
-                        socket,
-                        recorder: recorder.clone(),
-                        pending: VecDeque::new(),
-                        send_times: Vec::new(),
-                        unanswered_send: None,
-                        keep_open: connect.keep_open,
-                    });
-                }
-                let info = &self.info[connect.conn];
-                if let Some(wanted) = &connect.expect.subprotocol {
-                    let picked = header(&info.headers, "sec-websocket-protocol").unwrap_or("");
-                    if picked != wanted {
-                        tracing::debug!(vu = self.number, picked, wanted = %wanted, "unexpected subprotocol");
-                        return Err(Failure::new(step.id, ErrorKind::Expectation).into());
-                    }
-                }
-                for (name, value) in &expected_headers {
-                    if header(&info.headers, name) != Some(value.as_str()) {
-                        return Err(Failure::new(step.id, ErrorKind::Expectation).into());
-                    }
-                }
-                let origin = Origin {
-                    headers: Some(&self.info[connect.conn].headers),
-                    ..Origin::default()
-                };
-                extract_into(&mut self.vars, &connect.extract, origin, step.id)?;
-                Ok(())
-            }
+            // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
+            Action::Connect(connect) => Box::pin(self.connect_step(step, connect, iteration)).await,
             Action::Send(send) => {
                 let message = self.message_for(step.id, send, iteration)?;
                 let lag = self.lag;
@@ -600,109 +502,12 @@ impl Vu {
                 send_message(conn, message, send.fragments, set, step.id, lag).await?;
                 Ok(())
             }
-            Action::Receive(receive) => {
-                let deadline = tokio::time::Instant::now() + receive.timeout;
-                let taken = if receive.wait {
-                    self.wait_for_message(receive.conn, receive.matcher.as_ref(), deadline, step.id, iteration)
-                        .await
-                } else {
-                    self.poll_for_message(receive.conn, receive.matcher.as_ref(), step.id, iteration)
-                };
-                let arrived = match taken {
-                    Ok(Some(arrived)) => arrived,
-                    Ok(None) => {
-                        // Only a receive that does not wait gets here: it sets its state.
-                        if let Some(state) = &receive.state {
-                            self.vars.insert(state.clone(), "none".to_owned());
-                        }
-                        return Ok(());
-                    }
-                    Err(Stop::Fail(failure)) if failure.counted_elsewhere => {
-                        return match receive.on_timeout {
-                            OnFail::Fail => Err(Stop::Fail(failure)),
-                            OnFail::Skip => Err(Stop::EndIteration),
-                            OnFail::Continue => Ok(()),
-                        };
-                    }
-                    Err(stop) => return Err(stop),
-                };
-                if let Some(state) = &receive.state {
-                    self.vars.insert(state.clone(), "received".to_owned());
-                }
-                // A message that waited in the queue is counted now; one just read, at its arrival.
-                let now = if arrived.fresh { arrived.at } else { Instant::now() };
-                let recorder = self.env.recorder.clone();
-                {
-                    let conn = self.conn_mut(receive.conn, step.id)?;
-                    let started = match receive.latency_of {
-                        Some(send) => conn.send_times.iter().find(|(id, _)| *id == send).map(|(_, at)| *at),
-                        None => conn.unanswered_send,
-                    };
-                    conn.unanswered_send = None;
-                    let mut recorder = recorder.borrow_mut();
-                    count_message(&mut recorder, now, set, &arrived.message);
-                    if let Some(started) = started {
-                        recorder.record(
-                            now,
-                            set,
-                            Hist::MessageLatency,
-                            arrived.at.saturating_duration_since(started),
-                        );
-                    }
-                }
-                let (bytes, kind) = message_bytes(&arrived.message);
-                self.info[receive.conn].last = Some((bytes.clone(), kind));
-                let origin = Origin {
-                    message: Some(Incoming { bytes: &bytes, kind }),
-                    ..Origin::default()
-                };
-                extract_into(&mut self.vars, &receive.extract, origin, step.id)?;
-                Ok(())
-            }
-            Action::Ping(ping) => {
-                let body = cut(ping.body.render(&self.parts().scope(iteration)).into_owned(), 125);
-                let sent_at = Instant::now();
-                {
-                    let conn = self.conn_mut(ping.conn, step.id)?;
-                    conn.socket
-                        .send(Message::Ping(Bytes::from(body)))
-                        .await
-                        .map_err(|error| ws_failure(step.id, &error))?;
-                }
-                self.env.recorder.borrow_mut().add(sent_at, set, Counter::PingsSent, 1);
-                let deadline = tokio::time::Instant::now() + ping.timeout;
-                self.wait_for_pong(ping.conn, deadline, step.id, iteration).await?;
-                let now = Instant::now();
-                self.env
-                    .recorder
-                    .borrow_mut()
-                    .record(now, set, Hist::PingLatency, now - sent_at);
-                Ok(())
-            }
-            Action::Close(close) => {
-                let Some(mut conn) = self.conns.get_mut(close.conn).and_then(Option::take) else {
-                    return Err(Failure::new(step.id, ErrorKind::Closed).into());
-                };
-                let reason = cut(close.reason.render(&self.parts().scope(iteration)).into_owned(), 123);
-                let frame = CloseFrame {
-                    code: CloseCode::from(close.code),
-                    reason: Utf8Bytes::from(reason),
-                };
-                let answer = close_connection(&mut conn, frame, close.timeout, step.id, set).await?;
-                drop(conn);
-                let (code, reason) = answer.unwrap_or((1005, String::new()));
-                if let Some(codes) = &close.expect_codes {
-                    if !codes.contains(&code) {
-                        return Err(Failure::new(step.id, ErrorKind::Expectation).into());
-                    }
-                }
-                let origin = Origin {
-                    close: Some((code, &reason)),
-                    ..Origin::default()
-                };
-                extract_into(&mut self.vars, &close.extract, origin, step.id)?;
-                Ok(())
-            }
+            // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
+            Action::Receive(receive) => Box::pin(self.receive_step(step, receive, iteration)).await,
+            // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
+            Action::Ping(ping) => Box::pin(self.ping_step(step, ping, iteration)).await,
+            // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
+            Action::Close(close) => Box::pin(self.close_step(step, close, iteration)).await,
             Action::Think(think) => {
                 let until = Instant::now() + think_time(think);
                 self.wait_until(until, step.id, iteration).await
@@ -724,27 +529,8 @@ impl Vu {
                 extract_into(&mut self.vars, &extract.values, origin, step.id)?;
                 Ok(())
             }
-            Action::Rendezvous(rendezvous) => {
-                let started = Instant::now();
-                let (generation, receiver) = self.env.rendezvous.arrive(rendezvous.point);
-                let released = crate::rendezvous::released(receiver, generation);
-                if self.spec().on_message.is_empty() && self.spec().on_close.is_empty() {
-                    released.await;
-                } else {
-                    // Handlers keep reading the connections while the VU waits.
-                    let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
-                    tokio::select! {
-                        _ = released => {}
-                        result = self.pump(far, step.id, iteration) => result?,
-                    }
-                }
-                let now = Instant::now();
-                self.env
-                    .recorder
-                    .borrow_mut()
-                    .record(now, set, Hist::RendezvousWait, now - started);
-                Ok(())
-            }
+            // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
+            Action::Rendezvous(rendezvous) => Box::pin(self.rendezvous_step(step, rendezvous, iteration)).await,
             Action::Check(check) => {
                 let parts = self.parts();
                 let scope = parts.scope(iteration);
@@ -806,6 +592,245 @@ impl Vu {
         };
         self.lag = outer_lag;
         result
+    }
+
+    async fn connect_step(&mut self, step: &Step, connect: &wsfleet_scenario::Connect, iteration: u64) -> StepResult {
+        let set = SetId::Step(step.id);
+        if connect.keep_open && self.conns.get(connect.conn).is_some_and(Option::is_some) {
+            return Ok(());
+        }
+        let scope_parts = self.parts();
+        let scope = scope_parts.scope(iteration);
+        let url = connect.url.render(&scope);
+        let headers: Vec<(String, String)> = connect
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), value.render(&scope).into_owned()))
+            .collect();
+        let subprotocols: Vec<String> = connect
+            .subprotocols
+            .iter()
+            .map(|name| name.render(&scope).into_owned())
+            .collect();
+        let expected_headers: Vec<(String, String)> = connect
+            .expect
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), value.render(&scope).into_owned()))
+            .collect();
+        // A second connect replaces the connection (closing the old one first).
+        Box::pin(self.close_conn(connect.conn, CloseCode::Normal)).await;
+        let env = self.env.clone();
+        let request = ConnectRequest {
+            url: &url,
+            headers: &headers,
+            subprotocols: &subprotocols,
+            timeout: connect.timeout,
+            source: env.source_addresses.next(),
+            tls: env.step_tls.get(&step.id).unwrap_or(&env.tls),
+            server_name: connect.tls.server_name.as_deref(),
+            proxy: connect.proxy.as_ref(),
+            expect_status: connect.expect.status,
+            keep_headers: connect.keep_headers,
+        };
+        let recorder = &env.recorder;
+        // Waiting for a slot is the generator's own queueing, not the target's latency:
+        // the handshake is timed from when it starts.
+        let slot = env.handshake_slots.acquire().await;
+        // Boxed: the handshake's state is large and short-lived; inline, it would size
+        // every VU's future for its whole life (a few KB per idle connection).
+        let opened = Box::pin(connection::open(&request, recorder, set)).await;
+        drop(slot);
+        self.handshake = None;
+        let opened = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                tracing::debug!(vu = self.number, url = %url, kind = %error.kind, detail = %error.detail, "connect failed");
+                recorder
+                    .borrow_mut()
+                    .add(Instant::now(), set, Counter::ConnectionsFailed, 1);
+                return Err(Stop::Fail(Failure {
+                    step: step.id,
+                    kind: error.kind,
+                    counted_elsewhere: false,
+                    handled: false,
+                }));
+            }
+        };
+        let info = &mut self.info[connect.conn];
+        info.headers = opened.headers;
+        info.last = None;
+        if let Some(socket) = opened.socket {
+            let now = Instant::now();
+            let mut recorder_ref = recorder.borrow_mut();
+            recorder_ref.add(now, set, Counter::ConnectionsOpened, 1);
+            recorder_ref.gauge_add(ACTIVE_CONNECTIONS, 1);
+            drop(recorder_ref);
+            self.conns[connect.conn] = Some(Conn {
+                socket,
+                recorder: recorder.clone(),
+                pending: VecDeque::new(),
+                send_times: Vec::new(),
+                unanswered_send: None,
+                keep_open: connect.keep_open,
+            });
+        }
+        let info = &self.info[connect.conn];
+        if let Some(wanted) = &connect.expect.subprotocol {
+            let picked = header(&info.headers, "sec-websocket-protocol").unwrap_or("");
+            if picked != wanted {
+                tracing::debug!(vu = self.number, picked, wanted = %wanted, "unexpected subprotocol");
+                return Err(Failure::new(step.id, ErrorKind::Expectation).into());
+            }
+        }
+        for (name, value) in &expected_headers {
+            if header(&info.headers, name) != Some(value.as_str()) {
+                return Err(Failure::new(step.id, ErrorKind::Expectation).into());
+            }
+        }
+        let origin = Origin {
+            headers: Some(&self.info[connect.conn].headers),
+            ..Origin::default()
+        };
+        extract_into(&mut self.vars, &connect.extract, origin, step.id)?;
+        Ok(())
+    }
+
+    async fn receive_step(&mut self, step: &Step, receive: &wsfleet_scenario::Receive, iteration: u64) -> StepResult {
+        let set = SetId::Step(step.id);
+        let deadline = tokio::time::Instant::now() + receive.timeout;
+        let taken = if receive.wait {
+            self.wait_for_message(receive.conn, receive.matcher.as_ref(), deadline, step.id, iteration)
+                .await
+        } else {
+            self.poll_for_message(receive.conn, receive.matcher.as_ref(), step.id, iteration)
+        };
+        let arrived = match taken {
+            Ok(Some(arrived)) => arrived,
+            Ok(None) => {
+                // Only a receive that does not wait gets here: it sets its state.
+                if let Some(state) = &receive.state {
+                    self.vars.insert(state.clone(), "none".to_owned());
+                }
+                return Ok(());
+            }
+            Err(Stop::Fail(failure)) if failure.counted_elsewhere => {
+                return match receive.on_timeout {
+                    OnFail::Fail => Err(Stop::Fail(failure)),
+                    OnFail::Skip => Err(Stop::EndIteration),
+                    OnFail::Continue => Ok(()),
+                };
+            }
+            Err(stop) => return Err(stop),
+        };
+        if let Some(state) = &receive.state {
+            self.vars.insert(state.clone(), "received".to_owned());
+        }
+        // A message that waited in the queue is counted now; one just read, at its arrival.
+        let now = if arrived.fresh { arrived.at } else { Instant::now() };
+        let recorder = self.env.recorder.clone();
+        {
+            let conn = self.conn_mut(receive.conn, step.id)?;
+            let started = match receive.latency_of {
+                Some(send) => conn.send_times.iter().find(|(id, _)| *id == send).map(|(_, at)| *at),
+                None => conn.unanswered_send,
+            };
+            conn.unanswered_send = None;
+            let mut recorder = recorder.borrow_mut();
+            count_message(&mut recorder, now, set, &arrived.message);
+            if let Some(started) = started {
+                recorder.record(
+                    now,
+                    set,
+                    Hist::MessageLatency,
+                    arrived.at.saturating_duration_since(started),
+                );
+            }
+        }
+        let (bytes, kind) = message_bytes(&arrived.message);
+        self.info[receive.conn].last = Some((bytes.clone(), kind));
+        let origin = Origin {
+            message: Some(Incoming { bytes: &bytes, kind }),
+            ..Origin::default()
+        };
+        extract_into(&mut self.vars, &receive.extract, origin, step.id)?;
+        Ok(())
+    }
+
+    async fn ping_step(&mut self, step: &Step, ping: &wsfleet_scenario::Ping, iteration: u64) -> StepResult {
+        let set = SetId::Step(step.id);
+        let body = cut(ping.body.render(&self.parts().scope(iteration)).into_owned(), 125);
+        let sent_at = Instant::now();
+        {
+            let conn = self.conn_mut(ping.conn, step.id)?;
+            conn.socket
+                .send(Message::Ping(Bytes::from(body)))
+                .await
+                .map_err(|error| ws_failure(step.id, &error))?;
+        }
+        self.env.recorder.borrow_mut().add(sent_at, set, Counter::PingsSent, 1);
+        let deadline = tokio::time::Instant::now() + ping.timeout;
+        self.wait_for_pong(ping.conn, deadline, step.id, iteration).await?;
+        let now = Instant::now();
+        self.env
+            .recorder
+            .borrow_mut()
+            .record(now, set, Hist::PingLatency, now - sent_at);
+        Ok(())
+    }
+
+    async fn close_step(&mut self, step: &Step, close: &wsfleet_scenario::Close, iteration: u64) -> StepResult {
+        let set = SetId::Step(step.id);
+        let Some(mut conn) = self.conns.get_mut(close.conn).and_then(Option::take) else {
+            return Err(Failure::new(step.id, ErrorKind::Closed).into());
+        };
+        let reason = cut(close.reason.render(&self.parts().scope(iteration)).into_owned(), 123);
+        let frame = CloseFrame {
+            code: CloseCode::from(close.code),
+            reason: Utf8Bytes::from(reason),
+        };
+        let answer = close_connection(&mut conn, frame, close.timeout, step.id, set).await?;
+        drop(conn);
+        let (code, reason) = answer.unwrap_or((1005, String::new()));
+        if let Some(codes) = &close.expect_codes {
+            if !codes.contains(&code) {
+                return Err(Failure::new(step.id, ErrorKind::Expectation).into());
+            }
+        }
+        let origin = Origin {
+            close: Some((code, &reason)),
+            ..Origin::default()
+        };
+        extract_into(&mut self.vars, &close.extract, origin, step.id)?;
+        Ok(())
+    }
+
+    async fn rendezvous_step(
+        &mut self,
+        step: &Step,
+        rendezvous: &wsfleet_scenario::Rendezvous,
+        iteration: u64,
+    ) -> StepResult {
+        let set = SetId::Step(step.id);
+        let started = Instant::now();
+        let (generation, receiver) = self.env.rendezvous.arrive(rendezvous.point);
+        let released = crate::rendezvous::released(receiver, generation);
+        if self.spec().on_message.is_empty() && self.spec().on_close.is_empty() {
+            released.await;
+        } else {
+            // Handlers keep reading the connections while the VU waits.
+            let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+            tokio::select! {
+                _ = released => {}
+                result = self.pump(far, step.id, iteration) => result?,
+            }
+        }
+        let now = Instant::now();
+        self.env
+            .recorder
+            .borrow_mut()
+            .record(now, set, Hist::RendezvousWait, now - started);
+        Ok(())
     }
 
     fn count_error(&self, step: StepId, kind: ErrorKind) {
@@ -1102,7 +1127,8 @@ impl Vu {
             tokio::time::sleep_until(until.into()).await;
             Ok(())
         } else {
-            self.pump(until.into(), step, iteration).await
+            // Boxed: only scenarios with handlers need it, and it would size every VU's future.
+            Box::pin(self.pump(until.into(), step, iteration)).await
         }
     }
 
