@@ -747,13 +747,19 @@ impl Vu {
                 );
             }
         }
-        let (bytes, kind) = message_bytes(&arrived.message);
-        self.info[receive.conn].last = Some((bytes.clone(), kind));
-        let origin = Origin {
-            message: Some(Incoming { bytes: &bytes, kind }),
-            ..Origin::default()
-        };
-        extract_into(&mut self.vars, &receive.extract, origin, step.id)?;
+        // The message's bytes are looked at only when something reads them.
+        let keep_last = self.spec().reads_last_message;
+        if keep_last || !receive.extract.is_empty() {
+            let (bytes, kind) = message_bytes(&arrived.message);
+            if keep_last {
+                self.info[receive.conn].last = Some((bytes.clone(), kind));
+            }
+            let origin = Origin {
+                message: Some(Incoming { bytes: &bytes, kind }),
+                ..Origin::default()
+            };
+            extract_into(&mut self.vars, &receive.extract, origin, step.id)?;
+        }
         Ok(())
     }
 
@@ -1029,6 +1035,16 @@ impl Vu {
             // Pings are answered by tungstenite; stray pongs and raw frames are ignored.
             _ => return Ok((None, None)),
         }
+        if self.spec().on_message.is_empty() {
+            return Ok((
+                Some(Arrived {
+                    message,
+                    at: now,
+                    fresh: true,
+                }),
+                None,
+            ));
+        }
         let (bytes, kind) = message_bytes(&message);
         let incoming = Incoming { bytes: &bytes, kind };
         let env = self.env.clone();
@@ -1060,7 +1076,9 @@ impl Vu {
             let mut recorder = self.env.recorder.borrow_mut();
             count_message(&mut recorder, now, rule_set, &message);
             drop(recorder);
-            self.info[conn_id].last = Some((bytes.clone(), kind));
+            if self.spec().reads_last_message {
+                self.info[conn_id].last = Some((bytes.clone(), kind));
+            }
         }
         extract_into(
             &mut self.vars,

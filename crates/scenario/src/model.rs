@@ -69,6 +69,8 @@ pub struct Part {
     pub vu_offset: u64,
     /// Peak VUs (closed model) or arrivals (open model).
     pub vu_span: u64,
+    /// Whether an `extract` step reads the last message taken (so VUs keep it).
+    pub reads_last_message: bool,
 }
 
 impl Scenario {
@@ -263,6 +265,7 @@ pub(crate) fn validate(
         let mut connected = vec![false; connections.len().max(1)];
         let mut steps = builder.steps(view.steps, "steps", &mut connected, problems);
         mark_handshake_readers(&mut steps);
+        let reads_last_message = reads_last_message(&steps);
         let (on_message, on_close, on_error) = builder.rules(view, problems);
         names = builder.names;
         explicit = builder.explicit;
@@ -283,6 +286,7 @@ pub(crate) fn validate(
             pacing,
             vu_offset,
             vu_span,
+            reads_last_message,
         });
         vu_offset += vu_span;
     }
@@ -428,6 +432,16 @@ fn validate_feeds(
             }
         })
         .collect()
+}
+
+/// Whether an `extract` step reads the last message taken.
+fn reads_last_message(steps: &[Step]) -> bool {
+    use crate::steps::{Action, ExtractFrom};
+    steps.iter().any(|step| match &step.action {
+        Action::Extract(extract) => extract.from == ExtractFrom::Message,
+        Action::Repeat(repeat) => reads_last_message(&repeat.steps),
+        _ => false,
+    })
 }
 
 /// Connect steps keep their handshake headers when an `extract` step of the same connection
