@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -213,26 +212,7 @@ impl RunController {
             .stderr(Stdio::null())
             .spawn()
             .expect("start controller");
-        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("controller address");
-        let url = line.trim().rsplit(' ').next().expect("url").to_owned();
-        let mut dashboard = String::new();
-        while !dashboard.contains("dashboard at") {
-            dashboard.clear();
-            assert!(
-                stdout.read_line(&mut dashboard).expect("controller output") > 0,
-                "the controller exited before serving HTTP"
-            );
-        }
-        // "dashboard at http://127.0.0.1:PORT/ (metrics at /metrics)"
-        let http_port = dashboard
-            .split("http://127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|port| port.parse().ok())
-            .expect("dashboard port");
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let (url, http_port) = controller_addresses(&mut child);
         RunController {
             child,
             url,

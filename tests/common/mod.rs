@@ -124,17 +124,9 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn start(agents: usize, extra: &[&str]) -> Fleet {
-        use std::io::BufRead;
         let data = tempfile::tempdir().expect("tempdir");
-        let http_port = closed_port();
         let mut controller = wsfleet()
-            .args([
-                "controller",
-                "--listen",
-                "127.0.0.1:0",
-                "--http",
-                &format!("127.0.0.1:{http_port}"),
-            ])
+            .args(["controller", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data.path())
             .args(extra)
@@ -142,20 +134,7 @@ impl Fleet {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start controller");
-        let mut stdout = std::io::BufReader::new(controller.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("controller address");
-        let url = line.trim().rsplit(' ').next().expect("url").to_owned();
-        // The dashboard line comes once the HTTP port is bound.
-        let mut dashboard = String::new();
-        while !dashboard.contains("dashboard at") {
-            dashboard.clear();
-            assert!(
-                stdout.read_line(&mut dashboard).expect("controller output") > 0,
-                "the controller exited before serving HTTP"
-            );
-        }
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let (url, http_port) = controller_addresses(&mut controller);
         let agents = (0..agents)
             .map(|index| {
                 wsfleet()
@@ -240,6 +219,33 @@ pub fn controller_url(controller: &mut std::process::Child) -> String {
     stdout.read_line(&mut line).expect("controller address");
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     line.trim().rsplit(' ').next().expect("url").to_owned()
+}
+
+/// Reads a controller's gRPC URL and, once it serves HTTP, its dashboard port from what it
+/// prints; then keeps reading (as a terminal would) so it never writes to a closed pipe.
+pub fn controller_addresses(controller: &mut std::process::Child) -> (String, u16) {
+    use std::io::BufRead;
+    let mut stdout = std::io::BufReader::new(controller.stdout.take().expect("controller stdout is piped"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("controller address");
+    let url = line.trim().rsplit(' ').next().expect("url").to_owned();
+    // "dashboard at http://127.0.0.1:PORT/ (metrics at /metrics)", once the HTTP port is bound.
+    let mut dashboard = String::new();
+    while !dashboard.contains("dashboard at") {
+        dashboard.clear();
+        assert!(
+            stdout.read_line(&mut dashboard).expect("controller output") > 0,
+            "the controller exited before serving HTTP"
+        );
+    }
+    let http_port = dashboard
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|port| port.parse().ok())
+        .expect("dashboard port");
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    (url, http_port)
 }
 
 /// Starts `wsfleet controller --run SCENARIO`, waiting for `agents` agents, its history in

@@ -78,17 +78,12 @@ pub fn static_messages(scenario: &Scenario) -> StaticMessages {
             *slot = bytes.and_then(|bytes| build_message(bytes, send.frame));
         }
     }
-    fn walk(steps: &[Step], messages: &mut StaticMessages) {
-        for step in steps {
-            match &step.action {
-                Action::Send(send) => add(step.id, send, messages),
-                Action::Repeat(repeat) => walk(&repeat.steps, messages),
-                _ => {}
-            }
+    scenario.each_step(&mut |step| {
+        if let Action::Send(send) = &step.action {
+            add(step.id, send, &mut messages);
         }
-    }
+    });
     for part in &scenario.parts {
-        walk(&part.steps, &mut messages);
         for rule in &part.on_message {
             if let Some(reply) = &rule.reply {
                 add(rule.id, reply, &mut messages);
@@ -104,27 +99,19 @@ pub fn step_tls_configs(
     scenario: &Scenario,
     testserver_pem: Option<&str>,
 ) -> Result<HashMap<StepId, TlsConfig>, String> {
-    let mut configs = HashMap::new();
-    fn walk(
-        steps: &[Step],
-        testserver_pem: Option<&str>,
-        configs: &mut HashMap<StepId, TlsConfig>,
-    ) -> Result<(), String> {
-        for step in steps {
-            match &step.action {
-                Action::Connect(connect) if !connect.tls.is_default() => {
-                    let config = connection::step_tls_config(&connect.tls, testserver_pem)
-                        .map_err(|error| format!("step `{}`: {error}", step.name))?;
-                    configs.insert(step.id, config);
-                }
-                Action::Repeat(repeat) => walk(&repeat.steps, testserver_pem, configs)?,
-                _ => {}
+    let mut connects = Vec::new();
+    scenario.each_step(&mut |step| {
+        if let Action::Connect(connect) = &step.action {
+            if !connect.tls.is_default() {
+                connects.push((step, connect));
             }
         }
-        Ok(())
-    }
-    for part in &scenario.parts {
-        walk(&part.steps, testserver_pem, &mut configs)?;
+    });
+    let mut configs = HashMap::new();
+    for (step, connect) in connects {
+        let config = connection::step_tls_config(&connect.tls, testserver_pem)
+            .map_err(|error| format!("step `{}`: {error}", step.name))?;
+        configs.insert(step.id, config);
     }
     Ok(configs)
 }
@@ -175,6 +162,16 @@ impl Failure {
             step,
             kind: kind.name().to_owned(),
             counted_elsewhere: false,
+            handled: false,
+        }
+    }
+
+    /// A receive that timed out: counted in `receive_timeouts`, not in `errors.`.
+    fn receive_timeout(step: StepId) -> Failure {
+        Failure {
+            step,
+            kind: "receive_timeout".into(),
+            counted_elsewhere: true,
             handled: false,
         }
     }
@@ -418,10 +415,7 @@ impl Vu {
                     .borrow_mut()
                     .add_labeled(Instant::now(), SetId::Connection, error_counter(kind), 1);
                 // Rules that name no steps decide; without one the VU stops (it has no row).
-                let rule = self.spec().on_error.iter().find(|rule| {
-                    rule.steps.is_none() && rule.kinds.as_ref().is_none_or(|kinds| kinds.iter().any(|k| k == kind))
-                });
-                return match rule.map_or(Then::StopVu, |rule| rule.then) {
+                return match self.on_error(kind, None).unwrap_or(Then::StopVu) {
                     Then::Fail => Err(Stop::Fail(Failure {
                         handled: true,
                         ..Failure::new(0, ErrorKind::DataExhausted)
@@ -464,23 +458,30 @@ impl Vu {
                 1,
             );
         }
-        let kind = if failure.counted_elsewhere {
-            "receive_timeout"
-        } else {
-            failure.kind.as_str()
-        };
-        let rule = self.spec().on_error.iter().find(|rule| {
-            rule.kinds
-                .as_ref()
-                .is_none_or(|kinds| kinds.iter().any(|wanted| wanted == kind))
-                && rule.steps.as_ref().is_none_or(|steps| steps.contains(&step))
-        });
-        match rule.map_or(Then::Fail, |rule| rule.then) {
+        match self.on_error(&failure.kind, Some(step)).unwrap_or(Then::Fail) {
             Then::Fail => Err(Stop::Fail(failure)),
             Then::EndIteration => Err(Stop::EndIteration),
             Then::Continue => Ok(()),
             Then::StopVu => Err(Stop::Halt),
         }
+    }
+
+    /// What the first `on_error` rule for `kind` says; `step: None` (a failure outside the
+    /// steps) is for rules that name no steps.
+    fn on_error(&self, kind: &str, step: Option<StepId>) -> Option<Then> {
+        self.spec()
+            .on_error
+            .iter()
+            .find(|rule| {
+                rule.kinds
+                    .as_ref()
+                    .is_none_or(|kinds| kinds.iter().any(|wanted| wanted == kind))
+                    && match step {
+                        Some(step) => rule.steps.as_ref().is_none_or(|steps| steps.contains(&step)),
+                        None => rule.steps.is_none(),
+                    }
+            })
+            .map(|rule| rule.then)
     }
 
     fn conn_mut(&mut self, conn: ConnId, step: StepId) -> Result<&mut Conn, Failure> {
@@ -698,13 +699,10 @@ impl Vu {
 
     async fn receive_step(&mut self, step: &Step, receive: &wsfleet_scenario::Receive, iteration: u64) -> StepResult {
         let set = SetId::Step(step.id);
-        let deadline = tokio::time::Instant::now() + receive.timeout;
-        let taken = if receive.wait {
-            self.wait_for_message(receive.conn, receive.matcher.as_ref(), deadline, step.id, iteration)
-                .await
-        } else {
-            self.poll_for_message(receive.conn, receive.matcher.as_ref(), step.id, iteration)
-        };
+        let deadline = receive.wait.then(|| tokio::time::Instant::now() + receive.timeout);
+        let taken = self
+            .take_message(receive.conn, receive.matcher.as_ref(), deadline, step.id, iteration)
+            .await;
         let arrived = match taken {
             Ok(Some(arrived)) => arrived,
             Ok(None) => {
@@ -861,13 +859,14 @@ impl Vu {
         build_message(bytes, send.frame).ok_or_else(|| Failure::new(id, ErrorKind::Protocol))
     }
 
-    /// Waits for a data message (one that matches, if a matcher is given) on a connection:
-    /// first among those already queued, then from the socket.
-    async fn wait_for_message(
+    /// Takes a data message (one that matches, if a matcher is given) from a connection: first
+    /// among those already queued, then from the socket, until `deadline`; without a deadline,
+    /// only what the socket already holds (`Ok(None)` when nothing is there).
+    async fn take_message(
         &mut self,
         conn_id: ConnId,
         matcher: Option<&wsfleet_scenario::matcher::Matcher>,
-        deadline: tokio::time::Instant,
+        deadline: Option<tokio::time::Instant>,
         step: StepId,
         iteration: u64,
     ) -> Result<Option<Arrived>, Stop> {
@@ -877,52 +876,26 @@ impl Vu {
         loop {
             let next = {
                 let conn = self.conn_mut(conn_id, step)?;
-                match tokio::time::timeout_at(deadline, conn.socket.next()).await {
-                    Err(_) => {
-                        conn.recorder
-                            .borrow_mut()
-                            .add(Instant::now(), SetId::Step(step), Counter::ReceiveTimeouts, 1);
-                        return Err(Stop::Fail(Failure {
-                            step,
-                            kind: "receive_timeout".into(),
-                            counted_elsewhere: true,
-                            handled: false,
-                        }));
-                    }
-                    Ok(next) => next,
+                match deadline {
+                    None => match conn.socket.next().now_or_never() {
+                        None => return Ok(None),
+                        Some(next) => next,
+                    },
+                    Some(deadline) => match tokio::time::timeout_at(deadline, conn.socket.next()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            conn.recorder.borrow_mut().add(
+                                Instant::now(),
+                                SetId::Step(step),
+                                Counter::ReceiveTimeouts,
+                                1,
+                            );
+                            return Err(Stop::Fail(Failure::receive_timeout(step)));
+                        }
+                    },
                 }
             };
             if let Some(arrived) = self.ingest(conn_id, next, step, iteration).await? {
-                if self.matches(matcher, &arrived.message, iteration) {
-                    return Ok(Some(arrived));
-                }
-                self.queue(conn_id, arrived);
-            }
-        }
-    }
-
-    /// A receive that does not wait: a queued message, or one the socket already holds.
-    fn poll_for_message(
-        &mut self,
-        conn_id: ConnId,
-        matcher: Option<&wsfleet_scenario::matcher::Matcher>,
-        step: StepId,
-        iteration: u64,
-    ) -> Result<Option<Arrived>, Stop> {
-        if let Some(arrived) = self.take_queued(conn_id, matcher, iteration) {
-            return Ok(Some(arrived));
-        }
-        loop {
-            let next = {
-                let conn = self.conn_mut(conn_id, step)?;
-                match conn.socket.next().now_or_never() {
-                    None => return Ok(None),
-                    Some(next) => next,
-                }
-            };
-            // Handlers that reply need to await the send; a poll cannot, so replies from here
-            // are sent at the next await point of the VU (see `ingest_now`).
-            if let Some(arrived) = self.ingest_now(conn_id, next, step, iteration)? {
                 if self.matches(matcher, &arrived.message, iteration) {
                     return Ok(Some(arrived));
                 }
@@ -980,24 +953,6 @@ impl Vu {
         let (arrived, reply) = self.ingest_inner(conn_id, next, step, iteration)?;
         if let Some((rule_id, message)) = reply {
             self.send_reply(conn_id, rule_id, message).await?;
-        }
-        Ok(arrived)
-    }
-
-    /// Like `ingest`, for callers that cannot await: a handler's reply is sent without waiting
-    /// for the socket to flush (it goes out at the connection's next write or flush).
-    fn ingest_now(
-        &mut self,
-        conn_id: ConnId,
-        next: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-        step: StepId,
-        iteration: u64,
-    ) -> Result<Option<Arrived>, Stop> {
-        let (arrived, reply) = self.ingest_inner(conn_id, next, step, iteration)?;
-        if let Some((rule_id, message)) = reply {
-            if let Some(Err(error)) = self.send_reply(conn_id, rule_id, message).now_or_never() {
-                return Err(error);
-            }
         }
         Ok(arrived)
     }

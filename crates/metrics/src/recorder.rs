@@ -236,7 +236,6 @@ mod tests {
         let sets = recorder.take_all(start).remove(0).1;
         let histogram = &sets.sets["wait"].histograms["message_latency"];
         assert_eq!(histogram.len(), 4);
-        assert!(histogram.max() >= 89_900_000 / 1_000, "max {}", histogram.max());
         let near = |value: u64, wanted: u64| value.abs_diff(wanted) * 1000 <= wanted;
         assert!(
             near(histogram.value_at_quantile(0.5), 250_000),

@@ -31,21 +31,21 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// Calls `visit` on every step of every part, the steps inside repeats too.
+    pub fn each_step<'a>(&'a self, visit: &mut dyn FnMut(&'a Step)) {
+        for part in &self.parts {
+            crate::steps::each_step(&part.steps, visit);
+        }
+    }
+
     /// Every rendezvous step of the run, by point.
     pub fn rendezvous_points(&self) -> Vec<crate::steps::Rendezvous> {
-        fn walk(steps: &[Step], found: &mut Vec<crate::steps::Rendezvous>) {
-            for step in steps {
-                match &step.action {
-                    crate::steps::Action::Rendezvous(rendezvous) => found.push(rendezvous.clone()),
-                    crate::steps::Action::Repeat(repeat) => walk(&repeat.steps, found),
-                    _ => {}
-                }
-            }
-        }
         let mut found = Vec::new();
-        for part in &self.parts {
-            walk(&part.steps, &mut found);
-        }
+        self.each_step(&mut |step| {
+            if let crate::steps::Action::Rendezvous(rendezvous) = &step.action {
+                found.push(rendezvous.clone());
+            }
+        });
         found.sort_by_key(|rendezvous| rendezvous.point);
         found
     }
@@ -437,28 +437,17 @@ fn validate_feeds(
 /// Whether an `extract` step reads the last message taken.
 fn reads_last_message(steps: &[Step]) -> bool {
     use crate::steps::{Action, ExtractFrom};
-    steps.iter().any(|step| match &step.action {
-        Action::Extract(extract) => extract.from == ExtractFrom::Message,
-        Action::Repeat(repeat) => reads_last_message(&repeat.steps),
-        _ => false,
-    })
+    let mut reads = false;
+    crate::steps::each_step(steps, &mut |step| {
+        reads |= matches!(&step.action, Action::Extract(extract) if extract.from == ExtractFrom::Message);
+    });
+    reads
 }
 
 /// Connect steps keep their handshake headers when an `extract` step of the same connection
 /// reads them.
 fn mark_handshake_readers(steps: &mut [Step]) {
     use crate::steps::{Action, ExtractFrom};
-    fn readers(steps: &[Step], found: &mut HashSet<usize>) {
-        for step in steps {
-            match &step.action {
-                Action::Extract(extract) if extract.from == ExtractFrom::Handshake => {
-                    found.insert(extract.conn);
-                }
-                Action::Repeat(repeat) => readers(&repeat.steps, found),
-                _ => {}
-            }
-        }
-    }
     fn mark(steps: &mut [Step], found: &HashSet<usize>) {
         for step in steps {
             match &mut step.action {
@@ -469,7 +458,13 @@ fn mark_handshake_readers(steps: &mut [Step]) {
         }
     }
     let mut found = HashSet::new();
-    readers(steps, &mut found);
+    crate::steps::each_step(steps, &mut |step| {
+        if let Action::Extract(extract) = &step.action {
+            if extract.from == ExtractFrom::Handshake {
+                found.insert(extract.conn);
+            }
+        }
+    });
     if !found.is_empty() {
         mark(steps, &found);
     }

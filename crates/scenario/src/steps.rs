@@ -380,33 +380,47 @@ fn then(text: Option<&str>, field: &str, allow_stop: bool, problems: &mut Proble
     }
 }
 
+/// Calls `visit` on every step in order, the steps inside repeats too.
+pub fn each_step<'a>(steps: &'a [Step], visit: &mut dyn FnMut(&'a Step)) {
+    for step in steps {
+        visit(step);
+        if let Action::Repeat(repeat) = &step.action {
+            each_step(&repeat.steps, visit);
+        }
+    }
+}
+
+/// Calls `visit` on every raw step in order, the steps inside repeats too.
+pub(crate) fn each_raw_step<'a>(steps: &'a [RawStep], visit: &mut dyn FnMut(&'a RawStep)) {
+    for step in steps {
+        visit(step);
+        if let RawStep::Repeat(repeat) = step {
+            each_raw_step(&repeat.steps, visit);
+        }
+    }
+}
+
 /// Every variable the scenario's steps and handlers set, so templates anywhere may read them.
 pub(crate) fn defined_variables(parts: &[PartView<'_>]) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    fn walk(steps: &[RawStep], names: &mut BTreeSet<String>) {
-        for step in steps {
-            match step {
-                RawStep::Connect(connect) => names.extend(connect.extract.keys().cloned()),
-                RawStep::Receive(receive) => {
-                    names.extend(receive.extract.keys().cloned());
-                    if receive.wait == Some(false) || receive.state.is_some() {
-                        names.insert(
-                            receive
-                                .state
-                                .clone()
-                                .unwrap_or_else(|| DEFAULT_STATE_VARIABLE.to_owned()),
-                        );
-                    }
-                }
-                RawStep::Close(Some(close)) => names.extend(close.extract.keys().cloned()),
-                RawStep::Extract(extract) => names.extend(extract.values.keys().cloned()),
-                RawStep::Repeat(repeat) => walk(&repeat.steps, names),
-                _ => {}
-            }
-        }
-    }
     for part in parts {
-        walk(part.steps, &mut names);
+        each_raw_step(part.steps, &mut |step| match step {
+            RawStep::Connect(connect) => names.extend(connect.extract.keys().cloned()),
+            RawStep::Receive(receive) => {
+                names.extend(receive.extract.keys().cloned());
+                if receive.wait == Some(false) || receive.state.is_some() {
+                    names.insert(
+                        receive
+                            .state
+                            .clone()
+                            .unwrap_or_else(|| DEFAULT_STATE_VARIABLE.to_owned()),
+                    );
+                }
+            }
+            RawStep::Close(Some(close)) => names.extend(close.extract.keys().cloned()),
+            RawStep::Extract(extract) => names.extend(extract.values.keys().cloned()),
+            _ => {}
+        });
         for rule in part.on_message {
             names.extend(rule.extract.keys().cloned());
         }
@@ -416,36 +430,21 @@ pub(crate) fn defined_variables(parts: &[PartView<'_>]) -> BTreeSet<String> {
 
 /// Connection names in order of first appearance in connect steps.
 pub(crate) fn connection_names(steps: &[RawStep]) -> Vec<String> {
-    let mut names = Vec::new();
-    fn walk(steps: &[RawStep], names: &mut Vec<String>) {
-        for step in steps {
-            match step {
-                RawStep::Connect(connect) => {
-                    let name = connect.connection.as_deref().unwrap_or(DEFAULT_CONNECTION);
-                    if !names.iter().any(|known| known == name) {
-                        names.push(name.to_owned());
-                    }
-                }
-                RawStep::Repeat(repeat) => walk(&repeat.steps, names),
-                _ => {}
+    let mut names: Vec<String> = Vec::new();
+    each_raw_step(steps, &mut |step| {
+        if let RawStep::Connect(connect) = step {
+            let name = connect.connection.as_deref().unwrap_or(DEFAULT_CONNECTION);
+            if !names.iter().any(|known| known == name) {
+                names.push(name.to_owned());
             }
         }
-    }
-    walk(steps, &mut names);
+    });
     names
 }
 
 pub(crate) fn count_kinds(steps: &[RawStep]) -> BTreeMap<&'static str, usize> {
     let mut counts = BTreeMap::new();
-    fn walk(steps: &[RawStep], counts: &mut BTreeMap<&'static str, usize>) {
-        for step in steps {
-            *counts.entry(step.kind()).or_insert(0) += 1;
-            if let RawStep::Repeat(repeat) = step {
-                walk(&repeat.steps, counts);
-            }
-        }
-    }
-    walk(steps, &mut counts);
+    each_raw_step(steps, &mut |step| *counts.entry(step.kind()).or_insert(0) += 1);
     counts
 }
 
