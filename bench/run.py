@@ -152,134 +152,109 @@ def ratio(a, b):
     return round(a / b, 3) if b else None
 
 
-def connect_rate(directory, seconds):
+def median(values):
+    values = sorted(value for value in values if value is not None)
+    if not values:
+        return None
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else round((values[middle - 1] + values[middle]) / 2, 3)
+
+
+def paired(wsfleet_side, reference_side, rounds):
+    """Runs both clients `rounds` times, alternating which goes first, each against a fresh test
+    server; reports every round and the medians (rates, CPU, and the ratio of each round)."""
+    measured = []
+    for index in range(rounds):
+        sides = [("wsfleet", wsfleet_side), ("reference", reference_side)]
+        if index % 2:
+            sides.reverse()
+        entry = {}
+        for name, side in sides:
+            server = TestServer()
+            try:
+                entry[name] = side(server)
+                entry[name].update(server.usage())
+            finally:
+                server.stop()
+        entry["ratio"] = ratio(entry["wsfleet"]["rate"], entry["reference"]["rate"])
+        log(f"  round {index + 1}: wsfleet {entry['wsfleet']['rate']}/s at {entry['wsfleet']['cpu_percent']}% CPU, "
+            f"reference {entry['reference']['rate']}/s at {entry['reference']['cpu_percent']}% CPU, ratio {entry['ratio']}")
+        measured.append(entry)
+    summary = {"rounds": measured, "ratio": median(entry["ratio"] for entry in measured)}
+    for name in ("wsfleet", "reference"):
+        keys = [key for key, value in measured[0][name].items() if isinstance(value, (int, float))]
+        summary[name] = {key: median(entry[name][key] for entry in measured) for key in keys}
+    return summary
+
+
+def wsfleet_rate(scenario_text, counter, seconds):
+    """A `wsfleet run` side: the rate of `counter` over the run's duration."""
+    def side(server):
+        with tempfile.TemporaryDirectory() as directory:
+            scenario = scenario_file(directory, "workload", scenario_text.replace("URL", server.url))
+            summary, _, cpu = wsfleet_run(scenario, directory, seconds + 60)
+        counters = summary["totals"]["counters"]
+        duration = summary["duration_seconds"]
+        return {
+            "rate": round(counters[counter] / duration, 1),
+            "cpu_percent": round(100 * cpu / duration, 1),
+            "failed": counters.get("connections_failed", 0),
+        }
+    return side
+
+
+def reference_rate(arguments, seconds):
+    def side(server):
+        reference, _, cpu = reference_run(server.url, arguments, seconds + 60)
+        return {"rate": round(reference["rate"], 1), "cpu_percent": round(100 * cpu / reference["seconds"], 1), "failed": reference.get("failed", 0)}
+    return side
+
+
+def connect_rate(seconds, rounds):
     concurrency = 50
-    results = {}
-    server = TestServer()
-    try:
-        scenario = scenario_file(
-            directory,
-            "connect_rate",
-            f"name: connect-rate\nload: {{ vus: {concurrency}, duration: {seconds}s, graceful_stop: 2s }}\n"
-            f"steps:\n  - connect: {{ url: '{server.url}' }}\n  - close: {{ code: 1000 }}\n",
-        )
-        summary, _, cpu = wsfleet_run(scenario, directory, seconds + 60)
-        opened = summary["totals"]["counters"]["connections_opened"]
-        duration = summary["duration_seconds"]
-        results["wsfleet"] = {"rate": round(opened / duration, 1), "cpu_percent": round(100 * cpu / duration, 1), "failed": summary["totals"]["counters"]["connections_failed"]}
-    finally:
-        results["wsfleet"].update(server.usage()) if "wsfleet" in results else None
-        server.stop()
-    server = TestServer()
-    try:
-        reference, _, cpu = reference_run(server.url, ["connect-rate", "--concurrency", str(concurrency), "--duration", f"{seconds}s"], seconds + 60)
-        results["reference"] = {"rate": round(reference["rate"], 1), "cpu_percent": round(100 * cpu / reference["seconds"], 1), "failed": reference["failed"]}
-        results["reference"].update(server.usage())
-    finally:
-        server.stop()
-    results["ratio"] = ratio(results["wsfleet"]["rate"], results["reference"]["rate"])
-    return results
+    scenario = (
+        f"name: connect-rate\nload: {{ vus: {concurrency}, duration: {seconds}s, graceful_stop: 2s }}\n"
+        f"steps:\n  - connect: {{ url: 'URL' }}\n  - close: {{ code: 1000 }}\n"
+    )
+    return paired(
+        wsfleet_rate(scenario, "connections_opened", seconds),
+        reference_rate(["connect-rate", "--concurrency", str(concurrency), "--duration", f"{seconds}s"], seconds),
+        rounds,
+    )
 
 
-def hold_and_measure_rss(pid_of_client, server, connections, timeout):
-    """Waits until the server holds `connections`, then reads the client's RSS."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.stats()["open_connections"] >= connections:
-            time.sleep(0.5)
-            return rss_bytes(pid_of_client())
-        time.sleep(0.1)
-    raise RuntimeError(f"the server never held {connections} connections")
-
-
-def idle(directory, seconds, counts):
-    results = {"wsfleet": {}, "reference": {}}
-    for count in counts:
-        hold = 8 + count // 1500
-        server = TestServer()
-        try:
-            scenario = scenario_file(
-                directory,
-                f"idle_{count}",
-                f"name: idle\nload: {{ vus: {count}, iterations: 1 }}\n"
-                f"steps:\n  - connect: {{ url: '{server.url}', timeout: 30s }}\n  - think: {hold}s\n  - close: {{ code: 1000 }}\n",
-            )
-            out = Path(directory) / "idle.json"
-            run = subprocess.Popen(
-                ["taskset", "-c", CLIENT_CORE, str(WSFLEET), "run", str(scenario), "--agents", "1", "--workers", "1", "--quiet", "--out", f"json={out}"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-
-            def agent_pid():
-                children = children_of(run.pid)
-                return children[0] if children else run.pid
-
-            # The agent's footprint before the run: measured as soon as it exists.
-            deadline = time.monotonic() + 20
-            while not children_of(run.pid) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            time.sleep(0.3)
-            baseline = rss_bytes(agent_pid())
-            held = hold_and_measure_rss(agent_pid, server, count, hold + 60)
-            run.wait(hold + 120)
-            results["wsfleet"][str(count)] = {"rss_mb": round(held / 1e6, 1), "bytes_per_connection": round((held - baseline) / count)}
-        finally:
-            server.stop()
-        server = TestServer()
-        try:
-            client = subprocess.Popen(
-                ["taskset", "-c", CLIENT_CORE, str(REFERENCE), "--url", server.url, "idle", "--connections", str(count), "--hold", f"{hold}s"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(0.2)
-            baseline = rss_bytes(client.pid)
-            held = hold_and_measure_rss(lambda: client.pid, server, count, hold + 60)
-            client.wait(hold + 60)
-            results["reference"][str(count)] = {"rss_mb": round(held / 1e6, 1), "bytes_per_connection": round((held - baseline) / count)}
-        finally:
-            server.stop()
-    # The marginal cost of a connection: the RSS slope between the smallest and largest counts,
-    # which cancels each process's fixed footprint (a baseline read at start can race the first
-    # connections).
-    low, high = str(min(counts)), str(max(counts))
-    for side in ("wsfleet", "reference"):
-        spread = (results[side][high]["rss_mb"] - results[side][low]["rss_mb"]) * 1e6
-        results[side]["marginal_bytes_per_connection"] = round(spread / (int(high) - int(low)))
-    return results
-
-
-def echo(directory, seconds, in_flight):
+def echo(seconds, in_flight, rounds):
     connections = 100
-    results = {}
-    server = TestServer()
-    try:
-        sends = "".join("        - send: { text: '" + "x" * 64 + "' }\n" for _ in range(in_flight))
-        receives = "".join("        - receive: { timeout: 5s }\n" for _ in range(in_flight))
-        scenario = scenario_file(
-            directory,
-            f"echo_{in_flight}",
-            f"name: echo\nload: {{ vus: {connections}, iterations: 1 }}\n"
-            f"steps:\n  - connect: {{ url: '{server.url}', timeout: 30s }}\n"
-            f"  - repeat:\n      duration: {seconds}s\n      steps:\n{sends}{receives}  - close: {{ code: 1000 }}\n",
-        )
-        summary, _, cpu = wsfleet_run(scenario, directory, seconds + 60)
-        received = summary["totals"]["counters"]["messages_received"]
-        duration = summary["duration_seconds"]
-        results["wsfleet"] = {"rate": round(received / duration, 1), "cpu_percent": round(100 * cpu / duration, 1)}
-        results["wsfleet"].update(server.usage())
-    finally:
-        server.stop()
-    server = TestServer()
-    try:
-        reference, _, cpu = reference_run(server.url, ["echo", "--connections", str(connections), "--in-flight", str(in_flight), "--duration", f"{seconds}s"], seconds + 60)
-        results["reference"] = {"rate": round(reference["rate"], 1), "cpu_percent": round(100 * cpu / reference["seconds"], 1)}
-        results["reference"].update(server.usage())
-    finally:
-        server.stop()
-    results["ratio"] = ratio(results["wsfleet"]["rate"], results["reference"]["rate"])
-    return results
+    sends = "".join("        - send: { text: '" + "x" * 64 + "' }\n" for _ in range(in_flight))
+    receives = "".join("        - receive: { timeout: 5s }\n" for _ in range(in_flight))
+    scenario = (
+        f"name: echo\nload: {{ vus: {connections}, iterations: 1 }}\n"
+        f"steps:\n  - connect: {{ url: 'URL', timeout: 30s }}\n"
+        f"  - repeat:\n      duration: {seconds}s\n      steps:\n{sends}{receives}  - close: {{ code: 1000 }}\n"
+    )
+    return paired(
+        wsfleet_rate(scenario, "messages_received", seconds),
+        reference_rate(["echo", "--connections", str(connections), "--in-flight", str(in_flight), "--duration", f"{seconds}s"], seconds),
+        rounds,
+    )
+
+
+def fire(seconds, rounds):
+    """Fire-and-count: sends never wait for the echoes; a handler takes (counts) them as they
+    come, read while the sends wait for the socket."""
+    connections = 100
+    scenario = (
+        f"name: fire\nload: {{ vus: {connections}, iterations: 1 }}\n"
+        f"on_message:\n  - name: echoes\n"
+        f"steps:\n  - connect: {{ url: 'URL', timeout: 30s }}\n"
+        f"  - repeat:\n      duration: {seconds}s\n      steps:\n        - send: {{ text: '{'x' * 64}' }}\n"
+        f"  - close: {{ code: 1000, timeout: 30s }}\n"
+    )
+    return paired(
+        wsfleet_rate(scenario, "messages_received", seconds),
+        reference_rate(["fire", "--connections", str(connections), "--duration", f"{seconds}s"], seconds),
+        rounds,
+    )
 
 
 def controller(directory, seconds, agents):
@@ -437,12 +412,18 @@ def scale(directory, connections, agents, servers, sources, hold):
 
 
 def table(results):
-    lines = ["| workload | wsfleet | reference | ratio | wsfleet CPU% | reference CPU% | server CPU% |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name in ("connect_rate", "echo_1", "echo_16"):
+    lines = [
+        f"Rates, CPU and ratios are medians of {results.get('rounds', 1)} rounds (the ratio of each round, wsfleet / reference, both in the same round).",
+        "",
+        "| workload | wsfleet | reference | ratio | ratios by round | wsfleet CPU% | reference CPU% | server CPU% |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in ("connect_rate", "echo_1", "echo_16", "fire"):
         if name in results:
             result = results[name]
+            by_round = ", ".join(str(entry["ratio"]) for entry in result.get("rounds", []))
             lines.append(
-                f"| {name} | {result['wsfleet']['rate']}/s | {result['reference']['rate']}/s | {result['ratio']} | "
+                f"| {name} | {result['wsfleet']['rate']}/s | {result['reference']['rate']}/s | {result['ratio']} | {by_round} | "
                 f"{result['wsfleet']['cpu_percent']} | {result['reference']['cpu_percent']} | {result['wsfleet'].get('server_cpu_percent')} |"
             )
     if "idle" in results:
@@ -479,6 +460,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short runs (5 s, fewer connections)")
     parser.add_argument("--only", action="append", help="run only these workloads")
+    parser.add_argument("--rounds", type=int, help="rounds per rate workload, alternating which client goes first (default 3; 1 with --quick)")
     parser.add_argument("--no-build", action="store_true")
     arguments = parser.parse_args()
     if not arguments.no_build:
@@ -486,17 +468,20 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     seconds = 5 if arguments.quick else 20
+    rounds = arguments.rounds or (1 if arguments.quick else 3)
     wanted = set(arguments.only or ["connect_rate", "idle", "echo", "scale", "controller"])
-    results = {"machine": {"cores": os.cpu_count(), "nofile": hard}, "seconds": seconds, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    results = {"machine": {"cores": os.cpu_count(), "nofile": hard}, "seconds": seconds, "rounds": rounds, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with tempfile.TemporaryDirectory() as directory:
         if "connect_rate" in wanted:
             log("connect rate ...")
-            results["connect_rate"] = connect_rate(directory, seconds)
+            results["connect_rate"] = connect_rate(seconds, rounds)
         if "echo" in wanted:
             log("echo, 1 in flight ...")
-            results["echo_1"] = echo(directory, seconds, 1)
+            results["echo_1"] = echo(seconds, 1, rounds)
             log("echo, 16 in flight ...")
-            results["echo_16"] = echo(directory, seconds, 16)
+            results["echo_16"] = echo(seconds, 16, rounds)
+            log("fire-and-count ...")
+            results["fire"] = fire(seconds, rounds)
         if "idle" in wanted:
             log("idle connections ...")
             results["idle"] = idle(directory, seconds, [500, 2000] if arguments.quick else [1000, 5000, 15000])

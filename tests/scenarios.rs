@@ -662,3 +662,43 @@ steps:
     assert!((350_000..1_500_000).contains(&min), "{summary:#}");
     assert!(max >= min, "{summary:#}");
 }
+
+/// A VU that only sends, against a target that answers every message: once the socket buffers
+/// fill, the VU's sends wait for the target, whose own sends wait for the VU. The VU reads while
+/// its sends wait, so the run finishes with every message sent and every answer counted.
+#[test]
+fn a_vu_that_only_sends_reads_while_its_sends_wait() {
+    let server = Server::start(Default::default());
+    let address = server.server().local_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let payload = "x".repeat(1000);
+    let (summary, code) = run_inline(
+        dir.path(),
+        &format!(
+            "load: {{ vus: 2, iterations: 1, duration: 60s }}
+on_message:
+  - name: echoes
+steps:
+  - connect: {{ url: 'ws://{address}/echo' }}
+  - repeat:
+      count: 30000
+      steps:
+        - send: {{ name: fire, text: '{payload}' }}
+  - close: {{ name: bye, code: 1000 }}
+"
+        ),
+    );
+    assert_eq!(code, 0, "{summary:#}");
+    no_errors(&summary);
+    assert_eq!(step(&summary, "fire", "messages_sent"), 60_000);
+    assert_eq!(step(&summary, "fire", "payload_bytes_sent"), 60_000_000);
+    // Every echo is counted once: by the handler, while sends waited or while closing.
+    assert_eq!(counter(&summary, "messages_received"), 60_000, "{summary:#}");
+    assert_eq!(counter(&summary, "payload_bytes_received"), 60_000_000, "{summary:#}");
+    assert!(step(&summary, "echoes", "messages_received") > 0, "{summary:#}");
+    assert_eq!(counter(&summary, "iterations"), 2);
+    received_adds_up(&summary);
+    // `duration` bounds a plan of counted iterations; the run ends when they are done.
+    let seconds = summary["duration_seconds"].as_f64().unwrap();
+    assert!(seconds < 30.0, "the run waited for its duration: {seconds} s");
+}

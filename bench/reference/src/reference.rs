@@ -47,6 +47,14 @@ enum Workload {
         #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
         duration: Duration,
     },
+    /// Each connection sends 64-byte text messages without waiting for the echoes, and counts
+    /// the echoes as they come (fire-and-count); after `duration` it closes and counts the rest.
+    Fire {
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+        #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+    },
 }
 
 fn config() -> WebSocketConfig {
@@ -172,6 +180,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "{}",
                 serde_json::json!({"workload": "echo", "in_flight": in_flight, "messages": count, "seconds": seconds, "rate": count as f64 / seconds})
+            );
+        }
+        Workload::Fire { connections, duration } => {
+            let sent = Arc::new(AtomicU64::new(0));
+            let echoed = Arc::new(AtomicU64::new(0));
+            let payload = Message::text("x".repeat(64));
+            let mut sockets = Vec::with_capacity(connections);
+            for _ in 0..connections {
+                sockets.push(open(&url, &address).await?);
+            }
+            let started = Instant::now();
+            let deadline = started + duration;
+            let mut tasks = Vec::new();
+            for socket in sockets {
+                let (mut write, mut read) = socket.split();
+                let (sent, payload) = (sent.clone(), payload.clone());
+                tasks.push(tokio::task::spawn_local(async move {
+                    while Instant::now() < deadline {
+                        if write.send(payload.clone()).await.is_err() {
+                            return;
+                        }
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let _ = write.close().await;
+                }));
+                let echoed = echoed.clone();
+                tasks.push(tokio::task::spawn_local(async move {
+                    while let Some(Ok(message)) = read.next().await {
+                        if message.is_text() {
+                            echoed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }));
+            }
+            for task in tasks {
+                let _ = task.await;
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            let count = echoed.load(Ordering::Relaxed);
+            println!(
+                "{}",
+                serde_json::json!({"workload": "fire", "sent": sent.load(Ordering::Relaxed), "messages": count, "seconds": seconds, "rate": count as f64 / seconds})
             );
         }
     }

@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod rendezvous;
 pub mod run;
 pub mod session;
+pub mod stop;
 pub mod vu;
 pub mod worker;
 

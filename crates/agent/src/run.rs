@@ -286,6 +286,20 @@ struct PartContext<'a> {
     run_hard: &'a CancellationToken,
 }
 
+/// A part's hard stop, fired when its run's hard token is cancelled and, whatever way the
+/// part's driver ends, when it ends: VUs never outlive the driver that would stop them (at a
+/// normal end none are left, and firing changes nothing).
+struct PartStop {
+    stop: Arc<crate::stop::HardStop>,
+    _relay: tokio_util::task::AbortOnDropHandle<()>,
+}
+
+impl Drop for PartStop {
+    fn drop(&mut self) {
+        self.stop.fire();
+    }
+}
+
 /// Plays one part of the scenario with this agent's share, then winds its VUs down: running
 /// iterations finish within the part's graceful stop, then its connections are closed.
 async fn drive_part(
@@ -307,6 +321,19 @@ async fn drive_part(
     // A part's VUs stop together: one part's wind-down does not touch another's.
     let run_graceful = context.run_graceful.child_token();
     let run_hard = context.run_hard.child_token();
+    // The VUs wait on a hard stop that is cheap to poll; the token (cancelled here or by the
+    // whole run's stop) fires it.
+    let hard_stop = crate::stop::HardStop::new();
+    let _part_stop = PartStop {
+        stop: hard_stop.clone(),
+        _relay: {
+            let (token, stop) = (run_hard.clone(), hard_stop.clone());
+            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+                token.cancelled().await;
+                stop.fire();
+            }))
+        },
+    };
     let global = |slot: usize| part * SLOT_STRIDE + slot;
     let iterations_per_vu = match &plan.model {
         LoadModel::Closed { iterations_per_vu, .. } => *iterations_per_vu,
@@ -407,7 +434,7 @@ async fn drive_part(
             };
             let vu_control = VuControl {
                 graceful: run_graceful.child_token(),
-                hard: run_hard.child_token(),
+                hard: hard_stop.clone(),
             };
             let command = WorkerCommand::Spawn {
                 part,
@@ -456,7 +483,7 @@ async fn drive_part(
                     }
                     let vu_control = VuControl {
                         graceful: run_graceful.child_token(),
-                        hard: run_hard.child_token(),
+                        hard: hard_stop.clone(),
                     };
                     let command = WorkerCommand::Spawn {
                         part,
@@ -474,7 +501,12 @@ async fn drive_part(
                 }
                 levels[layer] = wanted;
             }
-            if stages_end.is_none() && running.is_empty() && finished.iter().all(|done| *done) {
+            // Without stages, or with each VU's iterations capped, the part is over once every VU
+            // it could start has played all of them.
+            if (stages_end.is_none() || iterations_per_vu.is_some())
+                && running.is_empty()
+                && finished.iter().all(|done| *done)
+            {
                 break;
             }
             tokio::select! {
@@ -520,8 +552,15 @@ async fn drive_part(
     while !running.is_empty() {
         tokio::select! {
             Some(slot) = done.recv() => { running.remove(&slot); }
-            _ = tokio::time::sleep_until(graceful_until) => { run_hard.cancel(); break; }
-            _ = run_hard.cancelled() => break,
+            _ = tokio::time::sleep_until(graceful_until) => {
+                run_hard.cancel();
+                hard_stop.fire();
+                break;
+            }
+            _ = run_hard.cancelled() => {
+                hard_stop.fire();
+                break;
+            }
         }
     }
     // After a hard stop VUs close their connections with a bounded wait.

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -130,7 +131,7 @@ pub struct VuControl {
     /// Finish the current iteration, then stop.
     pub graceful: CancellationToken,
     /// Stop now: close connections with a close frame and end.
-    pub hard: CancellationToken,
+    pub hard: Arc<crate::stop::HardStop>,
 }
 
 /// Why a step did not simply go on.
@@ -257,10 +258,11 @@ pub async fn run_vu(
         vars: HashMap::new(),
         handshake,
         lag: Duration::ZERO,
+        receive_timer: None,
     };
     let started = Instant::now();
     loop {
-        if control.graceful.is_cancelled() || control.hard.is_cancelled() {
+        if control.graceful.is_cancelled() || control.hard.is_fired() {
             break;
         }
         if iterations_per_vu.is_some_and(|limit| vu.vu_iteration >= limit) {
@@ -277,7 +279,7 @@ pub async fn run_vu(
                 let first = part_spec.steps.first().map_or(0, |step| step.id);
                 let waited = tokio::select! {
                     biased;
-                    _ = control.hard.cancelled() => break,
+                    _ = control.hard.wait() => break,
                     _ = control.graceful.cancelled() => break,
                     waited = vu.wait_until(due, first, vu.vu_iteration) => waited,
                 };
@@ -297,7 +299,7 @@ pub async fn run_vu(
             Err(stop) => Some(Err(stop)),
             Ok(()) => tokio::select! {
                 biased;
-                _ = control.hard.cancelled() => None,
+                _ = control.hard.wait() => None,
                 outcome = vu.play(steps, vu.vu_iteration) => Some(outcome),
             },
         };
@@ -331,7 +333,7 @@ pub async fn run_vu(
             || control.graceful.is_cancelled();
         let closed = tokio::select! {
             biased;
-            _ = control.hard.cancelled() => false,
+            _ = control.hard.wait() => false,
             _ = Box::pin(vu.close_all(CloseCode::Normal, !last)) => true,
         };
         if !closed {
@@ -363,6 +365,8 @@ struct Vu {
     /// How late the current paced iteration or round started: sends are timed from when they
     /// were due, so a slow target's latency is not hidden (no coordinated omission).
     lag: Duration,
+    /// The receive timeout's timer, kept from one receive to the next (made on the first).
+    receive_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 type StepFuture<'a> = Pin<Box<dyn Future<Output = StepResult> + 'a>>;
@@ -498,13 +502,10 @@ impl Vu {
             Action::Connect(connect) => Box::pin(self.connect_step(step, connect, iteration)).await,
             Action::Send(send) => {
                 let message = self.message_for(step.id, send, iteration)?;
-                let lag = self.lag;
-                let conn = self.conn_mut(send.conn, step.id)?;
-                send_message(conn, message, send.fragments, set, step.id, lag).await?;
-                Ok(())
+                self.send_message(send.conn, message, send.fragments, set, step.id, iteration)
+                    .await
             }
-            // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
-            Action::Receive(receive) => Box::pin(self.receive_step(step, receive, iteration)).await,
+            Action::Receive(receive) => self.receive_step(step, receive, iteration).await,
             // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
             Action::Ping(ping) => Box::pin(self.ping_step(step, ping, iteration)).await,
             // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
@@ -560,12 +561,14 @@ impl Vu {
         // Rounds are due relative to when this repeat itself was due.
         let outer_lag = self.lag;
         let base = started.checked_sub(outer_lag).unwrap_or(started);
+        // A duration too long to add never ends the repeat.
+        let ends = repeat.duration.and_then(|duration| started.checked_add(duration));
         let mut index = 0u64;
         let result = 'rounds: loop {
             if repeat.count.is_some_and(|count| index >= count) {
                 break Ok(());
             }
-            if repeat.duration.is_some_and(|duration| started.elapsed() >= duration) {
+            if ends.is_some_and(|ends| Instant::now() >= ends) {
                 break Ok(());
             }
             if let Some(pacing) = repeat.pacing {
@@ -875,27 +878,41 @@ impl Vu {
         }
         loop {
             let next = {
-                let conn = self.conn_mut(conn_id, step)?;
+                // Borrowed apart from the timer.
+                let conn = self
+                    .conns
+                    .get_mut(conn_id)
+                    .and_then(Option::as_mut)
+                    .ok_or_else(|| Failure::new(step, ErrorKind::Closed))?;
                 match deadline {
                     None => match conn.socket.next().now_or_never() {
                         None => return Ok(None),
                         Some(next) => next,
                     },
-                    Some(deadline) => match tokio::time::timeout_at(deadline, conn.socket.next()).await {
-                        Ok(next) => next,
-                        Err(_) => {
-                            conn.recorder.borrow_mut().add(
-                                Instant::now(),
-                                SetId::Step(step),
-                                Counter::ReceiveTimeouts,
-                                1,
-                            );
-                            return Err(Stop::Fail(Failure::receive_timeout(step)));
+                    Some(deadline) => {
+                        let timer = self
+                            .receive_timer
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                        match next_before(&mut conn.socket, timer, deadline).await {
+                            Some(next) => next,
+                            None => {
+                                conn.recorder.borrow_mut().add(
+                                    Instant::now(),
+                                    SetId::Step(step),
+                                    Counter::ReceiveTimeouts,
+                                    1,
+                                );
+                                return Err(Stop::Fail(Failure::receive_timeout(step)));
+                            }
                         }
-                    },
+                    }
                 }
             };
-            if let Some(arrived) = self.ingest(conn_id, next, step, iteration).await? {
+            let (arrived, reply) = self.ingest(conn_id, next, step, iteration)?;
+            if let Some(reply) = reply {
+                self.send_reply(conn_id, reply, iteration).await?;
+            }
+            if let Some(arrived) = arrived {
                 if self.matches(matcher, &arrived.message, iteration) {
                     return Ok(Some(arrived));
                 }
@@ -942,23 +959,11 @@ impl Vu {
     }
 
     /// Handles one item read from a connection: data messages go through the `on_message`
-    /// rules and come back unless a rule took them; a close goes through `on_close`.
-    async fn ingest(
-        &mut self,
-        conn_id: ConnId,
-        next: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-        step: StepId,
-        iteration: u64,
-    ) -> Result<Option<Arrived>, Stop> {
-        let (arrived, reply) = self.ingest_inner(conn_id, next, step, iteration)?;
-        if let Some((rule_id, message)) = reply {
-            self.send_reply(conn_id, rule_id, message).await?;
-        }
-        Ok(arrived)
-    }
-
+    /// rules and come back unless a rule took them; a close goes through `on_close`. A rule's
+    /// reply comes back too, for `send_reply`: most receives never reply, and their futures
+    /// stay small.
     #[allow(clippy::type_complexity)]
-    fn ingest_inner(
+    fn ingest(
         &mut self,
         conn_id: ConnId,
         next: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
@@ -1055,7 +1060,9 @@ impl Vu {
         Ok((arrived, reply))
     }
 
-    async fn send_reply(&mut self, conn_id: ConnId, rule_id: StepId, message: Message) -> StepResult {
+    /// Sends a handler's reply. Boxed: only handlers reply, and the send would size every
+    /// receive's future.
+    fn send_reply(&mut self, conn_id: ConnId, (rule_id, message): (StepId, Message), iteration: u64) -> StepFuture<'_> {
         let fragments = self
             .spec()
             .on_message
@@ -1063,9 +1070,68 @@ impl Vu {
             .find(|rule| rule.id == rule_id)
             .and_then(|rule| rule.reply.as_ref())
             .map_or(1, |reply| reply.fragments);
-        let lag = self.lag;
-        let conn = self.conn_mut(conn_id, rule_id)?;
-        send_message(conn, message, fragments, SetId::Step(rule_id), rule_id, lag).await?;
+        Box::pin(self.send_message(conn_id, message, fragments, SetId::Step(rule_id), rule_id, iteration))
+    }
+
+    /// Sends a message, whole or in `fragments` frames, and records it in `set`. While the
+    /// socket cannot take it (the target is not reading, often because its own sends to this VU
+    /// are blocked), what arrives is read meanwhile, through the handlers and into the queue, so
+    /// a VU that only sends never deadlocks against a target that answers. Handler replies to
+    /// what arrived go out after this message.
+    async fn send_message(
+        &mut self,
+        conn_id: ConnId,
+        message: Message,
+        fragments: u32,
+        set: SetId,
+        step: StepId,
+        iteration: u64,
+    ) -> StepResult {
+        let (counter, payload_len) = match &message {
+            Message::Text(text) => (Counter::TextMessagesSent, text.len()),
+            _ => (Counter::BinaryMessagesSent, message.len()),
+        };
+        let sent_at = Instant::now();
+        let mut outgoing = Outgoing::new(message, fragments);
+        let mut unsent: Option<Message> = None;
+        let mut replies = Vec::new();
+        loop {
+            let event = {
+                let conn = self.conn_mut(conn_id, step)?;
+                std::future::poll_fn(|cx| poll_send(&mut conn.socket, &mut outgoing, &mut unsent, cx)).await
+            };
+            match event {
+                SendEvent::Sent(Ok(())) => break,
+                SendEvent::Sent(Err(error)) => return Err(ws_failure(step, &error).into()),
+                SendEvent::Arrived(next) => {
+                    let (arrived, reply) = self.ingest(conn_id, next, step, iteration)?;
+                    replies.extend(reply);
+                    if let Some(arrived) = arrived {
+                        self.queue(conn_id, arrived);
+                    }
+                }
+            }
+        }
+        // Timed from when it was due: a paced send that went out late carries its lateness.
+        let due = sent_at.checked_sub(self.lag).unwrap_or(sent_at);
+        let conn = self.conn_mut(conn_id, step)?;
+        match conn.send_times.iter_mut().find(|(id, _)| *id == step) {
+            Some(entry) => entry.1 = due,
+            None => conn.send_times.push((step, due)),
+        }
+        conn.unanswered_send = Some(due);
+        conn.recorder.borrow_mut().add_counts(
+            sent_at,
+            set,
+            [
+                (Counter::MessagesSent, 1),
+                (counter, 1),
+                (Counter::PayloadBytesSent, payload_len as u64),
+            ],
+        );
+        for reply in replies {
+            self.send_reply(conn_id, reply, iteration).await?;
+        }
         Ok(())
     }
 
@@ -1126,7 +1192,12 @@ impl Vu {
                 }
             };
             let (conn_id, next) = next;
-            match self.ingest(conn_id, next, step, iteration).await {
+            let ingested = match self.ingest(conn_id, next, step, iteration) {
+                Ok((arrived, Some(reply))) => self.send_reply(conn_id, reply, iteration).await.map(|()| arrived),
+                Ok((arrived, None)) => Ok(arrived),
+                Err(stop) => Err(stop),
+            };
+            match ingested {
                 Ok(Some(arrived)) => self.queue(conn_id, arrived),
                 Ok(None) => {}
                 Err(Stop::StepEnded) => {}
@@ -1156,7 +1227,11 @@ impl Vu {
                     .add(Instant::now(), SetId::Step(step), Counter::PongsReceived, 1);
                 return Ok(());
             }
-            if let Some(arrived) = self.ingest(conn_id, next, step, iteration).await? {
+            let (arrived, reply) = self.ingest(conn_id, next, step, iteration)?;
+            if let Some(reply) = reply {
+                self.send_reply(conn_id, reply, iteration).await?;
+            }
+            if let Some(arrived) = arrived {
                 self.queue(conn_id, arrived);
             }
         }
@@ -1200,6 +1275,34 @@ fn cut(mut text: String, limit: usize) -> String {
     text
 }
 
+/// The socket's next item, or `None` once `deadline` has passed. The timer is armed lazily: a
+/// timer already due before `deadline` is left alone and, when it fires early, moved on to
+/// `deadline`; only a deadline earlier than the armed one re-arms it at once. Receives one after
+/// another with the same timeout thus touch the timer wheel once per timeout period, not once
+/// per message, and a timeout still fires at its own deadline.
+async fn next_before(
+    socket: &mut Socket,
+    timer: &mut Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+) -> Option<Option<Result<Message, tokio_tungstenite::tungstenite::Error>>> {
+    if timer.deadline() > deadline || timer.is_elapsed() {
+        timer.as_mut().reset(deadline);
+    }
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(next) = socket.poll_next_unpin(cx) {
+            return Poll::Ready(Some(next));
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if timer.deadline() >= deadline {
+                return Poll::Ready(None);
+            }
+            timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
     headers
         .iter()
@@ -1233,26 +1336,17 @@ fn extract_into(
     Ok(())
 }
 
-/// Sends a message, whole or in `fragments` frames, and records it in `set`.
-async fn send_message(
-    conn: &mut Conn,
-    message: Message,
-    fragments: u32,
-    set: SetId,
-    step: StepId,
-    lag: Duration,
-) -> Result<(), Failure> {
-    let (counter, payload_len) = match &message {
-        Message::Text(text) => (Counter::TextMessagesSent, text.len()),
-        _ => (Counter::BinaryMessagesSent, message.len()),
-    };
-    let sent_at = Instant::now();
-    if fragments <= 1 {
-        conn.socket
-            .send(message)
-            .await
-            .map_err(|error| ws_failure(step, &error))?;
-    } else {
+/// A message on its way out: whole, or as its fragments.
+enum Outgoing {
+    Whole(Option<Message>),
+    Fragments(std::vec::IntoIter<Message>),
+}
+
+impl Outgoing {
+    fn new(message: Message, fragments: u32) -> Outgoing {
+        if fragments <= 1 {
+            return Outgoing::Whole(Some(message));
+        }
         let (bytes, kind) = message_bytes(&message);
         let opcode = match kind {
             FrameKind::Text => OpData::Text,
@@ -1260,6 +1354,7 @@ async fn send_message(
         };
         let count = fragments as usize;
         let size = bytes.len().div_ceil(count).max(1);
+        let mut frames = Vec::with_capacity(count);
         let mut offset = 0;
         for index in 0..count {
             let end = if index + 1 == count {
@@ -1272,27 +1367,61 @@ async fn send_message(
             } else {
                 OpCode::Data(OpData::Continue)
             };
-            let frame = Frame::message(bytes.slice(offset..end), op, index + 1 == count);
-            conn.socket
-                .feed(Message::Frame(frame))
-                .await
-                .map_err(|error| ws_failure(step, &error))?;
+            frames.push(Message::Frame(Frame::message(
+                bytes.slice(offset..end),
+                op,
+                index + 1 == count,
+            )));
             offset = end;
         }
-        conn.socket.flush().await.map_err(|error| ws_failure(step, &error))?;
+        Outgoing::Fragments(frames.into_iter())
     }
-    // Timed from when it was due: a paced send that went out late carries its lateness.
-    let due = sent_at.checked_sub(lag).unwrap_or(sent_at);
-    match conn.send_times.iter_mut().find(|(id, _)| *id == step) {
-        Some(entry) => entry.1 = due,
-        None => conn.send_times.push((step, due)),
+
+    fn next(&mut self) -> Option<Message> {
+        match self {
+            Outgoing::Whole(message) => message.take(),
+            Outgoing::Fragments(frames) => frames.next(),
+        }
     }
-    conn.unanswered_send = Some(due);
-    let mut recorder = conn.recorder.borrow_mut();
-    recorder.add(sent_at, set, Counter::MessagesSent, 1);
-    recorder.add(sent_at, set, counter, 1);
-    recorder.add(sent_at, set, Counter::PayloadBytesSent, payload_len as u64);
-    Ok(())
+}
+
+enum SendEvent {
+    /// Every frame is written and flushed (or the send failed).
+    Sent(Result<(), tokio_tungstenite::tungstenite::Error>),
+    /// The socket could not take more yet, and something arrived meanwhile.
+    Arrived(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+}
+
+/// Writes `outgoing` (`unsent` holds a frame the socket was not ready for) and flushes; while
+/// the socket is not ready, reads instead.
+fn poll_send(
+    socket: &mut Socket,
+    outgoing: &mut Outgoing,
+    unsent: &mut Option<Message>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<SendEvent> {
+    loop {
+        let frame = unsent.take().or_else(|| outgoing.next());
+        let Some(frame) = frame else {
+            match socket.poll_flush_unpin(cx) {
+                Poll::Ready(result) => return Poll::Ready(SendEvent::Sent(result)),
+                Poll::Pending => break,
+            }
+        };
+        match socket.poll_ready_unpin(cx) {
+            Poll::Ready(Ok(())) => {
+                if let Err(error) = socket.start_send_unpin(frame) {
+                    return Poll::Ready(SendEvent::Sent(Err(error)));
+                }
+            }
+            Poll::Ready(Err(error)) => return Poll::Ready(SendEvent::Sent(Err(error))),
+            Poll::Pending => {
+                *unsent = Some(frame);
+                break;
+            }
+        }
+    }
+    socket.poll_next_unpin(cx).map(SendEvent::Arrived)
 }
 
 fn think_time(think: &Think) -> Duration {
@@ -1329,9 +1458,15 @@ fn count_message(recorder: &mut Recorder, now: Instant, set: SetId, message: &Me
         Message::Binary(bytes) => (Counter::BinaryMessagesReceived, bytes.len()),
         _ => return,
     };
-    recorder.add(now, set, Counter::MessagesReceived, 1);
-    recorder.add(now, set, counter, 1);
-    recorder.add(now, set, Counter::PayloadBytesReceived, length as u64);
+    recorder.add_counts(
+        now,
+        set,
+        [
+            (Counter::MessagesReceived, 1),
+            (counter, 1),
+            (Counter::PayloadBytesReceived, length as u64),
+        ],
+    );
 }
 
 /// Sends a close frame and waits (bounded) for the server's; records the server's close code
@@ -1417,7 +1552,7 @@ mod sizes {
         });
         let control = VuControl {
             graceful: CancellationToken::new(),
-            hard: CancellationToken::new(),
+            hard: crate::stop::HardStop::new(),
         };
         let future = run_vu(env.clone(), 0, 0, control, None);
         println!("run_vu future: {} bytes", std::mem::size_of_val(&future));
@@ -1431,6 +1566,7 @@ mod sizes {
             vars: HashMap::new(),
             handshake: None,
             lag: Duration::ZERO,
+            receive_timer: None,
         };
         let steps = &env.scenario.parts[0].steps;
         let play = vu.play(steps, 0);
