@@ -223,6 +223,75 @@ def connect_rate(seconds, rounds):
     )
 
 
+def hold_and_measure_rss(pid_of_client, server, connections, timeout):
+    """Waits until the server holds `connections`, then reads the client's RSS."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.stats()["open_connections"] >= connections:
+            time.sleep(0.5)
+            return rss_bytes(pid_of_client())
+        time.sleep(0.1)
+    raise RuntimeError(f"the server never held {connections} connections")
+
+
+def idle(directory, seconds, counts):
+    results = {"wsfleet": {}, "reference": {}}
+    for count in counts:
+        hold = 8 + count // 1500
+        server = TestServer()
+        try:
+            scenario = scenario_file(
+                directory,
+                f"idle_{count}",
+                f"name: idle\nload: {{ vus: {count}, iterations: 1 }}\n"
+                f"steps:\n  - connect: {{ url: '{server.url}', timeout: 30s }}\n  - think: {hold}s\n  - close: {{ code: 1000 }}\n",
+            )
+            out = Path(directory) / "idle.json"
+            run = subprocess.Popen(
+                ["taskset", "-c", CLIENT_CORE, str(WSFLEET), "run", str(scenario), "--agents", "1", "--workers", "1", "--quiet", "--out", f"json={out}"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+            def agent_pid():
+                children = children_of(run.pid)
+                return children[0] if children else run.pid
+
+            # The agent's footprint before the run: measured as soon as it exists.
+            deadline = time.monotonic() + 20
+            while not children_of(run.pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.3)
+            baseline = rss_bytes(agent_pid())
+            held = hold_and_measure_rss(agent_pid, server, count, hold + 60)
+            run.wait(hold + 120)
+            results["wsfleet"][str(count)] = {"rss_mb": round(held / 1e6, 1), "bytes_per_connection": round((held - baseline) / count)}
+        finally:
+            server.stop()
+        server = TestServer()
+        try:
+            client = subprocess.Popen(
+                ["taskset", "-c", CLIENT_CORE, str(REFERENCE), "--url", server.url, "idle", "--connections", str(count), "--hold", f"{hold}s"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(0.2)
+            baseline = rss_bytes(client.pid)
+            held = hold_and_measure_rss(lambda: client.pid, server, count, hold + 60)
+            client.wait(hold + 60)
+            results["reference"][str(count)] = {"rss_mb": round(held / 1e6, 1), "bytes_per_connection": round((held - baseline) / count)}
+        finally:
+            server.stop()
+    # The marginal cost of a connection: the RSS slope between the smallest and largest counts,
+    # which cancels each process's fixed footprint (a baseline read at start can race the first
+    # connections).
+    low, high = str(min(counts)), str(max(counts))
+    for side in ("wsfleet", "reference"):
+        spread = (results[side][high]["rss_mb"] - results[side][low]["rss_mb"]) * 1e6
+        results[side]["marginal_bytes_per_connection"] = round(spread / (int(high) - int(low)))
+    return results
+
+
 def echo(seconds, in_flight, rounds):
     connections = 100
     sends = "".join("        - send: { text: '" + "x" * 64 + "' }\n" for _ in range(in_flight))
