@@ -995,15 +995,13 @@ impl Vu {
             // Pings are answered by tungstenite; stray pongs and raw frames are ignored.
             _ => return Ok((None, None)),
         }
+        let arrived = |message| Arrived {
+            message,
+            at: now,
+            fresh: true,
+        };
         if self.spec().on_message.is_empty() {
-            return Ok((
-                Some(Arrived {
-                    message,
-                    at: now,
-                    fresh: true,
-                }),
-                None,
-            ));
+            return Ok((Some(arrived(message)), None));
         }
         let (bytes, kind) = message_bytes(&message);
         let incoming = Incoming { bytes: &bytes, kind };
@@ -1015,14 +1013,7 @@ impl Vu {
                 && rule.when.as_ref().is_none_or(|when| when.matches(incoming, &scope))
         });
         let Some(rule) = rule else {
-            return Ok((
-                Some(Arrived {
-                    message,
-                    at: now,
-                    fresh: true,
-                }),
-                None,
-            ));
+            return Ok((Some(arrived(message)), None));
         };
         let rule_set = SetId::Step(rule.id);
         let reply = match &rule.reply {
@@ -1052,12 +1043,26 @@ impl Vu {
         if rule.fail {
             return Err(Failure::new(rule.id, ErrorKind::Handler).into());
         }
-        let arrived = rule.pass.then_some(Arrived {
-            message,
-            at: now,
-            fresh: true,
-        });
-        Ok((arrived, reply))
+        Ok((rule.pass.then(|| arrived(message)), reply))
+    }
+
+    /// Ingests what a read returned while nothing waited for data: a handler's reply goes out,
+    /// a message nobody took waits in the queue.
+    async fn ingest_into_queue(
+        &mut self,
+        conn_id: ConnId,
+        next: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        step: StepId,
+        iteration: u64,
+    ) -> StepResult {
+        let (arrived, reply) = self.ingest(conn_id, next, step, iteration)?;
+        if let Some(reply) = reply {
+            self.send_reply(conn_id, reply, iteration).await?;
+        }
+        if let Some(arrived) = arrived {
+            self.queue(conn_id, arrived);
+        }
+        Ok(())
     }
 
     /// Sends a handler's reply. Boxed: only handlers reply, and the send would size every
@@ -1192,14 +1197,8 @@ impl Vu {
                 }
             };
             let (conn_id, next) = next;
-            let ingested = match self.ingest(conn_id, next, step, iteration) {
-                Ok((arrived, Some(reply))) => self.send_reply(conn_id, reply, iteration).await.map(|()| arrived),
-                Ok((arrived, None)) => Ok(arrived),
-                Err(stop) => Err(stop),
-            };
-            match ingested {
-                Ok(Some(arrived)) => self.queue(conn_id, arrived),
-                Ok(None) => {}
+            match self.ingest_into_queue(conn_id, next, step, iteration).await {
+                Ok(()) => {}
                 Err(Stop::StepEnded) => {}
                 Err(stop) => return Err(stop),
             }
@@ -1227,13 +1226,7 @@ impl Vu {
                     .add(Instant::now(), SetId::Step(step), Counter::PongsReceived, 1);
                 return Ok(());
             }
-            let (arrived, reply) = self.ingest(conn_id, next, step, iteration)?;
-            if let Some(reply) = reply {
-                self.send_reply(conn_id, reply, iteration).await?;
-            }
-            if let Some(arrived) = arrived {
-                self.queue(conn_id, arrived);
-            }
+            self.ingest_into_queue(conn_id, next, step, iteration).await?;
         }
     }
 
