@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::WebSocketStream;
 use wsfleet_metrics::{Counter, ErrorKind, Hist, Recorder, SetId};
+
+use crate::upgrade::{UpgradeRequest, Upgraded};
 
 /// Per-connection buffer sizes. tungstenite's default read buffer is 128 KiB, zero-filled, per
 /// connection (~135 KB of RSS each, and half the connection rate); 4 KiB holds a connection in
@@ -186,9 +186,8 @@ pub type Socket = WebSocketStream<Transport>;
 
 /// What a connect step asks for, rendered.
 pub struct ConnectRequest<'a> {
-    pub url: &'a str,
-    pub headers: &'a [(String, String)],
-    pub subprotocols: &'a [String],
+    /// The upgrade request, laid out once per distinct URL, headers and subprotocols.
+    pub upgrade: &'a UpgradeRequest,
     pub timeout: Duration,
     /// The local address to bind before connecting (`None`: the kernel picks).
     pub source: Option<std::net::IpAddr>,
@@ -238,19 +237,6 @@ pub struct Opened {
     pub headers: Vec<(String, String)>,
 }
 
-fn header_list<T>(response: &Response<T>) -> Vec<(String, String)> {
-    response
-        .headers()
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
-}
-
 /// Why a connection could not be opened, classified for the `errors.<kind>` counters.
 #[derive(Debug)]
 pub struct ConnectError {
@@ -260,7 +246,7 @@ pub struct ConnectError {
 }
 
 impl ConnectError {
-    fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
         ConnectError {
             kind: kind.name().to_owned(),
             detail: detail.into(),
@@ -413,47 +399,14 @@ async fn open_phases(
     step: SetId,
     started: Instant,
 ) -> Result<Opened, ConnectError> {
-    let mut ws_request = request
-        .url
-        .into_client_request()
-        .map_err(|error| ConnectError::new(ErrorKind::Protocol, format!("bad URL `{}`: {error}", request.url)))?;
-    for (name, value) in request.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| ConnectError::new(ErrorKind::Protocol, format!("bad header name `{name}`")))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| ConnectError::new(ErrorKind::Protocol, format!("bad value for header `{name}`")))?;
-        ws_request.headers_mut().insert(name, value);
-    }
-    if !request.subprotocols.is_empty() {
-        let offered = HeaderValue::from_str(&request.subprotocols.join(", "))
-            .map_err(|_| ConnectError::new(ErrorKind::Protocol, "bad subprotocol name"))?;
-        ws_request.headers_mut().insert("sec-websocket-protocol", offered);
-    }
-    let uri = ws_request.uri().clone();
-    let secure = match uri.scheme_str() {
-        Some("wss") => true,
-        Some("ws") => false,
-        _ => {
-            return Err(ConnectError::new(
-                ErrorKind::Protocol,
-                format!("`{}` is not a ws:// or wss:// URL", request.url),
-            ))
-        }
-    };
-    let host = uri
-        .host()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-
+    let upgrade = request.upgrade;
+    let (host, port) = (&upgrade.host, upgrade.port);
     // With a proxy, the TCP connection goes to the proxy and a CONNECT opens the tunnel.
-    let (dial_host, dial_port) = match request.proxy {
-        Some(proxy) => (proxy.host.clone(), proxy.port),
-        None => (host.clone(), port),
+    let (dial_host, dial_port): (&str, u16) = match request.proxy {
+        Some(proxy) => (&proxy.host, proxy.port),
+        None => (host, port),
     };
-    let address = resolve(&dial_host, dial_port, recorder, step).await?;
+    let address = resolve(dial_host, dial_port, recorder, step).await?;
     let tcp_started = Instant::now();
     let tcp = match request.source {
         None => TcpStream::connect(address).await,
@@ -463,16 +416,16 @@ async fn open_phases(
     let _ = tcp.set_nodelay(true);
     let mut counted = Counted::new(tcp, recorder.clone());
     if let Some(proxy) = request.proxy {
-        tunnel(&mut counted, proxy, &host, port).await?;
+        tunnel(&mut counted, proxy, host, port).await?;
     }
     let now = Instant::now();
     recorder
         .borrow_mut()
         .record(now, step, Hist::TcpConnect, now - tcp_started);
 
-    let transport = if secure {
+    let transport = if upgrade.secure {
         let tls_started = Instant::now();
-        let name = request.server_name.unwrap_or(&host).to_owned();
+        let name = request.server_name.unwrap_or(host).to_owned();
         let server_name = rustls_pki_types::ServerName::try_from(name.clone())
             .map_err(|_| ConnectError::new(ErrorKind::Tls, format!("`{name}` is not a valid TLS server name")))?;
         let stream = tokio_rustls::TlsConnector::from(request.tls.clone())
@@ -490,10 +443,14 @@ async fn open_phases(
 
     let (before_sent, before_received) = transport.totals();
     let upgrade_started = Instant::now();
-    // The transport's byte counts stay readable when the upgrade is refused.
-    let upgrade = tokio_tungstenite::client_async_with_config(ws_request, transport, Some(websocket_config())).await;
-    let (socket, status, headers) = match upgrade {
-        Ok((socket, response)) => {
+    let upgraded = crate::upgrade::upgrade(transport, upgrade, websocket_config(), request.keep_headers).await?;
+    let now = Instant::now();
+    let (sent, received) = match &upgraded {
+        Upgraded::Open { socket, .. } => socket.get_ref().totals(),
+        Upgraded::Refused { stream, .. } => stream.totals(),
+    };
+    let (socket, status, headers) = match upgraded {
+        Upgraded::Open { socket, headers } => {
             if request.expect_status != 101 {
                 return Err(ConnectError::new(
                     ErrorKind::Expectation,
@@ -503,28 +460,16 @@ async fn open_phases(
                     ),
                 ));
             }
-            let headers = if request.keep_headers {
-                header_list(&response)
-            } else {
-                Vec::new()
-            };
             (Some(socket), 101, headers)
         }
-        Err(WsError::Http(response)) if response.status().as_u16() == request.expect_status => {
-            let headers = if request.keep_headers {
-                header_list(&response)
-            } else {
-                Vec::new()
-            };
-            (None, request.expect_status, headers)
+        // The refused connection closes here, its bytes counted.
+        Upgraded::Refused { status, headers, .. } if status == request.expect_status => (None, status, headers),
+        Upgraded::Refused { status, .. } => {
+            return Err(ConnectError {
+                kind: wsfleet_metrics::catalog::http_status_error(status),
+                detail: format!("the server answered the upgrade with HTTP {status}"),
+            })
         }
-        Err(error) => return Err(classify_ws_error(&error)),
-    };
-    let now = Instant::now();
-    let (sent, received) = match &socket {
-        Some(socket) => socket.get_ref().totals(),
-        // A refused upgrade: the connection is gone with its counts already recorded.
-        None => (before_sent, before_received),
     };
     let mut recorder = recorder.borrow_mut();
     recorder.record(now, step, Hist::WsUpgrade, now - upgrade_started);

@@ -14,6 +14,7 @@ pub mod rendezvous;
 pub mod run;
 pub mod session;
 pub mod stop;
+pub mod upgrade;
 pub mod vu;
 pub mod worker;
 

@@ -8,6 +8,7 @@
 //! is measured from when they arrived. Messages never taken are counted in the connection set as
 //! `messages_unread` when their connection ends.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -33,6 +34,7 @@ use wsfleet_scenario::{
 };
 
 use crate::connection::{self, classify_ws_error, ConnectRequest, Socket, TlsConfig};
+use crate::upgrade::UpgradeRequest;
 
 /// What every VU of a run on one worker shares.
 pub struct RunEnv {
@@ -55,6 +57,34 @@ pub struct RunEnv {
     pub handshake_slots: Rc<tokio::sync::Semaphore>,
     /// Local addresses new connections bind to, in turn.
     pub source_addresses: connection::SourceAddresses,
+    /// Each connect step's upgrade request as last laid out, reused while the step renders
+    /// the same URL, headers and subprotocols (always, when they hold no per-VU variables).
+    pub upgrades: UpgradeRequests,
+}
+
+/// The upgrade requests of a worker's connect steps.
+#[derive(Default)]
+pub struct UpgradeRequests(RefCell<HashMap<StepId, Rc<UpgradeRequest>>>);
+
+impl UpgradeRequests {
+    /// The request for these inputs: the one laid out before when they are the same,
+    /// otherwise a new one (replacing it).
+    fn get(
+        &self,
+        step: StepId,
+        url: &str,
+        headers: &[(&str, &str)],
+        subprotocols: &[&str],
+    ) -> Result<Rc<UpgradeRequest>, connection::ConnectError> {
+        if let Some(request) = self.0.borrow().get(&step) {
+            if request.is_for(url, headers, subprotocols) {
+                return Ok(request.clone());
+            }
+        }
+        let request = Rc::new(UpgradeRequest::new(url, headers, subprotocols)?);
+        self.0.borrow_mut().insert(step, request.clone());
+        Ok(request)
+    }
 }
 
 /// Handshakes in flight per worker thread.
@@ -598,6 +628,21 @@ impl Vu {
         result
     }
 
+    /// Counts a connection that could not be opened; the step fails with the error's kind.
+    fn connect_failed(&self, set: SetId, step: StepId, url: &str, error: connection::ConnectError) -> Stop {
+        tracing::debug!(vu = self.number, url = %url, kind = %error.kind, detail = %error.detail, "connect failed");
+        self.env
+            .recorder
+            .borrow_mut()
+            .add(Instant::now(), set, Counter::ConnectionsFailed, 1);
+        Stop::Fail(Failure {
+            step,
+            kind: error.kind,
+            counted_elsewhere: false,
+            handled: false,
+        })
+    }
+
     async fn connect_step(&mut self, step: &Step, connect: &wsfleet_scenario::Connect, iteration: u64) -> StepResult {
         let set = SetId::Step(step.id);
         if connect.keep_open && self.conns.get(connect.conn).is_some_and(Option::is_some) {
@@ -606,16 +651,17 @@ impl Vu {
         let scope_parts = self.parts();
         let scope = scope_parts.scope(iteration);
         let url = connect.url.render(&scope);
-        let headers: Vec<(String, String)> = connect
-            .headers
-            .iter()
-            .map(|(name, value)| (name.clone(), value.render(&scope).into_owned()))
-            .collect();
-        let subprotocols: Vec<String> = connect
-            .subprotocols
-            .iter()
-            .map(|name| name.render(&scope).into_owned())
-            .collect();
+        let upgrade = {
+            let headers: Vec<(&str, Cow<'_, str>)> = connect
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.render(&scope)))
+                .collect();
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_ref())).collect();
+            let subprotocols: Vec<Cow<'_, str>> = connect.subprotocols.iter().map(|name| name.render(&scope)).collect();
+            let subprotocols: Vec<&str> = subprotocols.iter().map(AsRef::as_ref).collect();
+            self.env.upgrades.get(step.id, &url, &headers, &subprotocols)
+        };
         let expected_headers: Vec<(String, String)> = connect
             .expect
             .headers
@@ -625,10 +671,12 @@ impl Vu {
         // A second connect replaces the connection (closing the old one first).
         Box::pin(self.close_conn(connect.conn, CloseCode::Normal)).await;
         let env = self.env.clone();
+        let upgrade = match upgrade {
+            Ok(upgrade) => upgrade,
+            Err(error) => return Err(self.connect_failed(set, step.id, &url, error)),
+        };
         let request = ConnectRequest {
-            url: &url,
-            headers: &headers,
-            subprotocols: &subprotocols,
+            upgrade: &upgrade,
             timeout: connect.timeout,
             source: env.source_addresses.next(),
             tls: env.step_tls.get(&step.id).unwrap_or(&env.tls),
@@ -648,18 +696,7 @@ impl Vu {
         self.handshake = None;
         let opened = match opened {
             Ok(opened) => opened,
-            Err(error) => {
-                tracing::debug!(vu = self.number, url = %url, kind = %error.kind, detail = %error.detail, "connect failed");
-                recorder
-                    .borrow_mut()
-                    .add(Instant::now(), set, Counter::ConnectionsFailed, 1);
-                return Err(Stop::Fail(Failure {
-                    step: step.id,
-                    kind: error.kind,
-                    counted_elsewhere: false,
-                    handled: false,
-                }));
-            }
+            Err(error) => return Err(self.connect_failed(set, step.id, &url, error)),
         };
         let info = &mut self.info[connect.conn];
         info.headers = opened.headers;
@@ -1541,6 +1578,7 @@ mod sizes {
             ))),
             handshake_slots: Rc::new(tokio::sync::Semaphore::new(1)),
             source_addresses: crate::connection::SourceAddresses::new(Arc::new(Vec::new()), 0),
+            upgrades: UpgradeRequests::default(),
             rendezvous: Arc::new(crate::rendezvous::RendezvousHub::new().0),
         });
         let control = VuControl {

@@ -99,6 +99,7 @@ async fn worker_main(index: usize, setup: WorkerSetup, mut commands: mpsc::Unbou
         handshake_slots: Rc::new(tokio::sync::Semaphore::new(crate::vu::HANDSHAKES_IN_FLIGHT_PER_WORKER)),
         // Workers start at different addresses so the spread is even across the agent.
         source_addresses: crate::connection::SourceAddresses::new(setup.source_addresses.clone(), index),
+        upgrades: crate::vu::UpgradeRequests::default(),
     });
     let tasks = tokio_util::task::TaskTracker::new();
     let mut next_boundary = 1u64;
