@@ -1,6 +1,8 @@
 //! Every built-in metric's name, in one place. Names are what users see in summaries, JSON,
 //! CSV, Prometheus and thresholds; docs/metrics.md defines each one.
 
+use std::borrow::Cow;
+
 /// Counters: monotonic counts per interval. Each event is counted once, in one metric set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
@@ -239,6 +241,50 @@ pub fn http_status_error(status: u16) -> String {
     format!("http_{status}")
 }
 
-pub fn close_code_counter(code: u16) -> String {
-    format!("{CLOSE_CODES}.{code}")
+/// The counter name for a close code. The codes RFC 6455 registers (1000-1015) have static
+/// names: a close is counted without formatting or allocating.
+pub fn close_code_counter(code: u16) -> Cow<'static, str> {
+    const REGISTERED: [&str; 16] = [
+        "close_codes.1000",
+        "close_codes.1001",
+        "close_codes.1002",
+        "close_codes.1003",
+        "close_codes.1004",
+        "close_codes.1005",
+        "close_codes.1006",
+        "close_codes.1007",
+        "close_codes.1008",
+        "close_codes.1009",
+        "close_codes.1010",
+        "close_codes.1011",
+        "close_codes.1012",
+        "close_codes.1013",
+        "close_codes.1014",
+        "close_codes.1015",
+    ];
+    match code
+        .checked_sub(1000)
+        .and_then(|index| REGISTERED.get(usize::from(index)))
+    {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(format!("{CLOSE_CODES}.{code}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_code_counters_have_one_name_per_code() {
+        for code in [0, 999, 1000, 1005, 1015, 1016, 3000, 4999, u16::MAX] {
+            let name = close_code_counter(code);
+            assert_eq!(name, format!("close_codes.{code}"));
+            assert_eq!(
+                matches!(name, Cow::Borrowed(_)),
+                (1000..=1015).contains(&code),
+                "{code}"
+            );
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! Events are keyed by the run-time second they happen in; at each boundary the worker takes
 //! the finished intervals and converts them once to [`MetricSets`].
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -45,7 +46,7 @@ impl Default for SlotData {
 struct Interval {
     index: u64,
     slots: Vec<SlotData>,
-    labeled: BTreeMap<(usize, String), u64>,
+    labeled: BTreeMap<(usize, Cow<'static, str>), u64>,
     gauges: BTreeMap<&'static str, i64>,
 }
 
@@ -144,9 +145,9 @@ impl Recorder {
     }
 
     /// Counts a labeled event, e.g. `errors.refused` or `close_codes.1000`.
-    pub fn add_labeled(&mut self, at: Instant, set: SetId, name: String, amount: u64) {
+    pub fn add_labeled(&mut self, at: Instant, set: SetId, name: impl Into<Cow<'static, str>>, amount: u64) {
         let interval = self.interval_at(at);
-        *interval.labeled.entry((set.slot(), name)).or_insert(0) += amount;
+        *interval.labeled.entry((set.slot(), name.into())).or_insert(0) += amount;
     }
 
     /// Records a latency (microsecond resolution; an hour or more saturates at the maximum).
@@ -220,7 +221,7 @@ impl Recorder {
         }
         for ((slot, name), value) in interval.labeled {
             let set = sets.entry(self.set_name(slot).to_owned()).or_default();
-            *set.counters.entry(name).or_insert(0) += value;
+            *set.counters.entry(name.into_owned()).or_insert(0) += value;
         }
         MetricSets {
             sets,
