@@ -199,11 +199,6 @@ impl UpgradeRequest {
                 .all(|(name, other)| name == other)
     }
 
-    /// The URL as the scenario rendered it.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// The request head with `key` in place.
     fn head(&self, key: &[u8]) -> Vec<u8> {
         let mut head = Vec::with_capacity(self.before_key.len() + key.len() + self.after_key.len());
