@@ -46,14 +46,34 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let settings = match settings::load(cli.config.as_deref(), overrides(&cli)) {
+        Ok(settings) => settings,
+        Err(error) => {
+            tell!("error: {error:#}");
+            return exit::code(exit::INVALID_INPUT);
+        }
+    };
+    // An agent with one worker is one thread: the session and the VUs share it
+    // (`wsfleet_agent::run_on_this_thread`).
+    let one_thread = matches!(cli.command, Command::Agent(_))
+        && !cli.dump_config
+        && settings.agent.workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+            |workers| workers.max(1),
+        ) == 1;
+    let mut builder = if one_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             tell!("error: cannot start the async runtime: {error}");
             return exit::code(exit::INTERNAL);
         }
     };
-    let code = runtime.block_on(dispatch(cli));
+    let code = runtime.block_on(dispatch(cli, settings));
     // Do not wait for lingering tasks (e.g. a hung target) once the outcome is known.
     runtime.shutdown_timeout(Duration::from_secs(1));
     exit::code(code)
@@ -168,14 +188,7 @@ fn spawn_interrupt_handler(stop: CancellationToken) {
     });
 }
 
-async fn dispatch(cli: Cli) -> u8 {
-    let settings = match settings::load(cli.config.as_deref(), overrides(&cli)) {
-        Ok(settings) => settings,
-        Err(error) => {
-            tell!("error: {error:#}");
-            return exit::INVALID_INPUT;
-        }
-    };
+async fn dispatch(cli: Cli, settings: settings::Settings) -> u8 {
     if cli.dump_config {
         match toml_like(&settings) {
             Ok(text) => {
@@ -530,7 +543,14 @@ async fn run_agent(args: cli::AgentArgs, settings: &settings::Settings) -> u8 {
             cancel.cancel();
         });
     }
-    match wsfleet_agent::run(config, cancel).await {
+    let one_thread = config.workers == 1
+        && tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
+    let outcome = if one_thread {
+        wsfleet_agent::run_on_this_thread(config, cancel).await
+    } else {
+        wsfleet_agent::run(config, cancel).await
+    };
+    match outcome {
         Ok(()) => exit::OK,
         Err(wsfleet_agent::AgentError::Detached(reason)) => {
             tracing::info!(%reason, "controller gone; exiting");

@@ -131,6 +131,16 @@ steps:
         agents.iter().all(|agent| agent["active_connections"] == 10),
         "{agents:?}"
     );
+    // An agent with one worker is one thread: session, executor and VUs share it.
+    for agent in &fleet.agents {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", agent.id())).unwrap();
+        let threads = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Threads:"))
+            .unwrap()
+            .trim();
+        assert_eq!(threads, "1", "agent {} runs {threads} threads", agent.id());
+    }
     // The ramp down closes them (the hard stop at the end of the stages closes with 1001).
     fleet.wait_status(None, Duration::from_secs(40), "the run to end", |status| {
         status["run"]["running"] == false

@@ -15,7 +15,7 @@ use wsfleet_scenario::{Bundle, LoadModel, Scenario};
 
 use crate::connection::run_tls_config;
 use crate::vu::{static_messages, step_tls_configs, VuControl};
-use crate::worker::{spawn_worker, WorkerCommand, WorkerReport, WorkerSetup};
+use crate::worker::{spawn_worker, AgentThread, WorkerCommand, WorkerReport, WorkerSetup};
 
 /// How the session steers a run.
 #[derive(Clone)]
@@ -107,6 +107,7 @@ pub async fn play(
     assignment: Assignment,
     agent_id: Arc<str>,
     workers: usize,
+    here: Option<AgentThread>,
     source_addresses: Vec<std::net::IpAddr>,
     outgoing: Arc<crate::outbox::Outbox>,
     control: RunControl,
@@ -114,7 +115,17 @@ pub async fn play(
     let run_id = assignment.run_id.clone();
     let done = control.done.clone();
     let _done_on_exit = done.drop_guard();
-    match prepare_and_play(assignment, agent_id, workers, source_addresses, &outgoing, control).await {
+    match prepare_and_play(
+        assignment,
+        agent_id,
+        workers,
+        here,
+        source_addresses,
+        &outgoing,
+        control,
+    )
+    .await
+    {
         Ok(last_interval) => send_status(&outgoing, &run_id, RunPhase::Finished, String::new(), last_interval).await,
         Err(message) => {
             tracing::error!(run = %run_id, %message, "cannot play assignment");
@@ -127,6 +138,7 @@ async fn prepare_and_play(
     assignment: Assignment,
     agent_id: Arc<str>,
     workers: usize,
+    here: Option<AgentThread>,
     source_addresses: Vec<std::net::IpAddr>,
     outgoing: &Arc<crate::outbox::Outbox>,
     control: RunControl,
@@ -199,12 +211,12 @@ async fn prepare_and_play(
     };
     let worker_count = workers.max(1);
     let mut worker_commands = Vec::with_capacity(worker_count);
-    let mut worker_threads = Vec::with_capacity(worker_count);
+    let mut worker_handles = Vec::with_capacity(worker_count);
     for index in 0..worker_count {
-        let (commands, thread) =
-            spawn_worker(index, setup.clone()).map_err(|error| format!("cannot start worker thread: {error}"))?;
+        let (commands, handle) = spawn_worker(index, setup.clone(), here.as_ref())
+            .map_err(|error| format!("cannot start worker: {error}"))?;
         worker_commands.push(commands);
-        worker_threads.push(thread);
+        worker_handles.push(handle);
     }
     drop(setup);
     let reporter = tokio::spawn(report_intervals(
@@ -261,12 +273,9 @@ async fn prepare_and_play(
     }
     drop(worker_commands);
     let last_interval = reporter.await.unwrap_or(0);
-    let _ = tokio::task::spawn_blocking(move || {
-        for thread in worker_threads {
-            let _ = thread.join();
-        }
-    })
-    .await;
+    for worker in worker_handles {
+        worker.join().await;
+    }
     Ok(last_interval)
 }
 

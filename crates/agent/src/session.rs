@@ -76,6 +76,8 @@ pub struct AgentState {
     /// took the same id.
     pub instance: String,
     pub outbox: Arc<Outbox>,
+    /// Set when the agent is one thread: its worker runs there.
+    pub here: Option<crate::worker::AgentThread>,
 }
 
 /// The next rendezvous arrival of the current run; never, without one.
@@ -277,7 +279,15 @@ pub async fn attach_once(
                             .map(|receiver| (assignment.run_id.clone(), receiver));
                         current_run = Some((assignment.run_id.clone(), control.clone()));
                         tracing::info!(run = %assignment.run_id, "assignment received");
-                        tokio::spawn(play(assignment, agent_id.clone(), config.workers, config.source_addresses.clone(), outbox.clone(), control));
+                        tokio::spawn(play(
+                            assignment,
+                            agent_id.clone(),
+                            config.workers,
+                            state.here.clone(),
+                            config.source_addresses.clone(),
+                            outbox.clone(),
+                            control,
+                        ));
                     }
                     Some(controller_message::Kind::Stop(stop)) => {
                         if let Some((run_id, control)) = &current_run {

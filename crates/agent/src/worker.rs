@@ -60,12 +60,69 @@ pub struct WorkerSetup {
     pub reports: mpsc::UnboundedSender<WorkerReport>,
 }
 
-/// Starts worker `index` on its own thread.
+/// The thread of an agent that is one thread (`crate::run_on_this_thread`): worker 0 runs there,
+/// beside the session, as tasks of the thread's `LocalSet`. A process of one thread spares every
+/// socket call the bookkeeping the kernel and libc do for threads (a file reference taken and
+/// dropped, cancellation state switched on and off).
+#[derive(Clone)]
+pub struct AgentThread {
+    starts: mpsc::UnboundedSender<Box<dyn FnOnce() + Send>>,
+}
+
+impl AgentThread {
+    /// The handle, and the task that starts workers: the caller spawns it on its `LocalSet`.
+    pub fn new() -> (AgentThread, impl std::future::Future<Output = ()>) {
+        let (starts, mut requests) = mpsc::unbounded_channel::<Box<dyn FnOnce() + Send>>();
+        let serve = async move {
+            while let Some(start) = requests.recv().await {
+                start();
+            }
+        };
+        (AgentThread { starts }, serve)
+    }
+}
+
+/// A running worker, to wait for at the end of a run.
+pub enum WorkerHandle {
+    Thread(std::thread::JoinHandle<()>),
+    /// A worker on the agent's own thread: the sender is dropped when it ends.
+    AgentThread(tokio::sync::oneshot::Receiver<()>),
+}
+
+impl WorkerHandle {
+    pub async fn join(self) {
+        match self {
+            WorkerHandle::Thread(thread) => {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+            WorkerHandle::AgentThread(ended) => {
+                let _ = ended.await;
+            }
+        }
+    }
+}
+
+/// Starts worker `index`: on the agent's own thread when `here` is given and it is the first
+/// worker, otherwise on a thread of its own.
 pub fn spawn_worker(
     index: usize,
     setup: WorkerSetup,
-) -> std::io::Result<(mpsc::UnboundedSender<WorkerCommand>, std::thread::JoinHandle<()>)> {
+    here: Option<&AgentThread>,
+) -> std::io::Result<(mpsc::UnboundedSender<WorkerCommand>, WorkerHandle)> {
     let (commands, receiver) = mpsc::unbounded_channel();
+    if let Some(here) = here.filter(|_| index == 0) {
+        let (ended, handle) = tokio::sync::oneshot::channel::<()>();
+        let start = Box::new(move || {
+            tokio::task::spawn_local(async move {
+                worker_main(index, setup, receiver).await;
+                drop(ended);
+            });
+        });
+        here.starts
+            .send(start)
+            .map_err(|_| std::io::Error::other("the agent's thread takes no more workers"))?;
+        return Ok((commands, WorkerHandle::AgentThread(handle)));
+    }
     let handle = std::thread::Builder::new()
         .name(format!("wsfleet-worker-{index}"))
         .spawn(move || {
@@ -79,7 +136,7 @@ pub fn spawn_worker(
             let local = tokio::task::LocalSet::new();
             local.block_on(&runtime, worker_main(index, setup, receiver));
         })?;
-    Ok((commands, handle))
+    Ok((commands, WorkerHandle::Thread(handle)))
 }
 
 async fn worker_main(index: usize, setup: WorkerSetup, mut commands: mpsc::UnboundedReceiver<WorkerCommand>) {
