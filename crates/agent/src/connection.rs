@@ -37,12 +37,14 @@ pub fn websocket_config() -> WebSocketConfig {
 /// error kind `message_too_big`.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
-/// A socket stream that records the bytes it moves into the worker's recorder.
+/// A socket stream that records the bytes it moves into the worker's recorder, and when the
+/// last read that brought bytes returned.
 pub struct Counted<S> {
     inner: S,
     recorder: Rc<RefCell<Recorder>>,
     sent: u64,
     received: u64,
+    last_read: Instant,
 }
 
 impl<S> Counted<S> {
@@ -52,7 +54,15 @@ impl<S> Counted<S> {
             recorder,
             sent: 0,
             received: 0,
+            last_read: Instant::now(),
         }
+    }
+
+    /// When the last read that brought bytes returned: the arrival of every frame it completed.
+    /// A frame is decoded from buffered bytes without a read only when an earlier read brought
+    /// all of it, so this is each message's arrival even when one read brings many.
+    pub fn last_read(&self) -> Instant {
+        self.last_read
     }
 
     /// Bytes written and read so far on this connection.
@@ -78,6 +88,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         let read = (buf.filled().len() - before) as u64;
         if read > 0 {
+            self.last_read = Instant::now();
             self.received += read;
             self.recorder
                 .borrow_mut()
@@ -128,6 +139,14 @@ impl Transport {
         match self {
             Transport::Plain(stream) => stream.totals(),
             Transport::Tls(stream) => stream.get_ref().0.totals(),
+        }
+    }
+
+    /// When the last socket read that brought bytes returned (under TLS, ciphertext).
+    pub fn last_read(&self) -> Instant {
+        match self {
+            Transport::Plain(stream) => stream.last_read(),
+            Transport::Tls(stream) => stream.get_ref().0.last_read(),
         }
     }
 }
@@ -628,5 +647,39 @@ pub fn classify_ws_error(error: &WsError) -> ConnectError {
             ConnectError::new(ErrorKind::Reset, "the connection ended during the handshake")
         }
         other => ConnectError::new(ErrorKind::Protocol, other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A read that brings bytes moves the arrival instant; one that finds nothing leaves it, and
+    /// the bytes are counted either way.
+    #[tokio::test]
+    async fn the_last_read_that_brought_bytes_is_the_arrival() {
+        let (near, mut far) = tokio::io::duplex(1024);
+        let recorder = Rc::new(RefCell::new(Recorder::new(Instant::now(), Vec::new())));
+        let mut counted = Counted::new(near, recorder);
+        let opened = counted.last_read();
+
+        far.write_all(b"two frames in one read").await.unwrap();
+        let before_read = Instant::now();
+        let mut buffer = [0u8; 64];
+        let read = counted.read(&mut buffer).await.unwrap();
+        assert_eq!(read, 22);
+        let arrival = counted.last_read();
+        assert!(arrival >= before_read && arrival > opened);
+
+        // Nothing to read: the instant stays.
+        let waker = futures_util::task::noop_waker();
+        let mut context = Context::from_waker(&waker);
+        let mut read_buffer = ReadBuf::new(&mut buffer);
+        assert!(Pin::new(&mut counted)
+            .poll_read(&mut context, &mut read_buffer)
+            .is_pending());
+        assert_eq!(counted.last_read(), arrival);
+        assert_eq!(counted.totals(), (0, 22));
     }
 }

@@ -1042,7 +1042,6 @@ impl Vu {
         step: StepId,
         iteration: u64,
     ) -> Result<(Option<Arrived>, Option<(StepId, Message)>), Stop> {
-        let now = Instant::now();
         let message = match next {
             None => {
                 self.conns[conn_id] = None;
@@ -1067,6 +1066,11 @@ impl Vu {
             // Pings are answered by tungstenite; stray pongs and raw frames are ignored.
             _ => return Ok((None, None)),
         }
+        // Arrived when the read that completed it returned (one read may bring many messages).
+        let now = match &self.conns[conn_id] {
+            Some(conn) => conn.socket.get_ref().last_read(),
+            None => Instant::now(),
+        };
         let arrived = |message| Arrived {
             message,
             at: now,
