@@ -185,18 +185,16 @@ impl UpgradeRequest {
     /// Whether this request was built from these inputs.
     pub fn is_for(&self, url: &str, headers: &[(&str, &str)], subprotocols: &[&str]) -> bool {
         self.url == url
-            && self.headers.len() == headers.len()
             && self
                 .headers
                 .iter()
-                .zip(headers)
-                .all(|((name, value), (other_name, other_value))| name == other_name && value == other_value)
-            && self.subprotocols.len() == subprotocols.len()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .eq(headers.iter().copied())
             && self
                 .subprotocols
                 .iter()
-                .zip(subprotocols)
-                .all(|(name, other)| name == other)
+                .map(String::as_str)
+                .eq(subprotocols.iter().copied())
     }
 
     /// The request head with `key` in place.
@@ -323,7 +321,8 @@ enum Response {
     },
 }
 
-/// Parses and checks the response head in `buffer`; `None` while it is incomplete.
+/// Parses and checks the response head in `buffer`; `None` while it is incomplete. Headers are
+/// parsed into room on the stack, and again into room on the heap when there are more.
 fn parse_response(
     buffer: &[u8],
     request: &UpgradeRequest,
@@ -331,23 +330,19 @@ fn parse_response(
     keep_headers: bool,
 ) -> Result<Option<Response>, ConnectError> {
     let mut on_stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut on_heap = Vec::new();
     let mut parsed = httparse::Response::new(&mut on_stack);
-    match parsed.parse(buffer) {
+    let mut status = parsed.parse(buffer);
+    if matches!(status, Err(httparse::Error::TooManyHeaders)) {
+        on_heap.resize(MAX_RESPONSE_HEADERS, httparse::EMPTY_HEADER);
+        parsed = httparse::Response::new(&mut on_heap);
+        status = parsed.parse(buffer);
+    }
+    match status {
         Ok(httparse::Status::Complete(head_len)) => {
             check_response(&parsed, head_len, request, accept, keep_headers).map(Some)
         }
         Ok(httparse::Status::Partial) => Ok(None),
-        Err(httparse::Error::TooManyHeaders) => {
-            let mut on_heap = vec![httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-            let mut parsed = httparse::Response::new(&mut on_heap);
-            match parsed.parse(buffer) {
-                Ok(httparse::Status::Complete(head_len)) => {
-                    check_response(&parsed, head_len, request, accept, keep_headers).map(Some)
-                }
-                Ok(httparse::Status::Partial) => Ok(None),
-                Err(error) => Err(not_http(error)),
-            }
-        }
         Err(error) => Err(not_http(error)),
     }
 }
@@ -544,11 +539,7 @@ mod tests {
             request.push(byte[0]);
         }
         let request = String::from_utf8(request).unwrap();
-        let key = request
-            .lines()
-            .find_map(|line| line.strip_prefix("Sec-WebSocket-Key: "))
-            .unwrap()
-            .to_owned();
+        let key = key_of(&request).to_owned();
         // The response may come in pieces: write it in two halves. A client that gave up
         // (a head over the limit) makes the second write fail, which is not the server's
         // business here.
@@ -559,6 +550,21 @@ mod tests {
             let _ = server.write_all(second).await;
         }
         request
+    }
+
+    fn key_of(request: &str) -> &str {
+        request
+            .lines()
+            .find_map(|line| line.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap()
+    }
+
+    /// A well-formed `101` for `key`, with `from` replaced by `to`.
+    fn switching_with(key: &str, from: &str, to: &str) -> Vec<u8> {
+        String::from_utf8(switching(key, ""))
+            .unwrap()
+            .replace(from, to)
+            .into_bytes()
     }
 
     fn switching(key: &str, extra: &str) -> Vec<u8> {
@@ -622,11 +628,7 @@ mod tests {
                 Ok(Upgraded::Open { .. })
             ));
             let sent = served.await.unwrap();
-            let key = sent
-                .lines()
-                .find_map(|line| line.strip_prefix("Sec-WebSocket-Key: "))
-                .unwrap()
-                .to_owned();
+            let key = key_of(&sent).to_owned();
             assert_eq!(
                 base64::engine::general_purpose::STANDARD.decode(&key).unwrap().len(),
                 16
@@ -680,32 +682,17 @@ mod tests {
                 "Sec-WebSocket-Accept does not match",
             ),
             (
-                Box::new(|key| {
-                    String::from_utf8(switching(key, ""))
-                        .unwrap()
-                        .replace("Upgrade: WebSocket", "Upgrade: h2c")
-                        .into_bytes()
-                }),
+                Box::new(|key| switching_with(key, "Upgrade: WebSocket", "Upgrade: h2c")),
                 "protocol",
                 "`Upgrade: websocket`",
             ),
             (
-                Box::new(|key| {
-                    String::from_utf8(switching(key, ""))
-                        .unwrap()
-                        .replace("keep-alive, Upgrade", "close")
-                        .into_bytes()
-                }),
+                Box::new(|key| switching_with(key, "keep-alive, Upgrade", "close")),
                 "protocol",
                 "`Connection: Upgrade`",
             ),
             (
-                Box::new(|key| {
-                    String::from_utf8(switching(key, ""))
-                        .unwrap()
-                        .replace("HTTP/1.1", "HTTP/1.0")
-                        .into_bytes()
-                }),
+                Box::new(|key| switching_with(key, "HTTP/1.1", "HTTP/1.0")),
                 "protocol",
                 "HTTP/1.0",
             ),
@@ -726,26 +713,10 @@ mod tests {
             ),
         ];
         for (response, kind, detail) in cases {
-            let (client, server) = duplex(64 * 1024);
-            let served = tokio::spawn(async move {
-                let mut server = server;
-                let mut request = Vec::new();
-                while !request.ends_with(b"\r\n\r\n") {
-                    request.push(server.read_u8().await.unwrap());
-                }
-                let text = String::from_utf8(request).unwrap();
-                let key = text
-                    .lines()
-                    .find_map(|line| line.strip_prefix("Sec-WebSocket-Key: "))
-                    .unwrap();
-                server.write_all(&response(key)).await.unwrap();
-                // Dropping the server end closes it: a short answer then reads as an early end.
-            });
-            let error = match upgrade(client, &request, crate::connection::websocket_config(), false).await {
+            let error = match handshake(&request, false, response).await {
                 Err(error) => error,
                 Ok(_) => panic!("expected `{detail}` to fail the handshake"),
             };
-            served.await.unwrap();
             assert_eq!(error.kind, kind, "{}", error.detail);
             assert!(
                 error.detail.contains(detail),

@@ -982,7 +982,7 @@ impl Vu {
             }
             if let Some(arrived) = arrived {
                 if self.matches(matcher, &arrived.message, iteration) {
-                    // Read at its arrival, just now (unless a reply went out since).
+                    // Its arrival is the step's last clock reading (unless a reply went out since).
                     if !replied {
                         self.recent = Some(arrived.at);
                     }
