@@ -541,18 +541,13 @@ impl Vu {
     }
 
     async fn step(&mut self, step: &Step, iteration: u64) -> StepResult {
-        let set = SetId::Step(step.id);
         // The previous step's instant is good for this step's start only; whatever this step
         // leaves is for the next.
         let recent = self.recent.take();
         match &step.action {
             // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
             Action::Connect(connect) => Box::pin(self.connect_step(step, connect, iteration)).await,
-            Action::Send(send) => {
-                let message = self.message_for(step.id, send, iteration)?;
-                self.send_message(send.conn, message, send.fragments, set, step.id, iteration)
-                    .await
-            }
+            Action::Send(send) => self.send_step(step, send, iteration).await,
             Action::Receive(receive) => self.receive_step(step, receive, iteration, recent).await,
             // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
             Action::Ping(ping) => Box::pin(self.ping_step(step, ping, iteration)).await,
@@ -638,9 +633,24 @@ impl Vu {
                 }
             }
             for step in &repeat.steps {
-                let result = self.step(step, index).await;
-                if let Err(stop) = self.handle_result(step.id, result) {
-                    break 'rounds Err(stop);
+                // A load loop's body is mostly sends and receives: they are played here, each
+                // one future deep, rather than through `step` (one more future, sized by every
+                // kind of step, built and dropped per message). Same calls, same results.
+                let result = match &step.action {
+                    Action::Send(send) => {
+                        self.recent = None;
+                        self.send_step(step, send, index).await
+                    }
+                    Action::Receive(receive) => {
+                        let recent = self.recent.take();
+                        self.receive_step(step, receive, index, recent).await
+                    }
+                    _ => self.step(step, index).await,
+                };
+                if result.is_err() {
+                    if let Err(stop) = self.handle_result(step.id, result) {
+                        break 'rounds Err(stop);
+                    }
                 }
             }
             index += 1;
@@ -828,6 +838,19 @@ impl Vu {
             extract_into(&mut self.vars, &receive.extract, origin, step.id)?;
         }
         Ok(())
+    }
+
+    async fn send_step(&mut self, step: &Step, send: &Send, iteration: u64) -> StepResult {
+        let message = self.message_for(step.id, send, iteration)?;
+        self.send_message(
+            send.conn,
+            message,
+            send.fragments,
+            SetId::Step(step.id),
+            step.id,
+            iteration,
+        )
+        .await
     }
 
     async fn ping_step(&mut self, step: &Step, ping: &wsfleet_scenario::Ping, iteration: u64) -> StepResult {
@@ -1221,8 +1244,11 @@ impl Vu {
         if !waited && replies.is_empty() {
             self.recent = Some(sent_at);
         }
-        for reply in replies {
-            self.send_reply(conn_id, reply, iteration).await?;
+        // Checked first: a loop over an empty list still builds and drops its iterator.
+        if !replies.is_empty() {
+            for reply in replies {
+                self.send_reply(conn_id, reply, iteration).await?;
+            }
         }
         Ok(())
     }
