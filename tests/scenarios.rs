@@ -396,6 +396,69 @@ steps:
     assert_eq!(summary["totals"]["errors"]["expectation"], 3, "{summary:#}");
 }
 
+/// An upgrade's bytes are `handshake_bytes_*` whatever its outcome: refused with a status the
+/// step did not expect, or cut short by the connect timeout. Such connections carry nothing
+/// else, so their handshake bytes are all their wire bytes.
+#[test]
+fn an_upgrade_that_fails_still_counts_its_bytes_as_handshake_bytes() {
+    let server = Server::start(Default::default());
+    let address = server.server().local_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let path = "/echo?handshake_status=403";
+    let (summary, _) = run_inline(
+        dir.path(),
+        &format!("load: {{ vus: 3, iterations: 1 }}\nsteps:\n  - connect: {{ url: 'ws://{address}{path}' }}\n"),
+    );
+    assert_eq!(summary["totals"]["errors"]["http_403"], 3, "{summary:#}");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {}\r\n\r\n",
+        "x".repeat(24)
+    );
+    assert_eq!(counter(&summary, "handshake_bytes_sent"), 3 * request.len() as u64);
+    assert_eq!(
+        counter(&summary, "bytes_sent"),
+        counter(&summary, "handshake_bytes_sent")
+    );
+    // At least a status line and a blank line each.
+    assert!(counter(&summary, "handshake_bytes_received") >= 3 * 30, "{summary:#}");
+    assert_eq!(
+        counter(&summary, "bytes_received"),
+        counter(&summary, "handshake_bytes_received")
+    );
+
+    // A server that takes the request and never answers: the request is counted when the
+    // timeout ends the connect.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_address = silent.local_addr().unwrap();
+    silent.set_nonblocking(true).unwrap();
+    let held = std::thread::spawn(move || {
+        // Accepts and holds, silent, for longer than the agents wait.
+        let mut accepted = Vec::new();
+        let until = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < until {
+            if let Ok((stream, _)) = silent.accept() {
+                accepted.push(stream);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        accepted.len()
+    });
+    let (summary, _) = run_inline(
+        dir.path(),
+        &format!(
+            "load: {{ vus: 2, iterations: 1 }}\nsteps:\n  - connect: {{ url: 'ws://{silent_address}/echo', timeout: 500ms }}\n"
+        ),
+    );
+    assert_eq!(held.join().unwrap(), 2);
+    assert_eq!(summary["totals"]["errors"]["timeout"], 2, "{summary:#}");
+    let request = format!(
+        "GET /echo HTTP/1.1\r\nHost: {silent_address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {}\r\n\r\n",
+        "x".repeat(24)
+    );
+    assert_eq!(counter(&summary, "handshake_bytes_sent"), 2 * request.len() as u64);
+    assert_eq!(counter(&summary, "handshake_bytes_received"), 0);
+}
+
 #[test]
 fn tls_trusts_a_ca_file_or_skips_verification_only_when_told() {
     let server = Server::start(wsfleet_testserver::Config {

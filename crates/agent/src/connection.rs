@@ -45,6 +45,10 @@ pub struct Counted<S> {
     sent: u64,
     received: u64,
     last_read: Instant,
+    /// The WebSocket upgrade is under way: its bytes are also `handshake_bytes_*`, counted as
+    /// they move, so an upgrade that is refused, broken or cut short by the timeout still
+    /// counts what it moved.
+    upgrading: bool,
 }
 
 impl<S> Counted<S> {
@@ -55,7 +59,13 @@ impl<S> Counted<S> {
             sent: 0,
             received: 0,
             last_read: Instant::now(),
+            upgrading: false,
         }
+    }
+
+    /// Starts or ends counting the bytes moved as the upgrade's.
+    pub fn set_upgrading(&mut self, upgrading: bool) {
+        self.upgrading = upgrading;
     }
 
     /// When the last read that brought bytes returned: the arrival of every frame it completed.
@@ -74,9 +84,11 @@ impl<S> Counted<S> {
         if let Poll::Ready(Ok(written)) = result {
             if *written > 0 {
                 self.sent += *written as u64;
-                self.recorder
-                    .borrow_mut()
-                    .add_untimed(SetId::Connection, Counter::BytesSent, *written as u64);
+                let mut recorder = self.recorder.borrow_mut();
+                recorder.add_untimed(SetId::Connection, Counter::BytesSent, *written as u64);
+                if self.upgrading {
+                    recorder.add_untimed(SetId::Connection, Counter::HandshakeBytesSent, *written as u64);
+                }
             }
         }
     }
@@ -90,9 +102,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         if read > 0 {
             self.last_read = Instant::now();
             self.received += read;
-            self.recorder
-                .borrow_mut()
-                .add_untimed(SetId::Connection, Counter::BytesReceived, read);
+            let mut recorder = self.recorder.borrow_mut();
+            recorder.add_untimed(SetId::Connection, Counter::BytesReceived, read);
+            if self.upgrading {
+                recorder.add_untimed(SetId::Connection, Counter::HandshakeBytesReceived, read);
+            }
         }
         result
     }
@@ -135,10 +149,11 @@ pub enum Transport {
 }
 
 impl Transport {
-    pub fn totals(&self) -> (u64, u64) {
+    /// Starts or ends counting the socket's bytes (under TLS, its records) as the upgrade's.
+    pub fn set_upgrading(&mut self, upgrading: bool) {
         match self {
-            Transport::Plain(stream) => stream.totals(),
-            Transport::Tls(stream) => stream.get_ref().0.totals(),
+            Transport::Plain(stream) => stream.set_upgrading(upgrading),
+            Transport::Tls(stream) => stream.get_mut().0.set_upgrading(upgrading),
         }
     }
 
@@ -442,7 +457,7 @@ async fn open_phases(
         .borrow_mut()
         .record(now, step, Hist::TcpConnect, now - tcp_started);
 
-    let transport = if upgrade.secure {
+    let mut transport = if upgrade.secure {
         let tls_started = Instant::now();
         let name = request.server_name.unwrap_or(host).to_owned();
         let server_name = rustls_pki_types::ServerName::try_from(name.clone())
@@ -460,16 +475,13 @@ async fn open_phases(
         Transport::Plain(counted)
     };
 
-    let (before_sent, before_received) = transport.totals();
+    transport.set_upgrading(true);
     let upgrade_started = Instant::now();
     let upgraded = crate::upgrade::upgrade(transport, upgrade, websocket_config(), request.keep_headers).await?;
     let now = Instant::now();
-    let (sent, received) = match &upgraded {
-        Upgraded::Open { socket, .. } => socket.get_ref().totals(),
-        Upgraded::Refused { stream, .. } => stream.totals(),
-    };
     let (socket, status, headers) = match upgraded {
-        Upgraded::Open { socket, headers } => {
+        Upgraded::Open { mut socket, headers } => {
+            socket.get_mut().set_upgrading(false);
             if request.expect_status != 101 {
                 return Err(ConnectError::new(
                     ErrorKind::Expectation,
@@ -493,13 +505,6 @@ async fn open_phases(
     let mut recorder = recorder.borrow_mut();
     recorder.record(now, step, Hist::WsUpgrade, now - upgrade_started);
     recorder.record(now, step, Hist::Handshake, now - started);
-    recorder.add(now, SetId::Connection, Counter::HandshakeBytesSent, sent - before_sent);
-    recorder.add(
-        now,
-        SetId::Connection,
-        Counter::HandshakeBytesReceived,
-        received - before_received,
-    );
     Ok(Opened {
         socket,
         status,
