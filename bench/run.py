@@ -540,7 +540,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short runs (5 s, fewer connections)")
     parser.add_argument("--only", action="append", help="run only these workloads")
-    parser.add_argument("--rounds", type=int, help="rounds per rate workload, alternating which client goes first (default 5; 1 with --quick)")
+    parser.add_argument("--rounds", type=int, help="rounds per rate workload, alternating which client goes first (default 7; 1 with --quick)")
     parser.add_argument("--no-build", action="store_true")
     arguments = parser.parse_args()
     if not arguments.no_build:
@@ -548,7 +548,7 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     seconds = 5 if arguments.quick else 20
-    rounds = arguments.rounds or (1 if arguments.quick else 5)
+    rounds = arguments.rounds or (1 if arguments.quick else 7)
     wanted = set(arguments.only or ["connect_rate", "idle", "echo", "scale", "controller"])
     results = {"machine": {"cores": os.cpu_count(), "nofile": hard}, "seconds": seconds, "rounds": rounds, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with tempfile.TemporaryDirectory() as directory:
