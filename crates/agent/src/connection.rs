@@ -49,6 +49,8 @@ pub struct Counted<S> {
     /// they move, so an upgrade that is refused, broken or cut short by the timeout still
     /// counts what it moved.
     upgrading: bool,
+    /// The last write could not go out (it returned `Pending`).
+    write_pending: bool,
 }
 
 impl<S> Counted<S> {
@@ -60,6 +62,7 @@ impl<S> Counted<S> {
             received: 0,
             last_read: Instant::now(),
             upgrading: false,
+            write_pending: false,
         }
     }
 
@@ -81,6 +84,7 @@ impl<S> Counted<S> {
     }
 
     fn count_sent(&mut self, result: &Poll<io::Result<usize>>) {
+        self.write_pending = result.is_pending();
         if let Poll::Ready(Ok(written)) = result {
             if *written > 0 {
                 self.sent += *written as u64;
@@ -154,6 +158,17 @@ impl Transport {
         match self {
             Transport::Plain(stream) => stream.set_upgrading(upgrading),
             Transport::Tls(stream) => stream.get_mut().0.set_upgrading(upgrading),
+        }
+    }
+
+    /// Whether everything written so far is in the kernel: over plain TCP, when the last write
+    /// was not refused for want of room. The WebSocket writes a frame out as it takes it (its
+    /// write buffer is 0 bytes) and keeps what the socket refused; a flush then has nothing to
+    /// do. Under TLS records may wait in the TLS layer until a flush: always `false`.
+    pub fn wrote_everything(&self) -> bool {
+        match self {
+            Transport::Plain(stream) => !stream.write_pending,
+            Transport::Tls(_) => false,
         }
     }
 
@@ -659,6 +674,44 @@ pub fn classify_ws_error(error: &WsError) -> ConnectError {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Over plain TCP everything written is in the kernel unless the last write was refused
+    /// for want of room, and again once a write goes out.
+    #[tokio::test]
+    async fn a_refused_write_is_held_until_one_goes_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (near, far) = tokio::join!(TcpStream::connect(address), listener.accept());
+        let (mut far, _) = far.unwrap();
+        let recorder = Rc::new(RefCell::new(Recorder::new(Instant::now(), Vec::new())));
+        let mut transport = Transport::Plain(Counted::new(near.unwrap(), recorder));
+        assert!(transport.wrote_everything());
+
+        let waker = futures_util::task::noop_waker();
+        let mut context = Context::from_waker(&waker);
+        let chunk = vec![0u8; 64 * 1024];
+        let mut written = 0;
+        // Bounded: loopback socket buffers hold a few MB.
+        for _ in 0..10_000 {
+            match Pin::new(&mut transport).poll_write(&mut context, &chunk) {
+                Poll::Ready(Ok(count)) => written += count,
+                Poll::Ready(Err(error)) => panic!("{error}"),
+                Poll::Pending => break,
+            }
+        }
+        assert!(
+            !transport.wrote_everything(),
+            "{written} bytes written and the socket never refused one"
+        );
+
+        let mut drained = vec![0u8; written];
+        far.read_exact(&mut drained).await.unwrap();
+        let count = std::future::poll_fn(|cx| Pin::new(&mut transport).poll_write(cx, b"x"))
+            .await
+            .unwrap();
+        assert_eq!(count, 1);
+        assert!(transport.wrote_everything());
+    }
 
     /// A read that brings bytes moves the arrival instant; one that finds nothing leaves it, and
     /// the bytes are counted either way.

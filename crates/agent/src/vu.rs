@@ -1521,6 +1521,11 @@ fn poll_send(
     loop {
         let frame = unsent.take().or_else(|| outgoing.next());
         let Some(frame) = frame else {
+            // Written whole (the socket took every frame): the flush would have nothing to do
+            // but register the task's waker once more, once per message.
+            if socket.get_ref().wrote_everything() {
+                return Poll::Ready(SendEvent::Sent(Ok(())));
+            }
             match socket.poll_flush_unpin(cx) {
                 Poll::Ready(result) => return Poll::Ready(SendEvent::Sent(result)),
                 Poll::Pending => break,
