@@ -11,14 +11,6 @@ use common::*;
 /// The exact size of the upgrade request tungstenite writes for `ws://HOST:PORT/echo` with no
 /// extra headers: request line, Host, Connection, Upgrade, Sec-WebSocket-Version and a 24-byte
 /// Sec-WebSocket-Key, then the blank line.
-fn upgrade_request_len(host_port: &str, path: &str) -> u64 {
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host_port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {}\r\n\r\n",
-        "x".repeat(24)
-    );
-    request.len() as u64
-}
-
 fn echo_scenario(url: &str) -> String {
     let body = "x".repeat(100);
     format!(

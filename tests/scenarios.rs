@@ -410,11 +410,10 @@ fn an_upgrade_that_fails_still_counts_its_bytes_as_handshake_bytes() {
         &format!("load: {{ vus: 3, iterations: 1 }}\nsteps:\n  - connect: {{ url: 'ws://{address}{path}' }}\n"),
     );
     assert_eq!(summary["totals"]["errors"]["http_403"], 3, "{summary:#}");
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {}\r\n\r\n",
-        "x".repeat(24)
+    assert_eq!(
+        counter(&summary, "handshake_bytes_sent"),
+        3 * upgrade_request_len(&address.to_string(), path)
     );
-    assert_eq!(counter(&summary, "handshake_bytes_sent"), 3 * request.len() as u64);
     assert_eq!(
         counter(&summary, "bytes_sent"),
         counter(&summary, "handshake_bytes_sent")
@@ -451,11 +450,10 @@ fn an_upgrade_that_fails_still_counts_its_bytes_as_handshake_bytes() {
     );
     assert_eq!(held.join().unwrap(), 2);
     assert_eq!(summary["totals"]["errors"]["timeout"], 2, "{summary:#}");
-    let request = format!(
-        "GET /echo HTTP/1.1\r\nHost: {silent_address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {}\r\n\r\n",
-        "x".repeat(24)
+    assert_eq!(
+        counter(&summary, "handshake_bytes_sent"),
+        2 * upgrade_request_len(&silent_address.to_string(), "/echo")
     );
-    assert_eq!(counter(&summary, "handshake_bytes_sent"), 2 * request.len() as u64);
     assert_eq!(counter(&summary, "handshake_bytes_received"), 0);
 }
 

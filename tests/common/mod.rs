@@ -16,6 +16,16 @@ pub fn wsfleet() -> Command {
     command
 }
 
+/// The length of the upgrade request the agent writes for `path` on `host_port` (its key is
+/// always 24 base64 characters).
+pub fn upgrade_request_len(host_port: &str, path: &str) -> u64 {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host_port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {}\r\n\r\n",
+        "x".repeat(24)
+    );
+    request.len() as u64
+}
+
 /// Runs `command` to completion within `limit`, killing it past that.
 pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
     command.stdout(Stdio::piped()).stderr(Stdio::piped());

@@ -42,8 +42,6 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub struct Counted<S> {
     inner: S,
     recorder: Rc<RefCell<Recorder>>,
-    sent: u64,
-    received: u64,
     last_read: Instant,
     /// The WebSocket upgrade is under way: its bytes are also `handshake_bytes_*`, counted as
     /// they move, so an upgrade that is refused, broken or cut short by the timeout still
@@ -58,8 +56,6 @@ impl<S> Counted<S> {
         Counted {
             inner,
             recorder,
-            sent: 0,
-            received: 0,
             last_read: Instant::now(),
             upgrading: false,
             write_pending: false,
@@ -78,16 +74,10 @@ impl<S> Counted<S> {
         self.last_read
     }
 
-    /// Bytes written and read so far on this connection.
-    pub fn totals(&self) -> (u64, u64) {
-        (self.sent, self.received)
-    }
-
     fn count_sent(&mut self, result: &Poll<io::Result<usize>>) {
         self.write_pending = result.is_pending();
         if let Poll::Ready(Ok(written)) = result {
             if *written > 0 {
-                self.sent += *written as u64;
                 let mut recorder = self.recorder.borrow_mut();
                 recorder.add_untimed(SetId::Connection, Counter::BytesSent, *written as u64);
                 if self.upgrading {
@@ -105,7 +95,6 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         let read = (buf.filled().len() - before) as u64;
         if read > 0 {
             self.last_read = Instant::now();
-            self.received += read;
             let mut recorder = self.recorder.borrow_mut();
             recorder.add_untimed(SetId::Connection, Counter::BytesReceived, read);
             if self.upgrading {
@@ -719,7 +708,7 @@ mod tests {
     async fn the_last_read_that_brought_bytes_is_the_arrival() {
         let (near, mut far) = tokio::io::duplex(1024);
         let recorder = Rc::new(RefCell::new(Recorder::new(Instant::now(), Vec::new())));
-        let mut counted = Counted::new(near, recorder);
+        let mut counted = Counted::new(near, recorder.clone());
         let opened = counted.last_read();
 
         far.write_all(b"two frames in one read").await.unwrap();
@@ -738,6 +727,8 @@ mod tests {
             .poll_read(&mut context, &mut read_buffer)
             .is_pending());
         assert_eq!(counted.last_read(), arrival);
-        assert_eq!(counted.totals(), (0, 22));
+        let intervals = recorder.borrow_mut().take_all(Instant::now());
+        let counted_bytes = |name: &str| -> u64 { intervals.iter().map(|(_, sets)| sets.total().counter(name)).sum() };
+        assert_eq!((counted_bytes("bytes_sent"), counted_bytes("bytes_received")), (0, 22));
     }
 }
