@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -17,8 +17,9 @@ use tracing::debug;
 
 use crate::handshake::{self, HeadError, PlainEndpoint, Rejection, RequestHead, Route};
 use crate::modes::{Endpoint, Modes};
-use crate::server::Shared;
 use crate::session::Session;
+use crate::shared::Shared;
+use crate::transport::Transport;
 
 /// How long a client has, from the TCP accept, to finish the TLS handshake and
 /// send its whole request head.
@@ -26,27 +27,6 @@ pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long writing a small HTTP response and shutting down may take.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// A byte stream the server speaks over: plain TCP or TLS over TCP.
-///
-/// The upgrade and the WebSocket session are generic over it; `tcp` reaches the
-/// socket underneath for the one thing that needs it, the `drop_after` reset.
-pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    fn tcp(&self) -> &TcpStream;
-}
-
-impl Transport for TcpStream {
-    fn tcp(&self) -> &TcpStream {
-        self
-    }
-}
-
-/// Boxed: see [`serve`].
-impl Transport for Box<tokio_rustls::server::TlsStream<TcpStream>> {
-    fn tcp(&self) -> &TcpStream {
-        self.get_ref().0
-    }
-}
 
 /// Serves one accepted connection until it ends or `cancel` fires.
 ///

@@ -19,8 +19,10 @@ mod modes;
 mod rooms;
 mod server;
 mod session;
+mod shared;
 mod stats;
 mod tls;
+mod transport;
 
 use std::net::SocketAddr;
 use tokio::net::TcpListener;

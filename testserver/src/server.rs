@@ -2,19 +2,16 @@
 //! tests and `wsfleet run` hold on a server running in the background.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::rooms::Rooms;
+use crate::shared::Shared;
 use crate::stats::{Counters, Stats};
 use crate::{connection, tls, Config, Error};
 
@@ -29,23 +26,6 @@ const HARD_STOP_WAIT: Duration = Duration::from_millis(500);
 /// After an accept error that is not about one connection (EMFILE, ENFILE,
 /// ENOBUFS), wait this long so a full file table does not spin the loop.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-
-/// State shared by the accept loop and every connection task.
-pub(crate) struct Shared {
-    pub(crate) subprotocols: Vec<String>,
-    pub(crate) websocket_config: WebSocketConfig,
-    pub(crate) counters: Arc<Counters>,
-    pub(crate) rooms: Arc<Rooms>,
-    pub(crate) tls: Option<TlsAcceptor>,
-    /// The last `X-Session-Id` handed out; ids start at 1.
-    last_session_id: AtomicU64,
-}
-
-impl Shared {
-    pub(crate) fn next_session_id(&self) -> u64 {
-        self.last_session_id.fetch_add(1, Ordering::Relaxed) + 1
-    }
-}
 
 /// A configured server, ready to serve a listener.
 pub(crate) struct Server {
@@ -63,14 +43,7 @@ impl Server {
         } else {
             (None, None)
         };
-        let shared = Shared {
-            subprotocols: config.subprotocols.clone(),
-            websocket_config,
-            counters: Arc::default(),
-            rooms: Arc::default(),
-            tls,
-            last_session_id: AtomicU64::new(0),
-        };
+        let shared = Shared::new(config.subprotocols.clone(), websocket_config, tls);
         Ok(Self {
             shared: Arc::new(shared),
             certificate_pem,

@@ -21,11 +21,11 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::connection::Transport;
 use crate::json;
 use crate::modes::{Endpoint, Modes};
 use crate::rooms::{Membership, RoomMessage};
 use crate::stats::{Counters, OpenConnection};
+use crate::transport::Transport;
 
 /// How long the server waits for the client's side of a close handshake, or for
 /// the client to go after a protocol failure. Shorter than the shutdown grace
