@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""The agent's instructions per echoed message, counted by callgrind: repeatable whatever else the
+machine does, so a change to the agent's hot path can be compared with the one before it.
+
+Plays echo with one message in flight (100 VUs, each a `repeat` of one send and one receive, a
+fixed count) under `valgrind --tool=callgrind --trace-children=yes` with one one-worker agent,
+against `wsfleet testserver` running at full speed outside valgrind, and prints the agent's
+instructions per echoed message: all of them, and without the read buffer's zero-fill (`memset`,
+which moves with buffer sizes, not with the agent's code).
+
+    python3 bench/callgrind.py                      # uses target/release/wsfleet
+    python3 bench/callgrind.py --wsfleet PATH       # another build, e.g. the commit before a change
+
+The agent's per-second work (reports, gRPC) is in the totals; with 200,000 messages it is a few
+percent of them and the same for two builds of the same scenario.
+"""
+
+import argparse
+import json
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def total_and_memset(path):
+    """The file's total instructions and those spent in memset (exclusive)."""
+    annotated = subprocess.run(
+        ["callgrind_annotate", "--threshold=100", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    total = None
+    memset = 0
+    for line in annotated.splitlines():
+        match = re.match(r"\s*([\d,]+) \([^)]*\)\s+(.*)", line)
+        if not match:
+            continue
+        count = int(match.group(1).replace(",", ""))
+        name = match.group(2)
+        if "PROGRAM TOTALS" in name:
+            total = count
+        elif "memset" in name:
+            memset += count
+    if total is None:
+        raise SystemExit(f"no totals in {path}")
+    return total, memset
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--wsfleet", default=str(ROOT / "target" / "release" / "wsfleet"))
+    parser.add_argument("--vus", type=int, default=100)
+    parser.add_argument("--count", type=int, default=2000, help="messages per VU")
+    arguments = parser.parse_args()
+
+    port = free_port()
+    server = subprocess.Popen(
+        [arguments.wsfleet, "testserver", "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=2).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the test server did not start")
+                time.sleep(0.05)
+        with tempfile.TemporaryDirectory() as directory:
+            scenario = Path(directory) / "echo.yaml"
+            scenario.write_text(
+                f"name: echo\nload: {{ vus: {arguments.vus}, iterations: 1 }}\n"
+                f"steps:\n  - connect: {{ url: 'ws://127.0.0.1:{port}/echo', timeout: 60s }}\n"
+                f"  - repeat:\n      count: {arguments.count}\n      steps:\n"
+                f"        - send: {{ text: '{'x' * 64}' }}\n        - receive: {{ timeout: 60s }}\n"
+                f"  - close: {{ code: 1000 }}\n"
+            )
+            summary_path = Path(directory) / "summary.json"
+            subprocess.run(
+                [
+                    "valgrind", "--tool=callgrind", "--trace-children=yes",
+                    f"--callgrind-out-file={directory}/callgrind.%p",
+                    arguments.wsfleet, "run", str(scenario), "--agents", "1", "--workers", "1",
+                    "--quiet", "--out", f"json={summary_path}",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=1800,
+            )
+            summary = json.loads(summary_path.read_text())
+            messages = summary["totals"]["counters"]["messages_received"]
+            expected = arguments.vus * arguments.count
+            if messages != expected:
+                raise SystemExit(f"{messages} messages echoed, {expected} expected")
+            agents = []
+            for output in Path(directory).glob("callgrind.*"):
+                command = next((line for line in output.read_text(errors="replace").splitlines() if line.startswith("cmd:")), "")
+                if " agent " in f"{command} ":
+                    agents.append(output)
+            if len(agents) != 1:
+                raise SystemExit(f"expected one agent's callgrind output, found {len(agents)}")
+            total, memset = total_and_memset(agents[0])
+            print(json.dumps({
+                "messages": messages,
+                "agent_instructions": total,
+                "per_message": round(total / messages),
+                "per_message_without_memset": round((total - memset) / messages),
+            }))
+    finally:
+        server.terminate()
+        server.wait(5)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
