@@ -8,14 +8,18 @@
 //! each, held in the outbox until the controller acknowledges it, across reattachments).
 
 pub mod capacity;
+mod clock;
 pub mod connection;
+mod executor;
 pub mod outbox;
 pub mod rendezvous;
+mod reporter;
 pub mod run;
 pub mod session;
 pub mod stop;
 pub mod upgrade;
 pub mod vu;
+pub mod wire;
 pub mod worker;
 
 use std::sync::Arc;
@@ -48,8 +52,19 @@ pub struct AgentConfig {
     pub source_addresses: Vec<std::net::IpAddr>,
 }
 
+/// Why a list of source addresses cannot be used (the text says how to write it).
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum SourceAddressError {
+    #[error("`{0}` is not an IPv4 range: write e.g. 127.0.0.2-127.0.0.9")]
+    NotARange(String),
+    #[error("`{0}` is not an ascending range of at most 65,536 addresses")]
+    RangeTooWide(String),
+    #[error("`{0}` is not an IP address")]
+    NotAnAddress(String),
+}
+
 /// Parses `127.0.0.2-127.0.0.9` (an IPv4 range) or `10.0.0.5,10.0.0.6` (a list, ranges allowed).
-pub fn parse_source_addresses(spec: &str) -> Result<Vec<std::net::IpAddr>, String> {
+pub fn parse_source_addresses(spec: &str) -> Result<Vec<std::net::IpAddr>, SourceAddressError> {
     let mut addresses = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|part| !part.is_empty()) {
         match part.split_once('-') {
@@ -58,17 +73,18 @@ pub fn parse_source_addresses(spec: &str) -> Result<Vec<std::net::IpAddr>, Strin
                     first.trim().parse::<std::net::Ipv4Addr>(),
                     last.trim().parse::<std::net::Ipv4Addr>(),
                 ) else {
-                    return Err(format!("`{part}` is not an IPv4 range: write e.g. 127.0.0.2-127.0.0.9"));
+                    return Err(SourceAddressError::NotARange(part.to_owned()));
                 };
                 let (first, last) = (u32::from(first), u32::from(last));
                 if first > last || last - first > 65_535 {
-                    return Err(format!(
-                        "`{part}` is not an ascending range of at most 65,536 addresses"
-                    ));
+                    return Err(SourceAddressError::RangeTooWide(part.to_owned()));
                 }
                 addresses.extend((first..=last).map(|address| std::net::IpAddr::V4(address.into())));
             }
-            None => addresses.push(part.parse().map_err(|_| format!("`{part}` is not an IP address"))?),
+            None => addresses.push(
+                part.parse()
+                    .map_err(|_| SourceAddressError::NotAnAddress(part.to_owned()))?,
+            ),
         }
     }
     Ok(addresses)
@@ -187,7 +203,17 @@ mod tests {
             ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
         );
         assert_eq!(super::parse_source_addresses("10.0.0.1, ::1").unwrap().len(), 2);
-        assert!(super::parse_source_addresses("127.0.0.9-127.0.0.2").is_err());
-        assert!(super::parse_source_addresses("localhost").is_err());
+        assert_eq!(
+            super::parse_source_addresses("127.0.0.9-127.0.0.2").unwrap_err().to_string(),
+            "`127.0.0.9-127.0.0.2` is not an ascending range of at most 65,536 addresses"
+        );
+        assert_eq!(
+            super::parse_source_addresses("127.0.0.1-localhost").unwrap_err().to_string(),
+            "`127.0.0.1-localhost` is not an IPv4 range: write e.g. 127.0.0.2-127.0.0.9"
+        );
+        assert_eq!(
+            super::parse_source_addresses("localhost").unwrap_err().to_string(),
+            "`localhost` is not an IP address"
+        );
     }
 }
