@@ -31,7 +31,10 @@ mod tests {
     fn a_wall_clock_time_maps_to_the_matching_instant() {
         let in_a_minute = unix_nanos_now() + 60_000_000_000;
         let until = instant_of_unix(in_a_minute).saturating_duration_since(Instant::now());
-        assert!(until > Duration::from_secs(59) && until <= Duration::from_secs(60), "{until:?}");
+        assert!(
+            until > Duration::from_secs(59) && until <= Duration::from_secs(60),
+            "{until:?}"
+        );
         let a_minute_ago = instant_of_unix(unix_nanos_now() - 60_000_000_000);
         assert!(a_minute_ago <= Instant::now());
     }

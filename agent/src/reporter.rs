@@ -53,3 +53,50 @@ pub async fn report_intervals(
     }
     last_sent
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use wsfleet_proto::v1::agent_message;
+
+    use super::*;
+
+    fn report(worker: usize, intervals: &[u64], watermark: u64) -> WorkerReport {
+        WorkerReport {
+            worker,
+            intervals: intervals
+                .iter()
+                .map(|interval| (*interval, MetricSets::default()))
+                .collect(),
+            watermark,
+        }
+    }
+
+    #[tokio::test]
+    async fn each_interval_is_reported_once_in_order_when_every_worker_has_passed_it() {
+        let outbox = Arc::new(Outbox::new(100));
+        outbox.rewind(true);
+        let (workers, reports) = mpsc::unbounded_channel();
+        let reporter = tokio::spawn(report_intervals(reports, 2, "r".into(), outbox.clone()));
+        workers.send(report(0, &[0, 1], 2)).unwrap();
+        workers.send(report(1, &[0], 1)).unwrap();
+        // Interval 1 waits for worker 1; interval 3 comes with the last report.
+        workers.send(report(0, &[2], u64::MAX)).unwrap();
+        workers.send(report(1, &[1, 3], u64::MAX)).unwrap();
+        let last = tokio::time::timeout(Duration::from_secs(5), reporter)
+            .await
+            .expect("the reporter ends after every worker's last report")
+            .unwrap();
+        assert_eq!(last, 3);
+        let sent: Vec<u64> = outbox
+            .take_unsent()
+            .into_iter()
+            .filter_map(|message| match message.kind {
+                Some(agent_message::Kind::Report(report)) if report.run_id == "r" => Some(report.interval),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent, [0, 1, 2, 3]);
+    }
+}

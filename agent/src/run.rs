@@ -13,7 +13,8 @@ use wsfleet_scenario::{Scenario, ScenarioError};
 
 use crate::clock::instant_of_unix;
 use crate::connection::{run_tls_config, TlsConfig};
-use crate::executor::{drive_part, PartContext, ShareError, SLOT_STRIDE};
+pub use crate::executor::ShareError;
+use crate::executor::{drive_part, PartContext, SLOT_STRIDE};
 use crate::outbox::Outbox;
 use crate::rendezvous::{Arrivals, RendezvousHub};
 use crate::vu::{static_messages, step_tls_configs};
@@ -72,9 +73,7 @@ impl Default for RunControl {
 /// `FAILED` status.
 #[derive(Debug, thiserror::Error)]
 pub enum PlayError {
-    #[error(
-        "scenario hash mismatch (got {got}, controller says {expected}): the assignment was damaged in transit"
-    )]
+    #[error("scenario hash mismatch (got {got}, controller says {expected}): the assignment was damaged in transit")]
     HashMismatch { got: String, expected: String },
     #[error("scenario does not compile on the agent: {0}")]
     Compile(ScenarioError),

@@ -19,10 +19,10 @@ use wsfleet_proto::{MAX_MESSAGE_BYTES, PROTOCOL_REVISION, PROTOCOL_VERSION};
 
 use crate::capacity::ProcessUsage;
 use crate::clock::unix_nanos_now;
+use crate::config::AgentConfig;
 use crate::outbox::Outbox;
 use crate::run::{Player, RunControl};
 use crate::wire::{Answer, Arrival, Assignment, Beat, ClockReply, Command, Registration, StopOrder, Terms};
-use crate::{AgentConfig, AgentError};
 
 /// How long the controller may take to answer the hello (a stalled network must not hang the
 /// agent: it retries instead).
@@ -38,6 +38,19 @@ const OUTGOING_CAPACITY: usize = 4096;
 /// How long VUs get to close their connections when a session ends under load, before the
 /// process may exit.
 const CLOSE_ON_DETACH: Duration = Duration::from_millis(200);
+
+/// Why an agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("controller address `{0}` is not valid ({1}): write it as http://HOST:PORT")]
+    BadControllerUrl(String, String),
+    #[error("cannot reach controller at {0}: {1}")]
+    Unreachable(String, String),
+    #[error("the controller refused this agent: {0}")]
+    Refused(String),
+    #[error("lost the controller: {0}")]
+    Detached(String),
+}
 
 /// How a session ended.
 pub enum SessionEnd {
@@ -359,7 +372,11 @@ impl Session {
     /// Whatever ended the session, the load stops now (connections are closed with close
     /// frames).
     async fn stop_load(&mut self) {
-        if let Some((run_id, control)) = self.current_run.take().filter(|(_, control)| !control.done.is_cancelled()) {
+        if let Some((run_id, control)) = self
+            .current_run
+            .take()
+            .filter(|(_, control)| !control.done.is_cancelled())
+        {
             tracing::warn!(run = %run_id, "stopping load: session ended");
             control.graceful.cancel();
             control.hard.cancel();

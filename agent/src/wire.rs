@@ -84,7 +84,9 @@ pub struct Terms {
 pub enum Answer {
     Welcome(Terms),
     /// The controller will not take this agent, for `reason`; final.
-    Refusal { reason: String },
+    Refusal {
+        reason: String,
+    },
     /// Anything else: the peer does not speak the protocol.
     Unexpected,
 }
@@ -160,15 +162,27 @@ impl StopOrder {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     /// Answer with the agent's wall clock ([`ClockReply`]).
-    ClockProbe { probe_id: u64 },
+    ClockProbe {
+        probe_id: u64,
+    },
     Assign(Assignment),
     Stop(StopOrder),
     /// Every takeover of `run_id` so far, oldest first: this agent's share grows by them.
-    Reshare { run_id: String, takeovers: Vec<Takeover> },
+    Reshare {
+        run_id: String,
+        takeovers: Vec<Takeover>,
+    },
     /// The controller has the report of `run_id`'s `interval`.
-    ReportAck { run_id: String, interval: u64 },
+    ReportAck {
+        run_id: String,
+        interval: u64,
+    },
     /// VUs waiting at `point` in `generation` go on.
-    Release { run_id: String, point: u32, generation: u64 },
+    Release {
+        run_id: String,
+        point: u32,
+        generation: u64,
+    },
     /// The controller is there and has nothing to say.
     Heartbeat,
     /// A message out of place (a second welcome or refusal, an empty one): nothing to do.

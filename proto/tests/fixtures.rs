@@ -18,7 +18,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use prost::Message;
-use wsfleet_proto::v1::{agent_message, controller_message, AgentMessage, Assignment, Capacity, ControllerMessage, Hello};
+use wsfleet_proto::v1::{
+    agent_message, controller_message, AgentMessage, Assignment, Capacity, ControllerMessage, Hello,
+};
 
 fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)

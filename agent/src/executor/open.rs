@@ -172,7 +172,8 @@ impl<'a> OpenPart<'a> {
             self.fleet_max_vus,
             self.fleet_max_handshakes,
         )?;
-        self.handshakes.add_permits(my_handshakes.saturating_sub(self.my_handshakes));
+        self.handshakes
+            .add_permits(my_handshakes.saturating_sub(self.my_handshakes));
         (self.my_max_vus, self.my_handshakes) = (my_max_vus, my_handshakes);
         tracing::info!(
             run = %self.context.run_id,

@@ -97,7 +97,9 @@ fn command_message(command: &Command) -> ControllerMessage {
                 })
                 .collect(),
         }),
-        Command::ReportAck { run_id, interval } => controller_message::Kind::ReportAck(v1::ReportAck { run_id, interval }),
+        Command::ReportAck { run_id, interval } => {
+            controller_message::Kind::ReportAck(v1::ReportAck { run_id, interval })
+        }
         Command::Release {
             run_id,
             point,
