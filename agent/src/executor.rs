@@ -49,3 +49,6 @@ pub async fn drive_part(
     vus.wind_down(plan.graceful_stop).await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
