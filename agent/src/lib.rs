@@ -6,6 +6,12 @@
 //! executor of a run (grows and shrinks VUs by the plan and the takeovers of lost agents' share),
 //! one task per VU on a worker, and the reporter (merges the workers' intervals into one report
 //! each, held in the outbox until the controller acknowledges it, across reattachments).
+//!
+//! Where each part lives: `session` (the stream and its events), `wire` (every conversion
+//! between the `wsfleet.v1` messages and the agent's types), `run` (one assignment: prepare,
+//! start the workers, play), `executor` (one scenario part by its load model), `reporter`,
+//! `outbox`, `worker` (the threads VUs run on), `vu` (one VU), `connection` and `upgrade` (its
+//! socket), `rendezvous`, `stop`, `capacity`, `clock` and `config`.
 
 pub mod capacity;
 mod clock;
