@@ -1,13 +1,27 @@
 //! What this agent can hold: cores, the open-file limit (raised to the hard limit at start),
 //! and from those the number of connections it accepts.
 
-use wsfleet_proto::v1::Capacity;
+use std::net::IpAddr;
+
+/// What this agent can hold, as the hello tells the controller.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Capacity {
+    pub cores: u32,
+    /// The soft open-file limit after raising it to the hard limit.
+    pub open_file_limit: u64,
+    /// How many concurrent WebSocket connections the agent accepts to hold.
+    pub max_connections: u64,
+    /// Relative share of load.
+    pub weight: f64,
+    /// Local addresses connections are spread over (empty: the kernel picks).
+    pub source_addresses: Vec<IpAddr>,
+}
 
 /// Files kept back for the agent itself (gRPC, logs, DNS, TLS roots).
 const RESERVED_FILES: u64 = 64;
 
 /// Raises the soft open-file limit to the hard one and reports the capacity.
-pub fn measure(max_connections: Option<u64>, weight: Option<f64>, source_addresses: &[std::net::IpAddr]) -> Capacity {
+pub fn measure(max_connections: Option<u64>, weight: Option<f64>, source_addresses: &[IpAddr]) -> Capacity {
     let open_file_limit = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => limit,
         Err(error) => {
@@ -26,7 +40,7 @@ pub fn measure(max_connections: Option<u64>, weight: Option<f64>, source_address
         open_file_limit,
         max_connections: max_connections.map_or(holdable, |wanted| wanted.min(holdable)),
         weight: weight.unwrap_or(f64::from(cores)),
-        source_addresses: source_addresses.iter().map(ToString::to_string).collect(),
+        source_addresses: source_addresses.to_vec(),
     }
 }
 

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
-use wsfleet_proto::v1::{agent_message, AgentMessage, MetricReport, RunStatus};
+use wsfleet_proto::v1::{AgentMessage, MetricReport};
+
+use crate::wire::{report_message, RunStatus};
 
 /// Reports kept for a controller that does not answer: an hour of one-second intervals.
 pub const MAX_UNACKNOWLEDGED_REPORTS: usize = 3600;
@@ -128,9 +130,7 @@ impl Outbox {
             .reports
             .iter()
             .skip(inner.sent)
-            .map(|report| AgentMessage {
-                kind: Some(agent_message::Kind::Report(report.clone())),
-            })
+            .map(|report| report_message(report.clone()))
             .collect();
         inner.sent = inner.reports.len();
         if !inner.acknowledged {
@@ -139,9 +139,7 @@ impl Outbox {
         }
         for (status, sent) in inner.statuses.iter_mut().filter(|(_, sent)| !*sent) {
             *sent = true;
-            messages.push(AgentMessage {
-                kind: Some(agent_message::Kind::RunStatus(status.clone())),
-            });
+            messages.push(status.clone().into());
         }
         messages
     }
@@ -175,9 +173,20 @@ impl Outbox {
 
 #[cfg(test)]
 mod tests {
-    use wsfleet_proto::v1::RunPhase;
+    use wsfleet_proto::v1::agent_message;
 
     use super::*;
+    use crate::wire::RunPhase;
+
+    fn status(run: &str, phase: RunPhase) -> RunStatus {
+        RunStatus {
+            run_id: run.into(),
+            phase,
+            message: String::new(),
+            last_interval: 0,
+            reports_dropped: 0,
+        }
+    }
 
     fn report(run: &str, interval: u64) -> MetricReport {
         MetricReport {
@@ -213,11 +222,7 @@ mod tests {
         assert!(outbox.take_unsent().is_empty());
         outbox.acknowledge("r", 0);
         outbox.push_report(report("r", 2));
-        outbox.push_status(RunStatus {
-            run_id: "r".into(),
-            phase: RunPhase::Finished as i32,
-            ..Default::default()
-        });
+        outbox.push_status(status("r", RunPhase::Finished));
         // The stream broke: 1 was sent but never acknowledged, 2 never sent.
         outbox.rewind(true);
         assert_eq!(intervals(&outbox.take_unsent()), ["r:1", "r:2", "r:status3:dropped0"]);
@@ -232,11 +237,7 @@ mod tests {
     #[test]
     fn past_the_bound_the_oldest_reports_are_dropped_and_counted() {
         let outbox = Outbox::new(3);
-        outbox.push_status(RunStatus {
-            run_id: "r".into(),
-            phase: RunPhase::Running as i32,
-            ..Default::default()
-        });
+        outbox.push_status(status("r", RunPhase::Running));
         for interval in 0..5 {
             outbox.push_report(report("r", interval));
         }

@@ -2,28 +2,55 @@
 //! hello and refusal, clock probes, heartbeats both ways, assignments, reshares and stops, and
 //! the run messages the outbox holds (sent until acknowledged). When the controller goes silent
 //! or away, the load stops; what was measured stays in the outbox for the next stream.
+//!
+//! The stream's messages are read and written in the agent's terms (`crate::wire`); a
+//! [`Session`] handles one event per method.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use wsfleet_proto::v1::fleet_client::FleetClient;
-use wsfleet_proto::v1::{
-    agent_message, controller_message, AgentMessage, ClockReply, Heartbeat, Hello, RendezvousArrive, Reshare,
-};
+use wsfleet_proto::v1::{AgentMessage, ControllerMessage};
 use wsfleet_proto::{MAX_MESSAGE_BYTES, PROTOCOL_REVISION, PROTOCOL_VERSION};
-use wsfleet_scenario::plan::reshare::Takeover;
 
+use crate::capacity::ProcessUsage;
+use crate::clock::unix_nanos_now;
+use crate::config::AgentConfig;
 use crate::outbox::Outbox;
-use crate::run::{play, RunControl};
-use crate::{AgentConfig, AgentError};
+use crate::run::{Player, RunControl};
+use crate::wire::{Answer, Arrival, Assignment, Beat, ClockReply, Command, Registration, StopOrder, Terms};
 
 /// How long the controller may take to answer the hello (a stalled network must not hang the
 /// agent: it retries instead).
 const HELLO_ANSWER_LIMIT: Duration = Duration::from_secs(5);
+
+/// The shortest heartbeat period and silence limit the agent accepts from a welcome.
+const MIN_HEARTBEAT_EVERY: Duration = Duration::from_millis(100);
+const MIN_SILENCE_LIMIT: Duration = Duration::from_millis(500);
+
+/// Room for outgoing messages on the stream.
+const OUTGOING_CAPACITY: usize = 4096;
+
+/// How long VUs get to close their connections when a session ends under load, before the
+/// process may exit.
+const CLOSE_ON_DETACH: Duration = Duration::from_millis(200);
+
+/// Why an agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("controller address `{0}` is not valid ({1}): write it as http://HOST:PORT")]
+    BadControllerUrl(String, String),
+    #[error("cannot reach controller at {0}: {1}")]
+    Unreachable(String, String),
+    #[error("the controller refused this agent: {0}")]
+    Refused(String),
+    #[error("lost the controller: {0}")]
+    Detached(String),
+}
 
 /// How a session ended.
 pub enum SessionEnd {
@@ -33,11 +60,15 @@ pub enum SessionEnd {
     Detached(String),
 }
 
-fn unix_nanos_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos() as i64)
-        .unwrap_or(0)
+/// What the agent keeps from one session to the next.
+pub struct AgentState {
+    pub agent_id: Arc<str>,
+    /// Chosen once per process: tells the controller a reattachment from a second agent that
+    /// took the same id.
+    pub instance: String,
+    pub outbox: Arc<Outbox>,
+    /// Set when the agent is one thread: its worker runs there.
+    pub here: Option<crate::worker::AgentThread>,
 }
 
 /// An error with its causes, which carry the useful part (e.g. the TLS alert).
@@ -65,54 +96,45 @@ fn status_text(status: &tonic::Status, tls: bool) -> String {
     text
 }
 
-fn message(kind: agent_message::Kind) -> AgentMessage {
-    AgentMessage { kind: Some(kind) }
-}
-
-/// What the agent keeps from one session to the next.
-pub struct AgentState {
-    pub agent_id: Arc<str>,
-    /// Chosen once per process: tells the controller a reattachment from a second agent that
-    /// took the same id.
-    pub instance: String,
-    pub outbox: Arc<Outbox>,
-    /// Set when the agent is one thread: its worker runs there.
-    pub here: Option<crate::worker::AgentThread>,
-}
-
-/// The next rendezvous arrival of the current run; never, without one.
-async fn next_arrival(arrivals: &mut Option<(String, mpsc::UnboundedReceiver<(u32, u64)>)>) -> (u32, u64) {
-    match arrivals {
-        Some((_, receiver)) => match receiver.recv().await {
-            Some(arrival) => arrival,
-            None => std::future::pending().await,
-        },
-        None => std::future::pending().await,
-    }
-}
-
-/// The takeovers a reshare carries, in the agent's terms.
-fn takeovers_of(reshare: &Reshare) -> Vec<Takeover> {
-    reshare
-        .takeovers
-        .iter()
-        .map(|takeover| Takeover {
-            lost: takeover.lost_agents.iter().map(|agent| *agent as usize).collect(),
-            from: Duration::from_millis(takeover.from_run_millis),
-        })
-        .collect()
-}
-
 /// One attachment to the controller, until it ends.
 pub async fn attach_once(
     config: &AgentConfig,
     state: &AgentState,
     cancel: &CancellationToken,
 ) -> Result<SessionEnd, AgentError> {
-    let agent_id = &state.agent_id;
-    let outbox = &state.outbox;
+    let client = connect(config).await?;
+    let (outgoing, inbound, terms) = open_stream(config, state, client).await?;
+    let heartbeat_every = terms.heartbeat_every.max(MIN_HEARTBEAT_EVERY);
+    let silence_limit = terms.silence_limit.max(MIN_SILENCE_LIMIT);
+    let revision = terms.revision.min(PROTOCOL_REVISION);
+    // Everything not acknowledged yet goes out again, oldest first; an older controller does
+    // not acknowledge, so then a report is forgotten once sent.
+    state.outbox.rewind(revision >= 1);
+    tracing::info!(agent = %state.agent_id, controller = %config.controller, revision, resending = state.outbox.unacknowledged(), "attached");
+    let mut session = Session {
+        player: Player {
+            agent_id: state.agent_id.clone(),
+            workers: config.workers,
+            here: state.here.clone(),
+            source_addresses: Arc::new(config.source_addresses.clone()),
+            outbox: state.outbox.clone(),
+        },
+        outgoing,
+        usage: ProcessUsage::new(),
+        current_run: None,
+        arrivals: None,
+        pending: VecDeque::new(),
+    };
+    let end = session.serve(inbound, heartbeat_every, silence_limit, cancel).await;
+    session.stop_load().await;
+    Ok(end)
+}
+
+/// A channel to the controller, over TLS when configured.
+async fn connect(config: &AgentConfig) -> Result<FleetClient<tonic::transport::Channel>, AgentError> {
+    let bad_url = |detail: String| AgentError::BadControllerUrl(config.controller.clone(), detail);
     let mut endpoint = tonic::transport::Endpoint::from_shared(config.controller.clone())
-        .map_err(|error| AgentError::BadControllerUrl(config.controller.clone(), error.to_string()))?
+        .map_err(|error| bad_url(error.to_string()))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
     if let Some(tls) = &config.tls {
@@ -126,208 +148,243 @@ pub async fn attach_once(
         }
         endpoint = endpoint
             .tls_config(tls_config)
-            .map_err(|error| AgentError::BadControllerUrl(config.controller.clone(), error_chain(&error)))?;
+            .map_err(|error| bad_url(error_chain(&error)))?;
     }
     let channel = endpoint
         .connect()
         .await
         .map_err(|error| AgentError::Unreachable(config.controller.clone(), error_chain(&error)))?;
-    let mut client = FleetClient::new(channel)
+    Ok(FleetClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
 
-    let (outgoing, receiver) = mpsc::channel::<AgentMessage>(4096);
-    let capacity = crate::capacity::measure(config.max_connections, config.weight, &config.source_addresses);
-    let hello = Hello {
+/// The agent's hello, with what it can hold now.
+fn registration(config: &AgentConfig, state: &AgentState) -> Registration {
+    Registration {
         protocol_version: config.protocol_version.unwrap_or(PROTOCOL_VERSION),
-        agent_id: agent_id.to_string(),
+        revision: PROTOCOL_REVISION,
+        agent_id: state.agent_id.to_string(),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-        capacity: Some(capacity),
-        token: config.token.clone().unwrap_or_default(),
+        instance: state.instance.clone(),
         hostname: hostname::get()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        revision: PROTOCOL_REVISION,
-        instance: state.instance.clone(),
-    };
-    // The channel is empty and its receiver alive: this cannot fail.
-    let _ = outgoing.send(message(agent_message::Kind::Hello(hello))).await;
-    let response = match tokio::time::timeout(HELLO_ANSWER_LIMIT, client.attach(ReceiverStream::new(receiver))).await {
-        Err(_) => {
-            return Err(AgentError::Unreachable(
-                config.controller.clone(),
-                format!("no answer to hello within {HELLO_ANSWER_LIMIT:?}"),
-            ))
-        }
-        Ok(response) => response.map_err(|status| {
-            AgentError::Unreachable(config.controller.clone(), status_text(&status, config.tls.is_some()))
-        })?,
-    };
-    let mut inbound = response.into_inner();
-
-    let welcome = match tokio::time::timeout(HELLO_ANSWER_LIMIT, inbound.message()).await {
-        Err(_) => {
-            return Err(AgentError::Unreachable(
-                config.controller.clone(),
-                "no answer to hello within 10 s".into(),
-            ))
-        }
-        Ok(Err(status)) => {
-            return Err(AgentError::Unreachable(
-                config.controller.clone(),
-                status.message().to_owned(),
-            ))
-        }
-        Ok(Ok(None)) => {
-            return Err(AgentError::Unreachable(
-                config.controller.clone(),
-                "stream closed after hello".into(),
-            ))
-        }
-        Ok(Ok(Some(first))) => match first.kind {
-            Some(controller_message::Kind::Welcome(welcome)) => welcome,
-            Some(controller_message::Kind::Refusal(refusal)) => {
-                return Err(AgentError::Refused(refusal.reason));
-            }
-            _ => {
-                return Err(AgentError::Unreachable(
-                    config.controller.clone(),
-                    "unexpected first message".into(),
-                ))
-            }
-        },
-    };
-    let heartbeat_every = Duration::from_millis(u64::from(welcome.heartbeat_interval_ms.max(100)));
-    let silence_limit = Duration::from_millis(u64::from(welcome.controller_silence_timeout_ms.max(500)));
-    let revision = welcome.revision.min(PROTOCOL_REVISION);
-    // Everything not acknowledged yet goes out again, oldest first; an older controller does
-    // not acknowledge, so then a report is forgotten once sent.
-    outbox.rewind(revision >= 1);
-    tracing::info!(agent = %agent_id, controller = %config.controller, revision, resending = outbox.unacknowledged(), "attached");
-
-    let mut heartbeat = tokio::time::interval(heartbeat_every);
-    let mut usage = crate::capacity::ProcessUsage::new();
-    let mut current_run: Option<(String, RunControl)> = None;
-    // Rendezvous arrivals of the current run, reported to the controller as they come.
-    let mut arrivals: Option<(String, mpsc::UnboundedReceiver<(u32, u64)>)> = None;
-    // Run messages taken from the outbox, waiting for room on the stream. Never awaited
-    // unconditionally: a stalled stream must not keep the session from noticing the silence.
-    let mut pending: VecDeque<AgentMessage> = VecDeque::new();
-    let mut last_heard = tokio::time::Instant::now();
-    let end = loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break SessionEnd::Cancelled,
-            _ = heartbeat.tick() => {
-                let (cpu_percent, rss_bytes) = usage.sample();
-                let beat = Heartbeat {
-                    sent_unix_nanos: unix_nanos_now(),
-                    cpu_percent,
-                    rss_bytes,
-                    reports_unacknowledged: outbox.unacknowledged() as u64,
-                };
-                let _ = outgoing.try_send(message(agent_message::Kind::Heartbeat(beat)));
-            }
-            _ = tokio::time::sleep_until(last_heard + silence_limit) => {
-                break SessionEnd::Detached(format!("controller silent for {silence_limit:?}"));
-            }
-            _ = outbox.queued.notified() => pending.extend(outbox.take_unsent()),
-            arrival = next_arrival(&mut arrivals) => {
-                let Some((run_id, receiver)) = arrivals.as_mut() else { continue };
-                // Everything that arrived meanwhile goes in one message per point and generation,
-                // ahead of reports: other agents' VUs may be waiting for these.
-                let mut counts: std::collections::BTreeMap<(u32, u64), u64> = std::collections::BTreeMap::new();
-                *counts.entry(arrival).or_insert(0) += 1;
-                while let Ok(more) = receiver.try_recv() {
-                    *counts.entry(more).or_insert(0) += 1;
-                }
-                for ((point, generation), count) in counts.into_iter().rev() {
-                    let arrive = RendezvousArrive { run_id: run_id.clone(), point, generation, count };
-                    pending.push_front(message(agent_message::Kind::RendezvousArrive(arrive)));
-                }
-            }
-            permit = outgoing.reserve(), if !pending.is_empty() => {
-                let Ok(permit) = permit else {
-                    break SessionEnd::Detached("the stream to the controller closed".into());
-                };
-                if let Some(next) = pending.pop_front() {
-                    permit.send(next);
-                }
-            }
-            next = inbound.message() => {
-                let next = match next {
-                    Err(status) => break SessionEnd::Detached(format!("stream error: {}", status.message())),
-                    Ok(None) => break SessionEnd::Detached("controller closed the stream".into()),
-                    Ok(Some(next)) => next,
-                };
-                last_heard = tokio::time::Instant::now();
-                match next.kind {
-                    Some(controller_message::Kind::ClockProbe(probe)) => {
-                        let reply = ClockReply { probe_id: probe.probe_id, agent_unix_nanos: unix_nanos_now() };
-                        let _ = outgoing.send(message(agent_message::Kind::ClockReply(reply))).await;
-                    }
-                    Some(controller_message::Kind::Assignment(assignment)) => {
-                        if let Some((_, control)) = current_run.take() {
-                            // A new assignment replaces a finished or abandoned one.
-                            control.hard.cancel();
-                        }
-                        let control = RunControl::new();
-                        arrivals = control
-                            .rendezvous_arrivals
-                            .lock()
-                            .unwrap_or_else(|poisoned| poisoned.into_inner())
-                            .take()
-                            .map(|receiver| (assignment.run_id.clone(), receiver));
-                        current_run = Some((assignment.run_id.clone(), control.clone()));
-                        tracing::info!(run = %assignment.run_id, "assignment received");
-                        tokio::spawn(play(
-                            assignment,
-                            agent_id.clone(),
-                            config.workers,
-                            state.here.clone(),
-                            config.source_addresses.clone(),
-                            outbox.clone(),
-                            control,
-                        ));
-                    }
-                    Some(controller_message::Kind::Stop(stop)) => {
-                        if let Some((run_id, control)) = &current_run {
-                            if *run_id == stop.run_id || stop.run_id.is_empty() {
-                                tracing::info!(run = %run_id, reason = %stop.reason, "stop received");
-                                control.stop(Duration::from_millis(u64::from(stop.graceful_ms)));
-                            }
-                        }
-                    }
-                    Some(controller_message::Kind::Reshare(reshare)) => {
-                        match &current_run {
-                            Some((run_id, control)) if *run_id == reshare.run_id => {
-                                let takeovers = takeovers_of(&reshare);
-                                tracing::info!(run = %run_id, takeovers = takeovers.len(), "reshare received: taking over lost agents' load");
-                                control.takeovers.send_replace(takeovers);
-                            }
-                            _ => tracing::debug!(run = %reshare.run_id, "reshare for a run not playing here ignored"),
-                        }
-                    }
-                    Some(controller_message::Kind::ReportAck(ack)) => outbox.acknowledge(&ack.run_id, ack.interval),
-                    Some(controller_message::Kind::RendezvousRelease(release)) => {
-                        if let Some((run_id, control)) = &current_run {
-                            if *run_id == release.run_id {
-                                control.rendezvous.release(release.point, release.generation);
-                            }
-                        }
-                    }
-                    Some(controller_message::Kind::Heartbeat(_)) | None => {}
-                    Some(controller_message::Kind::Welcome(_)) | Some(controller_message::Kind::Refusal(_)) => {}
-                }
-            }
-        }
-    };
-    // Whatever ended the session, the load stops now (connections are closed with close frames).
-    if let Some((run_id, control)) = current_run.filter(|(_, control)| !control.done.is_cancelled()) {
-        tracing::warn!(run = %run_id, "stopping load: session ended");
-        control.graceful.cancel();
-        control.hard.cancel();
-        // Give VUs their bounded close before the process may exit.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        token: config.token.clone(),
+        capacity: crate::capacity::measure(config.max_connections, config.weight, &config.source_addresses),
     }
-    Ok(end)
 }
+
+/// Opens the `Attach` stream with the hello and reads the answer: the stream's two ends and
+/// the welcome's terms, or why the controller cannot be used.
+async fn open_stream(
+    config: &AgentConfig,
+    state: &AgentState,
+    mut client: FleetClient<tonic::transport::Channel>,
+) -> Result<(mpsc::Sender<AgentMessage>, tonic::Streaming<ControllerMessage>, Terms), AgentError> {
+    let unreachable = |detail: String| AgentError::Unreachable(config.controller.clone(), detail);
+    let no_answer = || unreachable(format!("no answer to hello within {HELLO_ANSWER_LIMIT:?}"));
+    let (outgoing, receiver) = mpsc::channel::<AgentMessage>(OUTGOING_CAPACITY);
+    // The channel is empty and its receiver alive: this cannot fail.
+    let _ = outgoing.send(registration(config, state).into()).await;
+    let response = tokio::time::timeout(HELLO_ANSWER_LIMIT, client.attach(ReceiverStream::new(receiver)))
+        .await
+        .map_err(|_| no_answer())?
+        .map_err(|status| unreachable(status_text(&status, config.tls.is_some())))?;
+    let mut inbound = response.into_inner();
+    let first = match tokio::time::timeout(HELLO_ANSWER_LIMIT, inbound.message()).await {
+        Err(_) => return Err(no_answer()),
+        Ok(Err(status)) => return Err(unreachable(status.message().to_owned())),
+        Ok(Ok(None)) => return Err(unreachable("stream closed after hello".into())),
+        Ok(Ok(Some(first))) => first,
+    };
+    match Answer::from(first) {
+        Answer::Welcome(terms) => Ok((outgoing, inbound, terms)),
+        Answer::Refusal { reason } => Err(AgentError::Refused(reason)),
+        Answer::Unexpected => Err(unreachable("unexpected first message".into())),
+    }
+}
+
+/// The next rendezvous arrival of the current run; never, without one.
+async fn next_arrival(arrivals: &mut Option<(String, mpsc::UnboundedReceiver<(u32, u64)>)>) -> (u32, u64) {
+    match arrivals {
+        Some((_, receiver)) => match receiver.recv().await {
+            Some(arrival) => arrival,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// One stream's session once welcomed.
+struct Session {
+    /// What each assignment is played with.
+    player: Player,
+    outgoing: mpsc::Sender<AgentMessage>,
+    usage: ProcessUsage,
+    current_run: Option<(String, RunControl)>,
+    /// Rendezvous arrivals of the current run, reported to the controller as they come.
+    arrivals: Option<(String, mpsc::UnboundedReceiver<(u32, u64)>)>,
+    /// Run messages taken from the outbox, waiting for room on the stream. Never awaited
+    /// unconditionally: a stalled stream must not keep the session from noticing the silence.
+    pending: VecDeque<AgentMessage>,
+}
+
+impl Session {
+    /// Serves the stream until the agent is cancelled or the controller goes away or silent.
+    async fn serve(
+        &mut self,
+        mut inbound: tonic::Streaming<ControllerMessage>,
+        heartbeat_every: Duration,
+        silence_limit: Duration,
+        cancel: &CancellationToken,
+    ) -> SessionEnd {
+        let mut heartbeat = tokio::time::interval(heartbeat_every);
+        let mut last_heard = tokio::time::Instant::now();
+        // Owned here: a permit to send borrows its sender while the event is handled.
+        let outbox = self.player.outbox.clone();
+        let outgoing = self.outgoing.clone();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return SessionEnd::Cancelled,
+                _ = heartbeat.tick() => self.beat(),
+                _ = tokio::time::sleep_until(last_heard + silence_limit) => {
+                    return SessionEnd::Detached(format!("controller silent for {silence_limit:?}"));
+                }
+                _ = outbox.queued.notified() => self.pending.extend(outbox.take_unsent()),
+                arrival = next_arrival(&mut self.arrivals) => self.arrived(arrival),
+                permit = outgoing.reserve(), if !self.pending.is_empty() => {
+                    let Ok(permit) = permit else {
+                        return SessionEnd::Detached("the stream to the controller closed".into());
+                    };
+                    if let Some(next) = self.pending.pop_front() {
+                        permit.send(next);
+                    }
+                }
+                next = inbound.message() => {
+                    let next = match next {
+                        Err(status) => return SessionEnd::Detached(format!("stream error: {}", status.message())),
+                        Ok(None) => return SessionEnd::Detached("controller closed the stream".into()),
+                        Ok(Some(next)) => next,
+                    };
+                    last_heard = tokio::time::Instant::now();
+                    self.command(Command::from(next)).await;
+                }
+            }
+        }
+    }
+
+    /// A heartbeat is due: say how the process is doing (dropped when the stream is full).
+    fn beat(&mut self) {
+        let (cpu_percent, rss_bytes) = self.usage.sample();
+        let beat = Beat {
+            sent_unix_nanos: unix_nanos_now(),
+            cpu_percent,
+            rss_bytes,
+            reports_unacknowledged: self.player.outbox.unacknowledged() as u64,
+        };
+        let _ = self.outgoing.try_send(beat.into());
+    }
+
+    /// VUs reached a rendezvous: everything that arrived meanwhile goes in one message per
+    /// point and generation, ahead of reports, since other agents' VUs may be waiting for these.
+    fn arrived(&mut self, first: (u32, u64)) {
+        let Some((run_id, receiver)) = self.arrivals.as_mut() else {
+            return;
+        };
+        let mut counts: BTreeMap<(u32, u64), u64> = BTreeMap::new();
+        *counts.entry(first).or_insert(0) += 1;
+        while let Ok(more) = receiver.try_recv() {
+            *counts.entry(more).or_insert(0) += 1;
+        }
+        for ((point, generation), count) in counts.into_iter().rev() {
+            let arrival = Arrival {
+                run_id: run_id.clone(),
+                point,
+                generation,
+                count,
+            };
+            self.pending.push_front(arrival.into());
+        }
+    }
+
+    /// What the controller asks.
+    async fn command(&mut self, command: Command) {
+        match command {
+            Command::ClockProbe { probe_id } => {
+                let reply = ClockReply {
+                    probe_id,
+                    agent_unix_nanos: unix_nanos_now(),
+                };
+                let _ = self.outgoing.send(reply.into()).await;
+            }
+            Command::Assign(assignment) => self.assign(assignment),
+            Command::Stop(order) => self.stop(&order),
+            Command::Reshare { run_id, takeovers } => match &self.current_run {
+                Some((current, control)) if *current == run_id => {
+                    tracing::info!(run = %run_id, takeovers = takeovers.len(), "reshare received: taking over lost agents' load");
+                    control.takeovers.send_replace(takeovers);
+                }
+                _ => tracing::debug!(run = %run_id, "reshare for a run not playing here ignored"),
+            },
+            Command::ReportAck { run_id, interval } => self.player.outbox.acknowledge(&run_id, interval),
+            Command::Release {
+                run_id,
+                point,
+                generation,
+            } => {
+                if let Some((current, control)) = &self.current_run {
+                    if *current == run_id {
+                        control.rendezvous.release(point, generation);
+                    }
+                }
+            }
+            Command::Heartbeat | Command::Ignored => {}
+        }
+    }
+
+    /// A new assignment replaces a finished or abandoned one and starts playing.
+    fn assign(&mut self, assignment: Assignment) {
+        if let Some((_, control)) = self.current_run.take() {
+            control.hard.cancel();
+        }
+        let control = RunControl::new();
+        self.arrivals = control
+            .rendezvous_arrivals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+            .map(|receiver| (assignment.run_id.clone(), receiver));
+        self.current_run = Some((assignment.run_id.clone(), control.clone()));
+        tracing::info!(run = %assignment.run_id, "assignment received");
+        tokio::spawn(self.player.clone().play(assignment, control));
+    }
+
+    fn stop(&self, order: &StopOrder) {
+        if let Some((run_id, control)) = &self.current_run {
+            if order.applies_to(run_id) {
+                tracing::info!(run = %run_id, reason = %order.reason, "stop received");
+                control.stop(order.grace);
+            }
+        }
+    }
+
+    /// Whatever ended the session, the load stops now (connections are closed with close
+    /// frames).
+    async fn stop_load(&mut self) {
+        if let Some((run_id, control)) = self
+            .current_run
+            .take()
+            .filter(|(_, control)| !control.done.is_cancelled())
+        {
+            tracing::warn!(run = %run_id, "stopping load: session ended");
+            control.graceful.cancel();
+            control.hard.cancel();
+            // Give VUs their bounded close before the process may exit.
+            tokio::time::sleep(CLOSE_ON_DETACH).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,127 @@
+//! The executors driven through their worker channels: each VU start is a command on a channel
+//! the test reads, and the test ends each VU at once, so what is asserted is exactly which VUs
+//! an agent starts for its share, with no workers and no sockets.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use wsfleet_metrics::Counter;
+use wsfleet_scenario::plan::reshare::Takeover;
+use wsfleet_scenario::Bundle;
+
+use super::*;
+use crate::worker::WorkerCommand;
+
+/// What one agent's executor did for one part.
+#[derive(Debug, Default)]
+struct Played {
+    /// The VU numbers started, in order.
+    numbers: Vec<u64>,
+    /// Open-model arrivals this agent owned.
+    offered: u64,
+    dropped: u64,
+}
+
+/// Plays part 0 of `source` as agent `agent_index` of `weights`, with `takeovers` known from
+/// the start; every VU ends as soon as it is started.
+async fn play(source: &str, weights: &[f64], agent_index: usize, takeovers: Vec<Takeover>) -> Played {
+    let bundle = Bundle {
+        path: "test.yaml".into(),
+        source: source.into(),
+        files: Default::default(),
+    };
+    let scenario = bundle.compile().expect("the test scenario compiles");
+    let (worker, mut commands) = mpsc::unbounded_channel();
+    let workers = [worker];
+    let takeovers = watch::Sender::new(takeovers);
+    let (graceful, hard) = (CancellationToken::new(), CancellationToken::new());
+    let context = PartContext {
+        scenario: &scenario,
+        run_id: "r",
+        weights,
+        agent_index,
+        run_start: Instant::now(),
+        worker_commands: &workers,
+        takeovers: &takeovers,
+        run_graceful: &graceful,
+        run_hard: &hard,
+    };
+    let (ended, done) = mpsc::unbounded_channel();
+    let part = drive_part(&context, 0, done);
+    tokio::pin!(part);
+    let mut played = Played::default();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            tokio::select! {
+                outcome = &mut part => break outcome,
+                Some(command) = commands.recv() => match command {
+                    WorkerCommand::Spawn { slot, number, .. } => {
+                        played.numbers.push(number);
+                        ended.send(slot % SLOT_STRIDE).expect("the part listens for VU ends");
+                    }
+                    WorkerCommand::Count { counter: Counter::VusOffered, amount } => played.offered += amount,
+                    WorkerCommand::Count { counter: Counter::DroppedVus, amount } => played.dropped += amount,
+                    WorkerCommand::Count { .. } | WorkerCommand::Finish => {}
+                },
+            }
+        }
+    })
+    .await
+    .expect("the part ends once its VUs have played");
+    outcome.expect("the share is computed");
+    played
+}
+
+const CLOSED: &str = "name: closed\nload:\n  vus: 4\n  iterations: 1\nsteps:\n  - connect: { url: \"ws://127.0.0.1:9/\" }\n  - close: { code: 1000 }\n";
+
+fn distinct(numbers: &[u64]) -> BTreeSet<u64> {
+    let set: BTreeSet<u64> = numbers.iter().copied().collect();
+    assert_eq!(set.len(), numbers.len(), "a VU number was started twice: {numbers:?}");
+    set
+}
+
+#[tokio::test]
+async fn closed_agents_start_their_exact_shares_once_each() {
+    let (first, second) = tokio::join!(
+        play(CLOSED, &[1.0, 1.0], 0, Vec::new()),
+        play(CLOSED, &[1.0, 1.0], 1, Vec::new())
+    );
+    assert_eq!(first.numbers.len(), 2);
+    assert_eq!(second.numbers.len(), 2);
+    let mut fleet = distinct(&first.numbers);
+    fleet.extend(distinct(&second.numbers));
+    assert_eq!(fleet.len(), 4, "the agents' VUs overlap: {first:?} {second:?}");
+}
+
+#[tokio::test]
+async fn a_closed_survivor_takes_over_a_lost_agents_vus_with_new_numbers() {
+    let alone = play(CLOSED, &[1.0, 1.0], 0, Vec::new()).await;
+    let lost_from_the_start = vec![Takeover {
+        lost: vec![1],
+        from: Duration::ZERO,
+    }];
+    let survivor = play(CLOSED, &[1.0, 1.0], 0, lost_from_the_start).await;
+    assert_eq!(survivor.numbers.len(), 4);
+    let numbers = distinct(&survivor.numbers);
+    // Its own VUs keep their numbers (0 to 3 are the plan's); the lost agent's come after them.
+    assert!(distinct(&alone.numbers).is_subset(&numbers));
+    assert_eq!(numbers.iter().filter(|number| **number >= 4).count(), 2, "{numbers:?}");
+}
+
+#[tokio::test]
+async fn open_agents_own_every_arrival_exactly_once() {
+    let open = "name: open\nload: { model: open, rate: 40, duration: 500ms, max_vus: 100 }\nsteps:\n  - connect: { url: \"ws://127.0.0.1:9/\" }\n  - close: { code: 1000 }\n";
+    let (first, second) = tokio::join!(
+        play(open, &[3.0, 1.0], 0, Vec::new()),
+        play(open, &[3.0, 1.0], 1, Vec::new())
+    );
+    // 40 per second for half a second: 20 arrivals, split 3 to 1, none over the caps.
+    assert_eq!((first.offered, second.offered), (15, 5));
+    assert_eq!((first.dropped, second.dropped), (0, 0));
+    assert_eq!((first.numbers.len(), second.numbers.len()), (15, 5));
+    let mut fleet = distinct(&first.numbers);
+    fleet.extend(distinct(&second.numbers));
+    assert_eq!(fleet.len(), 20);
+}
