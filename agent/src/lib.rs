@@ -8,7 +8,9 @@
 //! each, held in the outbox until the controller acknowledges it, across reattachments).
 
 pub mod capacity;
+mod clock;
 pub mod connection;
+pub mod failure;
 pub mod outbox;
 pub mod rendezvous;
 pub mod run;

@@ -2,7 +2,7 @@
 //! and the quiet closes between iterations and when a VU stops, each a close frame and a
 //! bounded wait for the server's.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -17,6 +17,7 @@ use super::conn::{count_message, Conn};
 use super::flow::extract_into;
 use super::outcome::{ws_failure, Failure, StepResult};
 use super::Vu;
+use crate::clock;
 
 impl Vu {
     pub(super) async fn close_step(
@@ -96,7 +97,7 @@ pub(super) async fn close_connection(
     step: StepId,
     set: SetId,
 ) -> Result<Option<(u16, String)>, Failure> {
-    let started = Instant::now();
+    let started = clock::now();
     if let Err(error) = conn.socket.close(Some(frame)).await {
         return Err(ws_failure(step, &error));
     }
@@ -111,7 +112,7 @@ pub(super) async fn close_connection(
             // The close handshake is complete when the stream ends after the server's close.
             None => return Ok(answer),
             Some(Ok(Message::Close(frame))) => {
-                let now = Instant::now();
+                let now = clock::now();
                 let code = frame.as_ref().map_or(1005, |frame| u16::from(frame.code));
                 let reason = frame.as_ref().map(|frame| frame.reason.to_string()).unwrap_or_default();
                 let mut recorder = conn.recorder.borrow_mut();
@@ -121,7 +122,7 @@ pub(super) async fn close_connection(
             }
             Some(Ok(message)) => {
                 // Data still in flight when we closed: received, but no step took it.
-                let now = Instant::now();
+                let now = clock::now();
                 let mut recorder = conn.recorder.borrow_mut();
                 count_message(&mut recorder, now, set, &message);
                 if matches!(message, Message::Text(_) | Message::Binary(_)) {

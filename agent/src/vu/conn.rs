@@ -12,6 +12,7 @@ use wsfleet_metrics::catalog::ACTIVE_CONNECTIONS;
 use wsfleet_metrics::{Counter, Recorder, SetId};
 use wsfleet_scenario::{FrameKind, StepId};
 
+use crate::clock;
 use crate::connection::Socket;
 
 /// A data message that arrived before anything took it.
@@ -38,7 +39,7 @@ pub(super) struct Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        let now = Instant::now();
+        let now = clock::now();
         let mut recorder = self.recorder.borrow_mut();
         for arrived in self.pending.drain(..) {
             count_message(&mut recorder, now, SetId::Connection, &arrived.message);

@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::time::Instant;
 
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wsfleet_metrics::catalog::ACTIVE_CONNECTIONS;
@@ -16,22 +15,19 @@ use super::conn::Conn;
 use super::flow::extract_into;
 use super::outcome::{Failure, StepResult, Stop};
 use super::Vu;
-use crate::connection::{self, ConnectRequest};
+use crate::clock;
+use crate::connection::ConnectRequest;
+use crate::failure::ConnectError;
 
 impl Vu {
     /// Counts a connection that could not be opened; the step fails with the error's kind.
-    pub(super) fn connect_failed(&self, set: SetId, step: StepId, url: &str, error: connection::ConnectError) -> Stop {
+    pub(super) fn connect_failed(&self, set: SetId, step: StepId, url: &str, error: ConnectError) -> Stop {
         tracing::debug!(vu = self.number, url = %url, kind = %error.kind, detail = %error.detail, "connect failed");
         self.env
             .recorder
             .borrow_mut()
-            .add(Instant::now(), set, Counter::ConnectionsFailed, 1);
-        Stop::Fail(Failure {
-            step,
-            kind: error.kind,
-            counted_elsewhere: false,
-            handled: false,
-        })
+            .add(clock::now(), set, Counter::ConnectionsFailed, 1);
+        Failure::new(step, error.kind).into()
     }
 
     pub(super) async fn connect_step(
@@ -87,7 +83,7 @@ impl Vu {
         let slot = env.handshake_slots.acquire().await;
         // Boxed: the handshake's state is large and short-lived; inline, it would size
         // every VU's future for its whole life (a few KB per idle connection).
-        let opened = Box::pin(connection::open(&request, recorder, set)).await;
+        let opened = env.connector.open(&request, recorder, set).await;
         drop(slot);
         self.handshake = None;
         let opened = match opened {
@@ -98,7 +94,7 @@ impl Vu {
         info.headers = opened.headers;
         info.last = None;
         if let Some(socket) = opened.socket {
-            let now = Instant::now();
+            let now = clock::now();
             let mut recorder_ref = recorder.borrow_mut();
             recorder_ref.add(now, set, Counter::ConnectionsOpened, 1);
             recorder_ref.gauge_add(ACTIVE_CONNECTIONS, 1);

@@ -11,7 +11,8 @@ use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use wsfleet_metrics::Recorder;
 use wsfleet_scenario::{Action, FrameKind, Payload, Scenario, Send, StepId};
 
-use crate::connection::{self, TlsConfig};
+use crate::connection::{self, Connector, TlsConfig};
+use crate::failure::ConnectError;
 use crate::upgrade::UpgradeRequest;
 
 /// What every VU of a run on one worker shares.
@@ -38,6 +39,8 @@ pub struct RunEnv {
     /// Each connect step's upgrade request as last laid out, reused while the step renders
     /// the same URL, headers and subprotocols (always, when they hold no per-VU variables).
     pub upgrades: UpgradeRequests,
+    /// How connect steps open their connections: the network, or in-memory streams in tests.
+    pub connector: Rc<dyn Connector>,
 }
 
 /// The upgrade requests of a worker's connect steps.
@@ -53,7 +56,7 @@ impl UpgradeRequests {
         url: &str,
         headers: &[(&str, &str)],
         subprotocols: &[&str],
-    ) -> Result<Rc<UpgradeRequest>, connection::ConnectError> {
+    ) -> Result<Rc<UpgradeRequest>, ConnectError> {
         if let Some(request) = self.0.borrow().get(&step) {
             if request.is_for(url, headers, subprotocols) {
                 return Ok(request.clone());

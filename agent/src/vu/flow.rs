@@ -2,7 +2,7 @@
 //! the extraction every step that reads something shares).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 use wsfleet_metrics::{ErrorKind, Hist, SetId};
@@ -11,10 +11,11 @@ use wsfleet_scenario::{ExtractFrom, OnFail, Step, StepId, Think};
 
 use super::outcome::{Failure, StepResult, Stop};
 use super::Vu;
+use crate::clock;
 
 impl Vu {
     pub(super) async fn think_step(&mut self, step: &Step, think: &Think, iteration: u64) -> StepResult {
-        let until = Instant::now() + think_time(think);
+        let until = clock::now() + think_time(think);
         self.wait_until(until, step.id, iteration).await
     }
 
@@ -63,7 +64,7 @@ impl Vu {
         iteration: u64,
     ) -> StepResult {
         let set = SetId::Step(step.id);
-        let started = Instant::now();
+        let started = clock::now();
         let (generation, receiver) = self.env.rendezvous.arrive(rendezvous.point);
         let released = crate::rendezvous::released(receiver, generation);
         if self.spec().on_message.is_empty() && self.spec().on_close.is_empty() {
@@ -76,7 +77,7 @@ impl Vu {
                 result = self.pump(far, step.id, iteration) => result?,
             }
         }
-        let now = Instant::now();
+        let now = clock::now();
         self.env
             .recorder
             .borrow_mut()

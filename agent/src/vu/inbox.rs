@@ -15,6 +15,7 @@ use super::conn::{count_message, message_bytes, Arrived};
 use super::flow::extract_into;
 use super::outcome::{ws_failure, Failure, StepResult, Stop};
 use super::{StepFuture, Vu, QUEUED_MESSAGES_PER_CONNECTION};
+use crate::clock;
 
 impl Vu {
     pub(super) fn matches(
@@ -50,7 +51,7 @@ impl Vu {
         };
         if conn.pending.len() >= QUEUED_MESSAGES_PER_CONNECTION {
             if let Some(oldest) = conn.pending.pop_front() {
-                let now = Instant::now();
+                let now = clock::now();
                 let mut recorder = conn.recorder.borrow_mut();
                 count_message(&mut recorder, now, SetId::Connection, &oldest.message);
                 recorder.add(now, SetId::Connection, Counter::MessagesUnread, 1);
@@ -98,7 +99,7 @@ impl Vu {
         // Arrived when the read that completed it returned (one read may bring many messages).
         let now = match &self.conns[conn_id] {
             Some(conn) => conn.socket.get_ref().last_read(),
-            None => Instant::now(),
+            None => clock::now(),
         };
         let arrived = |message| Arrived {
             message,

@@ -6,10 +6,9 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use wsfleet_metrics::catalog::error_counter;
 use wsfleet_metrics::{Counter, ErrorKind, SetId};
 use wsfleet_scenario::feeds::Per;
 use wsfleet_scenario::{Action, Step, StepId, Then};
@@ -17,6 +16,8 @@ use wsfleet_scenario::{Action, Step, StepId, Then};
 use super::conn::ConnInfo;
 use super::outcome::{Failure, StepResult, Stop};
 use super::{RunEnv, StepFuture, Vu, VuControl};
+use crate::clock;
+use crate::failure::FailureKind;
 
 /// Plays iterations until the plan's count, a graceful stop, or a hard stop. `handshake` is an
 /// open-model VU's place among the fleet's handshakes in flight, given up once it connected.
@@ -36,7 +37,7 @@ pub async fn run_vu(
         wsfleet_scenario::LoadModel::Open { .. } => Some(1),
     };
     let mut vu = Vu::new(env.clone(), part, number, handshake);
-    let started = Instant::now();
+    let started = clock::now();
     loop {
         if control.graceful.is_cancelled() || control.hard.is_fired() {
             break;
@@ -48,7 +49,7 @@ pub async fn run_vu(
         // slow iteration does not push every later one back.
         if let Some(pacing) = part_spec.pacing {
             let due = started + pacing.saturating_mul(u32::try_from(vu.vu_iteration).unwrap_or(u32::MAX));
-            let now = Instant::now();
+            let now = clock::now();
             if due > now {
                 // Kept connections stay read for handlers while the VU waits (their errors
                 // count in the first step).
@@ -135,7 +136,7 @@ impl Vu {
         self.env
             .recorder
             .borrow_mut()
-            .add(Instant::now(), SetId::Connection, counter, 1);
+            .add(clock::now(), SetId::Connection, counter, 1);
         matches!(outcome, Err(Stop::Halt))
     }
 
@@ -146,11 +147,11 @@ impl Vu {
                 continue;
             }
             let Some(row) = feed.row(self.number, self.vu_iteration) else {
-                let kind = ErrorKind::DataExhausted.name();
+                let kind = FailureKind::Catalog(ErrorKind::DataExhausted);
                 self.env
                     .recorder
                     .borrow_mut()
-                    .add_labeled(Instant::now(), SetId::Connection, error_counter(kind), 1);
+                    .add_labeled(clock::now(), SetId::Connection, kind.counter(), 1);
                 // Rules that name no steps decide; without one the VU stops (it has no row).
                 return match self.on_error(kind, None).unwrap_or(Then::StopVu) {
                     Then::Fail => Err(Stop::Fail(Failure {
@@ -206,7 +207,7 @@ impl Vu {
 
     /// Plays a repeat's rounds; with pacing, round N is due N periods after the repeat was.
     pub(super) async fn repeat(&mut self, id: StepId, repeat: &wsfleet_scenario::Repeat) -> StepResult {
-        let started = Instant::now();
+        let started = clock::now();
         // Rounds are due relative to when this repeat itself was due.
         let outer_lag = self.lag;
         let base = started.checked_sub(outer_lag).unwrap_or(started);
@@ -220,12 +221,12 @@ impl Vu {
             // A round may wait for its pacing: the previous round's instant serves the end
             // check at most.
             let recent = self.recent.take();
-            if ends.is_some_and(|ends| recent.unwrap_or_else(Instant::now) >= ends) {
+            if ends.is_some_and(|ends| recent.unwrap_or_else(clock::now) >= ends) {
                 break Ok(());
             }
             if let Some(pacing) = repeat.pacing {
                 let due = base + pacing.saturating_mul(u32::try_from(index).unwrap_or(u32::MAX));
-                let now = Instant::now();
+                let now = clock::now();
                 if due > now {
                     if repeat.duration.is_some_and(|duration| due - started >= duration) {
                         break Ok(());

@@ -3,14 +3,13 @@
 //! `on_error` rules applied to a failure, and the `on_close` rules applied to a close the server
 //! started.
 
-use std::time::Instant;
-
 use wsfleet_metrics::catalog::{close_code_counter, error_counter};
 use wsfleet_metrics::{ErrorKind, SetId};
 use wsfleet_scenario::{ConnId, StepId, Then};
 
 use super::Vu;
-use crate::connection::classify_ws_error;
+use crate::clock;
+use crate::failure::{classify_ws_error, FailureKind};
 
 /// Why a step did not simply go on.
 pub(super) enum Stop {
@@ -27,32 +26,25 @@ pub(super) enum Stop {
 /// Why a step failed.
 pub(super) struct Failure {
     pub(super) step: StepId,
-    /// `errors.<kind>` label.
-    pub(super) kind: String,
-    /// Receive timeouts have their own counter and no `errors.` entry.
-    pub(super) counted_elsewhere: bool,
+    /// What it is counted as (`errors.<kind>`, except receive timeouts) and what `on_error`
+    /// rules match.
+    pub(super) kind: FailureKind,
     /// Already counted and passed through the `on_error` rules (by a step inside a repeat).
     pub(super) handled: bool,
 }
 
 impl Failure {
-    pub(super) fn new(step: StepId, kind: ErrorKind) -> Failure {
+    pub(super) fn new(step: StepId, kind: impl Into<FailureKind>) -> Failure {
         Failure {
             step,
-            kind: kind.name().to_owned(),
-            counted_elsewhere: false,
+            kind: kind.into(),
             handled: false,
         }
     }
 
     /// A receive that timed out: counted in `receive_timeouts`, not in `errors.`.
     pub(super) fn receive_timeout(step: StepId) -> Failure {
-        Failure {
-            step,
-            kind: "receive_timeout".into(),
-            counted_elsewhere: true,
-            handled: false,
-        }
+        Failure::new(step, FailureKind::ReceiveTimeout)
     }
 }
 
@@ -73,15 +65,15 @@ impl Vu {
             other => return other,
         };
         failure.handled = true;
-        if !failure.counted_elsewhere {
+        if !failure.kind.counted_elsewhere() {
             self.env.recorder.borrow_mut().add_labeled(
-                Instant::now(),
+                clock::now(),
                 SetId::Step(failure.step),
-                error_counter(&failure.kind),
+                failure.kind.counter(),
                 1,
             );
         }
-        match self.on_error(&failure.kind, Some(step)).unwrap_or(Then::Fail) {
+        match self.on_error(failure.kind, Some(step)).unwrap_or(Then::Fail) {
             Then::Fail => Err(Stop::Fail(failure)),
             Then::EndIteration => Err(Stop::EndIteration),
             Then::Continue => Ok(()),
@@ -91,14 +83,14 @@ impl Vu {
 
     /// What the first `on_error` rule for `kind` says; `step: None` (a failure outside the
     /// steps) is for rules that name no steps.
-    pub(super) fn on_error(&self, kind: &str, step: Option<StepId>) -> Option<Then> {
+    pub(super) fn on_error(&self, kind: FailureKind, step: Option<StepId>) -> Option<Then> {
         self.spec()
             .on_error
             .iter()
             .find(|rule| {
                 rule.kinds
                     .as_ref()
-                    .is_none_or(|kinds| kinds.iter().any(|wanted| wanted == kind))
+                    .is_none_or(|kinds| kinds.iter().any(|wanted| kind.is(wanted)))
                     && match step {
                         Some(step) => rule.steps.as_ref().is_none_or(|steps| steps.contains(&step)),
                         None => rule.steps.is_none(),
@@ -111,7 +103,7 @@ impl Vu {
         self.env
             .recorder
             .borrow_mut()
-            .add_labeled(Instant::now(), SetId::Step(step), error_counter(kind.name()), 1);
+            .add_labeled(clock::now(), SetId::Step(step), error_counter(kind.name()), 1);
     }
 
     /// The server closed a connection the steps were using: `on_close` decides.
@@ -126,7 +118,7 @@ impl Vu {
         self.env
             .recorder
             .borrow_mut()
-            .add_labeled(Instant::now(), set, close_code_counter(code), 1);
+            .add_labeled(clock::now(), set, close_code_counter(code), 1);
         let Some(rule) = rule else {
             return Failure::new(step, ErrorKind::Closed).into();
         };
@@ -140,10 +132,5 @@ impl Vu {
 }
 
 pub(super) fn ws_failure(step: StepId, error: &tokio_tungstenite::tungstenite::Error) -> Failure {
-    Failure {
-        step,
-        kind: classify_ws_error(error).kind,
-        counted_elsewhere: false,
-        handled: false,
-    }
+    Failure::new(step, classify_ws_error(error).kind)
 }

@@ -3,7 +3,6 @@
 //! meanwhile, so a VU that only sends never deadlocks against a target that answers.
 
 use std::task::Poll;
-use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
@@ -16,6 +15,7 @@ use super::conn::message_bytes;
 use super::env::build_message;
 use super::outcome::{ws_failure, Failure, StepResult};
 use super::Vu;
+use crate::clock;
 use crate::connection::Socket;
 
 impl Vu {
@@ -65,7 +65,7 @@ impl Vu {
             Message::Text(text) => (Counter::TextMessagesSent, text.len()),
             _ => (Counter::BinaryMessagesSent, message.len()),
         };
-        let sent_at = Instant::now();
+        let sent_at = clock::now();
         let mut outgoing = Outgoing::new(message, fragments);
         let mut unsent: Option<Message> = None;
         let mut replies = Vec::new();

@@ -1,8 +1,6 @@
 //! The ping step: sends a ping and waits for its pong, reading what else arrives meanwhile
 //! into the queue and through the handlers.
 
-use std::time::Instant;
-
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use wsfleet_metrics::{Counter, ErrorKind, Hist, SetId};
@@ -11,12 +9,13 @@ use wsfleet_scenario::{ConnId, Step, StepId};
 use super::closing::cut;
 use super::outcome::{ws_failure, Failure, StepResult};
 use super::Vu;
+use crate::clock;
 
 impl Vu {
     pub(super) async fn ping_step(&mut self, step: &Step, ping: &wsfleet_scenario::Ping, iteration: u64) -> StepResult {
         let set = SetId::Step(step.id);
         let body = cut(ping.body.render(&self.parts().scope(iteration)).into_owned(), 125);
-        let sent_at = Instant::now();
+        let sent_at = clock::now();
         {
             let conn = self.conn_mut(ping.conn, step.id)?;
             conn.socket
@@ -27,7 +26,7 @@ impl Vu {
         self.env.recorder.borrow_mut().add(sent_at, set, Counter::PingsSent, 1);
         let deadline = tokio::time::Instant::now() + ping.timeout;
         self.wait_for_pong(ping.conn, deadline, step.id, iteration).await?;
-        let now = Instant::now();
+        let now = clock::now();
         self.env
             .recorder
             .borrow_mut()
@@ -53,7 +52,7 @@ impl Vu {
                 self.env
                     .recorder
                     .borrow_mut()
-                    .add(Instant::now(), SetId::Step(step), Counter::PongsReceived, 1);
+                    .add(clock::now(), SetId::Step(step), Counter::PongsReceived, 1);
                 return Ok(());
             }
             self.ingest_into_queue(conn_id, next, step, iteration).await?;

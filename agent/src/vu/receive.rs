@@ -17,6 +17,7 @@ use super::conn::{count_message, message_bytes, Arrived};
 use super::flow::extract_into;
 use super::outcome::{Failure, StepResult, Stop};
 use super::Vu;
+use crate::clock;
 use crate::connection::Socket;
 
 /// A VU's receive timeout. tokio's timer takes a fresh clone of the task's waker every time it
@@ -38,7 +39,7 @@ impl Vu {
         let set = SetId::Step(step.id);
         let deadline = receive
             .wait
-            .then(|| tokio::time::Instant::from_std(recent.unwrap_or_else(Instant::now)) + receive.timeout);
+            .then(|| tokio::time::Instant::from_std(recent.unwrap_or_else(clock::now)) + receive.timeout);
         let taken = self
             .take_message(receive.conn, receive.matcher.as_ref(), deadline, step.id, iteration)
             .await;
@@ -51,7 +52,7 @@ impl Vu {
                 }
                 return Ok(());
             }
-            Err(Stop::Fail(failure)) if failure.counted_elsewhere => {
+            Err(Stop::Fail(failure)) if failure.kind.counted_elsewhere() => {
                 return match receive.on_timeout {
                     OnFail::Fail => Err(Stop::Fail(failure)),
                     OnFail::Skip => Err(Stop::EndIteration),
@@ -64,7 +65,7 @@ impl Vu {
             self.vars.insert(state.clone(), "received".to_owned());
         }
         // A message that waited in the queue is counted now; one just read, at its arrival.
-        let now = if arrived.fresh { arrived.at } else { Instant::now() };
+        let now = if arrived.fresh { arrived.at } else { clock::now() };
         let recorder = self.env.recorder.clone();
         {
             let conn = self.conn_mut(receive.conn, step.id)?;
@@ -135,7 +136,7 @@ impl Vu {
                             Some(next) => next,
                             None => {
                                 conn.recorder.borrow_mut().add(
-                                    Instant::now(),
+                                    clock::now(),
                                     SetId::Step(step),
                                     Counter::ReceiveTimeouts,
                                     1,

@@ -5,13 +5,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use wsfleet_metrics::Recorder;
 
 use super::conn::{Conn, ConnInfo};
 use super::*;
+use crate::clock;
 
 #[test]
 fn print_future_sizes() {
@@ -23,7 +24,7 @@ fn print_future_sizes() {
     }
     .compile()
     .unwrap();
-    let start = Instant::now();
+    let start = clock::now();
     let env = Rc::new(RunEnv {
         static_messages: Arc::new(static_messages(&scenario)),
         step_tls: Arc::new(step_tls_configs(&scenario, None).unwrap()),
@@ -38,6 +39,7 @@ fn print_future_sizes() {
         handshake_slots: Rc::new(tokio::sync::Semaphore::new(1)),
         source_addresses: crate::connection::SourceAddresses::new(Arc::new(Vec::new()), 0),
         upgrades: UpgradeRequests::default(),
+        connector: Rc::new(crate::connection::Network),
         rendezvous: Arc::new(crate::rendezvous::RendezvousHub::new().0),
     });
     let control = VuControl {
