@@ -31,6 +31,10 @@ mod ping;
 mod receive;
 #[cfg(test)]
 mod sizes;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::future::Future;
