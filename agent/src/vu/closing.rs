@@ -16,7 +16,7 @@ use wsfleet_scenario::{ConnId, Step, StepId};
 use super::conn::{count_message, Conn};
 use super::flow::extract_into;
 use super::outcome::{ws_failure, Failure, StepResult};
-use super::Vu;
+use super::state::Vu;
 use crate::clock;
 
 impl Vu {

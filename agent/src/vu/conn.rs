@@ -15,6 +15,10 @@ use wsfleet_scenario::{FrameKind, StepId};
 use crate::clock;
 use crate::connection::Socket;
 
+/// Messages a connection keeps for later receives; past this the oldest is dropped (and
+/// counted as unread), so a VU that never reads a busy connection cannot grow without bound.
+pub const QUEUED_MESSAGES_PER_CONNECTION: usize = 1024;
+
 /// A data message that arrived before anything took it.
 pub(super) struct Arrived {
     pub(super) message: Message,

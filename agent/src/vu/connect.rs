@@ -14,7 +14,7 @@ use wsfleet_scenario::{Step, StepId};
 use super::conn::Conn;
 use super::flow::extract_into;
 use super::outcome::{Failure, StepResult, Stop};
-use super::Vu;
+use super::state::Vu;
 use crate::clock;
 use crate::connection::ConnectRequest;
 use crate::failure::ConnectError;

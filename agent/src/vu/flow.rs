@@ -10,7 +10,7 @@ use wsfleet_scenario::matcher::{Extraction, Incoming, Origin};
 use wsfleet_scenario::{ExtractFrom, OnFail, Step, StepId, Think};
 
 use super::outcome::{Failure, StepResult, Stop};
-use super::Vu;
+use super::state::Vu;
 use crate::clock;
 
 impl Vu {

@@ -11,10 +11,11 @@ use wsfleet_metrics::{Counter, ErrorKind, SetId};
 use wsfleet_scenario::matcher::{Incoming, Origin};
 use wsfleet_scenario::{ConnId, StepId};
 
+use super::conn::QUEUED_MESSAGES_PER_CONNECTION;
 use super::conn::{count_message, message_bytes, Arrived};
 use super::flow::extract_into;
 use super::outcome::{ws_failure, Failure, StepResult, Stop};
-use super::{StepFuture, Vu, QUEUED_MESSAGES_PER_CONNECTION};
+use super::state::{StepFuture, Vu};
 use crate::clock;
 
 impl Vu {

@@ -6,18 +6,30 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
 use wsfleet_metrics::{Counter, ErrorKind, SetId};
 use wsfleet_scenario::feeds::Per;
 use wsfleet_scenario::{Action, Step, StepId, Then};
 
 use super::conn::ConnInfo;
+use super::env::RunEnv;
 use super::outcome::{Failure, StepResult, Stop};
-use super::{RunEnv, StepFuture, Vu, VuControl};
+use super::state::{StepFuture, Vu};
 use crate::clock;
 use crate::failure::FailureKind;
+
+/// How the executor steers one VU.
+#[derive(Clone)]
+pub struct VuControl {
+    /// Finish the current iteration, then stop.
+    pub graceful: CancellationToken,
+    /// Stop now: close connections with a close frame and end.
+    pub hard: Arc<crate::stop::HardStop>,
+}
 
 /// Plays iterations until the plan's count, a graceful stop, or a hard stop. `handshake` is an
 /// open-model VU's place among the fleet's handshakes in flight, given up once it connected.

@@ -14,7 +14,7 @@ use wsfleet_scenario::{ConnId, FrameKind, Payload, Send, Step, StepId};
 use super::conn::message_bytes;
 use super::env::build_message;
 use super::outcome::{ws_failure, Failure, StepResult};
-use super::Vu;
+use super::state::Vu;
 use crate::clock;
 use crate::connection::Socket;
 

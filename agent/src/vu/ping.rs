@@ -8,7 +8,7 @@ use wsfleet_scenario::{ConnId, Step, StepId};
 
 use super::closing::cut;
 use super::outcome::{ws_failure, Failure, StepResult};
-use super::Vu;
+use super::state::Vu;
 use crate::clock;
 
 impl Vu {

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use wsfleet_metrics::Recorder;
 
 use super::conn::{Conn, ConnInfo};
+use super::state::Vu;
 use super::*;
 use crate::clock;
 

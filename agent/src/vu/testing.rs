@@ -145,6 +145,8 @@ impl Target {
         respond: impl FnOnce(&Request, Response) -> Response + Unpin,
     ) -> ServerSocket {
         let stream = self.raw().await;
+        // tungstenite's callback type, whose error is an HTTP response.
+        #[allow(clippy::result_large_err)]
         let callback = |request: &Request, response: Response| Ok(respond(request, response));
         tokio_tungstenite::accept_hdr_async(stream, callback)
             .await
