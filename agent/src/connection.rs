@@ -171,7 +171,8 @@ impl Transport {
     /// Whether everything written so far is in the kernel: over plain TCP, when the last write
     /// was not refused for want of room. The WebSocket writes a frame out as it takes it (its
     /// write buffer is 0 bytes) and keeps what the socket refused; a flush then has nothing to
-    /// do. Under TLS records may wait in the TLS layer until a flush: always `false`.
+    /// do. Under TLS records may wait in the TLS layer until a flush: always `false`. In
+    /// memory, as over plain TCP: the stream holds what it took.
     pub fn wrote_everything(&self) -> bool {
         match self {
             Transport::Plain(stream) => !stream.write_pending,
