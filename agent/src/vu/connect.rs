@@ -81,8 +81,9 @@ impl Vu {
         // Waiting for a slot is the generator's own queueing, not the target's latency:
         // the handshake is timed from when it starts.
         let slot = env.handshake_slots.acquire().await;
-        // Boxed: the handshake's state is large and short-lived; inline, it would size
-        // every VU's future for its whole life (a few KB per idle connection).
+        // The connector's future is boxed: the handshake's state is large and short-lived;
+        // inline, it would size every VU's future for its whole life (a few KB per idle
+        // connection).
         let opened = env.connector.open(&request, recorder, set).await;
         drop(slot);
         self.handshake = None;
