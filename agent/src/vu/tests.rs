@@ -828,3 +828,72 @@ steps:
     assert_eq!(metrics.conn("iterations"), 1);
     assert_eq!(metrics.step("connect", "connections_opened"), 1);
 }
+
+/// A hard stop ends the VU at once: the iteration is not counted and its connection closes
+/// with 1001 (going away).
+#[tokio::test(start_paused = true)]
+async fn a_hard_stop_closes_at_once() {
+    let (harness, mut target) = Harness::new(
+        "load: { vus: 1, iterations: 5 }
+steps:
+  - connect: { url: 'ws://target.test/' }
+  - think: 10s
+",
+    );
+    let control = super::testing::control();
+    let hard = control.hard.clone();
+    let server = async move {
+        let mut socket = target.accept().await;
+        sleep(Duration::from_millis(500)).await;
+        hard.fire();
+        let close = socket.next().await.expect("close").expect("frame");
+        assert!(
+            matches!(&close, Message::Close(Some(frame)) if frame.code == CloseCode::Away),
+            "{close:?}"
+        );
+        drain(socket).await;
+    };
+    let started = Instant::now();
+    tokio::join!(harness.play_with(0, control), server);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let metrics = harness.metrics();
+    assert_eq!(metrics.conn("iterations") + metrics.conn("iterations_failed"), 0);
+    assert_eq!(metrics.conn("connections_closed"), 1);
+}
+
+/// A VU past the last row of a `unique` feed stops, unless an `on_error` rule for
+/// `data_exhausted` says otherwise.
+#[tokio::test(start_paused = true)]
+async fn a_vu_past_the_last_unique_row_follows_on_error() {
+    let exhausted = |rules: &str| {
+        let yaml = format!(
+            "load: {{ vus: 1, iterations: 2 }}
+data: {{ users: {{ csv: users.csv, order: unique }} }}
+steps:
+  - think: 10ms
+{rules}"
+        );
+        let files = std::collections::BTreeMap::from([("users.csv".to_owned(), b"name\nann\n".to_vec())]);
+        let (harness, _target) = Harness::with_files(&yaml, files);
+        async move {
+            // VU 1 (as numbered when the fleet grows past the plan's start): the feed has one
+            // row, VU 0's.
+            harness.play(1).await;
+            harness.metrics()
+        }
+    };
+    let stopped = exhausted("").await;
+    assert_eq!(stopped.conn("errors.data_exhausted"), 1, "{}", stopped.dump());
+    assert_eq!(stopped.conn("iterations_failed"), 1);
+    assert_eq!(stopped.conn("iterations"), 0);
+
+    // A `unique` row is the VU's for all its iterations: only the first looks for one.
+    let continued = exhausted("on_error: [{ kinds: [data_exhausted], then: continue }]\n").await;
+    assert_eq!(continued.conn("errors.data_exhausted"), 1);
+    assert_eq!(continued.conn("iterations"), 2);
+
+    let skipped = exhausted("on_error: [{ kinds: [data_exhausted], then: end_iteration }]\n").await;
+    assert_eq!(skipped.conn("errors.data_exhausted"), 1);
+    assert_eq!(skipped.conn("iterations_skipped"), 1);
+    assert_eq!(skipped.conn("iterations"), 1);
+}
