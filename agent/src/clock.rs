@@ -1,7 +1,20 @@
-//! The wall clock as the wire speaks it (Unix epoch nanoseconds) and its link to the monotonic
-//! clock the agent schedules by.
+//! The clocks the agent reads.
+//!
+//! [`now`] is the instant VUs and their connections read: tokio's. Built without tokio's
+//! `test-util` feature (every build but the agent's own unit tests) it is the system clock read
+//! directly, at the cost of `Instant::now()`; under `tokio::time::pause()` it is the test's
+//! virtual clock, so latencies, arrivals and pacing lateness are exact in unit tests.
+//!
+//! [`unix_nanos_now`] and [`instant_of_unix`] are the wall clock as the wire speaks it (Unix epoch
+//! nanoseconds) and its link to the monotonic clock the agent schedules by.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The current instant.
+#[inline]
+pub fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
 
 /// The wall clock now, Unix epoch nanoseconds (0 for a clock set before 1970).
 pub fn unix_nanos_now() -> i64 {

@@ -1,8 +1,21 @@
 //! Opening one WebSocket connection: DNS, TCP, TLS and the upgrade, each phase timed, over a
 //! stream that counts every byte that crosses the socket (so handshakes, frame headers, masks
 //! and TLS records are all in the wire totals).
+//!
+//! This is the VU's seam to its connections. A connect step opens its connection through the
+//! run's [`Connector`] (the network in production, an in-memory stream in unit tests); what it
+//! gets is a [`Socket`], a WebSocket over a [`Transport`] enum that dispatches each read and
+//! write by `match`. Where the layers still to come belong:
+//! - write coalescing (several frames per `write` call): in [`Counted`]/[`Transport`], below the
+//!   WebSocket, with [`Transport::wrote_everything`] reporting `false` while bytes wait for a
+//!   flush, so the VU's send flushes them as it does under TLS;
+//! - permessage-deflate: offered in the upgrade request (`upgrade.rs`), its answer checked
+//!   there, and applied per message between the VU's outgoing messages and inbox and the socket;
+//! - Socket.IO, STOMP, MQTT: a connector that runs the protocol's own handshake after the
+//!   upgrade, and message codecs in the VU's outgoing (encode) and inbox (decode) modules.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -11,14 +24,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::WebSocketStream;
 use wsfleet_metrics::{Counter, ErrorKind, Hist, Recorder, SetId};
 
+use crate::clock;
+use crate::failure::{io_error, ConnectError};
 use crate::upgrade::{UpgradeRequest, Upgraded};
 
 /// Per-connection buffer sizes. tungstenite's default read buffer is 128 KiB, zero-filled, per
@@ -56,7 +70,7 @@ impl<S> Counted<S> {
         Counted {
             inner,
             recorder,
-            last_read: Instant::now(),
+            last_read: clock::now(),
             upgrading: false,
             write_pending: false,
         }
@@ -94,7 +108,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         let read = (buf.filled().len() - before) as u64;
         if read > 0 {
-            self.last_read = Instant::now();
+            self.last_read = clock::now();
             let mut recorder = self.recorder.borrow_mut();
             recorder.add_untimed(SetId::Connection, Counter::BytesReceived, read);
             if self.upgrading {
@@ -135,10 +149,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 }
 
-/// A counted socket, plain or under TLS (TLS records are what get counted).
+/// A counted socket, plain or under TLS (TLS records are what get counted), or an in-memory
+/// stream whose other end a test (or a simulated target) holds. An enum, not a trait object:
+/// every read and write dispatches with a match, no virtual call per message.
 pub enum Transport {
     Plain(Counted<TcpStream>),
     Tls(Box<TlsStream<Counted<TcpStream>>>),
+    Memory(Counted<DuplexStream>),
 }
 
 impl Transport {
@@ -147,17 +164,20 @@ impl Transport {
         match self {
             Transport::Plain(stream) => stream.set_upgrading(upgrading),
             Transport::Tls(stream) => stream.get_mut().0.set_upgrading(upgrading),
+            Transport::Memory(stream) => stream.set_upgrading(upgrading),
         }
     }
 
     /// Whether everything written so far is in the kernel: over plain TCP, when the last write
     /// was not refused for want of room. The WebSocket writes a frame out as it takes it (its
     /// write buffer is 0 bytes) and keeps what the socket refused; a flush then has nothing to
-    /// do. Under TLS records may wait in the TLS layer until a flush: always `false`.
+    /// do. Under TLS records may wait in the TLS layer until a flush: always `false`. In
+    /// memory, as over plain TCP: the stream holds what it took.
     pub fn wrote_everything(&self) -> bool {
         match self {
             Transport::Plain(stream) => !stream.write_pending,
             Transport::Tls(_) => false,
+            Transport::Memory(stream) => !stream.write_pending,
         }
     }
 
@@ -166,6 +186,7 @@ impl Transport {
         match self {
             Transport::Plain(stream) => stream.last_read(),
             Transport::Tls(stream) => stream.get_ref().0.last_read(),
+            Transport::Memory(stream) => stream.last_read(),
         }
     }
 }
@@ -175,6 +196,7 @@ impl AsyncRead for Transport {
         match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
             Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+            Transport::Memory(stream) => Pin::new(stream).poll_read(cx, buf),
         }
     }
 }
@@ -184,6 +206,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_write(cx, data),
             Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, data),
+            Transport::Memory(stream) => Pin::new(stream).poll_write(cx, data),
         }
     }
 
@@ -195,6 +218,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, buffers),
             Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, buffers),
+            Transport::Memory(stream) => Pin::new(stream).poll_write_vectored(cx, buffers),
         }
     }
 
@@ -202,6 +226,7 @@ impl AsyncWrite for Transport {
         match self {
             Transport::Plain(stream) => stream.is_write_vectored(),
             Transport::Tls(stream) => stream.is_write_vectored(),
+            Transport::Memory(stream) => stream.is_write_vectored(),
         }
     }
 
@@ -209,6 +234,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_flush(cx),
             Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+            Transport::Memory(stream) => Pin::new(stream).poll_flush(cx),
         }
     }
 
@@ -216,6 +242,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
             Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+            Transport::Memory(stream) => Pin::new(stream).poll_shutdown(cx),
         }
     }
 }
@@ -273,23 +300,6 @@ pub struct Opened {
     pub status: u16,
     /// Response headers, names in lower case.
     pub headers: Vec<(String, String)>,
-}
-
-/// Why a connection could not be opened, classified for the `errors.<kind>` counters.
-#[derive(Debug)]
-pub struct ConnectError {
-    /// The error counter label: an `ErrorKind` name or `http_<status>`.
-    pub kind: String,
-    pub detail: String,
-}
-
-impl ConnectError {
-    pub(crate) fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
-        ConnectError {
-            kind: kind.name().to_owned(),
-            detail: detail.into(),
-        }
-    }
 }
 
 /// Shared TLS client settings (one per run).
@@ -415,28 +425,80 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
     }
 }
 
-/// Opens a connection, recording phase timings and handshake bytes in `step`'s set.
+/// The future of a connection being opened.
+pub type OpenFuture<'a> = Pin<Box<dyn Future<Output = Result<Opened, ConnectError>> + 'a>>;
+
+/// How a connect step opens its connection: the seam between a VU and its transport. One call
+/// per connection (a virtual call and the one box the handshake's state needs anyway, never
+/// per message); what it returns is a [`Socket`] over a [`Transport`], whose reads and writes
+/// dispatch by `match`.
+///
+/// [`Network`] dials for real. A test's connector hands the VU one end of an in-memory stream
+/// ([`Transport::Memory`]) and plays the server on the other. Later layers plug in here too: a
+/// connector that speaks a protocol's own handshake after the upgrade (Socket.IO, STOMP, MQTT),
+/// or a transport that coalesces writes (see the module's notes on [`Transport`]).
+pub trait Connector {
+    /// Opens the connection `request` asks for, recording phase timings and handshake bytes in
+    /// `step`'s set, within `request.timeout`.
+    fn open<'a>(
+        &'a self,
+        request: &'a ConnectRequest<'a>,
+        recorder: &'a Rc<RefCell<Recorder>>,
+        step: SetId,
+    ) -> OpenFuture<'a>;
+}
+
+/// Opens connections over the network: DNS, TCP (from the chosen source address, through a
+/// proxy when the step names one), TLS for `wss://`, then the upgrade.
+pub struct Network;
+
+impl Connector for Network {
+    fn open<'a>(
+        &'a self,
+        request: &'a ConnectRequest<'a>,
+        recorder: &'a Rc<RefCell<Recorder>>,
+        step: SetId,
+    ) -> OpenFuture<'a> {
+        Box::pin(open(request, recorder, step))
+    }
+}
+
+/// Opens a connection over the network, recording phase timings and handshake bytes in
+/// `step`'s set.
 pub async fn open(
     request: &ConnectRequest<'_>,
     recorder: &Rc<RefCell<Recorder>>,
     step: SetId,
 ) -> Result<Opened, ConnectError> {
-    let started = Instant::now();
-    match tokio::time::timeout(request.timeout, open_phases(request, recorder, step, started)).await {
+    let started = clock::now();
+    within_timeout(request.timeout, async {
+        let transport = dial(request, recorder, step).await?;
+        handshake(transport, request, recorder, step, started).await
+    })
+    .await
+}
+
+/// Bounds the opening of a connection by the connect step's timeout (error kind `timeout`).
+pub async fn within_timeout(
+    timeout: Duration,
+    opening: impl Future<Output = Result<Opened, ConnectError>>,
+) -> Result<Opened, ConnectError> {
+    match tokio::time::timeout(timeout, opening).await {
         Ok(result) => result,
         Err(_) => Err(ConnectError::new(
             ErrorKind::Timeout,
-            format!("connect did not finish within {:?}", request.timeout),
+            format!("connect did not finish within {timeout:?}"),
         )),
     }
 }
 
-async fn open_phases(
+/// Resolves, connects, tunnels through the proxy and runs TLS: the transport the upgrade goes
+/// over.
+async fn dial(
     request: &ConnectRequest<'_>,
     recorder: &Rc<RefCell<Recorder>>,
     step: SetId,
-    started: Instant,
-) -> Result<Opened, ConnectError> {
+) -> Result<Transport, ConnectError> {
     let upgrade = request.upgrade;
     let (host, port) = (&upgrade.host, upgrade.port);
     // With a proxy, the TCP connection goes to the proxy and a CONNECT opens the tunnel.
@@ -445,7 +507,7 @@ async fn open_phases(
         None => (host, port),
     };
     let address = resolve(dial_host, dial_port, recorder, step).await?;
-    let tcp_started = Instant::now();
+    let tcp_started = clock::now();
     let tcp = match request.source {
         None => TcpStream::connect(address).await,
         Some(source) => connect_from(source, address).await,
@@ -456,13 +518,13 @@ async fn open_phases(
     if let Some(proxy) = request.proxy {
         tunnel(&mut counted, proxy, host, port).await?;
     }
-    let now = Instant::now();
+    let now = clock::now();
     recorder
         .borrow_mut()
         .record(now, step, Hist::TcpConnect, now - tcp_started);
 
-    let mut transport = if upgrade.secure {
-        let tls_started = Instant::now();
+    let transport = if upgrade.secure {
+        let tls_started = clock::now();
         let name = request.server_name.unwrap_or(host).to_owned();
         let server_name = rustls_pki_types::ServerName::try_from(name.clone())
             .map_err(|_| ConnectError::new(ErrorKind::Tls, format!("`{name}` is not a valid TLS server name")))?;
@@ -470,7 +532,7 @@ async fn open_phases(
             .connect(server_name, counted)
             .await
             .map_err(|error| tls_or_io(&error))?;
-        let now = Instant::now();
+        let now = clock::now();
         recorder
             .borrow_mut()
             .record(now, step, Hist::TlsHandshake, now - tls_started);
@@ -478,11 +540,23 @@ async fn open_phases(
     } else {
         Transport::Plain(counted)
     };
+    Ok(transport)
+}
 
+/// The WebSocket upgrade over an open transport, timed from `started` (the connect's start)
+/// for `handshake`, and the checks of the status the step expects.
+pub async fn handshake(
+    mut transport: Transport,
+    request: &ConnectRequest<'_>,
+    recorder: &Rc<RefCell<Recorder>>,
+    step: SetId,
+    started: Instant,
+) -> Result<Opened, ConnectError> {
+    let upgrade = request.upgrade;
     transport.set_upgrading(true);
-    let upgrade_started = Instant::now();
+    let upgrade_started = clock::now();
     let upgraded = crate::upgrade::upgrade(transport, upgrade, websocket_config(), request.keep_headers).await?;
-    let now = Instant::now();
+    let now = clock::now();
     let (socket, status, headers) = match upgraded {
         Upgraded::Open { mut socket, headers } => {
             socket.get_mut().set_upgrading(false);
@@ -499,12 +573,7 @@ async fn open_phases(
         }
         // The refused connection closes here, its bytes counted.
         Upgraded::Refused { status, headers, .. } if status == request.expect_status => (None, status, headers),
-        Upgraded::Refused { status, .. } => {
-            return Err(ConnectError {
-                kind: wsfleet_metrics::catalog::http_status_error(status),
-                detail: format!("the server answered the upgrade with HTTP {status}"),
-            })
-        }
+        Upgraded::Refused { status, .. } => return Err(ConnectError::http_status(status)),
     };
     let mut recorder = recorder.borrow_mut();
     recorder.record(now, step, Hist::WsUpgrade, now - upgrade_started);
@@ -526,11 +595,11 @@ async fn resolve(
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
-    let lookup_started = Instant::now();
+    let lookup_started = clock::now();
     let mut addresses = tokio::net::lookup_host((host, port))
         .await
         .map_err(|error| ConnectError::new(ErrorKind::Dns, format!("cannot resolve `{host}`: {error}")))?;
-    let now = Instant::now();
+    let now = clock::now();
     recorder.borrow_mut().record(now, step, Hist::Dns, now - lookup_started);
     addresses
         .next()
@@ -612,53 +681,6 @@ fn tls_or_io(error: &io::Error) -> ConnectError {
     }
 }
 
-/// Classifies an I/O error; `doing` says what was going on.
-pub fn io_error(error: &io::Error, doing: &str) -> ConnectError {
-    ConnectError::new(io_error_kind(error), format!("{doing}: {error}"))
-}
-
-pub fn io_error_kind(error: &io::Error) -> ErrorKind {
-    match error.kind() {
-        io::ErrorKind::ConnectionRefused => ErrorKind::Refused,
-        io::ErrorKind::TimedOut => ErrorKind::Timeout,
-        io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::BrokenPipe
-        | io::ErrorKind::UnexpectedEof => ErrorKind::Reset,
-        _ => ErrorKind::Io,
-    }
-}
-
-/// Classifies a tungstenite error for the `errors.<kind>` counters.
-pub fn classify_ws_error(error: &WsError) -> ConnectError {
-    use tokio_tungstenite::tungstenite::error::ProtocolError;
-    match error {
-        WsError::Http(response) => {
-            let status = response.status().as_u16();
-            ConnectError {
-                kind: wsfleet_metrics::catalog::http_status_error(status),
-                detail: format!("the server answered the upgrade with HTTP {status}"),
-            }
-        }
-        WsError::Io(io) => io_error(io, "WebSocket"),
-        WsError::Tls(tls) => ConnectError::new(ErrorKind::Tls, tls.to_string()),
-        WsError::Capacity(capacity) => ConnectError::new(ErrorKind::MessageTooBig, capacity.to_string()),
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
-        | WsError::ConnectionClosed
-        | WsError::AlreadyClosed => {
-            ConnectError::new(ErrorKind::Reset, "the connection ended without a close handshake")
-        }
-        WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(problem)) => ConnectError::new(
-            ErrorKind::Expectation,
-            format!("the server's subprotocol answer does not fit what was offered: {problem}"),
-        ),
-        WsError::Protocol(ProtocolError::HandshakeIncomplete) => {
-            ConnectError::new(ErrorKind::Reset, "the connection ended during the handshake")
-        }
-        other => ConnectError::new(ErrorKind::Protocol, other.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -672,7 +694,7 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let (near, far) = tokio::join!(TcpStream::connect(address), listener.accept());
         let (mut far, _) = far.unwrap();
-        let recorder = Rc::new(RefCell::new(Recorder::new(Instant::now(), Vec::new())));
+        let recorder = Rc::new(RefCell::new(Recorder::new(clock::now(), Vec::new())));
         let mut transport = Transport::Plain(Counted::new(near.unwrap(), recorder));
         assert!(transport.wrote_everything());
 
@@ -707,12 +729,12 @@ mod tests {
     #[tokio::test]
     async fn the_last_read_that_brought_bytes_is_the_arrival() {
         let (near, mut far) = tokio::io::duplex(1024);
-        let recorder = Rc::new(RefCell::new(Recorder::new(Instant::now(), Vec::new())));
+        let recorder = Rc::new(RefCell::new(Recorder::new(clock::now(), Vec::new())));
         let mut counted = Counted::new(near, recorder.clone());
         let opened = counted.last_read();
 
         far.write_all(b"two frames in one read").await.unwrap();
-        let before_read = Instant::now();
+        let before_read = clock::now();
         let mut buffer = [0u8; 64];
         let read = counted.read(&mut buffer).await.unwrap();
         assert_eq!(read, 22);
@@ -727,7 +749,7 @@ mod tests {
             .poll_read(&mut context, &mut read_buffer)
             .is_pending());
         assert_eq!(counted.last_read(), arrival);
-        let intervals = recorder.borrow_mut().take_all(Instant::now());
+        let intervals = recorder.borrow_mut().take_all(clock::now());
         let counted_bytes = |name: &str| -> u64 { intervals.iter().map(|(_, sets)| sets.total().counter(name)).sum() };
         assert_eq!((counted_bytes("bytes_sent"), counted_bytes("bytes_received")), (0, 22));
     }

@@ -11,13 +11,14 @@
 //! between the `wsfleet.v1` messages and the agent's types), `run` (one assignment: prepare,
 //! start the workers, play), `executor` (one scenario part by its load model), `reporter`,
 //! `outbox`, `worker` (the threads VUs run on), `vu` (one VU), `connection` and `upgrade` (its
-//! socket), `rendezvous`, `stop`, `capacity`, `clock` and `config`.
+//! socket), `failure` (failure kinds), `rendezvous`, `stop`, `capacity`, `clock` and `config`.
 
 pub mod capacity;
 mod clock;
 pub mod config;
 pub mod connection;
 mod executor;
+pub mod failure;
 pub mod outbox;
 pub mod rendezvous;
 mod reporter;

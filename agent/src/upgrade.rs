@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 use wsfleet_metrics::ErrorKind;
 
-use crate::connection::{io_error, ConnectError};
+use crate::failure::{io_error, ConnectError};
 
 /// The GUID that RFC 6455 section 1.3 appends to the key.
 const WEBSOCKET_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -580,7 +580,7 @@ mod tests {
     ) -> Result<Upgraded<DuplexStream>, ConnectError> {
         let (client, server) = duplex(64 * 1024);
         let served = tokio::spawn(serve(server, response));
-        let result = upgrade(client, request, crate::connection::websocket_config(), keep_headers).await;
+        let result = upgrade(client, request, WebSocketConfig::default(), keep_headers).await;
         served.await.unwrap();
         result
     }
@@ -624,7 +624,7 @@ mod tests {
             let (client, server) = duplex(64 * 1024);
             let served = tokio::spawn(serve(server, |key| switching(key, "")));
             assert!(matches!(
-                upgrade(client, &request, crate::connection::websocket_config(), false).await,
+                upgrade(client, &request, WebSocketConfig::default(), false).await,
                 Ok(Upgraded::Open { .. })
             ));
             let sent = served.await.unwrap();

@@ -157,6 +157,7 @@ async fn worker_main(index: usize, setup: WorkerSetup, mut commands: mpsc::Unbou
         // Workers start at different addresses so the spread is even across the agent.
         source_addresses: crate::connection::SourceAddresses::new(setup.source_addresses.clone(), index),
         upgrades: crate::vu::UpgradeRequests::default(),
+        connector: Rc::new(crate::connection::Network),
     });
     let tasks = tokio_util::task::TaskTracker::new();
     let mut next_boundary = 1u64;

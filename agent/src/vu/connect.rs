@@ -1,0 +1,139 @@
+//! The connect step: renders the URL, headers and subprotocols, reuses the worker's upgrade
+//! request for them, waits for a handshake slot, opens the connection and checks what the step
+//! expects of the handshake (status, subprotocol, headers).
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use wsfleet_metrics::catalog::ACTIVE_CONNECTIONS;
+use wsfleet_metrics::{Counter, ErrorKind, SetId};
+use wsfleet_scenario::matcher::Origin;
+use wsfleet_scenario::{Step, StepId};
+
+use super::conn::Conn;
+use super::flow::extract_into;
+use super::outcome::{Failure, StepResult, Stop};
+use super::state::Vu;
+use crate::clock;
+use crate::connection::ConnectRequest;
+use crate::failure::ConnectError;
+
+impl Vu {
+    /// Counts a connection that could not be opened; the step fails with the error's kind.
+    pub(super) fn connect_failed(&self, set: SetId, step: StepId, url: &str, error: ConnectError) -> Stop {
+        tracing::debug!(vu = self.number, url = %url, kind = %error.kind, detail = %error.detail, "connect failed");
+        self.env
+            .recorder
+            .borrow_mut()
+            .add(clock::now(), set, Counter::ConnectionsFailed, 1);
+        Failure::new(step, error.kind).into()
+    }
+
+    pub(super) async fn connect_step(
+        &mut self,
+        step: &Step,
+        connect: &wsfleet_scenario::Connect,
+        iteration: u64,
+    ) -> StepResult {
+        let set = SetId::Step(step.id);
+        if connect.keep_open && self.conns.get(connect.conn).is_some_and(Option::is_some) {
+            return Ok(());
+        }
+        let scope_parts = self.parts();
+        let scope = scope_parts.scope(iteration);
+        let url = connect.url.render(&scope);
+        let upgrade = {
+            let headers: Vec<(&str, Cow<'_, str>)> = connect
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.render(&scope)))
+                .collect();
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_ref())).collect();
+            let subprotocols: Vec<Cow<'_, str>> = connect.subprotocols.iter().map(|name| name.render(&scope)).collect();
+            let subprotocols: Vec<&str> = subprotocols.iter().map(AsRef::as_ref).collect();
+            self.env.upgrades.get(step.id, &url, &headers, &subprotocols)
+        };
+        let expected_headers: Vec<(String, String)> = connect
+            .expect
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), value.render(&scope).into_owned()))
+            .collect();
+        // A second connect replaces the connection (closing the old one first).
+        Box::pin(self.close_conn(connect.conn, CloseCode::Normal)).await;
+        let env = self.env.clone();
+        let upgrade = match upgrade {
+            Ok(upgrade) => upgrade,
+            Err(error) => return Err(self.connect_failed(set, step.id, &url, error)),
+        };
+        let request = ConnectRequest {
+            upgrade: &upgrade,
+            timeout: connect.timeout,
+            source: env.source_addresses.next(),
+            tls: env.step_tls.get(&step.id).unwrap_or(&env.tls),
+            server_name: connect.tls.server_name.as_deref(),
+            proxy: connect.proxy.as_ref(),
+            expect_status: connect.expect.status,
+            keep_headers: connect.keep_headers,
+        };
+        let recorder = &env.recorder;
+        // Waiting for a slot is the generator's own queueing, not the target's latency:
+        // the handshake is timed from when it starts.
+        let slot = env.handshake_slots.acquire().await;
+        // The connector's future is boxed: the handshake's state is large and short-lived;
+        // inline, it would size every VU's future for its whole life (a few KB per idle
+        // connection).
+        let opened = env.connector.open(&request, recorder, set).await;
+        drop(slot);
+        self.handshake = None;
+        let opened = match opened {
+            Ok(opened) => opened,
+            Err(error) => return Err(self.connect_failed(set, step.id, &url, error)),
+        };
+        let info = &mut self.info[connect.conn];
+        info.headers = opened.headers;
+        info.last = None;
+        if let Some(socket) = opened.socket {
+            let now = clock::now();
+            let mut recorder_ref = recorder.borrow_mut();
+            recorder_ref.add(now, set, Counter::ConnectionsOpened, 1);
+            recorder_ref.gauge_add(ACTIVE_CONNECTIONS, 1);
+            drop(recorder_ref);
+            self.conns[connect.conn] = Some(Conn {
+                socket,
+                recorder: recorder.clone(),
+                pending: VecDeque::new(),
+                send_times: Vec::new(),
+                unanswered_send: None,
+                keep_open: connect.keep_open,
+            });
+        }
+        let info = &self.info[connect.conn];
+        if let Some(wanted) = &connect.expect.subprotocol {
+            let picked = header(&info.headers, "sec-websocket-protocol").unwrap_or("");
+            if picked != wanted {
+                tracing::debug!(vu = self.number, picked, wanted = %wanted, "unexpected subprotocol");
+                return Err(Failure::new(step.id, ErrorKind::Expectation).into());
+            }
+        }
+        for (name, value) in &expected_headers {
+            if header(&info.headers, name) != Some(value.as_str()) {
+                return Err(Failure::new(step.id, ErrorKind::Expectation).into());
+            }
+        }
+        let origin = Origin {
+            headers: Some(&self.info[connect.conn].headers),
+            ..Origin::default()
+        };
+        extract_into(&mut self.vars, &connect.extract, origin, step.id)?;
+        Ok(())
+    }
+}
+
+pub(super) fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(header, _)| header.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}

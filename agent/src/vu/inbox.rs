@@ -1,0 +1,233 @@
+//! The inbox: what arrives on a connection. Data messages go through the `on_message` handlers
+//! (which may count, extract, reply to or fail on them) and otherwise wait in the connection's
+//! queue for a later receive; a close goes through `on_close`. While a VU waits (think, pacing,
+//! rendezvous) and the scenario has handlers, every open connection is read.
+
+use std::time::Instant;
+
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use wsfleet_metrics::{Counter, ErrorKind, SetId};
+use wsfleet_scenario::matcher::{Incoming, Origin};
+use wsfleet_scenario::{ConnId, StepId};
+
+use super::conn::QUEUED_MESSAGES_PER_CONNECTION;
+use super::conn::{count_message, message_bytes, Arrived};
+use super::flow::extract_into;
+use super::outcome::{ws_failure, Failure, StepResult, Stop};
+use super::state::{StepFuture, Vu};
+use crate::clock;
+
+impl Vu {
+    pub(super) fn matches(
+        &self,
+        matcher: Option<&wsfleet_scenario::matcher::Matcher>,
+        message: &Message,
+        iteration: u64,
+    ) -> bool {
+        let Some(matcher) = matcher else { return true };
+        let (bytes, kind) = message_bytes(message);
+        matcher.matches(Incoming { bytes: &bytes, kind }, &self.parts().scope(iteration))
+    }
+
+    pub(super) fn take_queued(
+        &mut self,
+        conn_id: ConnId,
+        matcher: Option<&wsfleet_scenario::matcher::Matcher>,
+        iteration: u64,
+    ) -> Option<Arrived> {
+        let position = {
+            let conn = self.conns.get(conn_id)?.as_ref()?;
+            conn.pending
+                .iter()
+                .position(|arrived| self.matches(matcher, &arrived.message, iteration))?
+        };
+        self.conns[conn_id].as_mut()?.pending.remove(position)
+    }
+
+    pub(super) fn queue(&mut self, conn_id: ConnId, mut arrived: Arrived) {
+        arrived.fresh = false;
+        let Some(conn) = self.conns.get_mut(conn_id).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.pending.len() >= QUEUED_MESSAGES_PER_CONNECTION {
+            if let Some(oldest) = conn.pending.pop_front() {
+                let now = clock::now();
+                let mut recorder = conn.recorder.borrow_mut();
+                count_message(&mut recorder, now, SetId::Connection, &oldest.message);
+                recorder.add(now, SetId::Connection, Counter::MessagesUnread, 1);
+            }
+        }
+        conn.pending.push_back(arrived);
+    }
+
+    /// Handles one item read from a connection: data messages go through the `on_message`
+    /// rules and come back unless a rule took them; a close goes through `on_close`. A rule's
+    /// reply comes back too, for `send_reply`: most receives never reply, and their futures
+    /// stay small.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn ingest(
+        &mut self,
+        conn_id: ConnId,
+        next: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        step: StepId,
+        iteration: u64,
+    ) -> Result<(Option<Arrived>, Option<(StepId, Message)>), Stop> {
+        let message = match next {
+            None => {
+                self.conns[conn_id] = None;
+                return Err(Failure::new(step, ErrorKind::Reset).into());
+            }
+            Some(Err(error)) => {
+                self.conns[conn_id] = None;
+                return Err(ws_failure(step, &error).into());
+            }
+            Some(Ok(message)) => message,
+        };
+        match &message {
+            Message::Text(_) | Message::Binary(_) => {}
+            Message::Close(frame) => {
+                let code = frame.as_ref().map_or(1005, |frame| u16::from(frame.code));
+                // Let tungstenite answer the close, then let the connection go.
+                if let Some(mut conn) = self.conns[conn_id].take() {
+                    let _ = conn.socket.flush().now_or_never();
+                }
+                return Err(self.server_closed(conn_id, code, step));
+            }
+            // Pings are answered by tungstenite; stray pongs and raw frames are ignored.
+            _ => return Ok((None, None)),
+        }
+        // Arrived when the read that completed it returned (one read may bring many messages).
+        let now = match &self.conns[conn_id] {
+            Some(conn) => conn.socket.get_ref().last_read(),
+            None => clock::now(),
+        };
+        let arrived = |message| Arrived {
+            message,
+            at: now,
+            fresh: true,
+        };
+        if self.spec().on_message.is_empty() {
+            return Ok((Some(arrived(message)), None));
+        }
+        let (bytes, kind) = message_bytes(&message);
+        let incoming = Incoming { bytes: &bytes, kind };
+        let env = self.env.clone();
+        let parts = self.parts();
+        let scope = parts.scope(iteration);
+        let rule = env.scenario.parts[self.part].on_message.iter().find(|rule| {
+            rule.conn.is_none_or(|wanted| wanted == conn_id)
+                && rule.when.as_ref().is_none_or(|when| when.matches(incoming, &scope))
+        });
+        let Some(rule) = rule else {
+            return Ok((Some(arrived(message)), None));
+        };
+        let rule_set = SetId::Step(rule.id);
+        let reply = match &rule.reply {
+            Some(reply) => Some((
+                rule.id,
+                self.message_for(rule.id, reply, iteration).map_err(Stop::Fail)?,
+            )),
+            None => None,
+        };
+        if !rule.pass {
+            let mut recorder = self.env.recorder.borrow_mut();
+            count_message(&mut recorder, now, rule_set, &message);
+            drop(recorder);
+            if self.spec().reads_last_message {
+                self.info[conn_id].last = Some((bytes.clone(), kind));
+            }
+        }
+        extract_into(
+            &mut self.vars,
+            &rule.extract,
+            Origin {
+                message: Some(incoming),
+                ..Origin::default()
+            },
+            rule.id,
+        )?;
+        if rule.fail {
+            return Err(Failure::new(rule.id, ErrorKind::Handler).into());
+        }
+        Ok((rule.pass.then(|| arrived(message)), reply))
+    }
+
+    /// Ingests what a read returned while nothing waited for data: a handler's reply goes out,
+    /// a message nobody took waits in the queue.
+    pub(super) async fn ingest_into_queue(
+        &mut self,
+        conn_id: ConnId,
+        next: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        step: StepId,
+        iteration: u64,
+    ) -> StepResult {
+        let (arrived, reply) = self.ingest(conn_id, next, step, iteration)?;
+        if let Some(reply) = reply {
+            self.send_reply(conn_id, reply, iteration).await?;
+        }
+        if let Some(arrived) = arrived {
+            self.queue(conn_id, arrived);
+        }
+        Ok(())
+    }
+
+    /// Sends a handler's reply. Boxed: only handlers reply, and the send would size every
+    /// receive's future.
+    pub(super) fn send_reply(
+        &mut self,
+        conn_id: ConnId,
+        (rule_id, message): (StepId, Message),
+        iteration: u64,
+    ) -> StepFuture<'_> {
+        let fragments = self
+            .spec()
+            .on_message
+            .iter()
+            .find(|rule| rule.id == rule_id)
+            .and_then(|rule| rule.reply.as_ref())
+            .map_or(1, |reply| reply.fragments);
+        Box::pin(self.send_message(conn_id, message, fragments, SetId::Step(rule_id), rule_id, iteration))
+    }
+
+    /// Waits until `until`: asleep, or, when the scenario has handlers, reading the open
+    /// connections so the handlers react meanwhile (errors count in `step`).
+    pub(super) async fn wait_until(&mut self, until: Instant, step: StepId, iteration: u64) -> StepResult {
+        if self.spec().on_message.is_empty() && self.spec().on_close.is_empty() {
+            tokio::time::sleep_until(until.into()).await;
+            Ok(())
+        } else {
+            // Boxed: only scenarios with handlers need it, and it would size every VU's future.
+            Box::pin(self.pump(until.into(), step, iteration)).await
+        }
+    }
+
+    /// Reads every open connection until the deadline, feeding handlers and queues.
+    pub(super) async fn pump(&mut self, deadline: tokio::time::Instant, step: StepId, iteration: u64) -> StepResult {
+        loop {
+            let next = {
+                let mut reads: Vec<_> = self
+                    .conns
+                    .iter_mut()
+                    .enumerate()
+                    .filter_map(|(index, conn)| conn.as_mut().map(|conn| (index, conn)))
+                    .map(|(index, conn)| Box::pin(async move { (index, conn.socket.next().await) }))
+                    .collect();
+                if reads.is_empty() {
+                    tokio::time::sleep_until(deadline).await;
+                    return Ok(());
+                }
+                match tokio::time::timeout_at(deadline, futures_util::future::select_all(reads.iter_mut())).await {
+                    Err(_) => return Ok(()),
+                    Ok(((index, next), _, _)) => (index, next),
+                }
+            };
+            let (conn_id, next) = next;
+            match self.ingest_into_queue(conn_id, next, step, iteration).await {
+                Ok(()) => {}
+                Err(Stop::StepEnded) => {}
+                Err(stop) => return Err(stop),
+            }
+        }
+    }
+}

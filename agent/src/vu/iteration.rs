@@ -1,0 +1,280 @@
+//! The iteration loop: a VU plays its part's steps iteration after iteration, paced against
+//! absolute due times (a late iteration's lag times its sends, so coordinated omission does not
+//! hide a slow target), counts each iteration's outcome, and closes or keeps its connections
+//! between iterations. Also the step dispatch and `repeat`, whose rounds call the send and
+//! receive bodies directly (the load loop's hot path).
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+use wsfleet_metrics::{Counter, ErrorKind, SetId};
+use wsfleet_scenario::feeds::Per;
+use wsfleet_scenario::{Action, Step, StepId, Then};
+
+use super::conn::ConnInfo;
+use super::env::RunEnv;
+use super::outcome::{Failure, StepResult, Stop};
+use super::state::{StepFuture, Vu};
+use crate::clock;
+use crate::failure::FailureKind;
+
+/// How the executor steers one VU.
+#[derive(Clone)]
+pub struct VuControl {
+    /// Finish the current iteration, then stop.
+    pub graceful: CancellationToken,
+    /// Stop now: close connections with a close frame and end.
+    pub hard: Arc<crate::stop::HardStop>,
+}
+
+/// Plays iterations until the plan's count, a graceful stop, or a hard stop. `handshake` is an
+/// open-model VU's place among the fleet's handshakes in flight, given up once it connected.
+pub async fn run_vu(
+    env: Rc<RunEnv>,
+    part: usize,
+    number: u64,
+    control: VuControl,
+    handshake: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    let Some(part_spec) = env.scenario.parts.get(part) else {
+        return;
+    };
+    // Open-model VUs play the steps once.
+    let iterations_per_vu = match &part_spec.plan.model {
+        wsfleet_scenario::LoadModel::Closed { iterations_per_vu, .. } => *iterations_per_vu,
+        wsfleet_scenario::LoadModel::Open { .. } => Some(1),
+    };
+    let mut vu = Vu::new(env.clone(), part, number, handshake);
+    let started = clock::now();
+    loop {
+        if control.graceful.is_cancelled() || control.hard.is_fired() {
+            break;
+        }
+        if iterations_per_vu.is_some_and(|limit| vu.vu_iteration >= limit) {
+            break;
+        }
+        // Pacing: iteration N starts N periods after the first, against absolute times, so a
+        // slow iteration does not push every later one back.
+        if let Some(pacing) = part_spec.pacing {
+            let due = started + pacing.saturating_mul(u32::try_from(vu.vu_iteration).unwrap_or(u32::MAX));
+            let now = clock::now();
+            if due > now {
+                // Kept connections stay read for handlers while the VU waits (their errors
+                // count in the first step).
+                let first = part_spec.steps.first().map_or(0, |step| step.id);
+                let waited = tokio::select! {
+                    biased;
+                    _ = control.hard.wait() => break,
+                    _ = control.graceful.cancelled() => break,
+                    waited = vu.wait_until(due, first, vu.vu_iteration) => waited,
+                };
+                if waited.is_err() {
+                    // A kept connection failed while waiting: the next iteration reconnects.
+                    for conn in &mut vu.conns {
+                        *conn = None;
+                    }
+                }
+                vu.lag = Duration::ZERO;
+            } else {
+                vu.lag = now - due;
+            }
+        }
+        let steps = &part_spec.steps;
+        let outcome = match vu.take_rows() {
+            Err(stop) => Some(Err(stop)),
+            Ok(()) => tokio::select! {
+                biased;
+                _ = control.hard.wait() => None,
+                outcome = vu.play(steps, vu.vu_iteration) => Some(outcome),
+            },
+        };
+        let Some(outcome) = outcome else {
+            Box::pin(vu.close_all(CloseCode::Away, false)).await;
+            break;
+        };
+        let stop_vu = vu.count_iteration(&outcome);
+        // Connections live for one iteration unless `keep_open`; a VU that stops closes all.
+        let last = stop_vu
+            || iterations_per_vu.is_some_and(|limit| vu.vu_iteration + 1 >= limit)
+            || control.graceful.is_cancelled();
+        let closed = tokio::select! {
+            biased;
+            _ = control.hard.wait() => false,
+            _ = Box::pin(vu.close_all(CloseCode::Normal, !last)) => true,
+        };
+        if !closed {
+            for conn in &mut vu.conns {
+                *conn = None;
+            }
+            break;
+        }
+        vu.vu_iteration += 1;
+        if stop_vu {
+            break;
+        }
+    }
+    Box::pin(vu.close_all(CloseCode::Away, false)).await;
+}
+
+impl Vu {
+    fn new(env: Rc<RunEnv>, part: usize, number: u64, handshake: Option<tokio::sync::OwnedSemaphorePermit>) -> Vu {
+        let connections = env.scenario.parts[part].connections.len().max(1);
+        Vu {
+            env,
+            part,
+            number,
+            vu_iteration: 0,
+            conns: (0..connections).map(|_| None).collect(),
+            info: (0..connections).map(|_| ConnInfo::default()).collect(),
+            vars: HashMap::new(),
+            handshake,
+            lag: Duration::ZERO,
+            receive_timer: None,
+            recent: None,
+        }
+    }
+
+    /// Counts an iteration's outcome; `true` when the VU plays no more.
+    fn count_iteration(&self, outcome: &StepResult) -> bool {
+        let counter = match outcome {
+            Ok(()) => Counter::Iterations,
+            Err(Stop::EndIteration) => Counter::IterationsSkipped,
+            Err(Stop::Fail(_) | Stop::Halt | Stop::StepEnded) => Counter::IterationsFailed,
+        };
+        self.env
+            .recorder
+            .borrow_mut()
+            .add(clock::now(), SetId::Connection, counter, 1);
+        matches!(outcome, Err(Stop::Halt))
+    }
+
+    /// Takes this iteration's data feed rows into the VU's values.
+    pub(super) fn take_rows(&mut self) -> StepResult {
+        for feed in &self.env.scenario.feeds {
+            if feed.per == Per::Vu && self.vu_iteration > 0 {
+                continue;
+            }
+            let Some(row) = feed.row(self.number, self.vu_iteration) else {
+                let kind = FailureKind::Catalog(ErrorKind::DataExhausted);
+                self.env
+                    .recorder
+                    .borrow_mut()
+                    .add_labeled(clock::now(), SetId::Connection, kind.counter(), 1);
+                // Rules that name no steps decide; without one the VU stops (it has no row).
+                return match self.on_error(kind, None).unwrap_or(Then::StopVu) {
+                    Then::Fail => Err(Stop::Fail(Failure {
+                        handled: true,
+                        ..Failure::new(0, ErrorKind::DataExhausted)
+                    })),
+                    Then::EndIteration => Err(Stop::EndIteration),
+                    Then::Continue => continue,
+                    Then::StopVu => Err(Stop::Halt),
+                };
+            };
+            for (column, value) in feed.columns.iter().zip(row) {
+                self.vars.insert(format!("{}.{column}", feed.name), value.clone());
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn play<'a>(&'a mut self, steps: &'a [Step], iteration: u64) -> StepFuture<'a> {
+        Box::pin(async move {
+            // Iterations may be paced: nothing read in the previous one is recent.
+            self.recent = None;
+            for step in steps {
+                let result = self.step(step, iteration).await;
+                self.handle_result(step.id, result)?;
+            }
+            Ok(())
+        })
+    }
+
+    pub(super) async fn step(&mut self, step: &Step, iteration: u64) -> StepResult {
+        // The previous step's instant is good for this step's start only; whatever this step
+        // leaves is for the next.
+        let recent = self.recent.take();
+        match &step.action {
+            // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
+            Action::Connect(connect) => Box::pin(self.connect_step(step, connect, iteration)).await,
+            Action::Send(send) => self.send_step(step, send, iteration).await,
+            Action::Receive(receive) => self.receive_step(step, receive, iteration, recent).await,
+            // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
+            Action::Ping(ping) => Box::pin(self.ping_step(step, ping, iteration)).await,
+            // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
+            Action::Close(close) => Box::pin(self.close_step(step, close, iteration)).await,
+            Action::Think(think) => self.think_step(step, think, iteration).await,
+            // Boxed once per repeat (not per round): it breaks the recursion of nested repeats.
+            Action::Repeat(repeat) => Box::pin(self.repeat(step.id, repeat)).await,
+            Action::Extract(extract) => self.extract_step(step, extract),
+            // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
+            Action::Rendezvous(rendezvous) => Box::pin(self.rendezvous_step(step, rendezvous, iteration)).await,
+            Action::Check(check) => self.check_step(step, check, iteration),
+        }
+    }
+
+    /// Plays a repeat's rounds; with pacing, round N is due N periods after the repeat was.
+    pub(super) async fn repeat(&mut self, id: StepId, repeat: &wsfleet_scenario::Repeat) -> StepResult {
+        let started = clock::now();
+        // Rounds are due relative to when this repeat itself was due.
+        let outer_lag = self.lag;
+        let base = started.checked_sub(outer_lag).unwrap_or(started);
+        // A duration too long to add never ends the repeat.
+        let ends = repeat.duration.and_then(|duration| started.checked_add(duration));
+        let mut index = 0u64;
+        let result = 'rounds: loop {
+            if repeat.count.is_some_and(|count| index >= count) {
+                break Ok(());
+            }
+            // A round may wait for its pacing: the previous round's instant serves the end
+            // check at most.
+            let recent = self.recent.take();
+            if ends.is_some_and(|ends| recent.unwrap_or_else(clock::now) >= ends) {
+                break Ok(());
+            }
+            if let Some(pacing) = repeat.pacing {
+                let due = base + pacing.saturating_mul(u32::try_from(index).unwrap_or(u32::MAX));
+                let now = clock::now();
+                if due > now {
+                    if repeat.duration.is_some_and(|duration| due - started >= duration) {
+                        break Ok(());
+                    }
+                    if let Err(stop) = self.wait_until(due, id, index).await {
+                        break 'rounds Err(stop);
+                    }
+                    self.lag = Duration::ZERO;
+                } else {
+                    self.lag = now - due;
+                }
+            }
+            for step in &repeat.steps {
+                // A load loop's body is mostly sends and receives: they are played here, each
+                // one future deep, rather than through `step` (one more future, sized by every
+                // kind of step, built and dropped per message). Same calls, same results.
+                let result = match &step.action {
+                    Action::Send(send) => {
+                        self.recent = None;
+                        self.send_step(step, send, index).await
+                    }
+                    Action::Receive(receive) => {
+                        let recent = self.recent.take();
+                        self.receive_step(step, receive, index, recent).await
+                    }
+                    _ => self.step(step, index).await,
+                };
+                if result.is_err() {
+                    if let Err(stop) = self.handle_result(step.id, result) {
+                        break 'rounds Err(stop);
+                    }
+                }
+            }
+            index += 1;
+        };
+        self.lag = outer_lag;
+        result
+    }
+}

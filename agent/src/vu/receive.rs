@@ -1,0 +1,155 @@
+//! The receive step: takes a data message (the first queued one that matches, else the next
+//! read), under a timeout whose timer a VU keeps from one receive to the next, and records its
+//! latency from the send it answers.
+
+use std::time::Instant;
+
+use futures_util::{FutureExt, StreamExt};
+use wsfleet_metrics::{Counter, ErrorKind, Hist, SetId};
+use wsfleet_scenario::matcher::{Incoming, Origin};
+use wsfleet_scenario::{ConnId, OnFail, Step, StepId};
+
+use super::conn::{count_message, message_bytes, Arrived};
+use super::flow::extract_into;
+use super::outcome::{Failure, StepResult, Stop};
+use super::state::Vu;
+use super::timer::{next_before, ReceiveTimer};
+use crate::clock;
+
+impl Vu {
+    pub(super) async fn receive_step(
+        &mut self,
+        step: &Step,
+        receive: &wsfleet_scenario::Receive,
+        iteration: u64,
+        recent: Option<Instant>,
+    ) -> StepResult {
+        let set = SetId::Step(step.id);
+        let deadline = receive
+            .wait
+            .then(|| tokio::time::Instant::from_std(recent.unwrap_or_else(clock::now)) + receive.timeout);
+        let taken = self
+            .take_message(receive.conn, receive.matcher.as_ref(), deadline, step.id, iteration)
+            .await;
+        let arrived = match taken {
+            Ok(Some(arrived)) => arrived,
+            Ok(None) => {
+                // Only a receive that does not wait gets here: it sets its state.
+                if let Some(state) = &receive.state {
+                    self.vars.insert(state.clone(), "none".to_owned());
+                }
+                return Ok(());
+            }
+            Err(Stop::Fail(failure)) if failure.kind.counted_elsewhere() => {
+                return match receive.on_timeout {
+                    OnFail::Fail => Err(Stop::Fail(failure)),
+                    OnFail::Skip => Err(Stop::EndIteration),
+                    OnFail::Continue => Ok(()),
+                };
+            }
+            Err(stop) => return Err(stop),
+        };
+        if let Some(state) = &receive.state {
+            self.vars.insert(state.clone(), "received".to_owned());
+        }
+        // A message that waited in the queue is counted now; one just read, at its arrival.
+        let now = if arrived.fresh { arrived.at } else { clock::now() };
+        let recorder = self.env.recorder.clone();
+        {
+            let conn = self.conn_mut(receive.conn, step.id)?;
+            let started = match receive.latency_of {
+                Some(send) => conn.send_times.iter().find(|(id, _)| *id == send).map(|(_, at)| *at),
+                None => conn.unanswered_send,
+            };
+            conn.unanswered_send = None;
+            let mut recorder = recorder.borrow_mut();
+            count_message(&mut recorder, now, set, &arrived.message);
+            if let Some(started) = started {
+                recorder.record(
+                    now,
+                    set,
+                    Hist::MessageLatency,
+                    arrived.at.saturating_duration_since(started),
+                );
+            }
+        }
+        // The message's bytes are looked at only when something reads them.
+        let keep_last = self.spec().reads_last_message;
+        if keep_last || !receive.extract.is_empty() {
+            let (bytes, kind) = message_bytes(&arrived.message);
+            if keep_last {
+                self.info[receive.conn].last = Some((bytes.clone(), kind));
+            }
+            let origin = Origin {
+                message: Some(Incoming { bytes: &bytes, kind }),
+                ..Origin::default()
+            };
+            extract_into(&mut self.vars, &receive.extract, origin, step.id)?;
+        }
+        Ok(())
+    }
+
+    /// among those already queued, then from the socket, until `deadline`; without a deadline,
+    /// only what the socket already holds (`Ok(None)` when nothing is there).
+    pub(super) async fn take_message(
+        &mut self,
+        conn_id: ConnId,
+        matcher: Option<&wsfleet_scenario::matcher::Matcher>,
+        deadline: Option<tokio::time::Instant>,
+        step: StepId,
+        iteration: u64,
+    ) -> Result<Option<Arrived>, Stop> {
+        if let Some(arrived) = self.take_queued(conn_id, matcher, iteration) {
+            return Ok(Some(arrived));
+        }
+        loop {
+            let next = {
+                // Borrowed apart from the timer.
+                let conn = self
+                    .conns
+                    .get_mut(conn_id)
+                    .and_then(Option::as_mut)
+                    .ok_or_else(|| Failure::new(step, ErrorKind::Closed))?;
+                match deadline {
+                    None => match conn.socket.next().now_or_never() {
+                        None => return Ok(None),
+                        Some(next) => next,
+                    },
+                    Some(deadline) => {
+                        let timer = self.receive_timer.get_or_insert_with(|| ReceiveTimer {
+                            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+                            holds_waker: false,
+                        });
+                        match next_before(&mut conn.socket, timer, deadline).await {
+                            Some(next) => next,
+                            None => {
+                                conn.recorder.borrow_mut().add(
+                                    clock::now(),
+                                    SetId::Step(step),
+                                    Counter::ReceiveTimeouts,
+                                    1,
+                                );
+                                return Err(Stop::Fail(Failure::receive_timeout(step)));
+                            }
+                        }
+                    }
+                }
+            };
+            let (arrived, reply) = self.ingest(conn_id, next, step, iteration)?;
+            let replied = reply.is_some();
+            if let Some(reply) = reply {
+                self.send_reply(conn_id, reply, iteration).await?;
+            }
+            if let Some(arrived) = arrived {
+                if self.matches(matcher, &arrived.message, iteration) {
+                    // Its arrival is the step's last clock reading (unless a reply went out since).
+                    if !replied {
+                        self.recent = Some(arrived.at);
+                    }
+                    return Ok(Some(arrived));
+                }
+                self.queue(conn_id, arrived);
+            }
+        }
+    }
+}
