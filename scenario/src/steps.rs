@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use regex::Regex;
+use wsfleet_metrics::catalog::{ErrorKind, RECEIVE_TIMEOUT};
 
 use crate::error::{closest, Problems};
 use crate::matcher::{Extraction, Matcher, Source};
@@ -255,25 +256,19 @@ pub const DEFAULT_STATE_VARIABLE: &str = "msgstate";
 /// The connection name of connect steps that give none.
 pub const DEFAULT_CONNECTION: &str = "default";
 
-/// Error kinds `on_error` rules may name, besides `http_NNN`.
-pub const ERROR_KINDS: &[&str] = &[
-    "refused",
-    "timeout",
-    "dns",
-    "tls",
-    "reset",
-    "protocol",
-    "message_too_big",
-    "expectation",
-    "closed",
-    "io",
-    "extract",
-    "check",
-    "handler",
-    "data_exhausted",
-    "proxy",
-    "receive_timeout",
-];
+/// Error kinds `on_error` rules may name, besides `http_NNN`: the catalog's error kinds
+/// (`metrics/src/catalog.rs`), then `receive_timeout`.
+pub const ERROR_KINDS: &[&str] = &ON_ERROR_KINDS;
+
+const ON_ERROR_KINDS: [&str; ErrorKind::COUNT + 1] = {
+    let mut kinds = [RECEIVE_TIMEOUT; ErrorKind::COUNT + 1];
+    let mut index = 0;
+    while index < ErrorKind::COUNT {
+        kinds[index] = ErrorKind::NAMES[index];
+        index += 1;
+    }
+    kinds
+};
 
 pub(crate) fn duration_field(
     text: Option<&str>,

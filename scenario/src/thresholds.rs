@@ -13,60 +13,28 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use wsfleet_metrics::catalog::{split_labeled, Counter, Gauge, Hist};
+
 use crate::duration::parse_duration;
 use crate::error::{closest, Problems};
 
-/// Counters, by catalog name, and the aliases users write after LoadRunner's statistics.
-pub const COUNTERS: &[&str] = &[
-    "connections_opened",
-    "connections_failed",
-    "connections_closed",
-    "bytes_sent",
-    "bytes_received",
-    "handshake_bytes_sent",
-    "handshake_bytes_received",
-    "payload_bytes_sent",
-    "payload_bytes_received",
-    "messages_sent",
-    "messages_received",
-    "text_messages_sent",
-    "binary_messages_sent",
-    "text_messages_received",
-    "binary_messages_received",
-    "pings_sent",
-    "pongs_received",
-    "receive_timeouts",
-    "iterations",
-    "iterations_failed",
-    "vus_offered",
-    "vus_started",
-    "dropped_vus",
-    "messages_unread",
-    "iterations_skipped",
-];
+/// Counters, by catalog name (`metrics/src/catalog.rs`).
+pub const COUNTERS: &[&str] = &Counter::NAMES;
 /// Aliases: the names of LoadRunner's WebSocket Statistics.
 pub const ALIASES: &[(&str, &str)] = &[
-    ("new_connections", "connections_opened"),
-    ("failed_connections", "connections_failed"),
+    ("new_connections", Counter::ConnectionsOpened.name()),
+    ("failed_connections", Counter::ConnectionsFailed.name()),
 ];
-pub const HISTOGRAMS: &[&str] = &[
-    "handshake",
-    "dns",
-    "tcp_connect",
-    "tls_handshake",
-    "ws_upgrade",
-    "message_latency",
-    "ping_latency",
-    "close_latency",
-    "rendezvous_wait",
-];
-pub const GAUGES: &[&str] = &["active_connections", "active_vus"];
+/// Latency histograms, by catalog name.
+pub const HISTOGRAMS: &[&str] = &Hist::NAMES;
+/// Gauges, by catalog name.
+pub const GAUGES: &[&str] = &Gauge::NAMES;
 /// Counters whose `rate` is a failure ratio, each with the counter of its successes.
 pub const FAILURE_RATIOS: &[(&str, &str)] = &[
-    ("connections_failed", "connections_opened"),
-    ("iterations_failed", "iterations"),
-    ("receive_timeouts", "messages_received"),
-    ("dropped_vus", "vus_started"),
+    (Counter::ConnectionsFailed.name(), Counter::ConnectionsOpened.name()),
+    (Counter::IterationsFailed.name(), Counter::Iterations.name()),
+    (Counter::ReceiveTimeouts.name(), Counter::MessagesReceived.name()),
+    (Counter::DroppedVus.name(), Counter::VusStarted.name()),
 ];
 
 /// The statistic a threshold reads.
@@ -224,7 +192,7 @@ fn parse_one(key: &str, condition: &str, step_names: &[String]) -> Result<Thresh
         }
     };
     let metric = canonical_metric(metric_name);
-    let kind = if COUNTERS.contains(&metric) || metric.starts_with("errors.") || metric.starts_with("close_codes.") {
+    let kind = if COUNTERS.contains(&metric) || split_labeled(metric).is_some() {
         "counter"
     } else if HISTOGRAMS.contains(&metric) {
         "histogram"
@@ -303,10 +271,8 @@ fn parse_one(key: &str, condition: &str, step_names: &[String]) -> Result<Thresh
 fn split_key(key: &str) -> Option<(&str, &str)> {
     let mut start = key.rfind('}').map_or(0, |close| close + 1);
     if start == 0 {
-        for family in ["errors.", "close_codes."] {
-            if key.starts_with(family) {
-                start = family.len();
-            }
+        if let Some((family, _)) = split_labeled(key) {
+            start = family.len() + 1;
         }
     }
     let dot = start + key[start..].find('.')?;

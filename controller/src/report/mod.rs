@@ -3,13 +3,14 @@
 //! opens offline and can be attached to a CI job.
 
 pub mod charts;
+pub mod series;
 
 use std::fmt::Write as _;
 
-use wsfleet_metrics::Hist;
+use wsfleet_metrics::catalog::{Counter, Gauge, Hist, CLOSE_CODES, ERRORS};
 
-use crate::summary::{human_bytes, human_micros, IntervalSummary, Summary};
-use charts::{line_chart, Series};
+use crate::summary::{human_bytes, human_micros, Summary};
+use charts::line_chart;
 
 /// Escapes text for HTML.
 pub fn escape(text: &str) -> String {
@@ -17,78 +18,6 @@ pub fn escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-fn counter_series<'a>(intervals: &[IntervalSummary], label: &'a str, name: &str) -> Series<'a> {
-    Series {
-        label,
-        points: intervals
-            .iter()
-            .map(|interval| {
-                (
-                    interval.interval as f64 + 1.0,
-                    interval.counters.get(name).copied().unwrap_or(0) as f64,
-                )
-            })
-            .collect(),
-    }
-}
-
-fn gauge_series<'a>(intervals: &[IntervalSummary], label: &'a str, name: &str) -> Series<'a> {
-    Series {
-        label,
-        points: intervals
-            .iter()
-            .map(|interval| {
-                (
-                    interval.interval as f64 + 1.0,
-                    interval.gauges.get(name).copied().unwrap_or(0) as f64,
-                )
-            })
-            .collect(),
-    }
-}
-
-fn errors_series<'a>(intervals: &[IntervalSummary], label: &'a str) -> Series<'a> {
-    Series {
-        label,
-        points: intervals
-            .iter()
-            .map(|interval| {
-                let errors: u64 = interval
-                    .counters
-                    .iter()
-                    .filter(|(name, _)| name.starts_with("errors."))
-                    .map(|(_, value)| value)
-                    .sum();
-                (interval.interval as f64 + 1.0, errors as f64)
-            })
-            .collect(),
-    }
-}
-
-fn latency_series(intervals: &[IntervalSummary], histogram: &str) -> Vec<Series<'static>> {
-    type Read = fn(&wsfleet_metrics::summary::LatencyStats) -> u64;
-    let pick: [(&'static str, Read); 4] = [
-        ("p50", |stats| stats.p50_us),
-        ("p95", |stats| stats.p95_us),
-        ("p99", |stats| stats.p99_us),
-        ("max", |stats| stats.max_us),
-    ];
-    pick.iter()
-        .map(|(label, read)| Series {
-            label,
-            points: intervals
-                .iter()
-                .filter_map(|interval| {
-                    interval
-                        .latency
-                        .get(histogram)
-                        .map(|stats| (interval.interval as f64 + 1.0, read(stats) as f64 / 1000.0))
-                })
-                .collect(),
-        })
-        .collect()
 }
 
 /// The report as one HTML document.
@@ -99,40 +28,40 @@ pub fn render(summary: &Summary, scenario_source: &str) -> String {
             "New and Failed Connections/s",
             "connections / s",
             &[
-                counter_series(intervals, "new", "connections_opened"),
-                counter_series(intervals, "failed", "connections_failed"),
+                series::counter(intervals, "new", Counter::ConnectionsOpened),
+                series::counter(intervals, "failed", Counter::ConnectionsFailed),
             ],
         ),
         line_chart(
             "Bytes Sent/s and Bytes Received/s (wire)",
             "bytes / s",
             &[
-                counter_series(intervals, "sent", "bytes_sent"),
-                counter_series(intervals, "received", "bytes_received"),
+                series::counter(intervals, "sent", Counter::BytesSent),
+                series::counter(intervals, "received", Counter::BytesReceived),
             ],
         ),
         line_chart(
             "Active connections and VUs",
             "at interval end",
             &[
-                gauge_series(intervals, "connections", "active_connections"),
-                gauge_series(intervals, "VUs", "active_vus"),
+                series::gauge(intervals, "connections", Gauge::ActiveConnections),
+                series::gauge(intervals, "VUs", Gauge::ActiveVus),
             ],
         ),
         line_chart(
             "Messages/s",
             "messages / s",
             &[
-                counter_series(intervals, "sent", "messages_sent"),
-                counter_series(intervals, "received", "messages_received"),
+                series::counter(intervals, "sent", Counter::MessagesSent),
+                series::counter(intervals, "received", Counter::MessagesReceived),
             ],
         ),
         line_chart(
             "Errors and receive timeouts/s",
             "events / s",
             &[
-                errors_series(intervals, "errors"),
-                counter_series(intervals, "receive timeouts", "receive_timeouts"),
+                series::errors(intervals, "errors"),
+                series::counter(intervals, "receive timeouts", Counter::ReceiveTimeouts),
             ],
         ),
     ];
@@ -144,7 +73,7 @@ pub fn render(summary: &Summary, scenario_source: &str) -> String {
             charts.push(line_chart(
                 &format!("{} latency", hist.name()),
                 "milliseconds",
-                &latency_series(intervals, hist.name()),
+                &series::latency(intervals, hist),
             ));
         }
     }
@@ -169,28 +98,33 @@ th,td{{border:1px solid #ddd;padding:4px 10px;text-align:right}}th:first-child,t
         html,
         "<h2>WebSocket statistics</h2><table><tr><th>statistic</th><th>total</th><th>per second</th></tr>"
     );
-    for (label, name, rate, bytes) in [
+    for (label, counter, rate, bytes) in [
         (
             "New Connections",
-            "connections_opened",
+            Counter::ConnectionsOpened,
             totals.new_connections_per_second,
             false,
         ),
         (
             "Failed Connections",
-            "connections_failed",
+            Counter::ConnectionsFailed,
             totals.failed_connections_per_second,
             false,
         ),
-        ("Bytes Sent (wire)", "bytes_sent", totals.bytes_sent_per_second, true),
+        (
+            "Bytes Sent (wire)",
+            Counter::BytesSent,
+            totals.bytes_sent_per_second,
+            true,
+        ),
         (
             "Bytes Received (wire)",
-            "bytes_received",
+            Counter::BytesReceived,
             totals.bytes_received_per_second,
             true,
         ),
     ] {
-        let total = totals.counter(name);
+        let total = totals.counter(counter.name());
         let (total, rate) = if bytes {
             (human_bytes(total as f64), format!("{}/s", human_bytes(rate)))
         } else {
@@ -236,10 +170,10 @@ th,td{{border:1px solid #ddd;padding:4px 10px;text-align:right}}th:first-child,t
         let _ = write!(html, "<tr><td>{}</td><td>{value}</td></tr>", escape(name));
     }
     for (kind, value) in &totals.errors {
-        let _ = write!(html, "<tr><td>errors.{}</td><td>{value}</td></tr>", escape(kind));
+        let _ = write!(html, "<tr><td>{ERRORS}.{}</td><td>{value}</td></tr>", escape(kind));
     }
     for (code, value) in &totals.close_codes {
-        let _ = write!(html, "<tr><td>close_codes.{}</td><td>{value}</td></tr>", escape(code));
+        let _ = write!(html, "<tr><td>{CLOSE_CODES}.{}</td><td>{value}</td></tr>", escape(code));
     }
     html.push_str("</table>");
 
