@@ -9,6 +9,7 @@ use wsfleet_metrics::summary::LatencyStats;
 use wsfleet_metrics::{Counter, Hist, SetData, CONNECTION_SET};
 
 use super::state::HttpState;
+use crate::live::LiveRun;
 
 /// Help text for each counter, shown by Prometheus tooling.
 fn counter_help(counter: Counter) -> &'static str {
@@ -70,7 +71,15 @@ pub fn render_prometheus(state: &HttpState) -> String {
         escape(&run.run_id),
         run.last_interval.as_ref().map_or(0, |(interval, _)| interval + 1)
     );
-    // Counters: one series per metric set (step), so sums over `step` give the totals.
+    write_counters(&mut out, &run);
+    write_gauges(&mut out, &run);
+    write_latencies(&mut out, &run);
+    out
+}
+
+/// Counters: one series per metric set (step), so sums over `step` give the totals; then the
+/// labeled families (`errors`, `close_codes`) with their label.
+fn write_counters(out: &mut String, run: &LiveRun) {
     let mut labeled: Vec<(String, String, u64)> = Vec::new();
     for counter in Counter::ALL {
         let name = counter.name();
@@ -118,7 +127,10 @@ pub fn render_prometheus(state: &HttpState) -> String {
         }
         let _ = writeln!(out, "wsfleet_{family}_total{{{series_labels}}} {value}");
     }
-    // Gauges: the last interval's fleet value, and the peak.
+}
+
+/// Gauges: the last interval's fleet value, and the peak.
+fn write_gauges(out: &mut String, run: &LiveRun) {
     if let Some((_, last)) = &run.last_interval {
         for (name, value) in &last.gauges {
             let _ = writeln!(
@@ -135,7 +147,10 @@ pub fn render_prometheus(state: &HttpState) -> String {
         );
         let _ = writeln!(out, "wsfleet_{name}_peak{{run=\"{}\"}} {value}", escape(&run.run_id));
     }
-    // Latencies as summaries over the whole run, in seconds, per step.
+}
+
+/// Latencies as summaries over the whole run, in seconds, per step.
+fn write_latencies(out: &mut String, run: &LiveRun) {
     for hist in Hist::ALL {
         let name = hist.name();
         let series: Vec<(&String, &SetData)> = run
@@ -176,7 +191,6 @@ pub fn render_prometheus(state: &HttpState) -> String {
             let _ = writeln!(out, "wsfleet_{name}_seconds_count{{{base}}} {}", stats.count);
         }
     }
-    out
 }
 
 fn family_label(family: &str) -> &str {

@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 
 use wsfleet_metrics::catalog::{Counter, Gauge, Hist, CLOSE_CODES, ERRORS};
 
-use crate::summary::{human_bytes, human_micros, Summary};
+use crate::summary::{human_bytes, human_micros, IntervalSummary, StepSummary, Summary, Totals};
+use crate::thresholds::ThresholdResult;
 use charts::line_chart;
 
 /// Escapes text for HTML.
@@ -22,7 +23,54 @@ pub fn escape(text: &str) -> String {
 
 /// The report as one HTML document.
 pub fn render(summary: &Summary, scenario_source: &str) -> String {
-    let intervals = &summary.intervals;
+    let charts = charts(&summary.intervals);
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>wsfleet run {run} — {scenario}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}}table{{border-collapse:collapse;margin:.5em 0 1.5em}}
+th,td{{border:1px solid #ddd;padding:4px 10px;text-align:right}}th:first-child,td:first-child{{text-align:left}}th{{background:#f4f4f4}}
+.pass{{color:#007a4d}}.fail{{color:#b00020;font-weight:bold}}pre{{background:#f7f7f7;padding:1em;overflow:auto}}.charts svg{{display:block;margin:.5em 0}}</style></head><body>
+<h1>wsfleet run <code>{run}</code></h1><p>Scenario <b>{scenario}</b>: {outcome} after {duration:.1} s on {agents} agent(s).</p>",
+        run = escape(&summary.run_id),
+        scenario = escape(&summary.scenario),
+        outcome = escape(&summary.outcome),
+        duration = summary.duration_seconds,
+        agents = summary.agents.len(),
+    );
+    write_statistics(&mut html, &summary.totals);
+    write_thresholds(&mut html, &summary.thresholds);
+    write_totals(&mut html, &summary.totals);
+    write_steps(&mut html, &summary.steps);
+    html.push_str("<h2>Series</h2><div class=\"charts\">");
+    for chart in charts {
+        html.push_str(&chart);
+    }
+    html.push_str("</div>");
+
+    let _ = write!(html, "<h2>Fleet</h2><table><tr><th>agent</th><th>host</th><th>VUs</th><th>intervals reported</th><th>state</th></tr>");
+    for agent in &summary.agents {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&agent.id),
+            escape(&agent.hostname),
+            agent.vus,
+            agent.intervals_reported,
+            escape(&agent.state)
+        );
+    }
+    html.push_str("</table>");
+    let _ = writeln!(
+        html,
+        "<h2>Scenario</h2><pre>{}</pre></body></html>",
+        escape(scenario_source)
+    );
+    html
+}
+
+/// Every per-interval chart: the WebSocket statistics, then each latency measured.
+fn charts(intervals: &[IntervalSummary]) -> Vec<String> {
     let mut charts = vec![
         line_chart(
             "New and Failed Connections/s",
@@ -77,23 +125,11 @@ pub fn render(summary: &Summary, scenario_source: &str) -> String {
             ));
         }
     }
+    charts
+}
 
-    let mut html = String::new();
-    let _ = write!(
-        html,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>wsfleet run {run} — {scenario}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}}table{{border-collapse:collapse;margin:.5em 0 1.5em}}
-th,td{{border:1px solid #ddd;padding:4px 10px;text-align:right}}th:first-child,td:first-child{{text-align:left}}th{{background:#f4f4f4}}
-.pass{{color:#007a4d}}.fail{{color:#b00020;font-weight:bold}}pre{{background:#f7f7f7;padding:1em;overflow:auto}}.charts svg{{display:block;margin:.5em 0}}</style></head><body>
-<h1>wsfleet run <code>{run}</code></h1><p>Scenario <b>{scenario}</b>: {outcome} after {duration:.1} s on {agents} agent(s).</p>",
-        run = escape(&summary.run_id),
-        scenario = escape(&summary.scenario),
-        outcome = escape(&summary.outcome),
-        duration = summary.duration_seconds,
-        agents = summary.agents.len(),
-    );
-
-    let totals = &summary.totals;
+/// LoadRunner's WebSocket statistics: totals and rates.
+fn write_statistics(html: &mut String, totals: &Totals) {
     let _ = write!(
         html,
         "<h2>WebSocket statistics</h2><table><tr><th>statistic</th><th>total</th><th>per second</th></tr>"
@@ -137,13 +173,15 @@ th,td{{border:1px solid #ddd;padding:4px 10px;text-align:right}}th:first-child,t
         "<tr><td>Peak active connections</td><td>{}</td><td></td></tr></table>",
         totals.peak_active_connections
     );
+}
 
-    if !summary.thresholds.is_empty() {
+fn write_thresholds(html: &mut String, thresholds: &[ThresholdResult]) {
+    if !thresholds.is_empty() {
         let _ = write!(
             html,
             "<h2>Thresholds</h2><table><tr><th>threshold</th><th>condition</th><th>measured</th><th>result</th></tr>"
         );
-        for threshold in &summary.thresholds {
+        for threshold in thresholds {
             let (class, result) = if threshold.passed {
                 ("pass", "pass")
             } else {
@@ -164,7 +202,10 @@ th,td{{border:1px solid #ddd;padding:4px 10px;text-align:right}}th:first-child,t
         }
         html.push_str("</table>");
     }
+}
 
+/// Every counter's total, then the latency statistics of the run.
+fn write_totals(html: &mut String, totals: &Totals) {
     let _ = write!(html, "<h2>Counters</h2><table><tr><th>counter</th><th>total</th></tr>");
     for (name, value) in &totals.counters {
         let _ = write!(html, "<tr><td>{}</td><td>{value}</td></tr>", escape(name));
@@ -195,12 +236,14 @@ th,td{{border:1px solid #ddd;padding:4px 10px;text-align:right}}th:first-child,t
         }
         html.push_str("</table>");
     }
+}
 
+fn write_steps(html: &mut String, steps: &[StepSummary]) {
     let _ = write!(
         html,
         "<h2>Steps</h2><table><tr><th>step</th><th>counters</th><th>latency p99</th></tr>"
     );
-    for step in &summary.steps {
+    for step in steps {
         let counters: Vec<String> = step
             .counters
             .iter()
@@ -220,30 +263,4 @@ th,td{{border:1px solid #ddd;padding:4px 10px;text-align:right}}th:first-child,t
         );
     }
     html.push_str("</table>");
-
-    html.push_str("<h2>Series</h2><div class=\"charts\">");
-    for chart in charts {
-        html.push_str(&chart);
-    }
-    html.push_str("</div>");
-
-    let _ = write!(html, "<h2>Fleet</h2><table><tr><th>agent</th><th>host</th><th>VUs</th><th>intervals reported</th><th>state</th></tr>");
-    for agent in &summary.agents {
-        let _ = write!(
-            html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&agent.id),
-            escape(&agent.hostname),
-            agent.vus,
-            agent.intervals_reported,
-            escape(&agent.state)
-        );
-    }
-    html.push_str("</table>");
-    let _ = writeln!(
-        html,
-        "<h2>Scenario</h2><pre>{}</pre></body></html>",
-        escape(scenario_source)
-    );
-    html
 }

@@ -13,51 +13,46 @@ fn end_of(interval: &IntervalSummary) -> f64 {
     interval.interval as f64 + 1.0
 }
 
-/// A counter per second (0 where an interval did not count it).
-pub fn counter<'a>(intervals: &[IntervalSummary], label: &'a str, counter: Counter) -> Series<'a> {
+/// One point per interval, the value `value_of` reads from it.
+fn per_interval<'a>(
+    intervals: &[IntervalSummary],
+    label: &'a str,
+    value_of: impl Fn(&IntervalSummary) -> f64,
+) -> Series<'a> {
     Series {
         label,
         points: intervals
             .iter()
-            .map(|interval| {
-                let value = interval.counters.get(counter.name()).copied().unwrap_or(0);
-                (end_of(interval), value as f64)
-            })
+            .map(|interval| (end_of(interval), value_of(interval)))
             .collect(),
     }
+}
+
+/// A counter per second (0 where an interval did not count it).
+pub fn counter<'a>(intervals: &[IntervalSummary], label: &'a str, counter: Counter) -> Series<'a> {
+    per_interval(intervals, label, |interval| {
+        interval.counters.get(counter.name()).copied().unwrap_or(0) as f64
+    })
 }
 
 /// A gauge's fleet value at each interval's end.
 pub fn gauge<'a>(intervals: &[IntervalSummary], label: &'a str, gauge: Gauge) -> Series<'a> {
-    Series {
-        label,
-        points: intervals
-            .iter()
-            .map(|interval| {
-                let value = interval.gauges.get(gauge.name()).copied().unwrap_or(0);
-                (end_of(interval), value as f64)
-            })
-            .collect(),
-    }
+    per_interval(intervals, label, |interval| {
+        interval.gauges.get(gauge.name()).copied().unwrap_or(0) as f64
+    })
 }
 
 /// Every `errors.<kind>` counter together, per second.
 pub fn errors<'a>(intervals: &[IntervalSummary], label: &'a str) -> Series<'a> {
-    Series {
-        label,
-        points: intervals
+    per_interval(intervals, label, |interval| {
+        let errors: u64 = interval
+            .counters
             .iter()
-            .map(|interval| {
-                let errors: u64 = interval
-                    .counters
-                    .iter()
-                    .filter(|(name, _)| is_error_counter(name))
-                    .map(|(_, value)| value)
-                    .sum();
-                (end_of(interval), errors as f64)
-            })
-            .collect(),
-    }
+            .filter(|(name, _)| is_error_counter(name))
+            .map(|(_, value)| value)
+            .sum();
+        errors as f64
+    })
 }
 
 /// A histogram's p50, p95, p99 and max per interval, in milliseconds; intervals without a value
