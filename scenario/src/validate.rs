@@ -12,6 +12,7 @@ mod load;
 mod matching;
 mod message;
 mod rules;
+mod thresholds;
 mod walk;
 
 use std::collections::{BTreeMap, HashSet};
@@ -75,7 +76,7 @@ pub(crate) fn scenario(
     check_one_lost_agent_policy(&parts, problems);
     feeds::check_unique(&feeds, &raw.data, run.vu_offset, problems);
 
-    let thresholds = crate::thresholds::validate(&raw.thresholds, &run.names, problems);
+    let thresholds = thresholds::validate(&raw.thresholds, &run.names, problems);
     let name = raw.name.unwrap_or_else(|| {
         std::path::Path::new(file)
             .file_stem()
