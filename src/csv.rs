@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use wsfleet_controller::Summary;
-use wsfleet_metrics::{Counter, Hist};
+use wsfleet_metrics::catalog::is_error_counter;
+use wsfleet_metrics::{Counter, Gauge, Hist};
 
-const GAUGES: [&str; 2] = ["active_connections", "active_vus"];
 const LATENCY_COLUMNS: [&str; 7] = ["count", "p50_us", "p90_us", "p95_us", "p99_us", "p999_us", "max_us"];
 
 pub fn intervals_csv(summary: &Summary) -> String {
@@ -17,7 +17,7 @@ pub fn intervals_csv(summary: &Summary) -> String {
         .intervals
         .iter()
         .flat_map(|interval| interval.counters.keys())
-        .filter(|name| name.starts_with("errors."))
+        .filter(|name| is_error_counter(name))
         .map(String::as_str)
         .collect();
     let mut out = String::from("interval");
@@ -27,8 +27,8 @@ pub fn intervals_csv(summary: &Summary) -> String {
     for kind in &error_kinds {
         let _ = write!(out, ",{kind}");
     }
-    for gauge in GAUGES {
-        let _ = write!(out, ",{gauge}");
+    for gauge in Gauge::ALL {
+        let _ = write!(out, ",{}", gauge.name());
     }
     for hist in Hist::ALL {
         for column in LATENCY_COLUMNS {
@@ -44,8 +44,8 @@ pub fn intervals_csv(summary: &Summary) -> String {
         for kind in &error_kinds {
             let _ = write!(out, ",{}", interval.counters.get(*kind).copied().unwrap_or(0));
         }
-        for gauge in GAUGES {
-            let _ = write!(out, ",{}", interval.gauges.get(gauge).copied().unwrap_or(0));
+        for gauge in Gauge::ALL {
+            let _ = write!(out, ",{}", interval.gauges.get(gauge.name()).copied().unwrap_or(0));
         }
         for hist in Hist::ALL {
             match interval.latency.get(hist.name()) {

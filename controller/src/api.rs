@@ -18,10 +18,12 @@ use serde::Deserialize;
 use serde_json::json;
 use wsfleet_scenario::Bundle;
 
-use crate::http::HttpState;
+use wsfleet_metrics::catalog::{Counter, Gauge, Hist};
+
+use crate::http::state::HttpState;
 use crate::report::charts::{line_chart_with_marks, Series};
+use crate::report::series;
 use crate::runs::StartError;
-use crate::summary::IntervalSummary;
 use crate::thresholds::evaluate;
 
 /// An API error: a status and a message that says what to do.
@@ -252,18 +254,6 @@ where
     tokio_stream::wrappers::ReceiverStream::new(receiver)
 }
 
-fn counter_points(intervals: &[IntervalSummary], name: &str) -> Vec<(f64, f64)> {
-    intervals
-        .iter()
-        .map(|interval| {
-            (
-                interval.interval as f64 + 1.0,
-                interval.counters.get(name).copied().unwrap_or(0) as f64,
-            )
-        })
-        .collect()
-}
-
 /// The live run's charts as SVG: `connections.svg`, `bytes.svg`, `active.svg`, `messages.svg`,
 /// `errors.svg`, `latency.svg`.
 async fn chart(State(state): State<HttpState>, Path(name): Path<String>) -> Result<Response, ApiError> {
@@ -278,55 +268,38 @@ async fn chart(State(state): State<HttpState>, Path(name): Path<String>) -> Resu
         "connections.svg" => line_chart(
             "New and Failed Connections/s",
             "connections / s",
-            &[Series { label: "new", points: counter_points(&intervals, "connections_opened") }, Series { label: "failed", points: counter_points(&intervals, "connections_failed") }],
+            &[
+                series::counter(&intervals, "new", Counter::ConnectionsOpened),
+                series::counter(&intervals, "failed", Counter::ConnectionsFailed),
+            ],
         ),
         "bytes.svg" => line_chart(
             "Bytes Sent/s and Received/s (wire)",
             "bytes / s",
-            &[Series { label: "sent", points: counter_points(&intervals, "bytes_sent") }, Series { label: "received", points: counter_points(&intervals, "bytes_received") }],
+            &[
+                series::counter(&intervals, "sent", Counter::BytesSent),
+                series::counter(&intervals, "received", Counter::BytesReceived),
+            ],
         ),
         "active.svg" => line_chart(
             "Active connections",
             "connections",
-            &[Series {
-                label: "active",
-                points: intervals.iter().map(|interval| (interval.interval as f64 + 1.0, interval.gauges.get("active_connections").copied().unwrap_or(0) as f64)).collect(),
-            }],
+            &[series::gauge(&intervals, "active", Gauge::ActiveConnections)],
         ),
         "messages.svg" => line_chart(
             "Messages/s",
             "messages / s",
-            &[Series { label: "sent", points: counter_points(&intervals, "messages_sent") }, Series { label: "received", points: counter_points(&intervals, "messages_received") }],
+            &[
+                series::counter(&intervals, "sent", Counter::MessagesSent),
+                series::counter(&intervals, "received", Counter::MessagesReceived),
+            ],
         ),
-        "errors.svg" => line_chart(
-            "Errors/s",
-            "errors / s",
-            &[Series {
-                label: "errors",
-                points: intervals
-                    .iter()
-                    .map(|interval| (interval.interval as f64 + 1.0, interval.counters.iter().filter(|(name, _)| name.starts_with("errors.")).map(|(_, value)| *value).sum::<u64>() as f64))
-                    .collect(),
-            }],
+        "errors.svg" => line_chart("Errors/s", "errors / s", &[series::errors(&intervals, "errors")]),
+        "latency.svg" => line_chart(
+            "Message latency",
+            "milliseconds",
+            &series::latency(&intervals, Hist::MessageLatency),
         ),
-        "latency.svg" => {
-            let read = |pick: fn(&wsfleet_metrics::summary::LatencyStats) -> u64| -> Vec<(f64, f64)> {
-                intervals
-                    .iter()
-                    .filter_map(|interval| interval.latency.get("message_latency").map(|stats| (interval.interval as f64 + 1.0, pick(stats) as f64 / 1000.0)))
-                    .collect()
-            };
-            line_chart(
-                "Message latency",
-                "milliseconds",
-                &[
-                    Series { label: "p50", points: read(|stats| stats.p50_us) },
-                    Series { label: "p95", points: read(|stats| stats.p95_us) },
-                    Series { label: "p99", points: read(|stats| stats.p99_us) },
-                    Series { label: "max", points: read(|stats| stats.max_us) },
-                ],
-            )
-        }
         other => return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no chart named `{other}`: use connections.svg, bytes.svg, active.svg, messages.svg, errors.svg or latency.svg"))),
     };
     Ok((

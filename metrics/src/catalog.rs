@@ -3,6 +3,20 @@
 
 use std::borrow::Cow;
 
+/// `[&str; N]` of every member's name, in `ALL`'s order, computed at compile time so lists of
+/// names elsewhere (thresholds, `on_error` kinds) are the catalog itself, not copies of it.
+macro_rules! names_of {
+    ($kind:ty) => {{
+        let mut names = [""; <$kind>::COUNT];
+        let mut index = 0;
+        while index < <$kind>::COUNT {
+            names[index] = <$kind>::ALL[index].name();
+            index += 1;
+        }
+        names
+    }};
+}
+
 /// Counters: monotonic counts per interval. Each event is counted once, in one metric set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
@@ -81,6 +95,8 @@ impl Counter {
         Counter::IterationsSkipped,
     ];
     pub const COUNT: usize = Self::ALL.len();
+    /// Every counter's name, in `ALL`'s order.
+    pub const NAMES: [&'static str; Self::COUNT] = names_of!(Counter);
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -120,6 +136,21 @@ impl Counter {
 /// Labeled counter families: the name is `family.label`, e.g. `errors.refused`.
 pub const ERRORS: &str = "errors";
 pub const CLOSE_CODES: &str = "close_codes";
+/// Every labeled counter family.
+pub const LABELED_FAMILIES: [&str; 2] = [ERRORS, CLOSE_CODES];
+
+/// A labeled counter's family and label: `errors.refused` is `(ERRORS, "refused")`; `None` for
+/// a name outside the labeled families.
+pub fn split_labeled(name: &str) -> Option<(&'static str, &str)> {
+    LABELED_FAMILIES
+        .into_iter()
+        .find_map(|family| Some((family, name.strip_prefix(family)?.strip_prefix('.')?)))
+}
+
+/// Whether `name` is an `errors.<kind>` counter.
+pub fn is_error_counter(name: &str) -> bool {
+    split_labeled(name).is_some_and(|(family, _)| family == ERRORS)
+}
 
 /// Latency histograms, in microseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -155,6 +186,8 @@ impl Hist {
         Hist::RendezvousWait,
     ];
     pub const COUNT: usize = Self::ALL.len();
+    /// Every histogram's name, in `ALL`'s order.
+    pub const NAMES: [&'static str; Self::COUNT] = names_of!(Hist);
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -172,6 +205,28 @@ impl Hist {
 }
 
 /// Gauges sampled at each interval's end; the fleet's value is the sum over agents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Gauge {
+    /// Open WebSocket connections.
+    ActiveConnections,
+    /// Running VUs.
+    ActiveVus,
+}
+
+impl Gauge {
+    pub const ALL: [Gauge; 2] = [Gauge::ActiveConnections, Gauge::ActiveVus];
+    pub const COUNT: usize = Self::ALL.len();
+    /// Every gauge's name, in `ALL`'s order.
+    pub const NAMES: [&'static str; Self::COUNT] = names_of!(Gauge);
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Gauge::ActiveConnections => ACTIVE_CONNECTIONS,
+            Gauge::ActiveVus => ACTIVE_VUS,
+        }
+    }
+}
+
 pub const ACTIVE_CONNECTIONS: &str = "active_connections";
 pub const ACTIVE_VUS: &str = "active_vus";
 
@@ -211,6 +266,31 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    pub const ALL: [ErrorKind; 15] = [
+        ErrorKind::Refused,
+        ErrorKind::Timeout,
+        ErrorKind::Dns,
+        ErrorKind::Tls,
+        ErrorKind::Reset,
+        ErrorKind::Protocol,
+        ErrorKind::MessageTooBig,
+        ErrorKind::Expectation,
+        ErrorKind::Closed,
+        ErrorKind::Io,
+        ErrorKind::Extract,
+        ErrorKind::Check,
+        ErrorKind::Handler,
+        ErrorKind::DataExhausted,
+        ErrorKind::Proxy,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+    /// Every error kind's name, in `ALL`'s order.
+    pub const NAMES: [&'static str; Self::COUNT] = names_of!(ErrorKind);
+
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
     pub const fn name(self) -> &'static str {
         match self {
             ErrorKind::Refused => "refused",
@@ -231,6 +311,10 @@ impl ErrorKind {
         }
     }
 }
+
+/// The failure `on_error` rules call a receive step's timeout. It is not an error kind: a
+/// receive's timeout counts `receive_timeouts`, never `errors.<kind>`.
+pub const RECEIVE_TIMEOUT: &str = "receive_timeout";
 
 /// The counter name for an error kind; an upgrade refused with HTTP status S is `http_S`.
 pub fn error_counter(kind: &str) -> String {
@@ -274,6 +358,31 @@ pub fn close_code_counter(code: u16) -> Cow<'static, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_follow_the_order_of_all() {
+        assert_eq!(Counter::NAMES[0], "connections_opened");
+        assert_eq!(Counter::NAMES[Counter::COUNT - 1], "iterations_skipped");
+        assert_eq!(Hist::NAMES[Hist::COUNT - 1], "rendezvous_wait");
+        assert_eq!(Gauge::NAMES, ["active_connections", "active_vus"]);
+        assert_eq!(ErrorKind::NAMES[0], "refused");
+        assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "proxy");
+        for kind in ErrorKind::ALL {
+            assert_eq!(ErrorKind::from_name(kind.name()), Some(kind));
+        }
+        assert_eq!(ErrorKind::from_name(RECEIVE_TIMEOUT), None);
+    }
+
+    #[test]
+    fn labeled_counters_split_into_family_and_label() {
+        assert_eq!(split_labeled("errors.refused"), Some((ERRORS, "refused")));
+        assert_eq!(split_labeled("close_codes.1000"), Some((CLOSE_CODES, "1000")));
+        assert_eq!(split_labeled("errors"), None);
+        assert_eq!(split_labeled("errorsx.refused"), None);
+        assert_eq!(split_labeled("messages_sent"), None);
+        assert!(is_error_counter("errors.http_401"));
+        assert!(!is_error_counter("close_codes.1000"));
+    }
 
     #[test]
     fn close_code_counters_have_one_name_per_code() {

@@ -8,6 +8,6 @@ pub mod recorder;
 pub mod sets;
 pub mod summary;
 
-pub use catalog::{Counter, ErrorKind, Hist};
+pub use catalog::{Counter, ErrorKind, Gauge, Hist};
 pub use recorder::{Recorder, SetId};
 pub use sets::{new_histogram, MetricSets, MetricsError, SetData, CONNECTION_SET};

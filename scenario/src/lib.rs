@@ -16,6 +16,7 @@ pub mod raw;
 pub mod steps;
 pub mod template;
 pub mod thresholds;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -134,7 +135,7 @@ impl Bundle {
             }
         };
         let mut problems = error::Problems::new(&self.path, &positions);
-        let scenario = model::validate(&self.path, raw, &self.files, &mut problems);
+        let scenario = validate::scenario(&self.path, raw, &self.files, &mut problems);
         match scenario {
             Some(scenario) => problems.into_result(scenario),
             None => Err(ScenarioError::Invalid(problems.found)),

@@ -4,8 +4,14 @@
 
 use regex::Regex;
 
-use crate::steps::FrameKind;
 use crate::template::{Scope, Template};
+
+/// The frame type of a data message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    Text,
+    Binary,
+}
 
 /// A message as a matcher or an extraction sees it.
 #[derive(Clone, Copy, Debug)]

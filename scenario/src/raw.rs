@@ -22,7 +22,7 @@ pub struct RawScenario {
     pub load: Option<RawLoad>,
     /// Conditions that decide whether the run passed.
     #[serde(default)]
-    pub thresholds: BTreeMap<String, crate::thresholds::RawThreshold>,
+    pub thresholds: BTreeMap<String, RawThreshold>,
     /// Steps are written as single-key maps (`- send: {...}`), nested ones too.
     #[serde(default, with = "serde_norway::with::singleton_map_recursive")]
     pub steps: Vec<RawStep>,
@@ -443,4 +443,21 @@ impl RawScenario {
             })
             .collect()
     }
+}
+
+/// A threshold as written: a condition, or a condition with its abort settings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawThreshold {
+    Condition(String),
+    Full(RawThresholdSpec),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThresholdSpec {
+    pub condition: String,
+    #[serde(default)]
+    pub abort_on_fail: bool,
+    pub delay: Option<String>,
 }
