@@ -11,7 +11,7 @@ use std::fmt;
 use std::io;
 
 use tokio_tungstenite::tungstenite::Error as WsError;
-use wsfleet_metrics::catalog::{error_counter, http_status_error};
+use wsfleet_metrics::catalog::{error_counter, http_status_error, RECEIVE_TIMEOUT};
 use wsfleet_metrics::ErrorKind;
 
 /// The kind of a failure: one of the catalog's error kinds, an upgrade refused with an HTTP
@@ -28,9 +28,6 @@ pub enum FailureKind {
     /// `on_error` rules name it `receive_timeout`.
     ReceiveTimeout,
 }
-
-/// The name `on_error` rules give a receive that timed out.
-const RECEIVE_TIMEOUT: &str = "receive_timeout";
 
 impl FailureKind {
     /// Whether an `on_error` rule's kind `name` is this kind. Compares without formatting:
