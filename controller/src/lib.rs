@@ -4,17 +4,22 @@
 
 pub mod aggregate;
 pub mod api;
+pub mod capacity;
 pub mod history;
 pub mod http;
+pub mod human;
 pub mod live;
 pub mod lost;
+pub mod outcome;
 pub mod registry;
 pub mod report;
 pub mod run;
 pub mod runs;
+pub mod serve;
 pub mod service;
 pub mod summary;
 pub mod thresholds;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +29,11 @@ use tokio_util::sync::CancellationToken;
 use wsfleet_proto::v1::fleet_server::FleetServer;
 use wsfleet_proto::MAX_MESSAGE_BYTES;
 
+pub use outcome::{LostAction, Outcome};
 pub use registry::Registry;
 pub use run::{execute, RunError, RunEvent, RunRequest};
+pub use runs::{RunTestServer, StartError, TestServerStarter};
+pub use serve::{serve, Listeners, ServeConfig, ServeError, Serving};
 pub use summary::Summary;
 
 /// How the controller treats its agents.

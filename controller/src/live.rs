@@ -1,6 +1,6 @@
 //! What the controller knows about the run in progress (or the last one), for its HTTP
-//! endpoints: cumulative figures, the last interval, peaks. Updated from the run's events; read
-//! by handlers. The mutex is held only to copy or update, never across an `.await`.
+//! endpoints: cumulative figures, the last interval, peaks. Copied from the run's events (the
+//! run merges the figures once); read by handlers. The mutex is held only to copy or update, never across an `.await`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +15,7 @@ pub struct LiveRun {
     pub run_id: String,
     pub scenario: String,
     pub running: bool,
-    /// Every interval emitted so far, merged.
+    /// Every report accepted so far, merged (gauges excluded: see `peak_gauges`).
     pub totals: MetricSets,
     /// The last interval emitted, with its index.
     pub last_interval: Option<(u64, MetricSets)>,
@@ -39,10 +39,11 @@ pub struct LiveRun {
 #[derive(Clone, Debug, Default)]
 pub struct LostAgent {
     pub reason: String,
-    /// What the run's policy did (`load.on_agent_lost`).
+    /// What the run's policy did (`load.on_agent_lost`), in words.
     pub action: String,
 }
 
+/// The live state, shared by the run's publisher and the HTTP handlers.
 #[derive(Default)]
 pub struct Live {
     run: Mutex<Option<LiveRun>>,
@@ -97,6 +98,7 @@ impl Live {
         });
     }
 
+    /// Takes one run event: the figures come merged by the run, so this only copies them.
     pub fn apply(&self, event: &RunEvent) {
         let mut guard = self.lock();
         let Some(run) = guard.as_mut() else { return };
@@ -105,48 +107,39 @@ impl Live {
                 run.run_id = run_id.clone();
                 run.shares = shares.iter().cloned().collect();
             }
-            RunEvent::Interval { interval, sets } => {
-                let counted = MetricSets {
-                    sets: sets.sets.clone(),
-                    gauges: BTreeMap::new(),
-                };
-                if let Err(error) = run.totals.merge(&counted) {
-                    tracing::warn!(%error, "live figures: cannot merge an interval");
-                }
-                for (name, value) in &sets.gauges {
-                    let peak = run.peak_gauges.entry(name.clone()).or_insert(*value);
-                    *peak = (*peak).max(*value);
-                }
-                run.intervals
-                    .push(crate::summary::Summary::interval_of(*interval, sets));
+            RunEvent::Interval {
+                interval,
+                sets,
+                figures,
+                so_far,
+            } => {
+                run.totals = so_far.totals.clone();
+                run.peak_gauges = so_far.peak_gauges.clone();
+                run.intervals.push(figures.clone());
                 run.last_interval = Some((*interval, sets.clone()));
             }
-            RunEvent::LateReport { interval, sets, late } => {
-                // A lost agent's report completes an interval already shown: the totals take
-                // the report, the series the interval's new figures.
-                let counted = MetricSets {
-                    sets: late.sets.clone(),
-                    gauges: BTreeMap::new(),
-                };
-                if let Err(error) = run.totals.merge(&counted) {
-                    tracing::warn!(%error, "live figures: cannot merge a late report");
-                }
-                for (name, value) in &sets.gauges {
-                    let peak = run.peak_gauges.entry(name.clone()).or_insert(*value);
-                    *peak = (*peak).max(*value);
-                }
-                let figures = crate::summary::Summary::interval_of(*interval, sets);
+            RunEvent::LateReport {
+                interval,
+                figures,
+                so_far,
+                ..
+            } => {
+                // A lost agent's report completes an interval already shown.
+                run.totals = so_far.totals.clone();
+                run.peak_gauges = so_far.peak_gauges.clone();
                 if let Some(shown) = run.intervals.iter_mut().find(|shown| shown.interval == *interval) {
-                    *shown = figures;
+                    *shown = figures.clone();
                 }
             }
-            RunEvent::AgentLost { agent, reason, action } => {
+            RunEvent::AgentLost {
+                agent, reason, detail, ..
+            } => {
                 run.agents_lost += 1;
                 run.lost.insert(
                     agent.clone(),
                     LostAgent {
                         reason: reason.clone(),
-                        action: action.clone(),
+                        action: detail.clone(),
                     },
                 );
             }
@@ -156,6 +149,7 @@ impl Live {
         }
     }
 
+    /// Marks the run over.
     pub fn finish(&self) {
         if let Some(run) = self.lock().as_mut() {
             run.running = false;

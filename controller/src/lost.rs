@@ -1,14 +1,14 @@
 //! A run's answer to losing an agent (`load.on_agent_lost`): go on without its share, move
 //! the share to the survivors, or stop the run. This module decides whether and how a share
-//! can move; the run (`run.rs`) acts on it.
+//! can move; the run's state (`run::state`) acts on it.
 
 use std::time::Duration;
 
-use wsfleet_proto::v1::{controller_message, Capacity, ControllerMessage, Reshare};
+use wsfleet_proto::v1::Capacity;
 use wsfleet_scenario::plan::reshare::{ClosedLayers, Takeover};
 use wsfleet_scenario::LoadPlan;
 
-use crate::run::EPHEMERAL_PORTS_PER_SOURCE;
+use crate::capacity::EPHEMERAL_PORTS_PER_SOURCE;
 
 /// How far ahead of now a takeover starts, so every survivor has it before it applies (an
 /// open-model agent then never has to take back an arrival it already started).
@@ -96,22 +96,6 @@ pub fn plan_move(
         takeovers: all,
         peak_parts,
     })
-}
-
-/// The message that tells a survivor every takeover of `run_id` so far.
-pub fn reshare_message(run_id: &str, takeovers: &[Takeover]) -> ControllerMessage {
-    ControllerMessage {
-        kind: Some(controller_message::Kind::Reshare(Reshare {
-            run_id: run_id.to_owned(),
-            takeovers: takeovers
-                .iter()
-                .map(|takeover| wsfleet_proto::v1::Takeover {
-                    lost_agents: takeover.lost.iter().map(|agent| *agent as u32).collect(),
-                    from_run_millis: takeover.from.as_millis() as u64,
-                })
-                .collect(),
-        })),
-    }
 }
 
 #[cfg(test)]

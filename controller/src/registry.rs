@@ -9,6 +9,17 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use wsfleet_proto::v1::{Capacity, ControllerMessage, MetricReport, RunStatus};
 
+/// Why the registry refuses an agent or a run.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// Another agent process holds the id.
+    #[error("an agent with id `{0}` is already attached: give each agent its own --id")]
+    DuplicateId(String),
+    /// A run is active already: one run at a time.
+    #[error("run {0} is still active: stop it first")]
+    RunActive(String),
+}
+
 /// One attached agent.
 #[derive(Clone, Debug)]
 pub struct AgentInfo {
@@ -97,11 +108,11 @@ impl Registry {
     /// Adds an agent; refuses a second agent with the same id. The same agent process (same
     /// id and instance) coming back on a new stream replaces its old one, which is closed and
     /// counts as detached: the agent stopped its load when that stream broke.
-    pub fn attach(&self, agent: AgentInfo) -> Result<(), String> {
+    pub fn attach(&self, agent: AgentInfo) -> Result<(), RegistryError> {
         let mut inner = self.lock();
         if let Some(old) = inner.agents.get(&agent.id) {
             if !same_process(old, &agent.instance) {
-                return Err(duplicate_id(&agent.id));
+                return Err(RegistryError::DuplicateId(agent.id.clone()));
             }
             old.closed.cancel();
             if let Some((_, events)) = &inner.active_run {
@@ -138,10 +149,10 @@ impl Registry {
 
     /// Why a hello with `id` and `instance` cannot be taken: another agent process holds the
     /// id. `None` when the id is free or the same process comes back.
-    pub fn refuse_duplicate(&self, id: &str, instance: &str) -> Option<String> {
+    pub fn refuse_duplicate(&self, id: &str, instance: &str) -> Option<RegistryError> {
         let inner = self.lock();
         let old = inner.agents.get(id)?;
-        (!same_process(old, instance)).then(|| duplicate_id(id))
+        (!same_process(old, instance)).then(|| RegistryError::DuplicateId(id.to_owned()))
     }
 
     pub fn agents(&self) -> Vec<AgentInfo> {
@@ -159,10 +170,14 @@ impl Registry {
     }
 
     /// Routes agents' run messages to `events` until [`Registry::end_run`].
-    pub fn begin_run(&self, run_id: &str, events: mpsc::UnboundedSender<(String, AgentEvent)>) -> Result<(), String> {
+    pub fn begin_run(
+        &self,
+        run_id: &str,
+        events: mpsc::UnboundedSender<(String, AgentEvent)>,
+    ) -> Result<(), RegistryError> {
         let mut inner = self.lock();
         if let Some((active, _)) = &inner.active_run {
-            return Err(format!("run {active} is still active: stop it first"));
+            return Err(RegistryError::RunActive(active.clone()));
         }
         inner.active_run = Some((run_id.to_owned(), events));
         Ok(())
@@ -191,10 +206,6 @@ impl Registry {
 /// Whether `instance` names the process behind `agent` (agents before revision 1 send none).
 fn same_process(agent: &AgentInfo, instance: &str) -> bool {
     !instance.is_empty() && agent.instance == instance
-}
-
-fn duplicate_id(id: &str) -> String {
-    format!("an agent with id `{id}` is already attached: give each agent its own --id")
 }
 
 #[cfg(test)]

@@ -8,6 +8,9 @@ use wsfleet_metrics::catalog::{CLOSE_CODES, ERRORS};
 use wsfleet_metrics::summary::LatencyStats;
 use wsfleet_metrics::{Counter, Hist, MetricSets, SetData, CONNECTION_SET};
 
+pub use crate::human::{human_bytes, human_count, human_micros};
+use crate::outcome::{LostAction, Outcome};
+
 /// Version of the summary's JSON shape (docs/metrics.md). 2: thresholds. Added since, without
 /// a new version (fields are only added): `lost_agents`, `reports`, `agents[].reports_dropped`.
 pub const SUMMARY_SCHEMA_VERSION: u32 = 2;
@@ -20,8 +23,8 @@ pub struct Summary {
     /// Wall time from the common start to the last report, seconds.
     pub duration_seconds: f64,
     pub agents: Vec<AgentSummary>,
-    /// How the run ended: `completed`, `stopped`, `failed: ...`.
-    pub outcome: String,
+    /// How the run ended: `completed`, `stopped`, `aborted: ...`, `failed: ...`.
+    pub outcome: Outcome,
     pub totals: Totals,
     /// Per step, in scenario order.
     pub steps: Vec<StepSummary>,
@@ -61,7 +64,7 @@ pub struct LostAgents {
 impl LostAgents {
     /// Whether losing an agent stopped the run (`abort`).
     pub fn aborted(&self) -> bool {
-        self.events.iter().any(|event| event.action == "aborted")
+        self.events.iter().any(|event| event.action == LostAction::Aborted)
     }
 }
 
@@ -74,7 +77,7 @@ pub struct LostAgentEvent {
     pub reason: String,
     /// `continued` (without its share), `redistributed` (its share moved to the others),
     /// `aborted` (the run was stopped), or `none` (it had finished, or the run was ending).
-    pub action: String,
+    pub action: LostAction,
     /// The action in words, e.g. why a share could not move.
     pub detail: String,
     /// Its VUs at the plan's peak when it was lost.
@@ -394,58 +397,5 @@ impl Summary {
             }
         }
         out
-    }
-}
-
-/// 1234567 -> "1.23 MB" (decimal units, as network rates are usually given).
-pub fn human_bytes(value: f64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = value;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < units.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{value:.0} {}", units[unit])
-    } else {
-        format!("{value:.2} {}", units[unit])
-    }
-}
-
-/// 12345.6 -> "12.3k".
-pub fn human_count(value: f64) -> String {
-    if value >= 1_000_000.0 {
-        format!("{:.2}M", value / 1_000_000.0)
-    } else if value >= 10_000.0 {
-        format!("{:.1}k", value / 1000.0)
-    } else if value >= 100.0 {
-        format!("{value:.0}")
-    } else {
-        format!("{value:.1}")
-    }
-}
-
-/// Microseconds to a short human duration.
-pub fn human_micros(micros: u64) -> String {
-    if micros >= 1_000_000 {
-        format!("{:.2}s", micros as f64 / 1_000_000.0)
-    } else if micros >= 1000 {
-        format!("{:.2}ms", micros as f64 / 1000.0)
-    } else {
-        format!("{micros}µs")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn human_units() {
-        assert_eq!(human_bytes(999.0), "999 B");
-        assert_eq!(human_bytes(4_100_000.0), "4.10 MB");
-        assert_eq!(human_count(12_345.0), "12.3k");
-        assert_eq!(human_micros(1500), "1.50ms");
     }
 }
