@@ -133,7 +133,7 @@ fn show(event: RunEvent) {
         } => {
             tell!("run {run_id} started: {vus} VUs at peak on {agents} agent(s)")
         }
-        RunEvent::Interval { interval, sets, .. } => tell!("{}", live_line(interval, &sets)),
+        RunEvent::Interval(shown) => tell!("{}", live_line(shown.interval, &shown.sets)),
         RunEvent::AgentLost {
             agent, reason, detail, ..
         } => tell!("agent {agent} lost: {reason}; {detail}"),
@@ -142,7 +142,7 @@ fn show(event: RunEvent) {
             tell!("shares of the peak VUs now: {}", shares.join(", "))
         }
         // The summary has it; the live lines are history.
-        RunEvent::LateReport { .. } => {}
+        RunEvent::LateReport(_) => {}
     }
 }
 

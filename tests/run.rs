@@ -292,18 +292,18 @@ steps:
     runtime.block_on(server.shutdown());
 }
 
+/// A scenario of one VU that connects once to a port nothing listens on.
+fn one_refused_connection(dir: &std::path::Path) -> std::path::PathBuf {
+    let url = format!("ws://127.0.0.1:{}/", closed_port());
+    let source = format!("load: {{ vus: 1, iterations: 1 }}\nsteps:\n  - connect: {{ url: '{url}' }}\n");
+    write(dir, "one.yaml", &source)
+}
+
 /// Starts `wsfleet run` of a one-connection scenario that lingers, its HTTP endpoints on a known
 /// port, with `config` as its configuration file and `environment` added; returns the process
 /// and the port once the port answers.
 fn lingering_run(dir: &std::path::Path, config: &str, environment: &[(&str, &str)]) -> (std::process::Child, u16) {
-    let scenario = write(
-        dir,
-        "one.yaml",
-        &format!(
-            "load: {{ vus: 1, iterations: 1 }}\nsteps:\n  - connect: {{ url: 'ws://127.0.0.1:{}/' }}\n",
-            closed_port()
-        ),
-    );
+    let scenario = one_refused_connection(dir);
     let config = write(dir, "wsfleet.toml", config);
     let port = closed_port();
     let mut command = wsfleet();
@@ -348,7 +348,11 @@ fn run_takes_its_settings_from_the_config_file_then_the_environment() {
     assert_eq!((with_file, with_environment), (401, 200));
 
     // The agents' channel settings are read, and checked, too.
-    let scenario = write(dir.path(), "none.yaml", "load: { vus: 1, iterations: 1 }\nsteps:\n  - think: 1ms\n");
+    let scenario = write(
+        dir.path(),
+        "none.yaml",
+        "load: { vus: 1, iterations: 1 }\nsteps:\n  - think: 1ms\n",
+    );
     let mut command = wsfleet();
     command
         .arg("run")
@@ -366,14 +370,7 @@ fn run_takes_its_settings_from_the_config_file_then_the_environment() {
 #[test]
 fn run_gives_its_local_agents_the_configured_token() {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = write(
-        dir.path(),
-        "one.yaml",
-        &format!(
-            "load: {{ vus: 1, iterations: 1 }}\nsteps:\n  - connect: {{ url: 'ws://127.0.0.1:{}/' }}\n",
-            closed_port()
-        ),
-    );
+    let scenario = one_refused_connection(dir.path());
     let out = dir.path().join("summary.json");
     let mut command = wsfleet();
     command

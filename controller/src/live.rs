@@ -107,28 +107,19 @@ impl Live {
                 run.run_id = run_id.clone();
                 run.shares = shares.iter().cloned().collect();
             }
-            RunEvent::Interval {
-                interval,
-                sets,
-                figures,
-                so_far,
-            } => {
-                run.totals = so_far.totals.clone();
-                run.peak_gauges = so_far.peak_gauges.clone();
-                run.intervals.push(figures.clone());
-                run.last_interval = Some((*interval, sets.clone()));
-            }
-            RunEvent::LateReport {
-                interval,
-                figures,
-                so_far,
-                ..
-            } => {
-                // A lost agent's report completes an interval already shown.
-                run.totals = so_far.totals.clone();
-                run.peak_gauges = so_far.peak_gauges.clone();
-                if let Some(shown) = run.intervals.iter_mut().find(|shown| shown.interval == *interval) {
-                    *shown = figures.clone();
+            RunEvent::Interval(interval) | RunEvent::LateReport(interval) => {
+                run.totals = interval.so_far.totals.clone();
+                run.peak_gauges = interval.so_far.peak_gauges.clone();
+                if matches!(event, RunEvent::Interval(_)) {
+                    run.intervals.push(interval.figures.clone());
+                    run.last_interval = Some((interval.interval, interval.sets.clone()));
+                } else if let Some(shown) = run
+                    .intervals
+                    .iter_mut()
+                    .find(|shown| shown.interval == interval.interval)
+                {
+                    // A lost agent's report completes an interval already shown.
+                    *shown = interval.figures.clone();
                 }
             }
             RunEvent::AgentLost {

@@ -14,11 +14,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use wsfleet_scenario::{Bundle, Scenario, TestServerSpec};
 
+use crate::controller::Controller;
 use crate::history::{History, HistoryError};
 use crate::outcome::Outcome;
 use crate::run::{execute, RunError, RunEvent, RunRequest};
 use crate::summary::{IntervalSummary, Summary};
-use crate::Controller;
 
 /// How long before the start the assignments go out: agents compile the scenario and connect
 /// their feeds meanwhile.
@@ -299,7 +299,8 @@ impl Publisher<'_> {
                     vus: *vus,
                 });
             }
-            RunEvent::Interval { figures, .. } | RunEvent::LateReport { figures, .. } => {
+            RunEvent::Interval(interval) | RunEvent::LateReport(interval) => {
+                let figures = &interval.figures;
                 // The stored series gets each interval's complete figures, a late report's too.
                 if let Some(history) = history {
                     let json = serde_json::to_string(figures).unwrap_or_default();

@@ -11,9 +11,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::controller::Controller;
 use crate::history::History;
 use crate::runs::{Runs, TestServerStarter};
-use crate::{Controller, ControllerSettings};
+use crate::settings::ControllerSettings;
 
 /// How long the shutdown waits for the active run to stop and collect its agents' final
 /// reports before it closes the servers anyway.

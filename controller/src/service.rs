@@ -14,8 +14,8 @@ use wsfleet_proto::v1::{agent_message, controller_message, AgentMessage, ClockPr
 use wsfleet_proto::PROTOCOL_VERSION;
 
 use crate::registry::{AgentEvent, AgentInfo, Registry};
+use crate::settings::ControllerSettings;
 use crate::wire;
-use crate::ControllerSettings;
 
 /// Clock probes sent to each agent after its hello; the one with the shortest round trip wins.
 const CLOCK_PROBES: u64 = 5;

@@ -18,7 +18,7 @@ use wsfleet_scenario::plan::reshare::Takeover;
 use wsfleet_scenario::Bundle;
 
 use crate::registry::AgentInfo;
-use crate::ControllerSettings;
+use crate::settings::ControllerSettings;
 
 /// Wraps one kind of controller message.
 pub fn message(kind: controller_message::Kind) -> ControllerMessage {
@@ -102,22 +102,6 @@ impl AgentAssignment {
             variables: self.variables.clone(),
         }))
     }
-
-    /// Reads an assignment message back (the agent's view of it).
-    pub fn from_message(assignment: &Assignment) -> AgentAssignment {
-        AgentAssignment {
-            run_id: assignment.run_id.clone(),
-            bundle: Bundle {
-                path: assignment.scenario_path.clone(),
-                source: assignment.scenario_source.clone(),
-                files: assignment.files.clone().into_iter().collect(),
-            },
-            agent_index: assignment.agent_index,
-            weights: assignment.weights.clone(),
-            start_unix_nanos: assignment.start_unix_nanos,
-            variables: assignment.variables.clone(),
-        }
-    }
 }
 
 /// The message that tells a survivor every takeover of `run_id` so far.
@@ -132,18 +116,6 @@ pub fn reshare(run_id: &str, takeovers: &[Takeover]) -> ControllerMessage {
             })
             .collect(),
     }))
-}
-
-/// The takeovers a reshare message carries.
-pub fn takeovers_of(reshare: &Reshare) -> Vec<Takeover> {
-    reshare
-        .takeovers
-        .iter()
-        .map(|takeover| Takeover {
-            lost: takeover.lost_agents.iter().map(|agent| *agent as usize).collect(),
-            from: Duration::from_millis(takeover.from_run_millis),
-        })
-        .collect()
 }
 
 /// Stops `run_id` on an agent: running iterations get `graceful` to finish.
@@ -178,6 +150,22 @@ pub fn phase_of(status: &RunStatus) -> RunPhase {
 mod tests {
     use super::*;
 
+    /// Reads an assignment message back, as the agent sees it.
+    fn read_assignment(assignment: &Assignment) -> AgentAssignment {
+        AgentAssignment {
+            run_id: assignment.run_id.clone(),
+            bundle: Bundle {
+                path: assignment.scenario_path.clone(),
+                source: assignment.scenario_source.clone(),
+                files: assignment.files.clone().into_iter().collect(),
+            },
+            agent_index: assignment.agent_index,
+            weights: assignment.weights.clone(),
+            start_unix_nanos: assignment.start_unix_nanos,
+            variables: assignment.variables.clone(),
+        }
+    }
+
     /// Encodes and decodes `value` as bytes, as it travels.
     fn over_the_wire<M: prost::Message + Default>(value: &M) -> M {
         M::decode(value.encode_to_vec().as_slice()).expect("decodes")
@@ -201,7 +189,7 @@ mod tests {
             panic!("not an assignment");
         };
         assert_eq!(sent.scenario_hash, assignment.bundle.hash());
-        assert_eq!(AgentAssignment::from_message(&sent), assignment);
+        assert_eq!(read_assignment(&sent), assignment);
     }
 
     #[test]
@@ -220,7 +208,12 @@ mod tests {
             panic!("not a reshare");
         };
         assert_eq!(sent.run_id, "run1");
-        assert_eq!(takeovers_of(&sent), takeovers);
+        let read: Vec<(Vec<u32>, u64)> = sent
+            .takeovers
+            .iter()
+            .map(|takeover| (takeover.lost_agents.clone(), takeover.from_run_millis))
+            .collect();
+        assert_eq!(read, vec![(vec![1], 3_500), (vec![0, 2], 9_000)]);
     }
 
     #[test]

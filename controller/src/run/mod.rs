@@ -3,26 +3,26 @@
 //! with the agents' events, the tick, the deadline and stop requests, sending what it queues,
 //! until the run is over and its summary is built.
 
+mod event;
 mod rendezvous;
 pub mod state;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wsfleet_metrics::MetricSets;
 use wsfleet_scenario::{Bundle, Scenario};
 
 use crate::capacity::CapacityError;
-use crate::outcome::LostAction;
 use crate::registry::{AgentEvent, Registry, RegistryError};
 use crate::service::unix_nanos_now;
-use crate::summary::{IntervalSummary, Summary};
+use crate::summary::Summary;
 use crate::wire::AgentAssignment;
+pub use event::{IntervalFigures, RunEvent, RunFigures};
 use state::{RunState, Starter};
 
 /// What to run.
@@ -32,53 +32,6 @@ pub struct RunRequest {
     pub variables: HashMap<String, String>,
     /// How long before the start the assignments go out (agents compile and get ready).
     pub lead_time: Duration,
-}
-
-/// The run's figures so far: every report accepted, merged once by the run.
-#[derive(Clone, Debug, Default)]
-pub struct RunFigures {
-    /// Every accepted report, merged (gauges excluded: see `peak_gauges`).
-    pub totals: MetricSets,
-    /// The highest fleet value each gauge reached in an interval.
-    pub peak_gauges: BTreeMap<String, i64>,
-}
-
-/// Live events of a run, for terminals, dashboards and the history. Each is built once, by
-/// the run, and read by all of them.
-#[derive(Debug)]
-pub enum RunEvent {
-    Started {
-        run_id: String,
-        agents: usize,
-        vus: u64,
-        /// Each agent's share of the peak VUs.
-        shares: Vec<(String, u64)>,
-    },
-    /// The fleet's figures for one interval, once every agent has reported it.
-    Interval {
-        interval: u64,
-        sets: MetricSets,
-        /// The interval as the summary, the history and the live feed show it.
-        figures: IntervalSummary,
-        so_far: RunFigures,
-    },
-    /// A report for an interval already emitted (a lost agent came back and resent it): the
-    /// interval's figures now.
-    LateReport {
-        interval: u64,
-        sets: MetricSets,
-        figures: IntervalSummary,
-        so_far: RunFigures,
-    },
-    /// An agent was lost; `action` says what the run's policy did, `detail` in words.
-    AgentLost {
-        agent: String,
-        reason: String,
-        action: LostAction,
-        detail: String,
-    },
-    /// A lost agent's share moved: each agent's new share of the peak VUs.
-    Reshared { shares: Vec<(String, u64)> },
 }
 
 /// Why a run could not be done.

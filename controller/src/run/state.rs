@@ -17,8 +17,8 @@ use wsfleet_scenario::plan::reshare::Takeover;
 use wsfleet_scenario::plan::LostAgentPolicy;
 use wsfleet_scenario::Scenario;
 
+use super::event::{IntervalFigures, RunEvent, RunFigures};
 use super::rendezvous::{Point, Release};
-use super::{RunEvent, RunFigures};
 use crate::aggregate::Aggregate;
 use crate::lost::Survivor;
 use crate::outcome::{Failure, LostAction, Outcome};
@@ -240,13 +240,8 @@ impl<'a> RunState<'a> {
                 state.last_interval = Some(state.last_interval.map_or(interval, |last| last.max(interval)));
                 // An interval already shown gets this late report (a lost agent resent it).
                 if interval < self.next_live {
-                    if let Some(sets) = self.aggregate.intervals.get(&interval) {
-                        self.events.push(RunEvent::LateReport {
-                            interval,
-                            figures: Summary::interval_of(interval, sets),
-                            sets: sets.clone(),
-                            so_far: self.figures(),
-                        });
+                    if let Some(figures) = self.interval_figures(interval) {
+                        self.events.push(RunEvent::LateReport(figures));
                     }
                 }
             }
@@ -483,14 +478,6 @@ impl<'a> RunState<'a> {
             .collect()
     }
 
-    /// The run's figures so far.
-    fn figures(&self) -> RunFigures {
-        RunFigures {
-            totals: self.aggregate.totals.clone(),
-            peak_gauges: self.aggregate.peak_gauges.clone(),
-        }
-    }
-
     /// Shows each interval once all agents still in the run have reported it, and checks the
     /// thresholds that abort once per interval shown.
     fn advance(&mut self, now: Instant) {
@@ -511,14 +498,23 @@ impl<'a> RunState<'a> {
     }
 
     fn show_interval(&mut self, interval: u64) {
-        if let Some(sets) = self.aggregate.intervals.get(&interval) {
-            self.events.push(RunEvent::Interval {
-                interval,
-                figures: Summary::interval_of(interval, sets),
-                sets: sets.clone(),
-                so_far: self.figures(),
-            });
+        if let Some(figures) = self.interval_figures(interval) {
+            self.events.push(RunEvent::Interval(figures));
         }
+    }
+
+    /// Interval `interval` of the fleet as it stands, with the run so far.
+    fn interval_figures(&self, interval: u64) -> Option<IntervalFigures> {
+        let sets = self.aggregate.intervals.get(&interval)?;
+        Some(IntervalFigures {
+            interval,
+            figures: Summary::interval_of(interval, sets),
+            sets: sets.clone(),
+            so_far: RunFigures {
+                totals: self.aggregate.totals.clone(),
+                peak_gauges: self.aggregate.peak_gauges.clone(),
+            },
+        })
     }
 
     /// Thresholds that abort: evaluated on everything so far.

@@ -126,7 +126,7 @@ fn intervals_shown(events: &[RunEvent]) -> Vec<u64> {
     events
         .iter()
         .filter_map(|event| match event {
-            RunEvent::Interval { interval, .. } => Some(*interval),
+            RunEvent::Interval(shown) => Some(shown.interval),
             _ => None,
         })
         .collect()
@@ -160,13 +160,13 @@ fn reports_merge_once_per_agent_and_interval_and_show_complete_intervals() {
     run.on_report("b", &report(0, 7, 2), now);
     let events = run.take_events();
     assert_eq!(intervals_shown(&events), vec![0]);
-    let RunEvent::Interval { figures, so_far, .. } = &events[0] else {
+    let RunEvent::Interval(shown) = &events[0] else {
         panic!("{events:?}")
     };
-    assert_eq!(figures.counters["messages_received"], 12);
-    assert_eq!(figures.gauges["active_connections"], 4);
-    assert_eq!(so_far.totals.total().counter("messages_received"), 12);
-    assert_eq!(so_far.peak_gauges["active_connections"], 4);
+    assert_eq!(shown.figures.counters["messages_received"], 12);
+    assert_eq!(shown.figures.gauges["active_connections"], 4);
+    assert_eq!(shown.so_far.totals.total().counter("messages_received"), 12);
+    assert_eq!(shown.so_far.peak_gauges["active_connections"], 4);
     run.on_status("a", &status(RunPhase::Finished, ""), now);
     run.on_status("b", &status(RunPhase::Finished, ""), now);
     assert!(run.is_over(now));
@@ -192,17 +192,12 @@ fn a_late_report_completes_an_interval_already_shown() {
     run.on_attached("b", "b-instance", now);
     run.on_report("b", &report(0, 7, 1), now);
     let events = run.take_events();
-    let [RunEvent::LateReport {
-        interval: 0,
-        figures,
-        so_far,
-        ..
-    }] = &events[..]
-    else {
+    let [RunEvent::LateReport(late)] = &events[..] else {
         panic!("{events:?}")
     };
-    assert_eq!(figures.counters["messages_received"], 12);
-    assert_eq!(so_far.totals.total().counter("messages_received"), 12);
+    assert_eq!(late.interval, 0);
+    assert_eq!(late.figures.counters["messages_received"], 12);
+    assert_eq!(late.so_far.totals.total().counter("messages_received"), 12);
     run.on_status("a", &status(RunPhase::Finished, ""), now);
     // "b" came back: the run waits for its last status.
     assert!(!run.is_over(now));
@@ -274,11 +269,11 @@ fn losing_an_agent_under_redistribute_moves_its_share() {
         let [controller_message::Kind::Reshare(reshare)] = &received[survivor][..] else {
             panic!("{received:?}")
         };
-        let takeovers = crate::wire::takeovers_of(reshare);
-        assert_eq!(takeovers.len(), 1);
+        assert_eq!(reshare.takeovers.len(), 1);
+        let takeover = &reshare.takeovers[0];
         assert_eq!(
-            (takeovers[0].lost.clone(), takeovers[0].from),
-            (vec![1], Duration::from_millis(3500))
+            (takeover.lost_agents.clone(), takeover.from_run_millis),
+            (vec![1], 3500)
         );
     }
     assert!(received["b"].is_empty());
