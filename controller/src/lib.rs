@@ -20,6 +20,7 @@ pub mod serve;
 pub mod service;
 pub mod settings;
 pub mod summary;
+pub mod summary_text;
 pub mod thresholds;
 pub mod wire;
 
