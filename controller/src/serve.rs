@@ -127,3 +127,105 @@ where
         Err(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Outcome;
+    use crate::registry::{AgentEvent, AgentInfo};
+    use crate::runs::StartError;
+    use wsfleet_proto::v1::{controller_message, RunPhase, RunStatus};
+
+    async fn listeners() -> Listeners {
+        Listeners {
+            grpc: TcpListener::bind("127.0.0.1:0").await.expect("binds"),
+            http: TcpListener::bind("127.0.0.1:0").await.expect("binds"),
+        }
+    }
+
+    /// An agent that plays nothing: it reports `finished` as soon as it is told to stop.
+    fn obedient_agent(serving: &Serving) {
+        let (sender, mut inbox) = tokio::sync::mpsc::channel(16);
+        let now = std::time::Instant::now();
+        let info = AgentInfo {
+            id: "a".into(),
+            version: String::new(),
+            hostname: String::new(),
+            address: String::new(),
+            capacity: wsfleet_proto::v1::Capacity {
+                cores: 1,
+                open_file_limit: 100,
+                max_connections: 100,
+                weight: 1.0,
+                source_addresses: Vec::new(),
+            },
+            clock_offset_nanos: 0,
+            clock_rtt_nanos: 0,
+            attached_at: now,
+            last_seen: now,
+            sender,
+            usage: Default::default(),
+            instance: "i".into(),
+            revision: 2,
+            connection: 1,
+            closed: CancellationToken::new(),
+        };
+        let registry = serving.controller.registry.clone();
+        registry.attach(info).expect("attaches");
+        tokio::spawn(async move {
+            while let Some(message) = inbox.recv().await {
+                if let Some(controller_message::Kind::Stop(stop)) = message.kind {
+                    let status = RunStatus {
+                        run_id: stop.run_id.clone(),
+                        phase: RunPhase::Finished as i32,
+                        ..RunStatus::default()
+                    };
+                    registry.deliver("a", &stop.run_id, AgentEvent::Status(status));
+                }
+            }
+        });
+    }
+
+    #[tokio::test]
+    async fn shutting_down_stops_the_active_run_before_the_servers_close() {
+        let cancel = CancellationToken::new();
+        let config = ServeConfig {
+            settings: ControllerSettings::default(),
+            api_token: None,
+            testserver: None,
+        };
+        let serving = serve(listeners().await, config, None, cancel.clone());
+        obedient_agent(&serving);
+        let bundle = wsfleet_scenario::Bundle {
+            path: "long.yaml".into(),
+            source: "load: { vus: 1, duration: 1h }\nsteps:\n  - connect: { url: 'ws://127.0.0.1:9/' }\n".into(),
+            files: Default::default(),
+        };
+        let (_, run) = serving
+            .runs
+            .start(bundle.clone(), Default::default(), None)
+            .expect("starts");
+        // Once the run has begun on the agent, the controller is told to stop.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while serving.runs.active_run().is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the run starts");
+        cancel.cancel();
+        let summary = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the run ends in time")
+            .expect("the run task ends")
+            .expect("the run has a summary");
+        assert_eq!(summary.outcome, Outcome::Stopped);
+        assert_eq!(summary.agents[0].state, "finished");
+        let refused = serving.runs.start(bundle, Default::default(), None);
+        assert!(matches!(refused, Err(StartError::ShuttingDown)), "{:?}", refused.err());
+        tokio::time::timeout(Duration::from_secs(10), serving.closed())
+            .await
+            .expect("the servers close in time")
+            .expect("the servers close cleanly");
+    }
+}
