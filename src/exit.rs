@@ -34,26 +34,29 @@ pub fn code(value: u8) -> ExitCode {
 pub struct Failure {
     pub code: u8,
     /// `None` when the problem was said already (a scenario's problems, one a line).
-    pub error: Option<anyhow::Error>,
+    pub message: Option<String>,
 }
 
 impl Failure {
-    pub fn new(code: u8, error: impl Into<anyhow::Error>) -> Failure {
+    /// A failure with `code` for `error`. Written with `{:#}`: an `anyhow` error then says its
+    /// whole chain of context, a library's error (whose message names its cause already) its
+    /// message alone.
+    pub fn new(code: u8, error: impl std::fmt::Display) -> Failure {
         Failure {
             code,
-            error: Some(error.into()),
+            message: Some(format!("{error:#}")),
         }
     }
 
     /// A failure whose problems are on stderr already.
     pub fn reported(code: u8) -> Failure {
-        Failure { code, error: None }
+        Failure { code, message: None }
     }
 
     /// Says what went wrong on stderr; returns the code.
     pub fn report(self) -> u8 {
-        if let Some(error) = self.error {
-            tell!("error: {error:#}");
+        if let Some(message) = self.message {
+            tell!("error: {message}");
         }
         self.code
     }
@@ -64,7 +67,7 @@ pub trait OrExit<T> {
     fn or_exit(self, code: u8) -> Result<T, Failure>;
 }
 
-impl<T, E: Into<anyhow::Error>> OrExit<T> for Result<T, E> {
+impl<T, E: std::fmt::Display> OrExit<T> for Result<T, E> {
     fn or_exit(self, code: u8) -> Result<T, Failure> {
         self.map_err(|error| Failure::new(code, error))
     }
@@ -87,6 +90,19 @@ pub fn of_run_error(error: &RunError) -> u8 {
         | RunError::Busy(_)
         | RunError::TestServer(_)
         | RunError::Task(_) => RUN_NOT_DONE,
+    }
+}
+
+/// The code an agent ends with: 0 when its controller went away (it exits with it), 4 when it
+/// was refused or could not go on, with why on stderr.
+pub fn of_agent_outcome(outcome: Result<(), wsfleet_agent::AgentError>) -> u8 {
+    match outcome {
+        Ok(()) => OK,
+        Err(wsfleet_agent::AgentError::Detached(reason)) => {
+            tracing::info!(%reason, "controller gone; exiting");
+            OK
+        }
+        Err(error) => Failure::new(RUN_NOT_DONE, error).report(),
     }
 }
 
@@ -215,6 +231,18 @@ mod tests {
         .expect_err("an empty load is refused");
         assert_eq!(of_run_error(&RunError::Scenario(invalid)), INVALID_INPUT);
         let failure: Result<(), std::io::Error> = Err(std::io::Error::other("boom"));
-        assert_eq!(failure.or_exit(INTERNAL).map_err(|failure| failure.code), Err(INTERNAL));
+        let failure = failure.or_exit(INTERNAL).expect_err("fails");
+        assert_eq!((failure.code, failure.message.as_deref()), (INTERNAL, Some("boom")));
+        // A library's error names its cause in its message: said once.
+        let split = wsfleet_scenario::plan::split(&[], 3).expect_err("no agent to split over");
+        let capacity = wsfleet_controller::capacity::CapacityError::from(split);
+        let message = Failure::new(RUN_NOT_DONE, RunError::Capacity(capacity)).message;
+        assert_eq!(message.map(|message| message.matches("cannot split").count()), Some(1));
+        // An `anyhow` error says its context and its cause.
+        let context = anyhow::Context::context(Err::<(), _>(std::io::Error::other("denied")), "cannot write x");
+        assert_eq!(
+            context.or_exit(INTERNAL).expect_err("fails").message.as_deref(),
+            Some("cannot write x: denied")
+        );
     }
 }

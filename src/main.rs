@@ -451,6 +451,13 @@ async fn run_controller_failing(args: cli::ControllerArgs, settings: &settings::
 }
 
 async fn run_agent(args: cli::AgentArgs, settings: &settings::Settings) -> u8 {
+    run_agent_failing(args, settings)
+        .await
+        .unwrap_or_else(exit::Failure::report)
+}
+
+/// `wsfleet agent`: attach to the controller and play what it assigns.
+async fn run_agent_failing(args: cli::AgentArgs, settings: &settings::Settings) -> Result<u8, exit::Failure> {
     let section = &settings.agent;
     let mut config = wsfleet_agent::AgentConfig::new(section.controller.clone());
     config.agent_id = section.id.clone();
@@ -463,13 +470,9 @@ async fn run_agent(args: cli::AgentArgs, settings: &settings::Settings) -> u8 {
     config.once = args.once;
     config.protocol_version = args.protocol_version;
     if let Some(spec) = &section.source_addresses {
-        match wsfleet_agent::parse_source_addresses(spec) {
-            Ok(addresses) => config.source_addresses = addresses,
-            Err(error) => {
-                tell!("error: configuration `agent.source_addresses`: {error}");
-                return exit::INVALID_INPUT;
-            }
-        }
+        config.source_addresses = wsfleet_agent::parse_source_addresses(spec)
+            .map_err(|error| anyhow::anyhow!("configuration `agent.source_addresses`: {error}"))
+            .or_exit(exit::INVALID_INPUT)?;
     }
     let tls = (|| -> anyhow::Result<Option<wsfleet_agent::ClientTls>> {
         let identity = match (&section.cert, &section.key) {
@@ -492,13 +495,7 @@ async fn run_agent(args: cli::AgentArgs, settings: &settings::Settings) -> u8 {
             None => Ok(None),
         }
     })();
-    match tls {
-        Ok(tls) => config.tls = tls,
-        Err(error) => {
-            tell!("error: {error:#}");
-            return exit::INVALID_INPUT;
-        }
-    }
+    config.tls = tls.or_exit(exit::INVALID_INPUT)?;
     let cancel = CancellationToken::new();
     {
         let cancel = cancel.clone();
@@ -514,45 +511,31 @@ async fn run_agent(args: cli::AgentArgs, settings: &settings::Settings) -> u8 {
     } else {
         wsfleet_agent::run(config, cancel).await
     };
-    match outcome {
-        Ok(()) => exit::OK,
-        Err(wsfleet_agent::AgentError::Detached(reason)) => {
-            tracing::info!(%reason, "controller gone; exiting");
-            exit::OK
-        }
-        Err(error @ wsfleet_agent::AgentError::Refused(_)) => {
-            tell!("error: {error}");
-            exit::RUN_NOT_DONE
-        }
-        Err(error) => {
-            tell!("error: {error}");
-            exit::RUN_NOT_DONE
-        }
-    }
+    Ok(exit::of_agent_outcome(outcome))
 }
 
 async fn run_testserver(args: cli::TestserverArgs) -> u8 {
+    run_testserver_failing(args).await.unwrap_or_else(exit::Failure::report)
+}
+
+/// `wsfleet testserver`: serve until Ctrl-C.
+async fn run_testserver_failing(args: cli::TestserverArgs) -> Result<u8, exit::Failure> {
     let config = wsfleet_testserver::Config {
         subprotocols: args.subprotocols.clone(),
         tls: args.tls,
         reuse_port: args.reuse_port,
         ..wsfleet_testserver::Config::default()
     };
-    let server = match wsfleet_testserver::TestServer::start(args.listen, config).await {
-        Ok(server) => server,
-        Err(error) => {
-            tell!("error: {error}");
-            return exit::RUN_NOT_DONE;
-        }
-    };
+    let server = wsfleet_testserver::TestServer::start(args.listen, config)
+        .await
+        .or_exit(exit::RUN_NOT_DONE)?;
     if let (Some(path), Some(pem)) = (&args.cert_out, server.ca_certificate_pem()) {
-        if let Err(error) = std::fs::write(path, pem) {
-            tell!("error: cannot write the certificate to {}: {error}", path.display());
-            return exit::INTERNAL;
-        }
+        std::fs::write(path, pem)
+            .with_context(|| format!("cannot write the certificate to {}", path.display()))
+            .or_exit(exit::INTERNAL)?;
     }
     say!("wsfleet testserver listening on {}", server.url());
     let _ = tokio::signal::ctrl_c().await;
     server.shutdown().await;
-    exit::OK
+    Ok(exit::OK)
 }
