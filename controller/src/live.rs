@@ -147,3 +147,86 @@ impl Live {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::LostAction;
+    use crate::run::{IntervalFigures, RunFigures};
+    use crate::summary::Summary;
+
+    fn interval(interval: u64, received: u64, so_far: u64) -> IntervalFigures {
+        let mut sets = MetricSets::default();
+        sets.sets
+            .entry("echo".into())
+            .or_default()
+            .counters
+            .insert("messages_received".into(), received);
+        sets.gauges.insert("active_connections".into(), 3);
+        let mut totals = MetricSets::default();
+        totals
+            .sets
+            .entry("echo".into())
+            .or_default()
+            .counters
+            .insert("messages_received".into(), so_far);
+        IntervalFigures {
+            interval,
+            figures: Summary::interval_of(interval, &sets),
+            sets,
+            so_far: RunFigures {
+                totals,
+                peak_gauges: BTreeMap::from([("active_connections".to_owned(), 3)]),
+            },
+        }
+    }
+
+    #[test]
+    fn the_live_view_copies_the_run_figures_it_is_given() {
+        let live = Live::new();
+        let scenario = wsfleet_scenario::Bundle {
+            path: "live.yaml".into(),
+            source: "load: { vus: 2, duration: 5s }\nsteps:\n  - connect: { url: 'ws://127.0.0.1:9/' }\n".into(),
+            files: Default::default(),
+        }
+        .compile()
+        .expect("compiles");
+        // Events before a run begins have nowhere to go.
+        live.apply(&RunEvent::Interval(interval(0, 1, 1)));
+        assert!(live.snapshot().is_none());
+        live.begin("run1", &scenario);
+        live.apply(&RunEvent::Started {
+            run_id: "run1".into(),
+            agents: 2,
+            vus: 2,
+            shares: vec![("a".into(), 1), ("b".into(), 1)],
+        });
+        live.apply(&RunEvent::Interval(interval(0, 4, 4)));
+        live.apply(&RunEvent::Interval(interval(1, 6, 10)));
+        // A lost agent's resent report completes interval 0: its row changes, the totals are
+        // the run's own (not merged again here).
+        live.apply(&RunEvent::LateReport(interval(0, 9, 15)));
+        live.apply(&RunEvent::AgentLost {
+            agent: "b".into(),
+            reason: "gone".into(),
+            action: LostAction::Continued,
+            detail: "the run went on without its share".into(),
+        });
+        live.finish();
+        let run = live.snapshot().expect("a run");
+        assert!(!run.running);
+        assert_eq!(run.stage_ends, vec![5.0]);
+        assert_eq!(run.totals.total().counter("messages_received"), 15);
+        assert_eq!(run.peak_gauges["active_connections"], 3);
+        let rows: Vec<(u64, u64)> = run
+            .intervals
+            .iter()
+            .map(|row| (row.interval, row.counters["messages_received"]))
+            .collect();
+        assert_eq!(rows, vec![(0, 9), (1, 6)]);
+        assert_eq!(run.last_interval.map(|(index, _)| index), Some(1));
+        assert_eq!(run.agents_lost, 1);
+        assert_eq!(run.lost["b"].action, "the run went on without its share");
+        assert_eq!(run.shares.len(), 2);
+    }
+}
