@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use wsfleet_controller::human::{human_bytes, human_count, human_micros};
-use wsfleet_controller::runs::{RunTestServer, Runs, TestServerStarter};
+use wsfleet_controller::runs::{RunTestServer, Runs, TestServerError, TestServerStarter};
 use wsfleet_controller::{RunEvent, Summary};
 use wsfleet_metrics::catalog::ACTIVE_CONNECTIONS;
 use wsfleet_metrics::summary::LatencyStats;
@@ -191,7 +191,7 @@ pub fn testserver_starter() -> TestServerStarter {
     Arc::new(|spec| Box::pin(start_testserver(spec)))
 }
 
-async fn start_testserver(spec: wsfleet_scenario::TestServerSpec) -> Result<RunTestServer, String> {
+async fn start_testserver(spec: wsfleet_scenario::TestServerSpec) -> Result<RunTestServer, TestServerError> {
     let config = wsfleet_testserver::Config {
         subprotocols: spec.subprotocols.clone(),
         tls: spec.tls,

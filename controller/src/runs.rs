@@ -73,10 +73,13 @@ pub struct RunTestServer {
     pub stop: BoxFuture<'static, ()>,
 }
 
+/// Why a scenario's test server could not start, in words that say where and what to do.
+pub type TestServerError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Starts the test server a scenario asks for, or says why it cannot. The binary provides it,
 /// so the controller does not depend on the test server.
 pub type TestServerStarter =
-    Arc<dyn Fn(TestServerSpec) -> BoxFuture<'static, Result<RunTestServer, String>> + Send + Sync>;
+    Arc<dyn Fn(TestServerSpec) -> BoxFuture<'static, Result<RunTestServer, TestServerError>> + Send + Sync>;
 
 struct Active {
     /// Known once the run has started on the agents.
@@ -220,7 +223,10 @@ impl Runs {
                 "this controller cannot start the scenario's test server: start one with `wsfleet testserver` and name its URL in the scenario".into(),
             ));
         };
-        start(spec.clone()).await.map(Some).map_err(RunError::TestServer)
+        start(spec.clone())
+            .await
+            .map(Some)
+            .map_err(|error| RunError::TestServer(error.to_string()))
     }
 
     async fn play(

@@ -20,6 +20,22 @@ use crate::wire;
 /// Clock probes sent to each agent after its hello; the one with the shortest round trip wins.
 const CLOCK_PROBES: u64 = 5;
 
+/// How long an agent has to answer one clock probe.
+const CLOCK_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Why an agent was dropped while its clock was measured.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error("stream closed during clock probes")]
+    Closed,
+    #[error("no answer to a clock probe within {CLOCK_PROBE_TIMEOUT:?}")]
+    Silent,
+    #[error("stream error: {0}")]
+    Stream(String),
+    #[error("agent closed the stream")]
+    Ended,
+}
+
 pub fn unix_nanos_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -102,7 +118,7 @@ async fn probe_clock(
     inbound: &mut Streaming<AgentMessage>,
     sender: &mpsc::Sender<ControllerMessage>,
     early: &mut Vec<AgentMessage>,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     for probe_id in 0..CLOCK_PROBES {
         let sent_at = unix_nanos_now();
         let probe = ClockProbe { probe_id };
@@ -111,14 +127,14 @@ async fn probe_clock(
             .await
             .is_err()
         {
-            return Err("stream closed during clock probes".into());
+            return Err(ProbeError::Closed);
         }
         loop {
-            let next = tokio::time::timeout(std::time::Duration::from_secs(5), inbound.message())
+            let next = tokio::time::timeout(CLOCK_PROBE_TIMEOUT, inbound.message())
                 .await
-                .map_err(|_| "no answer to a clock probe within 5 s".to_owned())?
-                .map_err(|status| format!("stream error: {}", status.message()))?
-                .ok_or_else(|| "agent closed the stream".to_owned())?;
+                .map_err(|_| ProbeError::Silent)?
+                .map_err(|status| ProbeError::Stream(status.message().to_owned()))?
+                .ok_or(ProbeError::Ended)?;
             match next.kind {
                 Some(agent_message::Kind::ClockReply(reply)) if reply.probe_id == probe_id => {
                     let rtt = unix_nanos_now() - sent_at;

@@ -20,7 +20,7 @@ use wsfleet_scenario::Scenario;
 use super::event::{IntervalFigures, RunEvent, RunFigures};
 use super::rendezvous::{Point, Release};
 use crate::aggregate::Aggregate;
-use crate::lost::Survivor;
+use crate::lost::{CannotMove, Survivor};
 use crate::outcome::{Failure, LostAction, Outcome};
 use crate::registry::AgentInfo;
 use crate::summary::{
@@ -357,7 +357,7 @@ impl<'a> RunState<'a> {
     /// Moves the share of the agent at `lost_index` (already marked lost) to the agents still
     /// in the run: tells each of them every takeover so far and updates their shares. Returns
     /// how many agents took the share, or why it cannot move.
-    fn redistribute(&mut self, lost_index: usize, elapsed: Duration) -> Result<usize, String> {
+    fn redistribute(&mut self, lost_index: usize, elapsed: Duration) -> Result<usize, CannotMove> {
         let plans: Vec<&wsfleet_scenario::LoadPlan> = self.scenario.parts.iter().map(|part| &part.plan).collect();
         let moved = {
             let survivors: Vec<Survivor<'_>> = self
