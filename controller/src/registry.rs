@@ -47,6 +47,38 @@ pub struct AgentInfo {
     pub closed: CancellationToken,
 }
 
+#[cfg(test)]
+impl AgentInfo {
+    /// An agent for tests: one core, 100 connections, instance `ID-instance`, the current
+    /// revision; its messages go to `sender`.
+    pub(crate) fn for_test(id: &str, sender: mpsc::Sender<ControllerMessage>) -> AgentInfo {
+        let now = Instant::now();
+        AgentInfo {
+            id: id.into(),
+            version: String::new(),
+            hostname: String::new(),
+            address: String::new(),
+            capacity: Capacity {
+                cores: 1,
+                open_file_limit: 100,
+                max_connections: 100,
+                weight: 1.0,
+                source_addresses: Vec::new(),
+            },
+            clock_offset_nanos: 0,
+            clock_rtt_nanos: 0,
+            attached_at: now,
+            last_seen: now,
+            sender,
+            usage: AgentUsage::default(),
+            instance: format!("{id}-instance"),
+            revision: wsfleet_proto::PROTOCOL_REVISION,
+            connection: 0,
+            closed: CancellationToken::new(),
+        }
+    }
+}
+
 /// What an agent last said about its own load.
 #[derive(Clone, Debug, Default)]
 pub struct AgentUsage {
@@ -213,24 +245,12 @@ mod tests {
     use super::*;
 
     fn agent(registry: &Registry, id: &str, instance: &str) -> AgentInfo {
-        let now = Instant::now();
-        AgentInfo {
-            id: id.into(),
-            version: String::new(),
-            hostname: String::new(),
-            address: String::new(),
-            capacity: Capacity::default(),
-            clock_offset_nanos: 0,
-            clock_rtt_nanos: 0,
-            attached_at: now,
-            last_seen: now,
-            sender: mpsc::channel(1).0,
-            usage: AgentUsage::default(),
-            instance: instance.into(),
-            revision: 1,
-            connection: registry.next_connection(),
-            closed: CancellationToken::new(),
-        }
+        let mut agent = AgentInfo::for_test(id, mpsc::channel(1).0);
+        agent.capacity = Capacity::default();
+        agent.instance = instance.into();
+        agent.revision = 1;
+        agent.connection = registry.next_connection();
+        agent
     }
 
     #[test]

@@ -146,30 +146,7 @@ mod tests {
     /// An agent that plays nothing: it reports `finished` as soon as it is told to stop.
     fn obedient_agent(serving: &Serving) {
         let (sender, mut inbox) = tokio::sync::mpsc::channel(16);
-        let now = std::time::Instant::now();
-        let info = AgentInfo {
-            id: "a".into(),
-            version: String::new(),
-            hostname: String::new(),
-            address: String::new(),
-            capacity: wsfleet_proto::v1::Capacity {
-                cores: 1,
-                open_file_limit: 100,
-                max_connections: 100,
-                weight: 1.0,
-                source_addresses: Vec::new(),
-            },
-            clock_offset_nanos: 0,
-            clock_rtt_nanos: 0,
-            attached_at: now,
-            last_seen: now,
-            sender,
-            usage: Default::default(),
-            instance: "i".into(),
-            revision: 2,
-            connection: 1,
-            closed: CancellationToken::new(),
-        };
+        let info = AgentInfo::for_test("a", sender);
         let registry = serving.controller.registry.clone();
         registry.attach(info).expect("attaches");
         tokio::spawn(async move {

@@ -16,31 +16,11 @@ use crate::outcome::{Failure, LostAction, Outcome};
 use crate::registry::{AgentInfo, Registry};
 
 fn agent_with(id: &str, max_connections: u64, sources: usize) -> (AgentInfo, mpsc::Receiver<ControllerMessage>) {
-    let now = Instant::now();
     let (sender, receiver) = mpsc::channel(64);
-    let info = AgentInfo {
-        id: id.into(),
-        version: String::new(),
-        hostname: String::new(),
-        address: String::new(),
-        capacity: wsfleet_proto::v1::Capacity {
-            cores: 1,
-            open_file_limit: max_connections,
-            max_connections,
-            weight: 1.0,
-            source_addresses: (0..sources).map(|index| format!("127.0.0.{}", index + 2)).collect(),
-        },
-        clock_offset_nanos: 0,
-        clock_rtt_nanos: 0,
-        attached_at: now,
-        last_seen: now,
-        sender,
-        usage: Default::default(),
-        instance: format!("{id}-instance"),
-        revision: 2,
-        connection: 0,
-        closed: CancellationToken::new(),
-    };
+    let mut info = AgentInfo::for_test(id, sender);
+    info.capacity.max_connections = max_connections;
+    info.capacity.open_file_limit = max_connections;
+    info.capacity.source_addresses = (0..sources).map(|index| format!("127.0.0.{}", index + 2)).collect();
     (info, receiver)
 }
 
