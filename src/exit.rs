@@ -102,7 +102,11 @@ pub fn of_agent_outcome(outcome: Result<(), wsfleet_agent::AgentError>) -> u8 {
             tracing::info!(%reason, "controller gone; exiting");
             OK
         }
-        Err(error) => Failure::new(RUN_NOT_DONE, error).report(),
+        Err(error) => {
+            // Its own message names the cause already: said as it is, not as a chain.
+            tell!("error: {error}");
+            RUN_NOT_DONE
+        }
     }
 }
 
