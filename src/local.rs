@@ -1,5 +1,5 @@
-//! `wsfleet run` and `wsfleet controller --run`: start what a run needs, run it with a live
-//! line per second, and report.
+//! `wsfleet run` and `wsfleet controller --run`: start what a run needs (the scenario's test
+//! server included), run it with a live line per second, and report.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -9,14 +9,14 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use wsfleet_controller::runs::{Runs, StartError};
-use wsfleet_controller::summary::{human_bytes, human_count, human_micros};
+use wsfleet_controller::human::{human_bytes, human_count, human_micros};
+use wsfleet_controller::runs::{RunTestServer, Runs, TestServerError, TestServerStarter};
 use wsfleet_controller::{RunEvent, Summary};
 use wsfleet_metrics::catalog::ACTIVE_CONNECTIONS;
 use wsfleet_metrics::summary::LatencyStats;
 use wsfleet_scenario::{Bundle, Scenario};
 
-use crate::exit;
+use crate::exit::{self, Failure};
 
 /// Where results go besides the terminal.
 #[derive(Debug, Default)]
@@ -88,7 +88,7 @@ pub fn load_scenario(path: &Path) -> Result<(Bundle, Scenario), u8> {
 /// summary and writes outputs. Returns the exit code.
 pub async fn run_and_report(
     runs: &Arc<Runs>,
-    bundle: Bundle,
+    (bundle, scenario): (Bundle, Scenario),
     variables: HashMap<String, String>,
     outputs: &Outputs,
     quiet: bool,
@@ -96,15 +96,9 @@ pub async fn run_and_report(
 ) -> u8 {
     let scenario_source = bundle.source.clone();
     let (events, mut event_receiver) = tokio::sync::mpsc::unbounded_channel();
-    let (stop, run) = match runs.start(bundle, variables, Some(events)) {
+    let (stop, run) = match runs.start_compiled(bundle, scenario, variables, Some(events)) {
         Ok(started) => started,
-        Err(error) => {
-            tell!("error: {error}");
-            return match error {
-                StartError::Scenario(_) => exit::INVALID_INPUT,
-                _ => exit::RUN_NOT_DONE,
-            };
-        }
+        Err(error) => return Failure::new(exit::of_start_error(&error), error).report(),
     };
     // Ctrl-C stops this run gracefully.
     let interrupted = interrupt.clone();
@@ -113,81 +107,43 @@ pub async fn run_and_report(
         stop.cancel();
     });
     while let Some(event) = event_receiver.recv().await {
-        if quiet {
-            continue;
-        }
-        match event {
-            RunEvent::Started {
-                run_id, agents, vus, ..
-            } => {
-                tell!("run {run_id} started: {vus} VUs at peak on {agents} agent(s)")
-            }
-            RunEvent::Interval { interval, sets } => tell!("{}", live_line(interval, &sets)),
-            RunEvent::AgentLost { agent, reason, action } => tell!("agent {agent} lost: {reason}; {action}"),
-            RunEvent::Reshared { shares } => {
-                let shares: Vec<String> = shares.iter().map(|(agent, vus)| format!("{agent} {vus}")).collect();
-                tell!("shares of the peak VUs now: {}", shares.join(", "))
-            }
-            // The summary has it; the live lines are history.
-            RunEvent::LateReport { .. } => {}
+        if !quiet {
+            show(event);
         }
     }
     let summary = match run.await {
         Ok(Ok(summary)) => summary,
-        Ok(Err(error)) => {
-            tell!("error: {error}");
-            return match error {
-                wsfleet_controller::RunError::Scenario(_) => exit::INVALID_INPUT,
-                _ => exit::RUN_NOT_DONE,
-            };
-        }
-        Err(error) => {
-            tell!("error: the run task failed: {error}");
-            return exit::INTERNAL;
-        }
+        Ok(Err(error)) => return Failure::new(exit::of_run_error(&error), error).report(),
+        Err(error) => return Failure::new(exit::INTERNAL, anyhow::anyhow!("the run task failed: {error}")).report(),
     };
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(summary.render_text().as_bytes());
     let _ = stdout.flush();
     if let Err(error) = outputs.write(&summary, &scenario_source) {
-        tell!("error: {error:#}");
-        return exit::INTERNAL;
+        return Failure::new(exit::INTERNAL, error).report();
     }
-    outcome_code(&summary, interrupt.is_cancelled())
+    exit::of_summary(&summary, interrupt.is_cancelled())
 }
 
-/// The exit code a finished run earns.
-pub fn outcome_code(summary: &Summary, interrupted: bool) -> u8 {
-    if summary.outcome.starts_with("failed") {
-        return exit::RUN_NOT_DONE;
+/// A run event as a line on stderr.
+fn show(event: RunEvent) {
+    match event {
+        RunEvent::Started {
+            run_id, agents, vus, ..
+        } => {
+            tell!("run {run_id} started: {vus} VUs at peak on {agents} agent(s)")
+        }
+        RunEvent::Interval(shown) => tell!("{}", live_line(shown.interval, &shown.sets)),
+        RunEvent::AgentLost {
+            agent, reason, detail, ..
+        } => tell!("agent {agent} lost: {reason}; {detail}"),
+        RunEvent::Reshared { shares } => {
+            let shares: Vec<String> = shares.iter().map(|(agent, vus)| format!("{agent} {vus}")).collect();
+            tell!("shares of the peak VUs now: {}", shares.join(", "))
+        }
+        // The summary has it; the live lines are history.
+        RunEvent::LateReport(_) => {}
     }
-    if summary.lost_agents.aborted() {
-        tell!("error: {}", summary.outcome);
-        return exit::AGENT_LOST;
-    }
-    let failed: Vec<&str> = summary
-        .thresholds
-        .iter()
-        .filter(|threshold| !threshold.passed)
-        .map(|threshold| threshold.name.as_str())
-        .collect();
-    if !failed.is_empty() {
-        tell!("error: {} threshold(s) failed: {}", failed.len(), failed.join(", "));
-        return exit::THRESHOLDS_FAILED;
-    }
-    if interrupted {
-        return exit::INTERRUPTED;
-    }
-    if !summary.thresholds.is_empty() {
-        return exit::OK;
-    }
-    let opened = summary.totals.counter("connections_opened");
-    let failed = summary.totals.counter("connections_failed");
-    if opened == 0 && failed > 0 {
-        tell!("error: every connection attempt failed ({failed}); see `errors` above");
-        return exit::NO_CONNECTION;
-    }
-    exit::OK
 }
 
 fn live_line(interval: u64, sets: &wsfleet_metrics::MetricSets) -> String {
@@ -223,4 +179,41 @@ pub async fn bind(address: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}: is another controller running there?"))
+}
+
+/// The value of a run carrying the PEM certificate of the scenario's TLS test server, which
+/// agents add to the roots they trust.
+const TESTSERVER_CA_VARIABLE: &str = wsfleet_scenario::TESTSERVER_CA_VARIABLE;
+
+/// How the controller starts the test server a scenario asks for (`testserver:`), and the
+/// values it publishes (`testserver.url`, `.host`, `.port`, and its CA under TLS).
+pub fn testserver_starter() -> TestServerStarter {
+    Arc::new(|spec| Box::pin(start_testserver(spec)))
+}
+
+async fn start_testserver(spec: wsfleet_scenario::TestServerSpec) -> Result<RunTestServer, TestServerError> {
+    let config = wsfleet_testserver::Config {
+        subprotocols: spec.subprotocols.clone(),
+        tls: spec.tls,
+        ..wsfleet_testserver::Config::default()
+    };
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], spec.port));
+    let server = wsfleet_testserver::TestServer::start(address, config)
+        .await
+        .map_err(|error| format!("cannot start the scenario's test server on {address}: {error}"))?;
+    let bound = server.local_addr();
+    tracing::info!(url = %server.url(), "test server started for the run");
+    let mut values = HashMap::from([
+        ("testserver.url".to_owned(), server.url()),
+        ("testserver.host".to_owned(), bound.ip().to_string()),
+        ("testserver.port".to_owned(), bound.port().to_string()),
+    ]);
+    // Agents trust the run's own test server: its certificate is made for this run.
+    if let Some(pem) = server.ca_certificate_pem() {
+        values.insert(TESTSERVER_CA_VARIABLE.to_owned(), pem.to_string());
+    }
+    Ok(RunTestServer {
+        values,
+        stop: Box::pin(server.shutdown()),
+    })
 }

@@ -23,12 +23,16 @@ mod exit;
 mod local;
 mod settings;
 
+use std::io::IsTerminal as _;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use wsfleet_controller::{Controller, ControllerSettings};
+use wsfleet_controller::ControllerSettings;
+
+use crate::exit::OrExit as _;
 
 use crate::cli::{Cli, Command};
 
@@ -45,6 +49,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour escapes only for a person at a terminal, not in a log file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let settings = match settings::load(cli.config.as_deref(), overrides(&cli)) {
         Ok(settings) => settings,
@@ -148,8 +154,11 @@ fn overrides(cli: &Cli) -> settings::Overrides {
     overrides
 }
 
-fn controller_settings(section: &settings::ControllerSection) -> anyhow::Result<ControllerSettings> {
+/// The agents' channel as `section` describes it; without `with_tls`, its TLS settings are not
+/// read (`wsfleet run` serves its own local agents on loopback).
+fn controller_settings(section: &settings::ControllerSection, with_tls: bool) -> anyhow::Result<ControllerSettings> {
     let tls = match (&section.tls_cert, &section.tls_key) {
+        _ if !with_tls => None,
         (Some(certificate), Some(key)) => Some(wsfleet_controller::ServerTls {
             certificate_pem: settings::read_pem(certificate, "controller.tls_cert")?,
             key_pem: settings::read_pem(key, "controller.tls_key")?,
@@ -229,7 +238,7 @@ async fn dispatch(cli: Cli, settings: settings::Settings) -> u8 {
             }
             Err(code) => code,
         },
-        Command::Run(args) => run_local(args).await,
+        Command::Run(args) => run_local(args, &settings).await,
         Command::Controller(args) => run_controller(args, &settings).await,
         Command::Agent(args) => run_agent(args, &settings).await,
         Command::Testserver(args) => run_testserver(args).await,
@@ -240,21 +249,19 @@ fn toml_like(settings: &settings::Settings) -> Result<String, serde_json::Error>
     serde_json::to_string_pretty(settings)
 }
 
-async fn run_local(args: cli::RunArgs) -> u8 {
-    let outputs = match local::Outputs::parse(&args.out) {
-        Ok(outputs) => outputs,
-        Err(error) => {
-            tell!("error: {error}");
-            return exit::USAGE;
-        }
-    };
-    let (bundle, _) = match local::load_scenario(&args.scenario) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    let variables = std::collections::HashMap::new();
+async fn run_local(args: cli::RunArgs, settings: &settings::Settings) -> u8 {
+    run_local_failing(args, settings)
+        .await
+        .unwrap_or_else(exit::Failure::report)
+}
 
-    let controller = Controller::new(ControllerSettings::default());
+/// `wsfleet run`: a controller on loopback ports, `--agents` local agent processes, one run.
+async fn run_local_failing(args: cli::RunArgs, settings: &settings::Settings) -> Result<u8, exit::Failure> {
+    let outputs = local::Outputs::parse(&args.out).or_exit(exit::USAGE)?;
+    let loaded = local::load_scenario(&args.scenario).map_err(exit::Failure::reported)?;
+    // The agents are this command's own, on loopback: the agents' channel has no TLS here.
+    let controller_settings = controller_settings(&settings.controller, false).or_exit(exit::INVALID_INPUT)?;
+    let token = controller_settings.token.clone();
     // The run's history lives as long as this command (the dashboard reads it), unless kept.
     let temporary_data = tempfile::tempdir().ok();
     let data_dir = args
@@ -262,67 +269,37 @@ async fn run_local(args: cli::RunArgs) -> u8 {
         .clone()
         .or_else(|| temporary_data.as_ref().map(|dir| dir.path().to_owned()));
     let history = match data_dir {
-        Some(dir) => {
-            match tokio::task::spawn_blocking(move || wsfleet_controller::history::History::open(&dir)).await {
-                Ok(Ok(history)) => Some(history),
-                Ok(Err(error)) => {
-                    tell!("error: {error}");
-                    return exit::INVALID_INPUT;
-                }
-                Err(_) => None,
-            }
-        }
+        Some(dir) => open_history(dir).await?,
         None => None,
     };
-    let runs = wsfleet_controller::runs::Runs::new(controller.clone(), history);
-    let listener = match local::bind("127.0.0.1:0").await {
-        Ok(listener) => listener,
-        Err(error) => {
-            tell!("error: {error:#}");
-            return exit::RUN_NOT_DONE;
-        }
-    };
-    let grpc_address = match listener.local_addr() {
-        Ok(address) => address,
-        Err(error) => {
-            tell!("error: {error}");
-            return exit::INTERNAL;
-        }
-    };
-    let shutdown = CancellationToken::new();
-    let serving = {
-        let controller = controller.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { controller.serve_grpc(listener, shutdown).await })
-    };
-    let http_listener = match local::bind(&args.http).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            tell!("error: {error:#}");
-            return exit::RUN_NOT_DONE;
-        }
-    };
-    if let Ok(address) = http_listener.local_addr() {
+    let grpc = local::bind("127.0.0.1:0").await.or_exit(exit::RUN_NOT_DONE)?;
+    let grpc_address = grpc.local_addr().or_exit(exit::INTERNAL)?;
+    let http = local::bind(&args.http).await.or_exit(exit::RUN_NOT_DONE)?;
+    if let Ok(address) = http.local_addr() {
         tell!("dashboard at http://{address}/ (metrics at /metrics)");
     }
-    let http_serving = {
-        let router = wsfleet_controller::http::router(wsfleet_controller::http::HttpState::new(runs.clone(), None));
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { wsfleet_controller::http::serve(http_listener, router, shutdown).await })
+    let shutdown = CancellationToken::new();
+    let config = wsfleet_controller::ServeConfig {
+        settings: controller_settings,
+        api_token: settings.controller.api_token.clone(),
+        testserver: Some(local::testserver_starter()),
     };
+    let serving = wsfleet_controller::serve(
+        wsfleet_controller::Listeners { grpc, http },
+        config,
+        history,
+        shutdown.clone(),
+    );
 
-    let executable = match std::env::current_exe() {
-        Ok(path) => path,
-        Err(error) => {
-            tell!("error: cannot find the wsfleet executable to start agents: {error}");
-            return exit::INTERNAL;
-        }
-    };
+    let executable = std::env::current_exe()
+        .context("cannot find the wsfleet executable to start agents")
+        .or_exit(exit::INTERNAL)?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let workers = args.workers.unwrap_or_else(|| (cores / args.agents as usize).max(1));
     let mut children = Vec::new();
     for index in 0..args.agents {
-        let child = tokio::process::Command::new(&executable)
+        let mut command = tokio::process::Command::new(&executable);
+        command
             .arg("agent")
             .arg("--controller")
             .arg(format!("http://{grpc_address}"))
@@ -330,7 +307,11 @@ async fn run_local(args: cli::RunArgs) -> u8 {
             .arg(format!("local-{index}"))
             .arg("--workers")
             .arg(workers.to_string())
-            .arg("--once")
+            .arg("--once");
+        if let Some(token) = &token {
+            command.arg("--token").arg(token);
+        }
+        let child = command
             // Their own process group: a terminal's Ctrl-C reaches only this process, which
             // stops the run gracefully through the controller; the agents exit when it closes
             // their streams.
@@ -338,25 +319,28 @@ async fn run_local(args: cli::RunArgs) -> u8 {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .kill_on_drop(true)
-            .spawn();
-        match child {
-            Ok(child) => children.push(child),
-            Err(error) => {
-                tell!("error: cannot start local agent {index}: {error}");
-                return exit::RUN_NOT_DONE;
-            }
-        }
+            .spawn()
+            .with_context(|| format!("cannot start local agent {index}"))
+            .or_exit(exit::RUN_NOT_DONE)?;
+        children.push(child);
     }
     let wanted = args.agents as usize;
-    let attached = controller.wait_for_agents(wanted, Duration::from_secs(30)).await;
+    let attached = serving
+        .controller
+        .wait_for_agents(wanted, Duration::from_secs(30))
+        .await;
     if attached < wanted {
-        tell!("error: only {attached} of {wanted} local agents attached within 30 s; run with --log info to see why");
-        return exit::RUN_NOT_DONE;
+        return Err(exit::Failure::new(
+            exit::RUN_NOT_DONE,
+            anyhow::anyhow!(
+                "only {attached} of {wanted} local agents attached within 30 s; run with --log info to see why"
+            ),
+        ));
     }
 
     let stop = CancellationToken::new();
     spawn_interrupt_handler(stop.clone());
-    let code = local::run_and_report(&runs, bundle, variables, &outputs, args.quiet, stop).await;
+    let code = local::run_and_report(&serving.runs, loaded, Default::default(), &outputs, args.quiet, stop).await;
     if !args.linger.is_zero() {
         // Keep the final figures scrapeable (e.g. by Prometheus) for a while.
         tokio::time::sleep(args.linger).await;
@@ -364,8 +348,7 @@ async fn run_local(args: cli::RunArgs) -> u8 {
 
     // Agents exit when the controller's stream closes; give them a moment, then make sure.
     shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(3), serving).await;
-    let _ = tokio::time::timeout(Duration::from_secs(3), http_serving).await;
+    close(serving).await;
     for mut child in children {
         if tokio::time::timeout(Duration::from_secs(3), child.wait())
             .await
@@ -374,87 +357,69 @@ async fn run_local(args: cli::RunArgs) -> u8 {
             let _ = child.kill().await;
         }
     }
-    code
+    Ok(code)
+}
+
+/// Opens the run history in `dir`.
+async fn open_history(dir: std::path::PathBuf) -> Result<Option<wsfleet_controller::history::History>, exit::Failure> {
+    match tokio::task::spawn_blocking(move || wsfleet_controller::history::History::open(&dir)).await {
+        Ok(history) => history.map(Some).or_exit(exit::INVALID_INPUT),
+        // The history is a convenience: a run goes on without it.
+        Err(_) => Ok(None),
+    }
+}
+
+/// Waits for the controller's ordered shutdown; a server's failure is logged.
+async fn close(serving: wsfleet_controller::Serving) {
+    if let Err(error) = serving.closed().await {
+        tracing::warn!(%error, "controller shut down with an error");
+    }
 }
 
 async fn run_controller(args: cli::ControllerArgs, settings: &settings::Settings) -> u8 {
-    let controller_settings = match controller_settings(&settings.controller) {
-        Ok(settings) => settings,
-        Err(error) => {
-            tell!("error: {error:#}");
-            return exit::INVALID_INPUT;
-        }
-    };
-    let outputs = match local::Outputs::parse(&args.out) {
-        Ok(outputs) => outputs,
-        Err(error) => {
-            tell!("error: {error}");
-            return exit::USAGE;
-        }
-    };
+    run_controller_failing(args, settings)
+        .await
+        .unwrap_or_else(exit::Failure::report)
+}
+
+/// `wsfleet controller`: serve agents and the API until Ctrl-C, or run `--run` once.
+async fn run_controller_failing(args: cli::ControllerArgs, settings: &settings::Settings) -> Result<u8, exit::Failure> {
+    let controller_settings = controller_settings(&settings.controller, true).or_exit(exit::INVALID_INPUT)?;
+    let outputs = local::Outputs::parse(&args.out).or_exit(exit::USAGE)?;
     let scenario = match &args.run {
-        Some(path) => match local::load_scenario(path) {
-            Ok(loaded) => Some(loaded),
-            Err(code) => return code,
-        },
+        Some(path) => Some(local::load_scenario(path).map_err(exit::Failure::reported)?),
         None => None,
     };
     let data_dir = std::path::PathBuf::from(&settings.controller.data_dir);
     let history = match tokio::task::spawn_blocking(move || wsfleet_controller::history::History::open(&data_dir)).await
     {
-        Ok(Ok(history)) => history,
-        Ok(Err(error)) => {
-            tell!("error: {error}");
-            return exit::INVALID_INPUT;
-        }
-        Err(error) => {
-            tell!("error: {error}");
-            return exit::INTERNAL;
-        }
+        Ok(history) => history.or_exit(exit::INVALID_INPUT)?,
+        Err(error) => return Err(exit::Failure::new(exit::INTERNAL, error)),
     };
-    let listener = match local::bind(&settings.controller.listen).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            tell!("error: {error:#}");
-            return exit::RUN_NOT_DONE;
-        }
-    };
-    let address = listener
-        .local_addr()
-        .map(|address| address.to_string())
-        .unwrap_or_default();
+    let grpc = local::bind(&settings.controller.listen)
+        .await
+        .or_exit(exit::RUN_NOT_DONE)?;
+    let address = grpc.local_addr().map(|address| address.to_string()).unwrap_or_default();
     let scheme = if controller_settings.tls.is_some() {
         "https"
     } else {
         "http"
     };
     say!("wsfleet controller listening for agents on {scheme}://{address}");
-    let controller = Controller::new(controller_settings);
-    let shutdown = CancellationToken::new();
-    let serving = {
-        let controller = controller.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { controller.serve_grpc(listener, shutdown).await })
-    };
-    let http_listener = match local::bind(&settings.controller.http).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            tell!("error: {error:#}");
-            return exit::RUN_NOT_DONE;
-        }
-    };
-    if let Ok(address) = http_listener.local_addr() {
+    let http = local::bind(&settings.controller.http)
+        .await
+        .or_exit(exit::RUN_NOT_DONE)?;
+    if let Ok(address) = http.local_addr() {
         say!("dashboard at http://{address}/ (metrics at /metrics)");
     }
-    let runs = wsfleet_controller::runs::Runs::new(controller.clone(), Some(history));
-    let http_serving = {
-        let router = wsfleet_controller::http::router(wsfleet_controller::http::HttpState::new(
-            runs.clone(),
-            settings.controller.api_token.clone(),
-        ));
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { wsfleet_controller::http::serve(http_listener, router, shutdown).await })
+    let shutdown = CancellationToken::new();
+    let config = wsfleet_controller::ServeConfig {
+        settings: controller_settings,
+        api_token: settings.controller.api_token.clone(),
+        testserver: Some(local::testserver_starter()),
     };
+    let listeners = wsfleet_controller::Listeners { grpc, http };
+    let serving = wsfleet_controller::serve(listeners, config, Some(history), shutdown.clone());
     let stop = CancellationToken::new();
     spawn_interrupt_handler(stop.clone());
     let code = match scenario {
@@ -462,10 +427,10 @@ async fn run_controller(args: cli::ControllerArgs, settings: &settings::Settings
             stop.cancelled().await;
             exit::OK
         }
-        Some((bundle, _)) => {
+        Some(loaded) => {
             tell!("waiting for {} agent(s)", args.agents);
             let attached = tokio::select! {
-                attached = controller.wait_for_agents(args.agents, args.wait) => attached,
+                attached = serving.controller.wait_for_agents(args.agents, args.wait) => attached,
                 _ = stop.cancelled() => 0,
             };
             if attached < args.agents {
@@ -476,17 +441,23 @@ async fn run_controller(args: cli::ControllerArgs, settings: &settings::Settings
                 );
                 exit::RUN_NOT_DONE
             } else {
-                local::run_and_report(&runs, bundle, Default::default(), &outputs, false, stop).await
+                local::run_and_report(&serving.runs, loaded, Default::default(), &outputs, false, stop).await
             }
         }
     };
     shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(3), serving).await;
-    let _ = tokio::time::timeout(Duration::from_secs(3), http_serving).await;
-    code
+    close(serving).await;
+    Ok(code)
 }
 
 async fn run_agent(args: cli::AgentArgs, settings: &settings::Settings) -> u8 {
+    run_agent_failing(args, settings)
+        .await
+        .unwrap_or_else(exit::Failure::report)
+}
+
+/// `wsfleet agent`: attach to the controller and play what it assigns.
+async fn run_agent_failing(args: cli::AgentArgs, settings: &settings::Settings) -> Result<u8, exit::Failure> {
     let section = &settings.agent;
     let mut config = wsfleet_agent::AgentConfig::new(section.controller.clone());
     config.agent_id = section.id.clone();
@@ -499,13 +470,9 @@ async fn run_agent(args: cli::AgentArgs, settings: &settings::Settings) -> u8 {
     config.once = args.once;
     config.protocol_version = args.protocol_version;
     if let Some(spec) = &section.source_addresses {
-        match wsfleet_agent::parse_source_addresses(spec) {
-            Ok(addresses) => config.source_addresses = addresses,
-            Err(error) => {
-                tell!("error: configuration `agent.source_addresses`: {error}");
-                return exit::INVALID_INPUT;
-            }
-        }
+        config.source_addresses = wsfleet_agent::parse_source_addresses(spec)
+            .map_err(|error| anyhow::anyhow!("configuration `agent.source_addresses`: {error}"))
+            .or_exit(exit::INVALID_INPUT)?;
     }
     let tls = (|| -> anyhow::Result<Option<wsfleet_agent::ClientTls>> {
         let identity = match (&section.cert, &section.key) {
@@ -528,13 +495,7 @@ async fn run_agent(args: cli::AgentArgs, settings: &settings::Settings) -> u8 {
             None => Ok(None),
         }
     })();
-    match tls {
-        Ok(tls) => config.tls = tls,
-        Err(error) => {
-            tell!("error: {error:#}");
-            return exit::INVALID_INPUT;
-        }
-    }
+    config.tls = tls.or_exit(exit::INVALID_INPUT)?;
     let cancel = CancellationToken::new();
     {
         let cancel = cancel.clone();
@@ -550,45 +511,31 @@ async fn run_agent(args: cli::AgentArgs, settings: &settings::Settings) -> u8 {
     } else {
         wsfleet_agent::run(config, cancel).await
     };
-    match outcome {
-        Ok(()) => exit::OK,
-        Err(wsfleet_agent::AgentError::Detached(reason)) => {
-            tracing::info!(%reason, "controller gone; exiting");
-            exit::OK
-        }
-        Err(error @ wsfleet_agent::AgentError::Refused(_)) => {
-            tell!("error: {error}");
-            exit::RUN_NOT_DONE
-        }
-        Err(error) => {
-            tell!("error: {error}");
-            exit::RUN_NOT_DONE
-        }
-    }
+    Ok(exit::of_agent_outcome(outcome))
 }
 
 async fn run_testserver(args: cli::TestserverArgs) -> u8 {
+    run_testserver_failing(args).await.unwrap_or_else(exit::Failure::report)
+}
+
+/// `wsfleet testserver`: serve until Ctrl-C.
+async fn run_testserver_failing(args: cli::TestserverArgs) -> Result<u8, exit::Failure> {
     let config = wsfleet_testserver::Config {
         subprotocols: args.subprotocols.clone(),
         tls: args.tls,
         reuse_port: args.reuse_port,
         ..wsfleet_testserver::Config::default()
     };
-    let server = match wsfleet_testserver::TestServer::start(args.listen, config).await {
-        Ok(server) => server,
-        Err(error) => {
-            tell!("error: {error}");
-            return exit::RUN_NOT_DONE;
-        }
-    };
+    let server = wsfleet_testserver::TestServer::start(args.listen, config)
+        .await
+        .or_exit(exit::RUN_NOT_DONE)?;
     if let (Some(path), Some(pem)) = (&args.cert_out, server.ca_certificate_pem()) {
-        if let Err(error) = std::fs::write(path, pem) {
-            tell!("error: cannot write the certificate to {}: {error}", path.display());
-            return exit::INTERNAL;
-        }
+        std::fs::write(path, pem)
+            .with_context(|| format!("cannot write the certificate to {}", path.display()))
+            .or_exit(exit::INTERNAL)?;
     }
     say!("wsfleet testserver listening on {}", server.url());
     let _ = tokio::signal::ctrl_c().await;
     server.shutdown().await;
-    exit::OK
+    Ok(exit::OK)
 }

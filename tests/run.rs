@@ -291,3 +291,99 @@ steps:
     assert_eq!(stats.total_connections, opened);
     runtime.block_on(server.shutdown());
 }
+
+/// A scenario of one VU that connects once to a port nothing listens on.
+fn one_refused_connection(dir: &std::path::Path) -> std::path::PathBuf {
+    let url = format!("ws://127.0.0.1:{}/", closed_port());
+    let source = format!("load: {{ vus: 1, iterations: 1 }}\nsteps:\n  - connect: {{ url: '{url}' }}\n");
+    write(dir, "one.yaml", &source)
+}
+
+/// Starts `wsfleet run` of a one-connection scenario that lingers, its HTTP endpoints on a known
+/// port, with `config` as its configuration file and `environment` added; returns the process
+/// and the port once the port answers.
+fn lingering_run(dir: &std::path::Path, config: &str, environment: &[(&str, &str)]) -> (std::process::Child, u16) {
+    let scenario = one_refused_connection(dir);
+    let config = write(dir, "wsfleet.toml", config);
+    let port = closed_port();
+    let mut command = wsfleet();
+    command
+        .arg("run")
+        .arg(&scenario)
+        .arg("--config")
+        .arg(&config)
+        .args(["--quiet", "--linger", "30s", "--http", &format!("127.0.0.1:{port}")])
+        .envs(environment.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "wsfleet run exited early");
+        assert!(std::time::Instant::now() < deadline, "the HTTP port never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port)
+}
+
+#[test]
+fn run_takes_its_settings_from_the_config_file_then_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[controller]\napi_token = \"from-file\"\n";
+
+    // The file's API token guards the run's dashboard and API.
+    let (mut child, port) = lingering_run(dir.path(), config, &[]);
+    let without = http("GET", port, "/api/status", None, None).0;
+    let with_file = http("GET", port, "/api/status", Some("from-file"), None).0;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((without, with_file), (401, 200));
+
+    // The environment overrides the file.
+    let (mut child, port) = lingering_run(dir.path(), config, &[("WSFLEET_CONTROLLER__API_TOKEN", "from-env")]);
+    let with_file = http("GET", port, "/api/status", Some("from-file"), None).0;
+    let with_environment = http("GET", port, "/api/status", Some("from-env"), None).0;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((with_file, with_environment), (401, 200));
+
+    // The agents' channel settings are read, and checked, too.
+    let scenario = write(
+        dir.path(),
+        "none.yaml",
+        "load: { vus: 1, iterations: 1 }\nsteps:\n  - think: 1ms\n",
+    );
+    let mut command = wsfleet();
+    command
+        .arg("run")
+        .arg(&scenario)
+        .env("WSFLEET_CONTROLLER__HEARTBEAT_INTERVAL", "often");
+    let output = run_bounded(command, Duration::from_secs(30));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("configuration `controller.heartbeat_interval` = `often` is not a duration"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_gives_its_local_agents_the_configured_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = one_refused_connection(dir.path());
+    let out = dir.path().join("summary.json");
+    let mut command = wsfleet();
+    command
+        .arg("run")
+        .arg(&scenario)
+        .args(["--quiet", "--agents", "2"])
+        .arg("--out")
+        .arg(format!("json={}", out.display()))
+        .env("WSFLEET_CONTROLLER__TOKEN", "agents-secret");
+    let output = run_bounded(command, Duration::from_secs(60));
+    // The agents attached with the token and played: the one connection was refused.
+    assert_eq!(output.status.code(), Some(6), "{}", text(&output.stderr));
+    let summary = read_json(&out);
+    assert_eq!(summary["agents"].as_array().map(Vec::len), Some(2));
+    assert_eq!(counter(&summary, "connections_failed"), 1);
+}

@@ -21,14 +21,15 @@ pub struct Aggregate {
 }
 
 impl Aggregate {
-    /// Adds a report; returns false for a duplicate (agent, interval).
-    pub fn add(&mut self, agent: &str, report: &MetricReport) -> Result<bool, MetricsError> {
+    /// Adds a report, decoded once here; returns its figures, or `None` for a duplicate
+    /// (agent, interval), which is not decoded.
+    pub fn add(&mut self, agent: &str, report: &MetricReport) -> Result<Option<MetricSets>, MetricsError> {
         let agents = self.reported.entry(report.interval).or_default();
         if agents.contains(agent) {
             self.duplicates += 1;
-            return Ok(false);
+            return Ok(None);
         }
-        let sets = MetricSets::from_report(report)?;
+        let mut sets = crate::wire::report_figures(report)?;
         agents.insert(agent.to_owned());
         let interval = self.intervals.entry(report.interval).or_default();
         interval.merge(&sets)?;
@@ -36,12 +37,11 @@ impl Aggregate {
             let peak = self.peak_gauges.entry(name.clone()).or_insert(*value);
             *peak = (*peak).max(*value);
         }
-        let counted = MetricSets {
-            sets: sets.sets,
-            gauges: BTreeMap::new(),
-        };
-        self.totals.merge(&counted)?;
-        Ok(true)
+        // Gauges add across agents within an interval, never across intervals.
+        let gauges = std::mem::take(&mut sets.gauges);
+        self.totals.merge(&sets)?;
+        sets.gauges = gauges;
+        Ok(Some(sets))
     }
 
     /// The last of the first intervals that every one of `agents` has reported.
@@ -79,11 +79,12 @@ mod tests {
     #[test]
     fn each_agent_and_interval_counts_once() {
         let mut aggregate = Aggregate::default();
-        assert_eq!(aggregate.add("a", &report(0, 5)).ok(), Some(true));
-        assert_eq!(aggregate.add("b", &report(0, 7)).ok(), Some(true));
+        let accepted = |added: Result<Option<MetricSets>, MetricsError>| added.map(|sets| sets.is_some()).ok();
+        assert_eq!(accepted(aggregate.add("a", &report(0, 5))), Some(true));
+        assert_eq!(accepted(aggregate.add("b", &report(0, 7))), Some(true));
         // "a" resends interval 0 after reattaching: ignored, counted as a duplicate.
-        assert_eq!(aggregate.add("a", &report(0, 5)).ok(), Some(false));
-        assert_eq!(aggregate.add("a", &report(1, 1)).ok(), Some(true));
+        assert_eq!(accepted(aggregate.add("a", &report(0, 5))), Some(false));
+        assert_eq!(accepted(aggregate.add("a", &report(1, 1))), Some(true));
         assert_eq!(aggregate.totals.total().counter("messages_sent"), 13);
         assert_eq!(aggregate.duplicates, 1);
         assert_eq!(aggregate.accepted(), 3);
@@ -91,7 +92,7 @@ mod tests {
         assert_eq!(aggregate.complete_through(&both), Some(0));
         assert_eq!(aggregate.complete_through(&BTreeSet::from(["a"])), Some(1));
         // A lost agent's resent report does not complete an interval the others still owe.
-        assert_eq!(aggregate.add("c", &report(2, 1)).ok(), Some(true));
+        assert_eq!(accepted(aggregate.add("c", &report(2, 1))), Some(true));
         assert_eq!(aggregate.complete_through(&BTreeSet::from(["a"])), Some(1));
     }
 }

@@ -430,7 +430,9 @@ async fn start_run(
             problems: error.problems().iter().map(ToString::to_string).collect(),
         }),
         Err(error @ StartError::Busy(_)) => Err(ApiError::new(StatusCode::CONFLICT, error.to_string())),
-        Err(error @ StartError::NoAgents) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())),
+        Err(error @ (StartError::NoAgents | StartError::ShuttingDown)) => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string()))
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! What the controller knows about the run in progress (or the last one), for its HTTP
-//! endpoints: cumulative figures, the last interval, peaks. Updated from the run's events; read
-//! by handlers. The mutex is held only to copy or update, never across an `.await`.
+//! endpoints: cumulative figures, the last interval, peaks. Copied from the run's events (the
+//! run merges the figures once); read by handlers. The mutex is held only to copy or update, never across an `.await`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +15,7 @@ pub struct LiveRun {
     pub run_id: String,
     pub scenario: String,
     pub running: bool,
-    /// Every interval emitted so far, merged.
+    /// Every report accepted so far, merged (gauges excluded: see `peak_gauges`).
     pub totals: MetricSets,
     /// The last interval emitted, with its index.
     pub last_interval: Option<(u64, MetricSets)>,
@@ -39,10 +39,11 @@ pub struct LiveRun {
 #[derive(Clone, Debug, Default)]
 pub struct LostAgent {
     pub reason: String,
-    /// What the run's policy did (`load.on_agent_lost`).
+    /// What the run's policy did (`load.on_agent_lost`), in words.
     pub action: String,
 }
 
+/// The live state, shared by the run's publisher and the HTTP handlers.
 #[derive(Default)]
 pub struct Live {
     run: Mutex<Option<LiveRun>>,
@@ -97,6 +98,7 @@ impl Live {
         });
     }
 
+    /// Takes one run event: the figures come merged by the run, so this only copies them.
     pub fn apply(&self, event: &RunEvent) {
         let mut guard = self.lock();
         let Some(run) = guard.as_mut() else { return };
@@ -105,48 +107,30 @@ impl Live {
                 run.run_id = run_id.clone();
                 run.shares = shares.iter().cloned().collect();
             }
-            RunEvent::Interval { interval, sets } => {
-                let counted = MetricSets {
-                    sets: sets.sets.clone(),
-                    gauges: BTreeMap::new(),
-                };
-                if let Err(error) = run.totals.merge(&counted) {
-                    tracing::warn!(%error, "live figures: cannot merge an interval");
-                }
-                for (name, value) in &sets.gauges {
-                    let peak = run.peak_gauges.entry(name.clone()).or_insert(*value);
-                    *peak = (*peak).max(*value);
-                }
-                run.intervals
-                    .push(crate::summary::Summary::interval_of(*interval, sets));
-                run.last_interval = Some((*interval, sets.clone()));
-            }
-            RunEvent::LateReport { interval, sets, late } => {
-                // A lost agent's report completes an interval already shown: the totals take
-                // the report, the series the interval's new figures.
-                let counted = MetricSets {
-                    sets: late.sets.clone(),
-                    gauges: BTreeMap::new(),
-                };
-                if let Err(error) = run.totals.merge(&counted) {
-                    tracing::warn!(%error, "live figures: cannot merge a late report");
-                }
-                for (name, value) in &sets.gauges {
-                    let peak = run.peak_gauges.entry(name.clone()).or_insert(*value);
-                    *peak = (*peak).max(*value);
-                }
-                let figures = crate::summary::Summary::interval_of(*interval, sets);
-                if let Some(shown) = run.intervals.iter_mut().find(|shown| shown.interval == *interval) {
-                    *shown = figures;
+            RunEvent::Interval(interval) | RunEvent::LateReport(interval) => {
+                run.totals = interval.so_far.totals.clone();
+                run.peak_gauges = interval.so_far.peak_gauges.clone();
+                if matches!(event, RunEvent::Interval(_)) {
+                    run.intervals.push(interval.figures.clone());
+                    run.last_interval = Some((interval.interval, interval.sets.clone()));
+                } else if let Some(shown) = run
+                    .intervals
+                    .iter_mut()
+                    .find(|shown| shown.interval == interval.interval)
+                {
+                    // A lost agent's report completes an interval already shown.
+                    *shown = interval.figures.clone();
                 }
             }
-            RunEvent::AgentLost { agent, reason, action } => {
+            RunEvent::AgentLost {
+                agent, reason, detail, ..
+            } => {
                 run.agents_lost += 1;
                 run.lost.insert(
                     agent.clone(),
                     LostAgent {
                         reason: reason.clone(),
-                        action: action.clone(),
+                        action: detail.clone(),
                     },
                 );
             }
@@ -156,9 +140,93 @@ impl Live {
         }
     }
 
+    /// Marks the run over.
     pub fn finish(&self) {
         if let Some(run) = self.lock().as_mut() {
             run.running = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::LostAction;
+    use crate::run::{IntervalFigures, RunFigures};
+    use crate::summary::Summary;
+
+    fn interval(interval: u64, received: u64, so_far: u64) -> IntervalFigures {
+        let mut sets = MetricSets::default();
+        sets.sets
+            .entry("echo".into())
+            .or_default()
+            .counters
+            .insert("messages_received".into(), received);
+        sets.gauges.insert("active_connections".into(), 3);
+        let mut totals = MetricSets::default();
+        totals
+            .sets
+            .entry("echo".into())
+            .or_default()
+            .counters
+            .insert("messages_received".into(), so_far);
+        IntervalFigures {
+            interval,
+            figures: Summary::interval_of(interval, &sets),
+            sets,
+            so_far: RunFigures {
+                totals,
+                peak_gauges: BTreeMap::from([("active_connections".to_owned(), 3)]),
+            },
+        }
+    }
+
+    #[test]
+    fn the_live_view_copies_the_run_figures_it_is_given() {
+        let live = Live::new();
+        let scenario = wsfleet_scenario::Bundle {
+            path: "live.yaml".into(),
+            source: "load: { vus: 2, duration: 5s }\nsteps:\n  - connect: { url: 'ws://127.0.0.1:9/' }\n".into(),
+            files: Default::default(),
+        }
+        .compile()
+        .expect("compiles");
+        // Events before a run begins have nowhere to go.
+        live.apply(&RunEvent::Interval(interval(0, 1, 1)));
+        assert!(live.snapshot().is_none());
+        live.begin("run1", &scenario);
+        live.apply(&RunEvent::Started {
+            run_id: "run1".into(),
+            agents: 2,
+            vus: 2,
+            shares: vec![("a".into(), 1), ("b".into(), 1)],
+        });
+        live.apply(&RunEvent::Interval(interval(0, 4, 4)));
+        live.apply(&RunEvent::Interval(interval(1, 6, 10)));
+        // A lost agent's resent report completes interval 0: its row changes, the totals are
+        // the run's own (not merged again here).
+        live.apply(&RunEvent::LateReport(interval(0, 9, 15)));
+        live.apply(&RunEvent::AgentLost {
+            agent: "b".into(),
+            reason: "gone".into(),
+            action: LostAction::Continued,
+            detail: "the run went on without its share".into(),
+        });
+        live.finish();
+        let run = live.snapshot().expect("a run");
+        assert!(!run.running);
+        assert_eq!(run.stage_ends, vec![5.0]);
+        assert_eq!(run.totals.total().counter("messages_received"), 15);
+        assert_eq!(run.peak_gauges["active_connections"], 3);
+        let rows: Vec<(u64, u64)> = run
+            .intervals
+            .iter()
+            .map(|row| (row.interval, row.counters["messages_received"]))
+            .collect();
+        assert_eq!(rows, vec![(0, 9), (1, 6)]);
+        assert_eq!(run.last_interval.map(|(index, _)| index), Some(1));
+        assert_eq!(run.agents_lost, 1);
+        assert_eq!(run.lost["b"].action, "the run went on without its share");
+        assert_eq!(run.shares.len(), 2);
     }
 }

@@ -1,14 +1,14 @@
 //! A run's answer to losing an agent (`load.on_agent_lost`): go on without its share, move
 //! the share to the survivors, or stop the run. This module decides whether and how a share
-//! can move; the run (`run.rs`) acts on it.
+//! can move; the run's state (`run::state`) acts on it.
 
 use std::time::Duration;
 
-use wsfleet_proto::v1::{controller_message, Capacity, ControllerMessage, Reshare};
+use wsfleet_proto::v1::Capacity;
 use wsfleet_scenario::plan::reshare::{ClosedLayers, Takeover};
 use wsfleet_scenario::LoadPlan;
 
-use crate::run::EPHEMERAL_PORTS_PER_SOURCE;
+use crate::capacity::EPHEMERAL_PORTS_PER_SOURCE;
 
 /// How far ahead of now a takeover starts, so every survivor has it before it applies (an
 /// open-model agent then never has to take back an arrival it already started).
@@ -24,6 +24,25 @@ pub struct Survivor<'a> {
     pub revision: u32,
     /// It has played its whole share already (a run of `iterations`).
     pub finished: bool,
+}
+
+/// Why a lost agent's share cannot move; the run then goes on without it.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum CannotMove {
+    #[error("no agent is left to take it")]
+    NoSurvivor,
+    #[error("agent `{0}` runs an older wsfleet that cannot take over load")]
+    OldAgent(String),
+    #[error("agent `{0}` has already played its whole share")]
+    Finished(String),
+    #[error("the load plan is over")]
+    PlanOver,
+    #[error("{0}")]
+    Split(#[from] wsfleet_scenario::plan::SplitError),
+    #[error("agent `{agent}` would hold {part} connections at the peak, past its {max}")]
+    OverCapacity { agent: String, part: u64, max: u64 },
+    #[error("agent `{agent}` would open {part} connections from {sources} source address(es), past the ephemeral ports they give")]
+    OverPorts { agent: String, part: u64, sources: u64 },
 }
 
 /// A share that moves: every takeover of the run with the new one last, and each agent's new
@@ -42,18 +61,15 @@ pub fn plan_move(
     lost: usize,
     elapsed: Duration,
     survivors: &[Survivor<'_>],
-) -> Result<Move, String> {
+) -> Result<Move, CannotMove> {
     if survivors.is_empty() {
-        return Err("no agent is left to take it".into());
+        return Err(CannotMove::NoSurvivor);
     }
     if let Some(old) = survivors.iter().find(|survivor| survivor.revision < 1) {
-        return Err(format!(
-            "agent `{}` runs an older wsfleet that cannot take over load",
-            old.id
-        ));
+        return Err(CannotMove::OldAgent(old.id.to_owned()));
     }
     if let Some(done) = survivors.iter().find(|survivor| survivor.finished) {
-        return Err(format!("agent `{}` has already played its whole share", done.id));
+        return Err(CannotMove::Finished(done.id.to_owned()));
     }
     let from = elapsed + TAKEOVER_LEAD;
     let stages_end = plans
@@ -61,7 +77,7 @@ pub fn plan_move(
         .map(|plan| plan.stages_end())
         .try_fold(Duration::ZERO, |latest, end| end.map(|end| latest.max(end)));
     if stages_end.is_some_and(|end| from >= end) {
-        return Err("the load plan is over".into());
+        return Err(CannotMove::PlanOver);
     }
     let mut all = takeovers.to_vec();
     all.push(Takeover { lost: vec![lost], from });
@@ -69,9 +85,7 @@ pub fn plan_move(
     let mut peak_parts = vec![0u64; weights.len()];
     for plan in plans {
         let peak = plan.max_vus();
-        let parts = ClosedLayers::new(weights, &all, peak)
-            .map_err(|error| error.to_string())?
-            .parts(peak);
+        let parts = ClosedLayers::new(weights, &all, peak)?.parts(peak);
         for (total, part) in peak_parts.iter_mut().zip(parts) {
             *total += part;
         }
@@ -80,38 +94,24 @@ pub fn plan_move(
         let part = peak_parts.get(survivor.index).copied().unwrap_or(0);
         let sources = survivor.capacity.source_addresses.len().max(1) as u64;
         if part > survivor.capacity.max_connections {
-            return Err(format!(
-                "agent `{}` would hold {part} connections at the peak, past its {}",
-                survivor.id, survivor.capacity.max_connections
-            ));
+            return Err(CannotMove::OverCapacity {
+                agent: survivor.id.to_owned(),
+                part,
+                max: survivor.capacity.max_connections,
+            });
         }
         if part > EPHEMERAL_PORTS_PER_SOURCE * sources {
-            return Err(format!(
-                "agent `{}` would open {part} connections from {sources} source address(es), past the ephemeral ports they give",
-                survivor.id
-            ));
+            return Err(CannotMove::OverPorts {
+                agent: survivor.id.to_owned(),
+                part,
+                sources,
+            });
         }
     }
     Ok(Move {
         takeovers: all,
         peak_parts,
     })
-}
-
-/// The message that tells a survivor every takeover of `run_id` so far.
-pub fn reshare_message(run_id: &str, takeovers: &[Takeover]) -> ControllerMessage {
-    ControllerMessage {
-        kind: Some(controller_message::Kind::Reshare(Reshare {
-            run_id: run_id.to_owned(),
-            takeovers: takeovers
-                .iter()
-                .map(|takeover| wsfleet_proto::v1::Takeover {
-                    lost_agents: takeover.lost.iter().map(|agent| *agent as u32).collect(),
-                    from_run_millis: takeover.from.as_millis() as u64,
-                })
-                .collect(),
-        })),
-    }
 }
 
 #[cfg(test)]
@@ -180,7 +180,7 @@ mod tests {
             &[survivor(0, "a", &tight), survivor(2, "c", &roomy)],
         );
         assert_eq!(
-            refused.err().as_deref(),
+            refused.err().map(|why| why.to_string()).as_deref(),
             Some("agent `a` would hold 5 connections at the peak, past its 4")
         );
     }
@@ -198,6 +198,7 @@ mod tests {
                 survivors,
             )
             .err()
+            .map(|why| why.to_string())
             .unwrap_or_default()
         };
         assert_eq!(why(3, &[]), "no agent is left to take it");

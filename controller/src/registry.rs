@@ -9,6 +9,17 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use wsfleet_proto::v1::{Capacity, ControllerMessage, MetricReport, RunStatus};
 
+/// Why the registry refuses an agent or a run.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// Another agent process holds the id.
+    #[error("an agent with id `{0}` is already attached: give each agent its own --id")]
+    DuplicateId(String),
+    /// A run is active already: one run at a time.
+    #[error("run {0} is still active: stop it first")]
+    RunActive(String),
+}
+
 /// One attached agent.
 #[derive(Clone, Debug)]
 pub struct AgentInfo {
@@ -34,6 +45,38 @@ pub struct AgentInfo {
     pub connection: u64,
     /// Cancelled when the stream is replaced, so its reader stops.
     pub closed: CancellationToken,
+}
+
+#[cfg(test)]
+impl AgentInfo {
+    /// An agent for tests: one core, 100 connections, instance `ID-instance`, the current
+    /// revision; its messages go to `sender`.
+    pub(crate) fn for_test(id: &str, sender: mpsc::Sender<ControllerMessage>) -> AgentInfo {
+        let now = Instant::now();
+        AgentInfo {
+            id: id.into(),
+            version: String::new(),
+            hostname: String::new(),
+            address: String::new(),
+            capacity: Capacity {
+                cores: 1,
+                open_file_limit: 100,
+                max_connections: 100,
+                weight: 1.0,
+                source_addresses: Vec::new(),
+            },
+            clock_offset_nanos: 0,
+            clock_rtt_nanos: 0,
+            attached_at: now,
+            last_seen: now,
+            sender,
+            usage: AgentUsage::default(),
+            instance: format!("{id}-instance"),
+            revision: wsfleet_proto::PROTOCOL_REVISION,
+            connection: 0,
+            closed: CancellationToken::new(),
+        }
+    }
 }
 
 /// What an agent last said about its own load.
@@ -97,11 +140,11 @@ impl Registry {
     /// Adds an agent; refuses a second agent with the same id. The same agent process (same
     /// id and instance) coming back on a new stream replaces its old one, which is closed and
     /// counts as detached: the agent stopped its load when that stream broke.
-    pub fn attach(&self, agent: AgentInfo) -> Result<(), String> {
+    pub fn attach(&self, agent: AgentInfo) -> Result<(), RegistryError> {
         let mut inner = self.lock();
         if let Some(old) = inner.agents.get(&agent.id) {
             if !same_process(old, &agent.instance) {
-                return Err(duplicate_id(&agent.id));
+                return Err(RegistryError::DuplicateId(agent.id.clone()));
             }
             old.closed.cancel();
             if let Some((_, events)) = &inner.active_run {
@@ -138,10 +181,10 @@ impl Registry {
 
     /// Why a hello with `id` and `instance` cannot be taken: another agent process holds the
     /// id. `None` when the id is free or the same process comes back.
-    pub fn refuse_duplicate(&self, id: &str, instance: &str) -> Option<String> {
+    pub fn refuse_duplicate(&self, id: &str, instance: &str) -> Option<RegistryError> {
         let inner = self.lock();
         let old = inner.agents.get(id)?;
-        (!same_process(old, instance)).then(|| duplicate_id(id))
+        (!same_process(old, instance)).then(|| RegistryError::DuplicateId(id.to_owned()))
     }
 
     pub fn agents(&self) -> Vec<AgentInfo> {
@@ -159,10 +202,14 @@ impl Registry {
     }
 
     /// Routes agents' run messages to `events` until [`Registry::end_run`].
-    pub fn begin_run(&self, run_id: &str, events: mpsc::UnboundedSender<(String, AgentEvent)>) -> Result<(), String> {
+    pub fn begin_run(
+        &self,
+        run_id: &str,
+        events: mpsc::UnboundedSender<(String, AgentEvent)>,
+    ) -> Result<(), RegistryError> {
         let mut inner = self.lock();
         if let Some((active, _)) = &inner.active_run {
-            return Err(format!("run {active} is still active: stop it first"));
+            return Err(RegistryError::RunActive(active.clone()));
         }
         inner.active_run = Some((run_id.to_owned(), events));
         Ok(())
@@ -193,33 +240,17 @@ fn same_process(agent: &AgentInfo, instance: &str) -> bool {
     !instance.is_empty() && agent.instance == instance
 }
 
-fn duplicate_id(id: &str) -> String {
-    format!("an agent with id `{id}` is already attached: give each agent its own --id")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn agent(registry: &Registry, id: &str, instance: &str) -> AgentInfo {
-        let now = Instant::now();
-        AgentInfo {
-            id: id.into(),
-            version: String::new(),
-            hostname: String::new(),
-            address: String::new(),
-            capacity: Capacity::default(),
-            clock_offset_nanos: 0,
-            clock_rtt_nanos: 0,
-            attached_at: now,
-            last_seen: now,
-            sender: mpsc::channel(1).0,
-            usage: AgentUsage::default(),
-            instance: instance.into(),
-            revision: 1,
-            connection: registry.next_connection(),
-            closed: CancellationToken::new(),
-        }
+        let mut agent = AgentInfo::for_test(id, mpsc::channel(1).0);
+        agent.capacity = Capacity::default();
+        agent.instance = instance.into();
+        agent.revision = 1;
+        agent.connection = registry.next_connection();
+        agent
     }
 
     #[test]

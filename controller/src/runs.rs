@@ -1,21 +1,28 @@
 //! Starting and stopping runs, one at a time, from the command line or the HTTP API alike: a
-//! started run plays in the background while its events update the live state, the history
-//! (when the controller keeps one), the live feed of dashboards, and the caller's own channel.
+//! started run plays in the background, and each of its events, built once by the run, goes
+//! to the live state, the history (when the controller keeps one), the live feed of
+//! dashboards, and the caller's own channel.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use wsfleet_scenario::Bundle;
+use wsfleet_scenario::{Bundle, Scenario, TestServerSpec};
 
+use crate::controller::Controller;
 use crate::history::{History, HistoryError};
+use crate::outcome::Outcome;
 use crate::run::{execute, RunError, RunEvent, RunRequest};
 use crate::summary::{IntervalSummary, Summary};
-use crate::Controller;
+
+/// How long before the start the assignments go out: agents compile the scenario and connect
+/// their feeds meanwhile.
+const LEAD_TIME: Duration = Duration::from_millis(1000);
 
 /// A message of the live feed (`/api/live`), as JSON.
 #[derive(Clone, Debug, Serialize)]
@@ -35,12 +42,12 @@ pub enum LiveUpdate {
         run_id: String,
         agent: String,
         reason: String,
-        /// What the run's policy did (`load.on_agent_lost`).
+        /// What the run's policy did (`load.on_agent_lost`), in words.
         action: String,
     },
     Finished {
         run_id: String,
-        outcome: String,
+        outcome: Outcome,
     },
 }
 
@@ -53,7 +60,26 @@ pub enum StartError {
     Scenario(#[from] wsfleet_scenario::ScenarioError),
     #[error("no agent is attached: start agents with `wsfleet agent --controller URL`")]
     NoAgents,
+    #[error("the controller is shutting down: it takes no new run")]
+    ShuttingDown,
 }
+
+/// A test server started for a run (the scenario's `testserver:`), stopped after the run.
+pub struct RunTestServer {
+    /// The values it publishes to the run: `testserver.url`, `.host`, `.port`, and its CA
+    /// certificate under TLS.
+    pub values: HashMap<String, String>,
+    /// Stops it.
+    pub stop: BoxFuture<'static, ()>,
+}
+
+/// Why a scenario's test server could not start, in words that say where and what to do.
+pub type TestServerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Starts the test server a scenario asks for, or says why it cannot. The binary provides it,
+/// so the controller does not depend on the test server.
+pub type TestServerStarter =
+    Arc<dyn Fn(TestServerSpec) -> BoxFuture<'static, Result<RunTestServer, TestServerError>> + Send + Sync>;
 
 struct Active {
     /// Known once the run has started on the agents.
@@ -65,17 +91,25 @@ struct Active {
 pub struct Runs {
     controller: Controller,
     history: Option<History>,
+    testserver: Option<TestServerStarter>,
     active: Mutex<Option<Active>>,
+    /// No new run starts once the controller shuts down.
+    closed: CancellationToken,
+    /// Whether a run is active, for waiting until none is.
+    busy: watch::Sender<bool>,
     feed: broadcast::Sender<LiveUpdate>,
 }
 
 impl Runs {
-    pub fn new(controller: Controller, history: Option<History>) -> Arc<Runs> {
+    pub fn new(controller: Controller, history: Option<History>, testserver: Option<TestServerStarter>) -> Arc<Runs> {
         let (feed, _) = broadcast::channel(256);
         Arc::new(Runs {
             controller,
             history,
+            testserver,
             active: Mutex::new(None),
+            closed: CancellationToken::new(),
+            busy: watch::Sender::new(false),
             feed,
         })
     }
@@ -117,8 +151,18 @@ impl Runs {
         }
     }
 
-    /// Starts `bundle` on the attached agents in the background. `events`, when given, receives
-    /// every run event too. The handle yields the summary.
+    /// Refuses new runs from now on (the controller is shutting down).
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// Waits until no run is active.
+    pub async fn idle(&self) {
+        let mut busy = self.busy.subscribe();
+        let _ = busy.wait_for(|busy| !busy).await;
+    }
+
+    /// Compiles `bundle` and starts it (see [`Runs::start_compiled`]).
     pub fn start(
         self: &Arc<Self>,
         bundle: Bundle,
@@ -126,6 +170,21 @@ impl Runs {
         events: Option<mpsc::UnboundedSender<RunEvent>>,
     ) -> Result<(CancellationToken, JoinHandle<Result<Summary, RunError>>), StartError> {
         let scenario = bundle.compile()?;
+        self.start_compiled(bundle, scenario, variables, events)
+    }
+
+    /// Starts `scenario`, compiled from `bundle`, on the attached agents in the background.
+    /// `events`, when given, receives every run event too. The handle yields the summary.
+    pub fn start_compiled(
+        self: &Arc<Self>,
+        bundle: Bundle,
+        scenario: Scenario,
+        variables: HashMap<String, String>,
+        events: Option<mpsc::UnboundedSender<RunEvent>>,
+    ) -> Result<(CancellationToken, JoinHandle<Result<Summary, RunError>>), StartError> {
+        if self.closed.is_cancelled() {
+            return Err(StartError::ShuttingDown);
+        }
         if self.controller.registry.agent_count() == 0 {
             return Err(StartError::NoAgents);
         }
@@ -141,171 +200,158 @@ impl Runs {
                 run_id: None,
                 stop: stop.clone(),
             });
+            self.busy.send_replace(true);
         }
         let runs = self.clone();
         let run_stop = stop.clone();
         let handle = tokio::spawn(async move {
-            let result = runs.play(bundle, scenario, variables, events, run_stop).await;
+            let result = runs.play(bundle, Arc::new(scenario), variables, events, run_stop).await;
             *runs.lock() = None;
+            runs.busy.send_replace(false);
             result
         });
         Ok((stop, handle))
     }
 
+    /// Starts the scenario's test server, when it asks for one.
+    async fn start_testserver(&self, scenario: &Scenario) -> Result<Option<RunTestServer>, RunError> {
+        let Some(spec) = &scenario.testserver else {
+            return Ok(None);
+        };
+        let Some(start) = &self.testserver else {
+            return Err(RunError::TestServer(
+                "this controller cannot start the scenario's test server: start one with `wsfleet testserver` and name its URL in the scenario".into(),
+            ));
+        };
+        start(spec.clone())
+            .await
+            .map(Some)
+            .map_err(|error| RunError::TestServer(error.to_string()))
+    }
+
     async fn play(
         &self,
         bundle: Bundle,
-        scenario: wsfleet_scenario::Scenario,
+        scenario: Arc<Scenario>,
         mut variables: HashMap<String, String>,
         forward: Option<mpsc::UnboundedSender<RunEvent>>,
         stop: CancellationToken,
     ) -> Result<Summary, RunError> {
-        let source = bundle.source.clone();
-        let scenario_name = scenario.name.clone();
         // The scenario's own test server lives as long as the run.
-        let testserver = match start_testserver(&scenario).await {
-            Ok(testserver) => testserver,
-            Err(error) => return Err(RunError::Busy(error)),
-        };
-        if let Some((_, values)) = &testserver {
-            variables.extend(values.clone());
+        let testserver = self.start_testserver(&scenario).await?;
+        if let Some(testserver) = &testserver {
+            variables.extend(testserver.values.clone());
         }
+        let mut publisher = Publisher {
+            runs: self,
+            scenario: scenario.clone(),
+            source: bundle.source.clone(),
+            run_id: String::new(),
+            forward,
+        };
         let (events, mut receiver) = mpsc::unbounded_channel();
         let request = RunRequest {
             bundle,
             variables,
-            lead_time: Duration::from_millis(1000),
+            lead_time: LEAD_TIME,
         };
         let registry = self.controller.registry.clone();
-        let run = tokio::spawn(async move { execute(&registry, request, Some(events), stop).await });
-        let live = &self.controller.live;
-        let mut run_id = String::new();
+        let run = tokio::spawn(async move { execute(&registry, &scenario, request, Some(events), stop).await });
         while let Some(event) = receiver.recv().await {
-            match &event {
-                RunEvent::Started {
-                    run_id: id,
-                    agents,
-                    vus,
-                    ..
-                } => {
-                    run_id = id.clone();
-                    if let Some(active) = self.lock().as_mut() {
-                        active.run_id = Some(id.clone());
-                    }
-                    live.begin(id, &scenario);
-                    if let Some(history) = &self.history {
-                        let (history, id, name, source) =
-                            (history.clone(), id.clone(), scenario_name.clone(), source.clone());
-                        record(move || history.begin_run(&id, &name, &source)).await;
-                    }
-                    let _ = self.feed.send(LiveUpdate::Started {
-                        run_id: id.clone(),
-                        scenario: scenario_name.clone(),
-                        agents: *agents,
-                        vus: *vus,
-                    });
-                }
-                RunEvent::Interval { interval, sets } => {
-                    let figures = Summary::interval_of(*interval, sets);
-                    if let Some(history) = &self.history {
-                        let json = serde_json::to_string(&figures).unwrap_or_default();
-                        let (history, id, interval) = (history.clone(), run_id.clone(), *interval);
-                        record(move || history.record_interval(&id, interval, &json)).await;
-                    }
-                    let _ = self.feed.send(LiveUpdate::Interval {
-                        run_id: run_id.clone(),
-                        figures,
-                    });
-                }
-                RunEvent::LateReport { interval, sets, .. } => {
-                    // The stored series gets the interval's complete figures.
-                    if let Some(history) = &self.history {
-                        let json = serde_json::to_string(&Summary::interval_of(*interval, sets)).unwrap_or_default();
-                        let (history, id, interval) = (history.clone(), run_id.clone(), *interval);
-                        record(move || history.record_interval(&id, interval, &json)).await;
-                    }
-                }
-                RunEvent::AgentLost { agent, reason, action } => {
-                    let _ = self.feed.send(LiveUpdate::AgentLost {
-                        run_id: run_id.clone(),
-                        agent: agent.clone(),
-                        reason: reason.clone(),
-                        action: action.clone(),
-                    });
-                }
-                RunEvent::Reshared { .. } => {}
-            }
-            live.apply(&event);
-            if let Some(forward) = &forward {
-                let _ = forward.send(event);
-            }
+            publisher.publish(event).await;
         }
-        live.finish();
-        if let Some((server, _)) = testserver {
-            server.shutdown().await;
+        self.controller.live.finish();
+        if let Some(testserver) = testserver {
+            testserver.stop.await;
         }
         let summary = match run.await {
             Ok(result) => result?,
-            Err(error) => return Err(RunError::Busy(format!("the run task failed: {error}"))),
+            Err(error) => return Err(RunError::Task(error.to_string())),
         };
-        if let Some(history) = &self.history {
-            let status = history_status(&summary.outcome);
-            let summary_json = serde_json::to_string(&summary).unwrap_or_default();
-            let report = crate::report::render(&summary, &source);
-            let (history, id) = (history.clone(), summary.run_id.clone());
-            record(move || history.finish_run(&id, &status, &summary_json, Some(&report))).await;
-        }
-        let _ = self.feed.send(LiveUpdate::Finished {
-            run_id: summary.run_id.clone(),
-            outcome: summary.outcome.clone(),
-        });
+        publisher.finish(&summary).await;
         Ok(summary)
     }
 }
 
-/// The run value carrying the PEM certificate of the scenario's TLS test server, which agents
-/// add to the roots they trust.
-pub const TESTSERVER_CA_VARIABLE: &str = wsfleet_scenario::TESTSERVER_CA_VARIABLE;
-
-/// Starts the test server a scenario asks for; returns it with the values it publishes
-/// (`testserver.url`, `.host`, `.port`).
-pub async fn start_testserver(
-    scenario: &wsfleet_scenario::Scenario,
-) -> Result<Option<(wsfleet_testserver::TestServer, HashMap<String, String>)>, String> {
-    let Some(spec) = &scenario.testserver else {
-        return Ok(None);
-    };
-    let config = wsfleet_testserver::Config {
-        subprotocols: spec.subprotocols.clone(),
-        tls: spec.tls,
-        ..wsfleet_testserver::Config::default()
-    };
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], spec.port));
-    let server = wsfleet_testserver::TestServer::start(address, config)
-        .await
-        .map_err(|error| format!("cannot start the scenario's test server on {address}: {error}"))?;
-    let bound = server.local_addr();
-    tracing::info!(url = %server.url(), "test server started for the run");
-    let mut values = HashMap::from([
-        ("testserver.url".to_owned(), server.url()),
-        ("testserver.host".to_owned(), bound.ip().to_string()),
-        ("testserver.port".to_owned(), bound.port().to_string()),
-    ]);
-    // Agents trust the run's own test server: its certificate is made for this run.
-    if let Some(pem) = server.ca_certificate_pem() {
-        values.insert(TESTSERVER_CA_VARIABLE.to_owned(), pem.to_string());
-    }
-    Ok(Some((server, values)))
+/// Hands each event of one run to everything that shows or keeps it.
+struct Publisher<'a> {
+    runs: &'a Runs,
+    scenario: Arc<Scenario>,
+    source: String,
+    run_id: String,
+    forward: Option<mpsc::UnboundedSender<RunEvent>>,
 }
 
-/// The history's status word for an outcome: completed, stopped, aborted, failed.
-fn history_status(outcome: &str) -> String {
-    outcome
-        .split([':', ' '])
-        .next()
-        .filter(|word| !word.is_empty())
-        .unwrap_or("completed")
-        .to_owned()
+impl Publisher<'_> {
+    async fn publish(&mut self, event: RunEvent) {
+        let history = self.runs.history.clone();
+        match &event {
+            RunEvent::Started {
+                run_id, agents, vus, ..
+            } => {
+                self.run_id = run_id.clone();
+                if let Some(active) = self.runs.lock().as_mut() {
+                    active.run_id = Some(run_id.clone());
+                }
+                self.runs.controller.live.begin(run_id, &self.scenario);
+                if let Some(history) = history {
+                    let (id, name, source) = (run_id.clone(), self.scenario.name.clone(), self.source.clone());
+                    record(move || history.begin_run(&id, &name, &source)).await;
+                }
+                let _ = self.runs.feed.send(LiveUpdate::Started {
+                    run_id: run_id.clone(),
+                    scenario: self.scenario.name.clone(),
+                    agents: *agents,
+                    vus: *vus,
+                });
+            }
+            RunEvent::Interval(interval) | RunEvent::LateReport(interval) => {
+                let figures = &interval.figures;
+                // The stored series gets each interval's complete figures, a late report's too.
+                if let Some(history) = history {
+                    let json = serde_json::to_string(figures).unwrap_or_default();
+                    let (id, interval) = (self.run_id.clone(), figures.interval);
+                    record(move || history.record_interval(&id, interval, &json)).await;
+                }
+                if matches!(event, RunEvent::Interval { .. }) {
+                    let _ = self.runs.feed.send(LiveUpdate::Interval {
+                        run_id: self.run_id.clone(),
+                        figures: figures.clone(),
+                    });
+                }
+            }
+            RunEvent::AgentLost {
+                agent, reason, detail, ..
+            } => {
+                let _ = self.runs.feed.send(LiveUpdate::AgentLost {
+                    run_id: self.run_id.clone(),
+                    agent: agent.clone(),
+                    reason: reason.clone(),
+                    action: detail.clone(),
+                });
+            }
+            RunEvent::Reshared { .. } => {}
+        }
+        self.runs.controller.live.apply(&event);
+        if let Some(forward) = &self.forward {
+            let _ = forward.send(event);
+        }
+    }
+
+    /// Keeps the summary and the report, and tells the feed.
+    async fn finish(&self, summary: &Summary) {
+        if let Some(history) = self.runs.history.clone() {
+            let status = summary.outcome.status_word();
+            let summary_json = serde_json::to_string(summary).unwrap_or_default();
+            let report = crate::report::render(summary, &self.source);
+            let id = summary.run_id.clone();
+            record(move || history.finish_run(&id, status, &summary_json, Some(&report))).await;
+        }
+        let _ = self.runs.feed.send(LiveUpdate::Finished {
+            run_id: summary.run_id.clone(),
+            outcome: summary.outcome.clone(),
+        });
+    }
 }
 
 /// Writes to the run history off the async threads; a failure is logged, never fatal: the run
@@ -315,16 +361,5 @@ async fn record(write: impl FnOnce() -> Result<(), HistoryError> + Send + 'stati
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::warn!(%error, "cannot record run history"),
         Err(error) => tracing::warn!(%error, "run history task failed"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn history_status_words() {
-        assert_eq!(super::history_status("completed with lost agents"), "completed");
-        assert_eq!(super::history_status("aborted: threshold `x` failed"), "aborted");
-        assert_eq!(super::history_status("stopped"), "stopped");
-        assert_eq!(super::history_status("failed: agent `a`: boom"), "failed");
     }
 }

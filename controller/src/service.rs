@@ -10,16 +10,31 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use wsfleet_proto::v1::fleet_server::Fleet;
-use wsfleet_proto::v1::{
-    agent_message, controller_message, AgentMessage, ClockProbe, ControllerMessage, Refusal, ReportAck, Welcome,
-};
-use wsfleet_proto::{PROTOCOL_REVISION, PROTOCOL_VERSION};
+use wsfleet_proto::v1::{agent_message, controller_message, AgentMessage, ClockProbe, ControllerMessage, ReportAck};
+use wsfleet_proto::PROTOCOL_VERSION;
 
 use crate::registry::{AgentEvent, AgentInfo, Registry};
-use crate::ControllerSettings;
+use crate::settings::ControllerSettings;
+use crate::wire;
 
 /// Clock probes sent to each agent after its hello; the one with the shortest round trip wins.
 const CLOCK_PROBES: u64 = 5;
+
+/// How long an agent has to answer one clock probe.
+const CLOCK_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Why an agent was dropped while its clock was measured.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error("stream closed during clock probes")]
+    Closed,
+    #[error("no answer to a clock probe within {CLOCK_PROBE_TIMEOUT:?}")]
+    Silent,
+    #[error("stream error: {0}")]
+    Stream(String),
+    #[error("agent closed the stream")]
+    Ended,
+}
 
 pub fn unix_nanos_now() -> i64 {
     SystemTime::now()
@@ -33,10 +48,6 @@ pub struct FleetService {
     pub settings: Arc<ControllerSettings>,
     /// Ends every agent stream when the controller shuts down, so agents learn at once.
     pub shutdown: CancellationToken,
-}
-
-fn controller_message(kind: controller_message::Kind) -> ControllerMessage {
-    ControllerMessage { kind: Some(kind) }
 }
 
 type OutboundStream = Pin<Box<dyn Stream<Item = Result<ControllerMessage, Status>> + Send>>;
@@ -74,49 +85,19 @@ impl Fleet for FleetService {
             Some("the agent sent an empty id: give it one with --id".to_owned())
         } else {
             // The same agent process coming back (its old stream broke) is welcome.
-            self.registry.refuse_duplicate(&hello.agent_id, &hello.instance)
+            self.registry
+                .refuse_duplicate(&hello.agent_id, &hello.instance)
+                .map(|error| error.to_string())
         };
         if let Some(reason) = refusal {
             tracing::warn!(agent = %hello.agent_id, %address, %reason, "agent refused");
-            let refusal = Refusal {
-                reason,
-                protocol_version: PROTOCOL_VERSION,
-            };
-            let _ = sender
-                .send(controller_message(controller_message::Kind::Refusal(refusal)))
-                .await;
+            let _ = sender.send(wire::refusal(reason)).await;
             return Ok(Response::new(outbound));
         }
-        let welcome = Welcome {
-            protocol_version: PROTOCOL_VERSION,
-            controller_version: env!("CARGO_PKG_VERSION").to_owned(),
-            heartbeat_interval_ms: self.settings.heartbeat_interval.as_millis() as u32,
-            controller_silence_timeout_ms: self.settings.silence_timeout.as_millis() as u32,
-            revision: PROTOCOL_REVISION,
-        };
         // The welcome goes out before the agent is registered, so nothing (an assignment) can
         // overtake it; read_agent registers the agent once its clock offset is known.
-        let _ = sender
-            .send(controller_message(controller_message::Kind::Welcome(welcome)))
-            .await;
-        let now = Instant::now();
-        let info = AgentInfo {
-            id: hello.agent_id.clone(),
-            version: hello.agent_version.clone(),
-            hostname: hello.hostname.clone(),
-            address,
-            capacity: hello.capacity.clone().unwrap_or_default(),
-            clock_offset_nanos: 0,
-            clock_rtt_nanos: i64::MAX,
-            attached_at: now,
-            last_seen: now,
-            sender: sender.clone(),
-            usage: Default::default(),
-            instance: hello.instance.clone(),
-            revision: hello.revision.min(PROTOCOL_REVISION),
-            connection: self.registry.next_connection(),
-            closed: CancellationToken::new(),
-        };
+        let _ = sender.send(wire::welcome(&self.settings)).await;
+        let info = wire::agent_of_hello(&hello, address, sender.clone(), self.registry.next_connection());
         tokio::spawn(read_agent(
             info,
             inbound,
@@ -137,23 +118,23 @@ async fn probe_clock(
     inbound: &mut Streaming<AgentMessage>,
     sender: &mpsc::Sender<ControllerMessage>,
     early: &mut Vec<AgentMessage>,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     for probe_id in 0..CLOCK_PROBES {
         let sent_at = unix_nanos_now();
         let probe = ClockProbe { probe_id };
         if sender
-            .send(controller_message(controller_message::Kind::ClockProbe(probe)))
+            .send(wire::message(controller_message::Kind::ClockProbe(probe)))
             .await
             .is_err()
         {
-            return Err("stream closed during clock probes".into());
+            return Err(ProbeError::Closed);
         }
         loop {
-            let next = tokio::time::timeout(std::time::Duration::from_secs(5), inbound.message())
+            let next = tokio::time::timeout(CLOCK_PROBE_TIMEOUT, inbound.message())
                 .await
-                .map_err(|_| "no answer to a clock probe within 5 s".to_owned())?
-                .map_err(|status| format!("stream error: {}", status.message()))?
-                .ok_or_else(|| "agent closed the stream".to_owned())?;
+                .map_err(|_| ProbeError::Silent)?
+                .map_err(|status| ProbeError::Stream(status.message().to_owned()))?
+                .ok_or(ProbeError::Ended)?;
             match next.kind {
                 Some(agent_message::Kind::ClockReply(reply)) if reply.probe_id == probe_id => {
                     let rtt = unix_nanos_now() - sent_at;
@@ -194,14 +175,8 @@ async fn read_agent(
     }
     let cores = agent.capacity.cores;
     let offset_us = agent.clock_offset_nanos / 1000;
-    if let Err(reason) = registry.attach(agent) {
-        let refusal = Refusal {
-            reason,
-            protocol_version: PROTOCOL_VERSION,
-        };
-        let _ = sender
-            .send(controller_message(controller_message::Kind::Refusal(refusal)))
-            .await;
+    if let Err(error) = registry.attach(agent) {
+        let _ = sender.send(wire::refusal(error.to_string())).await;
         return;
     }
     tracing::info!(agent = %agent_id, cores, clock_offset_us = offset_us, "agent attached");
@@ -221,7 +196,7 @@ async fn read_agent(
                     sent_unix_nanos: unix_nanos_now(),
                     ..Default::default()
                 };
-                let _ = sender.try_send(controller_message(controller_message::Kind::Heartbeat(beat)));
+                let _ = sender.try_send(wire::message(controller_message::Kind::Heartbeat(beat)));
             }
             // Silence is measured from the last message, whatever else the loop does meanwhile.
             _ = tokio::time::sleep_until(last_heard + settings.silence_timeout) => {
@@ -287,7 +262,7 @@ fn deliver_run_message(
             registry.deliver(agent_id, &run_id, AgentEvent::Report(report));
             if acknowledges {
                 let ack = ReportAck { run_id, interval };
-                let _ = sender.try_send(controller_message(controller_message::Kind::ReportAck(ack)));
+                let _ = sender.try_send(wire::message(controller_message::Kind::ReportAck(ack)));
             }
         }
         agent_message::Kind::RunStatus(status) => {

@@ -1,12 +1,15 @@
-//! The end-of-run summary: what users read in the terminal and what `--out json` writes.
+//! The end-of-run summary: what `--out json` writes and the history keeps (its terminal
+//! rendering is `summary_text`).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use wsfleet_metrics::catalog::{CLOSE_CODES, ERRORS};
 use wsfleet_metrics::summary::LatencyStats;
-use wsfleet_metrics::{Counter, Hist, MetricSets, SetData, CONNECTION_SET};
+use wsfleet_metrics::{Counter, MetricSets, SetData};
+
+pub use crate::human::{human_bytes, human_count, human_micros};
+use crate::outcome::{LostAction, Outcome};
 
 /// Version of the summary's JSON shape (docs/metrics.md). 2: thresholds. Added since, without
 /// a new version (fields are only added): `lost_agents`, `reports`, `agents[].reports_dropped`.
@@ -20,8 +23,8 @@ pub struct Summary {
     /// Wall time from the common start to the last report, seconds.
     pub duration_seconds: f64,
     pub agents: Vec<AgentSummary>,
-    /// How the run ended: `completed`, `stopped`, `failed: ...`.
-    pub outcome: String,
+    /// How the run ended: `completed`, `stopped`, `aborted: ...`, `failed: ...`.
+    pub outcome: Outcome,
     pub totals: Totals,
     /// Per step, in scenario order.
     pub steps: Vec<StepSummary>,
@@ -61,7 +64,7 @@ pub struct LostAgents {
 impl LostAgents {
     /// Whether losing an agent stopped the run (`abort`).
     pub fn aborted(&self) -> bool {
-        self.events.iter().any(|event| event.action == "aborted")
+        self.events.iter().any(|event| event.action == LostAction::Aborted)
     }
 }
 
@@ -74,7 +77,7 @@ pub struct LostAgentEvent {
     pub reason: String,
     /// `continued` (without its share), `redistributed` (its share moved to the others),
     /// `aborted` (the run was stopped), or `none` (it had finished, or the run was ending).
-    pub action: String,
+    pub action: LostAction,
     /// The action in words, e.g. why a share could not move.
     pub detail: String,
     /// Its VUs at the plan's peak when it was lost.
@@ -203,249 +206,5 @@ impl Summary {
             gauges: sets.gauges.clone(),
             latency: latency_of(&total),
         }
-    }
-
-    /// The terminal rendering.
-    pub fn render_text(&self) -> String {
-        let mut out = String::new();
-        let totals = &self.totals;
-        let _ = writeln!(
-            out,
-            "\nrun {} of `{}`: {} after {:.1} s on {} agent(s)",
-            self.run_id,
-            self.scenario,
-            self.outcome,
-            self.duration_seconds,
-            self.agents.len()
-        );
-        if !self.lost_agents.events.is_empty() {
-            let _ = writeln!(out, "\nlost agents (on_agent_lost: {})", self.lost_agents.policy);
-            for event in &self.lost_agents.events {
-                let _ = writeln!(
-                    out,
-                    "  {} at {:.1} s: {}; {}",
-                    event.agent, event.at_seconds, event.reason, event.detail
-                );
-            }
-        }
-        let reports = &self.reports;
-        if reports.duplicates_ignored > 0 || reports.dropped_by_agents > 0 {
-            let _ = writeln!(
-                out,
-                "reports: {} counted, {} received twice and ignored, {} dropped by agents",
-                reports.accepted, reports.duplicates_ignored, reports.dropped_by_agents
-            );
-        }
-        let _ = writeln!(out, "\nWebSocket statistics           total        per second");
-        let row = |out: &mut String, label: &str, total: u64, rate: f64, bytes: bool| {
-            let (total_text, rate_text) = if bytes {
-                (human_bytes(total as f64), format!("{}/s", human_bytes(rate)))
-            } else {
-                (total.to_string(), format!("{}/s", human_count(rate)))
-            };
-            let _ = writeln!(out, "  {label:<27} {total_text:>10} {rate_text:>16}");
-        };
-        row(
-            &mut out,
-            "New Connections",
-            totals.counter("connections_opened"),
-            totals.new_connections_per_second,
-            false,
-        );
-        row(
-            &mut out,
-            "Failed Connections",
-            totals.counter("connections_failed"),
-            totals.failed_connections_per_second,
-            false,
-        );
-        row(
-            &mut out,
-            "Bytes Sent (wire)",
-            totals.counter("bytes_sent"),
-            totals.bytes_sent_per_second,
-            true,
-        );
-        row(
-            &mut out,
-            "Bytes Received (wire)",
-            totals.counter("bytes_received"),
-            totals.bytes_received_per_second,
-            true,
-        );
-        let seconds = self.duration_seconds.max(1.0);
-        for (label, name, bytes) in [
-            ("Payload Bytes Sent", "payload_bytes_sent", true),
-            ("Payload Bytes Received", "payload_bytes_received", true),
-            ("Messages Sent", "messages_sent", false),
-            ("Messages Received", "messages_received", false),
-            ("Receive Timeouts", "receive_timeouts", false),
-            ("Iterations", "iterations", false),
-            ("Iterations Failed", "iterations_failed", false),
-            ("VUs Offered (open model)", "vus_offered", false),
-            ("VUs Started", "vus_started", false),
-            ("VUs Dropped", "dropped_vus", false),
-        ] {
-            if name.contains("vus") && totals.counter("vus_offered") == 0 {
-                continue;
-            }
-            let total = totals.counter(name);
-            row(&mut out, label, total, total as f64 / seconds, bytes);
-        }
-        let _ = writeln!(
-            out,
-            "  {:<27} {:>10}",
-            "Peak Active Connections", totals.peak_active_connections
-        );
-        if !totals.latency.is_empty() {
-            let _ = writeln!(
-                out,
-                "\nlatency               count      p50      p90      p95      p99    p99.9      max"
-            );
-            for hist in Hist::ALL {
-                if let Some(stats) = totals.latency.get(hist.name()) {
-                    let _ = writeln!(
-                        out,
-                        "  {:<16} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-                        hist.name(),
-                        stats.count,
-                        human_micros(stats.p50_us),
-                        human_micros(stats.p90_us),
-                        human_micros(stats.p95_us),
-                        human_micros(stats.p99_us),
-                        human_micros(stats.p999_us),
-                        human_micros(stats.max_us)
-                    );
-                }
-            }
-        }
-        if !totals.errors.is_empty() {
-            let _ = writeln!(out, "\nerrors");
-            for (kind, count) in &totals.errors {
-                let _ = writeln!(out, "  {kind:<27} {count:>10}");
-            }
-        }
-        if !totals.close_codes.is_empty() {
-            let _ = writeln!(out, "\nclose codes from the server");
-            for (code, count) in &totals.close_codes {
-                let _ = writeln!(out, "  {code:<27} {count:>10}");
-            }
-        }
-        if !self.thresholds.is_empty() {
-            let _ = writeln!(out, "\nthresholds");
-            for threshold in &self.thresholds {
-                let mark = if threshold.passed { "✓ pass" } else { "✗ FAIL" };
-                let aborted = if threshold.aborted_run {
-                    "  (stopped the run)"
-                } else {
-                    ""
-                };
-                let _ = writeln!(
-                    out,
-                    "  {mark}  {:<40} {:<12} measured {}{aborted}",
-                    threshold.name, threshold.condition, threshold.display
-                );
-            }
-        }
-        if !self.steps.is_empty() {
-            let width = self
-                .steps
-                .iter()
-                .map(|step| step.name.chars().count())
-                .max()
-                .unwrap_or(0)
-                .max(20);
-            let _ = writeln!(
-                out,
-                "\n{:<width$}    conns   failed  msgs out   msgs in  timeouts   errors  p99 latency",
-                "steps",
-                width = width + 3
-            );
-            for step in &self.steps {
-                if step.name == CONNECTION_SET {
-                    continue;
-                }
-                let count = |name: &str| step.counters.get(name).copied().unwrap_or(0);
-                let errors: u64 = step
-                    .counters
-                    .iter()
-                    .filter(|(name, _)| name.starts_with("errors."))
-                    .map(|(_, v)| v)
-                    .sum();
-                let p99 = step
-                    .latency
-                    .get("message_latency")
-                    .or_else(|| step.latency.get("handshake"))
-                    .or_else(|| step.latency.get("ping_latency"))
-                    .or_else(|| step.latency.get("close_latency"))
-                    .map_or("-".to_owned(), |stats| human_micros(stats.p99_us));
-                let _ = writeln!(
-                    out,
-                    "  {:<width$} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>12}",
-                    step.name,
-                    count("connections_opened"),
-                    count("connections_failed"),
-                    count("messages_sent"),
-                    count("messages_received"),
-                    count("receive_timeouts"),
-                    errors,
-                    p99
-                );
-            }
-        }
-        out
-    }
-}
-
-/// 1234567 -> "1.23 MB" (decimal units, as network rates are usually given).
-pub fn human_bytes(value: f64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = value;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < units.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{value:.0} {}", units[unit])
-    } else {
-        format!("{value:.2} {}", units[unit])
-    }
-}
-
-/// 12345.6 -> "12.3k".
-pub fn human_count(value: f64) -> String {
-    if value >= 1_000_000.0 {
-        format!("{:.2}M", value / 1_000_000.0)
-    } else if value >= 10_000.0 {
-        format!("{:.1}k", value / 1000.0)
-    } else if value >= 100.0 {
-        format!("{value:.0}")
-    } else {
-        format!("{value:.1}")
-    }
-}
-
-/// Microseconds to a short human duration.
-pub fn human_micros(micros: u64) -> String {
-    if micros >= 1_000_000 {
-        format!("{:.2}s", micros as f64 / 1_000_000.0)
-    } else if micros >= 1000 {
-        format!("{:.2}ms", micros as f64 / 1000.0)
-    } else {
-        format!("{micros}µs")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn human_units() {
-        assert_eq!(human_bytes(999.0), "999 B");
-        assert_eq!(human_bytes(4_100_000.0), "4.10 MB");
-        assert_eq!(human_count(12_345.0), "12.3k");
-        assert_eq!(human_micros(1500), "1.50ms");
     }
 }

@@ -8,7 +8,7 @@ use wsfleet_metrics::summary::LatencyStats;
 use wsfleet_metrics::{MetricSets, SetData};
 use wsfleet_scenario::thresholds::{Stat, Threshold, Unit, FAILURE_RATIOS};
 
-use crate::summary::{human_count, human_micros};
+use crate::human::{human_count, human_micros};
 
 /// A threshold's outcome, as the summary shows it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

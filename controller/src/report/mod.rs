@@ -34,7 +34,7 @@ th,td{{border:1px solid #ddd;padding:4px 10px;text-align:right}}th:first-child,t
 <h1>wsfleet run <code>{run}</code></h1><p>Scenario <b>{scenario}</b>: {outcome} after {duration:.1} s on {agents} agent(s).</p>",
         run = escape(&summary.run_id),
         scenario = escape(&summary.scenario),
-        outcome = escape(&summary.outcome),
+        outcome = escape(&summary.outcome.to_string()),
         duration = summary.duration_seconds,
         agents = summary.agents.len(),
     );

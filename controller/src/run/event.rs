@@ -1,0 +1,55 @@
+//! What a run tells the rest of the controller as it goes: its events, built once by the run's
+//! state and read by the live view, the history, the live feed and the terminal alike.
+
+use std::collections::BTreeMap;
+
+use wsfleet_metrics::MetricSets;
+
+use crate::outcome::LostAction;
+use crate::summary::IntervalSummary;
+
+/// The run's figures so far: every report accepted, merged once by the run.
+#[derive(Clone, Debug, Default)]
+pub struct RunFigures {
+    /// Every accepted report, merged (gauges excluded: see `peak_gauges`).
+    pub totals: MetricSets,
+    /// The highest fleet value each gauge reached in an interval.
+    pub peak_gauges: BTreeMap<String, i64>,
+}
+
+/// One interval of the fleet, and the run so far.
+#[derive(Debug)]
+pub struct IntervalFigures {
+    pub interval: u64,
+    pub sets: MetricSets,
+    /// The interval as the summary, the history and the live feed show it.
+    pub figures: IntervalSummary,
+    pub so_far: RunFigures,
+}
+
+/// Live events of a run, for terminals, dashboards and the history. Each is built once, by
+/// the run, and read by all of them.
+#[derive(Debug)]
+pub enum RunEvent {
+    Started {
+        run_id: String,
+        agents: usize,
+        vus: u64,
+        /// Each agent's share of the peak VUs.
+        shares: Vec<(String, u64)>,
+    },
+    /// The fleet's figures for one interval, once every agent has reported it.
+    Interval(IntervalFigures),
+    /// A report for an interval already emitted (a lost agent came back and resent it): the
+    /// interval's figures now.
+    LateReport(IntervalFigures),
+    /// An agent was lost; `action` says what the run's policy did, `detail` in words.
+    AgentLost {
+        agent: String,
+        reason: String,
+        action: LostAction,
+        detail: String,
+    },
+    /// A lost agent's share moved: each agent's new share of the peak VUs.
+    Reshared { shares: Vec<(String, u64)> },
+}
