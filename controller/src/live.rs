@@ -15,7 +15,7 @@ pub struct LiveRun {
     pub run_id: String,
     pub scenario: String,
     pub running: bool,
-    /// Every report accepted so far, merged (gauges excluded: see `peak_gauges`).
+    /// Every report of an interval shown so far, merged (gauges excluded: see `peak_gauges`).
     pub totals: MetricSets,
     /// The last interval emitted, with its index.
     pub last_interval: Option<(u64, MetricSets)>,

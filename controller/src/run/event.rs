@@ -8,12 +8,13 @@ use wsfleet_metrics::MetricSets;
 use crate::outcome::LostAction;
 use crate::summary::IntervalSummary;
 
-/// The run's figures so far: every report accepted, merged once by the run.
+/// What the run has shown live so far: the intervals shown, and the late reports that completed
+/// them, merged once by the run.
 #[derive(Clone, Debug, Default)]
 pub struct RunFigures {
-    /// Every accepted report, merged (gauges excluded: see `peak_gauges`).
+    /// Every report of an interval shown, merged (gauges excluded: see `peak_gauges`).
     pub totals: MetricSets,
-    /// The highest fleet value each gauge reached in an interval.
+    /// The highest fleet value each gauge reached in an interval shown.
     pub peak_gauges: BTreeMap<String, i64>,
 }
 

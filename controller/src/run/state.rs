@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use wsfleet_metrics::MetricSets;
 use wsfleet_proto::v1::{ControllerMessage, MetricReport, RendezvousArrive, RunPhase, RunStatus};
 use wsfleet_scenario::plan::reshare::Takeover;
 use wsfleet_scenario::plan::LostAgentPolicy;
@@ -100,6 +101,10 @@ pub struct RunState<'a> {
     aggregate: Aggregate,
     /// The first interval not yet shown live.
     next_live: u64,
+    /// What has been shown live: the intervals shown and the late reports that completed them.
+    /// Live totals add up to the series the dashboard draws; reports of intervals not yet
+    /// complete count once their interval is shown (at the end, every one has been).
+    shown: RunFigures,
     outcome: Outcome,
     stop_sent: bool,
     /// The threshold that stopped the run.
@@ -149,6 +154,7 @@ impl<'a> RunState<'a> {
             start,
             aggregate: Aggregate::default(),
             next_live: 0,
+            shown: RunFigures::default(),
             outcome: Outcome::Completed,
             stop_sent: false,
             aborted_by: None,
@@ -236,10 +242,11 @@ impl<'a> RunState<'a> {
         };
         let interval = report.interval;
         match self.aggregate.add(agent, report) {
-            Ok(Some(_)) => {
+            Ok(Some(late)) => {
                 state.last_interval = Some(state.last_interval.map_or(interval, |last| last.max(interval)));
                 // An interval already shown gets this late report (a lost agent resent it).
                 if interval < self.next_live {
+                    self.add_shown(interval, &late);
                     if let Some(figures) = self.interval_figures(interval) {
                         self.events.push(RunEvent::LateReport(figures));
                     }
@@ -498,22 +505,40 @@ impl<'a> RunState<'a> {
     }
 
     fn show_interval(&mut self, interval: u64) {
+        if let Some(sets) = self.aggregate.intervals.get(&interval).cloned() {
+            self.add_shown(interval, &sets);
+        }
         if let Some(figures) = self.interval_figures(interval) {
             self.events.push(RunEvent::Interval(figures));
         }
     }
 
-    /// Interval `interval` of the fleet as it stands, with the run so far.
+    /// Adds `sets` (an interval just shown, or a late report of one shown before) to what has
+    /// been shown; gauges peak with the interval's fleet value, never add across intervals.
+    fn add_shown(&mut self, interval: u64, sets: &MetricSets) {
+        let counted = MetricSets {
+            sets: sets.sets.clone(),
+            gauges: BTreeMap::new(),
+        };
+        if let Err(error) = self.shown.totals.merge(&counted) {
+            tracing::warn!(%error, interval, "live figures: cannot merge what was shown");
+        }
+        if let Some(fleet) = self.aggregate.intervals.get(&interval) {
+            for (name, value) in &fleet.gauges {
+                let peak = self.shown.peak_gauges.entry(name.clone()).or_insert(*value);
+                *peak = (*peak).max(*value);
+            }
+        }
+    }
+
+    /// Interval `interval` of the fleet as it stands, with what has been shown so far.
     fn interval_figures(&self, interval: u64) -> Option<IntervalFigures> {
         let sets = self.aggregate.intervals.get(&interval)?;
         Some(IntervalFigures {
             interval,
             figures: Summary::interval_of(interval, sets),
             sets: sets.clone(),
-            so_far: RunFigures {
-                totals: self.aggregate.totals.clone(),
-                peak_gauges: self.aggregate.peak_gauges.clone(),
-            },
+            so_far: self.shown.clone(),
         })
     }
 

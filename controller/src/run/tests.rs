@@ -160,6 +160,34 @@ fn reports_merge_once_per_agent_and_interval_and_show_complete_intervals() {
 }
 
 #[test]
+fn the_live_figures_so_far_hold_only_the_intervals_shown() {
+    let scenario = scenario(4, "", "");
+    let start = Instant::now();
+    let (mut run, _fleet) = Fleet::start(&scenario, &["a", "b"], start);
+    run.take_events();
+    let now = start + Duration::from_secs(3);
+    // "a" is ahead: its interval 1 arrives before "b" completes interval 0.
+    run.on_report("a", &report(0, 5, 2), now);
+    run.on_report("a", &report(1, 100, 9), now);
+    run.on_report("b", &report(0, 7, 2), now);
+    let events = run.take_events();
+    let [RunEvent::Interval(shown)] = &events[..] else {
+        panic!("{events:?}")
+    };
+    // The totals add up to the series shown: interval 1 counts once it is complete.
+    assert_eq!(shown.so_far.totals.total().counter("messages_received"), 12);
+    assert_eq!(shown.so_far.peak_gauges["active_connections"], 4);
+    run.on_report("b", &report(1, 1, 1), now);
+    let events = run.take_events();
+    let [RunEvent::Interval(shown)] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(shown.interval, 1);
+    assert_eq!(shown.so_far.totals.total().counter("messages_received"), 113);
+    assert_eq!(shown.so_far.peak_gauges["active_connections"], 10);
+}
+
+#[test]
 fn a_late_report_completes_an_interval_already_shown() {
     let scenario = scenario(4, "", "");
     let start = Instant::now();
