@@ -15,7 +15,7 @@ pub enum Outcome {
     Completed,
     /// The run reached its end, but some agent was lost on the way.
     CompletedWithLostAgents,
-    /// Stopped on request (Ctrl-C, `POST /api/runs/stop`).
+    /// Stopped on request (Ctrl-C, `POST /api/runs/current/stop`).
     Stopped,
     /// A threshold with `abort_on_fail` failed during the run.
     AbortedByThreshold {

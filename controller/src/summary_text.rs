@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use wsfleet_metrics::{Hist, CONNECTION_SET};
+use wsfleet_metrics::{Counter, Hist, CONNECTION_SET};
 
 use crate::human::{human_bytes, human_count, human_micros};
 use crate::summary::Summary;
@@ -67,48 +67,50 @@ impl Summary {
         row(
             out,
             "New Connections",
-            totals.counter("connections_opened"),
+            totals.counter(Counter::ConnectionsOpened.name()),
             totals.new_connections_per_second,
             false,
         );
         row(
             out,
             "Failed Connections",
-            totals.counter("connections_failed"),
+            totals.counter(Counter::ConnectionsFailed.name()),
             totals.failed_connections_per_second,
             false,
         );
         row(
             out,
             "Bytes Sent (wire)",
-            totals.counter("bytes_sent"),
+            totals.counter(Counter::BytesSent.name()),
             totals.bytes_sent_per_second,
             true,
         );
         row(
             out,
             "Bytes Received (wire)",
-            totals.counter("bytes_received"),
+            totals.counter(Counter::BytesReceived.name()),
             totals.bytes_received_per_second,
             true,
         );
         let seconds = self.duration_seconds.max(1.0);
-        for (label, name, bytes) in [
-            ("Payload Bytes Sent", "payload_bytes_sent", true),
-            ("Payload Bytes Received", "payload_bytes_received", true),
-            ("Messages Sent", "messages_sent", false),
-            ("Messages Received", "messages_received", false),
-            ("Receive Timeouts", "receive_timeouts", false),
-            ("Iterations", "iterations", false),
-            ("Iterations Failed", "iterations_failed", false),
-            ("VUs Offered (open model)", "vus_offered", false),
-            ("VUs Started", "vus_started", false),
-            ("VUs Dropped", "dropped_vus", false),
+        for (label, counter, bytes) in [
+            ("Payload Bytes Sent", Counter::PayloadBytesSent, true),
+            ("Payload Bytes Received", Counter::PayloadBytesReceived, true),
+            ("Messages Sent", Counter::MessagesSent, false),
+            ("Messages Received", Counter::MessagesReceived, false),
+            ("Receive Timeouts", Counter::ReceiveTimeouts, false),
+            ("Iterations", Counter::Iterations, false),
+            ("Iterations Failed", Counter::IterationsFailed, false),
+            ("VUs Offered (open model)", Counter::VusOffered, false),
+            ("VUs Started", Counter::VusStarted, false),
+            ("VUs Dropped", Counter::DroppedVus, false),
         ] {
-            if name.contains("vus") && totals.counter("vus_offered") == 0 {
+            // The open model's VU counts mean nothing for a closed run.
+            let open_model_only = matches!(counter, Counter::VusOffered | Counter::VusStarted | Counter::DroppedVus);
+            if open_model_only && totals.counter(Counter::VusOffered.name()) == 0 {
                 continue;
             }
-            let total = totals.counter(name);
+            let total = totals.counter(counter.name());
             row(out, label, total, total as f64 / seconds, bytes);
         }
         let _ = writeln!(
@@ -211,20 +213,20 @@ impl Summary {
                     .sum();
                 let p99 = step
                     .latency
-                    .get("message_latency")
-                    .or_else(|| step.latency.get("handshake"))
-                    .or_else(|| step.latency.get("ping_latency"))
-                    .or_else(|| step.latency.get("close_latency"))
+                    .get(Hist::MessageLatency.name())
+                    .or_else(|| step.latency.get(Hist::Handshake.name()))
+                    .or_else(|| step.latency.get(Hist::PingLatency.name()))
+                    .or_else(|| step.latency.get(Hist::CloseLatency.name()))
                     .map_or("-".to_owned(), |stats| human_micros(stats.p99_us));
                 let _ = writeln!(
                     out,
                     "  {:<width$} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>12}",
                     step.name,
-                    count("connections_opened"),
-                    count("connections_failed"),
-                    count("messages_sent"),
-                    count("messages_received"),
-                    count("receive_timeouts"),
+                    count(Counter::ConnectionsOpened.name()),
+                    count(Counter::ConnectionsFailed.name()),
+                    count(Counter::MessagesSent.name()),
+                    count(Counter::MessagesReceived.name()),
+                    count(Counter::ReceiveTimeouts.name()),
                     errors,
                     p99
                 );
