@@ -28,6 +28,22 @@ check_le() {
     printf 'ok  %s: %s <= %s\n' "$1" "$2" "$3"
 }
 
+# check_ge WHAT ACTUAL BOUND: integers, ACTUAL >= BOUND
+check_ge() {
+    if ! [ "$2" -ge "$3" ]; then
+        fail "$1: got $2, expected at least $3"
+    fi
+    printf 'ok  %s: %s >= %s\n' "$1" "$2" "$3"
+}
+
+# check_seconds WHAT SECONDS BOUND: SECONDS (with decimals) <= BOUND
+check_seconds() {
+    if ! awk -v s="$2" -v b="$3" 'BEGIN { exit !(s <= b) }'; then
+        fail "$1: took ${2}s, more than ${3}s"
+    fi
+    printf 'ok  %s: %ss <= %ss\n' "$1" "$2" "$3"
+}
+
 # check_prefix WHAT TEXT PREFIX
 check_prefix() {
     case $2 in

@@ -43,7 +43,11 @@ fi
 test_started=$(date +%s%N)
 project=wsfleet-test-$$
 image=wsfleet-test:$$-$RANDOM
-compose() { "${compose_cli[@]}" --project-name "$project" --file "$here/compose.yaml" "$@"; }
+# Compose warns at every command that it ignores `deploy.endpoint_mode` (for swarms): hide that.
+compose() {
+    "${compose_cli[@]}" --project-name "$project" --file "$here/compose.yaml" "$@" \
+        2> >(grep -v 'deploy sub-keys are not supported' >&2)
+}
 
 cleanup() {
     local status=$?
@@ -85,8 +89,11 @@ check_eq "agent containers" "${#agents[@]}" 3
 
 # The published ports change when a container starts again: read them each time.
 read_ports() {
-    API=http://$(compose port controller 7601)
-    TARGET=http://$(compose port testserver 8080)
+    local api target
+    api=$(compose port controller 7601)
+    target=$(compose port testserver 8080)
+    API=http://127.0.0.1:${api##*:}
+    TARGET=http://127.0.0.1:${target##*:}
 }
 read_ports
 wait_for "the controller's /healthz at $API" 30 healthy
@@ -172,8 +179,8 @@ echo "cut agent $victim_id off $control_network (it still reaches the target)"
 wait_for "the cut-off agent to stop its load" $((silence + 8)) open_connections_are 20
 stopped_after=$(since "$cut_at")
 echo "the target holds 20 connections ${stopped_after}s after the cut"
-check_le "seconds from the cut to the load stopped (silence limit ${silence}s + 2 s)" \
-    "${stopped_after%.*}" $((silence + 2))
+check_seconds "from the cut to the load stopped (the silence limit, ${silence} s, + 2 s)" \
+    "$stopped_after" $((silence + 2))
 wait_for "agent $victim_id to be marked lost" $((silence + 8)) agent_is_lost "$victim_id"
 echo "marked lost $(since "$cut_at")s after the cut"
 sleep 1.5
@@ -211,8 +218,8 @@ killed_at=$(date +%s%N)
 wait_for "the agents to stop their load" $((silence + 8)) open_connections_are 0
 stopped_after=$(since "$killed_at")
 echo "the target holds no connection ${stopped_after}s after the kill"
-check_le "seconds from the kill to the load stopped (silence limit ${silence}s + 2 s)" \
-    "${stopped_after%.*}" $((silence + 2))
+check_seconds "from the kill to the load stopped (the silence limit, ${silence} s, + 2 s)" \
+    "$stopped_after" $((silence + 2))
 AFTER=$(stats)
 docker start "$controller" >/dev/null
 read_ports
@@ -222,7 +229,7 @@ echo "three agents attached again $(since "$killed_at")s after the kill"
 check_eq "the run's status in the history" "$(run_status "$interrupted")" interrupted
 intervals=$(api "/api/runs/$interrupted/intervals")
 kept=$(jq '.intervals | length' <<<"$intervals")
-check_le "intervals kept for the interrupted run (at least 2)" 2 "$kept"
+check_ge "intervals kept for the interrupted run" "$kept" 2
 opened=$(jq '[.intervals[] | (if type == "array" then .[1] else . end) | (if type == "string" then fromjson else . end) | .counters.connections_opened // 0] | add' <<<"$intervals")
 sent=$(jq '[.intervals[] | (if type == "array" then .[1] else . end) | (if type == "string" then fromjson else . end) | .counters.messages_sent // 0] | add' <<<"$intervals")
 check_eq "connections_opened in its intervals = target's new connections" "$opened" "$(delta total_connections)"
