@@ -230,8 +230,8 @@ check_eq "the run's status in the history" "$(run_status "$interrupted")" interr
 intervals=$(api "/api/runs/$interrupted/intervals")
 kept=$(jq '.intervals | length' <<<"$intervals")
 check_ge "intervals kept for the interrupted run" "$kept" 2
-opened=$(jq '[.intervals[] | (if type == "array" then .[1] else . end) | (if type == "string" then fromjson else . end) | .counters.connections_opened // 0] | add' <<<"$intervals")
-sent=$(jq '[.intervals[] | (if type == "array" then .[1] else . end) | (if type == "string" then fromjson else . end) | .counters.messages_sent // 0] | add' <<<"$intervals")
+opened=$(jq '[.intervals[].counters.connections_opened // 0] | add' <<<"$intervals")
+sent=$(jq '[.intervals[].counters.messages_sent // 0] | add' <<<"$intervals")
 check_eq "connections_opened in its intervals = target's new connections" "$opened" "$(delta total_connections)"
 check_le "messages_sent in its intervals, of the target's messages received" "$sent" "$(delta messages_received)"
 
