@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Checks what deploy/ gives users to run wsfleet on Kubernetes and with systemd, without a
+# cluster and without installing anything on the host:
+#
+#   1. renders every kustomize entry point in deploy/kubernetes (`kubectl kustomize`, which is
+#      offline) and makes, with the walkthrough's own `kubectl create ... --dry-run=client`
+#      commands, the Secrets and the ConfigMap docs/deployment.md tells users to create;
+#   2. validates all of them against Kubernetes' published schemas, strictly (kubernetes-validate
+#      from PyPI, which bundles the schemas: no network at check time), plus the API server's
+#      rules the schemas do not hold, the references between objects, and wsfleet itself (every
+#      flag and WSFLEET_* variable is one the binary has) -- after proving on broken manifests
+#      that each of those checks refuses what it should;
+#   3. validates the example scenario with `wsfleet validate`;
+#   4. loads the systemd env files with the binary (`--dump-config`) and runs
+#      `systemd-analyze verify` on the units, in a scratch root that holds the binary at the
+#      units' ExecStart path (so the units are verified as shipped), treating any warning as a
+#      failure -- after proving that a broken unit is refused.
+#
+# Usage: deploy/check-manifests.sh            (from anywhere; needs python3 with venv, kubectl,
+#                                             systemd-analyze, and target/debug/wsfleet or
+#                                             WSFLEET=/path/to/wsfleet)
+# Environment: WSFLEET (the binary), CHECK_VENV (reuse this virtualenv instead of a new one).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+kube="$repo/deploy/kubernetes"
+units="$repo/deploy/systemd"
+wsfleet=${WSFLEET:-${CARGO_TARGET_DIR:-$repo/target}/debug/wsfleet}
+# The validator, pinned: its bundled schemas go up to this Kubernetes release.
+validator="kubernetes-validate==1.37.0"
+# Every directory of deploy/kubernetes is either rendered here or is a part of those.
+entry_points=(run serve run-mtls serve-mtls testserver)
+parts=(base mtls)
+
+started=$SECONDS
+work=$(mktemp -d "${TMPDIR:-/tmp}/wsfleet-check-manifests.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+fail() {
+	echo "check-manifests: $*" >&2
+	exit 1
+}
+
+for tool in python3 kubectl systemd-analyze; do
+	command -v "$tool" >/dev/null || fail "$tool is needed and not on PATH"
+done
+[[ -x $wsfleet ]] || fail "no wsfleet binary at $wsfleet: build it with \`cargo build --bin wsfleet\` or set WSFLEET"
+
+# -- the validator, in a virtualenv of its own --------------------------------------------------
+venv=${CHECK_VENV:-$work/venv}
+if [[ ! -x $venv/bin/python ]]; then
+	python3 -m venv "$venv"
+	"$venv/bin/pip" install --quiet --disable-pip-version-check "$validator"
+fi
+python=$venv/bin/python
+
+# -- 1. render -----------------------------------------------------------------------------------
+for dir in "$kube"/*/; do
+	name=$(basename "$dir")
+	[[ " ${entry_points[*]} ${parts[*]} " == *" $name "* ]] ||
+		fail "deploy/kubernetes/$name is neither an entry point nor a part: add it to this script"
+done
+rendered=()
+for name in "${entry_points[@]}"; do
+	kubectl kustomize "$kube/$name" >"$work/$name.yaml" || fail "kubectl kustomize deploy/kubernetes/$name failed"
+	rendered+=("$work/$name.yaml")
+done
+
+# The objects docs/deployment.md has users create, by its own commands (keep them in step).
+mkdir -p "$work/tls"
+for file in ca.crt controller.crt controller.key agent.crt agent.key; do
+	echo "not a certificate: only the Secret's shape is checked" >"$work/tls/$file"
+done
+(
+	cd "$work/tls"
+	kubectl create secret generic wsfleet-tokens \
+		--from-literal=agent-token="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+		--from-literal=api-token="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+		--dry-run=client -o yaml
+	echo ---
+	kubectl create configmap wsfleet-scenario \
+		--from-file=scenario.yaml="$kube/testserver/scenario.yaml" --dry-run=client -o yaml
+	echo ---
+	kubectl create secret generic wsfleet-controller-tls \
+		--from-file=tls.crt=controller.crt --from-file=tls.key=controller.key --from-file=ca.crt=ca.crt \
+		--dry-run=client -o yaml
+	echo ---
+	kubectl create secret generic wsfleet-agent-tls \
+		--from-file=tls.crt=agent.crt --from-file=tls.key=agent.key --from-file=ca.crt=ca.crt \
+		--dry-run=client -o yaml
+) >"$work/created.yaml"
+
+# -- 2. validate ---------------------------------------------------------------------------------
+"$python" "$repo/deploy/check_manifests.py" --wsfleet "$wsfleet" --self-test
+"$python" "$repo/deploy/check_manifests.py" --wsfleet "$wsfleet" --provided "$work/created.yaml" "${rendered[@]}"
+
+# -- 3. the example scenario ---------------------------------------------------------------------
+"$wsfleet" validate "$kube/testserver/scenario.yaml"
+
+# -- 4. systemd ----------------------------------------------------------------------------------
+# The env files set only keys the binary reads, with values it accepts.
+for service in controller agent; do
+	env -i PATH=/usr/bin:/bin $(grep -E '^[A-Z_]+=' "$units/$service.env") \
+		"$wsfleet" "$service" --dump-config >/dev/null ||
+		fail "deploy/systemd/$service.env does not load: see the error above"
+	for key in $(grep -oE '^#?WSFLEET_[A-Z_]+' "$units/$service.env" | tr -d '#'); do
+		section=$(echo "$key" | sed -E 's/^WSFLEET_([A-Z]+)__.*/\1/' | tr 'A-Z' 'a-z')
+		field=$(echo "$key" | sed -E 's/^WSFLEET_[A-Z]+__(.*)/\1/' | tr 'A-Z' 'a-z')
+		env -i "$wsfleet" "$service" --dump-config |
+			"$python" -c "import json,sys; sys.exit(0 if '$field' in json.load(sys.stdin)['$section'] else 1)" ||
+			fail "deploy/systemd/$service.env names $key, which is not a configuration key"
+	done
+done
+
+# A scratch root for `systemd-analyze verify --root`: systemd's own units (for the targets the
+# units order against), the units under test, and the binary where ExecStart looks for it.
+root=$work/root
+mkdir -p "$root/usr/lib/systemd" "$root/etc/systemd/system" "$root/usr/local/bin"
+cp -a /usr/lib/systemd/system "$root/usr/lib/systemd/"
+ln "$wsfleet" "$root/usr/local/bin/wsfleet" 2>/dev/null || cp "$wsfleet" "$root/usr/local/bin/wsfleet"
+
+# Prints what systemd-analyze says of UNITS (file names) in the scratch root; fails if anything.
+verify_units() {
+	local said status=0
+	said=$(cd "$work" && systemd-analyze verify --root="$root" "$@" 2>&1) || status=$?
+	if [[ $status -ne 0 || -n $said ]]; then
+		echo "$said"
+		return 1
+	fi
+}
+
+# Proof that a unit with a mistake is refused: systemd-analyze exits 0 on a key it ignores, so
+# any output counts as a failure.
+sed 's/^LimitNOFILE=/LimitNOFILES=/' "$units/wsfleet-agent.service" >"$root/etc/systemd/system/wsfleet-broken.service"
+if verify_units wsfleet-broken.service >/dev/null; then
+	fail "self-test: a unit with an unknown key passed systemd-analyze verify"
+fi
+echo "refused as it should be: a unit with an unknown key"
+rm "$root/etc/systemd/system/wsfleet-broken.service"
+
+cp "$units"/*.service "$root/etc/systemd/system/"
+unit_names=()
+for unit in "$units"/*.service; do
+	unit_names+=("$(basename "$unit")")
+done
+verify_units "${unit_names[@]}" || fail "systemd-analyze verify found problems in deploy/systemd (above)"
+echo "systemd: ${#unit_names[@]} unit(s) pass systemd-analyze verify ($(systemd-analyze --version | head -1))"
+
+echo "check-manifests: all passed in $((SECONDS - started)) s"
