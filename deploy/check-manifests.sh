@@ -29,7 +29,7 @@ wsfleet=${WSFLEET:-${CARGO_TARGET_DIR:-$repo/target}/debug/wsfleet}
 # The validator, pinned: its bundled schemas go up to this Kubernetes release.
 validator="kubernetes-validate==1.37.0"
 # Every directory of deploy/kubernetes is either rendered here or is a part of those.
-entry_points=(run serve run-mtls serve-mtls testserver)
+entry_points=(run serve run-mtls serve-mtls testserver example)
 parts=(base mtls)
 
 started=$SECONDS

@@ -179,6 +179,49 @@ def reference_problems(docs):
     return problems
 
 
+def expanded_args(container):
+    """The container's args with $(VAR) replaced by the values of its plain env variables."""
+    values = {variable.get("name"): variable.get("value") for variable in container.get("env") or [] if "value" in variable}
+    return [
+        re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda match: str(values.get(match.group(1), match.group(0))), str(argument))
+        for argument in container.get("args") or []
+    ]
+
+
+def run_problems(docs):
+    """A controller Job with `--run` waits for as many agents as the agents' Job runs at once
+    and completes: otherwise the run never starts, or starts without some agents."""
+    problems = []
+    agent_jobs = [
+        doc
+        for doc in docs
+        if doc.get("kind") == "Job"
+        and ((doc.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/component") == "agent"
+    ]
+    for doc in docs:
+        if doc.get("kind") != "Job":
+            continue
+        for container in ((pod_template(doc) or {}).get("spec") or {}).get("containers") or []:
+            args = expanded_args(container)
+            if args[:1] != ["controller"] or not any(argument.startswith("--run") for argument in args):
+                continue
+            wanted = [argument.split("=", 1)[1] for argument in args if argument.startswith("--agents=")]
+            if not wanted:
+                problems.append((doc, "a controller with --run and no --agents=N waits for one agent"))
+                continue
+            if len(agent_jobs) != 1:
+                problems.append((doc, "a controller with --run here, and %d agent Jobs beside it" % len(agent_jobs)))
+                continue
+            spec = agent_jobs[0].get("spec") or {}
+            counts = {"parallelism": spec.get("parallelism"), "completions": spec.get("completions")}
+            for field, count in counts.items():
+                if str(count) != wanted[0]:
+                    problems.append(
+                        (doc, "waits for --agents=%s but the agents Job has %s: %s" % (wanted[0], field, count))
+                    )
+    return problems
+
+
 class Wsfleet:
     """What the wsfleet binary accepts: its subcommands' flags and its configuration keys."""
 
@@ -242,7 +285,10 @@ def check(documents_by_file, versions, wsfleet, provided=None):
             if wsfleet is not None:
                 found += wsfleet.problems(doc)
             problems += ["%s: %s: %s" % (filename, name_of(doc), problem) for problem in found]
-        problems += ["%s: %s: %s" % (filename, name_of(doc), problem) for doc, problem in service_problems(docs)]
+        problems += [
+            "%s: %s: %s" % (filename, name_of(doc), problem)
+            for doc, problem in service_problems(docs) + run_problems(docs)
+        ]
         if provided is not None:
             problems += [
                 "%s: %s: %s" % (filename, name_of(doc), problem)
@@ -334,6 +380,35 @@ spec:
               valueFrom: {secretKeyRef: {name: wsfleet-tokens, key: token}}
 """,
         "reads key token of Secret wsfleet-tokens, which it does not hold",
+    ),
+    "a run that waits for more agents than the agents Job starts": (
+        """
+apiVersion: batch/v1
+kind: Job
+metadata: {name: controller}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: controller
+          image: wsfleet:latest
+          args: [controller, --run=/s.yaml, "--agents=$(N)"]
+          env: [{name: N, value: "8"}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: agents, labels: {app.kubernetes.io/component: agent}}
+spec:
+  completionMode: Indexed
+  parallelism: 4
+  completions: 4
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: agent, image: wsfleet:latest, args: [agent, --once]}]
+""",
+        "waits for --agents=8 but the agents Job has parallelism: 4",
     ),
     "a Service that selects nothing": (
         """
