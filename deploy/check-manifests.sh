@@ -11,14 +11,19 @@
 #      flag and WSFLEET_* variable is one the binary has) -- after proving on broken manifests
 #      that each of those checks refuses what it should;
 #   3. validates the example scenario with `wsfleet validate`;
-#   4. loads the systemd env files with the binary (`--dump-config`) and runs
+#   4. plays one run of run/ and testserver/ (3 agents, a short scenario) on Docker as a kubelet
+#      would (deploy/play_pods.py: the pods' args, env, Secrets, ConfigMap, volumes, user,
+#      read-only root filesystem, dropped capabilities, sysctl and limits; Services as DNS names
+#      on a private network), from an image made offline from the binary, and checks the
+#      controller Job's exit code 0 and every agent's 0;
+#   5. loads the systemd env files with the binary (`--dump-config`) and runs
 #      `systemd-analyze verify` on the units, in a scratch root that holds the binary at the
 #      units' ExecStart path (so the units are verified as shipped), treating any warning as a
 #      failure -- after proving that a broken unit is refused.
 #
 # Usage: deploy/check-manifests.sh            (from anywhere; needs python3 with venv, kubectl,
-#                                             systemd-analyze, and target/debug/wsfleet or
-#                                             WSFLEET=/path/to/wsfleet)
+#                                             systemd-analyze, a running Docker engine, and
+#                                             target/debug/wsfleet or WSFLEET=/path/to/wsfleet)
 # Environment: WSFLEET (the binary), CHECK_VENV (reuse this virtualenv instead of a new one).
 set -euo pipefail
 
@@ -34,14 +39,25 @@ parts=(base mtls)
 
 started=$SECONDS
 work=$(mktemp -d "${TMPDIR:-/tmp}/wsfleet-check-manifests.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# What step 4 makes on Docker carries this label (and the image this tag): removed at exit.
+play_label="wsfleet-k8s-$$"
+image="wsfleet-check-manifests:$$"
+cleanup() {
+	if command -v docker >/dev/null; then
+		docker ps --all --quiet --filter "label=wsfleet-play=$play_label" | xargs --no-run-if-empty docker rm --force >/dev/null
+		docker network ls --quiet --filter "label=wsfleet-play=$play_label" | xargs --no-run-if-empty docker network rm >/dev/null
+		docker image rm --force "$image" >/dev/null 2>&1 || true
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
 
 fail() {
 	echo "check-manifests: $*" >&2
 	exit 1
 }
 
-for tool in python3 kubectl systemd-analyze; do
+for tool in python3 kubectl systemd-analyze docker; do
 	command -v "$tool" >/dev/null || fail "$tool is needed and not on PATH"
 done
 [[ -x $wsfleet ]] || fail "no wsfleet binary at $wsfleet: build it with \`cargo build --bin wsfleet\` or set WSFLEET"
@@ -97,7 +113,44 @@ done
 # -- 3. the example scenario ---------------------------------------------------------------------
 "$wsfleet" validate "$kube/testserver/scenario.yaml"
 
-# -- 4. systemd ----------------------------------------------------------------------------------
+# -- 4. one run, played on Docker ----------------------------------------------------------------
+docker info >/dev/null 2>&1 || fail "the Docker engine does not answer (docker info)"
+# The image: the binary, stripped of debug information, and the shared libraries it loads; no
+# base image (none can be pulled). It runs as the user the manifests give.
+context=$work/image
+mkdir -p "$context/usr/local/bin"
+objcopy --strip-debug "$wsfleet" "$context/usr/local/bin/wsfleet"
+for library in $(ldd "$wsfleet" | grep -oE '/[^ ]+'); do
+	mkdir -p "$context$(dirname "$library")"
+	cp -L "$library" "$context$library"
+done
+printf 'FROM scratch\nCOPY . /\nUSER 10001:10001\nENTRYPOINT ["/usr/local/bin/wsfleet"]\n' >"$context/Dockerfile"
+docker build --quiet --tag "$image" "$context" >"$work/build.log" 2>&1 ||
+	fail "cannot build the image: $(cat "$work/build.log")"
+
+# An overlay of run/ and testserver/ with 3 agents, in a copy of deploy/kubernetes (kustomize
+# takes only paths below or beside the overlay), and a short scenario as the ConfigMap.
+cp -r "$kube" "$work/kubernetes"
+mkdir -p "$work/kubernetes/play"
+{
+	printf 'resources: [../run, ../testserver]\n'
+	printf 'images: [{name: wsfleet, newName: %s, newTag: "%s"}]\n' "${image%%:*}" "${image##*:}"
+	printf 'patches:\n  - target: {kind: Job, name: wsfleet-agents}\n'
+	printf '    patch: |-\n      - {op: replace, path: /spec/parallelism, value: 3}\n'
+	sed -n '/^replacements:/,$p' "$kube/example/kustomization.yaml"
+} >"$work/kubernetes/play/kustomization.yaml"
+kubectl kustomize "$work/kubernetes/play" >"$work/play.yaml"
+sed -e 's/vus: 200/vus: 30/' -e 's/duration: 30s/duration: 4s/' "$kube/testserver/scenario.yaml" >"$work/scenario.yaml"
+"$wsfleet" validate "$work/scenario.yaml" >/dev/null
+{
+	sed -n '1,/^---$/p' "$work/created.yaml"
+	kubectl create configmap wsfleet-scenario --from-file=scenario.yaml="$work/scenario.yaml" --dry-run=client -o yaml
+} >"$work/play-created.yaml"
+"$python" "$repo/deploy/play_pods.py" --image "$image" --provided "$work/play-created.yaml" \
+	--label "$play_label" --workdir "$work" "$work/play.yaml" ||
+	fail "the run played from the manifests did not pass (above)"
+
+# -- 5. systemd ----------------------------------------------------------------------------------
 # The env files set only keys the binary reads, with values it accepts.
 for service in controller agent; do
 	env -i PATH=/usr/bin:/bin $(grep -E '^[A-Z_]+=' "$units/$service.env") \
