@@ -11,10 +11,10 @@
 #      flag and WSFLEET_* variable is one the binary has) -- after proving on broken manifests
 #      that each of those checks refuses what it should;
 #   3. validates the example scenario with `wsfleet validate`;
-#   4. plays one run of run/ and testserver/ (3 agents, a short scenario) on Docker as a kubelet
-#      would (deploy/play_pods.py: the pods' args, env, Secrets, ConfigMap, volumes, user,
-#      read-only root filesystem, dropped capabilities, sysctl and limits; Services as DNS names
-#      on a private network), from an image made offline from the binary, and checks the
+#   4. plays one run of run/ and testserver/ (3 agents, a short scenario), and one of run-mtls/
+#      with real certificates (2 agents), on Docker as a kubelet would (deploy/play_pods.py: the pods' args, env, Secrets, ConfigMap, volumes, user,
+#      read-only root filesystem, dropped capabilities, sysctl and limits; Services as names of
+#      their pods' addresses on a private network), from an image made offline from the binary, and checks the
 #      controller Job's exit code 0 and every agent's 0;
 #   5. loads the systemd env files with the binary (`--dump-config`) and runs
 #      `systemd-analyze verify` on the units, in a scratch root that holds the binary at the
@@ -24,7 +24,8 @@
 # Usage: deploy/check-manifests.sh            (from anywhere; needs python3 with venv, kubectl,
 #                                             systemd-analyze, a running Docker engine, and
 #                                             target/debug/wsfleet or WSFLEET=/path/to/wsfleet)
-# Environment: WSFLEET (the binary), CHECK_VENV (reuse this virtualenv instead of a new one).
+# Environment: WSFLEET (the binary), CHECK_VENV (reuse this virtualenv instead of a new one),
+# CHECK_KEEP=1 (keep the scratch folder, containers, network and image, to look into a failure).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,6 +44,10 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/wsfleet-check-manifests.XXXXXX")
 play_label="wsfleet-k8s-$$"
 image="wsfleet-check-manifests:$$"
 cleanup() {
+	if [[ -n ${CHECK_KEEP:-} ]]; then
+		echo "check-manifests: kept $work and what carries label wsfleet-play=$play_label (CHECK_KEEP)" >&2
+		return
+	fi
 	if command -v docker >/dev/null; then
 		docker ps --all --quiet --filter "label=wsfleet-play=$play_label" | xargs --no-run-if-empty docker rm --force >/dev/null
 		docker network ls --quiet --filter "label=wsfleet-play=$play_label" | xargs --no-run-if-empty docker network rm >/dev/null
@@ -124,31 +129,72 @@ for library in $(ldd "$wsfleet" | grep -oE '/[^ ]+'); do
 	mkdir -p "$context$(dirname "$library")"
 	cp -L "$library" "$context$library"
 done
+# Names from /etc/hosts first (play_pods.py gives each container the Services' addresses there),
+# as Debian's default nsswitch.conf does.
+mkdir -p "$context/etc"
+echo 'hosts: files dns' >"$context/etc/nsswitch.conf"
 printf 'FROM scratch\nCOPY . /\nUSER 10001:10001\nENTRYPOINT ["/usr/local/bin/wsfleet"]\n' >"$context/Dockerfile"
 docker build --quiet --tag "$image" "$context" >"$work/build.log" 2>&1 ||
 	fail "cannot build the image: $(cat "$work/build.log")"
 
-# An overlay of run/ and testserver/ with 3 agents, in a copy of deploy/kubernetes (kustomize
-# takes only paths below or beside the overlay), and a short scenario as the ConfigMap.
+# Plays NAME: an overlay of BASE (run/ or run-mtls/) and testserver/ with AGENTS agents, in a copy
+# of deploy/kubernetes (kustomize takes only paths below or beside the overlay), with the objects
+# of CREATED (a file) and a short scenario as the ConfigMap.
 cp -r "$kube" "$work/kubernetes"
-mkdir -p "$work/kubernetes/play"
-{
-	printf 'resources: [../run, ../testserver]\n'
-	printf 'images: [{name: wsfleet, newName: %s, newTag: "%s"}]\n' "${image%%:*}" "${image##*:}"
-	printf 'patches:\n  - target: {kind: Job, name: wsfleet-agents}\n'
-	printf '    patch: |-\n      - {op: replace, path: /spec/parallelism, value: 3}\n'
-	sed -n '/^replacements:/,$p' "$kube/example/kustomization.yaml"
-} >"$work/kubernetes/play/kustomization.yaml"
-kubectl kustomize "$work/kubernetes/play" >"$work/play.yaml"
 sed -e 's/vus: 200/vus: 30/' -e 's/duration: 30s/duration: 4s/' "$kube/testserver/scenario.yaml" >"$work/scenario.yaml"
 "$wsfleet" validate "$work/scenario.yaml" >/dev/null
-{
-	sed -n '1,/^---$/p' "$work/created.yaml"
-	kubectl create configmap wsfleet-scenario --from-file=scenario.yaml="$work/scenario.yaml" --dry-run=client -o yaml
-} >"$work/play-created.yaml"
-"$python" "$repo/deploy/play_pods.py" --image "$image" --provided "$work/play-created.yaml" \
-	--label "$play_label" --workdir "$work" "$work/play.yaml" ||
-	fail "the run played from the manifests did not pass (above)"
+play() {
+	local name=$1 base=$2 agents=$3 created=$4
+	mkdir -p "$work/kubernetes/play-$name"
+	{
+		printf 'resources: [../%s, ../testserver]\n' "$base"
+		printf 'images: [{name: wsfleet, newName: %s, newTag: "%s"}]\n' "${image%%:*}" "${image##*:}"
+		printf 'patches:\n  - target: {kind: Job, name: wsfleet-agents}\n'
+		printf '    patch: |-\n      - {op: replace, path: /spec/parallelism, value: %d}\n' "$agents"
+		sed -n '/^replacements:/,$p' "$kube/example/kustomization.yaml"
+	} >"$work/kubernetes/play-$name/kustomization.yaml"
+	kubectl kustomize "$work/kubernetes/play-$name" >"$work/play-$name.yaml"
+	{
+		cat "$created"
+		echo ---
+		kubectl create configmap wsfleet-scenario --from-file=scenario.yaml="$work/scenario.yaml" --dry-run=client -o yaml
+	} >"$work/play-$name-created.yaml"
+	"$python" "$repo/deploy/play_pods.py" --image "$image" --provided "$work/play-$name-created.yaml" \
+		--label "$play_label" --name "$name" --workdir "$work" "$work/play-$name.yaml" ||
+		fail "the run played from deploy/kubernetes/$base did not pass (above)"
+}
+
+# The tokens Secret, as the walkthrough makes it.
+sed -n '1,/^---$/p' "$work/created.yaml" | sed '$d' >"$work/tokens.yaml"
+play plain run 3 "$work/tokens.yaml"
+
+# Mutual TLS, with real certificates: a CA, the controller's for the name agents dial, an
+# agent's; as the two Secrets of the walkthrough.
+pki=$work/pki
+mkdir -p "$pki"
+(
+	cd "$pki"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+		-subj /CN=wsfleet-check-ca -keyout ca.key -out ca.crt
+	for role in controller agent; do
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+			-subj "/CN=wsfleet-$role" -keyout "$role.key" -out "$role.csr"
+	done
+	printf 'subjectAltName=DNS:wsfleet-controller\nextendedKeyUsage=serverAuth\n' >controller.ext
+	printf 'extendedKeyUsage=clientAuth\n' >agent.ext
+	for role in controller agent; do
+		openssl x509 -req -in "$role.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 \
+			-extfile "$role.ext" -out "$role.crt"
+	done
+	cat "$work/tokens.yaml"
+	for role in controller agent; do
+		echo ---
+		kubectl create secret generic "wsfleet-$role-tls" \
+			--from-file=tls.crt="$role.crt" --from-file=tls.key="$role.key" --from-file=ca.crt=ca.crt \
+			--dry-run=client -o yaml
+	done
+) >"$work/tls-created.yaml" 2>"$work/pki.log" || fail "cannot make the test certificates: $(cat "$work/pki.log")"
+play mtls run-mtls 2 "$work/tls-created.yaml"
 
 # -- 5. systemd ----------------------------------------------------------------------------------
 # The env files set only keys the binary reads, with values it accepts.

@@ -6,19 +6,22 @@ exits 0 and every index of the agents Job ends with a pod that exited 0.
 What is played, from the manifests as rendered: each Deployment's and Job's pod template (image,
 args with $(VAR) expanded, env from values, Secrets and the pod's name, configMap, secret and
 emptyDir volumes, runAsUser/runAsGroup/fsGroup, read-only root filesystem, no privilege
-escalation, dropped capabilities, sysctls, memory and CPU limits), each Service as a DNS alias of
-the containers it selects on one private network, and the agents' Indexed Job with a new pod for
+escalation, dropped capabilities, sysctls, memory and CPU limits), each Service as a name (a hosts
+entry) for the address of the pod it selects on one private network, and the agents' Indexed Job with a new pod for
 a failed index (as `backoffLimitPerIndex` allows; back-off shortened to 2 s). Readiness probes,
 scheduling and PersistentVolumeClaims are not played.
 
-    play_pods.py --image IMAGE --provided CREATED.yaml --label VALUE --workdir DIR RENDERED.yaml
+    play_pods.py --image IMAGE --provided CREATED.yaml --label VALUE --name PLAY --workdir DIR RENDERED.yaml
 
-Every container and the network carry the label wsfleet-play=VALUE; the caller removes them.
+Every container and the network carry the label wsfleet-play=VALUE, and VALUE-PLAY begins their
+names; the caller removes them.
 Exit status 0 when the run passed; 1 otherwise, with the containers' logs.
 """
 
 import argparse
 import base64
+import ipaddress
+import itertools
 import os
 import re
 import subprocess
@@ -29,7 +32,7 @@ import time
 import yaml
 
 BACKOFF_SECONDS = 2
-DEADLINE_SECONDS = 180
+DEADLINE_SECONDS = 60
 
 
 def docker(*args, check=True):
@@ -57,14 +60,45 @@ def cpus(quantity):
 
 
 class Player:
-    def __init__(self, docs, provided, image, label, workdir):
+    def __init__(self, docs, provided, image, label, name, workdir):
         self.docs = docs
+        self.name = name
         self.objects = {(doc["kind"], doc["metadata"]["name"]): doc for doc in docs + provided}
         self.image = image
         self.label = label
         self.workdir = workdir
-        self.network = "wsfleet-play-%s" % label
-        docker("network", "create", "--label", "wsfleet-play=%s" % label, self.network)
+        self.network = "%s-%s" % (label, name)
+        # A subnet of our own, to give pods fixed addresses (`--ip` needs one): the first of a few
+        # /24s that no other network on this engine uses.
+        for third in range(os.getpid() % 200, os.getpid() % 200 + 40):
+            subnet = ipaddress.ip_network("10.231.%d.0/24" % (third % 256))
+            created = subprocess.run(
+                ["docker", "network", "create", "--label", "wsfleet-play=%s" % label, "--subnet", str(subnet), self.network],
+                capture_output=True,
+                text=True,
+            )
+            if created.returncode == 0:
+                break
+        else:
+            raise SystemExit("cannot create the network %s: %s" % (self.network, created.stderr.strip()))
+        self.addresses = itertools.islice(subnet.hosts(), 10, None)
+        # Each Service's name and the address of the one pod it selects (pod 0 of its workload),
+        # given to every container as a hosts entry: Docker's embedded DNS has been seen to answer
+        # NXDOMAIN for live containers on this engine, and a kubelet's pods get a Service's address
+        # from the cluster's DNS, not from the engine's.
+        self.pod_addresses = {}
+        self.hosts = []
+        for service in docs:
+            if service["kind"] != "Service":
+                continue
+            selector = service["spec"].get("selector") or {}
+            for doc in docs:
+                if doc["kind"] in ("Deployment", "Job") and all(
+                    labels_of(doc["spec"]["template"]).get(key) == value for key, value in selector.items()
+                ):
+                    pod = "%s-0" % doc["metadata"]["name"]
+                    address = self.pod_addresses.setdefault(pod, str(next(self.addresses)))
+                    self.hosts.append("%s:%s" % (service["metadata"]["name"], address))
 
     def data_of(self, kind, name):
         found = self.objects.get((kind, name))
@@ -121,10 +155,13 @@ class Player:
         (container,) = spec["containers"]
         security = container.get("securityContext") or {}
         args = [
-            "run", "--detach", "--name", "%s-%s" % (self.label, pod_name),
+            "run", "--detach", "--name", "%s-%s-%s" % (self.label, self.name, pod_name),
             "--label", "wsfleet-play=%s" % self.label,
             "--network", self.network, "--hostname", pod_name,
+            "--ip", self.pod_addresses.get(pod_name) or str(next(self.addresses)),
         ]
+        for host in self.hosts:
+            args += ["--add-host", host]
         for alias in self.aliases(template):
             args += ["--network-alias", alias]
         user = security.get("runAsUser", pod_security.get("runAsUser"))
@@ -172,7 +209,7 @@ class Player:
             for argument in container.get("args") or []
         ]
         docker(*args, self.image, *expanded)
-        return "%s-%s" % (self.label, pod_name)
+        return "%s-%s-%s" % (self.label, self.name, pod_name)
 
     def state(self, container):
         status, code = docker("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", container).split()
@@ -184,6 +221,7 @@ def main():
     parser.add_argument("--image", required=True)
     parser.add_argument("--provided", required=True)
     parser.add_argument("--label", required=True)
+    parser.add_argument("--name", required=True, help="this play's name, in its containers' and network's names")
     parser.add_argument("--workdir", required=True, help="where the pods' volumes are laid out")
     parser.add_argument("rendered")
     args = parser.parse_args()
@@ -192,7 +230,7 @@ def main():
     with open(args.provided) as handle:
         provided = [doc for doc in yaml.safe_load_all(handle) if doc]
     workdir = tempfile.mkdtemp(prefix="pods-", dir=args.workdir)
-    player = Player(docs, provided, args.image, args.label, workdir)
+    player = Player(docs, provided, args.image, args.label, args.name, workdir)
 
     def component(doc):
         return (doc["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
@@ -249,6 +287,7 @@ def main():
         print("  " + line)
     problems = []
     if controller_code != 0:
+        print("controller's container: " + docker("inspect", "--format", "{{json .State}}", controller_container, check=False))
         problems.append("the controller Job's pod %s" % ("did not exit in time" if controller_code is None else "exited %d" % controller_code))
     for index, entry in indexes.items():
         if entry["done"] != "succeeded":
@@ -259,8 +298,8 @@ def main():
         print("PROBLEM: " + problem)
     retried = sum(entry["attempt"] for entry in indexes.values())
     print(
-        "pods played: controller exit %s, %d of %d agent indexes succeeded (%d retried pod(s))"
-        % (controller_code, sum(entry["done"] == "succeeded" for entry in indexes.values()), len(indexes), retried)
+        "pods played (%s): controller exit %s, %d of %d agent indexes succeeded (%d retried pod(s))"
+        % (args.name, controller_code, sum(entry["done"] == "succeeded" for entry in indexes.values()), len(indexes), retried)
     )
     return 1 if problems else 0
 
