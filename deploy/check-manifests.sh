@@ -15,7 +15,8 @@
 #      with real certificates (2 agents), on Docker as a kubelet would (deploy/play_pods.py: the pods' args, env, Secrets, ConfigMap, volumes, user,
 #      read-only root filesystem, dropped capabilities, sysctl and limits; Services as names of
 #      their pods' addresses on a private network), from an image made offline from the binary, and checks the
-#      controller Job's exit code 0 and every agent's 0;
+#      controller Job's exit code 0 and every agent's 0 -- after proving that a run whose
+#      threshold fails makes the play fail;
 #   5. loads the systemd env files with the binary (`--dump-config`) and runs
 #      `systemd-analyze verify` on the units, in a scratch root that holds the binary at the
 #      units' ExecStart path (so the units are verified as shipped), treating any warning as a
@@ -144,7 +145,7 @@ cp -r "$kube" "$work/kubernetes"
 sed -e 's/vus: 200/vus: 30/' -e 's/duration: 30s/duration: 4s/' "$kube/testserver/scenario.yaml" >"$work/scenario.yaml"
 "$wsfleet" validate "$work/scenario.yaml" >/dev/null
 play() {
-	local name=$1 base=$2 agents=$3 created=$4
+	local name=$1 base=$2 agents=$3 created=$4 scenario=${5:-$work/scenario.yaml}
 	mkdir -p "$work/kubernetes/play-$name"
 	{
 		printf 'resources: [../%s, ../testserver]\n' "$base"
@@ -157,16 +158,23 @@ play() {
 	{
 		cat "$created"
 		echo ---
-		kubectl create configmap wsfleet-scenario --from-file=scenario.yaml="$work/scenario.yaml" --dry-run=client -o yaml
+		kubectl create configmap wsfleet-scenario --from-file=scenario.yaml="$scenario" --dry-run=client -o yaml
 	} >"$work/play-$name-created.yaml"
 	"$python" "$repo/deploy/play_pods.py" --image "$image" --provided "$work/play-$name-created.yaml" \
-		--label "$play_label" --name "$name" --workdir "$work" "$work/play-$name.yaml" ||
-		fail "the run played from deploy/kubernetes/$base did not pass (above)"
+		--label "$play_label" --name "$name" --workdir "$work" "$work/play-$name.yaml"
 }
 
 # The tokens Secret, as the walkthrough makes it.
 sed -n '1,/^---$/p' "$work/created.yaml" | sed '$d' >"$work/tokens.yaml"
-play plain run 3 "$work/tokens.yaml"
+# Proof that a failed run fails the play: a threshold no run can meet makes the controller exit 5.
+sed -e 's/duration: 4s/duration: 1s/' -e 's/p99: "< 100ms"/p99: "< 1us"/' "$work/scenario.yaml" >"$work/failing.yaml"
+if play failing run 1 "$work/tokens.yaml" "$work/failing.yaml" >"$work/failing.log"; then
+	cat "$work/failing.log"
+	fail "self-test: a run whose threshold failed passed the play"
+fi
+grep -q 'controller exit 5,' "$work/failing.log" || { cat "$work/failing.log"; fail "self-test: the failing run did not end with exit code 5"; }
+echo "refused as it should be: a played run whose threshold failed (controller exit 5)"
+play plain run 3 "$work/tokens.yaml" || fail "the run played from deploy/kubernetes/run did not pass (above)"
 
 # Mutual TLS, with real certificates: a CA, the controller's for the name agents dial, an
 # agent's; as the two Secrets of the walkthrough.
@@ -194,7 +202,7 @@ mkdir -p "$pki"
 			--dry-run=client -o yaml
 	done
 ) >"$work/tls-created.yaml" 2>"$work/pki.log" || fail "cannot make the test certificates: $(cat "$work/pki.log")"
-play mtls run-mtls 2 "$work/tls-created.yaml"
+play mtls run-mtls 2 "$work/tls-created.yaml" || fail "the run played from deploy/kubernetes/run-mtls did not pass (above)"
 
 # -- 5. systemd ----------------------------------------------------------------------------------
 # The env files set only keys the binary reads, with values it accepts.
