@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks what deploy/ gives users to run wsfleet on Kubernetes and with systemd, without a
-# cluster and without installing anything on the host:
+# cluster (what it installs goes into a virtualenv of its own; what it makes on Docker is removed):
 #
 #   1. renders every kustomize entry point in deploy/kubernetes (`kubectl kustomize`, which is
 #      offline) and makes, with the walkthrough's own `kubectl create ... --dry-run=client`
@@ -12,9 +12,10 @@
 #      that each of those checks refuses what it should;
 #   3. validates the example scenario with `wsfleet validate`;
 #   4. plays one run of run/ and testserver/ (3 agents, a short scenario), and one of run-mtls/
-#      with real certificates (2 agents), on Docker as a kubelet would (deploy/play_pods.py: the pods' args, env, Secrets, ConfigMap, volumes, user,
-#      read-only root filesystem, dropped capabilities, sysctl and limits; Services as names of
-#      their pods' addresses on a private network), from an image made offline from the binary, and checks the
+#      with certificates it makes (2 agents), on Docker as a kubelet would (deploy/play_pods.py:
+#      the pods' args, env, Secrets, ConfigMap, volumes, user, read-only root filesystem,
+#      dropped capabilities, sysctl and limits; Services as names of their pods' addresses on a
+#      private network), from an image made offline from the binary, and requires the
 #      controller Job's exit code 0 and every agent's 0 -- after proving that a run whose
 #      threshold fails makes the play fail;
 #   5. loads the systemd env files with the binary (`--dump-config`) and runs
@@ -23,8 +24,9 @@
 #      failure -- after proving that a broken unit is refused.
 #
 # Usage: deploy/check-manifests.sh            (from anywhere; needs python3 with venv, kubectl,
-#                                             systemd-analyze, a running Docker engine, and
-#                                             target/debug/wsfleet or WSFLEET=/path/to/wsfleet)
+#                                             systemd-analyze, a running Docker engine, openssl,
+#                                             objcopy, and target/debug/wsfleet or
+#                                             WSFLEET=/path/to/wsfleet)
 # Environment: WSFLEET (the binary), CHECK_VENV (reuse this virtualenv instead of a new one),
 # CHECK_KEEP=1 (keep the scratch folder, containers, network and image, to look into a failure).
 set -euo pipefail
@@ -63,7 +65,7 @@ fail() {
 	exit 1
 }
 
-for tool in python3 kubectl systemd-analyze docker; do
+for tool in python3 kubectl systemd-analyze docker openssl objcopy ldd; do
 	command -v "$tool" >/dev/null || fail "$tool is needed and not on PATH"
 done
 [[ -x $wsfleet ]] || fail "no wsfleet binary at $wsfleet: build it with \`cargo build --bin wsfleet\` or set WSFLEET"
