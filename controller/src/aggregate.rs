@@ -8,8 +8,11 @@ use wsfleet_proto::v1::MetricReport;
 
 #[derive(Default)]
 pub struct Aggregate {
-    /// The fleet's measurements per run-time interval.
+    /// The fleet's measurements per run-time interval, until every agent of the run has
+    /// reported it (see [`Aggregate::settle`]).
     pub intervals: BTreeMap<u64, MetricSets>,
+    /// The latest interval any agent reported.
+    pub last_interval: Option<u64>,
     /// Which agents reported which intervals.
     pub reported: BTreeMap<u64, HashSet<String>>,
     /// Everything, merged (gauges excluded: see `peak_gauges`).
@@ -31,6 +34,10 @@ impl Aggregate {
         }
         let mut sets = crate::wire::report_figures(report)?;
         agents.insert(agent.to_owned());
+        self.last_interval = Some(
+            self.last_interval
+                .map_or(report.interval, |last| last.max(report.interval)),
+        );
         let interval = self.intervals.entry(report.interval).or_default();
         interval.merge(&sets)?;
         for (name, value) in &interval.gauges {
@@ -42,6 +49,19 @@ impl Aggregate {
         self.totals.merge(&sets)?;
         sets.gauges = gauges;
         Ok(Some(sets))
+    }
+
+    /// Drops interval `interval`'s measurements once every one of `agents` (all the run's, lost or
+    /// not) has reported it: no report can change it any more (another is a duplicate), and a
+    /// long run's controller then holds a few intervals' histograms, not every one's.
+    pub fn settle(&mut self, interval: u64, agents: &BTreeSet<&str>) {
+        let complete = self
+            .reported
+            .get(&interval)
+            .is_some_and(|reporters| agents.iter().all(|agent| reporters.contains(*agent)));
+        if complete {
+            self.intervals.remove(&interval);
+        }
     }
 
     /// The last of the first intervals that every one of `agents` has reported.
@@ -74,6 +94,25 @@ mod tests {
             .counters
             .insert("messages_sent".into(), messages);
         sets.to_report("run", interval).expect("encodes")
+    }
+
+    #[test]
+    fn an_interval_every_agent_reported_is_dropped_and_later_copies_stay_duplicates() {
+        let mut aggregate = Aggregate::default();
+        let everyone = BTreeSet::from(["a", "b"]);
+        aggregate.add("a", &report(0, 5)).expect("adds");
+        aggregate.settle(0, &everyone);
+        // "b" has not reported interval 0: it may still, so it is kept.
+        assert!(aggregate.intervals.contains_key(&0));
+        aggregate.add("b", &report(0, 7)).expect("adds");
+        aggregate.settle(0, &everyone);
+        assert!(aggregate.intervals.is_empty());
+        assert_eq!(aggregate.last_interval, Some(0));
+        // A copy sent again changes nothing: no interval comes back, the totals stay.
+        assert!(aggregate.add("a", &report(0, 5)).expect("adds").is_none());
+        assert!(aggregate.intervals.is_empty());
+        assert_eq!(aggregate.totals.total().counter("messages_sent"), 12);
+        assert_eq!((aggregate.accepted(), aggregate.duplicates), (2, 1));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::lost::{CannotMove, Survivor};
 use crate::outcome::{Failure, LostAction, Outcome};
 use crate::registry::AgentInfo;
 use crate::summary::{
-    AgentSummary, LostAgentEvent, LostAgents, ReportDelivery, Summary, Totals, SUMMARY_SCHEMA_VERSION,
+    AgentSummary, IntervalSummary, LostAgentEvent, LostAgents, ReportDelivery, Summary, Totals, SUMMARY_SCHEMA_VERSION,
 };
 use crate::wire;
 
@@ -105,6 +105,9 @@ pub struct RunState<'a> {
     /// Live totals add up to the series the dashboard draws; reports of intervals not yet
     /// complete count once their interval is shown (at the end, every one has been).
     shown: RunFigures,
+    /// Each interval as shown (and shown again when a late report completed it), for the
+    /// summary: the aggregate drops an interval's measurements once it cannot change.
+    interval_summaries: BTreeMap<u64, IntervalSummary>,
     outcome: Outcome,
     stop_sent: bool,
     /// The threshold that stopped the run.
@@ -155,6 +158,7 @@ impl<'a> RunState<'a> {
             aggregate: Aggregate::default(),
             next_live: 0,
             shown: RunFigures::default(),
+            interval_summaries: BTreeMap::new(),
             outcome: Outcome::Completed,
             stop_sent: false,
             aborted_by: None,
@@ -250,6 +254,7 @@ impl<'a> RunState<'a> {
                     if let Some(figures) = self.interval_figures(interval) {
                         self.events.push(RunEvent::LateReport(figures));
                     }
+                    self.settle(interval);
                 }
             }
             Ok(None) => tracing::debug!(agent, interval, "duplicate report ignored"),
@@ -511,6 +516,20 @@ impl<'a> RunState<'a> {
         if let Some(figures) = self.interval_figures(interval) {
             self.events.push(RunEvent::Interval(figures));
         }
+        self.settle(interval);
+    }
+
+    /// How many intervals' measurements the run still holds.
+    #[cfg(test)]
+    pub(crate) fn intervals_held(&self) -> usize {
+        self.aggregate.intervals.len()
+    }
+
+    /// Lets the aggregate drop a shown interval's measurements once every agent of the run
+    /// reported it.
+    fn settle(&mut self, interval: u64) {
+        let everyone: BTreeSet<&str> = self.agents.keys().map(String::as_str).collect();
+        self.aggregate.settle(interval, &everyone);
     }
 
     /// Adds `sets` (an interval just shown, or a late report of one shown before) to what has
@@ -531,12 +550,15 @@ impl<'a> RunState<'a> {
         }
     }
 
-    /// Interval `interval` of the fleet as it stands, with what has been shown so far.
-    fn interval_figures(&self, interval: u64) -> Option<IntervalFigures> {
+    /// Interval `interval` of the fleet as it stands, with what has been shown so far; kept
+    /// for the summary.
+    fn interval_figures(&mut self, interval: u64) -> Option<IntervalFigures> {
         let sets = self.aggregate.intervals.get(&interval)?;
+        let figures = Summary::interval_of(interval, sets);
+        self.interval_summaries.insert(interval, figures.clone());
         Some(IntervalFigures {
             interval,
-            figures: Summary::interval_of(interval, sets),
+            figures,
             sets: sets.clone(),
             so_far: self.shown.clone(),
         })
@@ -578,7 +600,7 @@ impl<'a> RunState<'a> {
     /// Ends the run at `now`: shows the intervals some agent never reported (lost agents), and
     /// builds the summary.
     pub fn finish(&mut self, now: Instant) -> Summary {
-        if let Some(last) = self.aggregate.intervals.keys().next_back().copied() {
+        if let Some(last) = self.aggregate.last_interval {
             while self.next_live <= last {
                 self.show_interval(self.next_live);
                 self.next_live += 1;
@@ -617,11 +639,7 @@ impl<'a> RunState<'a> {
             outcome: self.outcome.clone(),
             totals: Totals::from_sets(&aggregate.totals, peak_active, duration_seconds),
             steps: Summary::steps_of(&aggregate.totals, &self.scenario.step_names),
-            intervals: aggregate
-                .intervals
-                .iter()
-                .map(|(interval, sets)| Summary::interval_of(*interval, sets))
-                .collect(),
+            intervals: self.interval_summaries.values().cloned().collect(),
             thresholds,
             lost_agents: LostAgents {
                 policy: self.scenario.plan().on_agent_lost.name().to_owned(),

@@ -185,6 +185,16 @@ fn the_live_figures_so_far_hold_only_the_intervals_shown() {
     assert_eq!(shown.interval, 1);
     assert_eq!(shown.so_far.totals.total().counter("messages_received"), 113);
     assert_eq!(shown.so_far.peak_gauges["active_connections"], 10);
+    // Both intervals were reported by every agent: their measurements are let go, the
+    // summary's series keeps their figures.
+    assert_eq!(run.intervals_held(), 0);
+    let summary = run.finish(now);
+    let series: Vec<(u64, u64)> = summary
+        .intervals
+        .iter()
+        .map(|interval| (interval.interval, interval.counters["messages_received"]))
+        .collect();
+    assert_eq!(series, vec![(0, 12), (1, 101)]);
 }
 
 #[test]
@@ -197,6 +207,8 @@ fn a_late_report_completes_an_interval_already_shown() {
     run.on_lost("b", "agent silent for 10s", now);
     // Without "b", interval 0 is complete.
     assert_eq!(intervals_shown(&run.take_events()), vec![0]);
+    // "b" may still resend it: its measurements stay.
+    assert_eq!(run.intervals_held(), 1);
     run.on_attached("b", "b-instance", now);
     run.on_report("b", &report(0, 7, 1), now);
     let events = run.take_events();
@@ -206,6 +218,8 @@ fn a_late_report_completes_an_interval_already_shown() {
     assert_eq!(late.interval, 0);
     assert_eq!(late.figures.counters["messages_received"], 12);
     assert_eq!(late.so_far.totals.total().counter("messages_received"), 12);
+    // Held until the lost agent's report completed it.
+    assert_eq!(run.intervals_held(), 0);
     run.on_status("a", &status(RunPhase::Finished, ""), now);
     // "b" came back: the run waits for its last status.
     assert!(!run.is_over(now));
