@@ -54,8 +54,7 @@ cleanup() {
         done
     fi
     docker stack rm "$stack" >/dev/null 2>&1
-    # wsfleet ignores SIGTERM (PID 1 in a container): kill the tasks rather than wait for their
-    # stop grace period.
+    # Kill the tasks rather than wait for their orderly stop: nothing is measured any more.
     stack_containers | xargs -r docker kill >/dev/null 2>&1
     docker swarm leave --force >/dev/null 2>&1
     stack_containers | xargs -r docker rm --force >/dev/null 2>&1
@@ -135,7 +134,7 @@ wait_for "the target to hold 30 connections" 30 open_connections_are 30
 wait_for "3 s of load" 20 run_seconds_at_least 3
 docker service scale --detach "${stack}_agent=2" >/dev/null
 scaled_at=$(date +%s%N)
-# The task removed gets SIGTERM, then SIGKILL after its stop grace period (10 s by default).
+# The task removed gets SIGTERM: its agent stops its load, closes its connections and exits.
 wait_for "the removed agent's connections to close" 20 open_connections_are 20
 echo "the target holds 20 connections $(since "$scaled_at")s after the scale-down"
 finish_run 60

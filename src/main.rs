@@ -22,6 +22,7 @@ mod csv;
 mod exit;
 mod local;
 mod settings;
+mod signals;
 
 use std::io::IsTerminal as _;
 use std::process::{ExitCode, Stdio};
@@ -182,15 +183,15 @@ fn controller_settings(section: &settings::ControllerSection, with_tls: bool) ->
     })
 }
 
-/// Stops `stop` at the first Ctrl-C; a second one exits at once.
+/// Stops `stop` at the first Ctrl-C or SIGTERM; a second one exits at once.
 fn spawn_interrupt_handler(stop: CancellationToken) {
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
+        if signals::stop_requested().await.is_err() {
             return;
         }
         tell!("\nstopping: letting iterations finish, then closing connections (Ctrl-C again to exit now)");
         stop.cancel();
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if signals::stop_requested().await.is_ok() {
             tell!("exiting now");
             std::process::exit(i32::from(exit::INTERRUPTED));
         }
@@ -382,7 +383,7 @@ async fn run_controller(args: cli::ControllerArgs, settings: &settings::Settings
         .unwrap_or_else(exit::Failure::report)
 }
 
-/// `wsfleet controller`: serve agents and the API until Ctrl-C, or run `--run` once.
+/// `wsfleet controller`: serve agents and the API until Ctrl-C or SIGTERM, or run `--run` once.
 async fn run_controller_failing(args: cli::ControllerArgs, settings: &settings::Settings) -> Result<u8, exit::Failure> {
     let controller_settings = controller_settings(&settings.controller, true).or_exit(exit::INVALID_INPUT)?;
     let outputs = local::Outputs::parse(&args.out).or_exit(exit::USAGE)?;
@@ -500,7 +501,7 @@ async fn run_agent_failing(args: cli::AgentArgs, settings: &settings::Settings) 
     {
         let cancel = cancel.clone();
         tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            let _ = signals::stop_requested().await;
             cancel.cancel();
         });
     }
@@ -518,7 +519,7 @@ async fn run_testserver(args: cli::TestserverArgs) -> u8 {
     run_testserver_failing(args).await.unwrap_or_else(exit::Failure::report)
 }
 
-/// `wsfleet testserver`: serve until Ctrl-C.
+/// `wsfleet testserver`: serve until Ctrl-C or SIGTERM.
 async fn run_testserver_failing(args: cli::TestserverArgs) -> Result<u8, exit::Failure> {
     let config = wsfleet_testserver::Config {
         subprotocols: args.subprotocols.clone(),
@@ -535,7 +536,7 @@ async fn run_testserver_failing(args: cli::TestserverArgs) -> Result<u8, exit::F
             .or_exit(exit::INTERNAL)?;
     }
     say!("wsfleet testserver listening on {}", server.url());
-    let _ = tokio::signal::ctrl_c().await;
+    let _ = signals::stop_requested().await;
     server.shutdown().await;
     Ok(exit::OK)
 }

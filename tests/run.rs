@@ -205,6 +205,17 @@ fn validate_accepts_every_example_scenario() {
 
 #[test]
 fn ctrl_c_stops_gracefully_and_still_reports() {
+    stops_gracefully_and_still_reports_on("-INT");
+}
+
+/// `docker stop`, Kubernetes and systemd ask a service to stop with SIGTERM: the same orderly
+/// stop as Ctrl-C.
+#[test]
+fn sigterm_stops_gracefully_and_still_reports() {
+    stops_gracefully_and_still_reports_on("-TERM");
+}
+
+fn stops_gracefully_and_still_reports_on(signal: &str) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = runtime
         .block_on(wsfleet_testserver::TestServer::start(
@@ -250,7 +261,7 @@ steps:
         std::thread::sleep(Duration::from_millis(50));
     }
     let signalled = std::process::Command::new("kill")
-        .arg("-INT")
+        .arg(signal)
         .arg(child.id().to_string())
         .status()
         .unwrap();
@@ -262,7 +273,7 @@ steps:
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "wsfleet did not stop after Ctrl-C"
+            "wsfleet did not stop after kill {signal}"
         );
         std::thread::sleep(Duration::from_millis(50));
     };
