@@ -9,7 +9,9 @@ Markdown table; docs/benchmarks.md says how to read them.
 
     python3 bench/run.py                 # every workload, 20 s each
     python3 bench/run.py --quick         # short runs, for a smoke check
-    python3 bench/run.py --only echo     # one workload (connect_rate, idle, echo, scale, controller)
+    python3 bench/run.py --only echo     # one workload (connect_rate, idle, echo, scale, controller, soak)
+    python3 bench/run.py --only soak     # 30 minutes at 20,000 connections; not part of the default set
+    python3 bench/run.py --only soak --soak-minutes 3 --soak-connections 2000   # a short soak
 """
 
 import argparse
@@ -17,6 +19,7 @@ import json
 import os
 import resource
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -491,13 +494,223 @@ def scale(directory, connections, agents, servers, sources, hold):
                 process.kill()
 
 
-def table(results):
-    lines = [
-        f"Rates, CPU and ratios are medians of {results.get('rounds', 1)} rounds (the ratio of each round, wsfleet / reference, both in the same round).",
-        "",
-        "| workload | wsfleet | reference | ratio | ratios by round | ratio per CPU-second | wsfleet CPU% | reference CPU% | server CPU% |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+def linear_slope(points):
+    """The least-squares slope of (x, y) points; 0 with fewer than two distinct x."""
+    if len(points) < 2:
+        return 0.0
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    if spread == 0:
+        return 0.0
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+
+
+def flatness(points, tolerance):
+    """How flat a series of (seconds, value) is: the largest deviation of a sample from the
+    series' mean, as a fraction of the mean, and the linear trend per hour as a fraction of the
+    mean. Flat when every sample is within `tolerance` of the mean."""
+    values = [value for _, value in points]
+    if not values:
+        return {"samples": 0, "flat": False}
+    mean = sum(values) / len(values)
+    deviation = max(abs(value - mean) for value in values) / mean if mean else 0.0
+    slope = linear_slope(points)
+    return {
+        "samples": len(values),
+        "mean_mb": round(mean / 1e6, 2),
+        "min_mb": round(min(values) / 1e6, 2),
+        "max_mb": round(max(values) / 1e6, 2),
+        "max_deviation_percent": round(100 * deviation, 2),
+        "trend_mb_per_hour": round(slope * 3600 / 1e6, 2),
+        "flat": deviation <= tolerance,
+    }
+
+
+def directory_bytes(directory):
+    """The bytes of every file under `directory` (the history's database, its WAL and shared
+    memory)."""
+    total = 0
+    for path in Path(directory).rglob("*"):
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def history_bytes(data_dir):
+    """The history database's size as SQLite sees it (pages in use, the WAL's committed pages
+    included), read through a read-only connection beside the controller's; the files' size
+    when it cannot be read."""
+    database = Path(data_dir) / "wsfleet.db"
+    try:
+        connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=2)
+        try:
+            page_count = connection.execute("PRAGMA page_count").fetchone()[0]
+            page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+            return page_count * page_size
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return directory_bytes(data_dir)
+
+
+def soak(directory, connections, minutes, agents, servers, sources, message_every, sample_every, warm_up):
+    """Workload 6: a steady load for `minutes`: `connections` held by `agents` agent processes
+    attached to one controller (its history in a data directory), against `servers` test
+    servers, each connection sending a 64-byte message and awaiting its echo every
+    `message_every` seconds. Every `sample_every` seconds it samples the RSS of the agents, the
+    controller and the servers, and the size of the history's files. After `warm_up` seconds
+    (and while every connection is held), RSS must stay within +-2% of its mean; the history's
+    growth is reported per hour."""
+    seconds = int(minutes * 60)
+    ports = [free_port() for _ in range(servers)]
+    server_processes = [
+        subprocess.Popen([str(WSFLEET), "testserver", "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for port in ports
     ]
+    controller = agent_processes = None
+    try:
+        for port in ports:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    http_json(f"http://127.0.0.1:{port}/stats")
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        (Path(directory) / "soak-servers.csv").write_text("url\n" + "".join(f"ws://127.0.0.1:{port}/echo\n" for port in ports))
+        # One iteration per VU that lasts the whole run: connect once, then a message and its
+        # echo every `message_every` seconds until the end.
+        scenario = scenario_file(
+            directory,
+            "soak",
+            f"name: soak\ndata:\n  servers: {{ csv: soak-servers.csv, order: unique, on_exhausted: wrap }}\n"
+            f"load: {{ vus: {connections}, iterations: 1, max_duration: {seconds + 600}s }}\n"
+            f"steps:\n  - connect: {{ url: '${{servers.url}}', timeout: 120s }}\n"
+            f"  - repeat:\n      duration: {seconds}s\n      steps:\n"
+            f"        - send: {{ name: message, text: '{'x' * 64}' }}\n"
+            f"        - receive: {{ name: echo, timeout: 30s }}\n"
+            f"        - think: {round(message_every * 1000)}ms\n"
+            f"  - close: {{ code: 1000, timeout: 30s }}\n",
+        )
+        grpc, api = free_port(), free_port()
+        out = Path(directory) / "soak.json"
+        data_dir = Path(directory) / "soak-data"
+        controller = subprocess.Popen(
+            [str(WSFLEET), "controller", "--listen", f"127.0.0.1:{grpc}", "--http", f"127.0.0.1:{api}", "--data-dir", str(data_dir),
+             "--run", str(scenario), "--agents", str(agents), "--wait", "120s", "--out", f"json={out}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)
+        agent_processes = [
+            subprocess.Popen([str(WSFLEET), "agent", "--controller", f"http://127.0.0.1:{grpc}", "--id", f"soak-{index}",
+                              "--source-addresses", sources, "--once"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for index in range(agents)
+        ]
+        started = time.monotonic()
+        samples = []
+        next_sample = started
+        deadline = started + seconds + 900
+        while controller.poll() is None and time.monotonic() < deadline:
+            now = time.monotonic()
+            if now < next_sample:
+                time.sleep(min(0.5, next_sample - now))
+                continue
+            next_sample += sample_every
+            try:
+                status = http_json(f"http://127.0.0.1:{api}/api/status")
+            except OSError:
+                status = {}
+            run = status.get("run") or {}
+            last = run.get("last") or {}
+            try:
+                sample = {
+                    "seconds": round(now - started, 1),
+                    "active_connections": (last.get("gauges") or {}).get("active_connections", 0),
+                    "servers_open_connections": sum(http_json(f"http://127.0.0.1:{port}/stats")["open_connections"] for port in ports),
+                    "agents_rss": [rss_bytes(process.pid) for process in agent_processes],
+                    "controller_rss": rss_bytes(controller.pid),
+                    "servers_rss": [rss_bytes(process.pid) for process in server_processes],
+                    "history_bytes": history_bytes(data_dir),
+                    "history_files_bytes": directory_bytes(data_dir),
+                }
+            except OSError:
+                continue
+            samples.append(sample)
+            log(f"  {sample['seconds']:>7.0f} s: {sample['active_connections']} held ({sample['servers_open_connections']} by the servers), agents "
+                f"{sum(sample['agents_rss']) / 1e6:.1f} MB, controller {sample['controller_rss'] / 1e6:.1f} MB, "
+                f"history {sample['history_bytes'] / 1e6:.2f} MB")
+        wall = time.monotonic() - started
+        controller.wait(900)
+        summary = json.loads(out.read_text())
+        counters = summary["totals"]["counters"]
+        # What the history holds per second of the run.
+        with sqlite3.connect(f"file:{data_dir / 'wsfleet.db'}?mode=ro", uri=True) as database:
+            stored_intervals, interval_bytes = database.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(data_json)), 0) FROM intervals").fetchone()
+        # The steady part: past the warm-up, with every connection held (not the ramp-down).
+        steady = [sample for sample in samples if sample["seconds"] >= warm_up and sample["active_connections"] == connections]
+        tolerance = 0.02
+        agents_flat = [flatness([(sample["seconds"], sample["agents_rss"][index]) for sample in steady], tolerance) for index in range(agents)]
+        fleet_flat = flatness([(sample["seconds"], sum(sample["agents_rss"])) for sample in steady], tolerance)
+        controller_flat = flatness([(sample["seconds"], sample["controller_rss"]) for sample in steady], tolerance)
+        servers_flat = flatness([(sample["seconds"], sum(sample["servers_rss"])) for sample in steady], tolerance)
+        history_slope = linear_slope([(sample["seconds"], sample["history_bytes"]) for sample in steady])
+        steady_span = steady[-1]["seconds"] - steady[0]["seconds"] if len(steady) > 1 else 0
+        result = {
+            "connections": connections,
+            "minutes": minutes,
+            "wall_seconds": round(wall, 1),
+            "agents": agents,
+            "servers": servers,
+            "source_addresses": sources,
+            "message_every_seconds": message_every,
+            "sample_every_seconds": sample_every,
+            "warm_up_seconds": warm_up,
+            "steady_samples": len(steady),
+            "steady_seconds": round(steady_span, 1),
+            "connections_opened": counters["connections_opened"],
+            "connections_failed": counters["connections_failed"],
+            "messages_sent": counters.get("messages_sent", 0),
+            "messages_received": counters.get("messages_received", 0),
+            "outcome": summary.get("outcome"),
+            "agents_rss": agents_flat,
+            "agents_rss_total": fleet_flat,
+            "controller_rss": controller_flat,
+            "servers_rss_total": servers_flat,
+            "rss_flat": all(entry["flat"] for entry in agents_flat) and controller_flat["flat"],
+            "history_first_mb": round(samples[0]["history_bytes"] / 1e6, 2) if samples else None,
+            "history_final_mb": round(history_bytes(data_dir) / 1e6, 2),
+            "history_growth_mb_per_hour": round(history_slope * 3600 / 1e6, 2),
+            "history_intervals": stored_intervals,
+            "history_bytes_per_interval": round(interval_bytes / stored_intervals) if stored_intervals else None,
+            "samples": samples,
+        }
+        return result
+    finally:
+        for process in [*(agent_processes or []), *([controller] if controller else []), *server_processes]:
+            if process.poll() is None:
+                process.terminate()
+        for process in [*(agent_processes or []), *([controller] if controller else []), *server_processes]:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def table(results):
+    lines = []
+    if any(name in results for name in ("connect_rate", "echo_1", "echo_16", "fire")):
+        lines = [
+            f"Rates, CPU and ratios are medians of {results.get('rounds', 1)} rounds (the ratio of each round, wsfleet / reference, both in the same round).",
+            "",
+            "| workload | wsfleet | reference | ratio | ratios by round | ratio per CPU-second | wsfleet CPU% | reference CPU% | server CPU% |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
     for name in ("connect_rate", "echo_1", "echo_16", "fire"):
         if name in results:
             result = results[name]
@@ -533,7 +746,25 @@ def table(results):
         lines.append("")
         lines.append(f"controller with {result['agents']} simulated agents: {result['controller_cpu_percent']}% CPU, "
                      f"{result['controller_peak_rss_mb']} MB peak RSS ({result['rss_kb_per_agent']} kB/agent)")
-    return "\n".join(lines)
+    if "soak" in results:
+        result = results["soak"]
+        def rss(entry):
+            return (f"{entry.get('mean_mb')} MB (max deviation {entry.get('max_deviation_percent')}%, "
+                    f"trend {entry.get('trend_mb_per_hour')} MB/h)")
+        lines.append("")
+        lines.append(
+            f"soak: {result['connections']} connections for {result['minutes']} min ({result['wall_seconds']} s wall) on "
+            f"{result['agents']} agents and {result['servers']} test servers, a message every {result['message_every_seconds']} s each; "
+            f"{result['connections_opened']} opened, {result['connections_failed']} failed, {result['messages_received']} echoes; "
+            f"{result['steady_samples']} samples over {result['steady_seconds']} s after a {result['warm_up_seconds']} s warm-up: "
+            f"RSS {'flat' if result['rss_flat'] else 'NOT flat'} within 2%: agents "
+            + ", ".join(rss(entry) for entry in result["agents_rss"])
+            + f"; controller {rss(result['controller_rss'])}; history {result['history_first_mb']} MB at start, "
+            f"{result['history_final_mb']} MB at the end (summary and report included), growing "
+            f"{result['history_growth_mb_per_hour']} MB/h while steady ({result['history_intervals']} intervals stored, "
+            f"{result['history_bytes_per_interval']} bytes of JSON each)"
+        )
+    return "\n".join(lines).strip()
 
 
 def main():
@@ -542,7 +773,18 @@ def main():
     parser.add_argument("--only", action="append", help="run only these workloads")
     parser.add_argument("--rounds", type=int, help="rounds per rate workload, alternating which client goes first (default 7; 1 with --quick)")
     parser.add_argument("--no-build", action="store_true")
+    parser.add_argument("--wsfleet", type=Path, help="the wsfleet binary to measure (default target/release/wsfleet; implies --no-build)")
+    parser.add_argument("--soak-minutes", type=float, help="how long the soak runs (default 30; 3 with --quick)")
+    parser.add_argument("--soak-connections", type=int, help="connections the soak holds (default 20000; 2000 with --quick)")
+    parser.add_argument("--soak-agents", type=int, default=4, help="agent processes of the soak (default 4)")
+    parser.add_argument("--soak-message-every", type=float, default=5, help="seconds between one connection's messages (default 5)")
+    parser.add_argument("--soak-sample-every", type=float, help="seconds between samples (default 10; 5 with --quick)")
+    parser.add_argument("--soak-warm-up", type=float, help="seconds before RSS must be flat (default: a fifth of the run, at least 60)")
     arguments = parser.parse_args()
+    global WSFLEET
+    if arguments.wsfleet:
+        WSFLEET = arguments.wsfleet.resolve()
+        arguments.no_build = True
     if not arguments.no_build:
         subprocess.run(["cargo", "build", "--release", "-p", "wsfleet", "-p", "wsfleet-bench"], cwd=ROOT, check=True)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -571,13 +813,26 @@ def main():
         if "controller" in wanted:
             log("controller with simulated agents ...")
             results["controller"] = controller(directory, seconds, 100 if arguments.quick else 1000)
+        if "soak" in wanted:
+            minutes = arguments.soak_minutes or (3 if arguments.quick else 30)
+            connections = arguments.soak_connections or (2000 if arguments.quick else 20000)
+            sample_every = arguments.soak_sample_every or (5 if arguments.quick else 10)
+            warm_up = arguments.soak_warm_up if arguments.soak_warm_up is not None else max(60, minutes * 60 / 5)
+            log(f"soak: {connections} connections for {minutes} min, sampled every {sample_every} s ...")
+            # Servers: at most ~10,000 connections each, under a 20,000 open-file limit.
+            servers = max(1, -(-connections // 10000))
+            results["soak"] = soak(directory, connections, minutes, arguments.soak_agents, servers, "127.0.0.2-127.0.0.9",
+                                   arguments.soak_message_every, sample_every, warm_up)
+            results["soak"]["binary"] = str(WSFLEET)
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    (out_dir / f"{stamp}.json").write_text(json.dumps(results, indent=2))
-    (out_dir / "latest.json").write_text(json.dumps(results, indent=2))
+    # A soak alone is its own series: it does not replace the latest suite's results.
+    prefix = "soak-" if wanted == {"soak"} else ""
+    (out_dir / f"{stamp}{'-soak' if prefix else ''}.json").write_text(json.dumps(results, indent=2))
+    (out_dir / f"{prefix}latest.json").write_text(json.dumps(results, indent=2))
     text = table(results)
-    (out_dir / "latest.md").write_text(text + "\n")
+    (out_dir / f"{prefix}latest.md").write_text(text + "\n")
     print(text)
 
 

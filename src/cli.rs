@@ -62,6 +62,12 @@ pub struct RunArgs {
     /// Address of the HTTP endpoints (/metrics); port 0 picks one.
     #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     pub http: String,
+    /// Token the dashboard and /api require (`Authorization: Bearer TOKEN` or `?token=`).
+    #[arg(long, value_name = "TOKEN")]
+    pub api_token: Option<String>,
+    /// Serve the dashboard and /api without a token on an --http address that is not loopback.
+    #[arg(long)]
+    pub insecure_no_api_token: bool,
     /// Keep the run's history (SQLite) in this directory (default: a temporary one).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -75,15 +81,23 @@ pub struct ControllerArgs {
     /// Address for agents' gRPC streams (default 127.0.0.1:7600; binding elsewhere is an explicit choice).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
-    /// Token agents must present.
-    #[arg(long)]
+    /// Token agents must present (required on a --listen address that is not loopback, unless
+    /// --client-ca or --insecure-no-agent-token).
+    #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
     /// Address of the HTTP endpoints (/metrics) (default 127.0.0.1:7601).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<String>,
-    /// Token the dashboard and /api require (`Authorization: Bearer TOKEN` or `?token=`).
+    /// Token the dashboard and /api require (`Authorization: Bearer TOKEN` or `?token=`);
+    /// required on an --http address that is not loopback, unless --insecure-no-api-token.
     #[arg(long, value_name = "TOKEN")]
     pub api_token: Option<String>,
+    /// Serve the dashboard and /api without a token on an --http address that is not loopback.
+    #[arg(long)]
+    pub insecure_no_api_token: bool,
+    /// Accept agents without a token (or --client-ca) on a --listen address that is not loopback.
+    #[arg(long)]
+    pub insecure_no_agent_token: bool,
     /// Where the run history (SQLite) is kept (default ./wsfleet-data).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,

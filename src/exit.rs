@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use wsfleet_controller::{RunError, StartError, Summary};
+use wsfleet_metrics::Counter;
 
 /// The run happened and passed.
 pub const OK: u8 = 0;
@@ -143,8 +144,8 @@ fn judge(summary: &Summary, interrupted: bool) -> (u8, Option<String>) {
     if !summary.thresholds.is_empty() {
         return (OK, None);
     }
-    let opened = summary.totals.counter("connections_opened");
-    let failed = summary.totals.counter("connections_failed");
+    let opened = summary.totals.counter(Counter::ConnectionsOpened.name());
+    let failed = summary.totals.counter(Counter::ConnectionsFailed.name());
     if opened == 0 && failed > 0 {
         let message = format!("every connection attempt failed ({failed}); see `errors` above");
         return (NO_CONNECTION, Some(message));

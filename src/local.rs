@@ -14,6 +14,7 @@ use wsfleet_controller::runs::{RunTestServer, Runs, TestServerError, TestServerS
 use wsfleet_controller::{RunEvent, Summary};
 use wsfleet_metrics::catalog::ACTIVE_CONNECTIONS;
 use wsfleet_metrics::summary::LatencyStats;
+use wsfleet_metrics::Counter;
 use wsfleet_scenario::{Bundle, Scenario};
 
 use crate::exit::{self, Failure};
@@ -164,12 +165,12 @@ fn live_line(interval: u64, sets: &wsfleet_metrics::MetricSets) -> String {
         "[{:>4}s] active {:>6} | new {:>6}/s failed {:>5}/s | sent {:>10}/s received {:>10}/s | msgs out {:>7}/s in {:>7}/s{}",
         interval + 1,
         sets.gauge(ACTIVE_CONNECTIONS),
-        human_count(total.counter("connections_opened") as f64),
-        human_count(total.counter("connections_failed") as f64),
-        human_bytes(total.counter("bytes_sent") as f64),
-        human_bytes(total.counter("bytes_received") as f64),
-        human_count(total.counter("messages_sent") as f64),
-        human_count(total.counter("messages_received") as f64),
+        human_count(total.counter(Counter::ConnectionsOpened.name()) as f64),
+        human_count(total.counter(Counter::ConnectionsFailed.name()) as f64),
+        human_bytes(total.counter(Counter::BytesSent.name()) as f64),
+        human_bytes(total.counter(Counter::BytesReceived.name()) as f64),
+        human_count(total.counter(Counter::MessagesSent.name()) as f64),
+        human_count(total.counter(Counter::MessagesReceived.name()) as f64),
         latency
     )
 }

@@ -20,6 +20,7 @@ macro_rules! tell {
 mod cli;
 mod csv;
 mod exit;
+mod exposure;
 mod local;
 mod settings;
 mod signals;
@@ -102,6 +103,12 @@ fn overrides(cli: &Cli) -> settings::Overrides {
             if let Some(http) = &args.http {
                 overrides.push(("controller.http", http.clone()));
             }
+            if args.insecure_no_api_token {
+                overrides.push(("controller.insecure_no_api_token", "true".to_owned()));
+            }
+            if args.insecure_no_agent_token {
+                overrides.push(("controller.insecure_no_agent_token", "true".to_owned()));
+            }
             if let Some(dir) = &args.data_dir {
                 overrides.push(("controller.data_dir", dir.display().to_string()));
             }
@@ -113,6 +120,14 @@ fn overrides(cli: &Cli) -> settings::Overrides {
                 if let Some(path) = path {
                     overrides.push((key, path.display().to_string()));
                 }
+            }
+        }
+        Command::Run(args) => {
+            if let Some(token) = &args.api_token {
+                overrides.push(("controller.api_token", token.clone()));
+            }
+            if args.insecure_no_api_token {
+                overrides.push(("controller.insecure_no_api_token", "true".to_owned()));
             }
         }
         Command::Agent(args) => {
@@ -181,6 +196,37 @@ fn controller_settings(section: &settings::ControllerSection, with_tls: bool) ->
         heartbeat_interval: settings::parse_duration(&section.heartbeat_interval, "controller.heartbeat_interval")?,
         silence_timeout: settings::parse_duration(&section.silence_timeout, "controller.silence_timeout")?,
     })
+}
+
+/// The API token `section` sets; an empty one is none.
+fn api_token(section: &settings::ControllerSection) -> Option<String> {
+    section.api_token.clone().filter(|token| !token.is_empty())
+}
+
+/// Refuses, before anything listens, to serve the HTTP endpoints at `http` or the agents'
+/// channel (`agents`: its address and settings; absent for `wsfleet run`, whose agents attach on
+/// loopback) beyond this host without a token, unless the section says so on purpose.
+async fn refuse_unguarded(
+    section: &settings::ControllerSection,
+    http: &str,
+    agents: Option<(&str, &ControllerSettings)>,
+) -> Result<(), exit::Failure> {
+    let agents = match agents {
+        Some((address, settings)) => Some(exposure::Listener {
+            address,
+            reach: exposure::reach_of(address).await,
+            guarded: settings.token.is_some() || settings.tls.as_ref().is_some_and(|tls| tls.client_ca_pem.is_some()),
+            open_on_purpose: section.insecure_no_agent_token,
+        }),
+        None => None,
+    };
+    let http = exposure::Listener {
+        address: http,
+        reach: exposure::reach_of(http).await,
+        guarded: api_token(section).is_some(),
+        open_on_purpose: section.insecure_no_api_token,
+    };
+    exposure::check(agents.as_ref(), &http).or_exit(exit::INVALID_INPUT)
 }
 
 /// Stops `stop` at the first Ctrl-C or SIGTERM; a second one exits at once.
@@ -262,6 +308,7 @@ async fn run_local_failing(args: cli::RunArgs, settings: &settings::Settings) ->
     let loaded = local::load_scenario(&args.scenario).map_err(exit::Failure::reported)?;
     // The agents are this command's own, on loopback: the agents' channel has no TLS here.
     let controller_settings = controller_settings(&settings.controller, false).or_exit(exit::INVALID_INPUT)?;
+    refuse_unguarded(&settings.controller, &args.http, None).await?;
     let token = controller_settings.token.clone();
     // The run's history lives as long as this command (the dashboard reads it), unless kept.
     let temporary_data = tempfile::tempdir().ok();
@@ -282,7 +329,7 @@ async fn run_local_failing(args: cli::RunArgs, settings: &settings::Settings) ->
     let shutdown = CancellationToken::new();
     let config = wsfleet_controller::ServeConfig {
         settings: controller_settings,
-        api_token: settings.controller.api_token.clone(),
+        api_token: api_token(&settings.controller),
         testserver: Some(local::testserver_starter()),
     };
     let serving = wsfleet_controller::serve(
@@ -386,6 +433,8 @@ async fn run_controller(args: cli::ControllerArgs, settings: &settings::Settings
 /// `wsfleet controller`: serve agents and the API until Ctrl-C or SIGTERM, or run `--run` once.
 async fn run_controller_failing(args: cli::ControllerArgs, settings: &settings::Settings) -> Result<u8, exit::Failure> {
     let controller_settings = controller_settings(&settings.controller, true).or_exit(exit::INVALID_INPUT)?;
+    let section = &settings.controller;
+    refuse_unguarded(section, &section.http, Some((&section.listen, &controller_settings))).await?;
     let outputs = local::Outputs::parse(&args.out).or_exit(exit::USAGE)?;
     let scenario = match &args.run {
         Some(path) => Some(local::load_scenario(path).map_err(exit::Failure::reported)?),
@@ -416,7 +465,7 @@ async fn run_controller_failing(args: cli::ControllerArgs, settings: &settings::
     let shutdown = CancellationToken::new();
     let config = wsfleet_controller::ServeConfig {
         settings: controller_settings,
-        api_token: settings.controller.api_token.clone(),
+        api_token: api_token(&settings.controller),
         testserver: Some(local::testserver_starter()),
     };
     let listeners = wsfleet_controller::Listeners { grpc, http };

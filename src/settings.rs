@@ -27,6 +27,10 @@ pub struct ControllerSection {
     pub http: String,
     /// Token the dashboard and /api require, when set.
     pub api_token: Option<String>,
+    /// Serve the dashboard and /api without `api_token` on an address that is not loopback.
+    pub insecure_no_api_token: bool,
+    /// Accept agents without `token` (or mutual TLS) on an address that is not loopback.
+    pub insecure_no_agent_token: bool,
     /// Directory of the run history database.
     pub data_dir: String,
     /// TLS certificate and key files (PEM) for the agents' channel.
@@ -65,6 +69,8 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Setting
         .set_default("controller.silence_timeout", "10s")?
         .set_default("controller.data_dir", "wsfleet-data")?
         .set_default("controller.http", "127.0.0.1:7601")?
+        .set_default("controller.insecure_no_api_token", false)?
+        .set_default("controller.insecure_no_agent_token", false)?
         .set_default("agent.controller", "http://127.0.0.1:7600")?;
     if let Some(file) = file {
         if !file.exists() {
