@@ -391,6 +391,20 @@ def http_json(url, timeout=2):
         return json.load(response)
 
 
+def wait_for_test_servers(ports):
+    """Waits (10 s each at most) until every test server on `ports` answers `/stats`."""
+    for port in ports:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                http_json(f"http://127.0.0.1:{port}/stats")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
 def scale(directory, connections, agents, servers, sources, hold):
     """Workload 4: `connections` held at once by `agents` agent processes attached to one
     controller, against `servers` test-server processes (one port each; a data feed spreads VUs
@@ -403,16 +417,7 @@ def scale(directory, connections, agents, servers, sources, hold):
     ]
     controller = agent_processes = None
     try:
-        for port in ports:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    http_json(f"http://127.0.0.1:{port}/stats")
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+        wait_for_test_servers(ports)
         (Path(directory) / "servers.csv").write_text("url\n" + "".join(f"ws://127.0.0.1:{port}/echo\n" for port in ports))
         scenario = scenario_file(
             directory,
@@ -573,16 +578,7 @@ def soak(directory, connections, minutes, agents, servers, sources, message_ever
     ]
     controller = agent_processes = None
     try:
-        for port in ports:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    http_json(f"http://127.0.0.1:{port}/stats")
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+        wait_for_test_servers(ports)
         (Path(directory) / "soak-servers.csv").write_text("url\n" + "".join(f"ws://127.0.0.1:{port}/echo\n" for port in ports))
         # One iteration per VU that lasts the whole run: connect once, then a message and its
         # echo every `message_every` seconds until the end.
