@@ -405,6 +405,27 @@ def wait_for_test_servers(ports):
                 time.sleep(0.05)
 
 
+def start_fleet(directory, name, scenario, agents, sources):
+    """A `wsfleet controller` (history in `directory`) that runs `scenario` once `agents` agent
+    processes, each over the `sources` local addresses, have attached; returns its API port, the
+    summary's and the history's paths, the controller process and the agents'."""
+    grpc, api = free_port(), free_port()
+    out = Path(directory) / f"{name}.json"
+    data_dir = Path(directory) / f"{name}-data"
+    controller = subprocess.Popen(
+        [str(WSFLEET), "controller", "--listen", f"127.0.0.1:{grpc}", "--http", f"127.0.0.1:{api}", "--data-dir", str(data_dir),
+         "--run", str(scenario), "--agents", str(agents), "--wait", "120s", "--out", f"json={out}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    agent_processes = [
+        subprocess.Popen([str(WSFLEET), "agent", "--controller", f"http://127.0.0.1:{grpc}", "--id", f"{name}-{index}",
+                          "--source-addresses", sources, "--once"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for index in range(agents)
+    ]
+    return api, out, data_dir, controller, agent_processes
+
+
 def scale(directory, connections, agents, servers, sources, hold):
     """Workload 4: `connections` held at once by `agents` agent processes attached to one
     controller, against `servers` test-server processes (one port each; a data feed spreads VUs
@@ -426,20 +447,7 @@ def scale(directory, connections, agents, servers, sources, hold):
             f"load: {{ vus: {connections}, iterations: 1, max_duration: 10m }}\n"
             f"steps:\n  - connect: {{ url: '${{servers.url}}', timeout: 120s }}\n  - think: {hold}s\n  - close: {{ code: 1000, timeout: 30s }}\n",
         )
-        grpc, api = free_port(), free_port()
-        out = Path(directory) / "scale.json"
-        data_dir = Path(directory) / "scale-data"
-        controller = subprocess.Popen(
-            [str(WSFLEET), "controller", "--listen", f"127.0.0.1:{grpc}", "--http", f"127.0.0.1:{api}", "--data-dir", str(data_dir),
-             "--run", str(scenario), "--agents", str(agents), "--wait", "120s", "--out", f"json={out}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        time.sleep(0.5)
-        agent_processes = [
-            subprocess.Popen([str(WSFLEET), "agent", "--controller", f"http://127.0.0.1:{grpc}", "--id", f"scale-{index}",
-                              "--source-addresses", sources, "--once"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for index in range(agents)
-        ]
+        api, out, data_dir, controller, agent_processes = start_fleet(directory, "scale", scenario, agents, sources)
         started = time.monotonic()
         cpu_start = {process.pid: cpu_seconds(process.pid) for process in [controller, *agent_processes, *server_processes]}
         held = None
@@ -594,20 +602,7 @@ def soak(directory, connections, minutes, agents, servers, sources, message_ever
             f"        - think: {round(message_every * 1000)}ms\n"
             f"  - close: {{ code: 1000, timeout: 30s }}\n",
         )
-        grpc, api = free_port(), free_port()
-        out = Path(directory) / "soak.json"
-        data_dir = Path(directory) / "soak-data"
-        controller = subprocess.Popen(
-            [str(WSFLEET), "controller", "--listen", f"127.0.0.1:{grpc}", "--http", f"127.0.0.1:{api}", "--data-dir", str(data_dir),
-             "--run", str(scenario), "--agents", str(agents), "--wait", "120s", "--out", f"json={out}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        time.sleep(0.5)
-        agent_processes = [
-            subprocess.Popen([str(WSFLEET), "agent", "--controller", f"http://127.0.0.1:{grpc}", "--id", f"soak-{index}",
-                              "--source-addresses", sources, "--once"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for index in range(agents)
-        ]
+        api, out, data_dir, controller, agent_processes = start_fleet(directory, "soak", scenario, agents, sources)
         started = time.monotonic()
         samples = []
         next_sample = started
