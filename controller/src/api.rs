@@ -210,7 +210,7 @@ async fn status(State(state): State<HttpState>) -> Json<serde_json::Value> {
             "running": run.running,
             "started_unix_ms": run.started_unix_ms,
             "seconds": duration,
-            "last": run.intervals.last(),
+            "last": run.series.last(),
             "totals": total.counters,
             "peak_gauges": run.peak_gauges,
             "thresholds": thresholds,
@@ -260,7 +260,7 @@ async fn chart(State(state): State<HttpState>, Path(name): Path<String>) -> Resu
     let (intervals, marks) = state
         .live
         .snapshot()
-        .map(|run| (run.intervals, run.stage_ends))
+        .map(|run| (run.series.all(), run.stage_ends))
         .unwrap_or_default();
     let line_chart =
         |title: &str, unit: &str, series: &[Series<'_>]| line_chart_with_marks(title, unit, series, &marks);

@@ -98,6 +98,12 @@ impl History {
                 Err(error) => return Err(HistoryError::Database(path.clone(), error)),
             }
         }
+        // SQLite keeps every page it touched up to its cache size (2 MB by default): a run's
+        // intervals, appended each second, would fill it and grow the controller for the first
+        // hours of a long run. Appends and the history's reads need far less.
+        connection
+            .execute_batch("PRAGMA cache_size = -256;")
+            .map_err(|error| HistoryError::Database(path.clone(), error))?;
         migrate(&mut connection, &path)?;
         connection.execute(
             "UPDATE runs SET status = 'interrupted', ended_at_ms = COALESCE(ended_at_ms, ?1) WHERE status = 'running'",

@@ -9,6 +9,7 @@ pub mod controller;
 pub mod history;
 pub mod http;
 pub mod human;
+pub mod interval_log;
 pub mod live;
 pub mod lost;
 pub mod outcome;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use wsfleet_metrics::MetricSets;
 
+use crate::interval_log::IntervalLog;
 use crate::run::RunEvent;
 
 /// A run as seen live.
@@ -21,8 +22,8 @@ pub struct LiveRun {
     pub last_interval: Option<(u64, MetricSets)>,
     pub peak_gauges: BTreeMap<String, i64>,
     pub agents_lost: u64,
-    /// Every interval's fleet figures, for charts.
-    pub intervals: Vec<crate::summary::IntervalSummary>,
+    /// Every interval's fleet figures, for charts: shared with the run, held in a file.
+    pub series: IntervalLog,
     /// The scenario's thresholds, evaluated live by the dashboard.
     pub thresholds: Vec<wsfleet_scenario::thresholds::Threshold>,
     /// Wall time of the run's start, Unix milliseconds.
@@ -103,23 +104,20 @@ impl Live {
         let mut guard = self.lock();
         let Some(run) = guard.as_mut() else { return };
         match event {
-            RunEvent::Started { run_id, shares, .. } => {
+            RunEvent::Started {
+                run_id, shares, series, ..
+            } => {
                 run.run_id = run_id.clone();
+                run.series = series.clone();
                 run.shares = shares.iter().cloned().collect();
             }
             RunEvent::Interval(interval) | RunEvent::LateReport(interval) => {
                 run.totals = interval.so_far.totals.clone();
                 run.peak_gauges = interval.so_far.peak_gauges.clone();
+                // The series itself is the run's (`series`): a late report already replaced its
+                // interval there.
                 if matches!(event, RunEvent::Interval(_)) {
-                    run.intervals.push(interval.figures.clone());
                     run.last_interval = Some((interval.interval, interval.sets.clone()));
-                } else if let Some(shown) = run
-                    .intervals
-                    .iter_mut()
-                    .find(|shown| shown.interval == interval.interval)
-                {
-                    // A lost agent's report completes an interval already shown.
-                    *shown = interval.figures.clone();
                 }
             }
             RunEvent::AgentLost {
@@ -195,17 +193,24 @@ mod tests {
         live.apply(&RunEvent::Interval(interval(0, 1, 1)));
         assert!(live.snapshot().is_none());
         live.begin("run1", &scenario);
+        // The run logs each interval's figures in its series before it sends the event.
+        let series = IntervalLog::new();
         live.apply(&RunEvent::Started {
             run_id: "run1".into(),
             agents: 2,
             vus: 2,
             shares: vec![("a".into(), 1), ("b".into(), 1)],
+            series: series.clone(),
         });
-        live.apply(&RunEvent::Interval(interval(0, 4, 4)));
-        live.apply(&RunEvent::Interval(interval(1, 6, 10)));
+        let logged = |figures: IntervalFigures| {
+            series.record(&figures.figures);
+            figures
+        };
+        live.apply(&RunEvent::Interval(logged(interval(0, 4, 4))));
+        live.apply(&RunEvent::Interval(logged(interval(1, 6, 10))));
         // A lost agent's resent report completes interval 0: its row changes, the totals are
         // the run's own (not merged again here).
-        live.apply(&RunEvent::LateReport(interval(0, 9, 15)));
+        live.apply(&RunEvent::LateReport(logged(interval(0, 9, 15))));
         live.apply(&RunEvent::AgentLost {
             agent: "b".into(),
             reason: "gone".into(),
@@ -219,7 +224,8 @@ mod tests {
         assert_eq!(run.totals.total().counter("messages_received"), 15);
         assert_eq!(run.peak_gauges["active_connections"], 3);
         let rows: Vec<(u64, u64)> = run
-            .intervals
+            .series
+            .all()
             .iter()
             .map(|row| (row.interval, row.counters["messages_received"]))
             .collect();

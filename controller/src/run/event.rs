@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use wsfleet_metrics::MetricSets;
 
+use crate::interval_log::IntervalLog;
 use crate::outcome::LostAction;
 use crate::summary::IntervalSummary;
 
@@ -38,6 +39,8 @@ pub enum RunEvent {
         vus: u64,
         /// Each agent's share of the peak VUs.
         shares: Vec<(String, u64)>,
+        /// The run's per-second series as it grows (shared, held in a file).
+        series: IntervalLog,
     },
     /// The fleet's figures for one interval, once every agent has reported it.
     Interval(IntervalFigures),

@@ -21,11 +21,12 @@ use wsfleet_scenario::Scenario;
 use super::event::{IntervalFigures, RunEvent, RunFigures};
 use super::rendezvous::{Point, Release};
 use crate::aggregate::Aggregate;
+use crate::interval_log::IntervalLog;
 use crate::lost::{CannotMove, Survivor};
 use crate::outcome::{Failure, LostAction, Outcome};
 use crate::registry::AgentInfo;
 use crate::summary::{
-    AgentSummary, IntervalSummary, LostAgentEvent, LostAgents, ReportDelivery, Summary, Totals, SUMMARY_SCHEMA_VERSION,
+    AgentSummary, LostAgentEvent, LostAgents, ReportDelivery, Summary, Totals, SUMMARY_SCHEMA_VERSION,
 };
 use crate::wire;
 
@@ -106,8 +107,9 @@ pub struct RunState<'a> {
     /// complete count once their interval is shown (at the end, every one has been).
     shown: RunFigures,
     /// Each interval as shown (and shown again when a late report completed it), for the
-    /// summary: the aggregate drops an interval's measurements once it cannot change.
-    interval_summaries: BTreeMap<u64, IntervalSummary>,
+    /// summary and the charts: the aggregate drops an interval's measurements once it cannot
+    /// change, and the series lives in a file, not in memory.
+    series: IntervalLog,
     outcome: Outcome,
     stop_sent: bool,
     /// The threshold that stopped the run.
@@ -158,7 +160,7 @@ impl<'a> RunState<'a> {
             aggregate: Aggregate::default(),
             next_live: 0,
             shown: RunFigures::default(),
-            interval_summaries: BTreeMap::new(),
+            series: IntervalLog::new(),
             outcome: Outcome::Completed,
             stop_sent: false,
             aborted_by: None,
@@ -175,6 +177,7 @@ impl<'a> RunState<'a> {
             agents: run.agents.len(),
             vus: scenario.max_vus(),
             shares: run.agents.iter().map(|(id, state)| (id.clone(), state.vus)).collect(),
+            series: run.series.clone(),
         });
         tracing::info!(
             run = run_id,
@@ -555,7 +558,7 @@ impl<'a> RunState<'a> {
     fn interval_figures(&mut self, interval: u64) -> Option<IntervalFigures> {
         let sets = self.aggregate.intervals.get(&interval)?;
         let figures = Summary::interval_of(interval, sets);
-        self.interval_summaries.insert(interval, figures.clone());
+        self.series.record(&figures);
         Some(IntervalFigures {
             interval,
             figures,
@@ -639,7 +642,7 @@ impl<'a> RunState<'a> {
             outcome: self.outcome.clone(),
             totals: Totals::from_sets(&aggregate.totals, peak_active, duration_seconds),
             steps: Summary::steps_of(&aggregate.totals, &self.scenario.step_names),
-            intervals: self.interval_summaries.values().cloned().collect(),
+            intervals: self.series.all(),
             thresholds,
             lost_agents: LostAgents {
                 policy: self.scenario.plan().on_agent_lost.name().to_owned(),
