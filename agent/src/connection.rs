@@ -6,9 +6,11 @@
 //! run's [`Connector`] (the network in production, an in-memory stream in unit tests); what it
 //! gets is a [`Socket`], a WebSocket over a [`Transport`] enum that dispatches each read and
 //! write by `match`. Where the layers still to come belong:
-//! - write coalescing (several frames per `write` call): in [`Counted`]/[`Transport`], below the
-//!   WebSocket, with [`Transport::wrote_everything`] reporting `false` while bytes wait for a
-//!   flush, so the VU's send flushes them as it does under TLS;
+//! - write coalescing (several frames per `write` call) is in [`Counted`], below the WebSocket
+//!   (and below TLS, so records coalesce too): once the upgrade is done, what the WebSocket writes
+//!   waits in a buffer until a flush or until [`COALESCE_BOUND`] bytes wait;
+//!   [`Transport::wrote_everything`] reports `false` while bytes wait, and the VU flushes when
+//!   it is about to wait (`vu/outgoing.rs`);
 //! - permessage-deflate: offered in the upgrade request (`upgrade.rs`), its answer checked
 //!   there, and applied per message between the VU's outgoing messages and inbox and the socket;
 //! - Socket.IO, STOMP, MQTT: a connector that runs the protocol's own handshake after the
@@ -51,8 +53,18 @@ pub fn websocket_config() -> WebSocketConfig {
 /// error kind `message_too_big`.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
+/// Bytes a connection holds for a flush before it writes them out: frames sent one after another
+/// leave in one write up to this, and a burst larger than it in writes of about this size.
+pub const COALESCE_BOUND: usize = 64 * 1024;
+
+/// A held buffer whose capacity is past this is freed once written out, so a connection that
+/// once sent a burst does not keep its buffer while idle; smaller ones are kept for the next.
+const KEPT_BUFFER_CAPACITY: usize = 4 * 1024;
+
 /// A socket stream that records the bytes it moves into the worker's recorder, and when the
-/// last read that brought bytes returned.
+/// last read that brought bytes returned. Once [`Counted::coalesce`] is on, writes wait in a
+/// buffer until a flush (or until [`COALESCE_BOUND`] bytes wait): bytes are counted as sent when
+/// they reach the socket.
 pub struct Counted<S> {
     inner: S,
     recorder: Rc<RefCell<Recorder>>,
@@ -63,6 +75,15 @@ pub struct Counted<S> {
     upgrading: bool,
     /// The last write could not go out (it returned `Pending`).
     write_pending: bool,
+    /// Writes wait in `held` for a flush (set after the upgrade).
+    coalesce: bool,
+    /// Bytes written but not yet handed to the socket, oldest first.
+    held: Vec<u8>,
+    /// Bytes taken by writes (held or handed on) and bytes handed to the socket, since the
+    /// stream was made: the bytes of a write are in the socket once `handed` reaches what
+    /// `taken` was after it.
+    taken: u64,
+    handed: u64,
 }
 
 impl<S> Counted<S> {
@@ -73,7 +94,33 @@ impl<S> Counted<S> {
             last_read: clock::now(),
             upgrading: false,
             write_pending: false,
+            coalesce: false,
+            held: Vec::new(),
+            taken: 0,
+            handed: 0,
         }
+    }
+
+    /// Where writes stand: bytes taken so far, bytes handed to the socket so far, and whether
+    /// the last write was refused (what it carried waits above this stream, not counted in
+    /// `taken`).
+    pub fn write_offsets(&self) -> WriteOffsets {
+        WriteOffsets {
+            taken: self.taken,
+            handed: self.handed,
+            refused: self.write_pending,
+        }
+    }
+
+    /// Holds writes for a flush (or until [`COALESCE_BOUND`] bytes wait) from now on.
+    pub fn coalesce(&mut self) {
+        self.coalesce = true;
+    }
+
+    /// Whether everything written so far is in the socket: nothing held, and the last write
+    /// was not refused.
+    pub fn wrote_everything(&self) -> bool {
+        !self.write_pending && self.held.is_empty()
     }
 
     /// Starts or ends counting the bytes moved as the upgrade's.
@@ -91,9 +138,11 @@ impl<S> Counted<S> {
     fn count_sent(&mut self, result: &Poll<io::Result<usize>>) {
         self.write_pending = result.is_pending();
         if let Poll::Ready(Ok(written)) = result {
+            self.handed += *written as u64;
             if *written > 0 {
                 let mut recorder = self.recorder.borrow_mut();
                 recorder.add_untimed(SetId::Connection, Counter::BytesSent, *written as u64);
+                recorder.add_untimed(SetId::Connection, Counter::SocketWrites, 1);
                 if self.upgrading {
                     recorder.add_untimed(SetId::Connection, Counter::HandshakeBytesSent, *written as u64);
                 }
@@ -119,10 +168,58 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     }
 }
 
+impl<S: AsyncWrite + Unpin> Counted<S> {
+    /// Hands the held bytes to the socket, as much as it takes; `Ready` once none are held.
+    fn poll_write_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut written = 0;
+        let result = loop {
+            if written == self.held.len() {
+                break Poll::Ready(Ok(()));
+            }
+            let result = Pin::new(&mut self.inner).poll_write(cx, &self.held[written..]);
+            self.count_sent(&result);
+            match result {
+                Poll::Ready(Ok(0)) => break Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(count)) => written += count,
+                Poll::Ready(Err(error)) => break Poll::Ready(Err(error)),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        if written == self.held.len() {
+            if self.held.capacity() > KEPT_BUFFER_CAPACITY {
+                self.held = Vec::new();
+            } else {
+                self.held.clear();
+            }
+        } else if written > 0 {
+            self.held.drain(..written);
+        }
+        result
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        if self.coalesce {
+            if self.held.len() + data.len() > COALESCE_BOUND {
+                // Past the bound: what waits goes first, then this write is held or, when it
+                // alone fills the bound, written through.
+                if self.poll_write_held(cx)?.is_pending() {
+                    return Poll::Pending;
+                }
+            }
+            if data.len() < COALESCE_BOUND {
+                self.write_pending = false;
+                self.held.extend_from_slice(data);
+                self.taken += data.len() as u64;
+                return Poll::Ready(Ok(data.len()));
+            }
+        }
         let result = Pin::new(&mut self.inner).poll_write(cx, data);
         self.count_sent(&result);
+        if let Poll::Ready(Ok(written)) = result {
+            self.taken += written as u64;
+        }
         result
     }
 
@@ -131,22 +228,47 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         cx: &mut Context<'_>,
         buffers: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.coalesce {
+            // Held like any other write: the first buffer that has bytes.
+            let first = buffers
+                .iter()
+                .find(|buffer| !buffer.is_empty())
+                .map_or(&[][..], |buffer| &**buffer);
+            return self.poll_write(cx, first);
+        }
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, buffers);
         self.count_sent(&result);
+        if let Poll::Ready(Ok(written)) = result {
+            self.taken += written as u64;
+        }
         result
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        !self.coalesce && self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.poll_write_held(cx)?.is_pending() {
+            return Poll::Pending;
+        }
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.poll_write_held(cx)?.is_pending() {
+            return Poll::Pending;
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// Where a counted stream's writes stand (see [`Counted::write_offsets`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteOffsets {
+    pub taken: u64,
+    pub handed: u64,
+    pub refused: bool,
 }
 
 /// A counted socket, plain or under TLS (TLS records are what get counted), or an in-memory
@@ -168,16 +290,35 @@ impl Transport {
         }
     }
 
-    /// Whether everything written so far is in the kernel: over plain TCP, when the last write
-    /// was not refused for want of room. The WebSocket writes a frame out as it takes it (its
-    /// write buffer is 0 bytes) and keeps what the socket refused; a flush then has nothing to
-    /// do. Under TLS records may wait in the TLS layer until a flush: always `false`. In
-    /// memory, as over plain TCP: the stream holds what it took.
+    /// Whether everything written so far is in the kernel: over plain TCP, when nothing is held
+    /// for a flush and the last write was not refused for want of room. The WebSocket hands a
+    /// frame on as it takes it (its write buffer is 0 bytes); the counted stream below holds
+    /// it until a flush (or the bound) once the connection is open. Under TLS records may wait
+    /// in the TLS layer until a flush: always `false`. In memory, as over plain TCP: the stream
+    /// holds what it took.
     pub fn wrote_everything(&self) -> bool {
         match self {
-            Transport::Plain(stream) => !stream.write_pending,
+            Transport::Plain(stream) => stream.wrote_everything(),
             Transport::Tls(_) => false,
-            Transport::Memory(stream) => !stream.write_pending,
+            Transport::Memory(stream) => stream.wrote_everything(),
+        }
+    }
+
+    /// Where the socket's writes stand (under TLS, in bytes of its records).
+    pub fn write_offsets(&self) -> WriteOffsets {
+        match self {
+            Transport::Plain(stream) => stream.write_offsets(),
+            Transport::Tls(stream) => stream.get_ref().0.write_offsets(),
+            Transport::Memory(stream) => stream.write_offsets(),
+        }
+    }
+
+    /// Holds writes for a flush from now on (see [`Counted::coalesce`]).
+    pub fn coalesce(&mut self) {
+        match self {
+            Transport::Plain(stream) => stream.coalesce(),
+            Transport::Tls(stream) => stream.get_mut().0.coalesce(),
+            Transport::Memory(stream) => stream.coalesce(),
         }
     }
 
@@ -560,6 +701,7 @@ pub async fn handshake(
     let (socket, status, headers) = match upgraded {
         Upgraded::Open { mut socket, headers } => {
             socket.get_mut().set_upgrading(false);
+            socket.get_mut().coalesce();
             if request.expect_status != 101 {
                 return Err(ConnectError::new(
                     ErrorKind::Expectation,

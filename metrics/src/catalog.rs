@@ -64,10 +64,13 @@ pub enum Counter {
     MessagesUnread,
     /// Iterations that ended early by the scenario's choice (`skip`, `end_iteration`), not failed.
     IterationsSkipped,
+    /// Writes that handed bytes to a socket (system calls, or TLS records' writes): with
+    /// `messages_sent`, how well sends coalesce.
+    SocketWrites,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 25] = [
+    pub const ALL: [Counter; 26] = [
         Counter::ConnectionsOpened,
         Counter::ConnectionsFailed,
         Counter::ConnectionsClosed,
@@ -93,6 +96,7 @@ impl Counter {
         Counter::DroppedVus,
         Counter::MessagesUnread,
         Counter::IterationsSkipped,
+        Counter::SocketWrites,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every counter's name, in `ALL`'s order.
@@ -125,6 +129,7 @@ impl Counter {
             Counter::DroppedVus => "dropped_vus",
             Counter::MessagesUnread => "messages_unread",
             Counter::IterationsSkipped => "iterations_skipped",
+            Counter::SocketWrites => "socket_writes",
         }
     }
 

@@ -38,6 +38,8 @@ pub struct RawScenario {
     /// Rules for a failing step: fail the iteration (the default), end it quietly, or go on.
     #[serde(default)]
     pub on_error: Vec<RawErrorRule>,
+    /// When sends go to the socket unless a send says otherwise: `batch` (the default) or `each`.
+    pub flush: Option<String>,
 }
 
 /// One of several scenarios of a run (`scenarios: [{ name, load, steps }]`).
@@ -290,6 +292,9 @@ pub struct RawSend {
     /// Send a `text` buffer as a binary frame (LoadRunner's `IsBinary=1`).
     #[serde(default)]
     pub as_binary: bool,
+    /// `batch` (with the sends that follow it, at the next wait) or `each` (at once); the
+    /// scenario's `flush` by default.
+    pub flush: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

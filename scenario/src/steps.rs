@@ -108,6 +108,20 @@ pub struct Send {
     pub frame: FrameKind,
     /// Frames the message is split into (1: unfragmented).
     pub fragments: u32,
+    /// When its bytes go to the socket: with the next wait (`batch`) or at once (`each`).
+    pub flush: Flush,
+}
+
+/// When a sent message's bytes are handed to the socket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Flush {
+    /// Messages sent one after another without a wait leave together, in as few writes as the
+    /// socket takes, when the VU is about to wait (receive, think, pacing, rendezvous, ping,
+    /// connect, close, the end of the steps) or 64 KiB are waiting.
+    #[default]
+    Batch,
+    /// Each message is written on its own as it is sent.
+    Each,
 }
 
 #[derive(Clone, Debug)]

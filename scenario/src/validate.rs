@@ -22,9 +22,9 @@ use crate::error::Problems;
 use crate::model::{Part, Scenario, TestServerSpec, RUN_VARIABLES, TESTSERVER_VARIABLES};
 use crate::plan::{LoadModel, LoadPlan};
 use crate::raw::{PartView, RawScenario};
-use crate::steps::{each_step, Action, ExtractFrom, Step};
+use crate::steps::{each_step, Action, ExtractFrom, Flush, Step};
 use builder::StepBuilder;
-use fields::{compile_template, duration_field};
+use fields::{compile_template, duration_field, flush};
 
 /// Validates a parsed scenario file; problems go to `problems`, each with its field.
 pub(crate) fn scenario(
@@ -63,11 +63,12 @@ pub(crate) fn scenario(
     if !raw.scenarios.is_empty() {
         refuse_top_level_part_fields(&raw, problems);
     }
+    let default_flush = flush(raw.flush.as_deref(), "flush", Flush::Batch, problems);
     let mut run = AcrossParts::default();
     let mut parts = Vec::new();
     for view in &views {
         problems.prefix = view.path.clone();
-        if let Some(part) = part(view, &known, files, &mut run, problems) {
+        if let Some(part) = part(view, &known, files, default_flush, &mut run, problems) {
             run.vu_offset += part.vu_span;
             parts.push(part);
         }
@@ -138,6 +139,7 @@ fn part(
     view: &PartView<'_>,
     known: &[String],
     files: &BTreeMap<String, Vec<u8>>,
+    default_flush: Flush,
     run: &mut AcrossParts,
     problems: &mut Problems<'_>,
 ) -> Option<Part> {
@@ -174,6 +176,7 @@ fn part(
         name_prefix,
         rendezvous_points: run.rendezvous_points,
         peak_vus: plan.as_ref().map_or(0, LoadPlan::max_vus),
+        default_flush,
     };
     if view.steps.is_empty() {
         problems.add(

@@ -27,6 +27,10 @@ impl Vu {
         iteration: u64,
     ) -> StepResult {
         let set = SetId::Step(step.id);
+        // Closing waits for the server's answer: what every connection holds leaves first.
+        if self.holds_sends() {
+            self.flush_held(step.id, iteration).await?;
+        }
         let Some(mut conn) = self.conns.get_mut(close.conn).and_then(Option::take) else {
             return Err(Failure::new(step.id, ErrorKind::Closed).into());
         };
@@ -100,6 +104,10 @@ pub(super) async fn close_connection(
     let started = clock::now();
     if let Err(error) = conn.socket.close(Some(frame)).await {
         return Err(ws_failure(step, &error));
+    }
+    // The close flushed what was held before its frame.
+    if !conn.held.is_empty() {
+        conn.settle_all(clock::now());
     }
     let deadline = tokio::time::Instant::now() + timeout;
     let mut answer = None;

@@ -39,11 +39,90 @@ pub(super) struct Conn {
     /// The most recent send not yet answered by a receive.
     pub(super) unanswered_send: Option<Instant>,
     pub(super) keep_open: bool,
+    /// Messages sent whose bytes are not all in the socket yet, oldest first: counted, and
+    /// their send instant taken, when they are (see `settle_written`).
+    pub(super) held: VecDeque<HeldSend>,
+}
+
+/// A message sent but not yet all in the socket (its frames wait for a flush).
+pub(super) struct HeldSend {
+    /// The socket's `taken` offset after its last byte; `u64::MAX` while it is unknown (its
+    /// last frame waits above the counted stream), until a later message's end is known.
+    pub(super) end: u64,
+    pub(super) set: SetId,
+    pub(super) step: StepId,
+    pub(super) counter: Counter,
+    pub(super) payload_bytes: u64,
+    /// The pacing lag when it was sent: it is timed from when it was due.
+    pub(super) lag: std::time::Duration,
+}
+
+impl Conn {
+    /// Keeps a message just written (or held) until its bytes are in the socket.
+    pub(super) fn hold(&mut self, mut send: HeldSend) {
+        let offsets = self.socket.get_ref().write_offsets();
+        send.end = if offsets.refused { u64::MAX } else { offsets.taken };
+        if !offsets.refused {
+            // Frames leave in order: what waited above the stream before this one is below it now.
+            for earlier in self.held.iter_mut().rev() {
+                if earlier.end != u64::MAX {
+                    break;
+                }
+                earlier.end = send.end;
+            }
+        }
+        self.held.push_back(send);
+    }
+
+    /// Counts, as sent now, the held messages whose bytes are all in the socket: a message's
+    /// send instant is when its bytes were handed to the kernel. Returns that instant when any
+    /// were (the clock is read only then).
+    pub(super) fn settle_written(&mut self) -> Option<Instant> {
+        let handed = self.socket.get_ref().write_offsets().handed;
+        if self.held.front().is_none_or(|send| send.end > handed) {
+            return None;
+        }
+        let now = clock::now();
+        while self.held.front().is_some_and(|send| send.end <= handed) {
+            if let Some(send) = self.held.pop_front() {
+                self.settle(send, now);
+            }
+        }
+        Some(now)
+    }
+
+    /// Counts every held message as sent at `now`: a flush has just handed them all over.
+    pub(super) fn settle_all(&mut self, now: Instant) {
+        while let Some(send) = self.held.pop_front() {
+            self.settle(send, now);
+        }
+    }
+
+    fn settle(&mut self, send: HeldSend, now: Instant) {
+        // Timed from when it was due: a paced send that went out late carries its lateness.
+        let due = now.checked_sub(send.lag).unwrap_or(now);
+        match self.send_times.iter_mut().find(|(id, _)| *id == send.step) {
+            Some(entry) => entry.1 = due,
+            None => self.send_times.push((send.step, due)),
+        }
+        self.unanswered_send = Some(due);
+        self.recorder.borrow_mut().add_counts(
+            now,
+            send.set,
+            [
+                (Counter::MessagesSent, 1),
+                (send.counter, 1),
+                (Counter::PayloadBytesSent, send.payload_bytes),
+            ],
+        );
+    }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
         let now = clock::now();
+        // Messages whose bytes never all reached the socket (the connection failed first) were
+        // not sent: they are not counted.
         let mut recorder = self.recorder.borrow_mut();
         for arrived in self.pending.drain(..) {
             count_message(&mut recorder, now, SetId::Connection, &arrived.message);

@@ -40,6 +40,10 @@ impl Vu {
         if connect.keep_open && self.conns.get(connect.conn).is_some_and(Option::is_some) {
             return Ok(());
         }
+        // Opening a connection waits: what the sends before it hold leaves first.
+        if self.holds_sends() {
+            self.flush_held(step.id, iteration).await?;
+        }
         let scope_parts = self.parts();
         let scope = scope_parts.scope(iteration);
         let url = connect.url.render(&scope);
@@ -107,6 +111,7 @@ impl Vu {
                 send_times: Vec::new(),
                 unanswered_send: None,
                 keep_open: connect.keep_open,
+                held: VecDeque::new(),
             });
         }
         let info = &self.info[connect.conn];

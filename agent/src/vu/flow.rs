@@ -64,6 +64,9 @@ impl Vu {
         iteration: u64,
     ) -> StepResult {
         let set = SetId::Step(step.id);
+        if self.holds_sends() {
+            self.flush_held(step.id, iteration).await?;
+        }
         let started = clock::now();
         let (generation, receiver) = self.env.rendezvous.arrive(rendezvous.point);
         let released = crate::rendezvous::released(receiver, generation);

@@ -9,7 +9,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use wsfleet_metrics::{Counter, ErrorKind, SetId};
 use wsfleet_scenario::matcher::{Incoming, Origin};
-use wsfleet_scenario::{ConnId, StepId};
+use wsfleet_scenario::{ConnId, Flush, StepId};
 
 use super::conn::QUEUED_MESSAGES_PER_CONNECTION;
 use super::conn::{count_message, message_bytes, Arrived};
@@ -180,19 +180,30 @@ impl Vu {
         (rule_id, message): (StepId, Message),
         iteration: u64,
     ) -> StepFuture<'_> {
-        let fragments = self
+        let (fragments, flush) = self
             .spec()
             .on_message
             .iter()
             .find(|rule| rule.id == rule_id)
             .and_then(|rule| rule.reply.as_ref())
-            .map_or(1, |reply| reply.fragments);
-        Box::pin(self.send_message(conn_id, message, fragments, SetId::Step(rule_id), rule_id, iteration))
+            .map_or((1, Flush::Batch), |reply| (reply.fragments, reply.flush));
+        Box::pin(self.send_message(
+            conn_id,
+            message,
+            fragments,
+            flush,
+            SetId::Step(rule_id),
+            rule_id,
+            iteration,
+        ))
     }
 
     /// Waits until `until`: asleep, or, when the scenario has handlers, reading the open
     /// connections so the handlers react meanwhile (errors count in `step`).
     pub(super) async fn wait_until(&mut self, until: Instant, step: StepId, iteration: u64) -> StepResult {
+        if self.holds_sends() {
+            self.flush_held(step, iteration).await?;
+        }
         if self.spec().on_message.is_empty() && self.spec().on_close.is_empty() {
             tokio::time::sleep_until(until.into()).await;
             Ok(())
@@ -205,6 +216,10 @@ impl Vu {
     /// Reads every open connection until the deadline, feeding handlers and queues.
     pub(super) async fn pump(&mut self, deadline: tokio::time::Instant, step: StepId, iteration: u64) -> StepResult {
         loop {
+            // Handler replies leave before the VU waits again.
+            if self.holds_sends() {
+                self.flush_held(step, iteration).await?;
+            }
             let next = {
                 let mut reads: Vec<_> = self
                     .conns

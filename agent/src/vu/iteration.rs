@@ -190,6 +190,12 @@ impl Vu {
                 let result = self.step(step, iteration).await;
                 self.handle_result(step.id, result)?;
             }
+            // The end of the steps: what they hold leaves (its failures count in the last step).
+            if self.holds_sends() {
+                let last = steps.last().map_or(0, |step| step.id);
+                let result = self.flush_held(last, iteration).await.map(drop);
+                self.handle_result(last, result)?;
+            }
             Ok(())
         })
     }

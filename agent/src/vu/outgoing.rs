@@ -1,19 +1,20 @@
-//! Outgoing messages: the send step, the message a send or a handler's reply sends (built once
+//! Outgoing messages: the send step, holding sends until the VU waits (and the flush then), the message a send or a handler's reply sends (built once
 //! per run when it never changes), fragmentation, and writing while reading what arrives
 //! meanwhile, so a VU that only sends never deadlocks against a target that answers.
 
 use std::task::Poll;
+use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
 use wsfleet_metrics::{Counter, ErrorKind, SetId};
-use wsfleet_scenario::{ConnId, FrameKind, Payload, Send, Step, StepId};
+use wsfleet_scenario::{ConnId, Flush, FrameKind, Payload, Send, Step, StepId};
 
-use super::conn::message_bytes;
+use super::conn::{message_bytes, HeldSend};
 use super::env::build_message;
-use super::outcome::{ws_failure, Failure, StepResult};
+use super::outcome::{ws_failure, Failure, StepResult, Stop};
 use super::state::Vu;
 use crate::clock;
 use crate::connection::Socket;
@@ -25,6 +26,7 @@ impl Vu {
             send.conn,
             message,
             send.fragments,
+            send.flush,
             SetId::Step(step.id),
             step.id,
             iteration,
@@ -47,16 +49,21 @@ impl Vu {
         build_message(bytes, send.frame).ok_or_else(|| Failure::new(id, ErrorKind::Protocol))
     }
 
-    /// Sends a message, whole or in `fragments` frames, and records it in `set`. While the
-    /// socket cannot take it (the target is not reading, often because its own sends to this VU
-    /// are blocked), what arrives is read meanwhile, through the handlers and into the queue, so
-    /// a VU that only sends never deadlocks against a target that answers. Handler replies to
-    /// what arrived go out after this message.
+    /// Sends a message, whole or in `fragments` frames, and records it in `set` once its bytes
+    /// are in the socket (its send instant, for latencies, is then). With `Flush::Batch` the
+    /// frames wait below the WebSocket with those sent before them, and leave when the VU is
+    /// about to wait (`flush_held`) or the bound is reached; with `Flush::Each` they leave now.
+    /// While the socket cannot take them (the target is not reading, often because its own
+    /// sends to this VU are blocked), what arrives is read meanwhile, through the handlers and
+    /// into the queue, so a VU that only sends never deadlocks against a target that answers.
+    /// Handler replies to what arrived go out after this message.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn send_message(
         &mut self,
         conn_id: ConnId,
         message: Message,
         fragments: u32,
+        flush: Flush,
         set: SetId,
         step: StepId,
         iteration: u64,
@@ -65,25 +72,66 @@ impl Vu {
             Message::Text(text) => (Counter::TextMessagesSent, text.len()),
             _ => (Counter::BinaryMessagesSent, message.len()),
         };
-        let sent_at = clock::now();
         let mut outgoing = Outgoing::new(message, fragments);
-        let mut unsent: Option<Message> = None;
         let mut replies = Vec::new();
-        let mut waited = false;
+        let flushed = self
+            .write_out(
+                conn_id,
+                &mut outgoing,
+                flush == Flush::Each,
+                step,
+                iteration,
+                &mut replies,
+            )
+            .await?;
+        let lag = self.lag;
+        let conn = self.conn_mut(conn_id, step)?;
+        conn.hold(HeldSend {
+            end: 0,
+            set,
+            step,
+            counter,
+            payload_bytes: payload_len as u64,
+            lag,
+        });
+        let settled = if flushed {
+            let now = clock::now();
+            conn.settle_all(now);
+            Some(now)
+        } else {
+            conn.settle_written()
+        };
+        if replies.is_empty() {
+            // Nothing awaited since: the next step may start from this reading.
+            self.recent = settled;
+        } else {
+            for reply in replies {
+                self.send_reply(conn_id, reply, iteration).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `outgoing`'s frames and, with `flush`, flushes them and everything held before
+    /// them, reading what arrives while the socket cannot take more (replies to it are left in
+    /// `replies`). `true` when a flush completed: every byte written is in the socket.
+    async fn write_out(
+        &mut self,
+        conn_id: ConnId,
+        outgoing: &mut Outgoing,
+        flush: bool,
+        step: StepId,
+        iteration: u64,
+        replies: &mut Vec<(StepId, Message)>,
+    ) -> Result<bool, Stop> {
+        let mut unsent: Option<Message> = None;
         loop {
             let event = {
                 let conn = self.conn_mut(conn_id, step)?;
-                let mut polls = 0;
-                let event = std::future::poll_fn(|cx| {
-                    polls += 1;
-                    poll_send(&mut conn.socket, &mut outgoing, &mut unsent, cx)
-                })
-                .await;
-                waited |= polls > 1;
-                event
+                std::future::poll_fn(|cx| poll_send(&mut conn.socket, outgoing, &mut unsent, flush, cx)).await
             };
             match event {
-                SendEvent::Sent(Ok(())) => break,
+                SendEvent::Sent(Ok(flushed)) => return Ok(flushed),
                 SendEvent::Sent(Err(error)) => return Err(ws_failure(step, &error).into()),
                 SendEvent::Arrived(next) => {
                     let (arrived, reply) = self.ingest(conn_id, next, step, iteration)?;
@@ -94,33 +142,39 @@ impl Vu {
                 }
             }
         }
-        // Timed from when it was due: a paced send that went out late carries its lateness.
-        let due = sent_at.checked_sub(self.lag).unwrap_or(sent_at);
-        let conn = self.conn_mut(conn_id, step)?;
-        match conn.send_times.iter_mut().find(|(id, _)| *id == step) {
-            Some(entry) => entry.1 = due,
-            None => conn.send_times.push((step, due)),
-        }
-        conn.unanswered_send = Some(due);
-        conn.recorder.borrow_mut().add_counts(
-            sent_at,
-            set,
-            [
-                (Counter::MessagesSent, 1),
-                (counter, 1),
-                (Counter::PayloadBytesSent, payload_len as u64),
-            ],
-        );
-        if !waited && replies.is_empty() {
-            self.recent = Some(sent_at);
-        }
-        // Checked first: a loop over an empty list still builds and drops its iterator.
-        if !replies.is_empty() {
+    }
+
+    /// Whether any connection holds sends whose bytes are not all in the socket yet.
+    pub(super) fn holds_sends(&self) -> bool {
+        self.conns.iter().flatten().any(|conn| !conn.held.is_empty())
+    }
+
+    /// Hands every held send to the socket, on every connection, before the VU waits: a send's
+    /// frames never wait for the VU's next wait to end. Failures count in `step` (the step
+    /// about to wait). Returns when the last flush completed, if there was one. Handler replies
+    /// to what arrived meanwhile are flushed too.
+    pub(super) async fn flush_held(&mut self, step: StepId, iteration: u64) -> Result<Option<Instant>, Stop> {
+        let mut flushed_at = None;
+        // Bounded by what arrives meanwhile: each round flushes what the one before replied.
+        while let Some(conn_id) = self
+            .conns
+            .iter()
+            .position(|conn| conn.as_ref().is_some_and(|conn| !conn.held.is_empty()))
+        {
+            let mut replies = Vec::new();
+            let mut nothing = Outgoing::Whole(None);
+            self.write_out(conn_id, &mut nothing, true, step, iteration, &mut replies)
+                .await?;
+            let now = clock::now();
+            if let Some(conn) = self.conns[conn_id].as_mut() {
+                conn.settle_all(now);
+            }
+            flushed_at = Some(now);
             for reply in replies {
                 self.send_reply(conn_id, reply, iteration).await?;
             }
         }
-        Ok(())
+        Ok(flushed_at)
     }
 }
 
@@ -174,30 +228,35 @@ impl Outgoing {
 }
 
 pub(super) enum SendEvent {
-    /// Every frame is written and flushed (or the send failed).
-    Sent(Result<(), tokio_tungstenite::tungstenite::Error>),
+    /// Every frame is written, and flushed when asked: `true` when a flush completed (or the
+    /// send failed).
+    Sent(Result<bool, tokio_tungstenite::tungstenite::Error>),
     /// The socket could not take more yet, and something arrived meanwhile.
     Arrived(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
 }
 
-/// Writes `outgoing` (`unsent` holds a frame the socket was not ready for) and flushes; while
-/// the socket is not ready, reads instead.
+/// Writes `outgoing` (`unsent` holds a frame the socket was not ready for) and, with `flush`,
+/// flushes; while the socket is not ready, reads instead.
 pub(super) fn poll_send(
     socket: &mut Socket,
     outgoing: &mut Outgoing,
     unsent: &mut Option<Message>,
+    flush: bool,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<SendEvent> {
     loop {
         let frame = unsent.take().or_else(|| outgoing.next());
         let Some(frame) = frame else {
+            if !flush {
+                return Poll::Ready(SendEvent::Sent(Ok(false)));
+            }
             // Written whole (the socket took every frame): the flush would have nothing to do
             // but register the task's waker once more, once per message.
             if socket.get_ref().wrote_everything() {
-                return Poll::Ready(SendEvent::Sent(Ok(())));
+                return Poll::Ready(SendEvent::Sent(Ok(true)));
             }
             match socket.poll_flush_unpin(cx) {
-                Poll::Ready(result) => return Poll::Ready(SendEvent::Sent(result)),
+                Poll::Ready(result) => return Poll::Ready(SendEvent::Sent(result.map(|()| true))),
                 Poll::Pending => break,
             }
         };

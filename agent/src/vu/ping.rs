@@ -14,6 +14,9 @@ use crate::clock;
 impl Vu {
     pub(super) async fn ping_step(&mut self, step: &Step, ping: &wsfleet_scenario::Ping, iteration: u64) -> StepResult {
         let set = SetId::Step(step.id);
+        if self.holds_sends() {
+            self.flush_held(step.id, iteration).await?;
+        }
         let body = cut(ping.body.render(&self.parts().scope(iteration)).into_owned(), 125);
         let sent_at = clock::now();
         {
@@ -42,6 +45,10 @@ impl Vu {
         iteration: u64,
     ) -> StepResult {
         loop {
+            // Handler replies leave before the VU waits again.
+            if self.holds_sends() {
+                self.flush_held(step, iteration).await?;
+            }
             let next = {
                 let conn = self.conn_mut(conn_id, step)?;
                 tokio::time::timeout_at(deadline, conn.socket.next())

@@ -25,6 +25,12 @@ impl Vu {
         recent: Option<Instant>,
     ) -> StepResult {
         let set = SetId::Step(step.id);
+        // A receive waits: what the sends before it hold leaves now (and its start is then).
+        let recent = if self.holds_sends() {
+            self.flush_held(step.id, iteration).await?.or(recent)
+        } else {
+            recent
+        };
         let deadline = receive
             .wait
             .then(|| tokio::time::Instant::from_std(recent.unwrap_or_else(clock::now)) + receive.timeout);
@@ -139,6 +145,10 @@ impl Vu {
             let replied = reply.is_some();
             if let Some(reply) = reply {
                 self.send_reply(conn_id, reply, iteration).await?;
+                // The reply leaves before the receive waits again.
+                if self.holds_sends() {
+                    self.flush_held(step, iteration).await?;
+                }
             }
             if let Some(arrived) = arrived {
                 if self.matches(matcher, &arrived.message, iteration) {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::error::{closest, Problems};
 use crate::raw::{RawClose, RawPing, RawStep};
-use crate::steps::{ConnId, Step, StepId};
+use crate::steps::{ConnId, Flush, Step, StepId};
 
 /// Builds the steps and handlers of one part; what must be unique across the run (metric
 /// names, rendezvous points) carries from part to part.
@@ -33,6 +33,8 @@ pub(super) struct StepBuilder<'f> {
     pub(super) rendezvous_points: u32,
     /// The part's peak VUs, for a rendezvous `share`.
     pub(super) peak_vus: u64,
+    /// When sends go to the socket unless a send says otherwise (the scenario's `flush`).
+    pub(super) default_flush: Flush,
 }
 
 /// The step being built: its kind (`send`) and its field (`steps[2].send`).

@@ -6,7 +6,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::error::{closest, Problems};
-use crate::steps::{OnFail, Then};
+use crate::steps::{Flush, OnFail, Then};
 use crate::template::Template;
 
 /// A duration field, or `default` when absent; a bad one is a problem and reads as `default`.
@@ -94,6 +94,27 @@ pub(super) fn on_fail(text: Option<&str>, field: &str, problems: &mut Problems<'
                 Some("use `fail`, `skip` (the rest of the iteration) or `continue`".into()),
             );
             OnFail::Fail
+        }
+    }
+}
+
+/// When sends go to the socket: `batch` or `each`; `default` when not given.
+pub(super) fn flush(text: Option<&str>, field: &str, default: Flush, problems: &mut Problems<'_>) -> Flush {
+    match text {
+        None => default,
+        Some("batch") => Flush::Batch,
+        Some("each") => Flush::Each,
+        Some(other) => {
+            problems.add(
+                field,
+                format!("unknown choice `{other}`"),
+                Some(
+                    "use `batch` (sends leave together when the VU next waits) or `each` (every message \
+                     written on its own)"
+                        .into(),
+                ),
+            );
+            default
         }
     }
 }

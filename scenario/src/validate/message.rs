@@ -10,7 +10,7 @@ use crate::steps::{
 use crate::template::Template;
 
 use super::builder::{At, StepBuilder};
-use super::fields::{compile_template, duration_field, on_fail};
+use super::fields::{compile_template, duration_field, flush, on_fail};
 
 impl StepBuilder<'_> {
     /// A `send` step; a later receive may time its answer (`latency_of`).
@@ -119,11 +119,18 @@ impl StepBuilder<'_> {
                 );
             }
         }
+        let flush = flush(
+            send.flush.as_deref(),
+            &format!("{field}.flush"),
+            self.default_flush,
+            problems,
+        );
         Send {
             conn,
             payload,
             frame,
             fragments: fragments.max(1),
+            flush,
         }
     }
 
