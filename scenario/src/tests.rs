@@ -598,3 +598,38 @@ steps:
         assert_eq!(problem.field, field, "{bad}");
     }
 }
+
+#[test]
+fn flush_is_the_send_s_own_or_the_scenario_s_default() {
+    let flush_of = |scenario: &Scenario, index: usize| match &scenario.parts[0].steps[index].action {
+        Action::Send(send) => send.flush,
+        _ => panic!("step {index} is not a send"),
+    };
+    let source = "\
+load: { vus: 1, iterations: 1 }
+steps:
+  - connect: { url: 'ws://127.0.0.1:9/' }
+  - send: { text: a }
+  - send: { text: b, flush: each }
+  - send: { text: c, flush: batch }
+";
+    let scenario = compile(source).unwrap();
+    assert_eq!(
+        [1, 2, 3].map(|index| flush_of(&scenario, index)),
+        [Flush::Batch, Flush::Each, Flush::Batch]
+    );
+    let scenario = compile(&format!("flush: each\n{source}")).unwrap();
+    assert_eq!(
+        [1, 2, 3].map(|index| flush_of(&scenario, index)),
+        [Flush::Each, Flush::Each, Flush::Batch]
+    );
+
+    let problem = only_problem(&source.replace("flush: each", "flush: every"));
+    assert_eq!(problem.field, "steps[2].send.flush");
+    assert_eq!(problem.location.map(|l| l.line), Some(5));
+    assert!(problem.message.contains("unknown choice `every`"), "{problem:?}");
+    assert!(problem.hint.as_deref().unwrap_or_default().contains("`each`"));
+    let problem = only_problem(&format!("flush: sometimes\n{source}"));
+    assert_eq!(problem.field, "flush");
+    assert_eq!(problem.location.map(|l| l.line), Some(1));
+}

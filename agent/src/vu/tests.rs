@@ -897,3 +897,142 @@ steps:
     assert_eq!(skipped.conn("iterations_skipped"), 1);
     assert_eq!(skipped.conn("iterations"), 1);
 }
+
+/// A burst of sends, then a receive: with `flush` as given (the scenario's default otherwise).
+fn burst(flush: &str) -> String {
+    format!(
+        "{ONE}{flush}steps:
+  - connect: {{ url: 'ws://target.test/' }}
+  - repeat: {{ count: 16, steps: [ {{ send: {{ name: burst, text: 'm${{iteration}}' }} }} ] }}
+  - receive: {{ name: answer, timeout: 1s }}
+"
+    )
+}
+
+/// Reads `count` messages (in order), answers the last one, then drains until the close.
+async fn take_burst(mut target: Target, count: usize) {
+    let mut socket = target.accept().await;
+    let mut got = Vec::new();
+    for _ in 0..count {
+        match socket.next().await.expect("message").expect("frame") {
+            Message::Text(text) => got.push(text.to_string()),
+            other => panic!("{other:?}"),
+        }
+    }
+    let expected: Vec<String> = (0..count).map(|index| format!("m{index}")).collect();
+    assert_eq!(got, expected);
+    text(&mut socket, "done").await;
+    drain(socket).await;
+}
+
+/// Sixteen sends without a wait between them leave in one write, before the receive waits;
+/// with `flush: each` each is its own write. The upgrade request is one write and the close
+/// frame another, either way.
+#[tokio::test(start_paused = true)]
+async fn sends_without_a_wait_between_them_leave_in_one_write() {
+    for (flush, writes) in [("", 3), ("flush: batch\n", 3), ("flush: each\n", 18)] {
+        let metrics = play(&burst(flush), |target| take_burst(target, 16)).await;
+        assert_eq!(metrics.step("burst", "messages_sent"), 16, "{flush}{}", metrics.dump());
+        assert_eq!(metrics.step("burst", "payload_bytes_sent"), 10 * 2 + 6 * 3);
+        assert_eq!(metrics.step("answer", "messages_received"), 1);
+        assert_eq!(metrics.conn("socket_writes"), writes, "{flush}{}", metrics.dump());
+        // 16 frames of 2 + 4 header bytes and their payloads, the close frame (2 + 4 + 2).
+        let frames = 16 * 6 + 10 * 2 + 6 * 3 + 8;
+        assert_eq!(
+            metrics.conn("bytes_sent") - metrics.conn("handshake_bytes_sent"),
+            frames,
+            "{flush}"
+        );
+    }
+}
+
+/// A send's own `flush: each` writes it and everything held before it.
+#[tokio::test(start_paused = true)]
+async fn a_send_that_flushes_takes_what_waits_before_it() {
+    let yaml = format!(
+        "{ONE}steps:
+  - connect: {{ url: 'ws://target.test/' }}
+  - send: {{ name: one, text: 'm0' }}
+  - send: {{ name: two, text: 'm1' }}
+  - send: {{ name: three, text: 'm2', flush: each }}
+  - send: {{ name: four, text: 'm3', flush: each }}
+  - send: {{ name: five, text: 'm4' }}
+  - receive: {{ name: answer, timeout: 1s }}
+"
+    );
+    let metrics = play(&yaml, |target| take_burst(target, 5)).await;
+    assert_eq!(metrics.total("messages_sent"), 5, "{}", metrics.dump());
+    // The upgrade; one, two and three; four; five before the receive; the close.
+    assert_eq!(metrics.conn("socket_writes"), 5, "{}", metrics.dump());
+}
+
+/// Handler replies leave before the VU waits again, and are counted then.
+#[tokio::test(start_paused = true)]
+async fn handler_replies_leave_before_the_vu_waits() {
+    let yaml = format!(
+        "{ONE}on_message:
+  - name: pong
+    when: {{ text_contains: ping }}
+    send: {{ text: pong }}
+steps:
+  - connect: {{ url: 'ws://target.test/' }}
+  - receive: {{ name: answer, timeout: 1s, match: {{ contains: done }} }}
+"
+    );
+    let metrics = play(&yaml, |mut target| async move {
+        let mut socket = target.accept().await;
+        for _ in 0..3 {
+            text(&mut socket, "ping").await;
+        }
+        for _ in 0..3 {
+            let reply = socket.next().await.expect("reply").expect("frame");
+            assert_eq!(reply, Message::text("pong"));
+        }
+        text(&mut socket, "done").await;
+        drain(socket).await;
+    })
+    .await;
+    assert_eq!(metrics.step("pong", "messages_received"), 3, "{}", metrics.dump());
+    assert_eq!(metrics.step("pong", "messages_sent"), 3);
+    assert_eq!(metrics.step("answer", "messages_received"), 1);
+}
+
+/// A burst larger than the socket takes: the target reads nothing for 100 ms, then echoes each
+/// message as it reads it. The first message was in the socket at once, so its answer took the
+/// 100 ms; the others were handed to the socket only when the target began to read, and their
+/// latency is measured from then, not from when they were sent and buffered.
+#[tokio::test(start_paused = true)]
+async fn a_pipelined_burst_is_timed_from_when_its_bytes_reach_the_socket() {
+    let body = "x".repeat(40_000);
+    let yaml = format!(
+        "{ONE}steps:
+  - connect: {{ url: 'ws://target.test/' }}
+  - send: {{ name: a, text: '{body}' }}
+  - send: {{ name: b, text: '{body}' }}
+  - send: {{ name: c, text: '{body}' }}
+  - receive: {{ name: answer_a, timeout: 1s, latency_of: a }}
+  - receive: {{ name: answer_b, timeout: 1s, latency_of: b }}
+  - receive: {{ name: answer_c, timeout: 1s, latency_of: c }}
+"
+    );
+    let metrics = play(&yaml, |mut target| async move {
+        let socket = target.accept().await;
+        sleep(Duration::from_millis(100)).await;
+        let (mut sink, mut stream) = socket.split();
+        for _ in 0..3 {
+            let message = stream.next().await.expect("message").expect("frame");
+            sink.send(message).await.expect("echo");
+        }
+        let socket = sink.reunite(stream).expect("one socket");
+        drain(socket).await;
+    })
+    .await;
+    assert_eq!(metrics.total("messages_sent"), 3, "{}", metrics.dump());
+    assert_eq!(metrics.total("messages_received"), 3, "{}", metrics.dump());
+    let first = metrics.samples("answer_a", "message_latency");
+    assert!(first.len() == 1 && near(first[0], 100_000), "{first:?}");
+    for later in ["answer_b", "answer_c"] {
+        let latencies = metrics.samples(later, "message_latency");
+        assert!(latencies.len() == 1 && latencies[0] < 1_000, "{later}: {latencies:?}");
+    }
+}
