@@ -13,6 +13,7 @@ use wsfleet_metrics::catalog::ACTIVE_VUS;
 use wsfleet_metrics::{MetricSets, Recorder};
 use wsfleet_scenario::{Scenario, StepId};
 
+use crate::clock;
 use crate::connection::TlsConfig;
 use crate::vu::{run_vu, RunEnv, VuControl};
 
@@ -175,9 +176,9 @@ async fn worker_main(index: usize, setup: WorkerSetup, mut commands: mpsc::Unbou
                     let done = setup.vu_done.clone();
                     let recorder = recorder.clone();
                     tasks.spawn_local(async move {
-                        recorder.borrow_mut().gauge_add(ACTIVE_VUS, 1);
+                        recorder.borrow_mut().gauge_add(clock::now(), ACTIVE_VUS, 1);
                         run_vu(env, part, number, control, handshake).await;
-                        recorder.borrow_mut().gauge_add(ACTIVE_VUS, -1);
+                        recorder.borrow_mut().gauge_add(clock::now(), ACTIVE_VUS, -1);
                         let _ = done.send(slot);
                     });
                 }

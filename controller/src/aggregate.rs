@@ -17,7 +17,8 @@ pub struct Aggregate {
     pub reported: BTreeMap<u64, HashSet<String>>,
     /// Everything, merged (gauges excluded: see `peak_gauges`).
     pub totals: MetricSets,
-    /// The highest fleet value each gauge reached in an interval.
+    /// The highest fleet value each gauge reached in an interval: its high-water marks within
+    /// intervals, summed over agents (see `catalog::raise_peaks`).
     pub peak_gauges: BTreeMap<String, i64>,
     /// Reports refused as duplicates (agent resent an interval).
     pub duplicates: u64,
@@ -40,10 +41,7 @@ impl Aggregate {
         );
         let interval = self.intervals.entry(report.interval).or_default();
         interval.merge(&sets)?;
-        for (name, value) in &interval.gauges {
-            let peak = self.peak_gauges.entry(name.clone()).or_insert(*value);
-            *peak = (*peak).max(*value);
-        }
+        wsfleet_metrics::catalog::raise_peaks(&interval.gauges, &mut self.peak_gauges);
         // Gauges add across agents within an interval, never across intervals.
         let gauges = std::mem::take(&mut sets.gauges);
         self.totals.merge(&sets)?;

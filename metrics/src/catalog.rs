@@ -2,6 +2,7 @@
 //! CSV, Prometheus and thresholds; docs/metrics.md defines each one.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 /// `[&str; N]` of every member's name, in `ALL`'s order, computed at compile time so lists of
 /// names elsewhere (thresholds, `on_error` kinds) are the catalog itself, not copies of it.
@@ -209,7 +210,8 @@ impl Hist {
     }
 }
 
-/// Gauges sampled at each interval's end; the fleet's value is the sum over agents.
+/// Gauges: each interval carries a gauge's value at its end (`name()`) and the highest value it
+/// reached within the interval (`high_water_name()`); the fleet's values are sums over agents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Gauge {
     /// Open WebSocket connections.
@@ -228,6 +230,39 @@ impl Gauge {
         match self {
             Gauge::ActiveConnections => ACTIVE_CONNECTIONS,
             Gauge::ActiveVus => ACTIVE_VUS,
+        }
+    }
+
+    /// The name of its high-water mark within an interval: `active_connections_max`.
+    pub const fn high_water_name(self) -> &'static str {
+        match self {
+            Gauge::ActiveConnections => "active_connections_max",
+            Gauge::ActiveVus => "active_vus_max",
+        }
+    }
+
+    /// The gauge `name` is the end-of-interval value or the high-water mark of.
+    pub fn of_name(name: &str) -> Option<Gauge> {
+        Gauge::ALL
+            .into_iter()
+            .find(|gauge| gauge.name() == name || gauge.high_water_name() == name)
+    }
+}
+
+/// Raises `peaks` (each gauge's highest fleet value so far, by its name) with one interval's
+/// fleet gauges: a gauge's peak is its highest high-water mark; from an agent older than
+/// high-water marks, its highest end-of-interval value.
+pub fn raise_peaks(interval_gauges: &BTreeMap<String, i64>, peaks: &mut BTreeMap<String, i64>) {
+    for (name, value) in interval_gauges {
+        let base: &str = match Gauge::of_name(name) {
+            Some(gauge) => gauge.name(),
+            None => name,
+        };
+        match peaks.get_mut(base) {
+            Some(peak) => *peak = (*peak).max(*value),
+            None => {
+                peaks.insert(base.to_owned(), *value);
+            }
         }
     }
 }
@@ -367,7 +402,7 @@ mod tests {
     #[test]
     fn names_follow_the_order_of_all() {
         assert_eq!(Counter::NAMES[0], "connections_opened");
-        assert_eq!(Counter::NAMES[Counter::COUNT - 1], "iterations_skipped");
+        assert_eq!(Counter::NAMES[Counter::COUNT - 1], "socket_writes");
         assert_eq!(Hist::NAMES[Hist::COUNT - 1], "rendezvous_wait");
         assert_eq!(Gauge::NAMES, ["active_connections", "active_vus"]);
         assert_eq!(ErrorKind::NAMES[0], "refused");
@@ -376,6 +411,31 @@ mod tests {
             assert_eq!(ErrorKind::from_name(kind.name()), Some(kind));
         }
         assert_eq!(ErrorKind::from_name(RECEIVE_TIMEOUT), None);
+    }
+
+    /// A gauge's peak is its highest high-water mark, and its highest end value when an older
+    /// agent sent no mark; names outside the catalog peak under their own name.
+    #[test]
+    fn peaks_rise_with_high_water_marks() {
+        let gauges = |pairs: &[(&str, i64)]| -> BTreeMap<String, i64> {
+            pairs.iter().map(|(name, value)| (name.to_string(), *value)).collect()
+        };
+        let mut peaks = BTreeMap::new();
+        raise_peaks(
+            &gauges(&[
+                ("active_connections", 0),
+                ("active_connections_max", 60),
+                ("active_vus", 2),
+            ]),
+            &mut peaks,
+        );
+        raise_peaks(&gauges(&[("active_connections", 7), ("other", 1)]), &mut peaks);
+        assert_eq!(
+            peaks,
+            gauges(&[("active_connections", 60), ("active_vus", 2), ("other", 1)])
+        );
+        raise_peaks(&gauges(&[("active_vus", 0), ("active_vus_max", 9)]), &mut peaks);
+        assert_eq!(peaks["active_vus"], 9);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::catalog::{Counter, Hist};
+use crate::catalog::{Counter, Gauge, Hist};
 use crate::sets::{new_histogram, MetricSets, SetData, CONNECTION_SET};
 
 /// Which metric set an event belongs to: the connection set or a step.
@@ -47,16 +47,21 @@ struct Interval {
     index: u64,
     slots: Vec<SlotData>,
     labeled: BTreeMap<(usize, Cow<'static, str>), u64>,
+    /// Gauges at the interval's end (set when it closes).
     gauges: BTreeMap<&'static str, i64>,
+    /// The highest value each gauge reached within the interval, starting from where it stood
+    /// when the interval began.
+    high_water: BTreeMap<&'static str, i64>,
 }
 
 impl Interval {
-    fn new(index: u64, slot_count: usize) -> Interval {
+    fn new(index: u64, slot_count: usize, live_gauges: &BTreeMap<&'static str, i64>) -> Interval {
         Interval {
             index,
             slots: vec![SlotData::default(); slot_count],
             labeled: BTreeMap::new(),
             gauges: BTreeMap::new(),
+            high_water: live_gauges.clone(),
         }
     }
 }
@@ -80,7 +85,7 @@ impl Recorder {
         Recorder {
             run_start,
             step_names,
-            current: Interval::new(0, slot_count),
+            current: Interval::new(0, slot_count, &BTreeMap::new()),
             current_end: run_start + Duration::from_secs(1),
             finished: Vec::new(),
             live_gauges: BTreeMap::new(),
@@ -107,7 +112,7 @@ impl Recorder {
     fn close_through(&mut self, index: u64) {
         let slot_count = self.step_names.len() + 1;
         while self.current.index < index {
-            let next = Interval::new(self.current.index + 1, slot_count);
+            let next = Interval::new(self.current.index + 1, slot_count, &self.live_gauges);
             let mut done = std::mem::replace(&mut self.current, next);
             done.gauges = self.live_gauges.clone();
             self.finished.push(done);
@@ -163,9 +168,15 @@ impl Recorder {
         }
     }
 
-    /// Moves a gauge (e.g. active connections) by `delta`.
-    pub fn gauge_add(&mut self, name: &'static str, delta: i64) {
-        *self.live_gauges.entry(name).or_insert(0) += delta;
+    /// Moves a gauge (e.g. active connections) by `delta` at `at`, raising the high-water mark
+    /// of `at`'s interval: a level held for less than an interval still shows.
+    pub fn gauge_add(&mut self, at: Instant, name: &'static str, delta: i64) {
+        // Intervals that end before `at` close first, with the level as it stood before.
+        self.interval_at(at);
+        let high = self.current.high_water.entry(name).or_insert(0);
+        let live = self.live_gauges.entry(name).or_insert(0);
+        *live += delta;
+        *high = (*high).max(*live);
     }
 
     pub fn gauge(&self, name: &'static str) -> i64 {
@@ -189,7 +200,7 @@ impl Recorder {
     pub fn take_all(&mut self, now: Instant) -> Vec<(u64, MetricSets)> {
         let mut taken = self.take_finished(now);
         let slot_count = self.step_names.len() + 1;
-        let next = Interval::new(self.current.index + 1, slot_count);
+        let next = Interval::new(self.current.index + 1, slot_count, &self.live_gauges);
         let mut last = std::mem::replace(&mut self.current, next);
         self.current_end = self.end_of(self.current.index);
         last.gauges = self.live_gauges.clone();
@@ -223,14 +234,16 @@ impl Recorder {
             let set = sets.entry(self.set_name(slot).to_owned()).or_default();
             *set.counters.entry(name.into_owned()).or_insert(0) += value;
         }
-        MetricSets {
-            sets,
-            gauges: interval
-                .gauges
-                .into_iter()
-                .map(|(name, value)| (name.to_owned(), value))
-                .collect(),
+        let mut gauges: BTreeMap<String, i64> = interval
+            .gauges
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect();
+        for (name, high) in interval.high_water {
+            let high_name = Gauge::of_name(name).map_or(name, Gauge::high_water_name);
+            gauges.insert(high_name.to_owned(), high);
         }
+        MetricSets { sets, gauges }
     }
 
     fn set_name(&self, slot: usize) -> &str {
@@ -319,7 +332,7 @@ mod tests {
         let start = Instant::now();
         let mut recorder = Recorder::new(start, vec!["send".into()]);
         recorder.add(start, SetId::Step(0), Counter::MessagesSent, 2);
-        recorder.gauge_add(ACTIVE_CONNECTIONS, 3);
+        recorder.gauge_add(start, ACTIVE_CONNECTIONS, 3);
         recorder.add(
             start + Duration::from_millis(1500),
             SetId::Step(0),
@@ -352,5 +365,40 @@ mod tests {
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].0, 3);
         assert_eq!(rest[0].1.sets[""].counter("bytes_sent"), 10);
+    }
+
+    /// A level held for less than an interval shows as the interval's high-water mark, while
+    /// the end-of-interval value shows where it ended; a level carried into an interval is
+    /// that interval's mark until it moves.
+    #[test]
+    fn gauges_carry_the_high_water_mark_of_each_interval() {
+        let start = Instant::now();
+        let at = |millis| start + Duration::from_millis(millis);
+        let mut recorder = Recorder::new(start, Vec::new());
+        // Interval 0: 60 open within 300 ms, all closed again.
+        for millis in 0..60 {
+            recorder.gauge_add(at(100 + millis), ACTIVE_CONNECTIONS, 1);
+        }
+        for millis in 0..60 {
+            recorder.gauge_add(at(300 + millis), ACTIVE_CONNECTIONS, -1);
+        }
+        // Interval 1: 5 open, 2 of them close; interval 2: nothing moves; interval 3: one more.
+        for millis in 0..5 {
+            recorder.gauge_add(at(1_100 + millis), ACTIVE_CONNECTIONS, 1);
+        }
+        recorder.gauge_add(at(1_500), ACTIVE_CONNECTIONS, -2);
+        recorder.gauge_add(at(3_100), ACTIVE_CONNECTIONS, 1);
+        let taken = recorder.take_all(at(3_500));
+        let figures: Vec<(u64, i64, i64)> = taken
+            .iter()
+            .map(|(index, sets)| {
+                (
+                    *index,
+                    sets.gauge(ACTIVE_CONNECTIONS),
+                    sets.gauge(Gauge::ActiveConnections.high_water_name()),
+                )
+            })
+            .collect();
+        assert_eq!(figures, vec![(0, 0, 60), (1, 3, 5), (2, 3, 3), (3, 4, 4)]);
     }
 }

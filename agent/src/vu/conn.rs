@@ -128,7 +128,7 @@ impl Drop for Conn {
             count_message(&mut recorder, now, SetId::Connection, &arrived.message);
             recorder.add(now, SetId::Connection, Counter::MessagesUnread, 1);
         }
-        recorder.gauge_add(ACTIVE_CONNECTIONS, -1);
+        recorder.gauge_add(now, ACTIVE_CONNECTIONS, -1);
         recorder.add(now, SetId::Connection, Counter::ConnectionsClosed, 1);
     }
 }

@@ -102,7 +102,7 @@ impl Vu {
             let now = clock::now();
             let mut recorder_ref = recorder.borrow_mut();
             recorder_ref.add(now, set, Counter::ConnectionsOpened, 1);
-            recorder_ref.gauge_add(ACTIVE_CONNECTIONS, 1);
+            recorder_ref.gauge_add(now, ACTIVE_CONNECTIONS, 1);
             drop(recorder_ref);
             self.conns[connect.conn] = Some(Conn {
                 socket,

@@ -133,17 +133,22 @@ fn write_counters(out: &mut String, run: &LiveRun) {
 fn write_gauges(out: &mut String, run: &LiveRun) {
     if let Some((_, last)) = &run.last_interval {
         for (name, value) in &last.gauges {
-            let _ = writeln!(
-                out,
-                "# HELP wsfleet_{name} Fleet value at the end of the last interval.\n# TYPE wsfleet_{name} gauge"
-            );
+            let help = if wsfleet_metrics::Gauge::ALL
+                .iter()
+                .any(|gauge| gauge.high_water_name() == name)
+            {
+                "Highest value within the last interval, summed over agents."
+            } else {
+                "Fleet value at the end of the last interval."
+            };
+            let _ = writeln!(out, "# HELP wsfleet_{name} {help}\n# TYPE wsfleet_{name} gauge");
             let _ = writeln!(out, "wsfleet_{name}{{run=\"{}\"}} {value}", escape(&run.run_id));
         }
     }
     for (name, value) in &run.peak_gauges {
         let _ = writeln!(
             out,
-            "# HELP wsfleet_{name}_peak Highest fleet value at an interval's end.\n# TYPE wsfleet_{name}_peak gauge"
+            "# HELP wsfleet_{name}_peak Highest fleet value within an interval (agents' high-water marks summed).\n# TYPE wsfleet_{name}_peak gauge"
         );
         let _ = writeln!(out, "wsfleet_{name}_peak{{run=\"{}\"}} {value}", escape(&run.run_id));
     }

@@ -546,10 +546,7 @@ impl<'a> RunState<'a> {
             tracing::warn!(%error, interval, "live figures: cannot merge what was shown");
         }
         if let Some(fleet) = self.aggregate.intervals.get(&interval) {
-            for (name, value) in &fleet.gauges {
-                let peak = self.shown.peak_gauges.entry(name.clone()).or_insert(*value);
-                *peak = (*peak).max(*value);
-            }
+            wsfleet_metrics::catalog::raise_peaks(&fleet.gauges, &mut self.shown.peak_gauges);
         }
     }
 
