@@ -109,7 +109,22 @@ impl Vu {
             return Ok(Some(arrived));
         }
         loop {
-            let next = {
+            // Handler replies wait while what the socket already brought is read (replies to
+            // messages read together leave together), and leave before the receive waits.
+            let mut ready = None;
+            if self.holds_sends() {
+                ready = self
+                    .conns
+                    .get_mut(conn_id)
+                    .and_then(Option::as_mut)
+                    .and_then(|conn| conn.socket.next().now_or_never());
+                if ready.is_none() {
+                    self.flush_held(step, iteration).await?;
+                }
+            }
+            let next = if let Some(next) = ready {
+                next
+            } else {
                 // Borrowed apart from the timer.
                 let conn = self
                     .conns
@@ -145,10 +160,6 @@ impl Vu {
             let replied = reply.is_some();
             if let Some(reply) = reply {
                 self.send_reply(conn_id, reply, iteration).await?;
-                // The reply leaves before the receive waits again.
-                if self.holds_sends() {
-                    self.flush_held(step, iteration).await?;
-                }
             }
             if let Some(arrived) = arrived {
                 if self.matches(matcher, &arrived.message, iteration) {

@@ -966,11 +966,18 @@ async fn a_send_that_flushes_takes_what_waits_before_it() {
     assert_eq!(metrics.conn("socket_writes"), 5, "{}", metrics.dump());
 }
 
-/// Handler replies leave before the VU waits again, and are counted then.
+/// Handler replies to messages read together leave together, before the VU waits again, and
+/// are counted then; with `flush: each` each reply is its own write.
 #[tokio::test(start_paused = true)]
-async fn handler_replies_leave_before_the_vu_waits() {
+async fn handler_replies_leave_together_before_the_vu_waits() {
+    for (flush, writes) in [("", 3), ("flush: each\n", 5)] {
+        handler_replies(flush, writes).await;
+    }
+}
+
+async fn handler_replies(flush: &str, writes: u64) {
     let yaml = format!(
-        "{ONE}on_message:
+        "{ONE}{flush}on_message:
   - name: pong
     when: {{ text_contains: ping }}
     send: {{ text: pong }}
@@ -995,6 +1002,8 @@ steps:
     assert_eq!(metrics.step("pong", "messages_received"), 3, "{}", metrics.dump());
     assert_eq!(metrics.step("pong", "messages_sent"), 3);
     assert_eq!(metrics.step("answer", "messages_received"), 1);
+    // The upgrade, the replies, the close.
+    assert_eq!(metrics.conn("socket_writes"), writes, "{flush}{}", metrics.dump());
 }
 
 /// A burst larger than the socket takes: the target reads nothing for 100 ms, then echoes each
