@@ -21,6 +21,13 @@
 //! - `inbox`: what arrives: the pending queue, the `on_message` handlers and their replies,
 //!   and reading every connection while the VU waits.
 //!
+//! Sends are held, not written: `outgoing` writes a send's frames into its connection's
+//! counted stream, which keeps them until a flush (`Flush::Batch`, the default), and remembers
+//! the message in `conn`'s `held` list; the VU flushes every connection that holds sends when it
+//! is about to wait (`flush_held`: receive, think, pacing, rendezvous, ping, connect, close, the
+//! end of the steps). A message is counted as sent, and its send instant taken, when its bytes
+//! are in the kernel, so latencies are measured from the flush.
+//!
 //! The VU reaches its connections through `crate::connection`: a connect step opens one with
 //! the run's `Connector` (the network, or in unit tests an in-memory stream the test serves);
 //! reads and writes go through the `Socket`, a WebSocket over the `Transport` enum. Protocol
