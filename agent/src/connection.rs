@@ -304,6 +304,18 @@ impl Transport {
         }
     }
 
+    /// Hands the held bytes to the socket without going through the WebSocket's flush, when
+    /// nothing can wait above the counted stream: over plain TCP and in memory, when no write
+    /// was refused (a refused frame waits in the WebSocket's buffer). `None`: flush the
+    /// WebSocket instead (under TLS, or after a refusal). The socket's own flush is a no-op.
+    pub fn poll_write_held(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<()>>> {
+        match self {
+            Transport::Plain(stream) if !stream.write_pending => Some(stream.poll_write_held(cx)),
+            Transport::Memory(stream) if !stream.write_pending => Some(stream.poll_write_held(cx)),
+            _ => None,
+        }
+    }
+
     /// Where the socket's writes stand (under TLS, in bytes of its records).
     pub fn write_offsets(&self) -> WriteOffsets {
         match self {

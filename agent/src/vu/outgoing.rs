@@ -255,6 +255,16 @@ pub(super) fn poll_send(
             if socket.get_ref().wrote_everything() {
                 return Poll::Ready(SendEvent::Sent(Ok(true)));
             }
+            // Straight from the counted stream when the WebSocket holds nothing: the
+            // WebSocket's flush would register the task's waker twice more per flush.
+            match socket.get_mut().poll_write_held(cx) {
+                Some(Poll::Ready(result)) => {
+                    let result = result.map(|()| true).map_err(tokio_tungstenite::tungstenite::Error::Io);
+                    return Poll::Ready(SendEvent::Sent(result));
+                }
+                Some(Poll::Pending) => break,
+                None => {}
+            }
             match socket.poll_flush_unpin(cx) {
                 Poll::Ready(result) => return Poll::Ready(SendEvent::Sent(result.map(|()| true))),
                 Poll::Pending => break,
