@@ -58,8 +58,9 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub const COALESCE_BOUND: usize = 64 * 1024;
 
 /// A held buffer whose capacity is past this is freed once written out, so a connection that
-/// once sent a burst does not keep its buffer while idle; smaller ones are kept for the next.
-const KEPT_BUFFER_CAPACITY: usize = 4 * 1024;
+/// once sent a burst does not keep its buffer while idle (one allocation per larger burst);
+/// a buffer that held a few small messages is kept for the next.
+const KEPT_BUFFER_CAPACITY: usize = 512;
 
 /// A socket stream that records the bytes it moves into the worker's recorder, and when the
 /// last read that brought bytes returned. Once [`Counted::coalesce`] is on, writes wait in a
