@@ -50,7 +50,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub agents: u32,
     /// Write results: `json=FILE` (summary and per-interval series), `csv=FILE` (per-interval
-    /// series), `html=FILE` (a standalone report with charts). Repeatable.
+    /// series), `html=FILE` (a standalone report with charts), `junit=FILE` (each threshold a
+    /// JUnit test case, for CI). Repeatable.
     #[arg(long, value_name = "KIND=FILE")]
     pub out: Vec<String>,
     /// Worker threads per local agent (default: the cores divided among the agents, at least 1).
@@ -119,7 +120,7 @@ pub struct ControllerArgs {
     /// How long to wait for them.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub wait: std::time::Duration,
-    /// Write results of `--run`: `json=FILE`, `csv=FILE`, `html=FILE`.
+    /// Write results of `--run`: `json=FILE`, `csv=FILE`, `html=FILE`, `junit=FILE`.
     #[arg(long, value_name = "KIND=FILE")]
     pub out: Vec<String>,
 }

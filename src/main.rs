@@ -21,6 +21,7 @@ mod cli;
 mod csv;
 mod exit;
 mod exposure;
+mod junit;
 mod local;
 mod settings;
 mod signals;
