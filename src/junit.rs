@@ -177,6 +177,7 @@ mod tests {
             steps: Vec::new(),
             intervals: Vec::new(),
             thresholds,
+            changes: Vec::new(),
             lost_agents: LostAgents::default(),
             reports: ReportDelivery::default(),
         }

@@ -153,6 +153,7 @@ fn show(event: RunEvent) {
             let shares: Vec<String> = shares.iter().map(|(agent, vus)| format!("{agent} {vus}")).collect();
             tell!("shares of the peak VUs now: {}", shares.join(", "))
         }
+        RunEvent::Changed(change) => tell!("[{:>5.1}s] {}", change.at_seconds, change.detail),
         // The summary has it; the live lines are history.
         RunEvent::LateReport(_) => {}
     }

@@ -34,6 +34,8 @@ pub struct LiveRun {
     pub shares: BTreeMap<String, u64>,
     /// Agents lost during the run, with why and what the run did.
     pub lost: BTreeMap<String, LostAgent>,
+    /// The operator's changes so far, for the timeline.
+    pub changes: Vec<crate::run::ChangeEvent>,
 }
 
 /// An agent lost during the run, as the fleet view shows it.
@@ -135,6 +137,7 @@ impl Live {
             RunEvent::Reshared { shares } => {
                 run.shares.extend(shares.iter().cloned());
             }
+            RunEvent::Changed(change) => run.changes.push(change.clone()),
         }
     }
 

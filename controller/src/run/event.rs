@@ -56,4 +56,6 @@ pub enum RunEvent {
     },
     /// A lost agent's share moved: each agent's new share of the peak VUs.
     Reshared { shares: Vec<(String, u64)> },
+    /// The operator changed the run (VUs, rate, hold, pause, stop of a part).
+    Changed(crate::run::control::ChangeEvent),
 }

@@ -5,8 +5,9 @@
 //! so the run's logic is tested by calling methods (see `tests.rs`); `run::drive` only
 //! receives events, calls these methods and sends what they queued.
 //!
-//! Live control of a running run (changing VUs or rate, pausing, adding or draining agents)
-//! adds methods here, beside [`RunState::on_stop_request`].
+//! The operator's changes to a running run (VUs, rate, hold, pause, stop of a part) come in
+//! through [`RunState::on_control`], checked in `control.rs`; adding or draining agents would
+//! add methods beside it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -14,10 +15,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use wsfleet_metrics::MetricSets;
 use wsfleet_proto::v1::{ControllerMessage, MetricReport, RendezvousArrive, RunPhase, RunStatus};
+use wsfleet_scenario::plan::control::{Control, SteeredPlan};
 use wsfleet_scenario::plan::reshare::Takeover;
 use wsfleet_scenario::plan::LostAgentPolicy;
 use wsfleet_scenario::Scenario;
 
+use super::control::{self, Change, ChangeAction, ChangeEvent, ControlError, CONTROL_LEAD};
 use super::event::{IntervalFigures, RunEvent, RunFigures};
 use super::rendezvous::{Point, Release};
 use crate::aggregate::Aggregate;
@@ -115,6 +118,9 @@ pub struct RunState<'a> {
     /// The threshold that stopped the run.
     aborted_by: Option<String>,
     takeovers: Vec<Takeover>,
+    /// The operator's changes so far, as the agents are told them, and as the timeline shows.
+    controls: Vec<Control>,
+    changes: Vec<ChangeEvent>,
     lost_events: Vec<LostAgentEvent>,
     /// When no agent in the run was playing any more, while lost agents that came back were
     /// still resending what they measured.
@@ -165,6 +171,8 @@ impl<'a> RunState<'a> {
             stop_sent: false,
             aborted_by: None,
             takeovers: Vec::new(),
+            controls: Vec::new(),
+            changes: Vec::new(),
             lost_events: Vec::new(),
             others_done_at: None,
             rendezvous: scenario.rendezvous_points().into_iter().map(Point::new).collect(),
@@ -450,6 +458,98 @@ impl<'a> RunState<'a> {
         self.advance(now);
     }
 
+    /// The operator changes a part (the API, the CLI): checked against the scenario, the
+    /// changes so far and the fleet's capacity, then sent to every agent still in the run with
+    /// every change before it, and put on the run's timeline. A refusal leaves the run as it was.
+    pub fn on_control(&mut self, change: Change, now: Instant) -> Result<ChangeEvent, ControlError> {
+        if self.stop_sent {
+            return Err(ControlError::Refused(
+                "the run is stopping: it cannot be changed".into(),
+            ));
+        }
+        if let Some(old) = self
+            .agents
+            .values()
+            .find(|state| state.lost.is_none() && state.playing() && state.info.revision < 3)
+        {
+            return Err(ControlError::Refused(format!(
+                "agent `{}` speaks protocol revision {}, which cannot be steered (3 is needed): upgrade it",
+                old.info.id, old.info.revision
+            )));
+        }
+        let part = control::part_index(self.scenario, change.part.as_deref())?;
+        let at = now.saturating_duration_since(self.start) + CONTROL_LEAD;
+        let control = control::to_control(self.scenario, part, &change.action, &self.controls, at)?;
+        let mut controls = self.controls.clone();
+        controls.push(control.clone());
+        if let ChangeAction::SetVus { vus, .. } = &change.action {
+            self.check_vus(part, *vus, &controls)?;
+        }
+        let event = control::event_of(self.scenario, &control, &change.action, &self.controls);
+        tracing::info!(run = %self.run_id, part, change = %event.detail, at_seconds = event.at_seconds, "the operator changed the run");
+        self.controls = controls;
+        self.changes.push(event.clone());
+        let message = wire::run_control(&self.run_id, &self.controls);
+        self.send_to_all(&message);
+        self.events.push(RunEvent::Changed(event.clone()));
+        Ok(event)
+    }
+
+    /// Whether the fleet holds `vus` VUs of `part` with `controls` in force; if so, each
+    /// agent's share of the peak becomes what they give.
+    fn check_vus(&mut self, part: usize, vus: u64, controls: &[Control]) -> Result<(), ControlError> {
+        let peaks: Vec<u64> = self
+            .scenario
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| SteeredPlan::new(&spec.plan, index, controls).peak(spec.plan.max_vus()))
+            .collect();
+        if !self.takeovers.is_empty() {
+            let before = SteeredPlan::new(&self.scenario.parts[part].plan, part, &self.controls)
+                .peak(self.scenario.parts[part].plan.max_vus());
+            if peaks[part] > before {
+                return Err(ControlError::Refused(format!(
+                    "agents were lost and their share moved to the others: the VUs cannot go past {before} in this run (asked {vus})"
+                )));
+            }
+            return Ok(());
+        }
+        let mut shares = vec![0u64; self.weights.len()];
+        for peak in &peaks {
+            let split = wsfleet_scenario::plan::split(&self.weights, *peak)
+                .map_err(|error| ControlError::Refused(format!("cannot split {vus} VUs over the fleet: {error}")))?;
+            for (share, part_share) in shares.iter_mut().zip(split) {
+                *share += part_share;
+            }
+        }
+        let holdable: u64 = self
+            .agents
+            .values()
+            .filter(|state| state.lost.is_none())
+            .map(|state| state.info.capacity.max_connections)
+            .sum();
+        for state in self.agents.values() {
+            let share = shares.get(state.index).copied().unwrap_or(0);
+            if state.lost.is_some() && share > 0 {
+                return Err(ControlError::Refused(format!(
+                    "{vus} VUs would give lost agent `{}` a share: with `load.on_agent_lost: continue`, the VUs cannot go past the plan's peak in this run",
+                    state.info.id
+                )));
+            }
+            if share > state.info.capacity.max_connections {
+                return Err(ControlError::Refused(format!(
+                    "{vus} VUs are more than the fleet holds: agent `{}` would hold {share} connections, past its {} (the fleet holds {holdable}); add agents or ask for fewer",
+                    state.info.id, state.info.capacity.max_connections
+                )));
+            }
+        }
+        for state in self.agents.values_mut() {
+            state.vus = state.vus.max(shares.get(state.index).copied().unwrap_or(0));
+        }
+        Ok(())
+    }
+
     /// Releases the current generation of point `index` on every agent still in the run.
     fn release(&mut self, index: usize, release: Release) {
         let Some(point) = self.rendezvous.get_mut(index) else {
@@ -644,6 +744,7 @@ impl<'a> RunState<'a> {
             steps: Summary::steps_of(&aggregate.totals, &self.scenario.step_names),
             intervals: self.series.all(),
             thresholds,
+            changes: self.changes.clone(),
             lost_agents: LostAgents {
                 policy: self.scenario.plan().on_agent_lost.name().to_owned(),
                 events: self.lost_events.clone(),

@@ -510,6 +510,7 @@ fn request(vus: u64) -> RunRequest {
         )),
         variables: HashMap::new(),
         lead_time: Duration::from_millis(10),
+        changes: None,
     }
 }
 
