@@ -19,6 +19,7 @@ macro_rules! tell {
 
 mod cli;
 mod csv;
+mod ctl;
 mod exit;
 mod exposure;
 mod junit;
@@ -290,6 +291,7 @@ async fn dispatch(cli: Cli, settings: settings::Settings) -> u8 {
         Command::Controller(args) => run_controller(args, &settings).await,
         Command::Agent(args) => run_agent(args, &settings).await,
         Command::Testserver(args) => run_testserver(args).await,
+        Command::Ctl(args) => ctl::run(args),
     }
 }
 

@@ -1,0 +1,179 @@
+//! Steering a running run over real HTTP (the API and `wsfleet ctl`) with real agent processes
+//! against the test server: the server's own counts follow every change exactly (VUs raised,
+//! lowered with a ramp, a pause that stops the messages while the connections stay, a stop),
+//! refusals leave the run untouched, and every change is on the run's timeline in the summary
+//! the history keeps.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `POST /api/runs/current/control` with `body`: the status and the answer.
+fn control(fleet: &Fleet, body: &str) -> (u16, serde_json::Value) {
+    let (status, text) = http("POST", fleet.http_port, "/api/runs/current/control", None, Some(body));
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+/// `wsfleet ctl` against the fleet's controller.
+fn ctl(fleet: &Fleet, args: &[&str]) -> std::process::Output {
+    let mut command = wsfleet();
+    command
+        .args(["ctl", "--controller", &format!("http://127.0.0.1:{}", fleet.http_port)])
+        .args(args);
+    run_bounded(command, Duration::from_secs(20))
+}
+
+#[test]
+fn the_operator_steers_a_run_and_the_test_server_counts_every_change_exactly() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime
+        .block_on(wsfleet_testserver::TestServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            wsfleet_testserver::Config::default(),
+        ))
+        .unwrap();
+    let fleet = Fleet::start(2, &[]);
+    fleet.wait_status(None, Duration::from_secs(20), "two agents", |status| {
+        status["agents"].as_array().is_some_and(|agents| agents.len() == 2)
+    });
+    // Each VU keeps one connection for the whole run: the server's open connections are the
+    // fleet's VUs.
+    let scenario = format!(
+        "name: steered
+load: {{ vus: 4, duration: 120s, graceful_stop: 5s }}
+steps:
+  - connect: {{ url: 'ws://{}/echo', keep_open: true }}
+  - repeat:
+      count: 3
+      steps:
+        - send: {{ name: message, text: hello }}
+        - receive: {{ name: echo, timeout: 5s }}
+        - think: 50ms
+",
+        server.local_addr()
+    );
+    let (status, body) = http(
+        "POST",
+        fleet.http_port,
+        "/api/runs",
+        None,
+        Some(&serde_json::json!({ "scenario": scenario }).to_string()),
+    );
+    assert_eq!(status, 202, "{body}");
+    wait_until(Duration::from_secs(20), "4 VUs", || server.stats().open_connections == 4);
+
+    // Refused, with why, and the run goes on untouched.
+    let refusals = [
+        (
+            r#"{"action": "set_rate", "rate": 5}"#,
+            422,
+            "the scenario is closed-model (a number of VUs): set its VUs with `set_vus`, not a rate",
+        ),
+        (
+            r#"{"action": "set_vus", "vus": 100000000}"#,
+            422,
+            "100000000 VUs are more than the fleet holds",
+        ),
+        (r#"{"action": "pause", "part": "nope"}"#, 422, "the scenario has no part `nope`"),
+        (r#"{"action": "unpause"}"#, 422, "the scenario is not paused"),
+        (r#"{"action": "fly"}"#, 400, "unknown action `fly`"),
+        (r#"{"action": "set_vus"}"#, 400, "`set_vus` needs `vus`"),
+    ];
+    for (body, code, message) in refusals {
+        let (status, answer) = control(&fleet, body);
+        assert_eq!(status, code, "{body}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains(message), "{body}: {error}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.stats().open_connections, 4);
+
+    // Raised at once: 10 VUs over the two agents.
+    let (status, answer) = control(&fleet, r#"{"action": "set_vus", "vus": 10}"#);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["applied"]["detail"], "VUs of the scenario set to 10 at once");
+    wait_until(Duration::from_secs(20), "10 VUs", || server.stats().open_connections == 10);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.stats().open_connections, 10, "the fleet holds the target");
+
+    // Lowered over a ramp, with the CLI: VUs above the target finish their iteration and go.
+    let output = ctl(&fleet, &["set-vus", "6", "--ramp", "1s"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("VUs of the scenario set to 6 over 1.0s"));
+    wait_until(Duration::from_secs(20), "6 VUs", || server.stats().open_connections == 6);
+
+    // Paused: the messages stop once the iterations in flight end, the connections stay.
+    let output = ctl(&fleet, &["pause"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    std::thread::sleep(Duration::from_millis(1500));
+    let paused_count = server.stats().messages_received;
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(server.stats().messages_received, paused_count, "no message while paused");
+    assert_eq!(server.stats().open_connections, 6);
+    // Pausing twice is refused by the CLI too, with exit code 4.
+    let output = ctl(&fleet, &["pause"]);
+    assert_eq!(output.status.code(), Some(4));
+    assert!(text(&output.stderr).contains("the scenario is paused already"));
+    let output = ctl(&fleet, &["unpause"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    wait_until(Duration::from_secs(10), "messages again", || {
+        server.stats().messages_received > paused_count
+    });
+
+    // Stopped: the part ends, and with it the run.
+    let (status, answer) = control(&fleet, r#"{"action": "stop"}"#);
+    assert_eq!(status, 200, "{answer}");
+    let status = fleet.wait_status(None, Duration::from_secs(30), "the run to end", |status| {
+        status["active_run"].is_null() && status["run"]["running"] == false
+    });
+    let run_id = status["run"]["run_id"].as_str().unwrap().to_owned();
+    wait_until(Duration::from_secs(10), "every connection closed", || {
+        server.stats().open_connections == 0
+    });
+    // The changes on the live view, and after a moment in the history's summary.
+    assert_eq!(status["run"]["changes"].as_array().unwrap().len(), 5);
+    let (code, body) = http("GET", fleet.http_port, &format!("/api/runs/{run_id}/summary.json"), None, None);
+    assert_eq!(code, 200, "{body}");
+    let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(summary["outcome"], "completed");
+    let actions: Vec<&str> = summary["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| change["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["set_vus", "set_vus", "pause", "unpause", "stop"]);
+    let paused = summary["changes"][3]["paused_seconds"].as_f64().unwrap();
+    assert!((2.0..10.0).contains(&paused), "paused for {paused}s");
+    let times: Vec<f64> = summary["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| change["at_seconds"].as_f64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|pair| pair[0] <= pair[1]), "{times:?}");
+
+    // Exact: what the agents counted is what the server counted, through every change.
+    let stats = server.stats();
+    assert_eq!(counter(&summary, "connections_opened"), 10);
+    assert_eq!(stats.total_connections, 10);
+    assert_eq!(counter(&summary, "messages_sent"), stats.messages_received);
+    assert_eq!(counter(&summary, "messages_received"), stats.messages_sent);
+    assert_eq!(counter(&summary, "connections_failed"), 0);
+
+    // No run any more: the change is refused as such.
+    let (status, answer) = control(&fleet, r#"{"action": "hold"}"#);
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"], "no run is active");
+}
