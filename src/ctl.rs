@@ -25,7 +25,13 @@ pub fn run(args: CtlArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let response = post(&host, port, "/api/runs/current/control", args.api_token.as_deref(), &body);
+    let response = post(
+        &host,
+        port,
+        "/api/runs/current/control",
+        args.api_token.as_deref(),
+        &body,
+    );
     let (status, text) = match response {
         Ok(response) => response,
         Err(error) => {
@@ -52,7 +58,9 @@ pub fn run(args: CtlArgs) -> u8 {
             exit::USAGE
         }
         _ => {
-            let message = answer["error"].as_str().map_or_else(|| text.trim().to_owned(), str::to_owned);
+            let message = answer["error"]
+                .as_str()
+                .map_or_else(|| text.trim().to_owned(), str::to_owned);
             tell!("error: {message}");
             if status == 400 {
                 exit::INVALID_INPUT
@@ -167,7 +175,10 @@ mod tests {
             ramp: Some("10s".into()),
         };
         let body: serde_json::Value = serde_json::from_str(&body_of(&set, Some("chat"))).unwrap_or_default();
-        assert_eq!(body, json!({ "action": "set_vus", "vus": 50, "ramp": "10s", "part": "chat" }));
+        assert_eq!(
+            body,
+            json!({ "action": "set_vus", "vus": 50, "ramp": "10s", "part": "chat" })
+        );
         let rate = CtlChange::SetRate { rate: 2.5, ramp: None };
         let body: serde_json::Value = serde_json::from_str(&body_of(&rate, None)).unwrap_or_default();
         assert_eq!(body, json!({ "action": "set_rate", "rate": 2.5 }));

@@ -71,7 +71,9 @@ steps:
         Some(&serde_json::json!({ "scenario": scenario }).to_string()),
     );
     assert_eq!(status, 202, "{body}");
-    wait_until(Duration::from_secs(20), "4 VUs", || server.stats().open_connections == 4);
+    wait_until(Duration::from_secs(20), "4 VUs", || {
+        server.stats().open_connections == 4
+    });
 
     // Refused, with why, and the run goes on untouched.
     let refusals = [
@@ -85,7 +87,11 @@ steps:
             422,
             "100000000 VUs are more than the fleet holds",
         ),
-        (r#"{"action": "pause", "part": "nope"}"#, 422, "the scenario has no part `nope`"),
+        (
+            r#"{"action": "pause", "part": "nope"}"#,
+            422,
+            "the scenario has no part `nope`",
+        ),
         (r#"{"action": "unpause"}"#, 422, "the scenario is not paused"),
         (r#"{"action": "fly"}"#, 400, "unknown action `fly`"),
         (r#"{"action": "set_vus"}"#, 400, "`set_vus` needs `vus`"),
@@ -103,7 +109,9 @@ steps:
     let (status, answer) = control(&fleet, r#"{"action": "set_vus", "vus": 10}"#);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["applied"]["detail"], "VUs of the scenario set to 10 at once");
-    wait_until(Duration::from_secs(20), "10 VUs", || server.stats().open_connections == 10);
+    wait_until(Duration::from_secs(20), "10 VUs", || {
+        server.stats().open_connections == 10
+    });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(server.stats().open_connections, 10, "the fleet holds the target");
 
@@ -111,7 +119,9 @@ steps:
     let output = ctl(&fleet, &["set-vus", "6", "--ramp", "1s"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("VUs of the scenario set to 6 over 1.0s"));
-    wait_until(Duration::from_secs(20), "6 VUs", || server.stats().open_connections == 6);
+    wait_until(Duration::from_secs(20), "6 VUs", || {
+        server.stats().open_connections == 6
+    });
 
     // Paused: the messages stop once the iterations in flight end, the connections stay.
     let output = ctl(&fleet, &["pause"]);
@@ -119,7 +129,11 @@ steps:
     std::thread::sleep(Duration::from_millis(1500));
     let paused_count = server.stats().messages_received;
     std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(server.stats().messages_received, paused_count, "no message while paused");
+    assert_eq!(
+        server.stats().messages_received,
+        paused_count,
+        "no message while paused"
+    );
     assert_eq!(server.stats().open_connections, 6);
     // Pausing twice is refused by the CLI too, with exit code 4.
     let output = ctl(&fleet, &["pause"]);
@@ -143,7 +157,13 @@ steps:
     });
     // The changes on the live view, and after a moment in the history's summary.
     assert_eq!(status["run"]["changes"].as_array().unwrap().len(), 5);
-    let (code, body) = http("GET", fleet.http_port, &format!("/api/runs/{run_id}/summary.json"), None, None);
+    let (code, body) = http(
+        "GET",
+        fleet.http_port,
+        &format!("/api/runs/{run_id}/summary.json"),
+        None,
+        None,
+    );
     assert_eq!(code, 200, "{body}");
     let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(summary["outcome"], "completed");

@@ -515,6 +515,18 @@ impl<'a> RunState<'a> {
             }
             return Ok(());
         }
+        let holdable: u64 = self
+            .agents
+            .values()
+            .filter(|state| state.lost.is_none())
+            .map(|state| state.info.capacity.max_connections)
+            .sum();
+        // The whole first: the exact split below walks every VU.
+        if peaks.iter().sum::<u64>() > holdable {
+            return Err(ControlError::Refused(format!(
+                "{vus} VUs are more than the fleet holds: its agents hold {holdable} connections in all; add agents or ask for fewer"
+            )));
+        }
         let mut shares = vec![0u64; self.weights.len()];
         for peak in &peaks {
             let split = wsfleet_scenario::plan::split(&self.weights, *peak)
@@ -523,12 +535,6 @@ impl<'a> RunState<'a> {
                 *share += part_share;
             }
         }
-        let holdable: u64 = self
-            .agents
-            .values()
-            .filter(|state| state.lost.is_none())
-            .map(|state| state.info.capacity.max_connections)
-            .sum();
         for state in self.agents.values() {
             let share = shares.get(state.index).copied().unwrap_or(0);
             if state.lost.is_some() && share > 0 {
