@@ -167,6 +167,16 @@ steps:
     assert_eq!(code, 200, "{body}");
     let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(summary["outcome"], "completed");
+    let schema: serde_json::Value = serde_json::from_str(include_str!("../docs/summary.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let problems: Vec<String> = validator
+        .iter_errors(&summary)
+        .map(|error| format!("{} at {}", error, error.instance_path))
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "the summary does not match its schema: {problems:#?}"
+    );
     let actions: Vec<&str> = summary["changes"]
         .as_array()
         .unwrap()
@@ -183,6 +193,19 @@ steps:
         .map(|change| change["at_seconds"].as_f64().unwrap())
         .collect();
     assert!(times.windows(2).all(|pair| pair[0] <= pair[1]), "{times:?}");
+
+    // The report kept in the history lists them too.
+    let (code, report) = http(
+        "GET",
+        fleet.http_port,
+        &format!("/api/runs/{run_id}/report.html"),
+        None,
+        None,
+    );
+    assert_eq!(code, 200);
+    assert!(report.contains("<h2>Changes during the run</h2>"), "{report}");
+    assert!(report.contains("VUs of the scenario set to 10 at once"));
+    assert!(report.contains("the scenario resumed after"));
 
     // Exact: what the agents counted is what the server counted, through every change.
     let stats = server.stats();
