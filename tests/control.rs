@@ -220,3 +220,121 @@ steps:
     assert_eq!(status, 409, "{answer}");
     assert_eq!(answer["error"], "no run is active");
 }
+
+#[test]
+fn an_open_parts_rate_changes_and_one_part_stops_while_the_other_goes_on() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime
+        .block_on(wsfleet_testserver::TestServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            wsfleet_testserver::Config::default(),
+        ))
+        .unwrap();
+    let fleet = Fleet::start(2, &[]);
+    fleet.wait_status(None, Duration::from_secs(20), "two agents", |status| {
+        status["agents"].as_array().is_some_and(|agents| agents.len() == 2)
+    });
+    // `steady` holds 2 connections for the whole run; each `arrivals` VU opens one, echoes once
+    // and closes.
+    let address = server.local_addr();
+    let scenario = format!(
+        "name: mixed
+scenarios:
+  - name: steady
+    load: {{ vus: 2, duration: 120s, graceful_stop: 2s }}
+    steps:
+      - connect: {{ url: 'ws://{address}/echo', keep_open: true }}
+      - send: {{ text: hello }}
+      - receive: {{ timeout: 5s }}
+      - think: 100ms
+  - name: arrivals
+    load: {{ model: open, rate: 10, duration: 120s, max_vus: 50, graceful_stop: 2s }}
+    steps:
+      - connect: {{ url: 'ws://{address}/echo' }}
+      - send: {{ text: hello }}
+      - receive: {{ timeout: 5s }}
+      - close: {{ code: 1000 }}
+"
+    );
+    let (status, body) = http(
+        "POST",
+        fleet.http_port,
+        "/api/runs",
+        None,
+        Some(&serde_json::json!({ "scenario": scenario }).to_string()),
+    );
+    assert_eq!(status, 202, "{body}");
+    wait_until(Duration::from_secs(20), "the arrivals to start", || {
+        server.stats().total_connections > 12
+    });
+
+    // Naming the part is required, and the model decides what can be set.
+    let (status, answer) = control(&fleet, r#"{"action": "set_rate", "rate": 40}"#);
+    assert_eq!(status, 422);
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .contains("name the one to change (`steady`, `arrivals`)"));
+    let (status, answer) = control(&fleet, r#"{"action": "set_vus", "vus": 5, "part": "arrivals"}"#);
+    assert_eq!(status, 422);
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("part `arrivals` is open-model"));
+
+    // 10 a second, then 40: the server sees the new rate.
+    let output = ctl(&fleet, &["--part", "arrivals", "set-rate", "40"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    std::thread::sleep(Duration::from_millis(500));
+    let before = server.stats().total_connections;
+    std::thread::sleep(Duration::from_secs(2));
+    let arrived = server.stats().total_connections - before;
+    assert!((70..=90).contains(&arrived), "{arrived} arrivals in 2 s at 40/s");
+
+    // `arrivals` stops; `steady` goes on with its 2 connections.
+    let (status, answer) = control(&fleet, r#"{"action": "stop", "part": "arrivals"}"#);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["applied"]["detail"], "part `arrivals` stopped");
+    std::thread::sleep(Duration::from_millis(1000));
+    let stopped = server.stats().total_connections;
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(server.stats().total_connections, stopped, "no arrival after the stop");
+    assert_eq!(server.stats().open_connections, 2);
+    let (status, answer) = control(&fleet, r#"{"action": "set_rate", "rate": 5, "part": "arrivals"}"#);
+    assert_eq!(status, 422);
+    assert_eq!(answer["error"], "part `arrivals` has ended: it cannot be changed");
+    let status = fleet.wait_status(None, Duration::from_secs(5), "the run going on", |status| {
+        status["run"]["running"] == true
+    });
+    assert!(status["active_run"].is_string());
+
+    // Then the whole run.
+    let (status, _) = http("POST", fleet.http_port, "/api/runs/current/stop", None, None);
+    assert_eq!(status, 202);
+    let status = fleet.wait_status(None, Duration::from_secs(30), "the run to end", |status| {
+        status["active_run"].is_null() && status["run"]["running"] == false
+    });
+    let run_id = status["run"]["run_id"].as_str().unwrap().to_owned();
+    wait_until(Duration::from_secs(10), "every connection closed", || {
+        server.stats().open_connections == 0
+    });
+    let (code, body) = http(
+        "GET",
+        fleet.http_port,
+        &format!("/api/runs/{run_id}/summary.json"),
+        None,
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let stats = server.stats();
+    assert_eq!(counter(&summary, "connections_opened"), stats.total_connections);
+    assert_eq!(counter(&summary, "messages_sent"), stats.messages_received);
+    assert_eq!(counter(&summary, "messages_received"), stats.messages_sent);
+    let changes = summary["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[0]["action"], "set_rate");
+    assert_eq!(changes[0]["value"], 40.0);
+    assert_eq!(changes[0]["part"], "arrivals");
+    assert_eq!(changes[1]["action"], "stop");
+}
