@@ -357,7 +357,7 @@ scenarios:
             &two,
             0,
             &ChangeAction::Unpause,
-            &[pause.clone()],
+            std::slice::from_ref(&pause),
             Duration::from_millis(6_500),
         )
         .expect("unpause");
