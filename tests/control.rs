@@ -114,6 +114,16 @@ steps:
     });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(server.stats().open_connections, 10, "the fleet holds the target");
+    let status = fleet.wait_status(None, Duration::from_secs(5), "the shares of 10 VUs", |status| {
+        let shares: Vec<u64> = status["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|agent| agent["vus_share"].as_u64())
+            .collect();
+        shares.len() == 2 && shares.iter().sum::<u64>() == 10
+    });
+    assert_eq!(status["run"]["changes"][0]["value"], 10.0);
 
     // Lowered over a ramp, with the CLI: VUs above the target finish their iteration and go.
     let output = ctl(&fleet, &["set-vus", "6", "--ramp", "1s"]);

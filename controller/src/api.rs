@@ -219,6 +219,7 @@ async fn status(State(state): State<HttpState>) -> Json<serde_json::Value> {
             "steps": steps,
             "agents_lost": run.agents_lost,
             "changes": run.changes,
+            "parts": run.parts.iter().map(|(name, model)| json!({ "name": name, "model": model })).collect::<Vec<_>>(),
         })
     });
     Json(
@@ -263,7 +264,12 @@ async fn chart(State(state): State<HttpState>, Path(name): Path<String>) -> Resu
     let (intervals, marks) = state
         .live
         .snapshot()
-        .map(|run| (run.series.all(), run.stage_ends))
+        .map(|run| {
+            // Stage ends, and the operator's changes.
+            let mut marks = run.stage_ends;
+            marks.extend(run.changes.iter().map(|change| change.at_seconds));
+            (run.series.all(), marks)
+        })
         .unwrap_or_default();
     let line_chart =
         |title: &str, unit: &str, series: &[Series<'_>]| line_chart_with_marks(title, unit, series, &marks);

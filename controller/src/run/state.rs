@@ -550,8 +550,15 @@ impl<'a> RunState<'a> {
                 )));
             }
         }
+        let mut raised = false;
         for state in self.agents.values_mut() {
-            state.vus = state.vus.max(shares.get(state.index).copied().unwrap_or(0));
+            let share = shares.get(state.index).copied().unwrap_or(0);
+            raised |= share > state.vus;
+            state.vus = state.vus.max(share);
+        }
+        if raised {
+            // The fleet view and the terminal show each agent's share of the new peak.
+            self.events.push(RunEvent::Reshared { shares: self.shares() });
         }
         Ok(())
     }
