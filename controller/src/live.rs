@@ -17,9 +17,9 @@ pub struct LiveRun {
     pub scenario: String,
     pub running: bool,
     /// Every report of an interval shown so far, merged (gauges excluded: see `peak_gauges`).
-    pub totals: MetricSets,
+    pub totals: Arc<MetricSets>,
     /// The last interval emitted, with its index.
-    pub last_interval: Option<(u64, MetricSets)>,
+    pub last_interval: Option<(u64, Arc<MetricSets>)>,
     pub peak_gauges: BTreeMap<String, i64>,
     pub agents_lost: u64,
     /// Every interval's fleet figures, for charts: shared with the run, held in a file.
@@ -187,9 +187,9 @@ mod tests {
         IntervalFigures {
             interval,
             figures: Summary::interval_of(interval, &sets),
-            sets,
+            sets: Arc::new(sets),
             so_far: RunFigures {
-                totals,
+                totals: Arc::new(totals),
                 peak_gauges: BTreeMap::from([("active_connections".to_owned(), 3)]),
             },
         }

@@ -10,6 +10,7 @@
 //! add methods beside it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -71,11 +72,7 @@ impl AgentState {
             id: self.info.id.clone(),
             hostname: self.info.hostname.clone(),
             vus: self.vus,
-            intervals_reported: aggregate
-                .reported
-                .values()
-                .filter(|agents| agents.contains(&self.info.id))
-                .count() as u64,
+            intervals_reported: aggregate.intervals_reported(&self.info.id),
             state: match (&self.lost, self.returned) {
                 (Some(reason), true) => format!("lost: {reason} (came back and resent its reports)"),
                 (Some(reason), false) => format!("lost: {reason}"),
@@ -261,7 +258,12 @@ impl<'a> RunState<'a> {
                 state.last_interval = Some(state.last_interval.map_or(interval, |last| last.max(interval)));
                 // An interval already shown gets this late report (a lost agent resent it).
                 if interval < self.next_live {
-                    self.add_shown(interval, &late);
+                    add_shown(
+                        &mut self.shown,
+                        interval,
+                        &late,
+                        self.aggregate.intervals.get(&interval),
+                    );
                     if let Some(figures) = self.interval_figures(interval) {
                         self.events.push(RunEvent::LateReport(figures));
                     }
@@ -626,8 +628,8 @@ impl<'a> RunState<'a> {
     }
 
     fn show_interval(&mut self, interval: u64) {
-        if let Some(sets) = self.aggregate.intervals.get(&interval).cloned() {
-            self.add_shown(interval, &sets);
+        if let Some(sets) = self.aggregate.intervals.get(&interval) {
+            add_shown(&mut self.shown, interval, sets, Some(sets));
         }
         if let Some(figures) = self.interval_figures(interval) {
             self.events.push(RunEvent::Interval(figures));
@@ -648,24 +650,6 @@ impl<'a> RunState<'a> {
         self.aggregate.settle(interval, &everyone);
     }
 
-    /// Adds `sets` (an interval just shown, or a late report of one shown before) to what has
-    /// been shown; gauges peak with the interval's fleet value, never add across intervals.
-    fn add_shown(&mut self, interval: u64, sets: &MetricSets) {
-        let counted = MetricSets {
-            sets: sets.sets.clone(),
-            gauges: BTreeMap::new(),
-        };
-        if let Err(error) = self.shown.totals.merge(&counted) {
-            tracing::warn!(%error, interval, "live figures: cannot merge what was shown");
-        }
-        if let Some(fleet) = self.aggregate.intervals.get(&interval) {
-            for (name, value) in &fleet.gauges {
-                let peak = self.shown.peak_gauges.entry(name.clone()).or_insert(*value);
-                *peak = (*peak).max(*value);
-            }
-        }
-    }
-
     /// Interval `interval` of the fleet as it stands, with what has been shown so far; kept
     /// for the summary.
     fn interval_figures(&mut self, interval: u64) -> Option<IntervalFigures> {
@@ -675,7 +659,7 @@ impl<'a> RunState<'a> {
         Some(IntervalFigures {
             interval,
             figures,
-            sets: sets.clone(),
+            sets: Arc::new(sets.clone()),
             so_far: self.shown.clone(),
         })
     }
@@ -768,5 +752,21 @@ impl<'a> RunState<'a> {
                 dropped_by_agents: self.agents.values().map(|state| state.reports_dropped).sum(),
             },
         }
+    }
+}
+
+/// Adds `sets` (an interval just shown, or a late report of one shown before) to what has been
+/// shown; gauges peak with the interval's `fleet` value, never add across intervals. The totals
+/// are copied only if a reader still holds the previous ones.
+fn add_shown(shown: &mut RunFigures, interval: u64, sets: &MetricSets, fleet: Option<&MetricSets>) {
+    let totals = Arc::make_mut(&mut shown.totals);
+    for (name, set) in &sets.sets {
+        if let Err(error) = totals.sets.entry(name.clone()).or_default().merge(set) {
+            tracing::warn!(%error, interval, "live figures: cannot merge what was shown");
+        }
+    }
+    for (name, value) in fleet.map(|fleet| &fleet.gauges).into_iter().flatten() {
+        let peak = shown.peak_gauges.entry(name.clone()).or_insert(*value);
+        *peak = (*peak).max(*value);
     }
 }
