@@ -41,7 +41,7 @@ pub enum Command {
     /// The built-in WebSocket test server (echo, broadcast, JSON, scripted misbehaviour).
     Testserver(TestserverArgs),
     /// Steer the run a controller is playing, through its HTTP API: set VUs or rate, hold or
-    /// resume the plan, pause, unpause or stop a part.
+    /// resume the plan, pause, unpause or stop a part, drain an agent.
     Ctl(CtlArgs),
 }
 
@@ -86,6 +86,12 @@ pub enum CtlChange {
     Unpause,
     /// End the part (its iterations finish within its graceful stop); the others go on.
     Stop,
+    /// Move an agent's share of the rest of the run to the other agents; its VUs finish their
+    /// iteration and end.
+    Drain {
+        /// The agent's id.
+        agent: String,
+    },
 }
 
 #[derive(Debug, Args)]

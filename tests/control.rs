@@ -348,3 +348,102 @@ scenarios:
     assert_eq!(changes[0]["part"], "arrivals");
     assert_eq!(changes[1]["action"], "stop");
 }
+
+#[test]
+fn a_drained_agents_share_moves_to_the_others_exactly() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime
+        .block_on(wsfleet_testserver::TestServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            wsfleet_testserver::Config::default(),
+        ))
+        .unwrap();
+    let fleet = Fleet::start(2, &[]);
+    fleet.wait_status(None, Duration::from_secs(20), "two agents", |status| {
+        status["agents"].as_array().is_some_and(|agents| agents.len() == 2)
+    });
+    let scenario = format!(
+        "name: drained
+load: {{ vus: 6, duration: 120s, graceful_stop: 5s }}
+steps:
+  - connect: {{ url: 'ws://{}/echo', keep_open: true }}
+  - send: {{ text: hello }}
+  - receive: {{ timeout: 5s }}
+  - think: 100ms
+",
+        server.local_addr()
+    );
+    let (status, body) = http(
+        "POST",
+        fleet.http_port,
+        "/api/runs",
+        None,
+        Some(&serde_json::json!({ "scenario": scenario }).to_string()),
+    );
+    assert_eq!(status, 202, "{body}");
+    wait_until(Duration::from_secs(20), "6 VUs", || {
+        server.stats().open_connections == 6
+    });
+
+    let (status, answer) = control(&fleet, r#"{"action": "drain", "agent": "fleet-9"}"#);
+    assert_eq!(status, 422);
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("agent `fleet-9` is not in this run"));
+    let output = ctl(&fleet, &["drain", "fleet-1"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("agent `fleet-1` drained: its share moved to 1 agent(s)"));
+    // fleet-1's 3 VUs end after their iteration; fleet-0 opens 3 more: 6 again, 9 in all.
+    wait_until(Duration::from_secs(20), "the share to move", || {
+        let stats = server.stats();
+        stats.total_connections == 9 && stats.open_connections == 6
+    });
+    let status = fleet.wait_status(None, Duration::from_secs(10), "the shares after the drain", |status| {
+        let share = |id: &str| {
+            status["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|agent| agent["id"] == id)
+                .and_then(|agent| agent["vus_share"].as_u64())
+        };
+        share("fleet-0") == Some(6) && share("fleet-1") == Some(0)
+    });
+    assert_eq!(status["run"]["running"], true);
+    let output = ctl(&fleet, &["drain", "fleet-1"]);
+    assert_eq!(output.status.code(), Some(4));
+    assert!(
+        text(&output.stderr).contains("does not play its share any more"),
+        "{}",
+        text(&output.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.stats().open_connections, 6);
+    assert_eq!(server.stats().total_connections, 9);
+
+    let (status, _) = http("POST", fleet.http_port, "/api/runs/current/stop", None, None);
+    assert_eq!(status, 202);
+    let status = fleet.wait_status(None, Duration::from_secs(30), "the run to end", |status| {
+        status["active_run"].is_null() && status["run"]["running"] == false
+    });
+    let run_id = status["run"]["run_id"].as_str().unwrap().to_owned();
+    wait_until(Duration::from_secs(10), "every connection closed", || {
+        server.stats().open_connections == 0
+    });
+    let (code, body) = http(
+        "GET",
+        fleet.http_port,
+        &format!("/api/runs/{run_id}/summary.json"),
+        None,
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let stats = server.stats();
+    assert_eq!(counter(&summary, "connections_opened"), 9);
+    assert_eq!(counter(&summary, "messages_sent"), stats.messages_received);
+    assert_eq!(counter(&summary, "messages_received"), stats.messages_sent);
+    assert_eq!(summary["changes"][0]["action"], "drain");
+    assert_eq!(summary["lost_agents"]["events"], serde_json::json!([]));
+}

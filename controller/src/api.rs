@@ -476,6 +476,9 @@ struct ControlRequest {
     /// at once).
     #[serde(default)]
     ramp: Option<String>,
+    /// `drain`: the agent's id.
+    #[serde(default)]
+    agent: Option<String>,
 }
 
 /// Turns the request into a change, or says what is wrong with it.
@@ -491,6 +494,9 @@ fn change_of(request: ControlRequest) -> Result<Change, String> {
         }
         Ok(())
     };
+    if request.agent.is_some() && request.action != "drain" {
+        return Err(format!("`{}` takes no `agent`: only `drain` names one", request.action));
+    }
     let action = match request.action.as_str() {
         "set_vus" => {
             if request.rate.is_some() {
@@ -530,9 +536,17 @@ fn change_of(request: ControlRequest) -> Result<Change, String> {
             needs_no_value("stop")?;
             ChangeAction::Stop
         }
+        "drain" => {
+            needs_no_value("drain")?;
+            let agent = request
+                .agent
+                .clone()
+                .ok_or("`drain` needs `agent`, the id of the agent to drain, e.g. {\"action\": \"drain\", \"agent\": \"fleet-1\"}")?;
+            ChangeAction::Drain { agent }
+        }
         other => {
             return Err(format!(
-                "unknown action `{other}`: use set_vus, set_rate, hold, resume, pause, unpause or stop"
+                "unknown action `{other}`: use set_vus, set_rate, hold, resume, pause, unpause, stop or drain"
             ))
         }
     };

@@ -91,7 +91,7 @@ impl<'a> ClosedPart<'a> {
                 break;
             }
             self.follow_plan(now, vus);
-            if self.is_over(vus) {
+            if self.is_over(vus) || (self.drained_by(now) && vus.running.is_empty()) {
                 break;
             }
             tokio::select! {
@@ -130,7 +130,11 @@ impl<'a> ClosedPart<'a> {
         if paused != vus.pause.is_paused() {
             vus.pause.set(paused);
         }
-        let counts = self.layers.counts(self.steered.fleet_target_at(elapsed), elapsed);
+        let mut counts = self.layers.counts(self.steered.fleet_target_at(elapsed), elapsed);
+        if self.drained_by(now) {
+            // Drained (or known lost): the others hold this agent's share from the takeover on.
+            counts.iter_mut().for_each(|count| *count = 0);
+        }
         for (layer, in_play) in counts.iter().enumerate() {
             let mine = self.layers.positions(layer, agent_index);
             let offset = self.offsets[layer];
@@ -152,6 +156,15 @@ impl<'a> ClosedPart<'a> {
             }
             self.levels[layer] = wanted;
         }
+    }
+
+    /// Whether a takeover names this agent and has begun: the operator drained it, and its
+    /// share is the others' from then on.
+    fn drained_by(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.context.run_start);
+        self.takeovers
+            .iter()
+            .any(|takeover| takeover.lost.contains(&self.context.agent_index) && elapsed >= takeover.from)
     }
 
     /// Without stages, or with each VU's iterations capped, the part is over once every VU it

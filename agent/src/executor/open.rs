@@ -149,9 +149,13 @@ impl<'a> OpenPart<'a> {
     fn next_owned(&mut self) -> Option<(u64, Instant)> {
         loop {
             let arrival = self.owners.next()?;
-            let due = self.rated.arrival_time(arrival.index)?;
+            let due = self.context.run_start + self.rated.arrival_time(arrival.index)?;
+            if due >= self.arrivals_end {
+                // Past the part's end (a stop, a drain): none is started.
+                return None;
+            }
             if arrival.owner == self.context.agent_index {
-                return Some((arrival.number, self.context.run_start + due));
+                return Some((arrival.number, due));
             }
         }
     }
@@ -196,7 +200,18 @@ impl<'a> OpenPart<'a> {
         self.rated = self.steered.rate_plan(self.plan);
         let end = self.steered.end().map(|end| self.context.run_start + end);
         self.arrivals_end = end.unwrap_or(self.deadline).min(self.deadline);
+        if let Some(drained) = self.drained_from() {
+            self.arrivals_end = self.arrivals_end.min(drained);
+        }
         tracing::info!(run = %self.context.run_id, part = self.part, changes = list.len(), "the operator steered the part");
+    }
+
+    /// When a takeover of this agent's own share begins (the operator drained it).
+    fn drained_from(&self) -> Option<Instant> {
+        self.takeovers
+            .iter()
+            .find(|takeover| takeover.lost.contains(&self.context.agent_index))
+            .map(|takeover| self.context.run_start + takeover.from)
     }
 
     /// Takeovers: lost agents' arrivals are owned anew from `snapshot` on, and the caps grow.
@@ -211,6 +226,13 @@ impl<'a> OpenPart<'a> {
             &list,
         )?;
         self.takeovers = list;
+        if let Some(drained) = self.drained_from() {
+            // Drained: this agent's arrivals are the others' from the takeover on; until then it
+            // keeps its caps.
+            self.arrivals_end = self.arrivals_end.min(drained);
+            tracing::info!(run = %self.context.run_id, "drained: the other agents take this agent's arrivals");
+            return Ok(());
+        }
         let (my_max_vus, my_handshakes) = caps(
             self.context,
             &self.takeovers,

@@ -34,6 +34,9 @@ pub enum ChangeAction {
     Unpause,
     /// The part ends, its running iterations within its graceful stop; the others go on.
     Stop,
+    /// The agent's share of the rest of the run (every part) moves to the others exactly; its
+    /// VUs finish their iteration and end.
+    Drain { agent: String },
 }
 
 impl ChangeAction {
@@ -47,6 +50,7 @@ impl ChangeAction {
             ChangeAction::Pause => "pause",
             ChangeAction::Unpause => "unpause",
             ChangeAction::Stop => "stop",
+            ChangeAction::Drain { .. } => "drain",
         }
     }
 }
@@ -74,7 +78,8 @@ pub struct ChangeEvent {
     pub at_seconds: f64,
     /// The part's name (empty for a plain scenario's only part).
     pub part: String,
-    /// `set_vus`, `set_rate`, `hold`, `resume`, `pause`, `unpause` or `stop`.
+    /// `set_vus`, `set_rate`, `hold`, `resume`, `pause`, `unpause`, `stop` or `drain` (of an
+    /// agent; `part` is then empty).
     pub action: String,
     /// The VUs or the rate set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -173,6 +178,11 @@ pub fn to_control(
         }
         ChangeAction::Unpause => ControlAction::Unpause,
         ChangeAction::Stop => ControlAction::Stop,
+        ChangeAction::Drain { .. } => {
+            return Err(ControlError::Refused(
+                "draining an agent is not a change of a part".into(),
+            ))
+        }
     };
     Ok(Control {
         part,
@@ -223,6 +233,7 @@ pub fn event_of(scenario: &Scenario, control: &Control, action: &ChangeAction, b
             format!("{label} resumed after {:.1}s paused", paused.as_secs_f64())
         }
         ChangeAction::Stop => format!("{label} stopped"),
+        ChangeAction::Drain { agent } => format!("agent `{agent}` drained"),
     };
     event
 }

@@ -58,6 +58,8 @@ pub struct AgentState {
     pub lost: Option<String>,
     /// Lost, then back on a new stream: it resends its reports and its last status.
     pub returned: bool,
+    /// Drained by the operator: its share moved to the others, its VUs finish their iteration.
+    pub drained: bool,
     pub reports_dropped: u64,
 }
 
@@ -149,6 +151,7 @@ impl<'a> RunState<'a> {
                     last_interval: None,
                     lost: starter.lost,
                     returned: false,
+                    drained: false,
                     reports_dropped: 0,
                     info: starter.info,
                 };
@@ -325,7 +328,8 @@ impl<'a> RunState<'a> {
         }
         state.lost = Some(reason.to_owned());
         let elapsed = now.saturating_duration_since(self.start);
-        let was_playing = state.playing() && !self.stop_sent;
+        // A drained agent's share has moved already.
+        let was_playing = state.playing() && !self.stop_sent && !state.drained;
         let (vus, lost_index) = (state.vus, state.index);
         let (action, detail) = if was_playing {
             self.answer_loss(agent, reason, lost_index, elapsed)
@@ -383,12 +387,21 @@ impl<'a> RunState<'a> {
     /// in the run: tells each of them every takeover so far and updates their shares. Returns
     /// how many agents took the share, or why it cannot move.
     fn redistribute(&mut self, lost_index: usize, elapsed: Duration) -> Result<usize, CannotMove> {
+        let movers = self.redistribute_from(lost_index, elapsed)?;
+        self.events.push(RunEvent::Reshared { shares: self.shares() });
+        Ok(movers)
+    }
+
+    /// Moves the share of the agent at `lost_index` to the agents still playing (not lost, not
+    /// drained), and tells every agent still in the run (the one whose share moves too, when it
+    /// is still there) every takeover so far. Returns how many agents took the share.
+    fn redistribute_from(&mut self, lost_index: usize, elapsed: Duration) -> Result<usize, CannotMove> {
         let plans: Vec<&wsfleet_scenario::LoadPlan> = self.scenario.parts.iter().map(|part| &part.plan).collect();
         let moved = {
             let survivors: Vec<Survivor<'_>> = self
                 .agents
                 .values()
-                .filter(|state| state.lost.is_none())
+                .filter(|state| state.lost.is_none() && !state.drained && state.index != lost_index)
                 .map(|state| Survivor {
                     index: state.index,
                     id: &state.info.id,
@@ -404,7 +417,7 @@ impl<'a> RunState<'a> {
         for state in self.agents.values_mut().filter(|state| state.lost.is_none()) {
             state.vus = moved.peak_parts.get(state.index).copied().unwrap_or(state.vus);
             // A stream that is gone cannot take the share (its loss is on its way).
-            if !state.info.sender.is_closed() {
+            if state.index != lost_index && !state.drained && !state.info.sender.is_closed() {
                 movers += 1;
             }
             self.outbox.push(Outgoing {
@@ -413,7 +426,6 @@ impl<'a> RunState<'a> {
             });
         }
         self.takeovers = moved.takeovers;
-        self.events.push(RunEvent::Reshared { shares: self.shares() });
         Ok(movers)
     }
 
@@ -479,6 +491,9 @@ impl<'a> RunState<'a> {
                 old.info.id, old.info.revision
             )));
         }
+        if let ChangeAction::Drain { agent } = &change.action {
+            return self.drain(agent, now);
+        }
         let part = control::part_index(self.scenario, change.part.as_deref())?;
         let at = now.saturating_duration_since(self.start) + CONTROL_LEAD;
         let control = control::to_control(self.scenario, part, &change.action, &self.controls, at)?;
@@ -493,6 +508,45 @@ impl<'a> RunState<'a> {
         self.changes.push(event.clone());
         let message = wire::run_control(&self.run_id, &self.controls);
         self.send_to_all(&message);
+        self.events.push(RunEvent::Changed(event.clone()));
+        Ok(event)
+    }
+
+    /// Drains `agent`: its share of the rest of the run moves to the other agents exactly (the
+    /// takeover that a lost agent's share takes, sent to it too), and its VUs finish their
+    /// iteration and end.
+    fn drain(&mut self, agent: &str, now: Instant) -> Result<ChangeEvent, ControlError> {
+        let Some(state) = self.agents.get(agent) else {
+            let ids: Vec<String> = self.agents.keys().map(|id| format!("`{id}`")).collect();
+            return Err(ControlError::Refused(format!(
+                "agent `{agent}` is not in this run: its agents are {}",
+                ids.join(", ")
+            )));
+        };
+        if state.lost.is_some() || state.drained || !state.playing() {
+            return Err(ControlError::Refused(format!(
+                "agent `{agent}` does not play its share any more: nothing to drain"
+            )));
+        }
+        let index = state.index;
+        let elapsed = now.saturating_duration_since(self.start);
+        let moved = self.redistribute_from(index, elapsed);
+        let movers = moved.map_err(|why| ControlError::Refused(format!("agent `{agent}` cannot be drained: {why}")))?;
+        if let Some(state) = self.agents.get_mut(agent) {
+            state.drained = true;
+            state.vus = 0;
+        }
+        self.events.push(RunEvent::Reshared { shares: self.shares() });
+        let from = self.takeovers.last().map_or(elapsed, |takeover| takeover.from);
+        let event = ChangeEvent {
+            at_seconds: from.as_secs_f64(),
+            part: String::new(),
+            action: "drain".into(),
+            detail: format!("agent `{agent}` drained: its share moved to {movers} agent(s)"),
+            ..ChangeEvent::default()
+        };
+        tracing::info!(run = %self.run_id, agent, movers, "the operator drained an agent");
+        self.changes.push(event.clone());
         self.events.push(RunEvent::Changed(event.clone()));
         Ok(event)
     }
