@@ -1,6 +1,7 @@
 //! The dashboard in a real browser: headless Chromium, driven over the DevTools protocol, shows
 //! live non-zero figures that agree with the API, raises the VUs from its controls (with a
-//! confirmation; the charts mark the change), and stops the run from its button. A
+//! confirmation; the charts mark the change), drains an agent from its row, and stops the run
+//! from its button. A
 //! screenshot is saved as target/test-artifacts/dashboard.png.
 //!
 //! Chromium comes from Debian's `chromium` package (`.ci/run` installs it). Without it the test
@@ -220,6 +221,30 @@ fn dashboard_shows_live_figures_steers_and_stops_the_run() {
                 Instant::now() < deadline,
                 "the click did not raise the VUs: change {change}, active {active}, listed {listed}"
             );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+
+        // Drain fleet-1 from its row, confirmed: its share moves to fleet-0.
+        page.eval("document.querySelector('button.drain[data-agent=\"fleet-1\"]').click()").await;
+        let question = page.eval("document.getElementById('steer-question').textContent").await;
+        assert_eq!(question, "Drain agent fleet-1?");
+        page.eval("document.getElementById('steer-yes').click()").await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, status) = http("GET", port, "/api/status", None, None);
+            let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+            let share = |id: &str| {
+                status["agents"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|agent| agent["id"] == id)
+                    .and_then(|agent| agent["vus_share"].as_u64())
+            };
+            if share("fleet-0") == Some(9) && share("fleet-1") == Some(0) && status["run"]["changes"][1]["action"] == "drain" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the drain did not move the share: {}", status["agents"]);
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
 

@@ -62,8 +62,17 @@ function render(status) {
       const why = [agent.reason, agent.action].filter(Boolean).join(" — ");
       return [agent.id, state, agent.address || "–", "–", human(agent.vus_share), "–", "–", "–", why];
     }
+    // An agent with a share of the running run can be drained (its share moves to the others).
+    let drain = "";
+    if (running && agent.state === "running" && agent.vus_share > 0) {
+      drain = document.createElement("button");
+      drain.textContent = "Drain";
+      drain.className = "drain";
+      drain.dataset.agent = agent.id;
+      drain.addEventListener("click", () => ask(`Drain agent ${agent.id}?`, { action: "drain", agent: agent.id }, false));
+    }
     return [agent.id, agent.state, agent.address, human(agent.active_connections), agent.vus_share === null ? "–" : human(agent.vus_share),
-      human(agent.max_connections), agent.cpu_percent.toFixed(0) + " %", bytes(agent.rss_bytes), agent.last_heartbeat_ms + " ms ago"];
+      human(agent.max_connections), agent.cpu_percent.toFixed(0) + " %", bytes(agent.rss_bytes), agent.last_heartbeat_ms + " ms ago", drain];
   });
   const thresholds = run ? run.thresholds : [];
   rows("thresholds", thresholds, (t) => {
@@ -119,9 +128,9 @@ function steeredPart() {
   return parts.find((part) => part.name === $("steer-part").value) || parts[0];
 }
 
-function ask(question, body) {
+function ask(question, body, ofPart = true) {
   const part = steeredPart();
-  if (part && part.name) body.part = part.name;
+  if (ofPart && part && part.name) body.part = part.name;
   pendingChange = body;
   $("steer-question").textContent = question;
   $("steer-confirm").hidden = false;

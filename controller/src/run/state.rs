@@ -396,7 +396,8 @@ impl<'a> RunState<'a> {
     /// drained), and tells every agent still in the run (the one whose share moves too, when it
     /// is still there) every takeover so far. Returns how many agents took the share.
     fn redistribute_from(&mut self, lost_index: usize, elapsed: Duration) -> Result<usize, CannotMove> {
-        let plans: Vec<&wsfleet_scenario::LoadPlan> = self.scenario.parts.iter().map(|part| &part.plan).collect();
+        let steered = self.steered_plans();
+        let plans: Vec<&wsfleet_scenario::LoadPlan> = steered.iter().collect();
         let moved = {
             let survivors: Vec<Survivor<'_>> = self
                 .agents
@@ -510,6 +511,47 @@ impl<'a> RunState<'a> {
         self.send_to_all(&message);
         self.events.push(RunEvent::Changed(event.clone()));
         Ok(event)
+    }
+
+    /// Each part's plan as far as moving a share goes (its peak and its end), with the
+    /// operator's changes: a closed part's VUs past the plan's peak count (the agents size the
+    /// takeover's layers by them), a held or set plan has no end of its own.
+    fn steered_plans(&self) -> Vec<wsfleet_scenario::LoadPlan> {
+        self.scenario
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(index, part)| {
+                if self.controls.iter().all(|control| control.part != index) {
+                    return part.plan.clone();
+                }
+                let steered = SteeredPlan::new(&part.plan, index, &self.controls);
+                let mut plan = part.plan.clone();
+                match &mut plan.model {
+                    wsfleet_scenario::LoadModel::Closed { start_vus, stages, .. } => {
+                        let peak = steered.peak(part.plan.max_vus());
+                        *start_vus = peak;
+                        *stages = steered
+                            .end()
+                            .map(|end| {
+                                vec![wsfleet_scenario::Stage {
+                                    duration: end,
+                                    target: peak,
+                                }]
+                            })
+                            .unwrap_or_default();
+                    }
+                    wsfleet_scenario::LoadModel::Open { stages, start_rate, .. } => {
+                        // Only the end counts here; without one of its own, the run's bound.
+                        *stages = vec![wsfleet_scenario::RateStage {
+                            duration: steered.end().unwrap_or(part.plan.max_duration),
+                            rate: *start_rate,
+                        }];
+                    }
+                }
+                plan
+            })
+            .collect()
     }
 
     /// Drains `agent`: its share of the rest of the run moves to the other agents exactly (the
