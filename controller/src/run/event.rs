@@ -58,6 +58,9 @@ pub enum RunEvent {
         action: LostAction,
         detail: String,
     },
-    /// A lost agent's share moved: each agent's new share of the peak VUs.
+    /// A lost agent's share moved, or the operator raised the VUs past the peak: each agent's
+    /// new share of the peak VUs.
     Reshared { shares: Vec<(String, u64)> },
+    /// The operator changed the run (VUs, rate, hold, pause, stop of a part).
+    Changed(crate::run::control::ChangeEvent),
 }
