@@ -410,6 +410,39 @@ def idle(directory, counts):
     return results
 
 
+def idle_servers(count, servers):
+    """Each server's memory per idle WebSocket connection: the reference client opens `count`
+    connections and holds them; the server's RSS growth from before the first to after the last,
+    divided by `count` (the upstream example reads with tokio-tungstenite's default 128 KiB read
+    buffer, zero-filled at its first read)."""
+    results = {}
+    for name in servers:
+        server = SERVERS[name]()
+        client = None
+        try:
+            time.sleep(0.3)
+            baseline = rss_bytes(server.process.pid)
+            client = subprocess.Popen(
+                ["taskset", "-c", CLIENT_CORE, str(REFERENCE), "--url", server.url, "idle", "--connections", str(count), "--hold", "60s"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            # The reference prints its line once every connection is open.
+            if not client.stdout.readline():
+                raise RuntimeError(f"the reference did not hold {count} connections against {name}")
+            time.sleep(1)
+            held = rss_bytes(server.process.pid)
+            results[name] = {"connections": count, "rss_mb": round(held / 1e6, 1), "bytes_per_connection": round((held - baseline) / count)}
+            log(f"  {name}: {count} idle connections, {results[name]['bytes_per_connection']} bytes each")
+        finally:
+            if client and client.poll() is None:
+                client.kill()
+                client.wait()
+            server.stop()
+    return results
+
+
 def echo(seconds, in_flight, rounds, servers):
     connections = 100
     sends = "".join("        - send: { text: '" + "x" * 64 + "' }\n" for _ in range(in_flight))
@@ -848,6 +881,12 @@ def table(results):
             reference = results["idle"]["reference"].get(count, {})
             lines.append(f"| {count} | {mine['rss_mb']} | {mine['bytes_per_connection']} | {reference.get('rss_mb')} | {reference.get('bytes_per_connection')} |")
         lines.append(f"| marginal (slope) | | {results['idle']['wsfleet']['marginal_bytes_per_connection']} | | {results['idle']['reference']['marginal_bytes_per_connection']} |")
+    if "idle_servers" in results:
+        lines.append("")
+        lines.append("| server | idle connections (reference client) | server RSS (MB) | server bytes/conn |")
+        lines.append("| --- | --- | --- | --- |")
+        for name, entry in results["idle_servers"].items():
+            lines.append(f"| {name} | {entry['connections']} | {entry['rss_mb']} | {entry['bytes_per_connection']} |")
     if "scale" in results:
         result = results["scale"]
         held = result.get("held") or {}
@@ -891,7 +930,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="short runs (2 s, one round, fewer connections)")
     parser.add_argument("--only", action="append", help="run only these workloads")
     parser.add_argument("--rounds", type=int, help="rounds per rate workload and server, alternating which client goes first (default 3; 1 with --quick)")
-    parser.add_argument("--seconds", type=float, help="seconds per rate run (default 5; 2 with --quick)")
+    parser.add_argument("--seconds", type=float, help="seconds per rate run (default 4; 2 with --quick)")
     parser.add_argument("--servers", default="upstream,testserver", help="servers of the rate workloads, in order (default upstream,testserver)")
     parser.add_argument("--no-build", action="store_true")
     parser.add_argument("--wsfleet", type=Path, help="the wsfleet binary to measure (default target/release/wsfleet; implies --no-build)")
@@ -910,7 +949,7 @@ def main():
         subprocess.run(["cargo", "build", "--release", "-p", "wsfleet", "-p", "wsfleet-bench"], cwd=ROOT, check=True)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    seconds = arguments.seconds or (2 if arguments.quick else 5)
+    seconds = arguments.seconds or (2 if arguments.quick else 4)
     seconds = int(seconds) if float(seconds).is_integer() else seconds
     rounds = arguments.rounds or (1 if arguments.quick else 3)
     servers = [name.strip() for name in arguments.servers.split(",") if name.strip()]
@@ -941,6 +980,11 @@ def main():
         if "idle" in wanted:
             log("idle connections ...")
             results["idle"] = idle(directory, [500, 2000] if arguments.quick else [1000, 5000, 15000])
+            log("idle connections held by each server ...")
+            if "upstream" in servers and UpstreamServer.binary is None:
+                UpstreamServer.binary, results["upstream"] = build_upstream_server()
+                results["upstream"] = f"{results['upstream']} examples/{UPSTREAM_EXAMPLE}.rs"
+            results["idle_servers"] = idle_servers(500 if arguments.quick else 2000, servers)
         if "scale" in wanted:
             log("scale: many connections over several agents and servers ...")
             results["scale"] = scale(directory, 10000 if arguments.quick else 100000, 7, 6, "127.0.0.2-127.0.0.9", 10 if arguments.quick else 20)
