@@ -936,6 +936,10 @@ def main():
     parser.add_argument("--seconds", type=float, help="seconds per rate run (default 4; 2 with --quick)")
     parser.add_argument("--servers", default="upstream,testserver", help="servers of the rate workloads, in order (default upstream,testserver)")
     parser.add_argument("--no-build", action="store_true")
+    parser.add_argument("--autogroup-nice", type=int, metavar="N",
+                        help="run the suite in a session of its own whose scheduler group has nice N (e.g. -10; negative needs root): "
+                             "on a machine busy with other work, the clients and servers then get their cores when they wake "
+                             "instead of queueing behind other sessions' processes (Linux autogroups share the CPU per session)")
     parser.add_argument("--wsfleet", type=Path, help="the wsfleet binary to measure (default target/release/wsfleet; implies --no-build)")
     parser.add_argument("--soak-minutes", type=float, help="how long the soak runs (default 30; 3 with --quick)")
     parser.add_argument("--soak-connections", type=int, help="connections the soak holds (default 20000; 2000 with --quick)")
@@ -944,6 +948,12 @@ def main():
     parser.add_argument("--soak-sample-every", type=float, help="seconds between samples (default 10; 5 with --quick)")
     parser.add_argument("--soak-warm-up", type=float, help="seconds before RSS must be flat (default: a fifth of the run, at least 60)")
     arguments = parser.parse_args()
+    if arguments.autogroup_nice is not None:
+        if os.getsid(0) != os.getpid():
+            # A new session is a new autogroup: its nice moves only this suite's processes.
+            os.execvp("setsid", ["setsid", "--wait", sys.executable, *sys.argv])
+        Path("/proc/self/autogroup").write_text(str(arguments.autogroup_nice))
+        log(f"autogroup: {Path('/proc/self/autogroup').read_text().strip()}")
     global WSFLEET
     if arguments.wsfleet:
         WSFLEET = arguments.wsfleet.resolve()
@@ -963,7 +973,8 @@ def main():
     if "echo" in wanted:
         wanted |= {"echo_1", "echo_16", "fire"}
     results = {"machine": {"cores": os.cpu_count(), "nofile": hard}, "seconds": seconds, "rounds": rounds,
-               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": git_commit(), "binary": str(WSFLEET)}
+               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": git_commit(), "binary": str(WSFLEET),
+               "autogroup_nice": arguments.autogroup_nice, "load_average_at_start": os.getloadavg()}
     if wanted & set(RATE_WORKLOADS) and "upstream" in servers:
         UpstreamServer.binary, results["upstream"] = build_upstream_server()
         results["upstream"] = f"{results['upstream']} examples/{UPSTREAM_EXAMPLE}.rs"
