@@ -55,7 +55,11 @@ pub struct Config {
     pub read_buffer_size: usize,
     /// Bytes of outgoing frames buffered before a write. Replies to the frames
     /// read together are flushed together; this bounds how much of a batch
-    /// waits before tungstenite writes it out. Default 4096.
+    /// waits before tungstenite writes it out. Default 16 KiB: against a client
+    /// that never waits (fire-and-count), 4 KiB writes echoed 1.02-1.21M msg/s
+    /// and 16 KiB ones 1.08-1.94M in the same rounds. The buffer is empty until
+    /// a connection replies and grows only to its largest batch, so idle
+    /// connections do not pay for it.
     pub write_buffer_size: usize,
     /// Largest message (and frame) accepted, in bytes; a bigger one closes the
     /// connection with 1009. Default 16 MiB.
@@ -70,7 +74,7 @@ impl Default for Config {
             subprotocols: Vec::new(),
             tls: false,
             read_buffer_size: 4096,
-            write_buffer_size: 4096,
+            write_buffer_size: 16 * 1024,
             max_message_size: 16 << 20,
             reuse_port: false,
         }
