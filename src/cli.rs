@@ -40,6 +40,58 @@ pub enum Command {
     },
     /// The built-in WebSocket test server (echo, broadcast, JSON, scripted misbehaviour).
     Testserver(TestserverArgs),
+    /// Steer the run a controller is playing, through its HTTP API: set VUs or rate, hold or
+    /// resume the plan, pause, unpause or stop a part, drain an agent.
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The controller's HTTP address (its dashboard), e.g. `http://127.0.0.1:7601`.
+    #[arg(long, env = "WSFLEET_CTL_CONTROLLER", default_value = "http://127.0.0.1:7601")]
+    pub controller: String,
+    /// The controller's API token, when it requires one.
+    #[arg(long, env = "WSFLEET_CONTROLLER__API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// The scenario's part to change (not needed when it has one).
+    #[arg(long, global = true)]
+    pub part: Option<String>,
+    #[command(subcommand)]
+    pub change: CtlChange,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlChange {
+    /// Set the fleet's VUs of a closed-model part from now on.
+    SetVus {
+        vus: u64,
+        /// Reach them over this long (e.g. `30s`); at once without it.
+        #[arg(long)]
+        ramp: Option<String>,
+    },
+    /// Set the arrival rate (per second) of an open-model part from now on.
+    SetRate {
+        rate: f64,
+        /// Reach it over this long (e.g. `30s`); at once without it.
+        #[arg(long)]
+        ramp: Option<String>,
+    },
+    /// Stop the plan's clock: the load stays where it is.
+    Hold,
+    /// Start the plan's clock again where it stopped (drops a value set).
+    Resume,
+    /// VUs wait before their next iteration; open-model arrivals are skipped meanwhile.
+    Pause,
+    /// The paused part goes on.
+    Unpause,
+    /// End the part (its iterations finish within its graceful stop); the others go on.
+    Stop,
+    /// Move an agent's share of the rest of the run to the other agents; its VUs finish their
+    /// iteration and end.
+    Drain {
+        /// The agent's id.
+        agent: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -50,7 +102,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub agents: u32,
     /// Write results: `json=FILE` (summary and per-interval series), `csv=FILE` (per-interval
-    /// series), `html=FILE` (a standalone report with charts). Repeatable.
+    /// series), `html=FILE` (a standalone report with charts), `junit=FILE` (each threshold a
+    /// JUnit test case, for CI). Repeatable.
     #[arg(long, value_name = "KIND=FILE")]
     pub out: Vec<String>,
     /// Worker threads per local agent (default: the cores divided among the agents, at least 1).
@@ -119,7 +172,7 @@ pub struct ControllerArgs {
     /// How long to wait for them.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub wait: std::time::Duration,
-    /// Write results of `--run`: `json=FILE`, `csv=FILE`, `html=FILE`.
+    /// Write results of `--run`: `json=FILE`, `csv=FILE`, `html=FILE`, `junit=FILE`.
     #[arg(long, value_name = "KIND=FILE")]
     pub out: Vec<String>,
 }

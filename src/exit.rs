@@ -172,6 +172,7 @@ mod tests {
             steps: Vec::new(),
             intervals: Vec::new(),
             thresholds: Vec::new(),
+            changes: Vec::new(),
             lost_agents: LostAgents::default(),
             reports: ReportDelivery::default(),
         }

@@ -25,6 +25,7 @@ pub struct Outputs {
     pub json: Vec<std::path::PathBuf>,
     pub csv: Vec<std::path::PathBuf>,
     pub html: Vec<std::path::PathBuf>,
+    pub junit: Vec<std::path::PathBuf>,
 }
 
 impl Outputs {
@@ -35,8 +36,9 @@ impl Outputs {
                 Some(("json", file)) if !file.is_empty() => outputs.json.push(file.into()),
                 Some(("csv", file)) if !file.is_empty() => outputs.csv.push(file.into()),
                 Some(("html", file)) if !file.is_empty() => outputs.html.push(file.into()),
+                Some(("junit", file)) if !file.is_empty() => outputs.junit.push(file.into()),
                 _ => anyhow::bail!(
-                    "--out `{spec}` is not understood: write `--out json=FILE`, `csv=FILE` or `html=FILE`"
+                    "--out `{spec}` is not understood: write `--out json=FILE`, `csv=FILE`, `html=FILE` or `junit=FILE`"
                 ),
             }
         }
@@ -57,6 +59,15 @@ impl Outputs {
         for path in &self.csv {
             std::fs::write(path, crate::csv::intervals_csv(summary))
                 .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        if !self.junit.is_empty() {
+            let hostname = hostname::get()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "localhost".to_owned());
+            let xml = crate::junit::junit_xml(summary, std::time::SystemTime::now(), &hostname);
+            for path in &self.junit {
+                std::fs::write(path, &xml).with_context(|| format!("cannot write {}", path.display()))?;
+            }
         }
         Ok(())
     }
@@ -142,6 +153,7 @@ fn show(event: RunEvent) {
             let shares: Vec<String> = shares.iter().map(|(agent, vus)| format!("{agent} {vus}")).collect();
             tell!("shares of the peak VUs now: {}", shares.join(", "))
         }
+        RunEvent::Changed(change) => tell!("[{:>5.1}s] {}", change.at_seconds, change.detail),
         // The summary has it; the live lines are history.
         RunEvent::LateReport(_) => {}
     }

@@ -19,8 +19,10 @@ macro_rules! tell {
 
 mod cli;
 mod csv;
+mod ctl;
 mod exit;
 mod exposure;
+mod junit;
 mod local;
 mod settings;
 mod signals;
@@ -289,6 +291,7 @@ async fn dispatch(cli: Cli, settings: settings::Settings) -> u8 {
         Command::Controller(args) => run_controller(args, &settings).await,
         Command::Agent(args) => run_agent(args, &settings).await,
         Command::Testserver(args) => run_testserver(args).await,
+        Command::Ctl(args) => ctl::run(args),
     }
 }
 

@@ -1,5 +1,7 @@
 //! The dashboard in a real browser: headless Chromium, driven over the DevTools protocol, shows
-//! live non-zero figures that agree with the API, and stops the run from its button. A
+//! live non-zero figures that agree with the API, raises the VUs from its controls (with a
+//! confirmation; the charts mark the change), drains an agent from its row, and stops the run
+//! from its button. A
 //! screenshot is saved as target/test-artifacts/dashboard.png.
 //!
 //! Chromium comes from Debian's `chromium` package (`.ci/run` installs it). Without it the test
@@ -68,7 +70,7 @@ impl Page {
 }
 
 #[test]
-fn dashboard_shows_live_figures_and_stops_the_run() {
+fn dashboard_shows_live_figures_steers_and_stops_the_run() {
     let Some(browser) = chromium() else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -183,6 +185,66 @@ fn dashboard_shows_live_figures_and_stops_the_run() {
                 break;
             }
             assert!(Instant::now() < deadline, "the dashboard never showed live figures: {shown}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+
+        // Steer from the page: 9 VUs at once (the plan holds 6), asked, then confirmed.
+        page.eval("document.getElementById('steer-value').value = '9'; document.getElementById('steer-set').click()")
+            .await;
+        let question = page.eval("document.getElementById('steer-question').textContent").await;
+        assert_eq!(question, "Set the VUs to 9 at once?");
+        let (_, status) = http("GET", port, "/api/status", None, None);
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(status["run"]["changes"], serde_json::json!([]), "nothing changes before the confirmation");
+        page.eval("document.getElementById('steer-yes').click()").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, status) = http("GET", port, "/api/status", None, None);
+            let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+            let change = &status["run"]["changes"][0];
+            let active = status["run"]["last"]["gauges"]["active_connections"].as_i64().unwrap_or(0);
+            let (_, chart) = http("GET", port, "/api/charts/active.svg", None, None);
+            let listed = page
+                .eval("[...document.querySelectorAll('#changes li')].map(item => item.textContent).join('|')")
+                .await;
+            // The change is on the timeline, the page lists it, the fleet holds more than the
+            // plan's 6, and the active-connections chart marks it (a dashed grey line).
+            if change["action"] == "set_vus"
+                && change["value"] == 9.0
+                && listed.as_str().is_some_and(|listed| listed.contains("VUs of the scenario set to 9 at once"))
+                && active > 6
+                && chart.to_ascii_lowercase().contains("#787878")
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the click did not raise the VUs: change {change}, active {active}, listed {listed}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+
+        // Drain fleet-1 from its row, confirmed: its share moves to fleet-0.
+        page.eval("document.querySelector('button.drain[data-agent=\"fleet-1\"]').click()").await;
+        let question = page.eval("document.getElementById('steer-question').textContent").await;
+        assert_eq!(question, "Drain agent fleet-1?");
+        page.eval("document.getElementById('steer-yes').click()").await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, status) = http("GET", port, "/api/status", None, None);
+            let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+            let share = |id: &str| {
+                status["agents"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|agent| agent["id"] == id)
+                    .and_then(|agent| agent["vus_share"].as_u64())
+            };
+            if share("fleet-0") == Some(9) && share("fleet-1") == Some(0) && status["run"]["changes"][1]["action"] == "drain" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the drain did not move the share: {}", status["agents"]);
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
 

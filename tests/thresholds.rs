@@ -28,19 +28,33 @@ steps:
 }
 
 fn run(source: &str) -> (std::process::Output, serde_json::Value, Duration) {
+    let (output, summary, _, elapsed) = run_with_junit(source);
+    (output, summary, elapsed)
+}
+
+/// Runs with `--out json=...` and `--out junit=...`; the JUnit file is checked against the
+/// schema before its text is returned.
+fn run_with_junit(source: &str) -> (std::process::Output, serde_json::Value, String, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "gated.yaml", source);
     let out = dir.path().join("summary.json");
+    let junit = dir.path().join("junit.xml");
     let mut command = wsfleet();
     command
         .arg("run")
         .arg(&path)
         .args(["--agents", "2", "--quiet", "--out"])
-        .arg(format!("json={}", out.display()));
+        .arg(format!("json={}", out.display()))
+        .arg("--out")
+        .arg(format!("junit={}", junit.display()));
     let started = Instant::now();
     let output = run_bounded(command, Duration::from_secs(90));
     let elapsed = started.elapsed();
-    (output, read_json(&out), elapsed)
+    let junit_text = std::fs::read_to_string(&junit).unwrap();
+    if let Err(problem) = common::junit::validate(&junit) {
+        panic!("the JUnit file is not valid: {problem}\n{junit_text}");
+    }
+    (output, read_json(&out), junit_text, elapsed)
 }
 
 #[test]
@@ -71,8 +85,8 @@ fn passing_thresholds_exit_zero() {
 }
 
 #[test]
-fn a_failing_threshold_exits_five() {
-    let (output, summary, _) = run(&scenario(
+fn a_failing_threshold_exits_five_and_is_a_failed_junit_test_case() {
+    let (output, summary, junit, _) = run_with_junit(&scenario(
         "{ vus: 2, iterations: 1 }",
         "  message_latency.p99: '< 1us'\n  messages_sent.count: '== 10'",
     ));
@@ -87,6 +101,33 @@ fn a_failing_threshold_exits_five() {
     assert_eq!(thresholds[0]["passed"], false);
     assert_eq!(thresholds[1]["passed"], true);
     assert_eq!(summary["outcome"], "completed");
+
+    // JUnit: two test cases, the failed one with what was measured against what was asked.
+    assert_eq!(junit.matches("<testcase ").count(), 2, "{junit}");
+    assert!(junit.contains("tests=\"2\" failures=\"1\" errors=\"0\""), "{junit}");
+    let measured = thresholds[0]["display"].as_str().unwrap();
+    assert!(
+        junit.contains(&format!(
+            "<failure message=\"message_latency.p99 &lt; 1us failed: measured {measured}\" type=\"threshold\">"
+        )),
+        "{junit}"
+    );
+    assert!(junit.contains("<testcase name=\"messages_sent.count == 10\" classname=\"wsfleet.gated\" time=\"0\"/>"));
+    assert!(junit.contains("<property name=\"outcome\" value=\"completed\"/>"));
+    assert!(junit.contains("<property name=\"lost_agents\" value=\"0\"/>"));
+}
+
+/// The validator is live: what the schema forbids is refused.
+#[test]
+fn the_junit_schema_refuses_what_ci_systems_would_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let valid = "<testsuites><testsuite name=\"s\" package=\"p\" id=\"0\" timestamp=\"2026-01-01T00:00:00\" hostname=\"h\" tests=\"1\" failures=\"0\" errors=\"0\" time=\"1\"><properties/><testcase name=\"t\" classname=\"c\" time=\"0\"/><system-out/><system-err/></testsuite></testsuites>";
+    common::junit::validate(&write(dir.path(), "valid.xml", valid)).unwrap();
+    let no_hostname = valid.replace(" hostname=\"h\"", "");
+    let problem = common::junit::validate(&write(dir.path(), "bad.xml", &no_hostname)).unwrap_err();
+    assert!(problem.contains("hostname"), "{problem}");
+    let zoned = valid.replace("00:00:00\"", "00:00:00Z\"");
+    assert!(common::junit::validate(&write(dir.path(), "zoned.xml", &zoned)).is_err());
 }
 
 #[test]

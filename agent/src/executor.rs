@@ -9,12 +9,14 @@
 mod closed;
 mod context;
 mod open;
+mod pause;
 mod vus;
 
 use tokio::sync::mpsc;
 use wsfleet_scenario::LoadModel;
 
 pub use context::{PartContext, ShareError, SLOT_STRIDE};
+pub use pause::Pause;
 use vus::PartVus;
 
 /// Plays one part of the scenario with this agent's share, then winds its VUs down: running
@@ -30,6 +32,7 @@ pub async fn drive_part(
     let mut takeover_updates = context.takeovers.subscribe();
     // Takeovers that came before the start count too.
     takeover_updates.mark_changed();
+    let mut control_updates = context.controls.subscribe();
     match &plan.model {
         LoadModel::Open {
             max_vus,
@@ -37,12 +40,12 @@ pub async fn drive_part(
             ..
         } => {
             open::OpenPart::new(context, part, plan, *max_vus, *max_handshakes)?
-                .play(&mut vus, &mut takeover_updates)
+                .play(&mut vus, &mut takeover_updates, &mut control_updates)
                 .await?
         }
         LoadModel::Closed { iterations_per_vu, .. } => {
             closed::ClosedPart::new(context, part, plan, *iterations_per_vu)?
-                .play(&mut vus, &mut takeover_updates)
+                .play(&mut vus, &mut takeover_updates, &mut control_updates)
                 .await?
         }
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use wsfleet_scenario::plan::control::Control;
 use wsfleet_scenario::plan::reshare::Takeover;
 use wsfleet_scenario::{Scenario, ScenarioError};
 
@@ -33,6 +34,9 @@ pub struct RunControl {
     /// Every takeover of the run so far (agents lost, their share moved to this one and the
     /// other survivors), as the controller last sent them.
     pub takeovers: watch::Sender<Vec<Takeover>>,
+    /// Every change the operator made to the run so far (VUs, rate, hold, pause, stop of a
+    /// part), as the controller last sent them.
+    pub controls: watch::Sender<Vec<Control>>,
     /// The run's rendezvous points.
     pub rendezvous: Arc<RendezvousHub>,
     /// Arrivals at rendezvous points, for the session to report (taken once).
@@ -47,6 +51,7 @@ impl RunControl {
             hard: CancellationToken::new(),
             done: CancellationToken::new(),
             takeovers: watch::Sender::new(Vec::new()),
+            controls: watch::Sender::new(Vec::new()),
             rendezvous: Arc::new(hub),
             rendezvous_arrivals: Arc::new(std::sync::Mutex::new(Some(arrivals))),
         }
@@ -201,6 +206,7 @@ impl Player {
             run_start,
             worker_commands: &worker_commands,
             takeovers: &control.takeovers,
+            controls: &control.controls,
             run_graceful: &run_graceful,
             run_hard: &run_hard,
         };

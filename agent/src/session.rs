@@ -327,6 +327,13 @@ impl Session {
                 }
                 _ => tracing::debug!(run = %run_id, "reshare for a run not playing here ignored"),
             },
+            Command::Control { run_id, changes } => match &self.current_run {
+                Some((current, control)) if *current == run_id => {
+                    tracing::info!(run = %run_id, changes = changes.len(), "the operator changed the run");
+                    control.controls.send_replace(changes);
+                }
+                _ => tracing::debug!(run = %run_id, "a change to a run not playing here ignored"),
+            },
             Command::ReportAck { run_id, interval } => self.player.outbox.acknowledge(&run_id, interval),
             Command::Release {
                 run_id,

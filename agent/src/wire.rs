@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use wsfleet_proto::v1::{self, agent_message, controller_message, AgentMessage, ControllerMessage, MetricReport};
+use wsfleet_scenario::plan::control::{Control, ControlAction};
 use wsfleet_scenario::plan::reshare::Takeover;
 use wsfleet_scenario::Bundle;
 
@@ -172,6 +173,11 @@ pub enum Command {
         run_id: String,
         takeovers: Vec<Takeover>,
     },
+    /// Every change the operator made to `run_id` so far, oldest first.
+    Control {
+        run_id: String,
+        changes: Vec<Control>,
+    },
     /// The controller has the report of `run_id`'s `interval`.
     ReportAck {
         run_id: String,
@@ -215,6 +221,10 @@ impl From<ControllerMessage> for Command {
                     })
                     .collect(),
             },
+            controller_message::Kind::RunControl(control) => Command::Control {
+                run_id: control.run_id,
+                changes: control.changes.into_iter().filter_map(change_of).collect(),
+            },
             controller_message::Kind::ReportAck(ack) => Command::ReportAck {
                 run_id: ack.run_id,
                 interval: ack.interval,
@@ -228,6 +238,29 @@ impl From<ControllerMessage> for Command {
             controller_message::Kind::Welcome(_) | controller_message::Kind::Refusal(_) => Command::Ignored,
         }
     }
+}
+
+/// A change of the wire as the plan's; `None` for a kind this build does not know (a newer
+/// controller's), which is left out rather than misread.
+fn change_of(change: wsfleet_proto::v1::PartChange) -> Option<Control> {
+    use wsfleet_proto::v1::ChangeKind;
+    let action = match change.kind() {
+        ChangeKind::Set => ControlAction::Set {
+            value: change.value,
+            ramp: Duration::from_millis(change.ramp_millis),
+        },
+        ChangeKind::Hold => ControlAction::Hold,
+        ChangeKind::Resume => ControlAction::Resume,
+        ChangeKind::Pause => ControlAction::Pause,
+        ChangeKind::Unpause => ControlAction::Unpause,
+        ChangeKind::Stop => ControlAction::Stop,
+        ChangeKind::Unspecified => return None,
+    };
+    Some(Control {
+        part: change.part as usize,
+        at: Duration::from_millis(change.at_run_millis),
+        action,
+    })
 }
 
 /// The agent's heartbeat, with how the process is doing.

@@ -1,7 +1,7 @@
 //! Exact aggregation of agents' reports: each (agent, interval) is accepted once; counters add,
 //! gauges add across agents within an interval, histograms merge.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use wsfleet_metrics::{MetricSets, MetricsError};
 use wsfleet_proto::v1::MetricReport;
@@ -13,8 +13,10 @@ pub struct Aggregate {
     pub intervals: BTreeMap<u64, MetricSets>,
     /// The latest interval any agent reported.
     pub last_interval: Option<u64>,
-    /// Which agents reported which intervals.
-    pub reported: BTreeMap<u64, HashSet<String>>,
+    /// Which intervals each agent reported: a few words an agent however long the run.
+    reported: HashMap<String, Intervals>,
+    /// Which intervals any agent reported.
+    anyone: Intervals,
     /// Everything, merged (gauges excluded: see `peak_gauges`).
     pub totals: MetricSets,
     /// The highest fleet value each gauge reached in an interval.
@@ -27,13 +29,20 @@ impl Aggregate {
     /// Adds a report, decoded once here; returns its figures, or `None` for a duplicate
     /// (agent, interval), which is not decoded.
     pub fn add(&mut self, agent: &str, report: &MetricReport) -> Result<Option<MetricSets>, MetricsError> {
-        let agents = self.reported.entry(report.interval).or_default();
-        if agents.contains(agent) {
+        if self
+            .reported
+            .get(agent)
+            .is_some_and(|reported| reported.contains(report.interval))
+        {
             self.duplicates += 1;
             return Ok(None);
         }
         let mut sets = crate::wire::report_figures(report)?;
-        agents.insert(agent.to_owned());
+        self.reported
+            .entry(agent.to_owned())
+            .or_default()
+            .insert(report.interval);
+        self.anyone.insert(report.interval);
         self.last_interval = Some(
             self.last_interval
                 .map_or(report.interval, |last| last.max(report.interval)),
@@ -55,30 +64,91 @@ impl Aggregate {
     /// not) has reported it: no report can change it any more (another is a duplicate), and a
     /// long run's controller then holds a few intervals' histograms, not every one's.
     pub fn settle(&mut self, interval: u64, agents: &BTreeSet<&str>) {
-        let complete = self
-            .reported
-            .get(&interval)
-            .is_some_and(|reporters| agents.iter().all(|agent| reporters.contains(*agent)));
-        if complete {
+        if agents.iter().all(|agent| self.reported_by(agent, interval)) {
             self.intervals.remove(&interval);
         }
     }
 
     /// The last of the first intervals that every one of `agents` has reported.
+    /// Intervals no agent reported are passed over.
     pub fn complete_through(&self, agents: &BTreeSet<&str>) -> Option<u64> {
-        let mut complete = None;
-        for (interval, reporters) in &self.reported {
-            if !agents.iter().all(|agent| reporters.contains(*agent)) {
+        // Every agent reported every interval up to the lowest of their unbroken runs from 0:
+        // only what lies above needs a look, and the look stops at the first interval owed.
+        let prefix = agents
+            .iter()
+            .map(|agent| self.reported.get(*agent).and_then(|reported| reported.through))
+            .min()
+            .flatten();
+        let mut complete = prefix;
+        let from = prefix.map_or(0, |through| through + 1);
+        for interval in self.anyone.from(from) {
+            if !agents.iter().all(|agent| self.reported_by(agent, interval)) {
                 break;
             }
-            complete = Some(*interval);
+            complete = Some(interval);
         }
         complete
     }
 
+    fn reported_by(&self, agent: &str, interval: u64) -> bool {
+        self.reported
+            .get(agent)
+            .is_some_and(|reported| reported.contains(interval))
+    }
+
     /// Reports counted, one per (agent, interval).
     pub fn accepted(&self) -> u64 {
-        self.reported.values().map(|agents| agents.len() as u64).sum()
+        self.reported.values().map(Intervals::count).sum()
+    }
+
+    /// How many intervals `agent` reported.
+    pub fn intervals_reported(&self, agent: &str) -> u64 {
+        self.reported.get(agent).map_or(0, Intervals::count)
+    }
+}
+
+/// A set of intervals held as the unbroken run from 0 and the few reported out of order
+/// above it: agents report in order, so it stays a few words however long the run.
+#[derive(Clone, Debug, Default)]
+struct Intervals {
+    /// Every interval from 0 through this one is in.
+    through: Option<u64>,
+    /// Intervals in above `through + 1`.
+    above: BTreeSet<u64>,
+}
+
+impl Intervals {
+    fn contains(&self, interval: u64) -> bool {
+        self.through.is_some_and(|through| interval <= through) || self.above.contains(&interval)
+    }
+
+    fn insert(&mut self, interval: u64) {
+        let next = self.through.map_or(0, |through| through + 1);
+        if interval < next {
+            return;
+        }
+        if interval > next {
+            self.above.insert(interval);
+            return;
+        }
+        let mut through = interval;
+        while self.above.remove(&(through + 1)) {
+            through += 1;
+        }
+        self.through = Some(through);
+    }
+
+    fn count(&self) -> u64 {
+        self.through.map_or(0, |through| through + 1) + self.above.len() as u64
+    }
+
+    /// The intervals in, from `from` on, in order.
+    fn from(&self, from: u64) -> impl Iterator<Item = u64> + '_ {
+        let unbroken = match self.through {
+            Some(through) if from <= through => from..through + 1,
+            _ => 0..0,
+        };
+        unbroken.chain(self.above.range(from..).copied())
     }
 }
 
@@ -133,5 +203,35 @@ mod tests {
         // A lost agent's resent report does not complete an interval the others still owe.
         assert_eq!(accepted(aggregate.add("c", &report(2, 1))), Some(true));
         assert_eq!(aggregate.complete_through(&BTreeSet::from(["a"])), Some(1));
+        assert_eq!(aggregate.intervals_reported("a"), 2);
+        assert_eq!(aggregate.intervals_reported("c"), 1);
+    }
+
+    #[test]
+    fn reports_out_of_order_and_gaps_count_once_and_complete_in_order() {
+        let mut aggregate = Aggregate::default();
+        for interval in [0, 2, 3, 5] {
+            aggregate.add("a", &report(interval, 1)).expect("adds");
+        }
+        for interval in [0, 1, 2, 3, 5] {
+            aggregate.add("b", &report(interval, 1)).expect("adds");
+        }
+        let both = BTreeSet::from(["a", "b"]);
+        // "a" owes interval 1.
+        assert_eq!(aggregate.complete_through(&both), Some(0));
+        aggregate.add("a", &report(1, 1)).expect("adds");
+        // Nobody reported interval 4: it is passed over.
+        assert_eq!(aggregate.complete_through(&both), Some(5));
+        assert!(aggregate.add("a", &report(3, 1)).expect("adds").is_none());
+        assert!(aggregate.add("a", &report(5, 1)).expect("adds").is_none());
+        assert_eq!((aggregate.accepted(), aggregate.duplicates), (10, 2));
+        assert_eq!(aggregate.intervals_reported("a"), 5);
+        aggregate.add("a", &report(4, 1)).expect("adds");
+        assert_eq!(aggregate.intervals_reported("a"), 6);
+        assert_eq!(aggregate.totals.total().counter("messages_sent"), 11);
+        // Held as unbroken runs: nothing left over above them.
+        assert!(aggregate.reported["a"].above.is_empty());
+        assert_eq!(aggregate.reported["b"].above, BTreeSet::from([5]));
+        assert_eq!(aggregate.complete_through(&BTreeSet::from(["c"])), None);
     }
 }

@@ -23,6 +23,7 @@ use wsfleet_metrics::catalog::{Counter, Gauge, Hist};
 use crate::http::state::HttpState;
 use crate::report::charts::{line_chart_with_marks, Series};
 use crate::report::series;
+use crate::run::{Change, ChangeAction, ControlError};
 use crate::runs::StartError;
 use crate::thresholds::evaluate;
 
@@ -85,6 +86,7 @@ pub fn routes(state: HttpState) -> Router<HttpState> {
         .route("/api/charts/{name}", get(chart))
         .route("/api/runs", get(list_runs).post(start_run))
         .route("/api/runs/current/stop", post(stop_run))
+        .route("/api/runs/current/control", post(control_run))
         .route("/api/runs/{id}", get(get_run))
         .route("/api/runs/{id}/summary.json", get(run_summary))
         .route("/api/runs/{id}/report.html", get(run_report))
@@ -216,6 +218,8 @@ async fn status(State(state): State<HttpState>) -> Json<serde_json::Value> {
             "thresholds": thresholds,
             "steps": steps,
             "agents_lost": run.agents_lost,
+            "changes": run.changes,
+            "parts": run.parts.iter().map(|(name, model)| json!({ "name": name, "model": model })).collect::<Vec<_>>(),
         })
     });
     Json(
@@ -260,7 +264,12 @@ async fn chart(State(state): State<HttpState>, Path(name): Path<String>) -> Resu
     let (intervals, marks) = state
         .live
         .snapshot()
-        .map(|run| (run.series.all(), run.stage_ends))
+        .map(|run| {
+            // Stage ends, and the operator's changes.
+            let mut marks = run.stage_ends;
+            marks.extend(run.changes.iter().map(|change| change.at_seconds));
+            (run.series.all(), marks)
+        })
         .unwrap_or_default();
     let line_chart =
         |title: &str, unit: &str, series: &[Series<'_>]| line_chart_with_marks(title, unit, series, &marks);
@@ -445,5 +454,126 @@ async fn stop_run(
         Ok((StatusCode::ACCEPTED, Json(json!({ "stopping": run }))))
     } else {
         Err(ApiError::new(StatusCode::CONFLICT, "no run is active"))
+    }
+}
+
+/// The body of `POST /api/runs/current/control`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlRequest {
+    /// `set_vus`, `set_rate`, `hold`, `resume`, `pause`, `unpause` or `stop`.
+    action: String,
+    /// The scenario's part (omitted for a plain scenario's only part).
+    #[serde(default)]
+    part: Option<String>,
+    /// `set_vus`: the fleet's VUs.
+    #[serde(default)]
+    vus: Option<u64>,
+    /// `set_rate`: arrivals per second.
+    #[serde(default)]
+    rate: Option<f64>,
+    /// `set_vus`, `set_rate`: how long the ramp to the new value takes, e.g. `30s` (default:
+    /// at once).
+    #[serde(default)]
+    ramp: Option<String>,
+    /// `drain`: the agent's id.
+    #[serde(default)]
+    agent: Option<String>,
+}
+
+/// Turns the request into a change, or says what is wrong with it.
+fn change_of(request: ControlRequest) -> Result<Change, String> {
+    let ramp = match &request.ramp {
+        None => Duration::ZERO,
+        Some(text) => humantime::parse_duration(text)
+            .map_err(|error| format!("`ramp` must be a duration like `30s` or `2m` (got `{text}`: {error})"))?,
+    };
+    let needs_no_value = |action: &str| -> Result<(), String> {
+        if request.vus.is_some() || request.rate.is_some() || request.ramp.is_some() {
+            return Err(format!("`{action}` takes no `vus`, `rate` or `ramp`"));
+        }
+        Ok(())
+    };
+    if request.agent.is_some() && request.action != "drain" {
+        return Err(format!("`{}` takes no `agent`: only `drain` names one", request.action));
+    }
+    let action = match request.action.as_str() {
+        "set_vus" => {
+            if request.rate.is_some() {
+                return Err("`set_vus` takes `vus`, not `rate`: set a rate with `set_rate`".into());
+            }
+            let vus = request.vus.ok_or(
+                "`set_vus` needs `vus`, the fleet's VUs for the part, e.g. {\"action\": \"set_vus\", \"vus\": 50}",
+            )?;
+            ChangeAction::SetVus { vus, ramp }
+        }
+        "set_rate" => {
+            if request.vus.is_some() {
+                return Err("`set_rate` takes `rate`, not `vus`: set VUs with `set_vus`".into());
+            }
+            let rate = request.rate.ok_or(
+                "`set_rate` needs `rate`, arrivals per second for the part, e.g. {\"action\": \"set_rate\", \"rate\": 20}",
+            )?;
+            ChangeAction::SetRate { rate, ramp }
+        }
+        "hold" => {
+            needs_no_value("hold")?;
+            ChangeAction::Hold
+        }
+        "resume" => {
+            needs_no_value("resume")?;
+            ChangeAction::Resume
+        }
+        "pause" => {
+            needs_no_value("pause")?;
+            ChangeAction::Pause
+        }
+        "unpause" => {
+            needs_no_value("unpause")?;
+            ChangeAction::Unpause
+        }
+        "stop" => {
+            needs_no_value("stop")?;
+            ChangeAction::Stop
+        }
+        "drain" => {
+            needs_no_value("drain")?;
+            let agent = request
+                .agent
+                .clone()
+                .ok_or("`drain` needs `agent`, the id of the agent to drain, e.g. {\"action\": \"drain\", \"agent\": \"fleet-1\"}")?;
+            ChangeAction::Drain { agent }
+        }
+        other => {
+            return Err(format!(
+                "unknown action `{other}`: use set_vus, set_rate, hold, resume, pause, unpause, stop or drain"
+            ))
+        }
+    };
+    Ok(Change {
+        part: request.part,
+        action,
+    })
+}
+
+async fn control_run(
+    State(state): State<HttpState>,
+    body: Result<Json<ControlRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(request) = body.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the body must be JSON like {{\"action\": \"set_vus\", \"vus\": 50, \"ramp\": \"10s\"}}: {rejection}"
+            ),
+        )
+    })?;
+    let change = change_of(request).map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
+    match state.runs.change(change).await {
+        Ok(change) => Ok(Json(json!({ "applied": change }))),
+        Err(error @ ControlError::NoRun) => Err(ApiError::new(StatusCode::CONFLICT, error.to_string())),
+        Err(error @ ControlError::Refused(_)) => {
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()))
+        }
     }
 }

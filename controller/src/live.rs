@@ -17,9 +17,9 @@ pub struct LiveRun {
     pub scenario: String,
     pub running: bool,
     /// Every report of an interval shown so far, merged (gauges excluded: see `peak_gauges`).
-    pub totals: MetricSets,
+    pub totals: Arc<MetricSets>,
     /// The last interval emitted, with its index.
-    pub last_interval: Option<(u64, MetricSets)>,
+    pub last_interval: Option<(u64, Arc<MetricSets>)>,
     pub peak_gauges: BTreeMap<String, i64>,
     pub agents_lost: u64,
     /// Every interval's fleet figures, for charts: shared with the run, held in a file.
@@ -34,6 +34,10 @@ pub struct LiveRun {
     pub shares: BTreeMap<String, u64>,
     /// Agents lost during the run, with why and what the run did.
     pub lost: BTreeMap<String, LostAgent>,
+    /// The operator's changes so far, for the timeline.
+    pub changes: Vec<crate::run::ChangeEvent>,
+    /// The scenario's parts and their models (`closed` or `open`), for the dashboard's controls.
+    pub parts: Vec<(String, &'static str)>,
 }
 
 /// An agent lost during the run, as the fleet view shows it.
@@ -95,6 +99,17 @@ impl Live {
             thresholds,
             stage_ends,
             started_unix_ms,
+            parts: scenario
+                .parts
+                .iter()
+                .map(|part| {
+                    let model = match part.plan.model {
+                        wsfleet_scenario::LoadModel::Closed { .. } => "closed",
+                        wsfleet_scenario::LoadModel::Open { .. } => "open",
+                    };
+                    (part.name.clone(), model)
+                })
+                .collect(),
             ..LiveRun::default()
         });
     }
@@ -135,6 +150,7 @@ impl Live {
             RunEvent::Reshared { shares } => {
                 run.shares.extend(shares.iter().cloned());
             }
+            RunEvent::Changed(change) => run.changes.push(change.clone()),
         }
     }
 
@@ -171,9 +187,9 @@ mod tests {
         IntervalFigures {
             interval,
             figures: Summary::interval_of(interval, &sets),
-            sets,
+            sets: Arc::new(sets),
             so_far: RunFigures {
-                totals,
+                totals: Arc::new(totals),
                 peak_gauges: BTreeMap::from([("active_connections".to_owned(), 3)]),
             },
         }

@@ -17,7 +17,7 @@ use wsfleet_scenario::{Bundle, Scenario, TestServerSpec};
 use crate::controller::Controller;
 use crate::history::{History, HistoryError};
 use crate::outcome::Outcome;
-use crate::run::{execute, RunError, RunEvent, RunRequest};
+use crate::run::{execute, Change, ChangeEvent, ChangeRequest, ControlError, RunError, RunEvent, RunRequest};
 use crate::summary::{IntervalSummary, Summary};
 
 /// How long before the start the assignments go out: agents compile the scenario and connect
@@ -48,6 +48,11 @@ pub enum LiveUpdate {
     Finished {
         run_id: String,
         outcome: Outcome,
+    },
+    /// The operator changed the run.
+    Changed {
+        run_id: String,
+        change: ChangeEvent,
     },
 }
 
@@ -85,6 +90,8 @@ struct Active {
     /// Known once the run has started on the agents.
     run_id: Option<String>,
     stop: CancellationToken,
+    /// Where the operator's changes go to the run.
+    changes: mpsc::UnboundedSender<ChangeRequest>,
 }
 
 /// The controller's runs.
@@ -151,6 +158,21 @@ impl Runs {
         }
     }
 
+    /// Changes the active run (VUs, rate, hold, pause, stop of a part); says what changed, or
+    /// why nothing did.
+    pub async fn change(&self, change: Change) -> Result<ChangeEvent, ControlError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let sent = match self.lock().as_ref() {
+            Some(active) => active.changes.send((change, answer)).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(ControlError::NoRun);
+        }
+        // A run that ends before it reads the change drops the answer: no run to change.
+        answered.await.unwrap_or(Err(ControlError::NoRun))
+    }
+
     /// Refuses new runs from now on (the controller is shutting down).
     pub fn close(&self) {
         self.closed.cancel();
@@ -189,6 +211,7 @@ impl Runs {
             return Err(StartError::NoAgents);
         }
         let stop = CancellationToken::new();
+        let (changes, change_receiver) = mpsc::unbounded_channel();
         {
             let mut active = self.lock();
             if let Some(active) = active.as_ref() {
@@ -199,13 +222,16 @@ impl Runs {
             *active = Some(Active {
                 run_id: None,
                 stop: stop.clone(),
+                changes,
             });
             self.busy.send_replace(true);
         }
         let runs = self.clone();
         let run_stop = stop.clone();
         let handle = tokio::spawn(async move {
-            let result = runs.play(bundle, Arc::new(scenario), variables, events, run_stop).await;
+            let result = runs
+                .play(bundle, Arc::new(scenario), variables, events, run_stop, change_receiver)
+                .await;
             *runs.lock() = None;
             runs.busy.send_replace(false);
             result
@@ -236,6 +262,7 @@ impl Runs {
         mut variables: HashMap<String, String>,
         forward: Option<mpsc::UnboundedSender<RunEvent>>,
         stop: CancellationToken,
+        changes: mpsc::UnboundedReceiver<ChangeRequest>,
     ) -> Result<Summary, RunError> {
         // The scenario's own test server lives as long as the run.
         let testserver = self.start_testserver(&scenario).await?;
@@ -254,6 +281,7 @@ impl Runs {
             bundle,
             variables,
             lead_time: LEAD_TIME,
+            changes: Some(changes),
         };
         let registry = self.controller.registry.clone();
         let run = tokio::spawn(async move { execute(&registry, &scenario, request, Some(events), stop).await });
@@ -331,6 +359,12 @@ impl Publisher<'_> {
                 });
             }
             RunEvent::Reshared { .. } => {}
+            RunEvent::Changed(change) => {
+                let _ = self.runs.feed.send(LiveUpdate::Changed {
+                    run_id: self.run_id.clone(),
+                    change: change.clone(),
+                });
+            }
         }
         self.runs.controller.live.apply(&event);
         if let Some(forward) = &self.forward {

@@ -12,7 +12,8 @@ pub use crate::human::{human_bytes, human_count, human_micros};
 use crate::outcome::{LostAction, Outcome};
 
 /// Version of the summary's JSON shape (docs/metrics.md). 2: thresholds. Added since, without
-/// a new version (fields are only added): `lost_agents`, `reports`, `agents[].reports_dropped`.
+/// a new version (fields are only added): `lost_agents`, `reports`, `agents[].reports_dropped`,
+/// `changes`.
 pub const SUMMARY_SCHEMA_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -32,6 +33,10 @@ pub struct Summary {
     pub intervals: Vec<IntervalSummary>,
     /// The scenario's thresholds, in the order written, with their outcome.
     pub thresholds: Vec<crate::thresholds::ThresholdResult>,
+    /// The operator's changes while the run ran (VUs, rate, hold, pause, stop of a part), in
+    /// the order made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<crate::run::control::ChangeEvent>,
     /// Agents lost during the run and what the run's policy did about each.
     #[serde(default)]
     pub lost_agents: LostAgents,

@@ -42,6 +42,12 @@ impl Summary {
                 );
             }
         }
+        if !self.changes.is_empty() {
+            let _ = writeln!(out, "\nchanges during the run");
+            for change in &self.changes {
+                let _ = writeln!(out, "  from {:.1} s: {}", change.at_seconds, change.detail);
+            }
+        }
         let reports = &self.reports;
         if reports.duplicates_ignored > 0 || reports.dropped_by_agents > 0 {
             let _ = writeln!(

@@ -14,6 +14,7 @@ use wsfleet_proto::v1::{
     RunPhase, RunStatus, Stop, Welcome,
 };
 use wsfleet_proto::{PROTOCOL_REVISION, PROTOCOL_VERSION};
+use wsfleet_scenario::plan::control::{Control, ControlAction};
 use wsfleet_scenario::plan::reshare::Takeover;
 use wsfleet_scenario::Bundle;
 
@@ -113,6 +114,34 @@ pub fn reshare(run_id: &str, takeovers: &[Takeover]) -> ControllerMessage {
             .map(|takeover| wsfleet_proto::v1::Takeover {
                 lost_agents: takeover.lost.iter().map(|agent| *agent as u32).collect(),
                 from_run_millis: takeover.from.as_millis() as u64,
+            })
+            .collect(),
+    }))
+}
+
+/// Every change the operator made to `run_id` so far, oldest first.
+pub fn run_control(run_id: &str, controls: &[Control]) -> ControllerMessage {
+    use wsfleet_proto::v1::{ChangeKind, PartChange, RunControl};
+    message(controller_message::Kind::RunControl(RunControl {
+        run_id: run_id.to_owned(),
+        changes: controls
+            .iter()
+            .map(|control| {
+                let (kind, value, ramp) = match &control.action {
+                    ControlAction::Set { value, ramp } => (ChangeKind::Set, *value, *ramp),
+                    ControlAction::Hold => (ChangeKind::Hold, 0.0, Duration::ZERO),
+                    ControlAction::Resume => (ChangeKind::Resume, 0.0, Duration::ZERO),
+                    ControlAction::Pause => (ChangeKind::Pause, 0.0, Duration::ZERO),
+                    ControlAction::Unpause => (ChangeKind::Unpause, 0.0, Duration::ZERO),
+                    ControlAction::Stop => (ChangeKind::Stop, 0.0, Duration::ZERO),
+                };
+                PartChange {
+                    part: control.part as u32,
+                    at_run_millis: control.at.as_millis() as u64,
+                    kind: kind as i32,
+                    value,
+                    ramp_millis: ramp.as_millis() as u64,
+                }
             })
             .collect(),
     }))

@@ -16,8 +16,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// the welcome; the lower of the two applies to a stream. 1: the controller acknowledges
 /// metric reports (`ReportAck`) and agents resend unacknowledged ones after reattaching; runs
 /// can be reshared (`Reshare`); agents name their process (`Hello.instance`). 2: rendezvous
-/// (`RendezvousArrive`, `RendezvousRelease`).
-pub const PROTOCOL_REVISION: u32 = 2;
+/// (`RendezvousArrive`, `RendezvousRelease`). 3: the operator steers a running run
+/// (`RunControl`).
+pub const PROTOCOL_REVISION: u32 = 3;
 
 /// Largest gRPC message either side accepts (assignments carry scenario files).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

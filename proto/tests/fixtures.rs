@@ -1,6 +1,7 @@
 //! The checked-in wire fixtures: `fixtures/hello.v1.bin` (an `AgentMessage` carrying the hello an
-//! agent opens its stream with) and `fixtures/assignment.v1.bin` (a `ControllerMessage` carrying
-//! an assignment), encoded by an earlier build. Decoding them field by field with this build
+//! agent opens its stream with), `fixtures/assignment.v1.bin` (a `ControllerMessage` carrying
+//! an assignment) and `fixtures/run_control.v1.bin` (revision 3: the operator's changes to a
+//! run), encoded by an earlier build. Decoding them field by field with this build
 //! fails if `fleet.proto` changes in a way an older peer cannot follow (a field renumbered,
 //! retyped or moved); additive changes keep them decoding as they were.
 //!
@@ -19,7 +20,8 @@ use std::path::PathBuf;
 
 use prost::Message;
 use wsfleet_proto::v1::{
-    agent_message, controller_message, AgentMessage, Assignment, Capacity, ControllerMessage, Hello,
+    agent_message, controller_message, AgentMessage, Assignment, Capacity, ChangeKind, ControllerMessage, Hello,
+    PartChange, RunControl,
 };
 
 fn fixture_path(name: &str) -> PathBuf {
@@ -122,4 +124,45 @@ fn the_assignment_fixture_decodes_field_by_field() {
         assignment.variables,
         HashMap::from([("testserver.url".to_owned(), "ws://127.0.0.1:9".to_owned())])
     );
+}
+
+/// The run control of the fixture: two changes, every field of the second set.
+fn run_control() -> ControllerMessage {
+    ControllerMessage {
+        kind: Some(controller_message::Kind::RunControl(RunControl {
+            run_id: "run-42".into(),
+            changes: vec![
+                PartChange {
+                    part: 0,
+                    at_run_millis: 5_000,
+                    kind: ChangeKind::Pause as i32,
+                    value: 0.0,
+                    ramp_millis: 0,
+                },
+                PartChange {
+                    part: 2,
+                    at_run_millis: 12_345,
+                    kind: ChangeKind::Set as i32,
+                    value: 250.5,
+                    ramp_millis: 10_000,
+                },
+            ],
+        })),
+    }
+}
+
+#[test]
+fn the_run_control_fixture_decodes_field_by_field() {
+    let bytes = read_fixture("run_control.v1.bin", || run_control().encode_to_vec());
+    let message = ControllerMessage::decode(bytes.as_slice()).expect("the run control fixture decodes");
+    let Some(controller_message::Kind::RunControl(control)) = message.kind else {
+        panic!("the fixture is not a run control: {message:?}");
+    };
+    assert_eq!(control.run_id, "run-42");
+    assert_eq!(control.changes.len(), 2);
+    assert_eq!(control.changes[0].kind(), ChangeKind::Pause);
+    assert_eq!(control.changes[0].at_run_millis, 5_000);
+    let set = &control.changes[1];
+    assert_eq!((set.part, set.at_run_millis, set.kind()), (2, 12_345, ChangeKind::Set));
+    assert_eq!((set.value, set.ramp_millis), (250.5, 10_000));
 }

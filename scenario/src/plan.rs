@@ -6,6 +6,7 @@
 //! up to the whole at every instant, VU numbers are unique, a ramp only ever adds or removes VUs
 //! at the end of the sequence, and each agent's part stays within one VU of its weighted quota.
 
+pub mod control;
 pub mod reshare;
 
 use std::cmp::Ordering;

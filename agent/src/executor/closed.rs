@@ -1,12 +1,14 @@
 //! The closed model on this agent: the fleet's VU target follows the plan, and this agent runs
 //! exactly its positions of it, layer after layer (layer 0 is its share of the fleet's VUs; each
 //! takeover adds a layer of lost agents' VUs). The plan is followed every 20 ms tick and whenever
-//! a VU ends; a VU above the target finishes its iteration and is not replaced.
+//! a VU ends; a VU above the target finishes its iteration and is not replaced. The operator's
+//! changes (`plan::control`) steer the target, the part's end and its pause.
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
+use wsfleet_scenario::plan::control::{Control, SteeredPlan};
 use wsfleet_scenario::plan::reshare::{ClosedLayers, Takeover};
 use wsfleet_scenario::LoadPlan;
 
@@ -24,6 +26,12 @@ pub struct ClosedPart<'a> {
     /// Each VU plays at most this many iterations, when set.
     iterations_per_vu: Option<u64>,
     layers: ClosedLayers,
+    /// The VUs the layers were made for: the plan's peak, or more when the operator asked.
+    peak: u64,
+    /// The plan with the operator's changes so far.
+    steered: SteeredPlan,
+    /// Without stages, the part ends when its VUs have played their iterations.
+    ends_with_iterations: bool,
     /// Every takeover applied so far.
     takeovers: Vec<Takeover>,
     /// Slots number this agent's VUs layer after layer: `offsets[layer]` is the layer's first.
@@ -43,7 +51,9 @@ impl<'a> ClosedPart<'a> {
         plan: &'a LoadPlan,
         iterations_per_vu: Option<u64>,
     ) -> Result<ClosedPart<'a>, ShareError> {
-        let layers = ClosedLayers::new(context.weights, &[], plan.max_vus())?;
+        let steered = SteeredPlan::new(plan, part, &context.controls.borrow());
+        let peak = steered.peak(plan.max_vus());
+        let layers = ClosedLayers::new(context.weights, &[], peak)?;
         let finished = vec![false; layers.positions(0, context.agent_index).len()];
         Ok(ClosedPart {
             context,
@@ -51,12 +61,15 @@ impl<'a> ClosedPart<'a> {
             plan,
             iterations_per_vu,
             layers,
+            peak,
+            stages_end: steered.end().map(|end| context.run_start + end),
+            steered,
+            ends_with_iterations: plan.stages_end().is_none(),
             takeovers: Vec::new(),
             offsets: vec![0],
             levels: vec![0],
             finished,
             deadline: context.run_start + plan.max_duration,
-            stages_end: plan.stages_end().map(|end| context.run_start + end),
         })
     }
 
@@ -66,17 +79,19 @@ impl<'a> ClosedPart<'a> {
         mut self,
         vus: &mut PartVus<'_>,
         takeover_updates: &mut watch::Receiver<Vec<Takeover>>,
+        control_updates: &mut watch::Receiver<Vec<Control>>,
     ) -> Result<(), ShareError> {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut updates_open = true;
+        let mut controls_open = true;
         loop {
             let now = Instant::now();
             if vus.graceful.is_cancelled() || now >= self.deadline || self.stages_end.is_some_and(|end| now >= end) {
                 break;
             }
             self.follow_plan(now, vus);
-            if self.is_over(vus) {
+            if self.is_over(vus) || (self.drained_by(now) && vus.running.is_empty()) {
                 break;
             }
             tokio::select! {
@@ -93,6 +108,14 @@ impl<'a> ClosedPart<'a> {
                         self.take_over(list)?;
                     }
                 }
+                changed = control_updates.changed(), if controls_open => {
+                    if changed.is_err() {
+                        controls_open = false;
+                        continue;
+                    }
+                    let list = control_updates.borrow_and_update().clone();
+                    self.steer(&list)?;
+                }
             }
         }
         Ok(())
@@ -103,7 +126,15 @@ impl<'a> ClosedPart<'a> {
     fn follow_plan(&mut self, now: Instant, vus: &mut PartVus<'_>) {
         let agent_index = self.context.agent_index;
         let elapsed = now.saturating_duration_since(self.context.run_start);
-        let counts = self.layers.counts(self.plan.fleet_target_at(elapsed), elapsed);
+        let paused = self.steered.paused_at(elapsed);
+        if paused != vus.pause.is_paused() {
+            vus.pause.set(paused);
+        }
+        let mut counts = self.layers.counts(self.steered.fleet_target_at(elapsed), elapsed);
+        if self.drained_by(now) {
+            // Drained (or known lost): the others hold this agent's share from the takeover on.
+            counts.iter_mut().for_each(|count| *count = 0);
+        }
         for (layer, in_play) in counts.iter().enumerate() {
             let mine = self.layers.positions(layer, agent_index);
             let offset = self.offsets[layer];
@@ -127,10 +158,19 @@ impl<'a> ClosedPart<'a> {
         }
     }
 
+    /// Whether a takeover names this agent and has begun: the operator drained it, and its
+    /// share is the others' from then on.
+    fn drained_by(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.context.run_start);
+        self.takeovers
+            .iter()
+            .any(|takeover| takeover.lost.contains(&self.context.agent_index) && elapsed >= takeover.from)
+    }
+
     /// Without stages, or with each VU's iterations capped, the part is over once every VU it
     /// could start has played all of them.
     fn is_over(&self, vus: &PartVus<'_>) -> bool {
-        (self.stages_end.is_none() || self.iterations_per_vu.is_some())
+        (self.ends_with_iterations || self.iterations_per_vu.is_some())
             && vus.running.is_empty()
             && self.finished.iter().all(|done| *done)
     }
@@ -142,10 +182,33 @@ impl<'a> ClosedPart<'a> {
         }
     }
 
+    /// The operator's changes (every one so far): the target, the end and the pause follow the
+    /// steered plan; a target past the peak grows the layers (the controller refuses that once
+    /// agents were taken over, whose layers number their VUs from the peak on).
+    fn steer(&mut self, list: &[Control]) -> Result<(), ShareError> {
+        self.steered = SteeredPlan::new(self.plan, self.part, list);
+        self.stages_end = self.steered.end().map(|end| self.context.run_start + end);
+        let peak = self.steered.peak(self.plan.max_vus());
+        if peak > self.peak && self.takeovers.is_empty() {
+            self.layers = ClosedLayers::new(self.context.weights, &[], peak)?;
+            self.finished
+                .resize(self.layers.positions(0, self.context.agent_index).len(), false);
+            self.peak = peak;
+        }
+        tracing::info!(
+            run = %self.context.run_id,
+            part = self.part,
+            changes = list.len(),
+            peak,
+            "the operator steered the part"
+        );
+        Ok(())
+    }
+
     /// Takeovers: new layers follow the earlier ones, which do not change.
     fn take_over(&mut self, list: Vec<Takeover>) -> Result<(), ShareError> {
         let agent_index = self.context.agent_index;
-        let grown = ClosedLayers::new(self.context.weights, &list, self.plan.max_vus())?;
+        let grown = ClosedLayers::new(self.context.weights, &list, self.peak)?;
         for layer in self.layers.layer_count()..grown.layer_count() {
             let previous = self.offsets[layer - 1] + grown.positions(layer - 1, agent_index).len();
             self.offsets.push(previous);
@@ -156,7 +219,7 @@ impl<'a> ClosedPart<'a> {
         tracing::info!(
             run = %self.context.run_id,
             takeovers = list.len(),
-            peak_vus = grown.parts(self.plan.max_vus())[agent_index],
+            peak_vus = grown.parts(self.peak)[agent_index],
             "taking over the VUs of lost agents"
         );
         self.layers = grown;

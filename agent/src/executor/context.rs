@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use wsfleet_scenario::plan::control::Control;
 use wsfleet_scenario::plan::reshare::{Takeover, TakeoverError};
 use wsfleet_scenario::plan::SplitError;
 use wsfleet_scenario::Scenario;
@@ -25,6 +26,8 @@ pub struct PartContext<'a> {
     pub worker_commands: &'a [mpsc::UnboundedSender<WorkerCommand>],
     /// Every takeover of the run so far, as the session last received them.
     pub takeovers: &'a watch::Sender<Vec<Takeover>>,
+    /// Every change the operator made to the run so far, as the session last received them.
+    pub controls: &'a watch::Sender<Vec<Control>>,
     /// The run's graceful and hard stops; each part stops on its children.
     pub run_graceful: &'a CancellationToken,
     pub run_hard: &'a CancellationToken,

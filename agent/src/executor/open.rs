@@ -1,13 +1,16 @@
 //! The open model on this agent: the fleet's arrivals follow one owner sequence, this agent
 //! starts the ones it owns when they are due (scheduled against absolute time, so the rate never
 //! drifts), within its share of the fleet's caps on VUs and handshakes in flight. An arrival
-//! beyond a cap is dropped and counted. A takeover moves lost agents' arrivals here.
+//! beyond a cap is dropped and counted. A takeover moves lost agents' arrivals here. The
+//! operator's changes (`plan::control`) steer the rate (arrivals follow the steered plan from
+//! the same index on), the end, and a pause, during which due arrivals are skipped.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{watch, Semaphore};
 use wsfleet_metrics::Counter;
+use wsfleet_scenario::plan::control::{Control, SteeredPlan};
 use wsfleet_scenario::plan::reshare::{self, ArrivalOwners, ClosedLayers, Takeover};
 use wsfleet_scenario::LoadPlan;
 
@@ -22,6 +25,8 @@ enum Wake {
     Stop,
     /// New takeovers: every one so far.
     Takeovers(Vec<Takeover>),
+    /// The operator's changes: every one so far.
+    Controls(Vec<Control>),
 }
 
 /// The executor of an open-model part.
@@ -29,6 +34,9 @@ pub struct OpenPart<'a> {
     context: &'a PartContext<'a>,
     part: usize,
     plan: &'a LoadPlan,
+    /// The plan with the operator's changes, and the rate plan that plays it.
+    steered: SteeredPlan,
+    rated: LoadPlan,
     /// The fleet's caps, and this agent's shares of them.
     fleet_max_vus: u64,
     fleet_max_handshakes: u64,
@@ -60,11 +68,14 @@ impl<'a> OpenPart<'a> {
         let (my_max_vus, my_handshakes) = caps(context, &[], fleet_max_vus, fleet_max_handshakes)?;
         let total = plan.total_arrivals();
         let deadline = context.run_start + plan.max_duration;
-        let stages_end = plan.stages_end().map(|end| context.run_start + end);
+        let steered = SteeredPlan::new(plan, part, &context.controls.borrow());
+        let stages_end = steered.end().map(|end| context.run_start + end);
         Ok(OpenPart {
             context,
             part,
             plan,
+            rated: steered.rate_plan(plan),
+            steered,
             fleet_max_vus,
             fleet_max_handshakes,
             my_max_vus,
@@ -86,23 +97,40 @@ impl<'a> OpenPart<'a> {
         mut self,
         vus: &mut PartVus<'_>,
         takeover_updates: &mut watch::Receiver<Vec<Takeover>>,
+        control_updates: &mut watch::Receiver<Vec<Control>>,
     ) -> Result<(), ShareError> {
         'arrivals: loop {
             // Where this look-ahead starts: a takeover received while waiting goes back here.
             let snapshot = self.owners.clone();
             let next = self.next_owned();
             let wake = next.map_or(self.arrivals_end, |(_, due)| due);
-            match self.wait(wake, vus, takeover_updates).await {
+            match self.wait(wake, vus, takeover_updates, control_updates).await {
                 Wake::Due => {}
                 Wake::Stop => break 'arrivals,
                 Wake::Takeovers(list) => {
                     self.take_over(snapshot, list)?;
                     continue 'arrivals;
                 }
+                Wake::Controls(list) => {
+                    self.owners = snapshot;
+                    self.steer(&list);
+                    continue 'arrivals;
+                }
             }
-            let Some((number, _)) = next else { break };
-            if Instant::now() >= self.deadline {
+            let Some((number, due)) = next else { break };
+            let now = Instant::now();
+            if now >= self.deadline || now >= self.arrivals_end {
                 break;
+            }
+            let paused = self
+                .steered
+                .paused_at(due.saturating_duration_since(self.context.run_start));
+            if paused != vus.pause.is_paused() {
+                vus.pause.set(paused);
+            }
+            if paused {
+                // Due while the part is paused: skipped, not made up afterwards.
+                continue;
             }
             self.arrive(number, vus);
         }
@@ -121,9 +149,13 @@ impl<'a> OpenPart<'a> {
     fn next_owned(&mut self) -> Option<(u64, Instant)> {
         loop {
             let arrival = self.owners.next()?;
-            let due = self.plan.arrival_time(arrival.index)?;
+            let due = self.context.run_start + self.rated.arrival_time(arrival.index)?;
+            if due >= self.arrivals_end {
+                // Past the part's end (a stop, a drain): none is started.
+                return None;
+            }
             if arrival.owner == self.context.agent_index {
-                return Some((arrival.number, self.context.run_start + due));
+                return Some((arrival.number, due));
             }
         }
     }
@@ -134,6 +166,7 @@ impl<'a> OpenPart<'a> {
         wake: Instant,
         vus: &mut PartVus<'_>,
         takeover_updates: &mut watch::Receiver<Vec<Takeover>>,
+        control_updates: &mut watch::Receiver<Vec<Control>>,
     ) -> Wake {
         loop {
             tokio::select! {
@@ -150,8 +183,35 @@ impl<'a> OpenPart<'a> {
                         return Wake::Takeovers(list);
                     }
                 }
+                changed = control_updates.changed() => {
+                    if changed.is_err() {
+                        return Wake::Stop;
+                    }
+                    return Wake::Controls(control_updates.borrow_and_update().clone());
+                }
             }
         }
+    }
+
+    /// The operator's changes (every one so far): arrivals from the look-ahead's start on follow
+    /// the steered rate, which keeps the indices and times of those before the change.
+    fn steer(&mut self, list: &[Control]) {
+        self.steered = SteeredPlan::new(self.plan, self.part, list);
+        self.rated = self.steered.rate_plan(self.plan);
+        let end = self.steered.end().map(|end| self.context.run_start + end);
+        self.arrivals_end = end.unwrap_or(self.deadline).min(self.deadline);
+        if let Some(drained) = self.drained_from() {
+            self.arrivals_end = self.arrivals_end.min(drained);
+        }
+        tracing::info!(run = %self.context.run_id, part = self.part, changes = list.len(), "the operator steered the part");
+    }
+
+    /// When a takeover of this agent's own share begins (the operator drained it).
+    fn drained_from(&self) -> Option<Instant> {
+        self.takeovers
+            .iter()
+            .find(|takeover| takeover.lost.contains(&self.context.agent_index))
+            .map(|takeover| self.context.run_start + takeover.from)
     }
 
     /// Takeovers: lost agents' arrivals are owned anew from `snapshot` on, and the caps grow.
@@ -160,12 +220,19 @@ impl<'a> OpenPart<'a> {
             snapshot,
             self.context.weights,
             self.total,
-            self.plan,
+            &self.rated,
             &self.takeovers,
             &mut self.takeover_starts,
             &list,
         )?;
         self.takeovers = list;
+        if let Some(drained) = self.drained_from() {
+            // Drained: this agent's arrivals are the others' from the takeover on; until then it
+            // keeps its caps.
+            self.arrivals_end = self.arrivals_end.min(drained);
+            tracing::info!(run = %self.context.run_id, "drained: the other agents take this agent's arrivals");
+            return Ok(());
+        }
         let (my_max_vus, my_handshakes) = caps(
             self.context,
             &self.takeovers,

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+use wsfleet_scenario::plan::control::{Control, ControlAction};
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,17 @@ struct Played {
 /// Plays part 0 of `source` as agent `agent_index` of `weights`, with `takeovers` known from
 /// the start; every VU ends as soon as it is started.
 async fn play(source: &str, weights: &[f64], agent_index: usize, takeovers: Vec<Takeover>) -> Played {
+    play_steered(source, weights, agent_index, takeovers, Vec::new()).await
+}
+
+/// As [`play`], with the operator's `controls` known from the start.
+async fn play_steered(
+    source: &str,
+    weights: &[f64],
+    agent_index: usize,
+    takeovers: Vec<Takeover>,
+    controls: Vec<Control>,
+) -> Played {
     let bundle = Bundle {
         path: "test.yaml".into(),
         source: source.into(),
@@ -36,6 +48,7 @@ async fn play(source: &str, weights: &[f64], agent_index: usize, takeovers: Vec<
     let (worker, mut commands) = mpsc::unbounded_channel();
     let workers = [worker];
     let takeovers = watch::Sender::new(takeovers);
+    let controls = watch::Sender::new(controls);
     let (graceful, hard) = (CancellationToken::new(), CancellationToken::new());
     let context = PartContext {
         scenario: &scenario,
@@ -45,6 +58,7 @@ async fn play(source: &str, weights: &[f64], agent_index: usize, takeovers: Vec<
         run_start: Instant::now(),
         worker_commands: &workers,
         takeovers: &takeovers,
+        controls: &controls,
         run_graceful: &graceful,
         run_hard: &hard,
     };
@@ -124,4 +138,58 @@ async fn open_agents_own_every_arrival_exactly_once() {
     let mut fleet = distinct(&first.numbers);
     fleet.extend(distinct(&second.numbers));
     assert_eq!(fleet.len(), 20);
+}
+
+fn change(seconds: f64, action: ControlAction) -> Control {
+    Control {
+        part: 0,
+        at: Duration::from_secs_f64(seconds),
+        action,
+    }
+}
+
+#[tokio::test]
+async fn closed_agents_split_the_vus_the_operator_set_exactly() {
+    // 4 VUs planned, 7 set: the fleet starts 7 distinct VUs, split by the same sequence.
+    let set = vec![change(
+        0.0,
+        ControlAction::Set {
+            value: 7.0,
+            ramp: Duration::ZERO,
+        },
+    )];
+    let (first, second) = tokio::join!(
+        play_steered(CLOSED, &[1.0, 1.0], 0, Vec::new(), set.clone()),
+        play_steered(CLOSED, &[1.0, 1.0], 1, Vec::new(), set)
+    );
+    assert_eq!((first.numbers.len(), second.numbers.len()), (4, 3));
+    let mut fleet = distinct(&first.numbers);
+    fleet.extend(distinct(&second.numbers));
+    assert_eq!(fleet.len(), 7, "{first:?} {second:?}");
+    // Stopped at once: no VU starts.
+    let stopped = play_steered(CLOSED, &[1.0], 0, Vec::new(), vec![change(0.0, ControlAction::Stop)]).await;
+    assert!(stopped.numbers.is_empty(), "{stopped:?}");
+}
+
+#[tokio::test]
+async fn open_arrivals_follow_the_rate_the_operator_set() {
+    let open = "name: open\nload: { model: open, rate: 40, duration: 500ms, max_vus: 100 }\nsteps:\n  - connect: { url: \"ws://127.0.0.1:9/\" }\n  - close: { code: 1000 }\n";
+    // 40 a second for 250 ms (10), then 80 a second until the stop at 500 ms (20).
+    let controls = vec![
+        change(
+            0.25,
+            ControlAction::Set {
+                value: 80.0,
+                ramp: Duration::ZERO,
+            },
+        ),
+        change(0.5, ControlAction::Stop),
+    ];
+    let played = play_steered(open, &[1.0], 0, Vec::new(), controls).await;
+    assert_eq!((played.offered, played.dropped), (30, 0), "{played:?}");
+    assert_eq!(distinct(&played.numbers).len(), 30);
+    // Paused from 100 ms to 300 ms: the 8 arrivals due then are skipped, not made up.
+    let paused = vec![change(0.1, ControlAction::Pause), change(0.3, ControlAction::Unpause)];
+    let played = play_steered(open, &[1.0], 0, Vec::new(), paused).await;
+    assert_eq!((played.offered, played.dropped), (12, 0), "{played:?}");
 }

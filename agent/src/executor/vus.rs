@@ -12,6 +12,7 @@ use tokio_util::task::AbortOnDropHandle;
 use wsfleet_metrics::Counter;
 
 use super::context::{PartContext, SLOT_STRIDE};
+use super::pause::Pause;
 use crate::stop::HardStop;
 use crate::vu::VuControl;
 use crate::worker::WorkerCommand;
@@ -46,6 +47,8 @@ pub struct PartVus<'a> {
     hard_stop: Arc<HardStop>,
     _part_stop: PartStop,
     pub running: BTreeMap<usize, VuControl>,
+    /// The operator's pause of this part, shared by its VUs.
+    pub pause: Arc<Pause>,
     /// The slots of VUs that ended, from the workers.
     pub done: mpsc::UnboundedReceiver<usize>,
 }
@@ -73,6 +76,7 @@ impl<'a> PartVus<'a> {
             },
             hard_stop,
             running: BTreeMap::new(),
+            pause: Arc::default(),
             done,
         }
     }
@@ -87,6 +91,7 @@ impl<'a> PartVus<'a> {
         let control = VuControl {
             graceful: self.graceful.child_token(),
             hard: self.hard_stop.clone(),
+            pause: self.pause.clone(),
         };
         let command = WorkerCommand::Spawn {
             part: self.part,

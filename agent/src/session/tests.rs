@@ -89,6 +89,32 @@ async fn a_reshare_reaches_its_run_only() {
 }
 
 #[tokio::test]
+async fn the_operators_changes_reach_their_run_only() {
+    use wsfleet_scenario::plan::control::{Control, ControlAction};
+    let (mut session, _sent) = session();
+    let control = playing(&mut session);
+    let changes = vec![Control {
+        part: 0,
+        at: Duration::from_millis(1_500),
+        action: ControlAction::Pause,
+    }];
+    session
+        .command(Command::Control {
+            run_id: "another run".into(),
+            changes: changes.clone(),
+        })
+        .await;
+    assert!(control.controls.borrow().is_empty());
+    session
+        .command(Command::Control {
+            run_id: "r".into(),
+            changes: changes.clone(),
+        })
+        .await;
+    assert_eq!(*control.controls.borrow(), changes);
+}
+
+#[tokio::test]
 async fn a_release_lets_the_waiting_generation_go_on() {
     let (mut session, _sent) = session();
     let control = playing(&mut session);

@@ -29,6 +29,8 @@ pub struct VuControl {
     pub graceful: CancellationToken,
     /// Stop now: close connections with a close frame and end.
     pub hard: Arc<crate::stop::HardStop>,
+    /// The operator's pause of the VU's part: it waits before its next iteration.
+    pub pause: Arc<crate::executor::Pause>,
 }
 
 /// Plays iterations until the plan's count, a graceful stop, or a hard stop. `handshake` is an
@@ -49,10 +51,22 @@ pub async fn run_vu(
         wsfleet_scenario::LoadModel::Open { .. } => Some(1),
     };
     let mut vu = Vu::new(env.clone(), part, number, handshake);
-    let started = clock::now();
+    let mut started = clock::now();
     loop {
         if control.graceful.is_cancelled() || control.hard.is_fired() {
             break;
+        }
+        if control.pause.is_paused() {
+            let paused_at = clock::now();
+            tokio::select! {
+                biased;
+                _ = control.hard.wait() => break,
+                _ = control.graceful.cancelled() => break,
+                _ = control.pause.lifted() => {}
+            }
+            // Pacing is not made up for the pause: its due times move by it.
+            started += clock::now() - paused_at;
+            continue;
         }
         if iterations_per_vu.is_some_and(|limit| vu.vu_iteration >= limit) {
             break;

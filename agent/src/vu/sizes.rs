@@ -46,6 +46,7 @@ fn print_future_sizes() {
     let control = VuControl {
         graceful: CancellationToken::new(),
         hard: crate::stop::HardStop::new(),
+        pause: Default::default(),
     };
     let future = run_vu(env.clone(), 0, 0, control, None);
     println!("run_vu future: {} bytes", std::mem::size_of_val(&future));

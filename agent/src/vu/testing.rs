@@ -124,6 +124,7 @@ pub(super) fn control() -> VuControl {
     VuControl {
         graceful: CancellationToken::new(),
         hard: crate::stop::HardStop::new(),
+        pause: Default::default(),
     }
 }
 

@@ -97,6 +97,29 @@ fn command_message(command: &Command) -> ControllerMessage {
                 })
                 .collect(),
         }),
+        Command::Control { run_id, changes } => controller_message::Kind::RunControl(v1::RunControl {
+            run_id,
+            changes: changes
+                .into_iter()
+                .map(|change| {
+                    let (kind, value, ramp) = match change.action {
+                        ControlAction::Set { value, ramp } => (v1::ChangeKind::Set, value, ramp),
+                        ControlAction::Hold => (v1::ChangeKind::Hold, 0.0, Duration::ZERO),
+                        ControlAction::Resume => (v1::ChangeKind::Resume, 0.0, Duration::ZERO),
+                        ControlAction::Pause => (v1::ChangeKind::Pause, 0.0, Duration::ZERO),
+                        ControlAction::Unpause => (v1::ChangeKind::Unpause, 0.0, Duration::ZERO),
+                        ControlAction::Stop => (v1::ChangeKind::Stop, 0.0, Duration::ZERO),
+                    };
+                    v1::PartChange {
+                        part: change.part as u32,
+                        at_run_millis: change.at.as_millis() as u64,
+                        kind: kind as i32,
+                        value,
+                        ramp_millis: ramp.as_millis() as u64,
+                    }
+                })
+                .collect(),
+        }),
         Command::ReportAck { run_id, interval } => {
             controller_message::Kind::ReportAck(v1::ReportAck { run_id, interval })
         }
@@ -209,6 +232,44 @@ fn every_command_goes_through_and_back() {
                 Takeover {
                     lost: vec![2, 3],
                     from: Duration::from_millis(9_000),
+                },
+            ],
+        },
+        Command::Control {
+            run_id: "run-42".into(),
+            changes: vec![
+                Control {
+                    part: 1,
+                    at: Duration::from_millis(4_000),
+                    action: ControlAction::Set {
+                        value: 12.5,
+                        ramp: Duration::from_millis(3_000),
+                    },
+                },
+                Control {
+                    part: 0,
+                    at: Duration::from_millis(5_000),
+                    action: ControlAction::Hold,
+                },
+                Control {
+                    part: 0,
+                    at: Duration::from_millis(6_000),
+                    action: ControlAction::Resume,
+                },
+                Control {
+                    part: 0,
+                    at: Duration::from_millis(7_000),
+                    action: ControlAction::Pause,
+                },
+                Control {
+                    part: 0,
+                    at: Duration::from_millis(8_000),
+                    action: ControlAction::Unpause,
+                },
+                Control {
+                    part: 2,
+                    at: Duration::from_millis(9_000),
+                    action: ControlAction::Stop,
                 },
             ],
         },

@@ -41,6 +41,7 @@ function render(status) {
   $("run-state").className = "state " + (status.starting ? "starting" : run && run.running ? "running" : "idle");
   $("run-title").textContent = run ? `${run.scenario} · ${run.run_id} · ${run.seconds} s` : "";
   $("stop").disabled = !running;
+  renderSteering(run, !!(run && run.running));
   const last = (run && run.last) || { counters: {}, gauges: {}, latency: {} };
   const c = (name) => last.counters[name] || 0;
   $("tile-new").textContent = human(c("connections_opened"), "/s");
@@ -61,8 +62,17 @@ function render(status) {
       const why = [agent.reason, agent.action].filter(Boolean).join(" — ");
       return [agent.id, state, agent.address || "–", "–", human(agent.vus_share), "–", "–", "–", why];
     }
+    // An agent with a share of the running run can be drained (its share moves to the others).
+    let drain = "";
+    if (running && agent.state === "running" && agent.vus_share > 0) {
+      drain = document.createElement("button");
+      drain.textContent = "Drain";
+      drain.className = "drain";
+      drain.dataset.agent = agent.id;
+      drain.addEventListener("click", () => ask(`Drain agent ${agent.id}?`, { action: "drain", agent: agent.id }, false));
+    }
     return [agent.id, agent.state, agent.address, human(agent.active_connections), agent.vus_share === null ? "–" : human(agent.vus_share),
-      human(agent.max_connections), agent.cpu_percent.toFixed(0) + " %", bytes(agent.rss_bytes), agent.last_heartbeat_ms + " ms ago"];
+      human(agent.max_connections), agent.cpu_percent.toFixed(0) + " %", bytes(agent.rss_bytes), agent.last_heartbeat_ms + " ms ago", drain];
   });
   const thresholds = run ? run.thresholds : [];
   rows("thresholds", thresholds, (t) => {
@@ -78,6 +88,83 @@ function render(status) {
   rows("steps", steps, (step) => [step.name, human(step.counters.connections_opened || 0), human(step.counters.messages_sent || 0),
     human(step.counters.messages_received || 0), human(step.counters.receive_timeouts || 0)]);
 }
+
+// Steering: every change asks for a confirmation first, then goes to /api/runs/current/control.
+let parts = [];
+let pendingChange = null;
+
+function renderSteering(run, running) {
+  parts = run && run.parts ? run.parts : [];
+  const select = $("steer-part");
+  const chosen = select.value;
+  const names = parts.map((part) => part.name);
+  if (select.options.length !== names.length || names.some((name, index) => select.options[index].value !== name)) {
+    select.innerHTML = "";
+    for (const part of parts) {
+      const option = document.createElement("option");
+      option.value = part.name;
+      option.textContent = part.name || "(the scenario)";
+      select.appendChild(option);
+    }
+    if (names.includes(chosen)) select.value = chosen;
+  }
+  const part = parts.find((part) => part.name === select.value) || parts[0];
+  $("steer-unit").textContent = part && part.model === "open" ? "arrivals/s" : "VUs";
+  for (const button of $("steer").querySelectorAll("button:not(#steer-yes):not(#steer-no)")) button.disabled = !running;
+  if (!running) { $("steer-confirm").hidden = true; pendingChange = null; }
+  const changes = run && run.changes ? run.changes : [];
+  const list = $("changes");
+  if (list.children.length !== changes.length) {
+    list.innerHTML = "";
+    for (const change of changes) {
+      const item = document.createElement("li");
+      item.textContent = `${change.at_seconds.toFixed(1)} s: ${change.detail}`;
+      list.appendChild(item);
+    }
+  }
+}
+
+function steeredPart() {
+  return parts.find((part) => part.name === $("steer-part").value) || parts[0];
+}
+
+function ask(question, body, ofPart = true) {
+  const part = steeredPart();
+  if (ofPart && part && part.name) body.part = part.name;
+  pendingChange = body;
+  $("steer-question").textContent = question;
+  $("steer-confirm").hidden = false;
+}
+
+$("steer-set").addEventListener("click", () => {
+  const part = steeredPart();
+  const value = Number($("steer-value").value);
+  if ($("steer-value").value === "" || !(value >= 0)) { $("steer-message").textContent = "give a value of 0 or more"; return; }
+  const ramp = $("steer-ramp").value.trim();
+  const open = part && part.model === "open";
+  const body = open ? { action: "set_rate", rate: value } : { action: "set_vus", vus: Math.round(value) };
+  if (ramp) body.ramp = ramp;
+  const what = open ? `the arrival rate to ${value}/s` : `the VUs to ${Math.round(value)}`;
+  ask(`Set ${what} ${ramp ? "over " + ramp : "at once"}?`, body);
+});
+for (const [id, action, question] of [["steer-hold", "hold", "Hold the plan?"], ["steer-resume", "resume", "Resume the plan?"],
+  ["steer-pause", "pause", "Pause the part?"], ["steer-unpause", "unpause", "Unpause the part?"], ["steer-stop", "stop", "Stop the part?"]]) {
+  $(id).addEventListener("click", () => ask(question, { action }));
+}
+$("steer-no").addEventListener("click", () => { pendingChange = null; $("steer-confirm").hidden = true; });
+$("steer-yes").addEventListener("click", async () => {
+  const body = pendingChange;
+  pendingChange = null;
+  $("steer-confirm").hidden = true;
+  if (!body) return;
+  try {
+    const { applied } = await api("api/runs/current/control", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    $("steer-message").textContent = applied.detail;
+  } catch (error) {
+    $("steer-message").textContent = error.message;
+  }
+  refresh();
+});
 
 function refreshCharts() {
   const stamp = Date.now();

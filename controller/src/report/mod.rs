@@ -11,7 +11,7 @@ use wsfleet_metrics::catalog::{Counter, Gauge, Hist, CLOSE_CODES, ERRORS};
 
 use crate::summary::{human_bytes, human_micros, IntervalSummary, StepSummary, Summary, Totals};
 use crate::thresholds::ThresholdResult;
-use charts::line_chart;
+use charts::{line_chart_with_marks, Series};
 
 /// Escapes text for HTML.
 pub fn escape(text: &str) -> String {
@@ -23,7 +23,9 @@ pub fn escape(text: &str) -> String {
 
 /// The report as one HTML document.
 pub fn render(summary: &Summary, scenario_source: &str) -> String {
-    let charts = charts(&summary.intervals);
+    // The operator's changes are marked on every chart.
+    let marks: Vec<f64> = summary.changes.iter().map(|change| change.at_seconds).collect();
+    let charts = charts(&summary.intervals, &marks);
     let mut html = String::new();
     let _ = write!(
         html,
@@ -40,6 +42,7 @@ th,td{{border:1px solid #ddd;padding:4px 10px;text-align:right}}th:first-child,t
     );
     write_statistics(&mut html, &summary.totals);
     write_thresholds(&mut html, &summary.thresholds);
+    write_changes(&mut html, &summary.changes);
     write_totals(&mut html, &summary.totals);
     write_steps(&mut html, &summary.steps);
     html.push_str("<h2>Series</h2><div class=\"charts\">");
@@ -69,8 +72,28 @@ th,td{{border:1px solid #ddd;padding:4px 10px;text-align:right}}th:first-child,t
     html
 }
 
-/// Every per-interval chart: the WebSocket statistics, then each latency measured.
-fn charts(intervals: &[IntervalSummary]) -> Vec<String> {
+/// The operator's changes while the run ran, in the order made (nothing when none).
+fn write_changes(html: &mut String, changes: &[crate::run::ChangeEvent]) {
+    if changes.is_empty() {
+        return;
+    }
+    html.push_str("<h2>Changes during the run</h2><table><tr><th>from</th><th>part</th><th>change</th></tr>");
+    for change in changes {
+        let _ = write!(
+            html,
+            "<tr><td>{:.1} s</td><td>{}</td><td>{}</td></tr>",
+            change.at_seconds,
+            escape(&change.part),
+            escape(&change.detail)
+        );
+    }
+    html.push_str("</table>");
+}
+
+/// Every per-interval chart: the WebSocket statistics, then each latency measured, with the
+/// operator's changes as dashed marks.
+fn charts(intervals: &[IntervalSummary], marks: &[f64]) -> Vec<String> {
+    let line_chart = |title: &str, unit: &str, series: &[Series<'_>]| line_chart_with_marks(title, unit, series, marks);
     let mut charts = vec![
         line_chart(
             "New and Failed Connections/s",

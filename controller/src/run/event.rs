@@ -2,6 +2,7 @@
 //! state and read by the live view, the history, the live feed and the terminal alike.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use wsfleet_metrics::MetricSets;
 
@@ -13,8 +14,10 @@ use crate::summary::IntervalSummary;
 /// them, merged once by the run.
 #[derive(Clone, Debug, Default)]
 pub struct RunFigures {
-    /// Every report of an interval shown, merged (gauges excluded: see `peak_gauges`).
-    pub totals: MetricSets,
+    /// Every report of an interval shown, merged (gauges excluded: see `peak_gauges`). Shared
+    /// with the events that carry it: the run copies it only when it adds to it while a reader
+    /// still holds the previous figures (histograms make it hundreds of KB at scale).
+    pub totals: Arc<MetricSets>,
     /// The highest fleet value each gauge reached in an interval shown.
     pub peak_gauges: BTreeMap<String, i64>,
 }
@@ -23,7 +26,8 @@ pub struct RunFigures {
 #[derive(Debug)]
 pub struct IntervalFigures {
     pub interval: u64,
-    pub sets: MetricSets,
+    /// The interval's fleet measurements, shared by every reader of the event.
+    pub sets: Arc<MetricSets>,
     /// The interval as the summary, the history and the live feed show it.
     pub figures: IntervalSummary,
     pub so_far: RunFigures,
@@ -54,6 +58,9 @@ pub enum RunEvent {
         action: LostAction,
         detail: String,
     },
-    /// A lost agent's share moved: each agent's new share of the peak VUs.
+    /// A lost agent's share moved, or the operator raised the VUs past the peak: each agent's
+    /// new share of the peak VUs.
     Reshared { shares: Vec<(String, u64)> },
+    /// The operator changed the run (VUs, rate, hold, pause, stop of a part).
+    Changed(crate::run::control::ChangeEvent),
 }

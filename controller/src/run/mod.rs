@@ -3,6 +3,7 @@
 //! with the agents' events, the tick, the deadline and stop requests, sending what it queues,
 //! until the run is over and its summary is built.
 
+pub mod control;
 mod event;
 mod rendezvous;
 pub mod state;
@@ -13,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wsfleet_scenario::{Bundle, Scenario};
 
@@ -22,6 +23,7 @@ use crate::registry::{AgentEvent, Registry, RegistryError};
 use crate::service::unix_nanos_now;
 use crate::summary::Summary;
 use crate::wire::AgentAssignment;
+pub use control::{Change, ChangeAction, ChangeEvent, ControlError};
 pub use event::{IntervalFigures, RunEvent, RunFigures};
 use state::{RunState, Starter};
 
@@ -32,7 +34,12 @@ pub struct RunRequest {
     pub variables: HashMap<String, String>,
     /// How long before the start the assignments go out (agents compile and get ready).
     pub lead_time: Duration,
+    /// The operator's changes to the run while it runs, each with where its answer goes.
+    pub changes: Option<mpsc::UnboundedReceiver<ChangeRequest>>,
 }
+
+/// A change to the running run, and where to say whether it was made.
+pub type ChangeRequest = (Change, oneshot::Sender<Result<ChangeEvent, ControlError>>);
 
 /// Why a run could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +68,7 @@ const TICK: Duration = Duration::from_millis(250);
 pub async fn execute(
     registry: &Arc<Registry>,
     scenario: &Scenario,
-    request: RunRequest,
+    mut request: RunRequest,
     events: Option<mpsc::UnboundedSender<RunEvent>>,
     stop: CancellationToken,
 ) -> Result<Summary, RunError> {
@@ -74,6 +81,7 @@ pub async fn execute(
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let (agent_events, mut agent_event_receiver) = mpsc::unbounded_channel();
     registry.begin_run(&run_id, agent_events)?;
+    let mut changes = request.changes.take();
     let start_unix = unix_nanos_now() + request.lead_time.as_nanos() as i64;
     let start = Instant::now() + request.lead_time;
     let mut starters = Vec::with_capacity(agents.len());
@@ -94,7 +102,15 @@ pub async fn execute(
         });
     }
     let mut run = RunState::new(&run_id, scenario, starters, weights, start);
-    let summary = drive(registry, &mut run, &events, stop, &mut agent_event_receiver).await;
+    let summary = drive(
+        registry,
+        &mut run,
+        &events,
+        stop,
+        &mut agent_event_receiver,
+        &mut changes,
+    )
+    .await;
     registry.end_run(&run_id);
     Ok(summary)
 }
@@ -106,6 +122,7 @@ async fn drive(
     events: &Option<mpsc::UnboundedSender<RunEvent>>,
     stop: CancellationToken,
     agent_events: &mut mpsc::UnboundedReceiver<(String, AgentEvent)>,
+    changes: &mut Option<mpsc::UnboundedReceiver<ChangeRequest>>,
 ) -> Summary {
     let hard_deadline = run.hard_deadline();
     let mut tick = tokio::time::interval(TICK);
@@ -119,6 +136,10 @@ async fn drive(
                 break;
             }
             _ = tick.tick() => run.on_tick(Instant::now()),
+            Some((change, answer)) = next_change(changes) => {
+                // The asker may have gone: the change stands anyway.
+                let _ = answer.send(run.on_control(change, Instant::now()));
+            }
             Some((agent, event)) = agent_events.recv() => {
                 let now = Instant::now();
                 match event {
@@ -140,6 +161,14 @@ async fn drive(
     let summary = run.finish(Instant::now());
     flush(run, events).await;
     summary
+}
+
+/// The next change asked, or never when the run takes none.
+async fn next_change(changes: &mut Option<mpsc::UnboundedReceiver<ChangeRequest>>) -> Option<ChangeRequest> {
+    match changes {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sends the messages the run queued for agents, then hands on its events.

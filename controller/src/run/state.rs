@@ -5,19 +5,23 @@
 //! so the run's logic is tested by calling methods (see `tests.rs`); `run::drive` only
 //! receives events, calls these methods and sends what they queued.
 //!
-//! Live control of a running run (changing VUs or rate, pausing, adding or draining agents)
-//! adds methods here, beside [`RunState::on_stop_request`].
+//! The operator's changes to a running run (VUs, rate, hold, pause, stop of a part) come in
+//! through [`RunState::on_control`], checked in `control.rs`; adding or draining agents would
+//! add methods beside it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use wsfleet_metrics::MetricSets;
 use wsfleet_proto::v1::{ControllerMessage, MetricReport, RendezvousArrive, RunPhase, RunStatus};
+use wsfleet_scenario::plan::control::{Control, SteeredPlan};
 use wsfleet_scenario::plan::reshare::Takeover;
 use wsfleet_scenario::plan::LostAgentPolicy;
 use wsfleet_scenario::Scenario;
 
+use super::control::{self, Change, ChangeAction, ChangeEvent, ControlError, CONTROL_LEAD};
 use super::event::{IntervalFigures, RunEvent, RunFigures};
 use super::rendezvous::{Point, Release};
 use crate::aggregate::Aggregate;
@@ -54,6 +58,8 @@ pub struct AgentState {
     pub lost: Option<String>,
     /// Lost, then back on a new stream: it resends its reports and its last status.
     pub returned: bool,
+    /// Drained by the operator: its share moved to the others, its VUs finish their iteration.
+    pub drained: bool,
     pub reports_dropped: u64,
 }
 
@@ -68,11 +74,7 @@ impl AgentState {
             id: self.info.id.clone(),
             hostname: self.info.hostname.clone(),
             vus: self.vus,
-            intervals_reported: aggregate
-                .reported
-                .values()
-                .filter(|agents| agents.contains(&self.info.id))
-                .count() as u64,
+            intervals_reported: aggregate.intervals_reported(&self.info.id),
             state: match (&self.lost, self.returned) {
                 (Some(reason), true) => format!("lost: {reason} (came back and resent its reports)"),
                 (Some(reason), false) => format!("lost: {reason}"),
@@ -115,6 +117,9 @@ pub struct RunState<'a> {
     /// The threshold that stopped the run.
     aborted_by: Option<String>,
     takeovers: Vec<Takeover>,
+    /// The operator's changes so far, as the agents are told them, and as the timeline shows.
+    controls: Vec<Control>,
+    changes: Vec<ChangeEvent>,
     lost_events: Vec<LostAgentEvent>,
     /// When no agent in the run was playing any more, while lost agents that came back were
     /// still resending what they measured.
@@ -146,6 +151,7 @@ impl<'a> RunState<'a> {
                     last_interval: None,
                     lost: starter.lost,
                     returned: false,
+                    drained: false,
                     reports_dropped: 0,
                     info: starter.info,
                 };
@@ -165,6 +171,8 @@ impl<'a> RunState<'a> {
             stop_sent: false,
             aborted_by: None,
             takeovers: Vec::new(),
+            controls: Vec::new(),
+            changes: Vec::new(),
             lost_events: Vec::new(),
             others_done_at: None,
             rendezvous: scenario.rendezvous_points().into_iter().map(Point::new).collect(),
@@ -253,7 +261,12 @@ impl<'a> RunState<'a> {
                 state.last_interval = Some(state.last_interval.map_or(interval, |last| last.max(interval)));
                 // An interval already shown gets this late report (a lost agent resent it).
                 if interval < self.next_live {
-                    self.add_shown(interval, &late);
+                    add_shown(
+                        &mut self.shown,
+                        interval,
+                        &late,
+                        self.aggregate.intervals.get(&interval),
+                    );
                     if let Some(figures) = self.interval_figures(interval) {
                         self.events.push(RunEvent::LateReport(figures));
                     }
@@ -315,7 +328,8 @@ impl<'a> RunState<'a> {
         }
         state.lost = Some(reason.to_owned());
         let elapsed = now.saturating_duration_since(self.start);
-        let was_playing = state.playing() && !self.stop_sent;
+        // A drained agent's share has moved already.
+        let was_playing = state.playing() && !self.stop_sent && !state.drained;
         let (vus, lost_index) = (state.vus, state.index);
         let (action, detail) = if was_playing {
             self.answer_loss(agent, reason, lost_index, elapsed)
@@ -373,12 +387,22 @@ impl<'a> RunState<'a> {
     /// in the run: tells each of them every takeover so far and updates their shares. Returns
     /// how many agents took the share, or why it cannot move.
     fn redistribute(&mut self, lost_index: usize, elapsed: Duration) -> Result<usize, CannotMove> {
-        let plans: Vec<&wsfleet_scenario::LoadPlan> = self.scenario.parts.iter().map(|part| &part.plan).collect();
+        let movers = self.redistribute_from(lost_index, elapsed)?;
+        self.events.push(RunEvent::Reshared { shares: self.shares() });
+        Ok(movers)
+    }
+
+    /// Moves the share of the agent at `lost_index` to the agents still playing (not lost, not
+    /// drained), and tells every agent still in the run (the one whose share moves too, when it
+    /// is still there) every takeover so far. Returns how many agents took the share.
+    fn redistribute_from(&mut self, lost_index: usize, elapsed: Duration) -> Result<usize, CannotMove> {
+        let steered = self.steered_plans();
+        let plans: Vec<&wsfleet_scenario::LoadPlan> = steered.iter().collect();
         let moved = {
             let survivors: Vec<Survivor<'_>> = self
                 .agents
                 .values()
-                .filter(|state| state.lost.is_none())
+                .filter(|state| state.lost.is_none() && !state.drained && state.index != lost_index)
                 .map(|state| Survivor {
                     index: state.index,
                     id: &state.info.id,
@@ -394,7 +418,7 @@ impl<'a> RunState<'a> {
         for state in self.agents.values_mut().filter(|state| state.lost.is_none()) {
             state.vus = moved.peak_parts.get(state.index).copied().unwrap_or(state.vus);
             // A stream that is gone cannot take the share (its loss is on its way).
-            if !state.info.sender.is_closed() {
+            if state.index != lost_index && !state.drained && !state.info.sender.is_closed() {
                 movers += 1;
             }
             self.outbox.push(Outgoing {
@@ -403,7 +427,6 @@ impl<'a> RunState<'a> {
             });
         }
         self.takeovers = moved.takeovers;
-        self.events.push(RunEvent::Reshared { shares: self.shares() });
         Ok(movers)
     }
 
@@ -448,6 +471,194 @@ impl<'a> RunState<'a> {
         self.outcome = Outcome::Stopped;
         self.send_stop(self.scenario.graceful_stop(), "stopped by the user");
         self.advance(now);
+    }
+
+    /// The operator changes a part (the API, the CLI): checked against the scenario, the
+    /// changes so far and the fleet's capacity, then sent to every agent still in the run with
+    /// every change before it, and put on the run's timeline. A refusal leaves the run as it was.
+    pub fn on_control(&mut self, change: Change, now: Instant) -> Result<ChangeEvent, ControlError> {
+        if self.stop_sent {
+            return Err(ControlError::Refused(
+                "the run is stopping: it cannot be changed".into(),
+            ));
+        }
+        if let Some(old) = self
+            .agents
+            .values()
+            .find(|state| state.lost.is_none() && state.playing() && state.info.revision < 3)
+        {
+            return Err(ControlError::Refused(format!(
+                "agent `{}` speaks protocol revision {}, which cannot be steered (3 is needed): upgrade it",
+                old.info.id, old.info.revision
+            )));
+        }
+        if let ChangeAction::Drain { agent } = &change.action {
+            return self.drain(agent, now);
+        }
+        let part = control::part_index(self.scenario, change.part.as_deref())?;
+        let at = now.saturating_duration_since(self.start) + CONTROL_LEAD;
+        let control = control::to_control(self.scenario, part, &change.action, &self.controls, at)?;
+        let mut controls = self.controls.clone();
+        controls.push(control.clone());
+        if let ChangeAction::SetVus { vus, .. } = &change.action {
+            self.check_vus(part, *vus, &controls)?;
+        }
+        let event = control::event_of(self.scenario, &control, &change.action, &self.controls);
+        tracing::info!(run = %self.run_id, part, change = %event.detail, at_seconds = event.at_seconds, "the operator changed the run");
+        self.controls = controls;
+        self.changes.push(event.clone());
+        let message = wire::run_control(&self.run_id, &self.controls);
+        self.send_to_all(&message);
+        self.events.push(RunEvent::Changed(event.clone()));
+        Ok(event)
+    }
+
+    /// Each part's plan as far as moving a share goes (its peak and its end), with the
+    /// operator's changes: a closed part's VUs past the plan's peak count (the agents size the
+    /// takeover's layers by them), a held or set plan has no end of its own.
+    fn steered_plans(&self) -> Vec<wsfleet_scenario::LoadPlan> {
+        self.scenario
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(index, part)| {
+                if self.controls.iter().all(|control| control.part != index) {
+                    return part.plan.clone();
+                }
+                let steered = SteeredPlan::new(&part.plan, index, &self.controls);
+                let mut plan = part.plan.clone();
+                match &mut plan.model {
+                    wsfleet_scenario::LoadModel::Closed { start_vus, stages, .. } => {
+                        let peak = steered.peak(part.plan.max_vus());
+                        *start_vus = peak;
+                        *stages = steered
+                            .end()
+                            .map(|end| {
+                                vec![wsfleet_scenario::Stage {
+                                    duration: end,
+                                    target: peak,
+                                }]
+                            })
+                            .unwrap_or_default();
+                    }
+                    wsfleet_scenario::LoadModel::Open { stages, start_rate, .. } => {
+                        // Only the end counts here; without one of its own, the run's bound.
+                        *stages = vec![wsfleet_scenario::RateStage {
+                            duration: steered.end().unwrap_or(part.plan.max_duration),
+                            rate: *start_rate,
+                        }];
+                    }
+                }
+                plan
+            })
+            .collect()
+    }
+
+    /// Drains `agent`: its share of the rest of the run moves to the other agents exactly (the
+    /// takeover that a lost agent's share takes, sent to it too), and its VUs finish their
+    /// iteration and end.
+    fn drain(&mut self, agent: &str, now: Instant) -> Result<ChangeEvent, ControlError> {
+        let Some(state) = self.agents.get(agent) else {
+            let ids: Vec<String> = self.agents.keys().map(|id| format!("`{id}`")).collect();
+            return Err(ControlError::Refused(format!(
+                "agent `{agent}` is not in this run: its agents are {}",
+                ids.join(", ")
+            )));
+        };
+        if state.lost.is_some() || state.drained || !state.playing() {
+            return Err(ControlError::Refused(format!(
+                "agent `{agent}` does not play its share any more: nothing to drain"
+            )));
+        }
+        let index = state.index;
+        let elapsed = now.saturating_duration_since(self.start);
+        let moved = self.redistribute_from(index, elapsed);
+        let movers = moved.map_err(|why| ControlError::Refused(format!("agent `{agent}` cannot be drained: {why}")))?;
+        if let Some(state) = self.agents.get_mut(agent) {
+            state.drained = true;
+            state.vus = 0;
+        }
+        self.events.push(RunEvent::Reshared { shares: self.shares() });
+        let from = self.takeovers.last().map_or(elapsed, |takeover| takeover.from);
+        let event = ChangeEvent {
+            at_seconds: from.as_secs_f64(),
+            part: String::new(),
+            action: "drain".into(),
+            detail: format!("agent `{agent}` drained: its share moved to {movers} agent(s)"),
+            ..ChangeEvent::default()
+        };
+        tracing::info!(run = %self.run_id, agent, movers, "the operator drained an agent");
+        self.changes.push(event.clone());
+        self.events.push(RunEvent::Changed(event.clone()));
+        Ok(event)
+    }
+
+    /// Whether the fleet holds `vus` VUs of `part` with `controls` in force; if so, each
+    /// agent's share of the peak becomes what they give.
+    fn check_vus(&mut self, part: usize, vus: u64, controls: &[Control]) -> Result<(), ControlError> {
+        let peaks: Vec<u64> = self
+            .scenario
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| SteeredPlan::new(&spec.plan, index, controls).peak(spec.plan.max_vus()))
+            .collect();
+        if !self.takeovers.is_empty() {
+            let before = SteeredPlan::new(&self.scenario.parts[part].plan, part, &self.controls)
+                .peak(self.scenario.parts[part].plan.max_vus());
+            if peaks[part] > before {
+                return Err(ControlError::Refused(format!(
+                    "agents were lost and their share moved to the others: the VUs cannot go past {before} in this run (asked {vus})"
+                )));
+            }
+            return Ok(());
+        }
+        let holdable: u64 = self
+            .agents
+            .values()
+            .filter(|state| state.lost.is_none())
+            .map(|state| state.info.capacity.max_connections)
+            .sum();
+        // The whole first: the exact split below walks every VU.
+        if peaks.iter().sum::<u64>() > holdable {
+            return Err(ControlError::Refused(format!(
+                "{vus} VUs are more than the fleet holds: its agents hold {holdable} connections in all; add agents or ask for fewer"
+            )));
+        }
+        let mut shares = vec![0u64; self.weights.len()];
+        for peak in &peaks {
+            let split = wsfleet_scenario::plan::split(&self.weights, *peak)
+                .map_err(|error| ControlError::Refused(format!("cannot split {vus} VUs over the fleet: {error}")))?;
+            for (share, part_share) in shares.iter_mut().zip(split) {
+                *share += part_share;
+            }
+        }
+        for state in self.agents.values() {
+            let share = shares.get(state.index).copied().unwrap_or(0);
+            if state.lost.is_some() && share > 0 {
+                return Err(ControlError::Refused(format!(
+                    "{vus} VUs would give lost agent `{}` a share: with `load.on_agent_lost: continue`, the VUs cannot go past the plan's peak in this run",
+                    state.info.id
+                )));
+            }
+            if share > state.info.capacity.max_connections {
+                return Err(ControlError::Refused(format!(
+                    "{vus} VUs are more than the fleet holds: agent `{}` would hold {share} connections, past its {} (the fleet holds {holdable}); add agents or ask for fewer",
+                    state.info.id, state.info.capacity.max_connections
+                )));
+            }
+        }
+        let mut raised = false;
+        for state in self.agents.values_mut() {
+            let share = shares.get(state.index).copied().unwrap_or(0);
+            raised |= share > state.vus;
+            state.vus = state.vus.max(share);
+        }
+        if raised {
+            // The fleet view and the terminal show each agent's share of the new peak.
+            self.events.push(RunEvent::Reshared { shares: self.shares() });
+        }
+        Ok(())
     }
 
     /// Releases the current generation of point `index` on every agent still in the run.
@@ -513,8 +724,8 @@ impl<'a> RunState<'a> {
     }
 
     fn show_interval(&mut self, interval: u64) {
-        if let Some(sets) = self.aggregate.intervals.get(&interval).cloned() {
-            self.add_shown(interval, &sets);
+        if let Some(sets) = self.aggregate.intervals.get(&interval) {
+            add_shown(&mut self.shown, interval, sets, Some(sets));
         }
         if let Some(figures) = self.interval_figures(interval) {
             self.events.push(RunEvent::Interval(figures));
@@ -535,24 +746,6 @@ impl<'a> RunState<'a> {
         self.aggregate.settle(interval, &everyone);
     }
 
-    /// Adds `sets` (an interval just shown, or a late report of one shown before) to what has
-    /// been shown; gauges peak with the interval's fleet value, never add across intervals.
-    fn add_shown(&mut self, interval: u64, sets: &MetricSets) {
-        let counted = MetricSets {
-            sets: sets.sets.clone(),
-            gauges: BTreeMap::new(),
-        };
-        if let Err(error) = self.shown.totals.merge(&counted) {
-            tracing::warn!(%error, interval, "live figures: cannot merge what was shown");
-        }
-        if let Some(fleet) = self.aggregate.intervals.get(&interval) {
-            for (name, value) in &fleet.gauges {
-                let peak = self.shown.peak_gauges.entry(name.clone()).or_insert(*value);
-                *peak = (*peak).max(*value);
-            }
-        }
-    }
-
     /// Interval `interval` of the fleet as it stands, with what has been shown so far; kept
     /// for the summary.
     fn interval_figures(&mut self, interval: u64) -> Option<IntervalFigures> {
@@ -562,7 +755,7 @@ impl<'a> RunState<'a> {
         Some(IntervalFigures {
             interval,
             figures,
-            sets: sets.clone(),
+            sets: Arc::new(sets.clone()),
             so_far: self.shown.clone(),
         })
     }
@@ -644,6 +837,7 @@ impl<'a> RunState<'a> {
             steps: Summary::steps_of(&aggregate.totals, &self.scenario.step_names),
             intervals: self.series.all(),
             thresholds,
+            changes: self.changes.clone(),
             lost_agents: LostAgents {
                 policy: self.scenario.plan().on_agent_lost.name().to_owned(),
                 events: self.lost_events.clone(),
@@ -654,5 +848,21 @@ impl<'a> RunState<'a> {
                 dropped_by_agents: self.agents.values().map(|state| state.reports_dropped).sum(),
             },
         }
+    }
+}
+
+/// Adds `sets` (an interval just shown, or a late report of one shown before) to what has been
+/// shown; gauges peak with the interval's `fleet` value, never add across intervals. The totals
+/// are copied only if a reader still holds the previous ones.
+fn add_shown(shown: &mut RunFigures, interval: u64, sets: &MetricSets, fleet: Option<&MetricSets>) {
+    let totals = Arc::make_mut(&mut shown.totals);
+    for (name, set) in &sets.sets {
+        if let Err(error) = totals.sets.entry(name.clone()).or_default().merge(set) {
+            tracing::warn!(%error, interval, "live figures: cannot merge what was shown");
+        }
+    }
+    for (name, value) in fleet.map(|fleet| &fleet.gauges).into_iter().flatten() {
+        let peak = shown.peak_gauges.entry(name.clone()).or_insert(*value);
+        *peak = (*peak).max(*value);
     }
 }

@@ -510,6 +510,7 @@ fn request(vus: u64) -> RunRequest {
         )),
         variables: HashMap::new(),
         lead_time: Duration::from_millis(10),
+        changes: None,
     }
 }
 
@@ -543,4 +544,88 @@ async fn refuses_runs_that_would_exhaust_source_ports() {
     )
     .await;
     assert!(!matches!(outcome, Ok(Err(RunError::Capacity(_)))), "{outcome:?}");
+}
+
+fn changes_sent(received: &HashMap<String, Vec<controller_message::Kind>>, agent: &str) -> Vec<usize> {
+    received[agent]
+        .iter()
+        .filter_map(|kind| match kind {
+            controller_message::Kind::RunControl(control) => Some(control.changes.len()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_change_goes_to_every_agent_with_the_ones_before_and_refusals_send_nothing() {
+    let scenario = scenario(4, "", "");
+    let start = Instant::now();
+    let (mut run, mut fleet) = Fleet::start(&scenario, &["a", "b"], start);
+    fleet.deliver(&mut run);
+    let now = start + Duration::from_secs(3);
+    let change = |action| Change { part: None, action };
+
+    let applied = run
+        .on_control(
+            change(ChangeAction::SetVus {
+                vus: 10,
+                ramp: Duration::from_secs(2),
+            }),
+            now,
+        )
+        .expect("10 VUs fit");
+    // Dated ahead, so every agent applies it from the same run time.
+    assert_eq!(applied.at_seconds, 3.25);
+    let received = fleet.deliver(&mut run);
+    assert_eq!(
+        (changes_sent(&received, "a"), changes_sent(&received, "b")),
+        (vec![1], vec![1])
+    );
+    assert_eq!(run.agent("a").map(|agent| agent.vus), Some(5));
+
+    // Refused: nothing goes out, nothing is kept.
+    for refused in [
+        change(ChangeAction::SetRate {
+            rate: 3.0,
+            ramp: Duration::ZERO,
+        }),
+        change(ChangeAction::SetVus {
+            vus: 5_000,
+            ramp: Duration::ZERO,
+        }),
+        change(ChangeAction::Unpause),
+        Change {
+            part: Some("other".into()),
+            action: ChangeAction::Hold,
+        },
+    ] {
+        assert!(run.on_control(refused.clone(), now).is_err(), "{refused:?}");
+    }
+    let received = fleet.deliver(&mut run);
+    assert!(changes_sent(&received, "a").is_empty());
+    assert_eq!(run.agent("b").map(|agent| agent.vus), Some(5));
+
+    // The next change carries both.
+    run.on_control(change(ChangeAction::Pause), now + Duration::from_secs(1))
+        .expect("a pause applies");
+    let received = fleet.deliver(&mut run);
+    assert_eq!(changes_sent(&received, "b"), vec![2]);
+    let changed: Vec<String> = run
+        .take_events()
+        .into_iter()
+        .filter_map(|event| match event {
+            RunEvent::Changed(change) => Some(change.action),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changed, ["set_vus", "pause"]);
+
+    // Once the run is stopping, nothing changes any more.
+    run.on_stop_request(now + Duration::from_secs(2));
+    let error = run
+        .on_control(change(ChangeAction::Unpause), now + Duration::from_secs(2))
+        .expect_err("a stopping run takes no change");
+    assert_eq!(error.to_string(), "the run is stopping: it cannot be changed");
+    let summary = run.finish(now + Duration::from_secs(3));
+    assert_eq!(summary.changes.len(), 2);
 }
