@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """wsfleet's benchmark suite.
 
-Builds in release mode, then runs each workload against the project's test server on loopback,
-once with wsfleet and once with the reference client (bench/reference: the smallest correct
-tokio-tungstenite program doing the same work), pinned to cores (test server on core 1, the load
-generator on core 0), and prints CPU% beside every rate. Results go to bench/results/ as JSON and a
-Markdown table; docs/benchmarks.md says how to read them.
+Builds in release mode, then runs each rate workload with wsfleet and with the reference client
+(bench/reference: a small tokio-tungstenite program that batches its frames and flushes once, with
+a 4 KiB read buffer, on one thread) against two servers on loopback: first a server we did not
+write, tokio-tungstenite 0.30's own `examples/echo-server.rs` compiled unchanged from the crate
+source cargo downloaded (built in a scratch folder outside the repository), then `wsfleet
+testserver`. The server is pinned to core 1 and the load generator to core 0; every rate is printed
+with the CPU% of the client and of the server. Results go to bench/results/ as JSON and a Markdown
+table; docs/benchmarks.md says how to read them.
 
-    python3 bench/run.py                 # every workload, 20 s each
+    python3 bench/run.py                 # the default set: rates on both servers, idle, controller
     python3 bench/run.py --quick         # short runs, for a smoke check
-    python3 bench/run.py --only echo     # one workload (connect_rate, idle, echo, scale, controller, soak)
+    python3 bench/run.py --only echo     # one workload (connect_rate, echo, echo_1, echo_16, fire,
+                                         # idle, controller; scale and soak only when named)
+    python3 bench/run.py --only echo_16 --servers testserver   # one series
     python3 bench/run.py --only soak     # 30 minutes at 20,000 connections; not part of the default set
     python3 bench/run.py --only soak --soak-minutes 3 --soak-connections 2000   # a short soak
 """
@@ -18,6 +23,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -29,6 +35,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "target" / "release"
+# The third-party server: tokio-tungstenite's own echo example, as published. The crate's source
+# folder (as cargo downloaded it) is copied here, outside the repository, and built there.
+UPSTREAM_CRATE = "tokio-tungstenite-0.30."
+UPSTREAM_EXAMPLE = "echo-server"
+SCRATCH = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "wsfleet-bench"
 WSFLEET = RELEASE / "wsfleet"
 REFERENCE = RELEASE / "wsfleet-reference"
 SIMAGENTS = RELEASE / "wsfleet-simagents"
@@ -94,6 +105,8 @@ def children_of(pid):
 class TestServer:
     """`wsfleet testserver` pinned to the server core."""
 
+    name = "testserver"
+
     def __init__(self, extra=()):
         self.port = free_port()
         self.process = subprocess.Popen(
@@ -132,6 +145,90 @@ class TestServer:
             self.process.kill()
 
 
+class UpstreamServer:
+    """tokio-tungstenite's `examples/echo-server.rs`, unchanged, pinned to the server core. It
+    echoes text and binary messages on any path; it has no stats endpoint, so readiness is a TCP
+    connect."""
+
+    name = "upstream"
+    binary = None
+
+    def __init__(self):
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CORE, str(self.binary), f"127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # It panics at the end of each connection (`.expect("Failed to forward messages")`
+            # on the AlreadyClosed after a close handshake): without RUST_BACKTRACE a panic costs
+            # a message on stderr, not a captured backtrace.
+            env={key: value for key, value in os.environ.items() if key not in ("RUST_LOG", "RUST_BACKTRACE")},
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            self.stop()
+            raise RuntimeError(f"{self.binary} did not listen on port {self.port} within 10 s")
+        self.cpu_start = cpu_seconds(self.process.pid)
+        self.wall_start = time.monotonic()
+
+    @property
+    def url(self):
+        return f"ws://127.0.0.1:{self.port}/"
+
+    usage = TestServer.usage
+    stop = TestServer.stop
+
+
+SERVERS = {"upstream": UpstreamServer, "testserver": TestServer}
+
+
+def build_upstream_server():
+    """Builds tokio-tungstenite's echo example from the crate source cargo downloaded (fetched
+    with `cargo fetch` when absent), in a copy under SCRATCH, with the crate's own Cargo.lock.
+    Returns the binary and the crate version."""
+    def find():
+        registry = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo")) / "registry" / "src"
+        found = sorted(registry.glob(f"*/{UPSTREAM_CRATE}*"))
+        return found[-1] if found else None
+    source = find()
+    if source is None:
+        subprocess.run(["cargo", "fetch"], cwd=ROOT, check=True)
+        source = find()
+    if source is None:
+        raise RuntimeError(f"no {UPSTREAM_CRATE}* crate source under ~/.cargo/registry/src after cargo fetch")
+    crate = SCRATCH / source.name
+    if not (crate / "Cargo.toml").exists():
+        log(f"copying {source} to {crate}")
+        SCRATCH.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(source, crate)
+    log(f"building {UPSTREAM_EXAMPLE} of {source.name} (release) in {crate}")
+    subprocess.run(
+        ["cargo", "build", "--release", "--locked", "--example", UPSTREAM_EXAMPLE],
+        cwd=crate,
+        env={**os.environ, "CARGO_TARGET_DIR": str(crate / "target")},
+        check=True,
+    )
+    return crate / "target" / "release" / "examples" / UPSTREAM_EXAMPLE, source.name
+
+
+def git_commit():
+    """The commit the binaries were built from, with `-dirty` when the work tree had changes."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        # Results written by an earlier run do not make the build dirty.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"],
+                               cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
 def scenario_file(directory, name, text):
     path = Path(directory) / f"{name}.yaml"
     path.write_text(text)
@@ -163,9 +260,10 @@ def median(values):
     return values[middle] if len(values) % 2 else round((values[middle - 1] + values[middle]) / 2, 3)
 
 
-def paired(wsfleet_side, reference_side, rounds):
-    """Runs both clients `rounds` times, alternating which goes first, each against a fresh test
-    server; reports every round and the medians (rates, CPU, and the ratio of each round)."""
+def paired(wsfleet_side, reference_side, rounds, server_class):
+    """Runs both clients `rounds` times, alternating which goes first, each against a fresh
+    server of `server_class`; reports every round and the medians (rates, CPU of the client and
+    of the server, and the ratio of each round)."""
     measured = []
     for index in range(rounds):
         sides = [("wsfleet", wsfleet_side), ("reference", reference_side)]
@@ -173,7 +271,7 @@ def paired(wsfleet_side, reference_side, rounds):
             sides.reverse()
         entry = {}
         for name, side in sides:
-            server = TestServer()
+            server = server_class()
             try:
                 entry[name] = side(server)
                 entry[name].update(server.usage())
@@ -186,8 +284,9 @@ def paired(wsfleet_side, reference_side, rounds):
             entry["wsfleet"]["rate"] / max(entry["wsfleet"]["cpu_percent"], 1e-9),
             entry["reference"]["rate"] / max(entry["reference"]["cpu_percent"], 1e-9),
         )
-        log(f"  round {index + 1}: wsfleet {entry['wsfleet']['rate']}/s at {entry['wsfleet']['cpu_percent']}% CPU, "
-            f"reference {entry['reference']['rate']}/s at {entry['reference']['cpu_percent']}% CPU, ratio {entry['ratio']}, "
+        log(f"  {server_class.name} round {index + 1}: wsfleet {entry['wsfleet']['rate']}/s at {entry['wsfleet']['cpu_percent']}% CPU "
+            f"(server {entry['wsfleet']['server_cpu_percent']}%), reference {entry['reference']['rate']}/s at "
+            f"{entry['reference']['cpu_percent']}% CPU (server {entry['reference']['server_cpu_percent']}%), ratio {entry['ratio']}, "
             f"per CPU-second {entry['ratio_per_cpu_second']}")
         measured.append(entry)
     summary = {
@@ -224,16 +323,26 @@ def reference_rate(arguments, seconds):
     return side
 
 
-def connect_rate(seconds, rounds):
+def series(wsfleet_side, reference_side, rounds, servers):
+    """The paired rounds against each server: the upstream example first (the primary series),
+    then `wsfleet testserver`."""
+    results = {}
+    for name in servers:
+        results[name] = paired(wsfleet_side, reference_side, rounds, SERVERS[name])
+    return results
+
+
+def connect_rate(seconds, rounds, servers):
     concurrency = 50
     scenario = (
         f"name: connect-rate\nload: {{ vus: {concurrency}, duration: {seconds}s, graceful_stop: 2s }}\n"
         f"steps:\n  - connect: {{ url: 'URL' }}\n  - close: {{ code: 1000 }}\n"
     )
-    return paired(
+    return series(
         wsfleet_rate(scenario, "connections_opened", seconds),
         reference_rate(["connect-rate", "--concurrency", str(concurrency), "--duration", f"{seconds}s"], seconds),
         rounds,
+        servers,
     )
 
 
@@ -248,7 +357,7 @@ def hold_and_measure_rss(pid_of_client, server, connections, timeout):
     raise RuntimeError(f"the server never held {connections} connections")
 
 
-def idle(directory, seconds, counts):
+def idle(directory, counts):
     results = {"wsfleet": {}, "reference": {}}
     for count in counts:
         hold = 8 + count // 1500
@@ -306,7 +415,40 @@ def idle(directory, seconds, counts):
     return results
 
 
-def echo(seconds, in_flight, rounds):
+def idle_servers(count, servers):
+    """Each server's memory per idle WebSocket connection: the reference client opens `count`
+    connections and holds them; the server's RSS growth from before the first to after the last,
+    divided by `count` (the upstream example reads with tokio-tungstenite's default 128 KiB read
+    buffer, zero-filled at its first read)."""
+    results = {}
+    for name in servers:
+        server = SERVERS[name]()
+        client = None
+        try:
+            time.sleep(0.3)
+            baseline = rss_bytes(server.process.pid)
+            client = subprocess.Popen(
+                ["taskset", "-c", CLIENT_CORE, str(REFERENCE), "--url", server.url, "idle", "--connections", str(count), "--hold", "60s"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            # The reference prints its line once every connection is open.
+            if not client.stdout.readline():
+                raise RuntimeError(f"the reference did not hold {count} connections against {name}")
+            time.sleep(1)
+            held = rss_bytes(server.process.pid)
+            results[name] = {"connections": count, "rss_mb": round(held / 1e6, 1), "bytes_per_connection": round((held - baseline) / count)}
+            log(f"  {name}: {count} idle connections, {results[name]['bytes_per_connection']} bytes each")
+        finally:
+            if client and client.poll() is None:
+                client.kill()
+                client.wait()
+            server.stop()
+    return results
+
+
+def echo(seconds, in_flight, rounds, servers):
     connections = 100
     sends = "".join("        - send: { text: '" + "x" * 64 + "' }\n" for _ in range(in_flight))
     receives = "".join("        - receive: { timeout: 5s }\n" for _ in range(in_flight))
@@ -315,16 +457,18 @@ def echo(seconds, in_flight, rounds):
         f"steps:\n  - connect: {{ url: 'URL', timeout: 30s }}\n"
         f"  - repeat:\n      duration: {seconds}s\n      steps:\n{sends}{receives}  - close: {{ code: 1000 }}\n"
     )
-    return paired(
+    return series(
         wsfleet_rate(scenario, "messages_received", seconds),
         reference_rate(["echo", "--connections", str(connections), "--in-flight", str(in_flight), "--duration", f"{seconds}s"], seconds),
         rounds,
+        servers,
     )
 
 
-def fire(seconds, rounds):
+def fire(seconds, rounds, servers):
     """Fire-and-count: sends never wait for the echoes; a handler takes (counts) them as they
-    come, read while the sends wait for the socket."""
+    come, read while the sends wait for the socket. The reference feeds 64 messages per write and
+    reads whatever has come between its writes."""
     connections = 100
     scenario = (
         f"name: fire\nload: {{ vus: {connections}, iterations: 1 }}\n"
@@ -333,10 +477,11 @@ def fire(seconds, rounds):
         f"  - repeat:\n      duration: {seconds}s\n      steps:\n        - send: {{ text: '{'x' * 64}' }}\n"
         f"  - close: {{ code: 1000, timeout: 30s }}\n"
     )
-    return paired(
+    return series(
         wsfleet_rate(scenario, "messages_received", seconds),
         reference_rate(["fire", "--connections", str(connections), "--duration", f"{seconds}s"], seconds),
         rounds,
+        servers,
     )
 
 
@@ -693,22 +838,43 @@ def soak(directory, connections, minutes, agents, servers, sources, message_ever
                 process.kill()
 
 
+RATE_WORKLOADS = ("connect_rate", "echo_1", "echo_16", "fire")
+
+
 def table(results):
     lines = []
-    if any(name in results for name in ("connect_rate", "echo_1", "echo_16", "fire")):
+    rate_names = [name for name in RATE_WORKLOADS if name in results]
+    if rate_names:
         lines = [
-            f"Rates, CPU and ratios are medians of {results.get('rounds', 1)} rounds (the ratio of each round, wsfleet / reference, both in the same round).",
+            f"Rates and CPU are medians of {results.get('rounds', 1)} rounds of {results.get('seconds')} s; the ratio is the median "
+            f"of each round's ratio (wsfleet / reference, same server, same round). Client on core {CLIENT_CORE}, server on core "
+            f"{SERVER_CORE}. Measured at {results.get('commit')}; upstream server: {results.get('upstream')}.",
             "",
-            "| workload | wsfleet | reference | ratio | ratios by round | ratio per CPU-second | wsfleet CPU% | reference CPU% | server CPU% |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| workload | server | wsfleet | reference | ratio | ratios by round | ratio per CPU-second | wsfleet CPU% | reference CPU% | server CPU% (wsfleet's run / reference's) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
-    for name in ("connect_rate", "echo_1", "echo_16", "fire"):
-        if name in results:
-            result = results[name]
+    for name in rate_names:
+        for server, result in results[name].items():
             by_round = ", ".join(str(entry["ratio"]) for entry in result.get("rounds", []))
             lines.append(
-                f"| {name} | {result['wsfleet']['rate']}/s | {result['reference']['rate']}/s | {result['ratio']} | {by_round} | {result.get('ratio_per_cpu_second')} | "
-                f"{result['wsfleet']['cpu_percent']} | {result['reference']['cpu_percent']} | {result['wsfleet'].get('server_cpu_percent')} |"
+                f"| {name} | {server} | {result['wsfleet']['rate']}/s | {result['reference']['rate']}/s | {result['ratio']} | {by_round} | "
+                f"{result.get('ratio_per_cpu_second')} | {result['wsfleet']['cpu_percent']} | {result['reference']['cpu_percent']} | "
+                f"{result['wsfleet'].get('server_cpu_percent')} / {result['reference'].get('server_cpu_percent')} |"
+            )
+    compared = [name for name in rate_names if {"upstream", "testserver"} <= set(results[name])]
+    if compared:
+        lines.append("")
+        lines.append("The servers compared: each client's median rate against `wsfleet testserver` divided by its median rate against the upstream example.")
+        lines.append("")
+        lines.append("| workload | reference: testserver / upstream | wsfleet: testserver / upstream |")
+        lines.append("| --- | --- | --- |")
+        for name in compared:
+            upstream, testserver = results[name]["upstream"], results[name]["testserver"]
+            lines.append(
+                f"| {name} | {ratio(testserver['reference']['rate'], upstream['reference']['rate'])} "
+                f"({testserver['reference']['rate']} / {upstream['reference']['rate']}) | "
+                f"{ratio(testserver['wsfleet']['rate'], upstream['wsfleet']['rate'])} "
+                f"({testserver['wsfleet']['rate']} / {upstream['wsfleet']['rate']}) |"
             )
     if "idle" in results:
         lines.append("")
@@ -720,6 +886,12 @@ def table(results):
             reference = results["idle"]["reference"].get(count, {})
             lines.append(f"| {count} | {mine['rss_mb']} | {mine['bytes_per_connection']} | {reference.get('rss_mb')} | {reference.get('bytes_per_connection')} |")
         lines.append(f"| marginal (slope) | | {results['idle']['wsfleet']['marginal_bytes_per_connection']} | | {results['idle']['reference']['marginal_bytes_per_connection']} |")
+    if "idle_servers" in results:
+        lines.append("")
+        lines.append("| server | idle connections (reference client) | server RSS (MB) | server bytes/conn |")
+        lines.append("| --- | --- | --- | --- |")
+        for name, entry in results["idle_servers"].items():
+            lines.append(f"| {name} | {entry['connections']} | {entry['rss_mb']} | {entry['bytes_per_connection']} |")
     if "scale" in results:
         result = results["scale"]
         held = result.get("held") or {}
@@ -760,10 +932,16 @@ def table(results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="short runs (5 s, fewer connections)")
+    parser.add_argument("--quick", action="store_true", help="short runs (2 s, one round, fewer connections)")
     parser.add_argument("--only", action="append", help="run only these workloads")
-    parser.add_argument("--rounds", type=int, help="rounds per rate workload, alternating which client goes first (default 7; 1 with --quick)")
+    parser.add_argument("--rounds", type=int, help="rounds per rate workload and server, alternating which client goes first (default 3; 1 with --quick)")
+    parser.add_argument("--seconds", type=float, help="seconds per rate run (default 4; 2 with --quick)")
+    parser.add_argument("--servers", default="upstream,testserver", help="servers of the rate workloads, in order (default upstream,testserver)")
     parser.add_argument("--no-build", action="store_true")
+    parser.add_argument("--autogroup-nice", type=int, metavar="N",
+                        help="run the suite in a session of its own whose scheduler group has nice N (e.g. -10; negative needs root): "
+                             "on a machine busy with other work, the clients and servers then get their cores when they wake "
+                             "instead of queueing behind other sessions' processes (Linux autogroups share the CPU per session)")
     parser.add_argument("--wsfleet", type=Path, help="the wsfleet binary to measure (default target/release/wsfleet; implies --no-build)")
     parser.add_argument("--soak-minutes", type=float, help="how long the soak runs (default 30; 3 with --quick)")
     parser.add_argument("--soak-connections", type=int, help="connections the soak holds (default 20000; 2000 with --quick)")
@@ -772,6 +950,12 @@ def main():
     parser.add_argument("--soak-sample-every", type=float, help="seconds between samples (default 10; 5 with --quick)")
     parser.add_argument("--soak-warm-up", type=float, help="seconds before RSS must be flat (default: a fifth of the run, at least 60)")
     arguments = parser.parse_args()
+    if arguments.autogroup_nice is not None:
+        if os.getsid(0) != os.getpid():
+            # A new session is a new autogroup: its nice moves only this suite's processes.
+            os.execvp("setsid", ["setsid", "--wait", sys.executable, *sys.argv])
+        Path("/proc/self/autogroup").write_text(str(arguments.autogroup_nice))
+        log(f"autogroup: {Path('/proc/self/autogroup').read_text().strip()}")
     global WSFLEET
     if arguments.wsfleet:
         WSFLEET = arguments.wsfleet.resolve()
@@ -780,30 +964,49 @@ def main():
         subprocess.run(["cargo", "build", "--release", "-p", "wsfleet", "-p", "wsfleet-bench"], cwd=ROOT, check=True)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    seconds = 5 if arguments.quick else 20
-    rounds = arguments.rounds or (1 if arguments.quick else 7)
-    wanted = set(arguments.only or ["connect_rate", "idle", "echo", "scale", "controller"])
-    results = {"machine": {"cores": os.cpu_count(), "nofile": hard}, "seconds": seconds, "rounds": rounds, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    seconds = arguments.seconds or (2 if arguments.quick else 4)
+    seconds = int(seconds) if float(seconds).is_integer() else seconds
+    rounds = arguments.rounds or (1 if arguments.quick else 3)
+    servers = [name.strip() for name in arguments.servers.split(",") if name.strip()]
+    unknown = [name for name in servers if name not in SERVERS]
+    if unknown or not servers:
+        parser.error(f"--servers: unknown {', '.join(unknown) or 'empty list'}; choose from {', '.join(SERVERS)}")
+    wanted = set(arguments.only or ["connect_rate", "echo", "idle", "controller"])
+    if "echo" in wanted:
+        wanted |= {"echo_1", "echo_16", "fire"}
+    results = {"machine": {"cores": os.cpu_count(), "nofile": hard}, "seconds": seconds, "rounds": rounds,
+               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": git_commit(), "binary": str(WSFLEET),
+               "autogroup_nice": arguments.autogroup_nice, "load_average_at_start": os.getloadavg()}
+    if wanted & set(RATE_WORKLOADS) and "upstream" in servers:
+        UpstreamServer.binary, results["upstream"] = build_upstream_server()
+        results["upstream"] = f"{results['upstream']} examples/{UPSTREAM_EXAMPLE}.rs"
     with tempfile.TemporaryDirectory() as directory:
         if "connect_rate" in wanted:
             log("connect rate ...")
-            results["connect_rate"] = connect_rate(seconds, rounds)
-        if "echo" in wanted:
+            results["connect_rate"] = connect_rate(seconds, rounds, servers)
+        if "echo_1" in wanted:
             log("echo, 1 in flight ...")
-            results["echo_1"] = echo(seconds, 1, rounds)
+            results["echo_1"] = echo(seconds, 1, rounds, servers)
+        if "echo_16" in wanted:
             log("echo, 16 in flight ...")
-            results["echo_16"] = echo(seconds, 16, rounds)
+            results["echo_16"] = echo(seconds, 16, rounds, servers)
+        if "fire" in wanted:
             log("fire-and-count ...")
-            results["fire"] = fire(seconds, rounds)
+            results["fire"] = fire(seconds, rounds, servers)
         if "idle" in wanted:
             log("idle connections ...")
-            results["idle"] = idle(directory, seconds, [500, 2000] if arguments.quick else [1000, 5000, 15000])
+            results["idle"] = idle(directory, [500, 2000] if arguments.quick else [1000, 5000, 15000])
+            log("idle connections held by each server ...")
+            if "upstream" in servers and UpstreamServer.binary is None:
+                UpstreamServer.binary, results["upstream"] = build_upstream_server()
+                results["upstream"] = f"{results['upstream']} examples/{UPSTREAM_EXAMPLE}.rs"
+            results["idle_servers"] = idle_servers(500 if arguments.quick else 2000, servers)
         if "scale" in wanted:
             log("scale: many connections over several agents and servers ...")
             results["scale"] = scale(directory, 10000 if arguments.quick else 100000, 7, 6, "127.0.0.2-127.0.0.9", 10 if arguments.quick else 20)
         if "controller" in wanted:
             log("controller with simulated agents ...")
-            results["controller"] = controller(directory, seconds, 100 if arguments.quick else 1000)
+            results["controller"] = controller(directory, 5 if arguments.quick else 10, 100 if arguments.quick else 1000)
         if "soak" in wanted:
             minutes = arguments.soak_minutes or (3 if arguments.quick else 30)
             connections = arguments.soak_connections or (2000 if arguments.quick else 20000)

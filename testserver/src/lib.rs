@@ -53,8 +53,13 @@ pub struct Config {
     /// Bytes read from the socket at a time, allocated per connection. Default
     /// 4096: tungstenite's 128 KiB default would cost 12.8 GB at 100k connections.
     pub read_buffer_size: usize,
-    /// Bytes of outgoing frames buffered before a write; every reply is flushed
-    /// anyway, so this only batches the copies of `reply_count`. Default 4096.
+    /// Bytes of outgoing frames buffered before a write. Replies to the frames
+    /// read together are flushed together; this bounds how much of a batch
+    /// waits before tungstenite writes it out. Default 16 KiB: against a client
+    /// that never waits (fire-and-count), 4 KiB writes echoed 1.02-1.21M msg/s
+    /// and 16 KiB ones 1.08-1.94M in the same rounds. The buffer is empty until
+    /// a connection replies and grows only to its largest batch, so idle
+    /// connections do not pay for it.
     pub write_buffer_size: usize,
     /// Largest message (and frame) accepted, in bytes; a bigger one closes the
     /// connection with 1009. Default 16 MiB.
@@ -69,7 +74,7 @@ impl Default for Config {
             subprotocols: Vec::new(),
             tls: false,
             read_buffer_size: 4096,
-            write_buffer_size: 4096,
+            write_buffer_size: 16 * 1024,
             max_message_size: 16 << 20,
             reuse_port: false,
         }
@@ -101,10 +106,12 @@ impl Config {
                 format!("is {}; use 1 to {MAX_MESSAGE_SIZE_LIMIT} bytes", self.max_message_size),
             );
         }
-        // Every reply is flushed before the next read, so the write buffer never
-        // holds more than one reply; the bound only has to fit the largest one.
-        // A json reply embeds its request, re-serialized (numbers can grow), so
-        // allow twice the largest message plus room for control frames.
+        // tungstenite writes its buffer out once it holds more than
+        // `write_buffer_size`, and a feed waits while a write is blocked, so the
+        // buffer holds at most that plus one reply; the bound has to fit the
+        // largest reply. A json reply embeds its request, re-serialized (numbers
+        // can grow), so allow twice the largest message plus room for control
+        // frames.
         let max_write_buffer_size = self.write_buffer_size + 2 * self.max_message_size + (64 << 10);
         Ok(WebSocketConfig::default()
             .read_buffer_size(self.read_buffer_size)

@@ -6,8 +6,14 @@
 //! that as an [`Ending`]; [`Session::finish`] then carries it out with a bounded
 //! wait. Shutdown cancels `drive` at any await point and finishes with 1001, so
 //! every connection closes the same way whatever it was doing.
+//!
+//! Replies are batched: the loop answers every frame that is already readable
+//! (in tungstenite's read buffer or the socket's), and flushes once when the
+//! next read would wait, or after [`BATCH_LIMIT`] replies. A client that
+//! pipelines 16 messages gets its 16 echoes in one write, as from the upstream
+//! tokio-tungstenite echo example (`StreamExt::forward`), instead of 16 writes.
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +30,7 @@ use tracing::debug;
 use crate::json;
 use crate::modes::{Endpoint, Modes};
 use crate::rooms::{Membership, RoomMessage};
-use crate::stats::{Counters, OpenConnection};
+use crate::stats::{Counters, OpenConnection, Tally};
 use crate::transport::Transport;
 
 /// How long the server waits for the client's side of a close handshake, or for
@@ -41,6 +47,12 @@ static ZEROS: [u8; OVERSIZE_FRAGMENT_BYTES] = [0; OVERSIZE_FRAGMENT_BYTES];
 /// reserved data opcode 0x3, no mask, empty payload. Any RFC 6455 client must
 /// fail the connection on it.
 const MALFORMED_FRAME: [u8; 2] = [0b1111_0011, 0x00];
+
+/// Replies buffered before the loop flushes even though more frames are ready:
+/// keeps a client that never stops sending from delaying its echoes (and the
+/// counters) for long. tungstenite writes out every `write_buffer_size` bytes
+/// meanwhile, so this bounds the time between flushes, not the write size.
+const BATCH_LIMIT: u32 = 256;
 
 /// The reason sent with 1001 Going Away when the server shuts down.
 const GOING_AWAY_REASON: &str = "server shutting down";
@@ -103,14 +115,20 @@ impl Session {
     }
 
     /// The message loop. Cancel-safe at every await: a shutdown drops it mid-way
-    /// and tungstenite keeps any half-written frame in its buffer for the close.
+    /// and tungstenite keeps any half-written frame in its buffer for the close;
+    /// the counts of the batch are committed when `tally` drops.
     async fn drive<S: Transport>(
         &self,
         websocket: &mut WebSocketStream<S>,
         membership: &mut Option<Membership>,
     ) -> Ending {
+        let mut tally = Tally::new(&self.counters);
         if let Some(text) = &self.modes.send_on_open {
-            if let Err(error) = self.send_copies(websocket, Message::text(text.as_str()), 1).await {
+            let sent = self.send_copies(websocket, Message::text(text.as_str()), 1, &mut tally);
+            if let Err(error) = sent.await {
+                return ending_for_error(error);
+            }
+            if let Err(error) = flush(websocket, &mut tally).await {
                 return ending_for_error(error);
             }
         }
@@ -121,37 +139,53 @@ impl Session {
             return ending;
         }
         let mut received: u64 = 0;
+        // Replies fed to tungstenite since the last flush.
+        let mut unflushed: u32 = 0;
         loop {
-            let event = tokio::select! {
-                incoming = websocket.next() => Event::Incoming(incoming),
-                delivered = recv_from_room(membership) => Event::Room(delivered),
+            let event = if unflushed == 0 {
+                next_event(websocket, membership).await
+            } else {
+                // Answer what is already readable first; flush once the next
+                // read would wait (or the batch is long enough).
+                let ready = if unflushed < BATCH_LIMIT {
+                    next_event(websocket, membership).now_or_never()
+                } else {
+                    None
+                };
+                match ready {
+                    Some(event) => event,
+                    None => {
+                        if let Err(error) = flush(websocket, &mut tally).await {
+                            return ending_for_error(error);
+                        }
+                        unflushed = 0;
+                        continue;
+                    }
+                }
             };
-            match event {
+            let outcome = match event {
                 Event::Incoming(None) => return Ending::Gone,
                 Event::Incoming(Some(Err(error))) => return ending_for_error(error),
                 Event::Incoming(Some(Ok(Message::Close(_)))) => return Ending::ClosedByClient,
                 Event::Incoming(Some(Ok(message @ (Message::Text(_) | Message::Binary(_))))) => {
                     received += 1;
-                    self.counters.message_received(message.len());
-                    if let Err(error) = self.respond(websocket, message, membership.as_ref()).await {
-                        return ending_for_error(error);
-                    }
-                    if received == 1 {
-                        if let Err(error) = self.after_first_message(websocket).await {
-                            return ending_for_error(error);
-                        }
-                    }
-                    if let Some(ending) = self.scripted_ending(received) {
-                        return ending;
+                    tally.received(message.len());
+                    let outcome = self.respond(websocket, message, membership.as_ref(), &mut tally).await;
+                    unflushed += 1;
+                    if received == 1 && outcome.is_ok() {
+                        self.after_first_message(websocket, &mut tally).await
+                    } else {
+                        outcome
                     }
                 }
                 // Pings are answered by tungstenite on the next read or write.
-                Event::Incoming(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => {}
+                Event::Incoming(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => Ok(()),
                 Event::Room(Ok(delivered)) => {
                     if self.modes.echo_self || delivered.sender != self.id {
-                        if let Err(error) = self.send_copies(websocket, delivered.message, 1).await {
-                            return ending_for_error(error);
-                        }
+                        unflushed += 1;
+                        self.send_copies(websocket, delivered.message, 1, &mut tally).await
+                    } else {
+                        Ok(())
                     }
                 }
                 Event::Room(Err(RecvError::Lagged(skipped))) => {
@@ -160,34 +194,52 @@ impl Session {
                         session_id = self.id,
                         skipped, total, "slow broadcast client skipped messages"
                     );
+                    Ok(())
                 }
                 // The room's sender lives in `membership`, so this cannot
                 // happen; leaving the room keeps the loop from spinning on it.
-                Event::Room(Err(RecvError::Closed)) => *membership = None,
+                Event::Room(Err(RecvError::Closed)) => {
+                    *membership = None;
+                    Ok(())
+                }
+            };
+            if let Err(error) = outcome {
+                return ending_for_error(error);
+            }
+            if let Some(ending) = self.scripted_ending(received) {
+                // The message that reached the count is answered before the
+                // connection closes or drops.
+                if let Err(error) = flush(websocket, &mut tally).await {
+                    return ending_for_error(error);
+                }
+                return ending;
             }
         }
     }
 
     /// The reply to one data message: `reply_count` echoes, json replies, or
-    /// publications to the room, after `delay`.
+    /// publications to the room, after `delay`. Replies are fed, not flushed.
     async fn respond<S: Transport>(
         &self,
         websocket: &mut WebSocketStream<S>,
         message: Message,
         membership: Option<&Membership>,
+        tally: &mut Tally<'_>,
     ) -> Result<(), WsError> {
         if let Some(delay) = self.modes.delay {
+            // What is already answered leaves before the wait, as without a delay.
+            flush(websocket, tally).await?;
             tokio::time::sleep(delay).await;
         }
         let copies = self.modes.reply_count;
         match &self.endpoint {
-            Endpoint::Echo => self.send_copies(websocket, message, copies).await,
+            Endpoint::Echo => self.send_copies(websocket, message, copies, tally).await,
             Endpoint::Json => {
                 let reply = match &message {
                     Message::Text(text) => json::reply_to_text(text),
                     _ => json::reply_to_binary(),
                 };
-                self.send_copies(websocket, Message::text(reply), copies).await
+                self.send_copies(websocket, Message::text(reply), copies, tally).await
             }
             Endpoint::Broadcast { .. } => {
                 if let Some(membership) = membership {
@@ -203,14 +255,15 @@ impl Session {
         }
     }
 
-    /// Sends `copies` of a message with one flush. Each copy is counted once
-    /// tungstenite has taken it and before the flush, so a client never sees a
-    /// message the stats do not.
+    /// Feeds `copies` of a message to tungstenite without flushing. Each copy is
+    /// tallied once tungstenite has taken it; the tally reaches the counters
+    /// before the flush, so a client never sees a message the stats do not.
     async fn send_copies<S: Transport>(
         &self,
         websocket: &mut WebSocketStream<S>,
         message: Message,
         copies: u32,
+        tally: &mut Tally<'_>,
     ) -> Result<(), WsError> {
         if copies == 0 {
             return Ok(());
@@ -219,22 +272,26 @@ impl Session {
         for _ in 1..copies {
             // Cloning a message bumps a reference count; the payload is shared.
             websocket.feed(message.clone()).await?;
-            self.counters.message_sent(payload_len);
+            tally.sent(payload_len);
         }
         websocket.feed(message).await?;
-        self.counters.message_sent(payload_len);
-        websocket.flush().await
+        tally.sent(payload_len);
+        Ok(())
     }
 
     /// `oversize` and `malformed` happen once, after the first message's reply.
-    async fn after_first_message<S: Transport>(&self, websocket: &mut WebSocketStream<S>) -> Result<(), WsError> {
+    async fn after_first_message<S: Transport>(
+        &self,
+        websocket: &mut WebSocketStream<S>,
+        tally: &mut Tally<'_>,
+    ) -> Result<(), WsError> {
         if let Some(size) = self.modes.oversize {
-            self.send_oversize(websocket, size).await?;
+            self.send_oversize(websocket, size, tally).await?;
         }
         if self.modes.malformed {
             // Everything tungstenite buffered goes first, then the raw bytes
             // straight onto the transport, where tungstenite cannot refuse them.
-            websocket.flush().await?;
+            flush(websocket, tally).await?;
             let transport = websocket.get_mut();
             transport.write_all(&MALFORMED_FRAME).await?;
             transport.flush().await?;
@@ -243,8 +300,13 @@ impl Session {
     }
 
     /// One binary message of `size` zero bytes, as fragments of the static buffer.
-    async fn send_oversize<S: Transport>(&self, websocket: &mut WebSocketStream<S>, size: u64) -> Result<(), WsError> {
-        self.counters.message_sent(usize::try_from(size).unwrap_or(usize::MAX));
+    async fn send_oversize<S: Transport>(
+        &self,
+        websocket: &mut WebSocketStream<S>,
+        size: u64,
+        tally: &mut Tally<'_>,
+    ) -> Result<(), WsError> {
+        tally.sent(usize::try_from(size).unwrap_or(usize::MAX));
         let mut remaining = size;
         let mut opcode = OpCode::Data(Data::Binary);
         loop {
@@ -258,7 +320,7 @@ impl Session {
                 .feed(Message::Frame(Frame::message(payload, opcode, is_final)))
                 .await?;
             if is_final {
-                return websocket.flush().await;
+                return flush(websocket, tally).await;
             }
             opcode = OpCode::Data(Data::Continue);
         }
@@ -327,12 +389,21 @@ async fn fail<S: Transport>(websocket: &mut WebSocketStream<S>, frame: CloseFram
     let _ = tokio::io::copy(transport, &mut tokio::io::sink()).await;
 }
 
-/// The next room message, or never when the connection is in no room.
-async fn recv_from_room(membership: &mut Option<Membership>) -> Result<RoomMessage, RecvError> {
+/// The next message from the client or, in a room, from the room.
+async fn next_event<S: Transport>(websocket: &mut WebSocketStream<S>, membership: &mut Option<Membership>) -> Event {
     match membership {
-        Some(membership) => membership.recv().await,
-        None => std::future::pending().await,
+        None => Event::Incoming(websocket.next().await),
+        Some(membership) => tokio::select! {
+            incoming = websocket.next() => Event::Incoming(incoming),
+            delivered = membership.recv() => Event::Room(delivered),
+        },
     }
+}
+
+/// Commits the batch's counts, then writes out everything tungstenite holds.
+async fn flush<S: Transport>(websocket: &mut WebSocketStream<S>, tally: &mut Tally<'_>) -> Result<(), WsError> {
+    tally.commit();
+    websocket.flush().await
 }
 
 fn close_frame(code: u16, reason: Utf8Bytes) -> CloseFrame {

@@ -100,6 +100,52 @@ async fn stats_count_connections_and_messages_exactly() {
     );
 }
 
+/// Pipelined messages that arrive together are answered together: the 16
+/// echoes of 16 frames sent in one write leave in one write, so the client's
+/// first read after they start arriving holds all of them. (Answered one write
+/// each, the first read would usually hold only the first few.) The counts are
+/// exact once the client has seen the echoes.
+#[tokio::test]
+async fn pipelined_messages_are_answered_in_one_write() {
+    const IN_FLIGHT: usize = 16;
+    const ROUNDS: u64 = 20;
+    let server = start_default().await;
+    let (mut client, _) = connect(&server, "/echo").await;
+    let payload = "x".repeat(64);
+    // An unmasked server frame: 2 header bytes and the payload.
+    let echoes_len = IN_FLIGHT * (2 + payload.len());
+    let mut buffer = vec![0u8; 2 * echoes_len];
+    for round in 0..ROUNDS {
+        // The client's write buffer (128 KiB by default) holds all 16 until the flush.
+        for _ in 0..IN_FLIGHT {
+            client.feed(Message::text(payload.as_str())).await.expect("feed");
+        }
+        client.flush().await.expect("one write of 16 frames");
+        let tcp = client.get_ref();
+        let read = tokio::time::timeout(WAIT, async {
+            loop {
+                tcp.readable().await?;
+                match tcp.try_read(&mut buffer) {
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .expect("echoes within the wait")
+        .expect("read");
+        assert_eq!(read, echoes_len, "round {round}: the first read holds every echo");
+        for frame in buffer[..read].chunks(2 + payload.len()) {
+            assert_eq!(frame[..2], [0x81, 64]);
+            assert_eq!(&frame[2..], payload.as_bytes());
+        }
+    }
+    let sent = ROUNDS * IN_FLIGHT as u64;
+    let stats = server.stats();
+    assert_eq!((stats.messages_received, stats.messages_sent), (sent, sent));
+    assert_eq!(stats.payload_bytes_sent, sent * 64);
+}
+
 #[tokio::test]
 async fn the_first_offered_supported_subprotocol_is_selected() {
     let server = start(Config {

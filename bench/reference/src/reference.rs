@@ -1,10 +1,17 @@
 //! The reference client: the smallest correct tokio-tungstenite program doing a benchmark
 //! workload, with no scenario, metrics or gRPC, so the report can state wsfleet's overhead as
-//! a ratio measured in the same run. It uses the same buffer sizes as the agent (4 KiB read
-//! buffer) and a single-threaded runtime, like one agent worker. Prints one JSON line.
+//! a ratio measured in the same run. Prints one JSON line.
+//!
+//! It is built to be hard to beat, so that a ratio above 1 means wsfleet is fast rather than
+//! the reference slow: one thread (a current-thread runtime), a 4 KiB read buffer like the
+//! agent's, and every batch of frames written at once: the frames of a round (echo) or of a
+//! batch (fire) are fed into tungstenite's write buffer and leave in one write at the flush.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -52,15 +59,22 @@ enum Workload {
     Fire {
         #[arg(long, default_value_t = 100)]
         connections: usize,
+        /// Messages fed before each flush (one write each batch).
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
         #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
         duration: Duration,
     },
 }
 
+/// Frames wait in tungstenite's write buffer until the flush, or until it holds this many
+/// bytes: a round of 16 echoes (16 x 70 bytes) or a fire batch of 64 leaves in one write.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
 fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
 }
 
 async fn open(url: &str, address: &str) -> anyhow::Result<tokio_tungstenite::WebSocketStream<TcpStream>> {
@@ -182,9 +196,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 serde_json::json!({"workload": "echo", "in_flight": in_flight, "messages": count, "seconds": seconds, "rate": count as f64 / seconds})
             );
         }
-        Workload::Fire { connections, duration } => {
-            let sent = Arc::new(AtomicU64::new(0));
-            let echoed = Arc::new(AtomicU64::new(0));
+        Workload::Fire {
+            connections,
+            batch,
+            duration,
+        } => {
+            let sent = Rc::new(Cell::new(0u64));
+            let echoed = Rc::new(Cell::new(0u64));
             let payload = Message::text("x".repeat(64));
             let mut sockets = Vec::with_capacity(connections);
             for _ in 0..connections {
@@ -194,36 +212,113 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let deadline = started + duration;
             let mut tasks = Vec::new();
             for socket in sockets {
-                let (mut write, mut read) = socket.split();
-                let (sent, payload) = (sent.clone(), payload.clone());
+                let (sent, echoed, payload) = (sent.clone(), echoed.clone(), payload.clone());
                 tasks.push(tokio::task::spawn_local(async move {
-                    while Instant::now() < deadline {
-                        if write.send(payload.clone()).await.is_err() {
-                            return;
-                        }
-                        sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let _ = write.close().await;
-                }));
-                let echoed = echoed.clone();
-                tasks.push(tokio::task::spawn_local(async move {
-                    while let Some(Ok(message)) = read.next().await {
-                        if message.is_text() {
-                            echoed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                    let counts = fire(socket, payload, batch.max(1), deadline).await;
+                    sent.set(sent.get() + counts.sent);
+                    echoed.set(echoed.get() + counts.echoed);
                 }));
             }
             for task in tasks {
                 let _ = task.await;
             }
             let seconds = started.elapsed().as_secs_f64();
-            let count = echoed.load(Ordering::Relaxed);
+            let count = echoed.get();
             println!(
                 "{}",
-                serde_json::json!({"workload": "fire", "sent": sent.load(Ordering::Relaxed), "messages": count, "seconds": seconds, "rate": count as f64 / seconds})
+                serde_json::json!({"workload": "fire", "sent": sent.get(), "batch": batch, "messages": count, "seconds": seconds, "rate": count as f64 / seconds})
             );
         }
     }
     Ok(())
+}
+
+#[derive(Default)]
+struct FireCounts {
+    sent: u64,
+    echoed: u64,
+}
+
+/// What a fire connection is doing besides reading.
+enum FirePhase {
+    /// Feeding batches and flushing them, until the deadline.
+    Sending,
+    /// Sending the close frame.
+    Closing,
+    /// Reading the last echoes until the server's close.
+    Draining,
+}
+
+/// One fire-and-count connection as one task, with no lock between reader and writer: each
+/// poll first reads every frame that is readable (counting the echoes), then, while sending,
+/// feeds `batch` messages and flushes them in one write. It yields after each batch so the
+/// other connections get their turn, and reads while a write waits for the socket (the server
+/// blocks writing echoes to a client that does not read, and then stops reading).
+async fn fire(
+    mut socket: tokio_tungstenite::WebSocketStream<TcpStream>,
+    payload: Message,
+    batch: usize,
+    deadline: Instant,
+) -> FireCounts {
+    let mut counts = FireCounts::default();
+    let mut phase = FirePhase::Sending;
+    let mut unflushed = false;
+    std::future::poll_fn(|cx| loop {
+        loop {
+            match socket.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(message))) => {
+                    if message.is_text() {
+                        counts.echoed += 1;
+                    }
+                }
+                Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(()),
+                Poll::Pending => break,
+            }
+        }
+        match phase {
+            FirePhase::Sending => {
+                if unflushed {
+                    match socket.poll_flush_unpin(cx) {
+                        Poll::Ready(Ok(())) => unflushed = false,
+                        Poll::Ready(Err(_)) => return Poll::Ready(()),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                if Instant::now() >= deadline {
+                    phase = FirePhase::Closing;
+                    continue;
+                }
+                for _ in 0..batch {
+                    match socket.poll_ready_unpin(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(_)) => return Poll::Ready(()),
+                        Poll::Pending => break,
+                    }
+                    if socket.start_send_unpin(payload.clone()).is_err() {
+                        return Poll::Ready(());
+                    }
+                    counts.sent += 1;
+                }
+                unflushed = true;
+                match socket.poll_flush_unpin(cx) {
+                    Poll::Ready(Ok(())) => {
+                        unflushed = false;
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            FirePhase::Closing => match socket.poll_close_unpin(cx) {
+                Poll::Ready(Ok(())) => phase = FirePhase::Draining,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            },
+            // The reads above end the task at the server's close.
+            FirePhase::Draining => return Poll::Pending,
+        }
+    })
+    .await;
+    counts
 }
