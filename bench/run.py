@@ -94,6 +94,19 @@ def rss_bytes(pid):
     return 0
 
 
+def settled_rss(pids, reads=3, gap=0.15):
+    """Each process's RSS as the median of `reads` reads `gap` seconds apart, and the largest
+    read: a buffer that lives for a few milliseconds (a report being decoded, a request being
+    answered) reads as working memory of that moment in one read, not as what the process holds."""
+    values = [[] for _ in pids]
+    for read in range(reads):
+        if read:
+            time.sleep(gap)
+        for index, pid in enumerate(pids):
+            values[index].append(rss_bytes(pid))
+    return [sorted(reads_of)[len(reads_of) // 2] for reads_of in values], [max(reads_of) for reads_of in values]
+
+
 def children_of(pid):
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as children:
@@ -758,6 +771,10 @@ def soak(directory, connections, minutes, agents, servers, sources, message_ever
                 time.sleep(min(0.5, next_sample - now))
                 continue
             next_sample += sample_every
+            # Memory first: the status request below makes the controller build an answer, whose
+            # buffers would otherwise be read as what it holds.
+            processes = [*agent_processes, controller, *server_processes]
+            settled, largest = settled_rss([process.pid for process in processes])
             try:
                 status = http_json(f"http://127.0.0.1:{api}/api/status")
             except OSError:
@@ -769,9 +786,10 @@ def soak(directory, connections, minutes, agents, servers, sources, message_ever
                     "seconds": round(now - started, 1),
                     "active_connections": (last.get("gauges") or {}).get("active_connections", 0),
                     "servers_open_connections": sum(http_json(f"http://127.0.0.1:{port}/stats")["open_connections"] for port in ports),
-                    "agents_rss": [rss_bytes(process.pid) for process in agent_processes],
-                    "controller_rss": rss_bytes(controller.pid),
-                    "servers_rss": [rss_bytes(process.pid) for process in server_processes],
+                    "agents_rss": settled[:agents],
+                    "controller_rss": settled[agents],
+                    "controller_rss_largest_read": largest[agents],
+                    "servers_rss": settled[agents + 1:],
                     "history_bytes": history_bytes(data_dir),
                     "history_files_bytes": directory_bytes(data_dir),
                 }
@@ -794,6 +812,8 @@ def soak(directory, connections, minutes, agents, servers, sources, message_ever
         agents_flat = [flatness([(sample["seconds"], sample["agents_rss"][index]) for sample in steady], tolerance) for index in range(agents)]
         fleet_flat = flatness([(sample["seconds"], sum(sample["agents_rss"])) for sample in steady], tolerance)
         controller_flat = flatness([(sample["seconds"], sample["controller_rss"]) for sample in steady], tolerance)
+        # The same with each sample's largest read: how far the working memory of a moment goes.
+        controller_largest = flatness([(sample["seconds"], sample["controller_rss_largest_read"]) for sample in steady], tolerance)
         servers_flat = flatness([(sample["seconds"], sum(sample["servers_rss"])) for sample in steady], tolerance)
         history_slope = linear_slope([(sample["seconds"], sample["history_bytes"]) for sample in steady])
         steady_span = steady[-1]["seconds"] - steady[0]["seconds"] if len(steady) > 1 else 0
@@ -817,6 +837,7 @@ def soak(directory, connections, minutes, agents, servers, sources, message_ever
             "agents_rss": agents_flat,
             "agents_rss_total": fleet_flat,
             "controller_rss": controller_flat,
+            "controller_rss_largest_read": controller_largest,
             "servers_rss_total": servers_flat,
             "rss_flat": all(entry["flat"] for entry in agents_flat) and controller_flat["flat"],
             "history_first_mb": round(samples[0]["history_bytes"] / 1e6, 2) if samples else None,
@@ -922,7 +943,9 @@ def table(results):
             f"{result['steady_samples']} samples over {result['steady_seconds']} s after a {result['warm_up_seconds']} s warm-up: "
             f"RSS {'flat' if result['rss_flat'] else 'NOT flat'} within 2%: agents "
             + ", ".join(rss(entry) for entry in result["agents_rss"])
-            + f"; controller {rss(result['controller_rss'])}; history {result['history_first_mb']} MB at start, "
+            + f"; controller {rss(result['controller_rss'])}"
+            + (f" (largest reads: {rss(result['controller_rss_largest_read'])})" if "controller_rss_largest_read" in result else "")
+            + f"; history {result['history_first_mb']} MB at start, "
             f"{result['history_final_mb']} MB at the end (summary and report included), growing "
             f"{result['history_growth_mb_per_hour']} MB/h while steady ({result['history_intervals']} intervals stored, "
             f"{result['history_bytes_per_interval']} bytes of JSON each)"
