@@ -18,9 +18,7 @@ fn every_endpoint_answers_as_documented() {
     let fleet = Fleet::start(2, &["--api-token", TOKEN]);
     let port = fleet.http_port;
     let token = Some(TOKEN);
-    fleet.wait_status(token, Duration::from_secs(20), "two agents", |status| {
-        status["agents"].as_array().unwrap().len() == 2
-    });
+    fleet.wait_agents(token, 2);
 
     // The token is required, by header or query.
     let (code, body) = http("GET", port, "/api/status", None, None);

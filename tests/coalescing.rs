@@ -18,12 +18,7 @@ const IN_FLIGHT: u64 = 16;
 /// counts.
 fn pipelined_echo(flush: &str) -> (serde_json::Value, wsfleet_testserver::Stats) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let server = runtime
-        .block_on(wsfleet_testserver::TestServer::start(
-            "127.0.0.1:0".parse().unwrap(),
-            wsfleet_testserver::Config::default(),
-        ))
-        .unwrap();
+    let server = test_server(&runtime);
     let sends = "        - send: { text: '0123456789abcdef' }\n".repeat(IN_FLIGHT as usize);
     let receives = "        - receive: { timeout: 5s }\n".repeat(IN_FLIGHT as usize);
     let scenario = format!(

@@ -37,16 +37,9 @@ fn ctl(fleet: &Fleet, args: &[&str]) -> std::process::Output {
 #[test]
 fn the_operator_steers_a_run_and_the_test_server_counts_every_change_exactly() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let server = runtime
-        .block_on(wsfleet_testserver::TestServer::start(
-            "127.0.0.1:0".parse().unwrap(),
-            wsfleet_testserver::Config::default(),
-        ))
-        .unwrap();
+    let server = test_server(&runtime);
     let fleet = Fleet::start(2, &[]);
-    fleet.wait_status(None, Duration::from_secs(20), "two agents", |status| {
-        status["agents"].as_array().is_some_and(|agents| agents.len() == 2)
-    });
+    fleet.wait_agents(None, 2);
     // Each VU keeps one connection for the whole run: the server's open connections are the
     // fleet's VUs.
     let scenario = format!(
@@ -234,16 +227,9 @@ steps:
 #[test]
 fn an_open_parts_rate_changes_and_one_part_stops_while_the_other_goes_on() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let server = runtime
-        .block_on(wsfleet_testserver::TestServer::start(
-            "127.0.0.1:0".parse().unwrap(),
-            wsfleet_testserver::Config::default(),
-        ))
-        .unwrap();
+    let server = test_server(&runtime);
     let fleet = Fleet::start(2, &[]);
-    fleet.wait_status(None, Duration::from_secs(20), "two agents", |status| {
-        status["agents"].as_array().is_some_and(|agents| agents.len() == 2)
-    });
+    fleet.wait_agents(None, 2);
     // `steady` holds 2 connections for the whole run; each `arrivals` VU opens one, echoes once
     // and closes.
     let address = server.local_addr();
@@ -352,16 +338,9 @@ scenarios:
 #[test]
 fn a_drained_agents_share_moves_to_the_others_exactly() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let server = runtime
-        .block_on(wsfleet_testserver::TestServer::start(
-            "127.0.0.1:0".parse().unwrap(),
-            wsfleet_testserver::Config::default(),
-        ))
-        .unwrap();
+    let server = test_server(&runtime);
     let fleet = Fleet::start(2, &[]);
-    fleet.wait_status(None, Duration::from_secs(20), "two agents", |status| {
-        status["agents"].as_array().is_some_and(|agents| agents.len() == 2)
-    });
+    fleet.wait_agents(None, 2);
     let scenario = format!(
         "name: drained
 load: {{ vus: 6, duration: 120s, graceful_stop: 5s }}

@@ -81,9 +81,7 @@ fn dashboard_shows_live_figures_steers_and_stops_the_run() {
     };
     let fleet = Fleet::start(2, &[]);
     let port = fleet.http_port;
-    fleet.wait_status(None, Duration::from_secs(20), "two agents", |status| {
-        status["agents"].as_array().unwrap().len() == 2
-    });
+    fleet.wait_agents(None, 2);
     let request = serde_json::json!({ "scenario": LONG_SCENARIO }).to_string();
     assert_eq!(http("POST", port, "/api/runs", None, Some(&request)).0, 202);
     fleet.wait_status(None, Duration::from_secs(30), "live figures", |status| {

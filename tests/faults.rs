@@ -23,12 +23,7 @@ fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) 
 #[test]
 fn killed_controller_stops_the_load_and_its_run_is_kept_as_interrupted() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let server = runtime
-        .block_on(wsfleet_testserver::TestServer::start(
-            "127.0.0.1:0".parse().unwrap(),
-            wsfleet_testserver::Config::default(),
-        ))
-        .unwrap();
+    let server = test_server(&runtime);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let scenario = write(
@@ -86,9 +81,7 @@ fn killed_controller_stops_the_load_and_its_run_is_kept_as_interrupted() {
 #[test]
 fn a_killed_agent_is_marked_lost_and_the_run_completes_with_what_it_reported() {
     let mut fleet = Fleet::start(3, &[]);
-    fleet.wait_status(None, Duration::from_secs(20), "three agents", |status| {
-        status["agents"].as_array().unwrap().len() == 3
-    });
+    fleet.wait_agents(None, 3);
     let scenario = "name: survivors
 testserver: { port: 0 }
 load: { vus: 6, duration: 6s, graceful_stop: 2s }

@@ -84,16 +84,9 @@ steps:
 #[test]
 fn closed_ramp_holds_its_target_as_the_test_server_counts() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let server = runtime
-        .block_on(wsfleet_testserver::TestServer::start(
-            "127.0.0.1:0".parse().unwrap(),
-            wsfleet_testserver::Config::default(),
-        ))
-        .unwrap();
+    let server = test_server(&runtime);
     let fleet = Fleet::start(3, &[]);
-    fleet.wait_status(None, Duration::from_secs(20), "three agents", |status| {
-        status["agents"].as_array().unwrap().len() == 3
-    });
+    fleet.wait_agents(None, 3);
     let scenario = format!(
         "name: ramp
 load:
@@ -219,12 +212,7 @@ fn connections_by_source(port: u16) -> std::collections::BTreeMap<String, usize>
 #[test]
 fn an_agent_spreads_its_connections_over_its_source_addresses() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let server = runtime
-        .block_on(wsfleet_testserver::TestServer::start(
-            "127.0.0.1:0".parse().unwrap(),
-            wsfleet_testserver::Config::default(),
-        ))
-        .unwrap();
+    let server = test_server(&runtime);
     let port = server.local_addr().port();
     let dir = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();

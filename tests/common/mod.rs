@@ -125,6 +125,17 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
+/// A test server with its default settings on 127.0.0.1, at a port the kernel picks, served by
+/// `runtime`.
+pub fn test_server(runtime: &tokio::runtime::Runtime) -> wsfleet_testserver::TestServer {
+    runtime
+        .block_on(wsfleet_testserver::TestServer::start(
+            "127.0.0.1:0".parse().expect("an address"),
+            wsfleet_testserver::Config::default(),
+        ))
+        .expect("the test server starts")
+}
+
 /// A controller with `agents` local agent processes attached, its HTTP API on a known port.
 pub struct Fleet {
     pub controller: std::process::Child,
@@ -170,6 +181,13 @@ impl Fleet {
             http_port,
             data,
         }
+    }
+
+    /// Waits until `count` agents are attached.
+    pub fn wait_agents(&self, token: Option<&str>, count: usize) {
+        self.wait_status(token, Duration::from_secs(20), &format!("{count} agents"), |status| {
+            status["agents"].as_array().is_some_and(|agents| agents.len() == count)
+        });
     }
 
     /// Waits until `condition` holds for /api/status.
