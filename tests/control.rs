@@ -20,6 +20,29 @@ fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) 
 }
 
 /// `POST /api/runs/current/control` with `body`: the status and the answer.
+/// Stops the active run, waits until it ended and the test server saw every connection close,
+/// and returns the run's summary as the history keeps it.
+fn stop_and_read_summary(fleet: &Fleet, server: &wsfleet_testserver::TestServer) -> serde_json::Value {
+    let (status, _) = http("POST", fleet.http_port, "/api/runs/current/stop", None, None);
+    assert_eq!(status, 202);
+    let status = fleet.wait_status(None, Duration::from_secs(30), "the run to end", |status| {
+        status["active_run"].is_null() && status["run"]["running"] == false
+    });
+    let run_id = status["run"]["run_id"].as_str().unwrap().to_owned();
+    wait_until(Duration::from_secs(10), "every connection closed", || {
+        server.stats().open_connections == 0
+    });
+    let (code, body) = http(
+        "GET",
+        fleet.http_port,
+        &format!("/api/runs/{run_id}/summary.json"),
+        None,
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
 fn control(fleet: &Fleet, body: &str) -> (u16, serde_json::Value) {
     let (status, text) = http("POST", fleet.http_port, "/api/runs/current/control", None, Some(body));
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
@@ -305,24 +328,7 @@ scenarios:
     assert!(status["active_run"].is_string());
 
     // Then the whole run.
-    let (status, _) = http("POST", fleet.http_port, "/api/runs/current/stop", None, None);
-    assert_eq!(status, 202);
-    let status = fleet.wait_status(None, Duration::from_secs(30), "the run to end", |status| {
-        status["active_run"].is_null() && status["run"]["running"] == false
-    });
-    let run_id = status["run"]["run_id"].as_str().unwrap().to_owned();
-    wait_until(Duration::from_secs(10), "every connection closed", || {
-        server.stats().open_connections == 0
-    });
-    let (code, body) = http(
-        "GET",
-        fleet.http_port,
-        &format!("/api/runs/{run_id}/summary.json"),
-        None,
-        None,
-    );
-    assert_eq!(code, 200, "{body}");
-    let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let summary = stop_and_read_summary(&fleet, &server);
     let stats = server.stats();
     assert_eq!(counter(&summary, "connections_opened"), stats.total_connections);
     assert_eq!(counter(&summary, "messages_sent"), stats.messages_received);
@@ -401,24 +407,7 @@ steps:
     assert_eq!(server.stats().open_connections, 6);
     assert_eq!(server.stats().total_connections, 9);
 
-    let (status, _) = http("POST", fleet.http_port, "/api/runs/current/stop", None, None);
-    assert_eq!(status, 202);
-    let status = fleet.wait_status(None, Duration::from_secs(30), "the run to end", |status| {
-        status["active_run"].is_null() && status["run"]["running"] == false
-    });
-    let run_id = status["run"]["run_id"].as_str().unwrap().to_owned();
-    wait_until(Duration::from_secs(10), "every connection closed", || {
-        server.stats().open_connections == 0
-    });
-    let (code, body) = http(
-        "GET",
-        fleet.http_port,
-        &format!("/api/runs/{run_id}/summary.json"),
-        None,
-        None,
-    );
-    assert_eq!(code, 200, "{body}");
-    let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let summary = stop_and_read_summary(&fleet, &server);
     let stats = server.stats();
     assert_eq!(counter(&summary, "connections_opened"), 9);
     assert_eq!(counter(&summary, "messages_sent"), stats.messages_received);
