@@ -584,20 +584,31 @@ def start_fleet(directory, name, scenario, agents, sources):
     return api, out, data_dir, controller, agent_processes
 
 
+def spawn_test_servers(count):
+    """`count` wsfleet test servers, one free port each: their ports and processes."""
+    ports = [free_port() for _ in range(count)]
+    processes = [
+        subprocess.Popen([str(WSFLEET), "testserver", "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for port in ports
+    ]
+    return ports, processes
+
+
+def write_server_feed(path, ports):
+    """A data feed (CSV, column `url`) with each test server's echo URL."""
+    path.write_text("url\n" + "".join(f"ws://127.0.0.1:{port}/echo\n" for port in ports))
+
+
 def scale(directory, connections, agents, servers, sources, hold):
     """Workload 4: `connections` held at once by `agents` agent processes attached to one
     controller, against `servers` test-server processes (one port each; a data feed spreads VUs
     over them), the agents spreading their connections over the `sources` local addresses. The
     controller's active-connection count must equal the servers' own counts."""
-    ports = [free_port() for _ in range(servers)]
-    server_processes = [
-        subprocess.Popen([str(WSFLEET), "testserver", "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for port in ports
-    ]
+    ports, server_processes = spawn_test_servers(servers)
     controller = agent_processes = None
     try:
         wait_for_test_servers(ports)
-        (Path(directory) / "servers.csv").write_text("url\n" + "".join(f"ws://127.0.0.1:{port}/echo\n" for port in ports))
+        write_server_feed(Path(directory) / "servers.csv", ports)
         scenario = scenario_file(
             directory,
             "scale",
@@ -737,15 +748,11 @@ def soak(directory, connections, minutes, agents, servers, sources, message_ever
     (and while every connection is held), RSS must stay within +-2% of its mean; the history's
     growth is reported per hour."""
     seconds = int(minutes * 60)
-    ports = [free_port() for _ in range(servers)]
-    server_processes = [
-        subprocess.Popen([str(WSFLEET), "testserver", "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for port in ports
-    ]
+    ports, server_processes = spawn_test_servers(servers)
     controller = agent_processes = None
     try:
         wait_for_test_servers(ports)
-        (Path(directory) / "soak-servers.csv").write_text("url\n" + "".join(f"ws://127.0.0.1:{port}/echo\n" for port in ports))
+        write_server_feed(Path(directory) / "soak-servers.csv", ports)
         # One iteration per VU that lasts the whole run: connect once, then a message and its
         # echo every `message_every` seconds until the end.
         scenario = scenario_file(
