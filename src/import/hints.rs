@@ -66,10 +66,13 @@ pub fn in_message(text: &str) -> Vec<Hint> {
 
 /// The hints for one named value (a query parameter, a header, a form field).
 pub fn in_value(at: &str, key: &str, value: &str) -> Vec<Hint> {
-    let mut found = in_text(at, value);
-    if found.is_empty() {
+    let found = in_text(at, value);
+    // A credential's name says more than a part of its value (`tok-4f1c...` is a token, not a
+    // hash), unless the whole value has a known shape (a JWT).
+    let whole = found.len() == 1 && found[0].value == value;
+    if (found.is_empty() || (SECRET_KEY.is_match(key) && !whole)) && !value.is_empty() {
         if let Some(hint) = by_key(at, key, value, false) {
-            found.push(hint);
+            return vec![hint];
         }
     }
     found
@@ -89,15 +92,7 @@ fn walk(value: &serde_json::Value, pointer: &str, key: Option<&str>, found: &mut
                 walk(item, &format!("{pointer}/{index}"), key, found);
             }
         }
-        Value::String(text) => {
-            let before = found.len();
-            found.extend(in_text(pointer, text));
-            if found.len() == before {
-                if let Some(key) = key {
-                    found.extend(by_key(pointer, key, text, false));
-                }
-            }
-        }
+        Value::String(text) => found.extend(in_value(pointer, key.unwrap_or(""), text)),
         Value::Number(number) => {
             let text = number.to_string();
             let before = found.len();
@@ -247,12 +242,16 @@ mod tests {
         );
         assert_eq!(kinds(&in_value("?user", "user", "ann")), vec![]);
         assert_eq!(
+            kinds(&in_value("/token", "token", "tok-4f1c2a9be77d40a1")),
+            vec![("/token".to_owned(), "a credential or session value")]
+        );
+        assert_eq!(
             kinds(&in_value("?token", "token", "s3cr3t")),
             vec![("?token".to_owned(), "a credential or session value")]
         );
         assert_eq!(
-            kinds(&in_value("Cookie", "cookie", "sid=Q2x1c3RlcjpBQkNERUZHSElKS0xNTk9Q")),
-            vec![("Cookie".to_owned(), "a token")]
+            kinds(&in_value("X-Trace", "x-trace", "sid=Q2x1c3RlcjpBQkNERUZHSElKS0xNTk9Q")),
+            vec![("X-Trace".to_owned(), "a token")]
         );
     }
 }

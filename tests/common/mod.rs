@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod junit;
 pub mod proxy;
 pub mod python;
