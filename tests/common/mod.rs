@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod brokers;
 pub mod junit;
 pub mod proxy;
 pub mod python;
