@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod brokers;
 pub mod browser;
 pub mod junit;
 pub mod proxy;
