@@ -45,6 +45,18 @@ pub enum SeekEnd {
     Unfinished,
 }
 
+impl SeekEnd {
+    /// The word the summary uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            SeekEnd::Found => "found",
+            SeekEnd::MaxReached => "max_reached",
+            SeekEnd::NoPassingStep => "no_passing_step",
+            SeekEnd::Unfinished => "unfinished",
+        }
+    }
+}
+
 /// One step of a seek, judged.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SeekStepSummary {
