@@ -310,6 +310,7 @@ mod tests {
             step: 10.0,
             max: 100.0,
             interval_seconds: 2,
+            warmup_seconds: 0,
             refine: 1,
             end: wsfleet_controller::run::seek::SeekEnd::Found,
             found: Some(10.0),
