@@ -62,6 +62,7 @@ fn print_future_sizes() {
         lag: Duration::ZERO,
         receive_timer: None,
         recent: None,
+        http: None,
     };
     let steps = &env.scenario.parts[0].steps;
     let play = vu.play(steps, 0);
