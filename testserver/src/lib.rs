@@ -18,6 +18,7 @@ mod handshake;
 mod http;
 mod json;
 mod modes;
+mod overload;
 mod rooms;
 mod server;
 mod session;
