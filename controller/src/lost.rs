@@ -132,6 +132,7 @@ mod tests {
             graceful_stop: Duration::from_secs(1),
             max_duration: Duration::from_secs(60),
             on_agent_lost: LostAgentPolicy::Redistribute,
+            on_agent_joined: Default::default(),
         }
     }
 

@@ -7,6 +7,9 @@
 //! at the end of the sequence, and each agent's part stays within one VU of its weighted quota.
 
 pub mod control;
+pub mod join;
+
+pub use join::JoinedAgentPolicy;
 pub mod reshare;
 pub mod seek;
 
@@ -24,6 +27,8 @@ pub struct LoadPlan {
     pub max_duration: Duration,
     /// What the run does when an agent is lost while it plays.
     pub on_agent_lost: LostAgentPolicy,
+    /// What the run does when an agent attaches while it plays.
+    pub on_agent_joined: JoinedAgentPolicy,
 }
 
 /// A run's answer to losing an agent (`load.on_agent_lost`).
@@ -239,6 +244,8 @@ pub enum SplitError {
     NoSurvivors,
     #[error("a takeover names agent {agent}, which is not in the fleet of {agents} or was lost before")]
     BadTakeover { agent: usize, agents: usize },
+    #[error("a join names agent {agent} with weight {weight}, but the next agent to join is {expected} and it must weigh more than zero")]
+    BadJoin { agent: usize, expected: usize, weight: f64 },
 }
 
 /// Integer weights (parts per million) so every agent computes the same sequence.
@@ -352,6 +359,7 @@ mod tests {
             graceful_stop: Duration::from_secs(1),
             max_duration: Duration::from_secs(60),
             on_agent_lost: LostAgentPolicy::Continue,
+            on_agent_joined: Default::default(),
         };
         assert_eq!(plan.fleet_target_at(Duration::from_secs(5)), 50);
         assert_eq!(plan.fleet_target_at(Duration::from_secs(15)), 100);
@@ -378,6 +386,7 @@ mod tests {
             graceful_stop: Duration::from_secs(1),
             max_duration: Duration::from_secs(60),
             on_agent_lost: LostAgentPolicy::Continue,
+            on_agent_joined: Default::default(),
         }
     }
 

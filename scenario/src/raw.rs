@@ -187,6 +187,8 @@ pub struct RawLoad {
     pub pacing: Option<String>,
     /// What the run does when an agent is lost: `continue`, `redistribute` or `abort`.
     pub on_agent_lost: Option<String>,
+    /// What the run does when an agent attaches while it plays: `wait` or `take_share`.
+    pub on_agent_joined: Option<String>,
     /// `model: seek`: how the load steps up and is refined.
     pub seek: Option<RawSeek>,
 }

@@ -633,3 +633,27 @@ steps:
     assert_eq!(problem.field, "flush");
     assert_eq!(problem.location.map(|l| l.line), Some(1));
 }
+
+#[test]
+fn joined_agent_policy_defaults_to_wait_and_an_unknown_one_is_located() {
+    assert_eq!(
+        compile(ECHO).unwrap().plan().on_agent_joined,
+        plan::JoinedAgentPolicy::Wait
+    );
+    let source = ECHO.replace(
+        "load: { vus: 2, iterations: 1 }",
+        "load: { vus: 2, duration: 5s, on_agent_joined: take_share }",
+    );
+    assert_eq!(
+        compile(&source).unwrap().plan().on_agent_joined,
+        plan::JoinedAgentPolicy::TakeShare
+    );
+    let problem = only_problem(&ECHO.replace(
+        "load: { vus: 2, iterations: 1 }",
+        "load:\n  vus: 2\n  iterations: 1\n  on_agent_joined: take_shar",
+    ));
+    assert_eq!(problem.field, "load.on_agent_joined");
+    assert_eq!(problem.location, Some(Location { line: 6, column: 20 }));
+    assert!(problem.message.contains("unknown joined-agent policy `take_shar`"), "{}", problem.message);
+    assert!(problem.hint.unwrap_or_default().contains("did you mean `take_share`?"));
+}

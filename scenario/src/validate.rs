@@ -243,7 +243,7 @@ fn part_name_prefix(name: Option<&str>, part_names: &mut Vec<String>, problems: 
     format!("{name}.")
 }
 
-/// Every part of a run follows the first part's lost-agent policy.
+/// Every part of a run follows the first part's lost-agent and joined-agent policies.
 fn check_one_lost_agent_policy(parts: &[Part], problems: &mut Problems<'_>) {
     let Some(first) = parts.first() else { return };
     let policy = first.plan.on_agent_lost;
@@ -253,6 +253,13 @@ fn check_one_lost_agent_policy(parts: &[Part], problems: &mut Problems<'_>) {
                 &format!("scenarios[{index}].load.on_agent_lost"),
                 "every scenario of a run follows one lost-agent policy",
                 Some("give all of them the same `on_agent_lost`".into()),
+            );
+        }
+        if part.plan.on_agent_joined != first.plan.on_agent_joined {
+            problems.add(
+                &format!("scenarios[{index}].load.on_agent_joined"),
+                "every scenario of a run follows one joined-agent policy",
+                Some("give all of them the same `on_agent_joined`".into()),
             );
         }
     }

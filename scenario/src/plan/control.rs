@@ -442,6 +442,7 @@ mod tests {
             graceful_stop: Duration::from_secs(1),
             max_duration: Duration::from_secs(600),
             on_agent_lost: LostAgentPolicy::Continue,
+            on_agent_joined: Default::default(),
         }
     }
 
@@ -575,6 +576,7 @@ mod tests {
             graceful_stop: secs(1.0),
             max_duration: secs(60.0),
             on_agent_lost: LostAgentPolicy::Continue,
+            on_agent_joined: Default::default(),
         };
         let steered = SteeredPlan::new(
             &plan,

@@ -1,9 +1,12 @@
 //! Moving a lost agent's share of a run to the agents that survive it (`load.on_agent_lost:
-//! redistribute`), exactly, with VU numbers that stay unique.
+//! redistribute`), and giving an agent that joined the run a share of it (`load.on_agent_joined:
+//! take_share`, or the operator's `add_agent`), exactly, with VU numbers that stay unique.
 //!
-//! A [`Takeover`] names the agents lost and the run time from which the survivors hold their
-//! share; every agent of the run is told the same list, so each computes its own part of the
-//! new split, the same way [`super`] lets each compute its part of the first one.
+//! A [`Takeover`] names the agents lost (or the agent that joined) and the run time from which
+//! the new split holds; every agent of the run is told the same list, so each computes its own
+//! part of the new split, the same way [`super`] lets each compute its part of the first one.
+//! An agent that joins takes the next index after the run's agents and the agents that joined
+//! before it; it weighs nothing until it joins.
 //!
 //! - Closed model: VUs live in layers. Layer 0 is the fleet's sequence of VU numbers. Layer `k`
 //!   holds, at every fleet target `n`, as many VUs as the agents lost in takeover `k` ran in the
@@ -11,40 +14,73 @@
 //!   run exactly `n` VUs together whatever `n` becomes, the VUs they already run stay, ramps add
 //!   and remove VUs at the ends of the sequences, and each layer past the first numbers its VUs
 //!   after the plan's peak: a number a lost agent used is never handed out again, even if that
-//!   agent is in fact still running somewhere.
+//!   agent is in fact still running somewhere. A join's layer takes a weighted slice of every
+//!   other agent's VUs instead (see [`super::join`]): the joiner runs them with new numbers, the
+//!   others stop them from the join on, and nobody else's VUs move.
 //! - Open model: arrivals due from the takeover on follow a new owner sequence over the
 //!   survivors' weights. An arrival the lost agent would have owned by the rules it knew gets a
 //!   number past the plan's arrivals (its index plus `k` times the arrival count, for the last
-//!   takeover `k` that moved it); every other arrival keeps its index as its number.
+//!   takeover `k` that moved it); every other arrival keeps its index as its number. A join
+//!   opens a segment like a takeover, over the weights with the joiner's: no number changes.
 
 use std::time::Duration;
 
 use super::{LoadPlan, OwnerSequence, SplitError};
 
-/// Agents lost during a run whose share moves to the others.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A change of the run's agents: agents lost (or drained) whose share moves to the others, or
+/// an agent that joined and takes a share of the others'.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Takeover {
-    /// The lost agents, as indices into the run's weights.
+    /// The lost agents, as indices into the run's agents (its weights, then those that joined).
     pub lost: Vec<usize>,
-    /// Run time (since the common start) from which the survivors hold the lost share.
+    /// Run time (since the common start) from which the new split holds.
     pub from: Duration,
+    /// The agent that joined, with `lost` empty.
+    pub joined: Option<Joined>,
 }
 
-/// The weights in force before the first takeover (`[0]`) and after each one: lost agents
-/// weigh nothing. Refuses takeovers that name an unknown agent, one lost before, or the last
-/// agent with a weight.
+/// An agent that joined a running run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Joined {
+    /// Its index: the run's agent count before it joined.
+    pub agent: usize,
+    /// Its weight among the agents that play at the join.
+    pub weight: f64,
+}
+
+/// How many agents the run has once every agent of `takeovers` that joined has.
+pub fn agent_count(weights: &[f64], takeovers: &[Takeover]) -> usize {
+    weights.len() + takeovers.iter().filter(|takeover| takeover.joined.is_some()).count()
+}
+
+/// The weights in force before the first takeover (`[0]`) and after each one, one per agent of
+/// the whole run (see [`agent_count`]): lost agents weigh nothing, and so do agents that have
+/// not joined yet. Refuses takeovers that name an unknown agent, one lost before, the last agent
+/// with a weight, or a join out of turn or without a weight.
 pub fn weights_after(weights: &[f64], takeovers: &[Takeover]) -> Result<Vec<Vec<f64>>, SplitError> {
+    let agents = agent_count(weights, takeovers);
     let mut all = Vec::with_capacity(takeovers.len() + 1);
     let mut current = weights.to_vec();
-    let mut gone = vec![false; weights.len()];
+    current.resize(agents, 0.0);
+    let mut gone = vec![false; agents];
+    let mut known = weights.len();
     all.push(current.clone());
     for takeover in takeovers {
-        for &agent in &takeover.lost {
-            if agent >= weights.len() || gone[agent] {
-                return Err(SplitError::BadTakeover {
-                    agent,
-                    agents: weights.len(),
+        if let Some(joined) = takeover.joined {
+            let weighs = joined.weight.is_finite() && (joined.weight * 1_000_000.0).round() > 0.0;
+            if joined.agent != known || !weighs || !takeover.lost.is_empty() {
+                return Err(SplitError::BadJoin {
+                    agent: joined.agent,
+                    expected: known,
+                    weight: joined.weight,
                 });
+            }
+            current[known] = joined.weight;
+            known += 1;
+        }
+        for &agent in &takeover.lost {
+            if agent >= known || gone[agent] {
+                return Err(SplitError::BadTakeover { agent, agents: known });
             }
             gone[agent] = true;
             current[agent] = 0.0;
@@ -66,17 +102,63 @@ pub struct ClosedLayers {
 }
 
 #[derive(Clone, Debug)]
-struct Layer {
+pub(super) struct Layer {
     /// Run time from which the layer plays (zero for layer 0).
-    from: Duration,
+    pub(super) from: Duration,
     /// The VU number of the layer's position 0.
     base: u64,
-    /// The agents whose VUs this layer replaces (none for layer 0).
-    lost: Vec<usize>,
+    /// Per earlier layer, the positions this layer took from it, ascending (none for layer 0).
+    taken: Vec<Vec<u64>>,
     /// Per agent, the layer positions it owns, ascending, up to the layer's size.
     positions: Vec<Vec<u64>>,
-    /// Positions in the layer when the fleet runs the plan's peak.
-    size: u64,
+    /// By position: the agent that owns it.
+    pub(super) owners: Vec<u32>,
+    /// By position: the later layer that took it from its owner, if one did.
+    pub(super) moved_by: Vec<Option<u32>>,
+}
+
+impl Layer {
+    fn new(from: Duration, base: u64, taken: Vec<Vec<u64>>, owners: Vec<u32>, agents: usize) -> Layer {
+        let mut positions = vec![Vec::new(); agents];
+        for (position, owner) in owners.iter().enumerate() {
+            positions[*owner as usize].push(position as u64);
+        }
+        Layer {
+            from,
+            base,
+            taken,
+            positions,
+            moved_by: vec![None; owners.len()],
+            owners,
+        }
+    }
+
+    fn size(&self) -> u64 {
+        self.owners.len() as u64
+    }
+}
+
+/// How many positions of each of `layers` are in play at fleet target `n`, `elapsed` into the
+/// run: all of layer 0 up to `n`, and for each later layer (from its time on) as many as it took
+/// from the earlier layers' positions in play.
+pub(super) fn counts_of(layers: &[Layer], n: u64, elapsed: Duration) -> Vec<u64> {
+    let mut counts: Vec<u64> = Vec::with_capacity(layers.len());
+    for (index, layer) in layers.iter().enumerate() {
+        let count = if index == 0 {
+            n.min(layer.size())
+        } else if elapsed < layer.from {
+            0
+        } else {
+            layer
+                .taken
+                .iter()
+                .zip(&counts)
+                .map(|(taken, in_play)| taken.partition_point(|position| position < in_play) as u64)
+                .sum()
+        };
+        counts.push(count);
+    }
+    counts
 }
 
 impl ClosedLayers {
@@ -84,43 +166,46 @@ impl ClosedLayers {
     /// VUs.
     pub fn new(weights: &[f64], takeovers: &[Takeover], peak: u64) -> Result<ClosedLayers, SplitError> {
         let weight_sets = weights_after(weights, takeovers)?;
-        let mut layers: Vec<Layer> = Vec::with_capacity(weight_sets.len());
-        let mut base = 0u64;
-        for (index, layer_weights) in weight_sets.iter().enumerate() {
-            let (from, lost, size) = match index.checked_sub(1).map(|taken| &takeovers[taken]) {
-                None => (Duration::ZERO, Vec::new(), peak),
-                Some(takeover) => {
-                    // At the peak every position of every earlier layer is in play.
-                    let size = layers
-                        .iter()
-                        .map(|layer| {
-                            takeover
-                                .lost
-                                .iter()
-                                .map(|agent| layer.positions[*agent].len() as u64)
-                                .sum::<u64>()
-                        })
-                        .sum();
-                    (takeover.from, takeover.lost.clone(), size)
-                }
+        let agents = agent_count(weights, takeovers);
+        let first: Vec<u32> = OwnerSequence::new(&weight_sets[0])?
+            .take(peak as usize)
+            .map(|owner| owner as u32)
+            .collect();
+        let mut layers = vec![Layer::new(Duration::ZERO, 0, Vec::new(), first, agents)];
+        for (taken_index, takeover) in takeovers.iter().enumerate() {
+            let index = taken_index + 1;
+            let taken: Vec<Vec<u64>> = match takeover.joined {
+                Some(joined) => super::join::ceded(&layers, &weight_sets[taken_index], joined)?,
+                None => layers
+                    .iter()
+                    .map(|layer| {
+                        (0..layer.size())
+                            .filter(|position| {
+                                let position = *position as usize;
+                                layer.moved_by[position].is_none()
+                                    && takeover.lost.contains(&(layer.owners[position] as usize))
+                            })
+                            .collect()
+                    })
+                    .collect(),
             };
-            let mut positions = vec![Vec::new(); weights.len()];
-            for (position, owner) in OwnerSequence::new(layer_weights)?.take(size as usize).enumerate() {
-                positions[owner].push(position as u64);
+            for (layer, positions) in layers.iter_mut().zip(&taken) {
+                for position in positions {
+                    layer.moved_by[*position as usize] = Some(index as u32);
+                }
             }
-            layers.push(Layer {
-                from,
-                base,
-                lost,
-                positions,
-                size,
-            });
-            base += size;
+            let size: u64 = taken.iter().map(|positions| positions.len() as u64).sum();
+            let owners: Vec<u32> = match takeover.joined {
+                Some(joined) => vec![joined.agent as u32; size as usize],
+                None => OwnerSequence::new(&weight_sets[index])?
+                    .take(size as usize)
+                    .map(|owner| owner as u32)
+                    .collect(),
+            };
+            let base = layers.last().map_or(0, |last| last.base + last.size());
+            layers.push(Layer::new(takeover.from, base, taken, owners, agents));
         }
-        Ok(ClosedLayers {
-            layers,
-            agents: weights.len(),
-        })
+        Ok(ClosedLayers { layers, agents })
     }
 
     pub fn layer_count(&self) -> usize {
@@ -128,32 +213,10 @@ impl ClosedLayers {
     }
 
     /// How many positions of each layer are in play at fleet target `n`, `elapsed` into the
-    /// run (a layer plays from its takeover's time on).
+    /// run (a layer plays from its takeover's time on). A position in play may have moved to
+    /// a later layer (see [`ClosedLayers::moved`]).
     pub fn counts(&self, n: u64, elapsed: Duration) -> Vec<u64> {
-        let mut counts: Vec<u64> = Vec::with_capacity(self.layers.len());
-        for (index, layer) in self.layers.iter().enumerate() {
-            let count = if index == 0 {
-                n.min(layer.size)
-            } else if elapsed < layer.from {
-                0
-            } else {
-                self.layers[..index]
-                    .iter()
-                    .zip(&counts)
-                    .map(|(earlier, in_play)| {
-                        layer
-                            .lost
-                            .iter()
-                            .map(|agent| {
-                                earlier.positions[*agent].partition_point(|position| position < in_play) as u64
-                            })
-                            .sum::<u64>()
-                    })
-                    .sum()
-            };
-            counts.push(count);
-        }
-        counts
+        counts_of(&self.layers, n, elapsed)
     }
 
     /// The positions of `layer` that `agent` owns, ascending.
@@ -164,25 +227,31 @@ impl ClosedLayers {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// Whether position `position` of `layer` has moved away from its owner by `elapsed`: a
+    /// later layer in force then took it (an agent that joined runs it from then on).
+    pub fn moved(&self, layer: usize, position: u64, elapsed: Duration) -> bool {
+        self.layers
+            .get(layer)
+            .and_then(|layer| layer.moved_by.get(position as usize).copied().flatten())
+            .and_then(|by| self.layers.get(by as usize))
+            .is_some_and(|by| elapsed >= by.from)
+    }
+
     /// The fleet-wide VU number of a layer position.
     pub fn number(&self, layer: usize, position: u64) -> u64 {
         self.layers.get(layer).map_or(0, |layer| layer.base) + position
     }
 
-    /// Each agent's VUs at fleet target `n` once every takeover is in force (lost agents: 0).
-    /// The parts add up to `n`.
+    /// Each agent's VUs at fleet target `n` once every takeover is in force (lost agents: 0;
+    /// agents that joined are counted after the run's own). The parts add up to `n`.
     pub fn parts(&self, n: u64) -> Vec<u64> {
         let counts = self.counts(n, Duration::MAX);
-        let mut gone = vec![false; self.agents];
-        for layer in &self.layers {
-            for agent in &layer.lost {
-                gone[*agent] = true;
-            }
-        }
         let mut parts = vec![0u64; self.agents];
         for (layer, in_play) in self.layers.iter().zip(counts) {
-            for (agent, part) in parts.iter_mut().enumerate().filter(|(agent, _)| !gone[*agent]) {
-                *part += layer.positions[agent].partition_point(|position| *position < in_play) as u64;
+            for (owner, moved) in layer.owners.iter().zip(&layer.moved_by).take(in_play as usize) {
+                if moved.is_none() {
+                    parts[*owner as usize] += 1;
+                }
             }
         }
         parts
@@ -349,6 +418,7 @@ mod tests {
         Takeover {
             lost: lost.to_vec(),
             from: Duration::from_secs(seconds),
+            joined: None,
         }
     }
 
@@ -415,6 +485,7 @@ mod tests {
             graceful_stop: Duration::from_secs(1),
             max_duration: Duration::from_secs(60),
             on_agent_lost: LostAgentPolicy::Redistribute,
+            on_agent_joined: Default::default(),
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::error::{closest, Problems};
 use crate::model::{DEFAULT_GRACEFUL_STOP, DEFAULT_MAX_DURATION};
 use crate::plan::seek::Seek;
-use crate::plan::{LoadModel, LoadPlan, LostAgentPolicy, RateStage, Stage};
+use crate::plan::{JoinedAgentPolicy, LoadModel, LoadPlan, LostAgentPolicy, RateStage, Stage};
 use crate::raw::RawLoad;
 
 use super::fields::duration_field;
@@ -56,6 +56,7 @@ pub(super) fn validate(load: &RawLoad, problems: &mut Problems<'_>) -> Option<(L
         graceful_stop,
         max_duration,
         on_agent_lost: lost_agent_policy(load, problems),
+        on_agent_joined: joined_agent_policy(load, problems),
     };
     Some((plan, None))
 }
@@ -275,6 +276,26 @@ fn open_model(
         graceful_stop,
         max_duration,
         on_agent_lost: lost_agent_policy(load, problems),
+        on_agent_joined: joined_agent_policy(load, problems),
+    })
+}
+
+/// `load.on_agent_joined`: `wait` (the default) or `take_share`.
+pub(super) fn joined_agent_policy(load: &RawLoad, problems: &mut Problems<'_>) -> JoinedAgentPolicy {
+    let Some(name) = load.on_agent_joined.as_deref() else {
+        return JoinedAgentPolicy::default();
+    };
+    JoinedAgentPolicy::from_name(name).unwrap_or_else(|| {
+        let hint = match closest(name, JoinedAgentPolicy::NAMES) {
+            Some(close) => format!("did you mean `{close}`? The policies are `wait` and `take_share`"),
+            None => "use `wait` (the agent waits for the next run) or `take_share` (it takes a share of the running load)".to_owned(),
+        };
+        problems.add(
+            "load.on_agent_joined",
+            format!("unknown joined-agent policy `{name}`"),
+            Some(hint),
+        );
+        JoinedAgentPolicy::default()
     })
 }
 

@@ -243,6 +243,7 @@ pub(super) fn seek_model(
         graceful_stop,
         max_duration,
         on_agent_lost: super::load::lost_agent_policy(load, problems),
+        on_agent_joined: super::load::joined_agent_policy(load, problems),
     };
     Some((plan, seek))
 }
