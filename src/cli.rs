@@ -45,7 +45,7 @@ pub enum Command {
     /// docs/cli.md).
     Import(ImportArgs),
     /// Steer the run a controller is playing, through its HTTP API: set VUs or rate, hold or
-    /// resume the plan, pause, unpause or stop a part, drain an agent.
+    /// resume the plan, pause, unpause or stop a part, drain an agent, add an agent.
     Ctl(CtlArgs),
 }
 
@@ -111,6 +111,12 @@ pub enum CtlChange {
     /// Move an agent's share of the rest of the run to the other agents; its VUs finish their
     /// iteration and end.
     Drain {
+        /// The agent's id.
+        agent: String,
+    },
+    /// Give an agent that attached during the run a share of it: it takes a weighted slice of
+    /// the other agents' load from now on.
+    AddAgent {
         /// The agent's id.
         agent: String,
     },

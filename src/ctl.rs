@@ -82,6 +82,7 @@ fn body_of(change: &CtlChange, part: Option<&str>) -> String {
         CtlChange::Unpause => json!({ "action": "unpause" }),
         CtlChange::Stop => json!({ "action": "stop" }),
         CtlChange::Drain { agent } => json!({ "action": "drain", "agent": agent }),
+        CtlChange::AddAgent { agent } => json!({ "action": "add_agent", "agent": agent }),
     };
     if let Some(object) = body.as_object_mut() {
         object.retain(|_, value| !value.is_null());

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use wsfleet_proto::v1::{self, agent_message, controller_message, AgentMessage, ControllerMessage, MetricReport};
 use wsfleet_scenario::plan::control::{Control, ControlAction};
-use wsfleet_scenario::plan::reshare::Takeover;
+use wsfleet_scenario::plan::reshare::{Joined, Takeover};
 use wsfleet_scenario::Bundle;
 
 use crate::capacity::Capacity;
@@ -218,6 +218,10 @@ impl From<ControllerMessage> for Command {
                     .map(|takeover| Takeover {
                         lost: takeover.lost_agents.into_iter().map(|agent| agent as usize).collect(),
                         from: Duration::from_millis(takeover.from_run_millis),
+                        joined: takeover.joined.map(|joined| Joined {
+                            agent: joined.agent as usize,
+                            weight: joined.weight,
+                        }),
                     })
                     .collect(),
             },

@@ -67,20 +67,30 @@ impl Aggregate {
         }
     }
 
-    /// The last of the first intervals that every one of `agents` has reported.
+    /// The last of the first intervals that every one of `agents` has reported, each from the
+    /// first interval it owes on (0, or the interval an agent that joined the run joined in).
     /// Intervals no agent reported are passed over.
-    pub fn complete_through(&self, agents: &BTreeSet<&str>) -> Option<u64> {
+    pub fn complete_through(&self, agents: &BTreeMap<&str, u64>) -> Option<u64> {
         // Every agent reported every interval up to the lowest of their unbroken runs from 0:
         // only what lies above needs a look, and the look stops at the first interval owed.
         let prefix = agents
             .iter()
-            .map(|agent| self.reported.get(*agent).and_then(|reported| reported.through))
+            .map(|(agent, first)| {
+                let through = self.reported.get(*agent).and_then(|reported| reported.through);
+                match first.checked_sub(1) {
+                    Some(before) => Some(through.map_or(before, |through| through.max(before))),
+                    None => through,
+                }
+            })
             .min()
             .flatten();
         let mut complete = prefix;
         let from = prefix.map_or(0, |through| through + 1);
         for interval in self.anyone.from(from) {
-            if !agents.iter().all(|agent| self.reported_by(agent, interval)) {
+            if !agents
+                .iter()
+                .all(|(agent, first)| interval < *first || self.reported_by(agent, interval))
+            {
                 break;
             }
             complete = Some(interval);
@@ -195,12 +205,12 @@ mod tests {
         assert_eq!(aggregate.totals.total().counter("messages_sent"), 13);
         assert_eq!(aggregate.duplicates, 1);
         assert_eq!(aggregate.accepted(), 3);
-        let both = BTreeSet::from(["a", "b"]);
+        let both = BTreeMap::from([("a", 0), ("b", 0)]);
         assert_eq!(aggregate.complete_through(&both), Some(0));
-        assert_eq!(aggregate.complete_through(&BTreeSet::from(["a"])), Some(1));
+        assert_eq!(aggregate.complete_through(&BTreeMap::from([("a", 0)])), Some(1));
         // A lost agent's resent report does not complete an interval the others still owe.
         assert_eq!(accepted(aggregate.add("c", &report(2, 1))), Some(true));
-        assert_eq!(aggregate.complete_through(&BTreeSet::from(["a"])), Some(1));
+        assert_eq!(aggregate.complete_through(&BTreeMap::from([("a", 0)])), Some(1));
         assert_eq!(aggregate.intervals_reported("a"), 2);
         assert_eq!(aggregate.intervals_reported("c"), 1);
     }
@@ -214,7 +224,7 @@ mod tests {
         for interval in [0, 1, 2, 3, 5] {
             aggregate.add("b", &report(interval, 1)).expect("adds");
         }
-        let both = BTreeSet::from(["a", "b"]);
+        let both = BTreeMap::from([("a", 0), ("b", 0)]);
         // "a" owes interval 1.
         assert_eq!(aggregate.complete_through(&both), Some(0));
         aggregate.add("a", &report(1, 1)).expect("adds");
@@ -230,6 +240,24 @@ mod tests {
         // Held as unbroken runs: nothing left over above them.
         assert!(aggregate.reported["a"].above.is_empty());
         assert_eq!(aggregate.reported["b"].above, BTreeSet::from([5]));
-        assert_eq!(aggregate.complete_through(&BTreeSet::from(["c"])), None);
+        assert_eq!(aggregate.complete_through(&BTreeMap::from([("c", 0)])), None);
+    }
+
+    #[test]
+    fn an_agent_that_joined_owes_the_intervals_from_its_first_on() {
+        let mut aggregate = Aggregate::default();
+        for interval in 0..4 {
+            aggregate.add("a", &report(interval, 1)).expect("adds");
+        }
+        // "j" joined in interval 2: intervals 0 and 1 are complete without it.
+        let fleet = BTreeMap::from([("a", 0), ("j", 2)]);
+        assert_eq!(aggregate.complete_through(&fleet), Some(1));
+        aggregate.add("j", &report(2, 1)).expect("adds");
+        assert_eq!(aggregate.complete_through(&fleet), Some(2));
+        aggregate.add("j", &report(3, 1)).expect("adds");
+        assert_eq!(aggregate.complete_through(&fleet), Some(3));
+        // Its empty reports of the intervals before still count once each.
+        aggregate.add("j", &report(0, 0)).expect("adds");
+        assert_eq!(aggregate.intervals_reported("j"), 3);
     }
 }

@@ -476,7 +476,7 @@ struct ControlRequest {
     /// at once).
     #[serde(default)]
     ramp: Option<String>,
-    /// `drain`: the agent's id.
+    /// `drain`, `add_agent`: the agent's id.
     #[serde(default)]
     agent: Option<String>,
 }
@@ -494,8 +494,11 @@ fn change_of(request: ControlRequest) -> Result<Change, String> {
         }
         Ok(())
     };
-    if request.agent.is_some() && request.action != "drain" {
-        return Err(format!("`{}` takes no `agent`: only `drain` names one", request.action));
+    if request.agent.is_some() && request.action != "drain" && request.action != "add_agent" {
+        return Err(format!(
+            "`{}` takes no `agent`: only `drain` and `add_agent` name one",
+            request.action
+        ));
     }
     let action = match request.action.as_str() {
         "set_vus" => {
@@ -544,11 +547,19 @@ fn change_of(request: ControlRequest) -> Result<Change, String> {
                 .ok_or("`drain` needs `agent`, the id of the agent to drain, e.g. {\"action\": \"drain\", \"agent\": \"fleet-1\"}")?;
             ChangeAction::Drain { agent }
         }
-        other => {
-            return Err(format!(
-                "unknown action `{other}`: use set_vus, set_rate, hold, resume, pause, unpause, stop or drain"
-            ))
+        "add_agent" => {
+            needs_no_value("add_agent")?;
+            if request.part.is_some() {
+                return Err("`add_agent` takes no `part`: the agent joins every part of the run".into());
+            }
+            let agent = request.agent.clone().ok_or(
+                "`add_agent` needs `agent`, the id of an agent attached during the run, e.g. {\"action\": \"add_agent\", \"agent\": \"fleet-2\"}",
+            )?;
+            ChangeAction::AddAgent { agent }
         }
+        other => return Err(format!(
+            "unknown action `{other}`: use set_vus, set_rate, hold, resume, pause, unpause, stop, drain or add_agent"
+        )),
     };
     Ok(Change {
         part: request.part,

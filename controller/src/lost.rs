@@ -80,7 +80,11 @@ pub fn plan_move(
         return Err(CannotMove::PlanOver);
     }
     let mut all = takeovers.to_vec();
-    all.push(Takeover { lost: vec![lost], from });
+    all.push(Takeover {
+        lost: vec![lost],
+        from,
+        joined: None,
+    });
     // Each part is split on its own; an agent's peak is the sum of its parts.
     let mut peak_parts = vec![0u64; weights.len()];
     for plan in plans {

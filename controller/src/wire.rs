@@ -114,6 +114,10 @@ pub fn reshare(run_id: &str, takeovers: &[Takeover]) -> ControllerMessage {
             .map(|takeover| wsfleet_proto::v1::Takeover {
                 lost_agents: takeover.lost.iter().map(|agent| *agent as u32).collect(),
                 from_run_millis: takeover.from.as_millis() as u64,
+                joined: takeover.joined.map(|joined| wsfleet_proto::v1::Joined {
+                    agent: joined.agent as u32,
+                    weight: joined.weight,
+                }),
             })
             .collect(),
     }))
@@ -227,10 +231,12 @@ mod tests {
             Takeover {
                 lost: vec![1],
                 from: Duration::from_millis(3_500),
+                joined: None,
             },
             Takeover {
                 lost: vec![0, 2],
                 from: Duration::from_millis(9_000),
+                joined: None,
             },
         ];
         let Some(controller_message::Kind::Reshare(sent)) = over_the_wire(&reshare("run1", &takeovers)).kind else {

@@ -17,8 +17,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// metric reports (`ReportAck`) and agents resend unacknowledged ones after reattaching; runs
 /// can be reshared (`Reshare`); agents name their process (`Hello.instance`). 2: rendezvous
 /// (`RendezvousArrive`, `RendezvousRelease`). 3: the operator steers a running run
-/// (`RunControl`).
-pub const PROTOCOL_REVISION: u32 = 3;
+/// (`RunControl`). 4: agents join a running run (`Takeover.joined`; the joiner's assignment
+/// starts in the past and names an `agent_index` past its `weights`).
+pub const PROTOCOL_REVISION: u32 = 4;
 
 /// Largest gRPC message either side accepts (assignments carry scenario files).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

@@ -1,7 +1,8 @@
 //! The checked-in wire fixtures: `fixtures/hello.v1.bin` (an `AgentMessage` carrying the hello an
 //! agent opens its stream with), `fixtures/assignment.v1.bin` (a `ControllerMessage` carrying
 //! an assignment) and `fixtures/run_control.v1.bin` (revision 3: the operator's changes to a
-//! run), encoded by an earlier build. Decoding them field by field with this build
+//! run) and `fixtures/reshare_join.v1.bin` (revision 4: a reshare with an agent that joined),
+//! encoded by an earlier build. Decoding them field by field with this build
 //! fails if `fleet.proto` changes in a way an older peer cannot follow (a field renumbered,
 //! retyped or moved); additive changes keep them decoding as they were.
 //!
@@ -21,7 +22,7 @@ use std::path::PathBuf;
 use prost::Message;
 use wsfleet_proto::v1::{
     agent_message, controller_message, AgentMessage, Assignment, Capacity, ChangeKind, ControllerMessage, Hello,
-    PartChange, RunControl,
+    Joined, PartChange, Reshare, RunControl, Takeover,
 };
 
 fn fixture_path(name: &str) -> PathBuf {
@@ -165,4 +166,43 @@ fn the_run_control_fixture_decodes_field_by_field() {
     let set = &control.changes[1];
     assert_eq!((set.part, set.at_run_millis, set.kind()), (2, 12_345, ChangeKind::Set));
     assert_eq!((set.value, set.ramp_millis), (250.5, 10_000));
+}
+
+/// The reshare of the fixture (revision 4): a loss, then an agent that joined.
+fn reshare_with_join() -> ControllerMessage {
+    ControllerMessage {
+        kind: Some(controller_message::Kind::Reshare(Reshare {
+            run_id: "run-42".into(),
+            takeovers: vec![
+                Takeover {
+                    lost_agents: vec![1],
+                    from_run_millis: 4_500,
+                    joined: None,
+                },
+                Takeover {
+                    lost_agents: Vec::new(),
+                    from_run_millis: 9_250,
+                    joined: Some(Joined { agent: 3, weight: 1.5 }),
+                },
+            ],
+        })),
+    }
+}
+
+#[test]
+fn the_reshare_with_a_join_fixture_decodes_field_by_field() {
+    let bytes = read_fixture("reshare_join.v1.bin", || reshare_with_join().encode_to_vec());
+    let message = ControllerMessage::decode(bytes.as_slice()).expect("the reshare fixture decodes");
+    let Some(controller_message::Kind::Reshare(reshare)) = message.kind else {
+        panic!("the fixture is not a reshare: {message:?}");
+    };
+    assert_eq!(reshare.run_id, "run-42");
+    assert_eq!(reshare.takeovers.len(), 2);
+    assert_eq!(reshare.takeovers[0].lost_agents, [1]);
+    assert_eq!(reshare.takeovers[0].from_run_millis, 4_500);
+    assert_eq!(reshare.takeovers[0].joined, None);
+    let join = &reshare.takeovers[1];
+    assert!(join.lost_agents.is_empty());
+    assert_eq!(join.from_run_millis, 9_250);
+    assert_eq!(join.joined, Some(Joined { agent: 3, weight: 1.5 }));
 }

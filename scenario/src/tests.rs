@@ -654,6 +654,10 @@ fn joined_agent_policy_defaults_to_wait_and_an_unknown_one_is_located() {
     ));
     assert_eq!(problem.field, "load.on_agent_joined");
     assert_eq!(problem.location, Some(Location { line: 6, column: 20 }));
-    assert!(problem.message.contains("unknown joined-agent policy `take_shar`"), "{}", problem.message);
+    assert!(
+        problem.message.contains("unknown joined-agent policy `take_shar`"),
+        "{}",
+        problem.message
+    );
     assert!(problem.hint.unwrap_or_default().contains("did you mean `take_share`?"));
 }

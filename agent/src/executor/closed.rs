@@ -1,6 +1,7 @@
 //! The closed model on this agent: the fleet's VU target follows the plan, and this agent runs
 //! exactly its positions of it, layer after layer (layer 0 is its share of the fleet's VUs; each
-//! takeover adds a layer of lost agents' VUs). The plan is followed every 20 ms tick and whenever
+//! takeover adds a layer of lost agents' VUs, each join a layer of VUs the others give the agent
+//! that joined, which they stop from the join on). The plan is followed every 20 ms tick and whenever
 //! a VU ends; a VU above the target finishes its iteration and is not replaced. The operator's
 //! changes (`plan::control`) steer the target, the part's end and its pause.
 
@@ -38,6 +39,8 @@ pub struct ClosedPart<'a> {
     offsets: Vec<usize>,
     /// How many of each layer's positions were in play at the last step.
     levels: Vec<usize>,
+    /// How many joins were in force at the last step (their VUs here have been stopped).
+    joins_in_force: usize,
     /// By slot: the VU has ended (played all its iterations, or was stopped).
     finished: Vec<bool>,
     deadline: Instant,
@@ -68,6 +71,7 @@ impl<'a> ClosedPart<'a> {
             takeovers: Vec::new(),
             offsets: vec![0],
             levels: vec![0],
+            joins_in_force: 0,
             finished,
             deadline: context.run_start + plan.max_duration,
         })
@@ -135,6 +139,7 @@ impl<'a> ClosedPart<'a> {
             // Drained (or known lost): the others hold this agent's share from the takeover on.
             counts.iter_mut().for_each(|count| *count = 0);
         }
+        self.give_to_joiners(elapsed, vus);
         for (layer, in_play) in counts.iter().enumerate() {
             let mine = self.layers.positions(layer, agent_index);
             let offset = self.offsets[layer];
@@ -143,6 +148,11 @@ impl<'a> ClosedPart<'a> {
             for (index, position) in mine.iter().enumerate().take(wanted).skip(first_new) {
                 let slot = offset + index;
                 if vus.running.contains_key(&slot) || (self.iterations_per_vu.is_some() && self.finished[slot]) {
+                    continue;
+                }
+                if self.layers.moved(layer, *position, elapsed) {
+                    // An agent that joined runs it.
+                    self.finished[slot] = true;
                     continue;
                 }
                 let number = self
@@ -156,6 +166,36 @@ impl<'a> ClosedPart<'a> {
             }
             self.levels[layer] = wanted;
         }
+    }
+
+    /// Once a join is in force, the VUs this agent gave the joiner finish their iteration and
+    /// end; the joiner starts them under its own numbers.
+    fn give_to_joiners(&mut self, elapsed: Duration, vus: &mut PartVus<'_>) {
+        let in_force = self
+            .takeovers
+            .iter()
+            .filter(|takeover| takeover.joined.is_some() && elapsed >= takeover.from)
+            .count();
+        if in_force <= self.joins_in_force {
+            return;
+        }
+        self.joins_in_force = in_force;
+        let agent_index = self.context.agent_index;
+        let mut given = 0usize;
+        for (layer, offset) in self.offsets.iter().enumerate() {
+            for (index, position) in self.layers.positions(layer, agent_index).iter().enumerate() {
+                if !self.layers.moved(layer, *position, elapsed) {
+                    continue;
+                }
+                let slot = offset + index;
+                if let Some(vu) = vus.running.get(&slot) {
+                    vu.graceful.cancel();
+                    given += 1;
+                }
+                self.finished[slot] = true;
+            }
+        }
+        tracing::info!(run = %self.context.run_id, part = self.part, given, "an agent joined: its slice of this agent's VUs moves to it");
     }
 
     /// Whether a takeover names this agent and has begun: the operator drained it, and its
@@ -219,7 +259,7 @@ impl<'a> ClosedPart<'a> {
         tracing::info!(
             run = %self.context.run_id,
             takeovers = list.len(),
-            peak_vus = grown.parts(self.peak)[agent_index],
+            peak_vus = grown.parts(self.peak).get(agent_index).copied().unwrap_or(0),
             "taking over the VUs of lost agents"
         );
         self.layers = grown;

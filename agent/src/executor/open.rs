@@ -281,7 +281,7 @@ fn caps(
 ) -> Result<(usize, usize), ShareError> {
     let share = |fleet: u64| -> Result<usize, ShareError> {
         let layers = ClosedLayers::new(context.weights, takeovers, fleet)?;
-        Ok(layers.parts(fleet)[context.agent_index] as usize)
+        Ok(layers.parts(fleet).get(context.agent_index).copied().unwrap_or(0) as usize)
     };
     Ok((share(fleet_max_vus)?, share(fleet_max_handshakes)?))
 }

@@ -115,6 +115,7 @@ async fn a_closed_survivor_takes_over_a_lost_agents_vus_with_new_numbers() {
     let lost_from_the_start = vec![Takeover {
         lost: vec![1],
         from: Duration::ZERO,
+        joined: None,
     }];
     let survivor = play(CLOSED, &[1.0, 1.0], 0, lost_from_the_start).await;
     assert_eq!(survivor.numbers.len(), 4);

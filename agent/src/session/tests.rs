@@ -71,6 +71,7 @@ async fn a_reshare_reaches_its_run_only() {
     let takeovers = vec![Takeover {
         lost: vec![1],
         from: Duration::from_millis(500),
+        joined: None,
     }];
     session
         .command(Command::Reshare {

@@ -94,6 +94,10 @@ fn command_message(command: &Command) -> ControllerMessage {
                 .map(|takeover| v1::Takeover {
                     lost_agents: takeover.lost.into_iter().map(|agent| agent as u32).collect(),
                     from_run_millis: takeover.from.as_millis() as u64,
+                    joined: takeover.joined.map(|joined| v1::Joined {
+                        agent: joined.agent as u32,
+                        weight: joined.weight,
+                    }),
                 })
                 .collect(),
         }),
@@ -228,10 +232,17 @@ fn every_command_goes_through_and_back() {
                 Takeover {
                     lost: vec![0],
                     from: Duration::from_millis(1_500),
+                    joined: None,
                 },
                 Takeover {
                     lost: vec![2, 3],
                     from: Duration::from_millis(9_000),
+                    joined: None,
+                },
+                Takeover {
+                    lost: Vec::new(),
+                    from: Duration::from_millis(12_000),
+                    joined: Some(wsfleet_scenario::plan::reshare::Joined { agent: 4, weight: 2.5 }),
                 },
             ],
         },

@@ -37,6 +37,9 @@ pub enum ChangeAction {
     /// The agent's share of the rest of the run (every part) moves to the others exactly; its
     /// VUs finish their iteration and end.
     Drain { agent: String },
+    /// An agent attached during the run joins it: it takes a weighted slice of the others'
+    /// share of the rest of the run.
+    AddAgent { agent: String },
 }
 
 impl ChangeAction {
@@ -51,6 +54,7 @@ impl ChangeAction {
             ChangeAction::Unpause => "unpause",
             ChangeAction::Stop => "stop",
             ChangeAction::Drain { .. } => "drain",
+            ChangeAction::AddAgent { .. } => "add_agent",
         }
     }
 }
@@ -78,8 +82,10 @@ pub struct ChangeEvent {
     pub at_seconds: f64,
     /// The part's name (empty for a plain scenario's only part).
     pub part: String,
-    /// `set_vus`, `set_rate`, `hold`, `resume`, `pause`, `unpause`, `stop` or `drain` (of an
-    /// agent; `part` is then empty); a seek's own changes are `seek_step` and `seek_end`.
+    /// `set_vus`, `set_rate`, `hold`, `resume`, `pause`, `unpause`, `stop`, `drain` or
+    /// `add_agent` (of an agent; `part` is then empty); `agent_joined` when an agent joined as
+    /// the scenario says (`on_agent_joined: take_share`); a seek's own changes are `seek_step`
+    /// and `seek_end`.
     pub action: String,
     /// The VUs or the rate set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,9 +193,9 @@ pub fn to_control(
         }
         ChangeAction::Unpause => ControlAction::Unpause,
         ChangeAction::Stop => ControlAction::Stop,
-        ChangeAction::Drain { .. } => {
+        ChangeAction::Drain { .. } | ChangeAction::AddAgent { .. } => {
             return Err(ControlError::Refused(
-                "draining an agent is not a change of a part".into(),
+                "draining or adding an agent is not a change of a part".into(),
             ))
         }
     };
@@ -243,6 +249,7 @@ pub fn event_of(scenario: &Scenario, control: &Control, action: &ChangeAction, b
         }
         ChangeAction::Stop => format!("{label} stopped"),
         ChangeAction::Drain { agent } => format!("agent `{agent}` drained"),
+        ChangeAction::AddAgent { agent } => format!("agent `{agent}` joined"),
     };
     event
 }

@@ -26,7 +26,7 @@ use crate::summary::Summary;
 use crate::wire::AgentAssignment;
 pub use control::{Change, ChangeAction, ChangeEvent, ControlError};
 pub use event::{IntervalFigures, RunEvent, RunFigures};
-use state::{RunState, Starter};
+use state::{JoinTerms, RunState, Starter};
 
 /// What to run.
 pub struct RunRequest {
@@ -103,6 +103,11 @@ pub async fn execute(
         });
     }
     let mut run = RunState::new(&run_id, scenario, starters, weights, start);
+    run.accept_joiners(JoinTerms {
+        bundle: request.bundle.clone(),
+        variables: request.variables.clone(),
+        start_unix_nanos: start_unix,
+    });
     let summary = drive(
         registry,
         &mut run,
@@ -138,8 +143,16 @@ async fn drive(
             }
             _ = tick.tick() => run.on_tick(Instant::now()),
             Some((change, answer)) = next_change(changes) => {
+                let now = Instant::now();
+                let made = match &change.action {
+                    ChangeAction::AddAgent { agent } => {
+                        let info = registry.agents().into_iter().find(|info| info.id == *agent);
+                        run.join(agent, info, "add_agent", now)
+                    }
+                    _ => run.on_control(change, now),
+                };
                 // The asker may have gone: the change stands anyway.
-                let _ = answer.send(run.on_control(change, Instant::now()));
+                let _ = answer.send(made);
             }
             Some((agent, event)) = agent_events.recv() => {
                 let now = Instant::now();
@@ -152,7 +165,15 @@ async fn drive(
                     }
                     AgentEvent::Status(status) => run.on_status(&agent, &status, now),
                     AgentEvent::Rendezvous(arrive) => run.on_rendezvous(&agent, &arrive, now),
-                    AgentEvent::Attached(instance) => run.on_attached(&agent, &instance, now),
+                    AgentEvent::Attached(instance) => {
+                        if run.agent(&agent).is_none() && run.takes_joiners() {
+                            let info = registry.agents().into_iter().find(|info| info.id == agent);
+                            if let Err(why) = run.join(&agent, info, "agent_joined", now) {
+                                tracing::warn!(agent, %why, "the agent waits for the next run");
+                            }
+                        }
+                        run.on_attached(&agent, &instance, now);
+                    }
                     AgentEvent::Detached(reason) => run.on_lost(&agent, &reason, now),
                 }
             }

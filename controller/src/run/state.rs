@@ -6,8 +6,8 @@
 //! receives events, calls these methods and sends what they queued.
 //!
 //! The operator's changes to a running run (VUs, rate, hold, pause, stop of a part) come in
-//! through [`RunState::on_control`], checked in `control.rs`; adding or draining agents would
-//! add methods beside it.
+//! through [`RunState::on_control`], checked in `control.rs`; draining an agent is one of them
+//! (`steer.rs`), and an agent that attaches while the run runs may join it (`join.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -35,7 +35,10 @@ use crate::summary::{
 };
 use crate::wire;
 
+mod join;
 mod steer;
+
+pub use join::JoinTerms;
 
 /// How long a run that is otherwise over waits for lost agents that came back to resend
 /// what they measured.
@@ -63,6 +66,8 @@ pub struct AgentState {
     pub returned: bool,
     /// Drained by the operator: its share moved to the others, its VUs finish their iteration.
     pub drained: bool,
+    /// The first interval it owes a report of: 0, or the one it joined the running run in.
+    pub first_interval: u64,
     pub reports_dropped: u64,
 }
 
@@ -131,6 +136,8 @@ pub struct RunState<'a> {
     /// still resending what they measured.
     others_done_at: Option<Instant>,
     rendezvous: Vec<Point>,
+    /// What an agent that joins the run is assigned (none: the run takes no agent once started).
+    joining: Option<JoinTerms>,
     outbox: Vec<Outgoing>,
     events: Vec<RunEvent>,
 }
@@ -158,6 +165,7 @@ impl<'a> RunState<'a> {
                     lost: starter.lost,
                     returned: false,
                     drained: false,
+                    first_interval: 0,
                     reports_dropped: 0,
                     info: starter.info,
                 };
@@ -187,6 +195,7 @@ impl<'a> RunState<'a> {
             lost_events: Vec::new(),
             others_done_at: None,
             rendezvous: scenario.rendezvous_points().into_iter().map(Point::new).collect(),
+            joining: None,
             outbox: Vec::new(),
             events: Vec::new(),
             agents,
@@ -270,8 +279,12 @@ impl<'a> RunState<'a> {
         match self.aggregate.add(agent, report) {
             Ok(Some(late)) => {
                 state.last_interval = Some(state.last_interval.map_or(interval, |last| last.max(interval)));
-                // An interval already shown gets this late report (a lost agent resent it).
-                if interval < self.next_live {
+                if interval < state.first_interval {
+                    // An agent that joined reports the intervals before it joined, empty: the
+                    // run showed them without it.
+                    self.settle(interval);
+                } else if interval < self.next_live {
+                    // An interval already shown gets this late report (a lost agent resent it).
                     add_shown(
                         &mut self.shown,
                         interval,
@@ -530,11 +543,11 @@ impl<'a> RunState<'a> {
     /// Shows each interval once all agents still in the run have reported it, and checks the
     /// thresholds that abort once per interval shown.
     fn advance(&mut self, now: Instant) {
-        let reporting: BTreeSet<&str> = self
+        let reporting: BTreeMap<&str, u64> = self
             .agents
             .iter()
             .filter(|(_, state)| state.lost.is_none())
-            .map(|(id, _)| id.as_str())
+            .map(|(id, state)| (id.as_str(), state.first_interval))
             .collect();
         let Some(complete) = self.aggregate.complete_through(&reporting) else {
             return;

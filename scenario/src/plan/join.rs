@@ -129,7 +129,10 @@ mod tests {
         let joined = ClosedLayers::new(&one, &[join(1, 1.0, 5)], 8).unwrap();
         assert_eq!(joined.parts(8), vec![4, 4]);
         // Before the join the first agent plays all 8; from it on, half of them moved.
-        assert_eq!(numbers(&joined, 0, 8, Duration::from_secs(4)), (0..8).collect::<Vec<_>>());
+        assert_eq!(
+            numbers(&joined, 0, 8, Duration::from_secs(4)),
+            (0..8).collect::<Vec<_>>()
+        );
         assert_eq!(numbers(&joined, 0, 8, Duration::from_secs(5)), vec![0, 2, 4, 6]);
         assert_eq!(numbers(&joined, 1, 8, Duration::from_secs(5)), vec![8, 9, 10, 11]);
         assert!(numbers(&joined, 1, 8, Duration::from_secs(4)).is_empty());
@@ -167,7 +170,10 @@ mod tests {
     fn open_arrivals_after_a_join_follow_the_new_weights() {
         let weights = [1.0];
         let takeovers = vec![(10, join(1, 1.0, 0))];
-        let arrivals: Vec<_> = ArrivalOwners::at(&weights, 30, &takeovers, 0).unwrap().take(30).collect();
+        let arrivals: Vec<_> = ArrivalOwners::at(&weights, 30, &takeovers, 0)
+            .unwrap()
+            .take(30)
+            .collect();
         assert!(arrivals[..10].iter().all(|arrival| arrival.owner == 0));
         assert_eq!(arrivals[10..].iter().filter(|arrival| arrival.owner == 1).count(), 10);
         // Arrival numbers stay their indices.

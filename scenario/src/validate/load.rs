@@ -288,7 +288,10 @@ pub(super) fn joined_agent_policy(load: &RawLoad, problems: &mut Problems<'_>) -
     JoinedAgentPolicy::from_name(name).unwrap_or_else(|| {
         let hint = match closest(name, JoinedAgentPolicy::NAMES) {
             Some(close) => format!("did you mean `{close}`? The policies are `wait` and `take_share`"),
-            None => "use `wait` (the agent waits for the next run) or `take_share` (it takes a share of the running load)".to_owned(),
+            None => {
+                "use `wait` (the agent waits for the next run) or `take_share` (it takes a share of the running load)"
+                    .to_owned()
+            }
         };
         problems.add(
             "load.on_agent_joined",

@@ -36,6 +36,10 @@ impl RunState<'_> {
         if let ChangeAction::Drain { agent } = &change.action {
             return self.drain(agent, now);
         }
+        if let ChangeAction::AddAgent { agent } = &change.action {
+            // The run driver hands the agent's stream over (`join`); without it, none is there.
+            return self.join(agent, None, "add_agent", now);
+        }
         let part = control::part_index(self.scenario, change.part.as_deref())?;
         self.refuse_on_seek(part, &change.action)?;
         let at = now.saturating_duration_since(self.start) + CONTROL_LEAD;
