@@ -557,9 +557,11 @@ fn change_of(request: ControlRequest) -> Result<Change, String> {
             )?;
             ChangeAction::AddAgent { agent }
         }
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "unknown action `{other}`: use set_vus, set_rate, hold, resume, pause, unpause, stop, drain or add_agent"
-        )),
+        ))
+        }
     };
     Ok(Change {
         part: request.part,

@@ -62,7 +62,8 @@ function render(status) {
       const why = [agent.reason, agent.action].filter(Boolean).join(" — ");
       return [agent.id, state, agent.address || "–", "–", human(agent.vus_share), "–", "–", "–", why];
     }
-    // An agent with a share of the running run can be drained (its share moves to the others).
+    // An agent with a share of the running run can be drained (its share moves to the others);
+    // one attached during the run, waiting for the next, can be added (it takes a slice of it).
     let drain = "";
     if (running && agent.state === "running" && agent.vus_share > 0) {
       drain = document.createElement("button");
@@ -70,6 +71,12 @@ function render(status) {
       drain.className = "drain";
       drain.dataset.agent = agent.id;
       drain.addEventListener("click", () => ask(`Drain agent ${agent.id}?`, { action: "drain", agent: agent.id }, false));
+    } else if (running && agent.state === "attached" && agent.vus_share === null) {
+      drain = document.createElement("button");
+      drain.textContent = "Add";
+      drain.className = "add-agent";
+      drain.dataset.agent = agent.id;
+      drain.addEventListener("click", () => ask(`Add agent ${agent.id} to the run?`, { action: "add_agent", agent: agent.id }, false));
     }
     return [agent.id, agent.state, agent.address, human(agent.active_connections), agent.vus_share === null ? "–" : human(agent.vus_share),
       human(agent.max_connections), agent.cpu_percent.toFixed(0) + " %", bytes(agent.rss_bytes), agent.last_heartbeat_ms + " ms ago", drain];
