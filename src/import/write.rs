@@ -72,18 +72,25 @@ struct Step {
 #[derive(Default)]
 struct Names {
     used: HashSet<String>,
+    /// The last number given to each base, so a recording of many alike messages stays linear.
+    last: HashMap<String, usize>,
 }
 
 impl Names {
     fn unique(&mut self, base: &str) -> String {
         let base = sanitize(base);
-        let mut name = base.clone();
-        let mut number = 1;
-        while !self.used.insert(name.clone()) {
-            number += 1;
-            name = format!("{base}_{number}");
+        let number = self.last.entry(base.clone()).or_insert(0);
+        loop {
+            *number += 1;
+            let name = if *number == 1 {
+                base.clone()
+            } else {
+                format!("{base}_{number}")
+            };
+            if self.used.insert(name.clone()) {
+                return name;
+            }
         }
-        name
     }
 }
 
