@@ -517,6 +517,55 @@ fn a_chromium_recording_imports_and_replays_the_same_messages() {
         replayed.payload_bytes_sent - recorded.payload_bytes_sent,
         recorded.payload_bytes_sent
     );
+
+    // With the login before the upgrade as an `http` step: the page's server sees one more.
+    let with_http = dir.path().join("session-http.yaml");
+    let mut command = wsfleet();
+    command
+        .arg("import")
+        .arg(&har_path)
+        .arg("--http-steps")
+        .arg("-o")
+        .arg(&with_http);
+    let output = run_bounded(command, Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let said = text(&output.stderr);
+    assert!(
+        said.contains("2 connection(s), 6 send(s), 7 receive(s), 1 http step(s)"),
+        "{said}"
+    );
+    let yaml = std::fs::read_to_string(&with_http).unwrap();
+    let scenario: serde_norway::Value = serde_norway::from_str(&yaml).unwrap();
+    let login = &scenario["steps"][0]["http"];
+    assert_eq!(login["method"], "POST", "{yaml}");
+    assert_eq!(
+        login["url"],
+        format!("http://127.0.0.1:{page_port}/login").as_str(),
+        "{yaml}"
+    );
+    assert_eq!(login["body"]["json"]["user"], "ann", "{yaml}");
+    assert_eq!(login["expect"]["status"], 200, "{yaml}");
+    let mut command = wsfleet();
+    command
+        .arg("run")
+        .arg(&with_http)
+        .args(["--quiet", "--out"])
+        .arg(format!("json={}", summary_path.display()));
+    let output = run_bounded(command, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(0), "{}\n{yaml}", text(&output.stderr));
+    let summary = read_json(&summary_path);
+    assert_eq!(logins.load(Ordering::SeqCst), 2);
+    assert_eq!(counter(&summary, "http_requests"), 1, "{summary:#}");
+    assert_eq!(counter(&summary, "http_2xx"), 1, "{summary:#}");
+    assert_eq!(counter(&summary, "iterations_failed"), 0, "{summary:#}");
+    assert_eq!(counter(&summary, "messages_sent"), 6, "{summary:#}");
+    assert_eq!(counter(&summary, "messages_received"), 7, "{summary:#}");
+    let again = server.stats();
+    assert_eq!(again.total_connections - replayed.total_connections, 2);
+    assert_eq!(
+        again.payload_bytes_received - replayed.payload_bytes_received,
+        recorded.payload_bytes_received
+    );
     runtime.block_on(server.shutdown());
 }
 
