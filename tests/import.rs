@@ -569,6 +569,86 @@ fn a_chromium_recording_imports_and_replays_the_same_messages() {
     runtime.block_on(server.shutdown());
 }
 
+/// The example's two edits after the import: a test server of its own, and `target` at it.
+fn point_at_testserver(imported: &str) -> String {
+    imported
+        .lines()
+        .map(|line| {
+            if line.starts_with("target: '") {
+                "# Edited after the import: the recording's server was a test server on a port of its own, so\n\
+                 # this example starts one and points `target` at it (tests/import.rs checks the rest is as imported).\n\
+                 testserver: { port: 0, subprotocols: [chat.v1] }\n\
+                 target: \"${testserver.url}\""
+                    .to_owned()
+            } else {
+                line.to_owned()
+            }
+        })
+        .map(|line| line + "\n")
+        .collect()
+}
+
+/// A step's counter in a summary (0 when the step counted nothing of it).
+fn step_counter(summary: &Value, name: &str, counter: &str) -> u64 {
+    let steps = summary["steps"].as_array().unwrap();
+    let step = steps
+        .iter()
+        .find(|step| step["name"] == name)
+        .unwrap_or_else(|| panic!("no step `{name}` in {summary:#}"));
+    step["counters"][counter].as_u64().unwrap_or(0)
+}
+
+/// scenarios/imported-session.yaml is what `wsfleet import` writes for a real Chromium session
+/// against the test server (tests/data/har/chromium-testserver.har, recorded by the test above),
+/// pointed at a test server of its own; it plays the session with exact counts.
+#[test]
+fn the_imported_example_is_its_recording_and_runs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let imported_path = dir.path().join("imported-session.yaml");
+    let mut command = wsfleet();
+    command
+        .current_dir(root)
+        .args(["import", "tests/data/har/chromium-testserver.har", "-o"])
+        .arg(&imported_path);
+    let output = run_bounded(command, Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let imported = std::fs::read_to_string(&imported_path).unwrap();
+    let example = std::fs::read_to_string(root.join("scenarios/imported-session.yaml")).unwrap();
+    assert_eq!(point_at_testserver(&imported), example);
+
+    let summary_path = dir.path().join("summary.json");
+    let mut command = wsfleet();
+    command
+        .arg("run")
+        .arg(root.join("scenarios/imported-session.yaml"))
+        .args(["--quiet", "--out"])
+        .arg(format!("json={}", summary_path.display()));
+    let output = run_bounded(command, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let summary = read_json(&summary_path);
+    assert_eq!(counter(&summary, "iterations"), 1, "{summary:#}");
+    assert_eq!(counter(&summary, "iterations_failed"), 0, "{summary:#}");
+    assert_eq!(counter(&summary, "connections_opened"), 2, "{summary:#}");
+    assert_eq!(counter(&summary, "messages_sent"), 6, "{summary:#}");
+    assert_eq!(counter(&summary, "messages_received"), 7, "{summary:#}");
+    assert_eq!(counter(&summary, "messages_unread"), 0, "{summary:#}");
+    for (step, counter, count) in [
+        ("connect_json", "connections_opened", 1),
+        ("hello", "messages_received", 1),
+        ("join", "messages_sent", 1),
+        ("joined", "messages_received", 1),
+        ("ping", "messages_sent", 1),
+        ("ping_ok_3", "messages_received", 1),
+        ("connect_echo", "connections_opened", 1),
+        ("send_binary", "messages_sent", 1),
+        ("receive_binary", "messages_received", 1),
+        ("receive", "messages_received", 1),
+    ] {
+        assert_eq!(step_counter(&summary, step, counter), count, "{step} {counter}");
+    }
+}
+
 #[test]
 fn a_file_over_the_size_limit_is_refused_before_it_is_read() {
     let dir = tempfile::tempdir().unwrap();
