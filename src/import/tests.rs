@@ -162,7 +162,7 @@ fn requests_before_the_upgrade_become_http_steps() {
     assert_eq!(scenario["variables"]["cookie"], "theme=dark");
     for expected in [
         "# parameterize? /password `s3cret` looks like a credential or session value",
-        "# parameterize? ?token `eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4ifQ.c2lu...` came in `login` at /token: add `extract: { token: { json: /token } }` to that step and write `${token}` here",
+        "# parameterize? ?token `eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4ifQ....` came in `login` at /token: add `extract: { token: { json: /token } }` to that step and write `${token}` here",
     ] {
         assert!(imported.yaml.contains(expected), "{expected}\n{}", imported.yaml);
     }
