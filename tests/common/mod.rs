@@ -5,6 +5,7 @@
 
 pub mod brokers;
 pub mod browser;
+pub mod connect_proxy;
 pub mod junit;
 pub mod proxy;
 pub mod python;
