@@ -20,6 +20,7 @@ pub mod connection;
 mod executor;
 pub mod failure;
 pub mod outbox;
+pub mod protocol;
 pub mod rendezvous;
 mod reporter;
 pub mod run;

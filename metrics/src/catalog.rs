@@ -68,10 +68,24 @@ pub enum Counter {
     /// Writes that handed bytes to a socket (system calls, or TLS records' writes): with
     /// `messages_sent`, how well sends coalesce.
     SocketWrites,
+    /// Protocol events sent (Socket.IO `emit`), in the metric set of the event's name.
+    EventsSent,
+    /// Protocol events received, in the metric set of the event's name.
+    EventsReceived,
+    /// Acknowledgements of emitted events received, in the metric set of the event's name.
+    AcksReceived,
+    /// Heartbeats the server sent (Engine.IO pings), answered by the protocol layer.
+    HeartbeatsReceived,
+    /// Heartbeat answers the protocol layer sent (Engine.IO pongs).
+    HeartbeatsSent,
+    /// Protocol sessions the server accepted after the upgrade (Socket.IO namespaces connected).
+    ProtocolConnects,
+    /// Protocol sessions the server ended (Socket.IO disconnect packets).
+    ProtocolDisconnects,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 26] = [
+    pub const ALL: [Counter; 33] = [
         Counter::ConnectionsOpened,
         Counter::ConnectionsFailed,
         Counter::ConnectionsClosed,
@@ -98,6 +112,13 @@ impl Counter {
         Counter::MessagesUnread,
         Counter::IterationsSkipped,
         Counter::SocketWrites,
+        Counter::EventsSent,
+        Counter::EventsReceived,
+        Counter::AcksReceived,
+        Counter::HeartbeatsReceived,
+        Counter::HeartbeatsSent,
+        Counter::ProtocolConnects,
+        Counter::ProtocolDisconnects,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every counter's name, in `ALL`'s order.
@@ -131,6 +152,13 @@ impl Counter {
             Counter::MessagesUnread => "messages_unread",
             Counter::IterationsSkipped => "iterations_skipped",
             Counter::SocketWrites => "socket_writes",
+            Counter::EventsSent => "events_sent",
+            Counter::EventsReceived => "events_received",
+            Counter::AcksReceived => "acks_received",
+            Counter::HeartbeatsReceived => "heartbeats_received",
+            Counter::HeartbeatsSent => "heartbeats_sent",
+            Counter::ProtocolConnects => "protocol_connects",
+            Counter::ProtocolDisconnects => "protocol_disconnects",
         }
     }
 
@@ -177,10 +205,12 @@ pub enum Hist {
     CloseLatency,
     /// How long a VU waited at a rendezvous.
     RendezvousWait,
+    /// From an emitted event to its acknowledgement, in the metric set of the event's name.
+    AckLatency,
 }
 
 impl Hist {
-    pub const ALL: [Hist; 9] = [
+    pub const ALL: [Hist; 10] = [
         Hist::Handshake,
         Hist::Dns,
         Hist::TcpConnect,
@@ -190,6 +220,7 @@ impl Hist {
         Hist::PingLatency,
         Hist::CloseLatency,
         Hist::RendezvousWait,
+        Hist::AckLatency,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every histogram's name, in `ALL`'s order.
@@ -206,6 +237,7 @@ impl Hist {
             Hist::PingLatency => "ping_latency",
             Hist::CloseLatency => "close_latency",
             Hist::RendezvousWait => "rendezvous_wait",
+            Hist::AckLatency => "ack_latency",
         }
     }
 }
@@ -303,10 +335,14 @@ pub enum ErrorKind {
     DataExhausted,
     /// The HTTP proxy refused or broke the CONNECT tunnel.
     Proxy,
+    /// The server refused a protocol session after the upgrade (Socket.IO `connect_error`).
+    ConnectError,
+    /// An emitted event's acknowledgement did not come in time.
+    AckTimeout,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::Refused,
         ErrorKind::Timeout,
         ErrorKind::Dns,
@@ -322,6 +358,8 @@ impl ErrorKind {
         ErrorKind::Handler,
         ErrorKind::DataExhausted,
         ErrorKind::Proxy,
+        ErrorKind::ConnectError,
+        ErrorKind::AckTimeout,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every error kind's name, in `ALL`'s order.
@@ -348,6 +386,8 @@ impl ErrorKind {
             ErrorKind::Handler => "handler",
             ErrorKind::DataExhausted => "data_exhausted",
             ErrorKind::Proxy => "proxy",
+            ErrorKind::ConnectError => "connect_error",
+            ErrorKind::AckTimeout => "ack_timeout",
         }
     }
 }
@@ -402,11 +442,11 @@ mod tests {
     #[test]
     fn names_follow_the_order_of_all() {
         assert_eq!(Counter::NAMES[0], "connections_opened");
-        assert_eq!(Counter::NAMES[Counter::COUNT - 1], "socket_writes");
-        assert_eq!(Hist::NAMES[Hist::COUNT - 1], "rendezvous_wait");
+        assert_eq!(Counter::NAMES[Counter::COUNT - 1], "protocol_disconnects");
+        assert_eq!(Hist::NAMES[Hist::COUNT - 1], "ack_latency");
         assert_eq!(Gauge::NAMES, ["active_connections", "active_vus"]);
         assert_eq!(ErrorKind::NAMES[0], "refused");
-        assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "proxy");
+        assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "ack_timeout");
         for kind in ErrorKind::ALL {
             assert_eq!(ErrorKind::from_name(kind.name()), Some(kind));
         }

@@ -11,6 +11,7 @@ mod flow;
 mod load;
 mod matching;
 mod message;
+mod protocol;
 mod rules;
 mod thresholds;
 mod walk;
@@ -177,6 +178,8 @@ fn part(
         rendezvous_points: run.rendezvous_points,
         peak_vus: plan.as_ref().map_or(0, LoadPlan::max_vus),
         default_flush,
+        socketio_namespaces: protocol::socketio_namespaces(view.steps, &connections),
+        event_sets: Vec::new(),
     };
     if view.steps.is_empty() {
         problems.add(
@@ -190,6 +193,7 @@ fn part(
     mark_handshake_readers(&mut steps);
     let reads_last_message = reads_last_message(&steps);
     let (on_message, on_close, on_error) = builder.rules(view, problems);
+    let events = builder.finish_events();
     run.names = builder.names;
     run.explicit = builder.explicit;
     run.rendezvous_points = builder.rendezvous_points;
@@ -210,6 +214,7 @@ fn part(
         vu_offset: run.vu_offset,
         vu_span,
         reads_last_message,
+        events,
     })
 }
 

@@ -9,11 +9,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wsfleet_metrics::catalog::ACTIVE_CONNECTIONS;
 use wsfleet_metrics::{Counter, ErrorKind, SetId};
 use wsfleet_scenario::matcher::Origin;
+use wsfleet_scenario::protocol::Protocol;
 use wsfleet_scenario::{Step, StepId};
 
 use super::conn::Conn;
 use super::flow::extract_into;
 use super::outcome::{Failure, StepResult, Stop};
+use super::protocol::{layer_for, socketio_url};
 use super::state::Vu;
 use crate::clock;
 use crate::connection::ConnectRequest;
@@ -47,6 +49,10 @@ impl Vu {
         let scope_parts = self.parts();
         let scope = scope_parts.scope(iteration);
         let url = connect.url.render(&scope);
+        let url = match &connect.protocol {
+            Some(Protocol::SocketIo(options)) => Cow::Owned(socketio_url(&url, options, &scope)),
+            None => url,
+        };
         let upgrade = {
             let headers: Vec<(&str, Cow<'_, str>)> = connect
                 .headers
@@ -85,6 +91,7 @@ impl Vu {
         // Waiting for a slot is the generator's own queueing, not the target's latency:
         // the handshake is timed from when it starts.
         let slot = env.handshake_slots.acquire().await;
+        let started = clock::now();
         // The connector's future is boxed: the handshake's state is large and short-lived;
         // inline, it would size every VU's future for its whole life (a few KB per idle
         // connection).
@@ -112,7 +119,20 @@ impl Vu {
                 unanswered_send: None,
                 keep_open: connect.keep_open,
                 held: VecDeque::new(),
+                layer: None,
+                acks: None,
             });
+            if let Some(protocol) = &connect.protocol {
+                let (layer, acks) = layer_for(protocol);
+                if let Some(conn) = self.conns[connect.conn].as_mut() {
+                    conn.layer = Some(layer);
+                    conn.acks = Some(acks);
+                }
+                // The handshake shares the connect step's timeout.
+                let deadline = started + connect.timeout;
+                self.protocol_handshake(connect.conn, protocol, deadline, step.id, iteration)
+                    .await?;
+            }
         }
         let info = &self.info[connect.conn];
         if let Some(wanted) = &connect.expect.subprotocol {

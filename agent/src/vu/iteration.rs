@@ -234,6 +234,8 @@ impl Vu {
             // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
             Action::Rendezvous(rendezvous) => Box::pin(self.rendezvous_step(step, rendezvous, iteration)).await,
             Action::Check(check) => self.check_step(step, check, iteration),
+            // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
+            Action::Emit(emit) => Box::pin(self.emit_step(step, emit, iteration)).await,
         }
     }
 

@@ -45,6 +45,9 @@ mod outcome;
 mod outgoing;
 mod ping;
 mod policy;
+mod protocol;
+#[cfg(test)]
+mod protocol_tests;
 mod receive;
 #[cfg(test)]
 mod sizes;
