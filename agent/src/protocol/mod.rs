@@ -101,6 +101,13 @@ impl Layer {
         }
     }
 
+    /// Whether the server ended every session the connection held: the connection is over.
+    pub fn ended(&self) -> bool {
+        match self {
+            Layer::SocketIo(session) => session.ended(),
+        }
+    }
+
     /// Messages a client sends once the connection is open, before its steps; `auth` renders
     /// each session's auth payload.
     pub fn handshake_messages(&mut self, auth: &dyn Fn(usize) -> Option<String>) -> Vec<Message> {

@@ -79,6 +79,14 @@ impl Session {
                 .all(|(_, state)| *state == NamespaceState::Connected)
     }
 
+    /// Whether no namespace is connected or being connected any more (the server disconnected
+    /// them all, or closed the session).
+    pub fn ended(&self) -> bool {
+        self.namespaces
+            .iter()
+            .all(|(_, state)| matches!(state, NamespaceState::Disconnected | NamespaceState::Refused))
+    }
+
     /// The first namespace the server refused.
     pub fn refused(&self) -> Option<&str> {
         self.namespaces
@@ -391,8 +399,10 @@ mod tests {
                 packet: None,
             }))
         );
+        assert!(!session.ended());
         assert_eq!(text(&mut session, "41"), Decoded::Disconnected(Some("/".into())));
         assert_eq!(session.state("/"), Some(NamespaceState::Disconnected));
+        assert!(session.ended());
         assert_eq!(text(&mut session, "1"), Decoded::Disconnected(None));
     }
 

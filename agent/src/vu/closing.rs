@@ -36,7 +36,7 @@ impl Vu {
             .conns
             .get(close.conn)
             .and_then(Option::as_ref)
-            .is_some_and(|conn| conn.layer.is_some())
+            .is_some_and(|conn| conn.protocol.is_some())
         {
             self.protocol_goodbye(close.conn, step.id, iteration).await?;
             self.flush_held(step.id, iteration).await?;

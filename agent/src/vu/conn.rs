@@ -66,11 +66,10 @@ pub(super) struct Conn {
     /// Messages sent whose bytes are not all in the socket yet, oldest first: counted, and
     /// their send instant taken, when they are (see `settle_written`).
     pub(super) held: VecDeque<HeldSend>,
-    /// The protocol spoken over the WebSocket, with its session state; `None` for plain
-    /// messages (the hot path checks only this).
-    pub(super) layer: Option<Box<crate::protocol::Layer>>,
-    /// Acknowledgements the VU waits for, and those that came (protocol connections).
-    pub(super) acks: Option<Box<super::protocol::Acks>>,
+    /// The protocol spoken over the WebSocket, with its session state and the
+    /// acknowledgements the VU waits for; `None` for plain messages (one pointer per
+    /// connection, and the only thing the hot path checks).
+    pub(super) protocol: Option<Box<super::protocol::Speaking>>,
 }
 
 /// A message sent but not yet all in the socket (its frames wait for a flush).

@@ -15,7 +15,7 @@ use wsfleet_scenario::{Step, StepId};
 use super::conn::Conn;
 use super::flow::extract_into;
 use super::outcome::{Failure, StepResult, Stop};
-use super::protocol::{layer_for, socketio_url};
+use super::protocol::{socketio_url, speaking};
 use super::state::Vu;
 use crate::clock;
 use crate::connection::ConnectRequest;
@@ -106,11 +106,12 @@ impl Vu {
         info.headers = opened.headers;
         info.last = None;
         if let Some(socket) = opened.socket {
-            let now = clock::now();
-            let mut recorder_ref = recorder.borrow_mut();
-            recorder_ref.add(now, set, Counter::ConnectionsOpened, 1);
-            recorder_ref.gauge_add(now, ACTIVE_CONNECTIONS, 1);
-            drop(recorder_ref);
+            {
+                let now = clock::now();
+                let mut recorder_ref = recorder.borrow_mut();
+                recorder_ref.add(now, set, Counter::ConnectionsOpened, 1);
+                recorder_ref.gauge_add(now, ACTIVE_CONNECTIONS, 1);
+            }
             self.conns[connect.conn] = Some(Conn {
                 socket,
                 recorder: recorder.clone(),
@@ -119,19 +120,16 @@ impl Vu {
                 unanswered_send: None,
                 keep_open: connect.keep_open,
                 held: VecDeque::new(),
-                layer: None,
-                acks: None,
+                protocol: None,
             });
             if let Some(protocol) = &connect.protocol {
-                let (layer, acks) = layer_for(protocol);
                 if let Some(conn) = self.conns[connect.conn].as_mut() {
-                    conn.layer = Some(layer);
-                    conn.acks = Some(acks);
+                    conn.protocol = Some(speaking(protocol));
                 }
-                // The handshake shares the connect step's timeout.
+                // The handshake shares the connect step's timeout. Boxed: only protocol
+                // connections run it, and inline it would size every connect's future.
                 let deadline = started + connect.timeout;
-                self.protocol_handshake(connect.conn, protocol, deadline, step.id, iteration)
-                    .await?;
+                Box::pin(self.protocol_handshake(connect.conn, protocol, deadline, step.id, iteration)).await?;
             }
         }
         let info = &self.info[connect.conn];

@@ -128,7 +128,7 @@ impl Vu {
         // A connection that speaks a protocol reads each message through its layer.
         let mut event = None;
         let mut message = message;
-        if self.conns[conn_id].as_ref().is_some_and(|conn| conn.layer.is_some()) {
+        if self.conns[conn_id].as_ref().is_some_and(|conn| conn.protocol.is_some()) {
             match self.layered(conn_id, message, now, step)? {
                 Layered::Event(carrier, decoded) => {
                     message = carrier;

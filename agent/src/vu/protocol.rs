@@ -11,12 +11,12 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use wsfleet_metrics::{Counter, ErrorKind, Hist, SetId};
 use wsfleet_scenario::matcher::{Incoming, Origin};
 use wsfleet_scenario::protocol::{Emit, Protocol, SocketIo};
-use wsfleet_scenario::{ConnId, FrameKind, Scope, Step, StepId};
+use wsfleet_scenario::{ConnId, FrameKind, Scope, Step, StepId, Then};
 
 use super::conn::{count_message, Conn};
 use super::flow::extract_into;
@@ -59,16 +59,24 @@ pub(super) enum Layered {
     Nothing,
 }
 
-/// A connection's layer for the protocol a connect step names.
-pub(super) fn layer_for(protocol: &Protocol) -> (Box<Layer>, Box<Acks>) {
-    match protocol {
-        Protocol::SocketIo(options) => (
-            Box::new(Layer::SocketIo(socketio::Session::new(
-                options.namespaces.iter().map(|namespace| namespace.name.clone()),
-            ))),
-            Box::default(),
-        ),
-    }
+/// What a connection that speaks a protocol holds: the layer's session and the
+/// acknowledgements its emits wait for.
+pub(super) struct Speaking {
+    pub(super) layer: Layer,
+    acks: Acks,
+}
+
+/// The protocol state of a new connection for the protocol a connect step names.
+pub(super) fn speaking(protocol: &Protocol) -> Box<Speaking> {
+    let layer = match protocol {
+        Protocol::SocketIo(options) => Layer::SocketIo(socketio::Session::new(
+            options.namespaces.iter().map(|namespace| namespace.name.clone()),
+        )),
+    };
+    Box::new(Speaking {
+        layer,
+        acks: Acks::default(),
+    })
 }
 
 /// The WebSocket URL of a Socket.IO server: its origin (`http`/`https` become `ws`/`wss`), the
@@ -106,10 +114,10 @@ impl Vu {
         let Some(conn) = self.conns.get_mut(conn_id).and_then(Option::as_mut) else {
             return Ok(Layered::Nothing);
         };
-        let Some(layer) = conn.layer.as_mut() else {
+        let Some(speaking) = conn.protocol.as_mut() else {
             return Ok(Layered::Nothing);
         };
-        let decoded = layer.decode(&message);
+        let decoded = speaking.layer.decode(&message);
         let recorder = conn.recorder.clone();
         let mut recorder = recorder.borrow_mut();
         let connection = SetId::Connection;
@@ -140,7 +148,7 @@ impl Vu {
             }
             Decoded::Ack(mut ack) => {
                 let packet = ack.packet.take().unwrap_or(message);
-                let acks = conn.acks.get_or_insert_with(Box::default);
+                let acks = &mut speaking.acks;
                 let Some(position) = acks.waiting.iter().position(|waiting| waiting.id == ack.id) else {
                     count_message(&mut recorder, now, connection, &packet);
                     tracing::debug!(vu = self.number, id = ack.id, "an acknowledgement nothing asked for");
@@ -176,6 +184,11 @@ impl Vu {
             Decoded::Disconnected(_) => {
                 count_message(&mut recorder, now, connection, &message);
                 recorder.add(now, connection, Counter::ProtocolDisconnects, 1);
+                let ended = speaking.layer.ended();
+                drop(recorder);
+                if ended {
+                    return Err(self.protocol_ended(conn_id, step));
+                }
                 Ok(Layered::Nothing)
             }
             Decoded::Violation(why) => {
@@ -183,6 +196,27 @@ impl Vu {
                 tracing::debug!(vu = self.number, why = %why, "a protocol violation");
                 Err(Failure::new(step, ErrorKind::Protocol).into())
             }
+        }
+    }
+
+    /// The server ended the protocol's last session (Socket.IO: it disconnected every
+    /// namespace, or closed the Engine.IO session): the client closes the connection, as
+    /// socket.io-client does, and the step that was using it goes through the `on_close` rules
+    /// that name no codes (there is no close code to match); without one it fails as `closed`.
+    fn protocol_ended(&mut self, conn_id: ConnId, step: StepId) -> Stop {
+        if let Some(mut conn) = self.conns.get_mut(conn_id).and_then(Option::take) {
+            // A close frame if the socket takes it now; the connection ends either way.
+            let _ = conn.socket.send(Message::Close(None)).now_or_never();
+        }
+        let rule = self
+            .spec()
+            .on_close
+            .iter()
+            .find(|rule| rule.conn.is_none_or(|wanted| wanted == conn_id) && rule.codes.is_none());
+        match rule.map(|rule| rule.then) {
+            None | Some(Then::Fail) => Failure::new(step, ErrorKind::Closed).into(),
+            Some(Then::EndIteration | Then::StopVu) => Stop::EndIteration,
+            Some(Then::Continue) => Stop::StepEnded,
         }
     }
 
@@ -225,7 +259,7 @@ impl Vu {
         step: StepId,
         iteration: u64,
     ) -> StepResult {
-        let opened = |conn: &Conn| conn.layer.as_ref().is_some_and(|layer| layer.opened());
+        let opened = |conn: &Conn| conn.protocol.as_ref().is_some_and(|speaking| speaking.layer.opened());
         self.read_until(conn_id, deadline, step, iteration, ErrorKind::Timeout, opened)
             .await?;
         let auths: Vec<Option<String>> = {
@@ -249,7 +283,8 @@ impl Vu {
             .conns
             .get_mut(conn_id)
             .and_then(Option::as_mut)
-            .and_then(|conn| conn.layer.as_mut())
+            .and_then(|conn| conn.protocol.as_mut())
+            .map(|speaking| &mut speaking.layer)
         {
             Some(layer) => layer.handshake_messages(&auth),
             None => Vec::new(),
@@ -266,7 +301,7 @@ impl Vu {
             )
             .await?;
         }
-        let ready = |conn: &Conn| conn.layer.as_ref().is_some_and(|layer| layer.ready());
+        let ready = |conn: &Conn| conn.protocol.as_ref().is_some_and(|speaking| speaking.layer.ready());
         self.read_until(conn_id, deadline, step, iteration, ErrorKind::Timeout, ready)
             .await
     }
@@ -277,7 +312,8 @@ impl Vu {
             .conns
             .get_mut(conn_id)
             .and_then(Option::as_mut)
-            .and_then(|conn| conn.layer.as_mut())
+            .and_then(|conn| conn.protocol.as_mut())
+            .map(|speaking| &mut speaking.layer)
         {
             Some(layer) => layer.goodbye_messages(),
             None => return Ok(()),
@@ -316,7 +352,7 @@ impl Vu {
             .map(|bytes| Bytes::from(bytes.clone()))
             .collect();
         let conn = self.conn_mut(emit.conn, step.id)?;
-        let Some(session) = conn.layer.as_mut().and_then(|layer| layer.as_socketio()) else {
+        let Some(session) = conn.protocol.as_mut().and_then(|speaking| speaking.layer.as_socketio()) else {
             return Err(Failure::new(step.id, ErrorKind::Protocol).into());
         };
         let (messages, id) = session
@@ -348,8 +384,10 @@ impl Vu {
         let due = sent.checked_sub(self.lag).unwrap_or(sent);
         {
             let conn = self.conn_mut(emit.conn, step.id)?;
-            let acks = conn.acks.get_or_insert_with(Box::default);
-            acks.waiting.push(Waiting {
+            let Some(speaking) = conn.protocol.as_mut() else {
+                return Err(Failure::new(step.id, ErrorKind::Closed).into());
+            };
+            speaking.acks.waiting.push(Waiting {
                 id,
                 step: step.id,
                 event_set: emit.event_set,
@@ -358,9 +396,9 @@ impl Vu {
             });
         }
         let came = move |conn: &Conn| {
-            conn.acks
+            conn.protocol
                 .as_ref()
-                .is_some_and(|acks| acks.arrived.iter().any(|(got, _, _)| *got == id))
+                .is_some_and(|speaking| speaking.acks.arrived.iter().any(|(got, _, _)| *got == id))
         };
         let waited = self
             .read_until(
@@ -377,7 +415,8 @@ impl Vu {
                 .conns
                 .get_mut(emit.conn)
                 .and_then(Option::as_mut)
-                .and_then(|conn| conn.acks.as_mut())
+                .and_then(|conn| conn.protocol.as_mut())
+                .map(|speaking| &mut speaking.acks)
             {
                 if let Some(waiting) = acks.waiting.iter_mut().find(|waiting| waiting.id == id) {
                     waiting.timed_out = true;
@@ -393,7 +432,10 @@ impl Vu {
         }
         let arrived = {
             let conn = self.conn_mut(emit.conn, step.id)?;
-            let acks = conn.acks.get_or_insert_with(Box::default);
+            let Some(speaking) = conn.protocol.as_mut() else {
+                return Err(Failure::new(step.id, ErrorKind::Closed).into());
+            };
+            let acks = &mut speaking.acks;
             let position = acks.arrived.iter().position(|(got, _, _)| *got == id);
             position.map(|position| acks.arrived.remove(position))
         };

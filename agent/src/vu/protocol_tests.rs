@@ -221,3 +221,28 @@ on_error:
     assert_eq!(metrics.step("any", "errors.protocol"), 1, "{dump}");
     assert_eq!(metrics.conn("iterations"), 1, "{dump}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_server_disconnect_of_the_last_namespace_ends_the_connection_through_on_close() {
+    for (rules, skipped, closed) in [("on_close:\n  - { then: end_iteration }\n", 1, 0), ("", 0, 1)] {
+        let yaml = format!(
+            "load: {{ vus: 1, iterations: 1 }}
+steps:
+{CONNECT}  - receive: {{ name: wait, timeout: 5s }}
+{rules}"
+        );
+        let metrics = play(&yaml, |mut target| async move {
+            let mut socket = handshake(&mut target, &["/"]).await;
+            send(&mut socket, "41").await;
+            // The client closes the connection itself, as socket.io-client does.
+            assert_eq!(drain(socket).await, 0);
+        })
+        .await;
+        let dump = metrics.dump();
+        assert_eq!(metrics.conn("protocol_disconnects"), 1, "{dump}");
+        assert_eq!(metrics.conn("iterations_skipped"), skipped, "{dump}");
+        assert_eq!(metrics.step("wait", "errors.closed"), closed, "{dump}");
+        assert_eq!(metrics.step("wait", "receive_timeouts"), 0, "{dump}");
+        assert_eq!(metrics.conn("connections_closed"), 1, "{dump}");
+    }
+}
