@@ -72,6 +72,23 @@ pub struct Part {
     pub reads_last_message: bool,
     /// The metric sets of protocol events, when a connection speaks a protocol.
     pub events: Option<crate::protocol::EventSets>,
+    /// `model: seek`: the controller steps this part's load and judges each step.
+    pub seek: Option<crate::plan::seek::Seek>,
+}
+
+impl Part {
+    /// The most VUs the part runs at once: its plan's peak, or a VU seek's `max`.
+    pub fn peak_vus(&self) -> u64 {
+        peak_vus(&self.plan, self.seek.as_ref())
+    }
+}
+
+/// The most VUs `plan` runs at once, or a VU seek's `max` when it seeks.
+pub(crate) fn peak_vus(plan: &LoadPlan, seek: Option<&crate::plan::seek::Seek>) -> u64 {
+    match seek {
+        Some(seek) if seek.measure == crate::plan::seek::SeekMeasure::Vus => plan.max_vus().max(seek.max as u64),
+        _ => plan.max_vus(),
+    }
 }
 
 impl Scenario {
@@ -82,7 +99,7 @@ impl Scenario {
 
     /// VUs at the peak, all parts together (a part's peak counts whenever it comes).
     pub fn max_vus(&self) -> u64 {
-        self.parts.iter().map(|part| part.plan.max_vus()).sum()
+        self.parts.iter().map(Part::peak_vus).sum()
     }
 
     /// When the last part's stages end; `None` while any part runs by iterations.

@@ -159,6 +159,19 @@ async fn upgrade<S: Transport>(
             () = cancel.cancelled() => return None,
         }
     }
+    if let Some(overload) = &modes.overload {
+        let open = shared.counters.open_now();
+        if overload.refuses(open) {
+            let rejection = Rejection::new(
+                503,
+                format!(
+                    "over capacity: {open} connections open, refuse_over={}",
+                    overload.refuse_at
+                ),
+            );
+            return refuse(shared, stream, peer, &rejection).await;
+        }
+    }
     if let Some(status) = modes.handshake_status {
         let rejection = Rejection::new(status, format!("handshake refused by handshake_status={status}"));
         return refuse(shared, stream, peer, &rejection).await;

@@ -16,6 +16,7 @@ mod connection;
 mod handshake;
 mod json;
 mod modes;
+mod overload;
 mod rooms;
 mod server;
 mod session;
