@@ -206,6 +206,7 @@ pub struct RawSeek {
     pub step: Option<f64>,
     pub max: Option<f64>,
     pub interval: Option<String>,
+    pub warmup: Option<String>,
     pub refine: Option<u32>,
 }
 

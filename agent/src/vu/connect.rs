@@ -188,3 +188,35 @@ pub(super) fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<
         .find(|(header, _)| header.eq_ignore_ascii_case(name))
         .map(|(_, value)| value.as_str())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As a browser: the jar's cookies for the origin, `Secure` ones only over `wss://`, after
+    /// a `Cookie` header the step writes.
+    #[test]
+    fn upgrades_carry_the_jars_cookies_of_their_origin() {
+        let mut session = HttpSession::default();
+        session.store_cookies(
+            &[
+                ("set-cookie".to_owned(), "sid=1; Path=/; Secure".to_owned()),
+                ("set-cookie".to_owned(), "t=2; Path=/".to_owned()),
+            ],
+            &url::Url::parse("https://app.test/login").unwrap(),
+        );
+        assert_eq!(
+            upgrade_cookie(&session, "wss://app.test/ws", &[]).as_deref(),
+            Some("sid=1; t=2")
+        );
+        assert_eq!(
+            upgrade_cookie(&session, "ws://app.test/ws", &[]).as_deref(),
+            Some("t=2")
+        );
+        assert_eq!(
+            upgrade_cookie(&session, "ws://app.test/ws", &[("Cookie", "mine=0")]).as_deref(),
+            Some("mine=0; t=2")
+        );
+        assert_eq!(upgrade_cookie(&session, "wss://other.test/ws", &[]), None);
+    }
+}
