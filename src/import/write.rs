@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::convert::{Event, Frame, Options, Payload, Think, Timeline};
+use super::correlate::{correlate_request, correlation, hint_comments, leaves, Seen};
 use super::emit::{binary, comment_text, escapes, json_flow, scalar, shorten, template};
 use super::har::{self, Entry};
 use super::hints::{self, Hint};
@@ -72,23 +73,30 @@ struct Step {
 #[derive(Default)]
 struct Names {
     used: HashSet<String>,
+    /// The last number given to each base, so a recording of many alike messages stays linear.
+    last: HashMap<String, usize>,
 }
 
 impl Names {
     fn unique(&mut self, base: &str) -> String {
         let base = sanitize(base);
-        let mut name = base.clone();
-        let mut number = 1;
-        while !self.used.insert(name.clone()) {
-            number += 1;
-            name = format!("{base}_{number}");
+        let number = self.last.entry(base.clone()).or_insert(0);
+        loop {
+            *number += 1;
+            let name = if *number == 1 {
+                base.clone()
+            } else {
+                format!("{base}_{number}")
+            };
+            if self.used.insert(name.clone()) {
+                return name;
+            }
         }
-        name
     }
 }
 
 /// A name of letters, digits and `_`, at most 40 long.
-fn sanitize(text: &str) -> String {
+pub(super) fn sanitize(text: &str) -> String {
     let name: String = text
         .chars()
         .map(|c| {
@@ -137,9 +145,6 @@ impl Variables {
     }
 }
 
-/// Where a value was first seen in a reply: (step name, JSON pointer).
-type Seen = HashMap<String, (String, String)>;
-
 /// Writes the scenario; `name` is the scenario's name, `source` the HAR file as the user named it.
 pub fn scenario(
     timeline: &Timeline<'_>,
@@ -185,13 +190,23 @@ pub fn scenario(
                 let request = &timeline.requests[position];
                 think(&mut steps, &mut counts, options.think, last, request.start);
                 last = Some(request.end);
-                steps.push(http_step(
+                let (step, name) = http_step(
                     request.entry,
                     request.index,
                     &mut names,
                     &mut variables,
                     &jar,
-                ));
+                    &seen,
+                    &mut sent_values,
+                );
+                steps.push(step);
+                if let Some(json) = request.entry.response_json() {
+                    for (pointer, value) in leaves(&json) {
+                        if !sent_values.contains(&value) {
+                            seen.entry(value).or_insert_with(|| (name.clone(), pointer));
+                        }
+                    }
+                }
                 for header in response_headers(request.entry) {
                     if header.name.eq_ignore_ascii_case("set-cookie") {
                         for line in header.value.as_deref().unwrap_or("").lines() {
@@ -217,6 +232,7 @@ pub fn scenario(
                     &mut names,
                     &mut variables,
                     &jar,
+                    (&seen, &sent_values),
                 ));
                 counts.connections += 1;
             }
@@ -356,27 +372,6 @@ fn response_headers(entry: &Entry) -> &[har::Header] {
         .map_or(&[], |response| response.headers.as_slice())
 }
 
-/// Comments for the hints of a step.
-fn hint_comments(hints: &[Hint], comments: &mut Vec<String>) {
-    const SHOWN: usize = 6;
-    for hint in hints.iter().take(SHOWN) {
-        let at = if hint.at.is_empty() {
-            String::new()
-        } else {
-            format!("{} ", hint.at)
-        };
-        comments.push(format!(
-            "parameterize? {at}`{}` looks like {}: {}",
-            shorten(&hint.value, 60),
-            hint.what,
-            hint.advice
-        ));
-    }
-    if hints.len() > SHOWN {
-        comments.push(format!("(and {} more value(s) like these)", hints.len() - SHOWN));
-    }
-}
-
 /// A `Cookie` header without the cookies the jar holds; `None` when nothing is left.
 fn cookies_left(value: &str, jar: &HashSet<String>) -> Option<String> {
     let left: Vec<&str> = value
@@ -450,6 +445,7 @@ fn connect_step(
     names: &mut Names,
     variables: &mut Variables,
     jar: &HashSet<String>,
+    (seen, sent_values): (&Seen, &HashSet<String>),
 ) -> Step {
     let name = names.unique(&match connection {
         Some(connection) => format!("connect_{connection}"),
@@ -505,6 +501,14 @@ fn connect_step(
         }
         _ => lines.push("  expect: { status: 101 }".to_owned()),
     }
+    correlate_request(
+        url,
+        &entry.request.headers,
+        seen,
+        sent_values,
+        &mut hints,
+        &mut comments,
+    );
     hint_comments(&hints, &mut comments);
     Step { comments, lines }
 }
@@ -557,13 +561,9 @@ fn send_step(
             // A value that first came in a reply: correlation, the classic load-test mistake.
             if let Some(json) = &json {
                 for (pointer, value) in leaves(json) {
-                    if let Some((reply, at)) = seen.get(&value).filter(|_| !sent_values.contains(&value)) {
+                    if let Some(comment) = correlation(&pointer, &value, seen, sent_values) {
                         hints.retain(|hint| hint.at != pointer);
-                        let variable = sanitize(at.rsplit('/').next().unwrap_or("value"));
-                        comments.push(format!(
-                            "parameterize? {pointer} `{}` came in the reply `{reply}` at {at}: add `extract: {{ {variable}: {{ json: {at} }} }}` to that receive and send `${{{variable}}}` here",
-                            shorten(&value, 40)
-                        ));
+                        comments.push(comment);
                     }
                 }
                 for (_, value) in leaves(json) {
@@ -585,36 +585,6 @@ fn send_step(
         comments,
         lines: vec![format!("send: {{ {} }}", fields.join(", "))],
     }
-}
-
-/// String and number leaves of at least 4 characters: values worth following from a reply to
-/// a later send.
-fn leaves(value: &serde_json::Value) -> Vec<(String, String)> {
-    fn walk(value: &serde_json::Value, pointer: String, out: &mut Vec<(String, String)>) {
-        use serde_json::Value;
-        match value {
-            Value::Object(fields) => {
-                for (key, item) in fields {
-                    walk(
-                        item,
-                        format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1")),
-                        out,
-                    );
-                }
-            }
-            Value::Array(items) => {
-                for (index, item) in items.iter().enumerate() {
-                    walk(item, format!("{pointer}/{index}"), out);
-                }
-            }
-            Value::String(text) if text.len() >= 4 => out.push((pointer, text.clone())),
-            Value::Number(number) if number.to_string().len() >= 4 => out.push((pointer, number.to_string())),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk(value, String::new(), &mut out);
-    out
 }
 
 fn receive_step(
@@ -680,8 +650,17 @@ fn receive_step(
     }
 }
 
-/// An `http` step for a request made before the upgrade.
-fn http_step(entry: &Entry, index: usize, names: &mut Names, variables: &mut Variables, jar: &HashSet<String>) -> Step {
+/// An `http` step for a request made before the upgrade, and its name.
+#[allow(clippy::too_many_arguments)]
+fn http_step(
+    entry: &Entry,
+    index: usize,
+    names: &mut Names,
+    variables: &mut Variables,
+    jar: &HashSet<String>,
+    seen: &Seen,
+    sent_values: &mut HashSet<String>,
+) -> (Step, String) {
     let method = entry.request.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
     let url = &entry.request.url;
     let path = url.split(['?', '#']).next().unwrap_or("");
@@ -707,6 +686,13 @@ fn http_step(entry: &Entry, index: usize, names: &mut Names, variables: &mut Var
             .flatten();
         if let Some(json) = json {
             hints.extend(hints::in_message(text));
+            for (pointer, value) in leaves(&json) {
+                if let Some(comment) = correlation(&pointer, &value, seen, sent_values) {
+                    hints.retain(|hint| hint.at != pointer);
+                    comments.push(comment);
+                }
+                sent_values.insert(value);
+            }
             body_line = Some(format!("  body: {{ json: {} }}", json_flow(&json, true)));
         } else if mime.starts_with("application/x-www-form-urlencoded") && !post.params.is_empty() {
             let fields: Vec<String> = post
@@ -737,6 +723,14 @@ fn http_step(entry: &Entry, index: usize, names: &mut Names, variables: &mut Var
     if (100..=599).contains(&status) {
         lines.push(format!("  expect: {{ status: {status} }}"));
     }
+    correlate_request(
+        url,
+        &entry.request.headers,
+        seen,
+        sent_values,
+        &mut hints,
+        &mut comments,
+    );
     hint_comments(&hints, &mut comments);
-    Step { comments, lines }
+    (Step { comments, lines }, name)
 }
