@@ -158,8 +158,20 @@ fn requests_before_the_upgrade_become_http_steps() {
     assert_eq!(login["body"]["json"]["user"], "ann");
     assert_eq!(login["body"]["json"]["password"], "s3cret");
     assert_eq!(login["expect"]["status"], 200);
-    // The login set `sid`: the VU's cookie jar sends it, the variable keeps the rest.
+    // The login set `sid` for app.test: the VU's cookie jar sends it there, the variable keeps
+    // the rest; feed.test gets its own.
     assert_eq!(scenario["variables"]["cookie"], "theme=dark");
+    let ticker = scenario["steps"]
+        .as_sequence()
+        .expect("steps")
+        .iter()
+        .find(|step| step["connect"]["name"] == "connect_ticker")
+        .expect("the ticker's connect");
+    assert_eq!(ticker["connect"]["headers"]["Cookie"], "${cookie_2}");
+    assert_eq!(
+        scenario["variables"]["cookie_2"],
+        "sid=Q2x1c3RlcjpBQkNERUZHSElKS0xNTk9Q"
+    );
     for expected in [
         "# parameterize? /password `s3cret` looks like a credential or session value",
         "# parameterize? ?token `eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4ifQ....` came in `login` at /token: add `extract: { token: { json: /token } }` to that step and write `${token}` here",

@@ -176,7 +176,7 @@ pub fn scenario(
     };
     let target = origin_of(&timeline.sockets[0].url);
     // Cookies the HTTP steps' responses set: the VU's cookie jar sends them, as a browser does.
-    let mut jar: HashSet<String> = HashSet::new();
+    let mut jar = Jar::default();
     // The last recorded instant the VU was busy, for think times.
     let mut last: Option<f64> = None;
     // Per socket: when its last message went out (or its handshake), for receive timeouts.
@@ -210,9 +210,7 @@ pub fn scenario(
                 for header in response_headers(request.entry) {
                     if header.name.eq_ignore_ascii_case("set-cookie") {
                         for line in header.value.as_deref().unwrap_or("").lines() {
-                            if let Some((cookie, _)) = line.split_once('=') {
-                                jar.insert(cookie.trim().to_owned());
-                            }
+                            jar.set(&request.entry.request.url, line);
                         }
                     }
                 }
@@ -372,13 +370,62 @@ fn response_headers(entry: &Entry) -> &[har::Header] {
         .map_or(&[], |response| response.headers.as_slice())
 }
 
-/// A `Cookie` header without the cookies the jar holds; `None` when nothing is left.
-fn cookies_left(value: &str, jar: &HashSet<String>) -> Option<String> {
+/// The cookies imported `http` steps' responses set, by name and domain, to leave out of later
+/// `Cookie` headers that the VU's jar fills in (RFC 6265 domain matching; ports do not count).
+#[derive(Default)]
+struct Jar {
+    /// (name, domain, host only)
+    cookies: Vec<(String, String, bool)>,
+}
+
+impl Jar {
+    /// Stores a `Set-Cookie` line of a response to `url`.
+    fn set(&mut self, url: &str, line: &str) {
+        let mut parts = line.split(';');
+        let Some((name, _)) = parts.next().and_then(|pair| pair.split_once('=')) else {
+            return;
+        };
+        let domain = parts
+            .filter_map(|attribute| attribute.split_once('='))
+            .find(|(key, _)| key.trim().eq_ignore_ascii_case("domain"))
+            .map(|(_, value)| value.trim().trim_start_matches('.').to_ascii_lowercase());
+        let host_only = domain.is_none();
+        self.cookies.push((
+            name.trim().to_owned(),
+            domain.unwrap_or_else(|| host_of(url)),
+            host_only,
+        ));
+    }
+
+    /// Whether the jar sends a cookie named `name` with a request to `url`.
+    fn holds(&self, url: &str, name: &str) -> bool {
+        let host = host_of(url);
+        self.cookies.iter().any(|(cookie, domain, host_only)| {
+            cookie == name && (host == *domain || (!host_only && host.ends_with(&format!(".{domain}"))))
+        })
+    }
+}
+
+/// The host of a URL, lowercase, without user, port or brackets.
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host.to_ascii_lowercase()
+}
+
+/// A `Cookie` header of a request to `url` without the cookies the jar sends; `None` when
+/// nothing is left.
+fn cookies_left(value: &str, url: &str, jar: &Jar) -> Option<String> {
     let left: Vec<&str> = value
         .split(';')
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
-        .filter(|pair| !jar.contains(pair.split('=').next().unwrap_or("").trim()))
+        .filter(|pair| !jar.holds(url, pair.split('=').next().unwrap_or("").trim()))
         .collect();
     (!left.is_empty()).then(|| left.join("; "))
 }
@@ -386,12 +433,13 @@ fn cookies_left(value: &str, jar: &HashSet<String>) -> Option<String> {
 const COOKIE_WHY: &str = "the recorded Cookie header: one browser session's, and it expires; give each VU its own (a data feed, `data:`) or log in with an `http` step";
 const AUTH_WHY: &str = "the recorded Authorization header: one user's credential; give each VU its own (a data feed, `data:`) or take it from a login reply";
 
-/// The headers worth keeping, as a flow mapping, and their hints.
+/// The headers worth keeping of a request to `url`, as flow mapping entries, and their hints.
 fn kept_headers(
+    url: &str,
     headers: &[har::Header],
     dropped: &[&str],
     variables: &mut Variables,
-    jar: &HashSet<String>,
+    jar: &Jar,
     hints: &mut Vec<Hint>,
 ) -> Vec<String> {
     let mut kept = Vec::new();
@@ -407,7 +455,7 @@ fn kept_headers(
             continue;
         }
         let written = match lower.as_str() {
-            "cookie" => match cookies_left(value, jar) {
+            "cookie" => match cookies_left(value, url, jar) {
                 Some(left) => variables.reference("cookie", &left, COOKIE_WHY),
                 None => continue,
             },
@@ -444,7 +492,7 @@ fn connect_step(
     connection: Option<&str>,
     names: &mut Names,
     variables: &mut Variables,
-    jar: &HashSet<String>,
+    jar: &Jar,
     (seen, sent_values): (&Seen, &HashSet<String>),
 ) -> Step {
     let name = names.unique(&match connection {
@@ -484,7 +532,14 @@ fn connect_step(
         ));
     }
     let mut hints = query_hints(url);
-    let headers = kept_headers(&entry.request.headers, HANDSHAKE_HEADERS, variables, jar, &mut hints);
+    let headers = kept_headers(
+        url,
+        &entry.request.headers,
+        HANDSHAKE_HEADERS,
+        variables,
+        jar,
+        &mut hints,
+    );
     if !headers.is_empty() {
         lines.push(format!("  headers: {{ {} }}", headers.join(", ")));
     }
@@ -657,7 +712,7 @@ fn http_step(
     index: usize,
     names: &mut Names,
     variables: &mut Variables,
-    jar: &HashSet<String>,
+    jar: &Jar,
     seen: &Seen,
     sent_values: &mut HashSet<String>,
 ) -> (Step, String) {
@@ -674,7 +729,7 @@ fn http_step(
     lines.push(format!("  method: {method}"));
     lines.push(format!("  url: {}", template(url)));
     let mut hints = query_hints(url);
-    let headers = kept_headers(&entry.request.headers, HTTP_HEADERS, variables, jar, &mut hints);
+    let headers = kept_headers(url, &entry.request.headers, HTTP_HEADERS, variables, jar, &mut hints);
     let mut body_line = None;
     let mut content_type = None;
     if let Some(post) = &entry.request.post_data {
