@@ -68,10 +68,21 @@ pub enum Counter {
     /// Writes that handed bytes to a socket (system calls, or TLS records' writes): with
     /// `messages_sent`, how well sends coalesce.
     SocketWrites,
+    /// On connections that agreed to permessage-deflate: data message payload sent, before
+    /// compression (also in `payload_bytes_sent`).
+    UncompressedBytesSent,
+    /// The same messages' payload in their frames, after compression (a message below the
+    /// step's threshold counts its plain size).
+    CompressedBytesSent,
+    /// On connections that agreed to permessage-deflate: data message payload received, after
+    /// inflating (also in `payload_bytes_received`).
+    UncompressedBytesReceived,
+    /// The same messages' payload in their frames, as received (before inflating).
+    CompressedBytesReceived,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 26] = [
+    pub const ALL: [Counter; 30] = [
         Counter::ConnectionsOpened,
         Counter::ConnectionsFailed,
         Counter::ConnectionsClosed,
@@ -98,6 +109,10 @@ impl Counter {
         Counter::MessagesUnread,
         Counter::IterationsSkipped,
         Counter::SocketWrites,
+        Counter::UncompressedBytesSent,
+        Counter::CompressedBytesSent,
+        Counter::UncompressedBytesReceived,
+        Counter::CompressedBytesReceived,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every counter's name, in `ALL`'s order.
@@ -131,6 +146,10 @@ impl Counter {
             Counter::MessagesUnread => "messages_unread",
             Counter::IterationsSkipped => "iterations_skipped",
             Counter::SocketWrites => "socket_writes",
+            Counter::UncompressedBytesSent => "uncompressed_bytes_sent",
+            Counter::CompressedBytesSent => "compressed_bytes_sent",
+            Counter::UncompressedBytesReceived => "uncompressed_bytes_received",
+            Counter::CompressedBytesReceived => "compressed_bytes_received",
         }
     }
 
@@ -142,8 +161,21 @@ impl Counter {
 /// Labeled counter families: the name is `family.label`, e.g. `errors.refused`.
 pub const ERRORS: &str = "errors";
 pub const CLOSE_CODES: &str = "close_codes";
+/// Connections opened with a compression offer, by what the server agreed:
+/// `extensions.<answer>` (e.g. `extensions.permessage-deflate;server_max_window_bits=12`), or
+/// `extensions.none` when it declined.
+pub const EXTENSIONS: &str = "extensions";
 /// Every labeled counter family.
-pub const LABELED_FAMILIES: [&str; 2] = [ERRORS, CLOSE_CODES];
+pub const LABELED_FAMILIES: [&str; 3] = [ERRORS, CLOSE_CODES, EXTENSIONS];
+
+/// The counter of connections whose server answered `agreed` (a canonical answer; `None`: it
+/// declined the offer).
+pub fn extensions_counter(agreed: Option<&str>) -> String {
+    format!(
+        "{EXTENSIONS}.{}",
+        agreed.map_or("none".to_owned(), |agreed| agreed.replace(' ', ""))
+    )
+}
 
 /// A labeled counter's family and label: `errors.refused` is `(ERRORS, "refused")`; `None` for
 /// a name outside the labeled families.
@@ -402,7 +434,7 @@ mod tests {
     #[test]
     fn names_follow_the_order_of_all() {
         assert_eq!(Counter::NAMES[0], "connections_opened");
-        assert_eq!(Counter::NAMES[Counter::COUNT - 1], "socket_writes");
+        assert_eq!(Counter::NAMES[Counter::COUNT - 1], "compressed_bytes_received");
         assert_eq!(Hist::NAMES[Hist::COUNT - 1], "rendezvous_wait");
         assert_eq!(Gauge::NAMES, ["active_connections", "active_vus"]);
         assert_eq!(ErrorKind::NAMES[0], "refused");
@@ -447,6 +479,13 @@ mod tests {
         assert_eq!(split_labeled("messages_sent"), None);
         assert!(is_error_counter("errors.http_401"));
         assert!(!is_error_counter("close_codes.1000"));
+        assert_eq!(
+            split_labeled(&extensions_counter(Some(
+                "permessage-deflate; server_max_window_bits=12"
+            ))),
+            Some((EXTENSIONS, "permessage-deflate;server_max_window_bits=12"))
+        );
+        assert_eq!(extensions_counter(None), "extensions.none");
     }
 
     #[test]

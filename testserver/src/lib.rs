@@ -13,6 +13,7 @@
 //! configurable buffers, and no locks on the echo path.
 
 mod connection;
+mod deflate;
 mod handshake;
 mod json;
 mod modes;

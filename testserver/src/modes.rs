@@ -9,6 +9,7 @@
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::deflate::DeflateModes;
 use crate::handshake::Rejection;
 
 /// A close reason must fit a control frame: 125 bytes minus the 2-byte code.
@@ -83,6 +84,8 @@ pub(crate) struct Modes {
     pub(crate) malformed: bool,
     /// `echo_self=false`: broadcast skips the sender.
     pub(crate) echo_self: bool,
+    /// permessage-deflate on the echo endpoint (`deflate*`, `corrupt_deflate`).
+    pub(crate) deflate: DeflateModes,
 }
 
 impl Default for Modes {
@@ -102,6 +105,7 @@ impl Default for Modes {
             oversize: None,
             malformed: false,
             echo_self: true,
+            deflate: DeflateModes::default(),
         }
     }
 }
@@ -119,6 +123,9 @@ impl Modes {
             let name = percent_decode(raw_name)?;
             let value = percent_decode(raw_value)?;
             let value = value.as_str();
+            if modes.deflate.apply(&name, value)? {
+                continue;
+            }
             match name.as_str() {
                 "delay" => modes.delay = Some(parse_duration(&name, value)?),
                 "reply_count" => {
@@ -266,7 +273,9 @@ mod tests {
         let query = "delay=250ms&reply_count=3&close_after=2&close_code=4001&close_reason=bye+now\
                      &close_on_open=1001&drop_after=5&handshake=never&handshake_status=503\
                      &handshake_delay=2s&send_on_open=%7B%22hi%22%3A1%7D&oversize=1024&malformed=1\
-                     &echo_self=false";
+                     &echo_self=false&deflate_server_max_window_bits=10&deflate_client_max_window_bits=9\
+                     &deflate_server_no_context_takeover=1&deflate_client_no_context_takeover=true\
+                     &corrupt_deflate=1";
         let expected = Modes {
             delay: Some(Duration::from_millis(250)),
             reply_count: 3,
@@ -282,6 +291,14 @@ mod tests {
             oversize: Some(1024),
             malformed: true,
             echo_self: false,
+            deflate: DeflateModes {
+                decline: false,
+                server_max_window_bits: Some(10),
+                client_max_window_bits: Some(9),
+                server_no_context_takeover: true,
+                client_no_context_takeover: true,
+                corrupt: true,
+            },
         };
         assert_eq!(Modes::parse(query), Ok(expected));
     }

@@ -54,7 +54,13 @@ impl Vu {
             if let Some(oldest) = conn.pending.pop_front() {
                 let now = clock::now();
                 let mut recorder = conn.recorder.borrow_mut();
-                count_message(&mut recorder, now, SetId::Connection, &oldest.message);
+                count_message(
+                    &mut recorder,
+                    now,
+                    SetId::Connection,
+                    &oldest.message,
+                    oldest.compressed,
+                );
                 recorder.add(now, SetId::Connection, Counter::MessagesUnread, 1);
             }
         }
@@ -98,14 +104,15 @@ impl Vu {
             _ => return Ok((None, None)),
         }
         // Arrived when the read that completed it returned (one read may bring many messages).
-        let now = match &self.conns[conn_id] {
-            Some(conn) => conn.socket.get_ref().last_read(),
-            None => clock::now(),
+        let (now, compressed) = match &mut self.conns[conn_id] {
+            Some(conn) => (conn.socket.last_read(), conn.socket.take_received_wire()),
+            None => (clock::now(), None),
         };
         let arrived = |message| Arrived {
             message,
             at: now,
             fresh: true,
+            compressed,
         };
         if self.spec().on_message.is_empty() {
             return Ok((Some(arrived(message)), None));
@@ -132,7 +139,7 @@ impl Vu {
         };
         if !rule.pass {
             let mut recorder = self.env.recorder.borrow_mut();
-            count_message(&mut recorder, now, rule_set, &message);
+            count_message(&mut recorder, now, rule_set, &message, compressed);
             drop(recorder);
             if self.spec().reads_last_message {
                 self.info[conn_id].last = Some((bytes.clone(), kind));

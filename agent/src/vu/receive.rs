@@ -69,7 +69,7 @@ impl Vu {
             };
             conn.unanswered_send = None;
             let mut recorder = recorder.borrow_mut();
-            count_message(&mut recorder, now, set, &arrived.message);
+            count_message(&mut recorder, now, set, &arrived.message, arrived.compressed);
             if let Some(started) = started {
                 recorder.record(
                     now,

@@ -129,7 +129,14 @@ impl StepBuilder<'_> {
                 None
             }
         });
-        let expect = self.expectation(connect, field, problems);
+        let compression = super::compression::compression(connect.compression.as_ref(), field, problems);
+        let mut expect = self.expectation(connect, field, problems);
+        expect.extensions = super::compression::expected_extensions(
+            connect.expect.as_ref().and_then(|expect| expect.extensions.as_deref()),
+            &compression,
+            field,
+            problems,
+        );
         let extract = self.extractions(&connect.extract, &format!("{field}.extract"), &["header"], problems);
         let subprotocols = connect
             .subprotocols
@@ -155,6 +162,7 @@ impl StepBuilder<'_> {
                 || !extract.is_empty(),
             extract,
             keep_open: connect.keep_open,
+            compression,
         }
     }
 
@@ -228,6 +236,7 @@ impl StepBuilder<'_> {
                 status: 101,
                 subprotocol: None,
                 headers: Vec::new(),
+                extensions: None,
             },
             Some(expect) => {
                 let status = expect.status.unwrap_or(101);
@@ -263,6 +272,7 @@ impl StepBuilder<'_> {
                             .map(|template| (header.clone(), template))
                         })
                         .collect(),
+                    extensions: None,
                 }
             }
         }
