@@ -339,6 +339,13 @@ steps:
     assert_eq!(stats.messages_sent, counter(&summary, "messages_received"));
     assert_eq!(stats.payload_bytes_sent, counter(&summary, "payload_bytes_received"));
     assert!(counter(&summary, "compressed_bytes_received") < counter(&summary, "uncompressed_bytes_received"));
+    // Without deflate agreed there is nothing to corrupt: the server refuses the upgrade.
+    let plain = format!(
+        "load: {{ vus: 1, iterations: 1 }}\nsteps:\n  - connect: {{ name: plain, url: \"{}/echo?corrupt_deflate=1\" }}\n",
+        server.url()
+    );
+    let (summary, _) = run(dir.path(), &plain);
+    assert_eq!(step(&summary, "plain", "errors.http_400"), 1, "{summary:#}");
     runtime.block_on(server.shutdown());
 }
 

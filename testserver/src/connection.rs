@@ -198,11 +198,22 @@ async fn upgrade<S: Transport>(
     let key = head.websocket_key.as_deref()?;
     let session_id = shared.next_session_id();
     let protocol = handshake::select_subprotocol(&head.offered_protocols, &shared.subprotocols);
-    // Only the echo endpoint speaks permessage-deflate; the others answer no extension.
+    // Only the echo endpoint speaks permessage-deflate, and only with the modes its loop plays
+    // (`deflate.rs`); otherwise the answer is no extension and tungstenite serves the modes.
     let agreed = match endpoint {
-        Endpoint::Echo => modes.deflate.negotiate(&head.offered_extensions),
-        Endpoint::Json | Endpoint::Broadcast { .. } => None,
+        Endpoint::Echo if crate::deflate::DeflateModes::plays(&modes) => {
+            modes.deflate.negotiate(&head.offered_extensions)
+        }
+        _ => None,
     };
+    if modes.deflate.corrupt && agreed.is_none() {
+        let rejection = Rejection::new(
+            400,
+            "corrupt_deflate=1 needs a connection that agreed to permessage-deflate: offer it, on /echo, without \
+             close_on_open, drop_after, send_on_open, oversize or malformed",
+        );
+        return refuse(shared, stream, peer, &rejection).await;
+    }
     let response = handshake::switching_protocols(key, protocol, agreed.as_deref(), session_id);
     // Joined before the `101` so a client that sees its handshake succeed is
     // already a member and receives everything published after that.

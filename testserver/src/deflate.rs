@@ -73,6 +73,16 @@ impl DeflateModes {
         Ok(true)
     }
 
+    /// Whether the deflate loop plays every mode of `modes` (delay, reply_count, close_after,
+    /// close_code, close_reason, corrupt_deflate); the others are tungstenite's alone.
+    pub(crate) fn plays(modes: &crate::modes::Modes) -> bool {
+        modes.close_on_open.is_none()
+            && modes.drop_after.is_none()
+            && modes.send_on_open.is_none()
+            && modes.oversize.is_none()
+            && !modes.malformed
+    }
+
     /// The answer to the client's offers (`Sec-WebSocket-Extensions` values, in order): the
     /// first permessage-deflate offer these settings can meet, or `None`.
     pub(crate) fn negotiate(&self, offers: &[String]) -> Option<String> {
