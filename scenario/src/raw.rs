@@ -181,6 +181,21 @@ pub struct RawLoad {
     pub pacing: Option<String>,
     /// What the run does when an agent is lost: `continue`, `redistribute` or `abort`.
     pub on_agent_lost: Option<String>,
+    /// `model: seek`: how the load steps up and is refined.
+    pub seek: Option<RawSeek>,
+}
+
+/// `load.seek`: the goal seek's start (`vus` or `rate`), step, highest load, step length and
+/// bisection rounds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSeek {
+    pub vus: Option<u64>,
+    pub rate: Option<f64>,
+    pub step: Option<f64>,
+    pub max: Option<f64>,
+    pub interval: Option<String>,
+    pub refine: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -189,6 +189,19 @@ async fn upgrade<S: Transport>(
             () = cancel.cancelled() => return None,
         }
     }
+    if let Some(overload) = &modes.overload {
+        let open = shared.counters.open_now();
+        if overload.refuses(open) {
+            let rejection = Rejection::new(
+                503,
+                format!(
+                    "over capacity: {open} connections open, refuse_over={}",
+                    overload.refuse_at
+                ),
+            );
+            return refuse(shared, stream, peer, &rejection).await;
+        }
+    }
     if let Some(status) = modes.handshake_status {
         let rejection = Rejection::new(status, format!("handshake refused by handshake_status={status}"));
         return refuse(shared, stream, peer, &rejection).await;
@@ -210,7 +223,7 @@ async fn upgrade<S: Transport>(
         let rejection = Rejection::new(
             400,
             "corrupt_deflate=1 needs a connection that agreed to permessage-deflate: offer it, on /echo, without \
-             close_on_open, drop_after, send_on_open, oversize or malformed",
+             close_on_open, drop_after, send_on_open, oversize, malformed or capacity",
         );
         return refuse(shared, stream, peer, &rejection).await;
     }

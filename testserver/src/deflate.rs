@@ -81,6 +81,7 @@ impl DeflateModes {
             && modes.send_on_open.is_none()
             && modes.oversize.is_none()
             && !modes.malformed
+            && modes.overload.is_none()
     }
 
     /// The answer to the client's offers (`Sec-WebSocket-Extensions` values, in order): the

@@ -17,6 +17,7 @@ mod deflate;
 mod handshake;
 mod json;
 mod modes;
+mod overload;
 mod rooms;
 mod server;
 mod session;

@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::deflate::DeflateModes;
 use crate::handshake::Rejection;
+use crate::overload::{Overload, OverloadParameters};
 
 /// A close reason must fit a control frame: 125 bytes minus the 2-byte code.
 const MAX_CLOSE_REASON_BYTES: usize = 123;
@@ -86,6 +87,8 @@ pub(crate) struct Modes {
     pub(crate) echo_self: bool,
     /// permessage-deflate on the echo endpoint (`deflate*`, `corrupt_deflate`).
     pub(crate) deflate: DeflateModes,
+    /// `capacity=N` (`overload_delay=D`, `refuse_over=M`): degrade past N open connections.
+    pub(crate) overload: Option<Overload>,
 }
 
 impl Default for Modes {
@@ -106,6 +109,7 @@ impl Default for Modes {
             malformed: false,
             echo_self: true,
             deflate: DeflateModes::default(),
+            overload: None,
         }
     }
 }
@@ -118,6 +122,7 @@ impl Modes {
 
     fn parse_pairs(query: &str) -> Result<Self, String> {
         let mut modes = Modes::default();
+        let mut overload = OverloadParameters::default();
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
             let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
             let name = percent_decode(raw_name)?;
@@ -170,10 +175,14 @@ impl Modes {
                 "oversize" => modes.oversize = Some(parse_number(&name, value)?),
                 "malformed" => modes.malformed = parse_flag(&name, value)?,
                 "echo_self" => modes.echo_self = parse_flag(&name, value)?,
+                "capacity" => overload.capacity = Some(parse_number(&name, value)?),
+                "overload_delay" => overload.delay = Some(parse_duration(&name, value)?),
+                "refuse_over" => overload.refuse_over = Some(parse_number(&name, value)?),
                 // Unknown parameters belong to the scenario (`?user=alice`).
                 _ => {}
             }
         }
+        modes.overload = overload.build()?;
         Ok(modes)
     }
 }
@@ -275,7 +284,7 @@ mod tests {
                      &handshake_delay=2s&send_on_open=%7B%22hi%22%3A1%7D&oversize=1024&malformed=1\
                      &echo_self=false&deflate_server_max_window_bits=10&deflate_client_max_window_bits=9\
                      &deflate_server_no_context_takeover=1&deflate_client_no_context_takeover=true\
-                     &corrupt_deflate=1";
+                     &corrupt_deflate=1&capacity=20&overload_delay=100ms&refuse_over=30";
         let expected = Modes {
             delay: Some(Duration::from_millis(250)),
             reply_count: 3,
@@ -299,6 +308,11 @@ mod tests {
                 client_no_context_takeover: true,
                 corrupt: true,
             },
+            overload: Some(Overload {
+                capacity: 20,
+                delay_per_connection: Duration::from_millis(100),
+                refuse_at: 30,
+            }),
         };
         assert_eq!(Modes::parse(query), Ok(expected));
     }

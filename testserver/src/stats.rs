@@ -71,6 +71,11 @@ impl Counters {
         }
     }
 
+    /// Connections open now.
+    pub(crate) fn open_now(&self) -> u64 {
+        self.open_connections.load(Ordering::Relaxed)
+    }
+
     /// Counts a new WebSocket connection and returns the guard that keeps it
     /// counted as open until it is dropped.
     pub(crate) fn connection_opened(self: &Arc<Self>) -> OpenConnection {

@@ -18,6 +18,7 @@
 //! - `timer`: the receive timeout's timer, kept from one receive to the next.
 //! - `connect`, `receive`, `outgoing` (send), `ping`, `closing` (close), `flow`
 //!   (think, rendezvous, check, extract): the step bodies, one family per file.
+//! - `paused`: the operator's pause, taken between steps.
 //! - `inbox`: what arrives: the pending queue, the `on_message` handlers and their replies,
 //!   and reading every connection while the VU waits.
 //!
@@ -43,6 +44,7 @@ mod inbox;
 mod iteration;
 mod outcome;
 mod outgoing;
+mod paused;
 mod ping;
 mod policy;
 mod receive;

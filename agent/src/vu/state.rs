@@ -7,8 +7,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
 use wsfleet_metrics::ErrorKind;
 use wsfleet_scenario::{ConnId, Scope, StepId};
 
@@ -39,6 +41,12 @@ pub(super) struct Vu {
     /// start or the repeat's end check uses it instead of reading the clock again (a clock read
     /// costs ~50 ns here, as much as a third of a message's metrics).
     pub(super) recent: Option<Instant>,
+    /// The operator's pause of the VU's part: the VU waits before its next step while it holds.
+    pub(super) pause: Arc<crate::executor::Pause>,
+    /// Asked to finish the iteration: a pause no longer holds the VU.
+    pub(super) graceful: CancellationToken,
+    /// How long the VU waited on pauses since its pacing last took them into account.
+    pub(super) paused_for: Duration,
 }
 
 pub(super) type StepFuture<'a> = Pin<Box<dyn Future<Output = StepResult> + 'a>>;
