@@ -20,6 +20,7 @@ pub mod connection;
 mod deflate;
 mod executor;
 pub mod failure;
+pub mod http;
 pub mod outbox;
 pub mod rendezvous;
 mod reporter;

@@ -156,7 +156,12 @@ pub const RUN_VARIABLES: &[&str] = &["run_id"];
 /// (it is not a template variable).
 pub const TESTSERVER_CA_VARIABLE: &str = "testserver.ca_pem";
 /// Values available when the scenario starts the test server.
-pub const TESTSERVER_VARIABLES: &[&str] = &["testserver.url", "testserver.host", "testserver.port"];
+pub const TESTSERVER_VARIABLES: &[&str] = &[
+    "testserver.url",
+    "testserver.http_url",
+    "testserver.host",
+    "testserver.port",
+];
 
 /// The most bytes one file named by a scenario may hold.
 pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;

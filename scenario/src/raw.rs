@@ -5,6 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+mod http;
+
+pub use http::{RawHttp, RawHttpBody, RawHttpExpect, RawStatuses};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawScenario {
@@ -100,8 +104,10 @@ pub struct RawExtract {
     /// The first capture group, or the whole match without groups; after `header`, applied to
     /// the header's value.
     pub regex: Option<String>,
-    /// A handshake response header (connect steps).
+    /// A handshake response header (connect steps), or an HTTP response header (http steps).
     pub header: Option<String>,
+    /// A cookie of the VU's jar that applies to the request's URL, by name (http steps).
+    pub cookie: Option<String>,
     /// The whole message (`body: true`).
     #[serde(default)]
     pub body: bool,
@@ -221,6 +227,7 @@ pub enum RawStep {
     Extract(RawExtractStep),
     Check(RawCheck),
     Rendezvous(RawRendezvous),
+    Http(Box<RawHttp>),
 }
 
 impl RawStep {
@@ -236,6 +243,7 @@ impl RawStep {
             RawStep::Extract(_) => "extract",
             RawStep::Check(_) => "check",
             RawStep::Rendezvous(_) => "rendezvous",
+            RawStep::Http(_) => "http",
         }
     }
 }

@@ -9,6 +9,10 @@ pub use crate::matcher::FrameKind;
 use crate::matcher::{Extraction, Matcher};
 use crate::template::Template;
 
+mod http;
+
+pub use http::{Http, HttpBody, HttpExpect, JsonTemplate, DEFAULT_HTTP_TIMEOUT, MAX_HTTP_BODY_BYTES};
+
 /// Index of a step in `Scenario::step_names`, used to key per-step metrics.
 pub type StepId = u16;
 
@@ -34,6 +38,7 @@ pub enum Action {
     Extract(ExtractStep),
     Check(Check),
     Rendezvous(Rendezvous),
+    Http(Box<Http>),
 }
 
 /// VUs wait until enough of them have arrived across the fleet, then go on together.

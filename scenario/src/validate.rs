@@ -9,6 +9,7 @@ mod connection;
 mod feeds;
 mod fields;
 mod flow;
+mod http;
 mod load;
 mod matching;
 mod message;

@@ -157,6 +157,7 @@ impl Vu {
             lag: Duration::ZERO,
             receive_timer: None,
             recent: None,
+            http: None,
             pause: control.pause.clone(),
             graceful: control.graceful.clone(),
             paused_for: Duration::ZERO,
@@ -249,6 +250,8 @@ impl Vu {
             // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
             Action::Rendezvous(rendezvous) => Box::pin(self.rendezvous_step(step, rendezvous, iteration)).await,
             Action::Check(check) => self.check_step(step, check, iteration),
+            // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
+            Action::Http(http) => Box::pin(self.http_step(step, http, iteration)).await,
         }
     }
 

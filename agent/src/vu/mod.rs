@@ -40,6 +40,7 @@ mod conn;
 mod connect;
 mod env;
 mod flow;
+mod http;
 mod inbox;
 mod iteration;
 mod outcome;

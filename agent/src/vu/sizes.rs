@@ -62,6 +62,7 @@ fn print_future_sizes() {
         lag: Duration::ZERO,
         receive_timer: None,
         recent: None,
+        http: None,
         pause: control.pause.clone(),
         graceful: control.graceful.clone(),
         paused_for: Duration::ZERO,

@@ -41,6 +41,9 @@ pub(super) struct Vu {
     /// start or the repeat's end check uses it instead of reading the clock again (a clock read
     /// costs ~50 ns here, as much as a third of a message's metrics).
     pub(super) recent: Option<Instant>,
+    /// The VU's cookie jar and kept-alive HTTP connections, made by its first http step (a VU
+    /// without one pays a pointer).
+    pub(super) http: Option<Box<crate::http::HttpSession>>,
     /// The operator's pause of the VU's part: the VU waits before its next step while it holds.
     pub(super) pause: Arc<crate::executor::Pause>,
     /// Asked to finish the iteration: a pause no longer holds the VU.

@@ -79,6 +79,7 @@ impl StepBuilder<'_> {
             RawStep::Extract(extract) => self.extract_step(extract, at, problems),
             RawStep::Rendezvous(rendezvous) => self.rendezvous_step(rendezvous, at, problems),
             RawStep::Check(check) => self.check_step(check, at, problems),
+            RawStep::Http(http) => self.http_step(http, at, problems),
         }
     }
 

@@ -35,6 +35,7 @@ pub(super) fn defined_variables(parts: &[PartView<'_>]) -> BTreeSet<String> {
             }
             RawStep::Close(Some(close)) => names.extend(close.extract.keys().cloned()),
             RawStep::Extract(extract) => names.extend(extract.values.keys().cloned()),
+            RawStep::Http(http) => names.extend(http.extract.keys().cloned()),
             _ => {}
         });
         for rule in part.on_message {
