@@ -39,6 +39,8 @@ pub enum Action {
     Check(Check),
     Rendezvous(Rendezvous),
     Http(Box<Http>),
+    /// A protocol event (`emit`, Socket.IO).
+    Emit(Box<crate::protocol::Emit>),
 }
 
 /// VUs wait until enough of them have arrived across the fleet, then go on together.
@@ -73,6 +75,8 @@ pub struct Connect {
     pub keep_headers: bool,
     /// permessage-deflate: what the upgrade offers and how messages are compressed.
     pub compression: crate::compression::Compression,
+    /// The protocol spoken over the WebSocket (`None`: plain messages).
+    pub protocol: Option<crate::protocol::Protocol>,
 }
 
 /// TLS settings of one connect step; the default trusts the public web roots.

@@ -87,7 +87,8 @@ pub(crate) struct Modes {
     pub(crate) echo_self: bool,
     /// permessage-deflate on the echo endpoint (`deflate*`, `corrupt_deflate`).
     pub(crate) deflate: DeflateModes,
-    /// `capacity=N` (`overload_delay=D`, `refuse_over=M`): degrade past N open connections.
+    /// `capacity=N`, `capacity_rate=R` (`overload_delay=D`, `refuse_over=M`): degrade past N
+    /// open connections or R messages a second.
     pub(crate) overload: Option<Overload>,
 }
 
@@ -176,6 +177,7 @@ impl Modes {
                 "malformed" => modes.malformed = parse_flag(&name, value)?,
                 "echo_self" => modes.echo_self = parse_flag(&name, value)?,
                 "capacity" => overload.capacity = Some(parse_number(&name, value)?),
+                "capacity_rate" => overload.capacity_rate = Some(parse_number(&name, value)?),
                 "overload_delay" => overload.delay = Some(parse_duration(&name, value)?),
                 "refuse_over" => overload.refuse_over = Some(parse_number(&name, value)?),
                 // Unknown parameters belong to the scenario (`?user=alice`).
@@ -284,7 +286,7 @@ mod tests {
                      &handshake_delay=2s&send_on_open=%7B%22hi%22%3A1%7D&oversize=1024&malformed=1\
                      &echo_self=false&deflate_server_max_window_bits=10&deflate_client_max_window_bits=9\
                      &deflate_server_no_context_takeover=1&deflate_client_no_context_takeover=true\
-                     &corrupt_deflate=1&capacity=20&overload_delay=100ms&refuse_over=30";
+                     &corrupt_deflate=1&capacity=20&capacity_rate=50&overload_delay=100ms&refuse_over=30";
         let expected = Modes {
             delay: Some(Duration::from_millis(250)),
             reply_count: 3,
@@ -309,9 +311,10 @@ mod tests {
                 corrupt: true,
             },
             overload: Some(Overload {
-                capacity: 20,
-                delay_per_connection: Duration::from_millis(100),
-                refuse_at: 30,
+                connections: Some(20),
+                rate: Some(50),
+                delay_per_unit: Duration::from_millis(100),
+                refuse_at: Some(30),
             }),
         };
         assert_eq!(Modes::parse(query), Ok(expected));
