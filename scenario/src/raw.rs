@@ -201,6 +201,7 @@ pub struct RawSeek {
     pub step: Option<f64>,
     pub max: Option<f64>,
     pub interval: Option<String>,
+    pub warmup: Option<String>,
     pub refine: Option<u32>,
 }
 
