@@ -85,10 +85,24 @@ pub enum Counter {
     /// TCP connections http steps opened (a kept-alive connection serves the VU's later
     /// requests to the same origin).
     HttpConnectionsOpened,
+    /// Protocol events sent (Socket.IO `emit`), in the metric set of the event's name.
+    EventsSent,
+    /// Protocol events received, in the metric set of the event's name.
+    EventsReceived,
+    /// Acknowledgements of emitted events received, in the metric set of the event's name.
+    AcksReceived,
+    /// Heartbeats the server sent (Engine.IO pings), answered by the protocol layer.
+    HeartbeatsReceived,
+    /// Heartbeat answers the protocol layer sent (Engine.IO pongs).
+    HeartbeatsSent,
+    /// Protocol sessions the server accepted after the upgrade (Socket.IO namespaces connected).
+    ProtocolConnects,
+    /// Protocol sessions the server ended (Socket.IO disconnect packets).
+    ProtocolDisconnects,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 36] = [
+    pub const ALL: [Counter; 43] = [
         Counter::ConnectionsOpened,
         Counter::ConnectionsFailed,
         Counter::ConnectionsClosed,
@@ -125,6 +139,13 @@ impl Counter {
         Counter::HttpBytesSent,
         Counter::HttpBytesReceived,
         Counter::HttpConnectionsOpened,
+        Counter::EventsSent,
+        Counter::EventsReceived,
+        Counter::AcksReceived,
+        Counter::HeartbeatsReceived,
+        Counter::HeartbeatsSent,
+        Counter::ProtocolConnects,
+        Counter::ProtocolDisconnects,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every counter's name, in `ALL`'s order.
@@ -168,6 +189,13 @@ impl Counter {
             Counter::HttpBytesSent => "http_bytes_sent",
             Counter::HttpBytesReceived => "http_bytes_received",
             Counter::HttpConnectionsOpened => "http_connections_opened",
+            Counter::EventsSent => "events_sent",
+            Counter::EventsReceived => "events_received",
+            Counter::AcksReceived => "acks_received",
+            Counter::HeartbeatsReceived => "heartbeats_received",
+            Counter::HeartbeatsSent => "heartbeats_sent",
+            Counter::ProtocolConnects => "protocol_connects",
+            Counter::ProtocolDisconnects => "protocol_disconnects",
         }
     }
 
@@ -236,10 +264,12 @@ pub enum Hist {
     HttpTls,
     /// From the request handed to its connection to the first byte of the response.
     HttpFirstByte,
+    /// From an emitted event to its acknowledgement, in the metric set of the event's name.
+    AckLatency,
 }
 
 impl Hist {
-    pub const ALL: [Hist; 13] = [
+    pub const ALL: [Hist; 14] = [
         Hist::Handshake,
         Hist::Dns,
         Hist::TcpConnect,
@@ -253,6 +283,7 @@ impl Hist {
         Hist::HttpConnect,
         Hist::HttpTls,
         Hist::HttpFirstByte,
+        Hist::AckLatency,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every histogram's name, in `ALL`'s order.
@@ -273,6 +304,7 @@ impl Hist {
             Hist::HttpConnect => "http_connect",
             Hist::HttpTls => "http_tls",
             Hist::HttpFirstByte => "http_first_byte",
+            Hist::AckLatency => "ack_latency",
         }
     }
 }
@@ -370,10 +402,14 @@ pub enum ErrorKind {
     DataExhausted,
     /// The HTTP proxy refused or broke the CONNECT tunnel.
     Proxy,
+    /// The server refused a protocol session after the upgrade (Socket.IO `connect_error`).
+    ConnectError,
+    /// An emitted event's acknowledgement did not come in time.
+    AckTimeout,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::Refused,
         ErrorKind::Timeout,
         ErrorKind::Dns,
@@ -389,6 +425,8 @@ impl ErrorKind {
         ErrorKind::Handler,
         ErrorKind::DataExhausted,
         ErrorKind::Proxy,
+        ErrorKind::ConnectError,
+        ErrorKind::AckTimeout,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every error kind's name, in `ALL`'s order.
@@ -415,6 +453,8 @@ impl ErrorKind {
             ErrorKind::Handler => "handler",
             ErrorKind::DataExhausted => "data_exhausted",
             ErrorKind::Proxy => "proxy",
+            ErrorKind::ConnectError => "connect_error",
+            ErrorKind::AckTimeout => "ack_timeout",
         }
     }
 }
@@ -469,14 +509,14 @@ mod tests {
     #[test]
     fn names_follow_the_order_of_all() {
         assert_eq!(Counter::NAMES[0], "connections_opened");
-        assert_eq!(Counter::NAMES[Counter::COUNT - 1], "http_connections_opened");
-        assert_eq!(Hist::NAMES[Hist::COUNT - 1], "http_first_byte");
         assert_eq!(Counter::http_status_class(204), Some(Counter::Http2xx));
         assert_eq!(Counter::http_status_class(599), Some(Counter::Http5xx));
         assert_eq!(Counter::http_status_class(600), None);
+        assert_eq!(Counter::NAMES[Counter::COUNT - 1], "protocol_disconnects");
+        assert_eq!(Hist::NAMES[Hist::COUNT - 1], "ack_latency");
         assert_eq!(Gauge::NAMES, ["active_connections", "active_vus"]);
         assert_eq!(ErrorKind::NAMES[0], "refused");
-        assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "proxy");
+        assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "ack_timeout");
         for kind in ErrorKind::ALL {
             assert_eq!(ErrorKind::from_name(kind.name()), Some(kind));
         }

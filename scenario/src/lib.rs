@@ -12,6 +12,7 @@ pub mod matcher;
 pub mod model;
 pub mod plan;
 pub mod positions;
+pub mod protocol;
 pub mod raw;
 pub mod steps;
 pub mod template;
@@ -242,3 +243,6 @@ mod tests;
 
 #[cfg(test)]
 mod hostile;
+
+#[cfg(test)]
+mod protocol_tests;

@@ -94,6 +94,11 @@ pub struct RawMatch {
     /// `text` or `binary`: the frame type.
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// A protocol event's name (`protocol: socketio` connections): the other conditions then
+    /// apply to its arguments, a JSON array.
+    pub event: Option<String>,
+    /// A protocol event's namespace (Socket.IO; `/` is the main one).
+    pub namespace: Option<String>,
 }
 
 /// `name: { json: /token }`, `{ regex: 'id=(\d+)' }`, `{ header: X-Session-Id }`.
@@ -229,6 +234,7 @@ pub enum RawStep {
     Check(RawCheck),
     Rendezvous(RawRendezvous),
     Http(Box<RawHttp>),
+    Emit(crate::protocol::RawEmit),
 }
 
 impl RawStep {
@@ -245,6 +251,7 @@ impl RawStep {
             RawStep::Check(_) => "check",
             RawStep::Rendezvous(_) => "rendezvous",
             RawStep::Http(_) => "http",
+            RawStep::Emit(_) => "emit",
         }
     }
 }
@@ -271,6 +278,10 @@ pub struct RawConnect {
     /// Keep the connection open across iterations; the step connects only when it is not open.
     #[serde(default)]
     pub keep_open: bool,
+    /// A protocol spoken over the WebSocket: `socketio` (Socket.IO v4 over Engine.IO v4).
+    pub protocol: Option<String>,
+    /// Socket.IO options (with `protocol: socketio`).
+    pub socketio: Option<crate::protocol::RawSocketIo>,
 }
 
 #[derive(Debug, Default, Deserialize)]

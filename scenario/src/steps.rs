@@ -39,6 +39,8 @@ pub enum Action {
     Check(Check),
     Rendezvous(Rendezvous),
     Http(Box<Http>),
+    /// A protocol event (`emit`, Socket.IO).
+    Emit(Box<crate::protocol::Emit>),
 }
 
 /// VUs wait until enough of them have arrived across the fleet, then go on together.
@@ -71,6 +73,8 @@ pub struct Connect {
     /// Whether anything reads the handshake response's headers (`expect`, `extract`, or an
     /// `extract` step from the handshake); otherwise they are not copied per connection.
     pub keep_headers: bool,
+    /// The protocol spoken over the WebSocket (`None`: plain messages).
+    pub protocol: Option<crate::protocol::Protocol>,
 }
 
 /// TLS settings of one connect step; the default trusts the public web roots.

@@ -42,6 +42,9 @@ impl StepBuilder<'_> {
                 .when
                 .as_ref()
                 .map(|raw| self.matcher(raw, &format!("{field}.when"), problems));
+            if let Some(when) = &when {
+                self.event_conditions(when, conn, &format!("{field}.when"), problems);
+            }
             let reply = rule.send.as_ref().map(|send| {
                 if send.connection.is_some() {
                     problems.add(
