@@ -337,3 +337,33 @@ fn the_chat_example_runs_against_the_server() {
     assert_eq!(count(&stats, "refused./admin"), 0, "{stats}");
     assert!(count(&stats, "received.echo") > 0, "{stats}");
 }
+
+#[test]
+fn a_rule_acknowledges_the_servers_calls() {
+    let server = SocketIoServer::start(25.0, 20.0);
+    // The server answers each quiz by calling the client back (`sio.call("question")`), and
+    // acknowledges the quiz with the client's acknowledgement.
+    let scenario = format!(
+        "load: {{ vus: 2, iterations: 2 }}
+steps:
+  - connect: {{ url: '{}', protocol: socketio }}
+  - repeat:
+      count: 3
+      steps:
+        - emit: {{ name: quiz, event: quiz, args: [ '${{iteration}}' ], ack: {{ timeout: 5s, match: {{ json: /0/from, equals: '${{vu}}' }} }} }}
+  - close: {{}}
+on_message:
+  - {{ name: answer, when: {{ event: question }}, ack: [ {{ from: '${{vu}}' }} ] }}
+",
+        server.url()
+    );
+    let (summary, code) = run(&scenario);
+    assert_eq!(code, 0, "{summary:#}");
+    let stats = server.stats();
+    assert_eq!(count(&stats, "sent.question"), 12, "{stats}");
+    assert_eq!(count(&stats, "answers"), 12, "{stats}");
+    assert_eq!(set(&summary, "event:question", "events_received"), 12);
+    assert_eq!(set(&summary, "event:question", "acks_sent"), 12);
+    assert_eq!(set(&summary, "answer", "messages_sent"), 12);
+    assert_eq!(set(&summary, "event:quiz", "acks_received"), 12);
+}

@@ -91,6 +91,9 @@ pub enum Counter {
     EventsReceived,
     /// Acknowledgements of emitted events received, in the metric set of the event's name.
     AcksReceived,
+    /// Acknowledgements sent to the server's events that asked for one (`on_message: { ack }`),
+    /// in the metric set of the event's name.
+    AcksSent,
     /// Heartbeats the server sent (Engine.IO pings), answered by the protocol layer.
     HeartbeatsReceived,
     /// Heartbeat answers the protocol layer sent (Engine.IO pongs).
@@ -102,7 +105,7 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub const ALL: [Counter; 43] = [
+    pub const ALL: [Counter; 44] = [
         Counter::ConnectionsOpened,
         Counter::ConnectionsFailed,
         Counter::ConnectionsClosed,
@@ -142,6 +145,7 @@ impl Counter {
         Counter::EventsSent,
         Counter::EventsReceived,
         Counter::AcksReceived,
+        Counter::AcksSent,
         Counter::HeartbeatsReceived,
         Counter::HeartbeatsSent,
         Counter::ProtocolConnects,
@@ -192,6 +196,7 @@ impl Counter {
             Counter::EventsSent => "events_sent",
             Counter::EventsReceived => "events_received",
             Counter::AcksReceived => "acks_received",
+            Counter::AcksSent => "acks_sent",
             Counter::HeartbeatsReceived => "heartbeats_received",
             Counter::HeartbeatsSent => "heartbeats_sent",
             Counter::ProtocolConnects => "protocol_connects",

@@ -139,3 +139,22 @@ fn connect_error_and_ack_timeout_are_error_kinds_rules_name() {
     ));
     assert!(scenario.is_ok(), "{:?}", scenario.err());
 }
+
+#[test]
+fn rule_acknowledgements_are_for_socketio_and_exclude_a_send() {
+    let scenario = compile(&format!(
+        "{CHAT}  - {{ when: {{ event: question }}, ack: [ {{ from: '${{vu}}' }} ] }}\n"
+    ))
+    .unwrap();
+    assert_eq!(scenario.parts[0].on_message[1].ack.as_ref().map(Vec::len), Some(1));
+    let found = problems(
+        "load: { vus: 1, iterations: 1 }\nsteps:\n  - connect: { url: 'ws://h:1/' }\non_message:\n  - { ack: [1] }\n",
+    );
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].field, "on_message[0].ack");
+    let found = problems(&format!("{CHAT}  - {{ ack: [1], send: {{ text: x }} }}\n"));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].field, "on_message[1]");
+    let found = problems(&format!("{CHAT}  - {{ ack: [ {{ $binary: '\\x01' }} ] }}\n"));
+    assert_eq!(found.len(), 1, "{found:#?}");
+}

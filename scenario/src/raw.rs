@@ -138,6 +138,9 @@ pub struct RawMessageRule {
     /// Also hand the message to the steps (by default a matched message is the rule's alone).
     #[serde(default)]
     pub pass: bool,
+    /// Socket.IO: acknowledge an event that asks for it with these arguments (JSON values whose
+    /// strings are templates), as a client's `socket.on(event, (data, callback) => callback(...))`.
+    pub ack: Option<Vec<serde_json::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -242,6 +242,8 @@ pub struct MessageRule {
     pub extract: Vec<Extraction>,
     pub fail: bool,
     pub pass: bool,
+    /// Socket.IO: the arguments of the acknowledgement sent to an event that asks for one.
+    pub ack: Option<Vec<crate::protocol::JsonTemplate>>,
 }
 
 /// Reacts to a server closing a connection the steps still use.

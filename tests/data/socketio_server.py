@@ -5,7 +5,7 @@
 Binds 127.0.0.1 (port 0, the default, lets the kernel pick), prints `port N` once it listens,
 and counts everything it receives and sends; `GET /stats` answers the counts as JSON:
   connect.<namespace>, refused.<namespace>, disconnect.<reason>, received.<event>,
-  acks_sent, sent.<event>, upload_bytes.
+  acks_sent, sent.<event>, upload_bytes, answers (acknowledgements the clients sent).
 
 Events of the main namespace `/`:
   echo(*args)           -> acknowledged with the same arguments
@@ -14,6 +14,8 @@ Events of the main namespace `/`:
   upload(meta, bytes)   -> `download` {"name", "data": bytes} back to the sender,
                            acknowledged with the number of bytes
   kick()                -> the server disconnects the sender
+  quiz(n)               -> asks the sender `question` {"n"} with an acknowledgement (sio.call)
+                           and acknowledges the quiz with the sender's answer
 Namespace `/admin` accepts a connection whose auth payload is {"token": "secret"} and refuses
 any other with `Not authorized`; its event `status()` is acknowledged with "ok".
 """
@@ -95,6 +97,15 @@ async def upload(sid, meta, data):
 async def kick(sid):
     received("kick")
     await sio.disconnect(sid)
+
+
+@sio.on("quiz")
+async def quiz(sid, n):
+    received("quiz")
+    counts["sent.question"] += 1
+    answer = await sio.call("question", {"n": n}, to=sid, timeout=5)
+    counts["answers"] += 1
+    return acked(answer)
 
 
 @sio.on("connect", namespace="/admin")

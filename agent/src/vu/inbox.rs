@@ -169,7 +169,11 @@ impl Vu {
                 rule.id,
                 self.message_for(rule.id, reply, iteration).map_err(Stop::Fail)?,
             )),
-            None => None,
+            // A Socket.IO rule may acknowledge the event instead (validation allows one or the other).
+            None => rule
+                .ack
+                .as_ref()
+                .and_then(|args| self.ack_reply(rule.id, args, &arrived, iteration, now)),
         };
         if !rule.pass {
             let mut recorder = self.env.recorder.borrow_mut();

@@ -220,6 +220,42 @@ impl Vu {
         }
     }
 
+    /// A rule's acknowledgement of an event that asked for one (`on_message: { ack }`): the
+    /// packet, counted in the event's `acks_sent`; `None` when the event asked for none.
+    pub(super) fn ack_reply(
+        &self,
+        rule: StepId,
+        args: &[wsfleet_scenario::protocol::JsonTemplate],
+        arrived: &super::conn::Arrived,
+        iteration: u64,
+        now: Instant,
+    ) -> Option<Reply> {
+        let event = arrived.event.as_ref()?;
+        let id = event.ack_id?;
+        let mut rendered = String::new();
+        {
+            let parts = self.parts();
+            let scope = parts.scope(iteration);
+            for arg in args {
+                rendered.push(',');
+                arg.render_into(&scope, &mut rendered);
+            }
+        }
+        let set = self
+            .spec()
+            .events
+            .as_ref()
+            .map_or(rule, |events| events.of(&event.name));
+        self.env
+            .recorder
+            .borrow_mut()
+            .add(now, SetId::Step(set), Counter::AcksSent, 1);
+        Some(Reply::Rule(
+            rule,
+            Message::text(socketio::packet::ack(&event.namespace, id, &rendered)),
+        ))
+    }
+
     /// Reads the connection (through the handlers and queues) until `done` holds for it, or
     /// fails with `timeout` at `deadline`.
     async fn read_until(

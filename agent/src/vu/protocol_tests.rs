@@ -246,3 +246,28 @@ steps:
         assert_eq!(metrics.conn("connections_closed"), 1, "{dump}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rule_acknowledges_the_events_that_ask_for_it() {
+    let yaml = format!(
+        "load: {{ vus: 1, iterations: 1 }}
+steps:
+{CONNECT}  - think: 1s
+on_message:
+  - {{ name: answer, when: {{ event: question }}, ack: [ {{ from: '${{vu}}' }}, 42 ] }}
+"
+    );
+    let metrics = play(&yaml, |mut target| async move {
+        let mut socket = handshake(&mut target, &["/"]).await;
+        send(&mut socket, r#"42["question",{"q":1}]"#).await;
+        send(&mut socket, r#"427["question",{"q":2}]"#).await;
+        assert_eq!(next_text(&mut socket).await, r#"437[{"from":"0"},42]"#);
+        drain(socket).await;
+    })
+    .await;
+    let dump = metrics.dump();
+    assert_eq!(metrics.step("event:question", "events_received"), 2, "{dump}");
+    assert_eq!(metrics.step("event:question", "acks_sent"), 1, "{dump}");
+    assert_eq!(metrics.step("answer", "messages_received"), 2, "{dump}");
+    assert_eq!(metrics.step("answer", "messages_sent"), 1, "{dump}");
+}

@@ -260,6 +260,42 @@ impl StepBuilder<'_> {
         }
     }
 
+    /// The arguments of a rule's acknowledgement (`on_message: { ack }`): JSON templates on a
+    /// Socket.IO connection, without binary attachments.
+    pub(super) fn ack_args(
+        &mut self,
+        args: &[serde_json::Value],
+        conn: Option<ConnId>,
+        field: &str,
+        problems: &mut Problems<'_>,
+    ) -> Vec<JsonTemplate> {
+        let speaks = match conn {
+            Some(conn) => self.socketio_namespaces.get(conn).is_some_and(Option::is_some),
+            None => self.socketio_namespaces.iter().any(Option::is_some),
+        };
+        if !speaks {
+            problems.add(
+                field,
+                "`ack` answers Socket.IO events, and this connection speaks plain WebSocket",
+                Some("add `protocol: socketio` to the connect step, or reply with `send`".into()),
+            );
+        }
+        let mut attachments = Vec::new();
+        let compiled = args
+            .iter()
+            .enumerate()
+            .map(|(index, arg)| self.json_template(arg, &format!("{field}[{index}]"), &mut attachments, problems))
+            .collect();
+        if !attachments.is_empty() {
+            problems.add(
+                field,
+                "an acknowledgement from a rule carries no binary attachments",
+                Some("send the bytes with an `emit` step instead".into()),
+            );
+        }
+        compiled
+    }
+
     /// A step that speaks Socket.IO needs a connection that does.
     fn require_socketio(&self, conn: ConnId, field: &str, kind: &str, problems: &mut Problems<'_>) {
         if self.socketio_namespaces.get(conn).is_none_or(Option::is_none) {

@@ -287,6 +287,17 @@ pub fn event_start(namespace: &str, event: &str, attachments: usize, id: Option<
     out
 }
 
+/// An acknowledgement of the server's event `id` (`43/chat,5["ok"]`); `args` is the arguments'
+/// JSON, each preceded by a comma.
+pub fn ack(namespace: &str, id: u64, args: &str) -> String {
+    let mut out = String::new();
+    header(Kind::Ack, namespace, 0, Some(id), &mut out);
+    out.push('[');
+    out.push_str(args.strip_prefix(',').unwrap_or(args));
+    out.push(']');
+    out
+}
+
 /// The pong that answers a ping carrying `data`.
 pub fn pong(data: &str) -> String {
     format!("3{data}")
@@ -393,6 +404,8 @@ mod tests {
         assert_eq!(event_start("/up", "file", 2, None), r#"452-/up,["file""#);
         assert_eq!(event_start("/", "say \"x\"", 0, None), r#"42["say \"x\"""#);
         assert_eq!(pong(""), "3");
+        assert_eq!(ack("/", 5, r#","ok",1"#), r#"435["ok",1]"#);
+        assert_eq!(ack("/chat", 0, ""), "43/chat,0[]");
         // What is written reads back the same.
         let written = r#"452-/up,9["file",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#;
         let read = packet(&written[1..]).unwrap();
