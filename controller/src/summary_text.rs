@@ -14,6 +14,7 @@ impl Summary {
         let mut out = String::new();
         self.render_outcome(&mut out);
         self.render_statistics(&mut out);
+        self.render_http(&mut out);
         self.render_latency(&mut out);
         self.render_errors(&mut out);
         self.render_thresholds(&mut out);
@@ -129,6 +130,40 @@ impl Summary {
         );
     }
 
+    /// HTTP steps' requests, statuses and bytes, when the run made requests.
+    fn render_http(&self, out: &mut String) {
+        let totals = &self.totals;
+        if totals.counter(Counter::HttpRequests.name()) == 0 {
+            return;
+        }
+        let seconds = self.duration_seconds.max(1.0);
+        let _ = writeln!(out, "\nHTTP statistics                total        per second");
+        for (label, counter, bytes) in [
+            ("Requests", Counter::HttpRequests, false),
+            ("Requests Failed", Counter::HttpRequestsFailed, false),
+            ("Responses 1xx", Counter::Http1xx, false),
+            ("Responses 2xx", Counter::Http2xx, false),
+            ("Responses 3xx", Counter::Http3xx, false),
+            ("Responses 4xx", Counter::Http4xx, false),
+            ("Responses 5xx", Counter::Http5xx, false),
+            ("Connections Opened", Counter::HttpConnectionsOpened, false),
+            ("Bytes Sent (wire)", Counter::HttpBytesSent, true),
+            ("Bytes Received (wire)", Counter::HttpBytesReceived, true),
+        ] {
+            let total = totals.counter(counter.name());
+            if total == 0 && matches!(counter, Counter::Http1xx | Counter::Http3xx | Counter::Http5xx) {
+                continue;
+            }
+            let rate = total as f64 / seconds;
+            let (total_text, rate_text) = if bytes {
+                (human_bytes(total as f64), format!("{}/s", human_bytes(rate)))
+            } else {
+                (total.to_string(), format!("{}/s", human_count(rate)))
+            };
+            let _ = writeln!(out, "  {label:<27} {total_text:>10} {rate_text:>16}");
+        }
+    }
+
     /// Latency percentiles per histogram of the catalog.
     fn render_latency(&self, out: &mut String) {
         let totals = &self.totals;
@@ -159,6 +194,7 @@ impl Summary {
     /// Errors by kind and the close codes servers sent.
     fn render_errors(&self, out: &mut String) {
         let totals = &self.totals;
+        self.render_compression(out);
         if !totals.errors.is_empty() {
             let _ = writeln!(out, "\nerrors");
             for (kind, count) in &totals.errors {
@@ -169,6 +205,41 @@ impl Summary {
             let _ = writeln!(out, "\nclose codes from the server");
             for (code, count) in &totals.close_codes {
                 let _ = writeln!(out, "  {code:<27} {count:>10}");
+            }
+        }
+    }
+
+    /// permessage-deflate: what servers agreed to, and how much the payload shrank.
+    fn render_compression(&self, out: &mut String) {
+        let totals = &self.totals;
+        if totals.extensions.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "\npermessage-deflate agreed (connections)");
+        for (agreed, count) in &totals.extensions {
+            let _ = writeln!(out, "  {agreed:<62} {count:>10}");
+        }
+        for (label, ratio, uncompressed, compressed) in [
+            (
+                "sent",
+                totals.compression_ratio_sent,
+                Counter::UncompressedBytesSent,
+                Counter::CompressedBytesSent,
+            ),
+            (
+                "received",
+                totals.compression_ratio_received,
+                Counter::UncompressedBytesReceived,
+                Counter::CompressedBytesReceived,
+            ),
+        ] {
+            if let Some(ratio) = ratio {
+                let _ = writeln!(
+                    out,
+                    "  compression ratio {label:<9} {ratio:>6.2}  ({} payload bytes in {} on the wire)",
+                    totals.counter(uncompressed.name()),
+                    totals.counter(compressed.name())
+                );
             }
         }
     }
@@ -226,6 +297,8 @@ impl Summary {
                     .or_else(|| step.latency.get(Hist::Handshake.name()))
                     .or_else(|| step.latency.get(Hist::PingLatency.name()))
                     .or_else(|| step.latency.get(Hist::CloseLatency.name()))
+                    .or_else(|| step.latency.get(Hist::HttpDuration.name()))
+                    .or_else(|| step.latency.get(Hist::AckLatency.name()))
                     .map_or("-".to_owned(), |stats| human_micros(stats.p99_us));
                 let _ = writeln!(
                     out,

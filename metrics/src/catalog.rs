@@ -85,10 +85,38 @@ pub enum Counter {
     /// TCP connections http steps opened (a kept-alive connection serves the VU's later
     /// requests to the same origin).
     HttpConnectionsOpened,
+    /// Protocol events sent (Socket.IO `emit`), in the metric set of the event's name.
+    EventsSent,
+    /// Protocol events received, in the metric set of the event's name.
+    EventsReceived,
+    /// Acknowledgements of emitted events received, in the metric set of the event's name.
+    AcksReceived,
+    /// Acknowledgements sent to the server's events that asked for one (`on_message: { ack }`),
+    /// in the metric set of the event's name.
+    AcksSent,
+    /// Heartbeats the server sent (Engine.IO pings), answered by the protocol layer.
+    HeartbeatsReceived,
+    /// Heartbeat answers the protocol layer sent (Engine.IO pongs).
+    HeartbeatsSent,
+    /// Protocol sessions the server accepted after the upgrade (Socket.IO namespaces connected).
+    ProtocolConnects,
+    /// Protocol sessions the server ended (Socket.IO disconnect packets).
+    ProtocolDisconnects,
+    /// On connections that agreed to permessage-deflate: data message payload sent, before
+    /// compression (also in `payload_bytes_sent`).
+    UncompressedBytesSent,
+    /// The same messages' payload in their frames, after compression (a message below the
+    /// step's threshold counts its plain size).
+    CompressedBytesSent,
+    /// On connections that agreed to permessage-deflate: data message payload received, after
+    /// inflating (also in `payload_bytes_received`).
+    UncompressedBytesReceived,
+    /// The same messages' payload in their frames, as received (before inflating).
+    CompressedBytesReceived,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 36] = [
+    pub const ALL: [Counter; 48] = [
         Counter::ConnectionsOpened,
         Counter::ConnectionsFailed,
         Counter::ConnectionsClosed,
@@ -125,6 +153,18 @@ impl Counter {
         Counter::HttpBytesSent,
         Counter::HttpBytesReceived,
         Counter::HttpConnectionsOpened,
+        Counter::EventsSent,
+        Counter::EventsReceived,
+        Counter::AcksReceived,
+        Counter::AcksSent,
+        Counter::HeartbeatsReceived,
+        Counter::HeartbeatsSent,
+        Counter::ProtocolConnects,
+        Counter::ProtocolDisconnects,
+        Counter::UncompressedBytesSent,
+        Counter::CompressedBytesSent,
+        Counter::UncompressedBytesReceived,
+        Counter::CompressedBytesReceived,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every counter's name, in `ALL`'s order.
@@ -168,6 +208,18 @@ impl Counter {
             Counter::HttpBytesSent => "http_bytes_sent",
             Counter::HttpBytesReceived => "http_bytes_received",
             Counter::HttpConnectionsOpened => "http_connections_opened",
+            Counter::EventsSent => "events_sent",
+            Counter::EventsReceived => "events_received",
+            Counter::AcksReceived => "acks_received",
+            Counter::AcksSent => "acks_sent",
+            Counter::HeartbeatsReceived => "heartbeats_received",
+            Counter::HeartbeatsSent => "heartbeats_sent",
+            Counter::ProtocolConnects => "protocol_connects",
+            Counter::ProtocolDisconnects => "protocol_disconnects",
+            Counter::UncompressedBytesSent => "uncompressed_bytes_sent",
+            Counter::CompressedBytesSent => "compressed_bytes_sent",
+            Counter::UncompressedBytesReceived => "uncompressed_bytes_received",
+            Counter::CompressedBytesReceived => "compressed_bytes_received",
         }
     }
 
@@ -192,8 +244,21 @@ impl Counter {
 /// Labeled counter families: the name is `family.label`, e.g. `errors.refused`.
 pub const ERRORS: &str = "errors";
 pub const CLOSE_CODES: &str = "close_codes";
+/// Connections opened with a compression offer, by what the server agreed:
+/// `extensions.<answer>` (e.g. `extensions.permessage-deflate;server_max_window_bits=12`), or
+/// `extensions.none` when it declined.
+pub const EXTENSIONS: &str = "extensions";
 /// Every labeled counter family.
-pub const LABELED_FAMILIES: [&str; 2] = [ERRORS, CLOSE_CODES];
+pub const LABELED_FAMILIES: [&str; 3] = [ERRORS, CLOSE_CODES, EXTENSIONS];
+
+/// The counter of connections whose server answered `agreed` (a canonical answer; `None`: it
+/// declined the offer).
+pub fn extensions_counter(agreed: Option<&str>) -> String {
+    format!(
+        "{EXTENSIONS}.{}",
+        agreed.map_or("none".to_owned(), |agreed| agreed.replace(' ', ""))
+    )
+}
 
 /// A labeled counter's family and label: `errors.refused` is `(ERRORS, "refused")`; `None` for
 /// a name outside the labeled families.
@@ -236,10 +301,12 @@ pub enum Hist {
     HttpTls,
     /// From the request handed to its connection to the first byte of the response.
     HttpFirstByte,
+    /// From an emitted event to its acknowledgement, in the metric set of the event's name.
+    AckLatency,
 }
 
 impl Hist {
-    pub const ALL: [Hist; 13] = [
+    pub const ALL: [Hist; 14] = [
         Hist::Handshake,
         Hist::Dns,
         Hist::TcpConnect,
@@ -253,6 +320,7 @@ impl Hist {
         Hist::HttpConnect,
         Hist::HttpTls,
         Hist::HttpFirstByte,
+        Hist::AckLatency,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every histogram's name, in `ALL`'s order.
@@ -273,6 +341,7 @@ impl Hist {
             Hist::HttpConnect => "http_connect",
             Hist::HttpTls => "http_tls",
             Hist::HttpFirstByte => "http_first_byte",
+            Hist::AckLatency => "ack_latency",
         }
     }
 }
@@ -370,10 +439,14 @@ pub enum ErrorKind {
     DataExhausted,
     /// The HTTP proxy refused or broke the CONNECT tunnel.
     Proxy,
+    /// The server refused a protocol session after the upgrade (Socket.IO `connect_error`).
+    ConnectError,
+    /// An emitted event's acknowledgement did not come in time.
+    AckTimeout,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::Refused,
         ErrorKind::Timeout,
         ErrorKind::Dns,
@@ -389,6 +462,8 @@ impl ErrorKind {
         ErrorKind::Handler,
         ErrorKind::DataExhausted,
         ErrorKind::Proxy,
+        ErrorKind::ConnectError,
+        ErrorKind::AckTimeout,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every error kind's name, in `ALL`'s order.
@@ -415,6 +490,8 @@ impl ErrorKind {
             ErrorKind::Handler => "handler",
             ErrorKind::DataExhausted => "data_exhausted",
             ErrorKind::Proxy => "proxy",
+            ErrorKind::ConnectError => "connect_error",
+            ErrorKind::AckTimeout => "ack_timeout",
         }
     }
 }
@@ -469,14 +546,14 @@ mod tests {
     #[test]
     fn names_follow_the_order_of_all() {
         assert_eq!(Counter::NAMES[0], "connections_opened");
-        assert_eq!(Counter::NAMES[Counter::COUNT - 1], "http_connections_opened");
-        assert_eq!(Hist::NAMES[Hist::COUNT - 1], "http_first_byte");
+        assert_eq!(Counter::NAMES[Counter::COUNT - 1], "compressed_bytes_received");
         assert_eq!(Counter::http_status_class(204), Some(Counter::Http2xx));
         assert_eq!(Counter::http_status_class(599), Some(Counter::Http5xx));
         assert_eq!(Counter::http_status_class(600), None);
+        assert_eq!(Hist::NAMES[Hist::COUNT - 1], "ack_latency");
         assert_eq!(Gauge::NAMES, ["active_connections", "active_vus"]);
         assert_eq!(ErrorKind::NAMES[0], "refused");
-        assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "proxy");
+        assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "ack_timeout");
         for kind in ErrorKind::ALL {
             assert_eq!(ErrorKind::from_name(kind.name()), Some(kind));
         }
@@ -517,6 +594,13 @@ mod tests {
         assert_eq!(split_labeled("messages_sent"), None);
         assert!(is_error_counter("errors.http_401"));
         assert!(!is_error_counter("close_codes.1000"));
+        assert_eq!(
+            split_labeled(&extensions_counter(Some(
+                "permessage-deflate; server_max_window_bits=12"
+            ))),
+            Some((EXTENSIONS, "permessage-deflate;server_max_window_bits=12"))
+        );
+        assert_eq!(extensions_counter(None), "extensions.none");
     }
 
     #[test]

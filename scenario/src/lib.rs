@@ -5,6 +5,7 @@
 //! the same thing everywhere; agents never read files of their own (a [`Bundle`] carries the
 //! source and every file it names).
 
+pub mod compression;
 pub mod duration;
 pub mod error;
 pub mod feeds;
@@ -12,6 +13,7 @@ pub mod matcher;
 pub mod model;
 pub mod plan;
 pub mod positions;
+pub mod protocol;
 pub mod raw;
 pub mod steps;
 pub mod template;
@@ -23,6 +25,7 @@ use std::path::Path;
 
 use sha1::{Digest, Sha1};
 
+pub use compression::{Agreed, Compression, Deflate};
 pub use error::{Problem, ScenarioError};
 pub use model::*;
 pub use plan::{LoadModel, LoadPlan, RateStage, Stage};
@@ -242,3 +245,6 @@ mod tests;
 
 #[cfg(test)]
 mod hostile;
+
+#[cfg(test)]
+mod protocol_tests;

@@ -39,6 +39,8 @@ pub enum Action {
     Check(Check),
     Rendezvous(Rendezvous),
     Http(Box<Http>),
+    /// A protocol event (`emit`, Socket.IO).
+    Emit(Box<crate::protocol::Emit>),
 }
 
 /// VUs wait until enough of them have arrived across the fleet, then go on together.
@@ -71,6 +73,10 @@ pub struct Connect {
     /// Whether anything reads the handshake response's headers (`expect`, `extract`, or an
     /// `extract` step from the handshake); otherwise they are not copied per connection.
     pub keep_headers: bool,
+    /// permessage-deflate: what the upgrade offers and how messages are compressed.
+    pub compression: crate::compression::Compression,
+    /// The protocol spoken over the WebSocket (`None`: plain messages).
+    pub protocol: Option<crate::protocol::Protocol>,
 }
 
 /// TLS settings of one connect step; the default trusts the public web roots.
@@ -104,6 +110,8 @@ pub struct Expect {
     /// `Some("")`: the server must pick none.
     pub subprotocol: Option<String>,
     pub headers: Vec<(String, Template)>,
+    /// The permessage-deflate agreement the server must answer with (`Some(None)`: none).
+    pub extensions: Option<Option<crate::compression::Agreed>>,
 }
 
 #[derive(Clone, Debug)]
@@ -238,6 +246,8 @@ pub struct MessageRule {
     pub extract: Vec<Extraction>,
     pub fail: bool,
     pub pass: bool,
+    /// Socket.IO: the arguments of the acknowledgement sent to an event that asks for one.
+    pub ack: Option<Vec<crate::protocol::JsonTemplate>>,
 }
 
 /// Reacts to a server closing a connection the steps still use.

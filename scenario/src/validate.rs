@@ -4,6 +4,7 @@
 //! flow) through one builder, and the handlers.
 
 mod builder;
+mod compression;
 mod connection;
 mod feeds;
 mod fields;
@@ -12,6 +13,7 @@ mod http;
 mod load;
 mod matching;
 mod message;
+mod protocol;
 mod rules;
 mod seek;
 mod thresholds;
@@ -187,6 +189,8 @@ fn part(
             .as_ref()
             .map_or(0, |plan| crate::model::peak_vus(plan, seek.as_ref())),
         default_flush,
+        socketio_namespaces: protocol::socketio_namespaces(view.steps, &connections),
+        event_sets: Vec::new(),
     };
     if view.steps.is_empty() {
         problems.add(
@@ -200,6 +204,7 @@ fn part(
     mark_handshake_readers(&mut steps);
     let reads_last_message = reads_last_message(&steps);
     let (on_message, on_close, on_error) = builder.rules(view, problems);
+    let events = builder.finish_events();
     run.names = builder.names;
     run.explicit = builder.explicit;
     run.rendezvous_points = builder.rendezvous_points;
@@ -220,6 +225,7 @@ fn part(
         vu_offset: run.vu_offset,
         vu_span,
         reads_last_message,
+        events,
         seek,
     })
 }

@@ -31,6 +31,16 @@ impl Vu {
         if self.holds_sends() {
             self.flush_held(step.id, iteration).await?;
         }
+        // A protocol says goodbye first (Socket.IO: a disconnect per namespace).
+        if self
+            .conns
+            .get(close.conn)
+            .and_then(Option::as_ref)
+            .is_some_and(|conn| conn.protocol.is_some())
+        {
+            self.protocol_goodbye(close.conn, step.id, iteration).await?;
+            self.flush_held(step.id, iteration).await?;
+        }
         let Some(mut conn) = self.conns.get_mut(close.conn).and_then(Option::take) else {
             return Err(Failure::new(step.id, ErrorKind::Closed).into());
         };
@@ -131,8 +141,9 @@ pub(super) async fn close_connection(
             Some(Ok(message)) => {
                 // Data still in flight when we closed: received, but no step took it.
                 let now = clock::now();
+                let compressed = conn.socket.take_received_wire();
                 let mut recorder = conn.recorder.borrow_mut();
-                count_message(&mut recorder, now, set, &message);
+                count_message(&mut recorder, now, set, &message, compressed);
                 if matches!(message, Message::Text(_) | Message::Binary(_)) {
                     recorder.add(now, set, Counter::MessagesUnread, 1);
                 }

@@ -7,14 +7,16 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use wsfleet_metrics::catalog::ACTIVE_CONNECTIONS;
+use wsfleet_metrics::catalog::{extensions_counter, ACTIVE_CONNECTIONS};
 use wsfleet_metrics::{Counter, ErrorKind, SetId};
 use wsfleet_scenario::matcher::Origin;
-use wsfleet_scenario::{Step, StepId};
+use wsfleet_scenario::protocol::Protocol;
+use wsfleet_scenario::{Agreed, Compression, Step, StepId};
 
 use super::conn::Conn;
 use super::flow::extract_into;
 use super::outcome::{Failure, StepResult, Stop};
+use super::protocol::{socketio_url, speaking};
 use super::state::Vu;
 use crate::clock;
 use crate::connection::ConnectRequest;
@@ -49,6 +51,10 @@ impl Vu {
         let scope_parts = self.parts();
         let scope = scope_parts.scope(iteration);
         let url = connect.url.render(&scope);
+        let url = match &connect.protocol {
+            Some(Protocol::SocketIo(options)) => Cow::Owned(socketio_url(&url, options, &scope)),
+            None => url,
+        };
         let upgrade = {
             let headers: Vec<(&str, Cow<'_, str>)> = connect
                 .headers
@@ -67,7 +73,9 @@ impl Vu {
             }
             let subprotocols: Vec<Cow<'_, str>> = connect.subprotocols.iter().map(|name| name.render(&scope)).collect();
             let subprotocols: Vec<&str> = subprotocols.iter().map(AsRef::as_ref).collect();
-            self.env.upgrades.get(step.id, &url, &headers, &subprotocols)
+            self.env
+                .upgrades
+                .get(step.id, &url, &headers, &subprotocols, &connect.compression)
         };
         let expected_headers: Vec<(String, String)> = connect
             .expect
@@ -96,6 +104,7 @@ impl Vu {
         // Waiting for a slot is the generator's own queueing, not the target's latency:
         // the handshake is timed from when it starts.
         let slot = env.handshake_slots.acquire().await;
+        let started = clock::now();
         // The connector's future is boxed: the handshake's state is large and short-lived;
         // inline, it would size every VU's future for its whole life (a few KB per idle
         // connection).
@@ -110,11 +119,16 @@ impl Vu {
         info.headers = opened.headers;
         info.last = None;
         if let Some(socket) = opened.socket {
-            let now = clock::now();
-            let mut recorder_ref = recorder.borrow_mut();
-            recorder_ref.add(now, set, Counter::ConnectionsOpened, 1);
-            recorder_ref.gauge_add(now, ACTIVE_CONNECTIONS, 1);
-            drop(recorder_ref);
+            {
+                let now = clock::now();
+                let mut recorder_ref = recorder.borrow_mut();
+                recorder_ref.add(now, set, Counter::ConnectionsOpened, 1);
+                recorder_ref.gauge_add(now, ACTIVE_CONNECTIONS, 1);
+                if connect.compression != Compression::Off {
+                    let agreed = opened.agreed.as_ref().map(Agreed::canonical);
+                    recorder_ref.add_labeled(now, set, extensions_counter(agreed.as_deref()), 1);
+                }
+            }
             self.conns[connect.conn] = Some(Conn {
                 socket,
                 recorder: recorder.clone(),
@@ -123,7 +137,28 @@ impl Vu {
                 unanswered_send: None,
                 keep_open: connect.keep_open,
                 held: VecDeque::new(),
+                protocol: None,
             });
+            if let Some(protocol) = &connect.protocol {
+                if let Some(conn) = self.conns[connect.conn].as_mut() {
+                    conn.protocol = Some(speaking(protocol));
+                }
+                // The handshake shares the connect step's timeout. Boxed: only protocol
+                // connections run it, and inline it would size every connect's future.
+                let deadline = started + connect.timeout;
+                Box::pin(self.protocol_handshake(connect.conn, protocol, deadline, step.id, iteration)).await?;
+            }
+        }
+        if let Some(wanted) = &connect.expect.extensions {
+            if opened.agreed != *wanted {
+                tracing::debug!(
+                    vu = self.number,
+                    agreed = ?opened.agreed.as_ref().map(Agreed::canonical),
+                    wanted = ?wanted.as_ref().map(Agreed::canonical),
+                    "unexpected permessage-deflate agreement"
+                );
+                return Err(Failure::new(step.id, ErrorKind::Expectation).into());
+            }
         }
         let info = &self.info[connect.conn];
         if let Some(wanted) = &connect.expect.subprotocol {

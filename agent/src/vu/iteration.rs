@@ -252,6 +252,7 @@ impl Vu {
             Action::Check(check) => self.check_step(step, check, iteration),
             // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
             Action::Http(http) => Box::pin(self.http_step(step, http, iteration)).await,
+            Action::Emit(emit) => Box::pin(self.emit_step(step, emit, iteration)).await,
         }
     }
 

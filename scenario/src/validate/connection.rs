@@ -101,8 +101,31 @@ impl StepBuilder<'_> {
     fn connect(&mut self, connect: &RawConnect, conn: ConnId, field: &str, problems: &mut Problems<'_>) -> Connect {
         let url = compile_template(&connect.url, &format!("{field}.url"), &self.known, problems)
             .unwrap_or_else(|| Template::literal(""));
+        let protocol = self.protocol(connect, field, problems);
+        if protocol.is_some() != self.socketio_namespaces.get(conn).is_some_and(Option::is_some) {
+            problems.add(
+                &format!("{field}.protocol"),
+                "connect steps of one connection speak one protocol",
+                Some(
+                    "give every connect step of this connection the same `protocol`, or name another `connection`"
+                        .into(),
+                ),
+            );
+        }
+        if let (Some(literal), Some(_)) = (url.as_literal(), &protocol) {
+            let after_scheme = literal.split_once("://").map_or("", |(_, rest)| rest);
+            if after_scheme.split_once('/').is_some_and(|(_, path)| !path.is_empty()) {
+                problems.add(
+                    &format!("{field}.url"),
+                    format!("`{literal}` has a path, and a Socket.IO URL is the server's origin"),
+                    Some("write `ws://host:port`; the Engine.IO path is `socketio.path` and namespaces go in `socketio.namespaces`".into()),
+                );
+            }
+        }
+        let http_allowed = protocol.is_some();
         if let Some(literal) = url.as_literal() {
-            if !(literal.starts_with("ws://") || literal.starts_with("wss://")) {
+            let http = http_allowed && (literal.starts_with("http://") || literal.starts_with("https://"));
+            if !(literal.starts_with("ws://") || literal.starts_with("wss://") || http) {
                 problems.add(
                     &format!("{field}.url"),
                     format!("`{literal}` is not a WebSocket URL"),
@@ -129,7 +152,14 @@ impl StepBuilder<'_> {
                 None
             }
         });
-        let expect = self.expectation(connect, field, problems);
+        let compression = super::compression::compression(connect.compression.as_ref(), field, problems);
+        let mut expect = self.expectation(connect, field, problems);
+        expect.extensions = super::compression::expected_extensions(
+            connect.expect.as_ref().and_then(|expect| expect.extensions.as_deref()),
+            &compression,
+            field,
+            problems,
+        );
         let extract = self.extractions(&connect.extract, &format!("{field}.extract"), &["header"], problems);
         let subprotocols = connect
             .subprotocols
@@ -155,6 +185,8 @@ impl StepBuilder<'_> {
                 || !extract.is_empty(),
             extract,
             keep_open: connect.keep_open,
+            compression,
+            protocol,
         }
     }
 
@@ -228,6 +260,7 @@ impl StepBuilder<'_> {
                 status: 101,
                 subprotocol: None,
                 headers: Vec::new(),
+                extensions: None,
             },
             Some(expect) => {
                 let status = expect.status.unwrap_or(101);
@@ -263,6 +296,7 @@ impl StepBuilder<'_> {
                             .map(|template| (header.clone(), template))
                         })
                         .collect(),
+                    extensions: None,
                 }
             }
         }

@@ -42,6 +42,9 @@ impl StepBuilder<'_> {
                 .when
                 .as_ref()
                 .map(|raw| self.matcher(raw, &format!("{field}.when"), problems));
+            if let Some(when) = &when {
+                self.event_conditions(when, conn, &format!("{field}.when"), problems);
+            }
             let reply = rule.send.as_ref().map(|send| {
                 if send.connection.is_some() {
                     problems.add(
@@ -58,6 +61,17 @@ impl StepBuilder<'_> {
                 &["json", "regex", "body"],
                 problems,
             );
+            let ack = rule
+                .ack
+                .as_ref()
+                .map(|args| self.ack_args(args, conn, &format!("{field}.ack"), problems));
+            if rule.ack.is_some() && rule.send.is_some() {
+                problems.add(
+                    &field,
+                    "a rule answers with `send` or with `ack`, not both",
+                    Some("split it into two rules, the first with `pass: true`".into()),
+                );
+            }
             message_rules.push(MessageRule {
                 id,
                 name,
@@ -67,6 +81,7 @@ impl StepBuilder<'_> {
                 extract,
                 fail: rule.fail,
                 pass: rule.pass,
+                ack,
             });
         }
         message_rules
