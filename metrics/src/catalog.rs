@@ -303,10 +303,13 @@ pub enum ErrorKind {
     DataExhausted,
     /// The HTTP proxy refused or broke the CONNECT tunnel.
     Proxy,
+    /// A script failed while it ran (an error, a limit reached, a condition that gave no
+    /// boolean, a `while` that reached `max`).
+    Script,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::Refused,
         ErrorKind::Timeout,
         ErrorKind::Dns,
@@ -322,6 +325,7 @@ impl ErrorKind {
         ErrorKind::Handler,
         ErrorKind::DataExhausted,
         ErrorKind::Proxy,
+        ErrorKind::Script,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every error kind's name, in `ALL`'s order.
@@ -348,6 +352,7 @@ impl ErrorKind {
             ErrorKind::Handler => "handler",
             ErrorKind::DataExhausted => "data_exhausted",
             ErrorKind::Proxy => "proxy",
+            ErrorKind::Script => "script",
         }
     }
 }

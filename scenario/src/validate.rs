@@ -12,6 +12,7 @@ mod load;
 mod matching;
 mod message;
 mod rules;
+mod script;
 mod thresholds;
 mod walk;
 
@@ -263,8 +264,11 @@ fn mark_handshake_readers(steps: &mut [Step]) {
         for step in steps {
             match &mut step.action {
                 Action::Connect(connect) if found.contains(&connect.conn) => connect.keep_headers = true,
-                Action::Repeat(repeat) => mark(&mut repeat.steps, found),
-                _ => {}
+                action => {
+                    for inner in action.inner_steps_mut() {
+                        mark(inner, found);
+                    }
+                }
             }
         }
     }

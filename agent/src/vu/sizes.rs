@@ -62,6 +62,7 @@ fn print_future_sizes() {
         lag: Duration::ZERO,
         receive_timer: None,
         recent: None,
+        scripts: Default::default(),
     };
     let steps = &env.scenario.parts[0].steps;
     let play = vu.play(steps, 0);

@@ -39,6 +39,8 @@ pub(super) struct Vu {
     /// start or the repeat's end check uses it instead of reading the clock again (a clock read
     /// costs ~50 ns here, as much as a third of a message's metrics).
     pub(super) recent: Option<Instant>,
+    /// The scope this VU's scripts run in (empty until the first script runs).
+    pub(super) scripts: wsfleet_scenario::script::ScriptScope,
 }
 
 pub(super) type StepFuture<'a> = Pin<Box<dyn Future<Output = StepResult> + 'a>>;
