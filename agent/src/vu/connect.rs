@@ -46,15 +46,22 @@ impl Vu {
         }
         let scope_parts = self.parts();
         let scope = scope_parts.scope(iteration);
-        let url = connect.url.render(&scope);
+        // A `${...}` script that fails fails the step (`script`) before anything is opened.
+        let url = connect.url.try_render(&scope).map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
         let upgrade = {
             let headers: Vec<(&str, Cow<'_, str>)> = connect
                 .headers
                 .iter()
-                .map(|(name, value)| (name.as_str(), value.render(&scope)))
-                .collect();
+                .map(|(name, value)| value.try_render(&scope).map(|value| (name.as_str(), value)))
+                .collect::<Result<_, _>>()
+                .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
             let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_ref())).collect();
-            let subprotocols: Vec<Cow<'_, str>> = connect.subprotocols.iter().map(|name| name.render(&scope)).collect();
+            let subprotocols: Vec<Cow<'_, str>> = connect
+                .subprotocols
+                .iter()
+                .map(|name| name.try_render(&scope))
+                .collect::<Result<_, _>>()
+                .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
             let subprotocols: Vec<&str> = subprotocols.iter().map(AsRef::as_ref).collect();
             self.env.upgrades.get(step.id, &url, &headers, &subprotocols)
         };
@@ -62,8 +69,9 @@ impl Vu {
             .expect
             .headers
             .iter()
-            .map(|(name, value)| (name.clone(), value.render(&scope).into_owned()))
-            .collect();
+            .map(|(name, value)| value.try_render(&scope).map(|value| (name.clone(), value.into_owned())))
+            .collect::<Result<_, _>>()
+            .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
         // A second connect replaces the connection (closing the old one first).
         Box::pin(self.close_conn(connect.conn, CloseCode::Normal)).await;
         let env = self.env.clone();
