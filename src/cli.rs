@@ -40,9 +40,31 @@ pub enum Command {
     },
     /// The built-in WebSocket test server (echo, broadcast, JSON, scripted misbehaviour).
     Testserver(TestserverArgs),
+    /// Turn a browser's HAR recording into a scenario: its WebSocket connections, messages and
+    /// think times, with matchers proposed from the replies (Chrome, Edge, Playwright; see
+    /// docs/cli.md).
+    Import(ImportArgs),
     /// Steer the run a controller is playing, through its HTTP API: set VUs or rate, hold or
     /// resume the plan, pause, unpause or stop a part, drain an agent.
     Ctl(CtlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The HAR file (DevTools' Network panel: "Export HAR"; Playwright's `recordHar`).
+    pub har: PathBuf,
+    /// Import only the WebSocket entries whose URL contains this text (default: all of them).
+    #[arg(long, value_name = "URL")]
+    pub filter: Option<String>,
+    /// Think times from the recorded gaps: `keep`, `scale=F` (times F, e.g. `scale=0.5`) or `none`.
+    #[arg(long, default_value = "keep", value_name = "keep|scale=F|none")]
+    pub think: crate::import::Think,
+    /// Also write the fetch and XHR requests made before the first upgrade as `http` steps.
+    #[arg(long)]
+    pub http_steps: bool,
+    /// Write the scenario here (default: stdout).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,7 @@ mod csv;
 mod ctl;
 mod exit;
 mod exposure;
+mod import;
 mod junit;
 mod local;
 mod settings;
@@ -292,6 +293,14 @@ async fn dispatch(cli: Cli, settings: settings::Settings) -> u8 {
         Command::Agent(args) => run_agent(args, &settings).await,
         Command::Testserver(args) => run_testserver(args).await,
         Command::Ctl(args) => ctl::run(args),
+        Command::Import(args) => import::run(import::Request {
+            har: &args.har,
+            filter: args.filter,
+            think: args.think,
+            http_steps: args.http_steps,
+            output: args.output.as_deref(),
+        })
+        .unwrap_or_else(exit::Failure::report),
     }
 }
 

@@ -4,79 +4,20 @@
 //! from its button. A
 //! screenshot is saved as target/test-artifacts/dashboard.png.
 //!
-//! Chromium comes from Debian's `chromium` package (`.ci/run` installs it). Without it the test
-//! fails under CI and is skipped, with a message, elsewhere.
+//! Chromium comes from Debian's `chromium` package (`.ci/run` installs it); `common::browser`
+//! starts and drives it. Without it the test fails under CI and is skipped, with a message,
+//! elsewhere.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::io::BufRead;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
-
-fn chromium() -> Option<std::path::PathBuf> {
-    [
-        "/usr/bin/chromium",
-        "/usr/bin/chromium-browser",
-        "/usr/bin/google-chrome",
-    ]
-    .iter()
-    .map(std::path::PathBuf::from)
-    .find(|path| path.exists())
-}
-
-/// A page in the browser, driven by DevTools commands.
-struct Page {
-    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    next_id: u64,
-}
-
-impl Page {
-    async fn command(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let request = serde_json::json!({ "id": id, "method": method, "params": params });
-        self.socket.send(Message::text(request.to_string())).await.unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let message = tokio::time::timeout_at(deadline, self.socket.next())
-                .await
-                .expect("DevTools answer")
-                .unwrap()
-                .unwrap();
-            if let Message::Text(text) = message {
-                let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-                if value["id"] == id {
-                    assert!(value.get("error").is_none(), "{method}: {value}");
-                    return value["result"].clone();
-                }
-            }
-        }
-    }
-
-    async fn eval(&mut self, expression: &str) -> serde_json::Value {
-        let result = self
-            .command(
-                "Runtime.evaluate",
-                serde_json::json!({ "expression": expression, "returnByValue": true }),
-            )
-            .await;
-        result["result"]["value"].clone()
-    }
-}
 
 #[test]
 fn dashboard_shows_live_figures_steers_and_stops_the_run() {
-    let Some(browser) = chromium() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is required under CI: .ci/run installs Debian's chromium"
-        );
-        eprintln!("skipping: no chromium on this machine (apt-get install chromium)");
+    let Some(browser) = browser::chromium_or_skip() else {
         return;
     };
     let fleet = Fleet::start(2, &[]);
@@ -91,69 +32,12 @@ fn dashboard_shows_live_figures_steers_and_stops_the_run() {
             > 0
     });
 
-    let profile = tempfile::tempdir().unwrap();
-    let mut chrome = std::process::Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-        ])
-        .args([
-            "--disable-component-update",
-            "--disable-sync",
-            "--remote-debugging-port=0",
-            "--window-size=1400,1800",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("about:blank")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Chromium prints its DevTools address on stderr.
-    let stderr = chrome.stderr.take().unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("DevTools listening on ") {
-                let _ = sender.send(url.to_owned());
-            }
-        }
-    });
-    let browser_url = receiver
-        .recv_timeout(Duration::from_secs(30))
-        .expect("chromium started");
-    let devtools_port: u16 = browser_url
-        .split(':')
-        .nth(2)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let (code, target) = http(
-        "PUT",
-        devtools_port,
-        &format!("/json/new?http://127.0.0.1:{port}/"),
-        None,
-        None,
-    );
-    assert_eq!(code, 200, "{target}");
-    let target: serde_json::Value = serde_json::from_str(&target).unwrap();
-    // Chromium names itself `localhost`, which may resolve to ::1 first; it listens on 127.0.0.1.
-    let page_url = target["webSocketDebuggerUrl"]
-        .as_str()
-        .unwrap()
-        .replace("ws://localhost:", "ws://127.0.0.1:");
+    let chrome = browser::Browser::launch(&browser, "1400,1800");
+    let page_url = chrome.new_tab(&format!("http://127.0.0.1:{port}/"));
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let (socket, _) = tokio_tungstenite::connect_async(page_url.as_str()).await.unwrap();
-        let mut page = Page { socket, next_id: 0 };
+        let mut page = browser::Page::connect(&page_url).await;
         page.command("Runtime.enable", serde_json::json!({})).await;
 
         // Live, non-zero figures that agree with the API.
@@ -265,6 +149,5 @@ fn dashboard_shows_live_figures_steers_and_stops_the_run() {
     );
     let runs: serde_json::Value = serde_json::from_str(&http("GET", port, "/api/runs", None, None).1).unwrap();
     assert_eq!(runs["runs"][0]["status"], "stopped");
-    let _ = chrome.kill();
-    let _ = chrome.wait();
+    drop(chrome);
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod brokers;
+pub mod browser;
 pub mod junit;
 pub mod proxy;
 pub mod python;
