@@ -411,7 +411,7 @@ mod tests {
         assert_eq!(Hist::NAMES[Hist::COUNT - 1], "rendezvous_wait");
         assert_eq!(Gauge::NAMES, ["active_connections", "active_vus"]);
         assert_eq!(ErrorKind::NAMES[0], "refused");
-        assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "proxy");
+        assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "script");
         for kind in ErrorKind::ALL {
             assert_eq!(ErrorKind::from_name(kind.name()), Some(kind));
         }
