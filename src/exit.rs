@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use wsfleet_controller::run::seek::SeekEnd;
 use wsfleet_controller::{RunError, StartError, Summary};
 use wsfleet_metrics::Counter;
 
@@ -23,6 +24,9 @@ pub const NO_CONNECTION: u8 = 6;
 /// An agent was lost during the run and the scenario says `load.on_agent_lost: abort`: the run
 /// was stopped (what was measured is still reported).
 pub const AGENT_LOST: u8 = 7;
+/// A goal seek (`load: { model: seek }`) found no load that meets every threshold: its first
+/// step failed already.
+pub const SEEK_NOT_MET: u8 = 8;
 /// The run was stopped by Ctrl-C before its end (what was measured is still reported).
 pub const INTERRUPTED: u8 = 130;
 
@@ -128,6 +132,15 @@ fn judge(summary: &Summary, interrupted: bool) -> (u8, Option<String>) {
     if summary.lost_agents.aborted() {
         return (AGENT_LOST, Some(summary.outcome.to_string()));
     }
+    if let Some(seek) = &summary.seek {
+        if seek.found.is_none() && seek.end == SeekEnd::NoPassingStep {
+            let message = format!(
+                "the seek found no load within the thresholds: its first step ({}) failed",
+                seek.load_words(seek.start)
+            );
+            return (SEEK_NOT_MET, Some(message));
+        }
+    }
     let failed: Vec<&str> = summary
         .thresholds
         .iter()
@@ -157,6 +170,7 @@ fn judge(summary: &Summary, interrupted: bool) -> (u8, Option<String>) {
 mod tests {
     use super::*;
     use wsfleet_controller::outcome::{Failure as RunFailure, LostAction, Outcome};
+    use wsfleet_controller::run::seek::SeekSummary;
     use wsfleet_controller::summary::{LostAgentEvent, LostAgents, ReportDelivery, Totals};
     use wsfleet_controller::thresholds::ThresholdResult;
 
@@ -173,6 +187,7 @@ mod tests {
             intervals: Vec::new(),
             thresholds: Vec::new(),
             changes: Vec::new(),
+            seek: None,
             lost_agents: LostAgents::default(),
             reports: ReportDelivery::default(),
         }
@@ -215,6 +230,29 @@ mod tests {
         thresholds.thresholds.push(threshold("y.rate", true));
         thresholds.totals.counters.insert("connections_failed".into(), 3);
         assert_eq!(judge(&thresholds, false), (OK, None));
+
+        let mut seek = summary(Outcome::Completed);
+        seek.seek = Some(SeekSummary {
+            part: String::new(),
+            measure: "vus".into(),
+            start: 4.0,
+            step: 4.0,
+            max: 40.0,
+            interval_seconds: 2,
+            refine: 3,
+            end: SeekEnd::NoPassingStep,
+            found: None,
+            steps: Vec::new(),
+        });
+        seek.thresholds = vec![threshold("message_latency.p95", false)];
+        let message = "the seek found no load within the thresholds: its first step (4 VUs) failed".to_owned();
+        assert_eq!(judge(&seek, false), (SEEK_NOT_MET, Some(message)));
+        if let Some(found) = seek.seek.as_mut() {
+            found.end = SeekEnd::Found;
+            found.found = Some(20.0);
+        }
+        seek.thresholds = vec![threshold("message_latency.p95", true)];
+        assert_eq!(judge(&seek, false), (OK, None));
 
         let mut unreachable = summary(Outcome::Completed);
         unreachable.totals.counters.insert("connections_failed".into(), 3);

@@ -178,6 +178,7 @@ mod tests {
             intervals: Vec::new(),
             thresholds,
             changes: Vec::new(),
+            seek: None,
             lost_agents: LostAgents::default(),
             reports: ReportDelivery::default(),
         }

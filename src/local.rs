@@ -199,7 +199,7 @@ pub async fn bind(address: &str) -> anyhow::Result<TcpListener> {
 const TESTSERVER_CA_VARIABLE: &str = wsfleet_scenario::TESTSERVER_CA_VARIABLE;
 
 /// How the controller starts the test server a scenario asks for (`testserver:`), and the
-/// values it publishes (`testserver.url`, `.host`, `.port`, and its CA under TLS).
+/// values it publishes (`testserver.url`, `.http_url`, `.host`, `.port`, and its CA under TLS).
 pub fn testserver_starter() -> TestServerStarter {
     Arc::new(|spec| Box::pin(start_testserver(spec)))
 }
@@ -218,6 +218,8 @@ async fn start_testserver(spec: wsfleet_scenario::TestServerSpec) -> Result<RunT
     tracing::info!(url = %server.url(), "test server started for the run");
     let mut values = HashMap::from([
         ("testserver.url".to_owned(), server.url()),
+        // The same server's HTTP endpoints (`/login`, `/http/echo`).
+        ("testserver.http_url".to_owned(), server.http_url()),
         ("testserver.host".to_owned(), bound.ip().to_string()),
         ("testserver.port".to_owned(), bound.port().to_string()),
     ]);

@@ -741,7 +741,7 @@ pub async fn handshake(
 }
 
 /// Resolves a host name (timed as `dns`); an IP address is used as it is.
-async fn resolve(
+pub(crate) async fn resolve(
     host: &str,
     port: u16,
     recorder: &Rc<RefCell<Recorder>>,
@@ -761,9 +761,9 @@ async fn resolve(
         .ok_or_else(|| ConnectError::new(ErrorKind::Dns, format!("`{host}` resolved to no address")))
 }
 
-/// Opens an HTTP CONNECT tunnel to `host:port` through a proxy.
-async fn tunnel(
-    stream: &mut Counted<TcpStream>,
+/// Opens an HTTP CONNECT tunnel to `host:port` through a proxy (for connect and http steps).
+pub(crate) async fn tunnel<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     proxy: &wsfleet_scenario::Proxy,
     host: &str,
     port: u16,
@@ -815,7 +815,7 @@ async fn tunnel(
 }
 
 /// Connects from a chosen local address (port chosen by the kernel).
-async fn connect_from(source: std::net::IpAddr, target: SocketAddr) -> io::Result<TcpStream> {
+pub(crate) async fn connect_from(source: std::net::IpAddr, target: SocketAddr) -> io::Result<TcpStream> {
     let socket = if target.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
@@ -825,7 +825,7 @@ async fn connect_from(source: std::net::IpAddr, target: SocketAddr) -> io::Resul
     socket.connect(target).await
 }
 
-fn tls_or_io(error: &io::Error) -> ConnectError {
+pub(crate) fn tls_or_io(error: &io::Error) -> ConnectError {
     let is_tls = error
         .get_ref()
         .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());

@@ -19,6 +19,7 @@ pub mod config;
 pub mod connection;
 mod executor;
 pub mod failure;
+pub mod http;
 pub mod outbox;
 pub mod rendezvous;
 mod reporter;

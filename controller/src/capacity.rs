@@ -40,7 +40,7 @@ pub fn shares(scenario: &Scenario, agents: &[AgentInfo], weights: &[f64]) -> Res
     // Each part is split on its own; an agent's share is the sum of its parts.
     let mut shares = vec![0u64; weights.len()];
     for part in &scenario.parts {
-        for (total, share) in shares.iter_mut().zip(plan::split(weights, part.plan.max_vus())?) {
+        for (total, share) in shares.iter_mut().zip(plan::split(weights, part.peak_vus())?) {
             *total += share;
         }
     }

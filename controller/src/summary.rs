@@ -13,7 +13,7 @@ use crate::outcome::{LostAction, Outcome};
 
 /// Version of the summary's JSON shape (docs/metrics.md). 2: thresholds. Added since, without
 /// a new version (fields are only added): `lost_agents`, `reports`, `agents[].reports_dropped`,
-/// `changes`.
+/// `changes`, `seek`.
 pub const SUMMARY_SCHEMA_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -37,6 +37,9 @@ pub struct Summary {
     /// the order made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<crate::run::control::ChangeEvent>,
+    /// A goal seek (`load: { model: seek }`): the load found and every step, judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seek: Option<crate::run::seek::SeekSummary>,
     /// Agents lost during the run and what the run's policy did about each.
     #[serde(default)]
     pub lost_agents: LostAgents,

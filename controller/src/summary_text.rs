@@ -17,6 +17,9 @@ impl Summary {
         self.render_latency(&mut out);
         self.render_errors(&mut out);
         self.render_thresholds(&mut out);
+        if let Some(seek) = &self.seek {
+            seek.render_text(&mut out);
+        }
         self.render_steps(&mut out);
         out
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use wsfleet_metrics::summary::LatencyStats;
 use wsfleet_metrics::{MetricSets, SetData};
-use wsfleet_scenario::thresholds::{Stat, Threshold, Unit, FAILURE_RATIOS};
+use wsfleet_scenario::thresholds::{Stat, Threshold, Unit, FAILURE_RATIOS, FAILURE_SHARES};
 
 use crate::human::{human_count, human_micros};
 
@@ -63,11 +63,17 @@ pub fn measure(
         Stat::PerSecond => Some(set.counter(&threshold.metric) as f64 / duration_seconds.max(1.0)),
         Stat::Ratio => {
             let failures = set.counter(&threshold.metric) as f64;
-            let successes = FAILURE_RATIOS
-                .iter()
-                .find(|(failure, _)| *failure == threshold.metric)
-                .map_or(0.0, |(_, success)| set.counter(success) as f64);
-            let attempts = failures + successes;
+            // A share's other counter counts every attempt; a ratio's counts the successes.
+            let attempts = match FAILURE_SHARES.iter().find(|(failure, _)| *failure == threshold.metric) {
+                Some((_, total)) => set.counter(total) as f64,
+                None => {
+                    failures
+                        + FAILURE_RATIOS
+                            .iter()
+                            .find(|(failure, _)| *failure == threshold.metric)
+                            .map_or(0.0, |(_, success)| set.counter(success) as f64)
+                }
+            };
             Some(if attempts > 0.0 { failures / attempts } else { 0.0 })
         }
         latency => {

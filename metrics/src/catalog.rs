@@ -68,10 +68,27 @@ pub enum Counter {
     /// Writes that handed bytes to a socket (system calls, or TLS records' writes): with
     /// `messages_sent`, how well sends coalesce.
     SocketWrites,
+    /// HTTP requests http steps made (each attempt, answered or not).
+    HttpRequests,
+    /// HTTP requests that failed: no response, or one the step did not expect.
+    HttpRequestsFailed,
+    /// HTTP responses by status class.
+    Http1xx,
+    Http2xx,
+    Http3xx,
+    Http4xx,
+    Http5xx,
+    /// The part of `BytesSent` written by http steps (request heads, bodies, TLS records).
+    HttpBytesSent,
+    /// The part of `BytesReceived` read by http steps.
+    HttpBytesReceived,
+    /// TCP connections http steps opened (a kept-alive connection serves the VU's later
+    /// requests to the same origin).
+    HttpConnectionsOpened,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 26] = [
+    pub const ALL: [Counter; 36] = [
         Counter::ConnectionsOpened,
         Counter::ConnectionsFailed,
         Counter::ConnectionsClosed,
@@ -98,6 +115,16 @@ impl Counter {
         Counter::MessagesUnread,
         Counter::IterationsSkipped,
         Counter::SocketWrites,
+        Counter::HttpRequests,
+        Counter::HttpRequestsFailed,
+        Counter::Http1xx,
+        Counter::Http2xx,
+        Counter::Http3xx,
+        Counter::Http4xx,
+        Counter::Http5xx,
+        Counter::HttpBytesSent,
+        Counter::HttpBytesReceived,
+        Counter::HttpConnectionsOpened,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every counter's name, in `ALL`'s order.
@@ -131,11 +158,34 @@ impl Counter {
             Counter::MessagesUnread => "messages_unread",
             Counter::IterationsSkipped => "iterations_skipped",
             Counter::SocketWrites => "socket_writes",
+            Counter::HttpRequests => "http_requests",
+            Counter::HttpRequestsFailed => "http_requests_failed",
+            Counter::Http1xx => "http_1xx",
+            Counter::Http2xx => "http_2xx",
+            Counter::Http3xx => "http_3xx",
+            Counter::Http4xx => "http_4xx",
+            Counter::Http5xx => "http_5xx",
+            Counter::HttpBytesSent => "http_bytes_sent",
+            Counter::HttpBytesReceived => "http_bytes_received",
+            Counter::HttpConnectionsOpened => "http_connections_opened",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Counter> {
         Counter::ALL.into_iter().find(|counter| counter.name() == name)
+    }
+
+    /// The counter of an HTTP response's status class (`http_2xx` for 204); `None` outside
+    /// 100-599.
+    pub fn http_status_class(status: u16) -> Option<Counter> {
+        match status {
+            100..=199 => Some(Counter::Http1xx),
+            200..=299 => Some(Counter::Http2xx),
+            300..=399 => Some(Counter::Http3xx),
+            400..=499 => Some(Counter::Http4xx),
+            500..=599 => Some(Counter::Http5xx),
+            _ => None,
+        }
     }
 }
 
@@ -177,10 +227,19 @@ pub enum Hist {
     CloseLatency,
     /// How long a VU waited at a rendezvous.
     RendezvousWait,
+    /// An http step's request, from its start to the last byte of the response body
+    /// (connecting included when the request needed a new connection).
+    HttpDuration,
+    /// TCP connect of a new HTTP connection (and its proxy tunnel).
+    HttpConnect,
+    /// TLS handshake of a new HTTPS connection.
+    HttpTls,
+    /// From the request handed to its connection to the first byte of the response.
+    HttpFirstByte,
 }
 
 impl Hist {
-    pub const ALL: [Hist; 9] = [
+    pub const ALL: [Hist; 13] = [
         Hist::Handshake,
         Hist::Dns,
         Hist::TcpConnect,
@@ -190,6 +249,10 @@ impl Hist {
         Hist::PingLatency,
         Hist::CloseLatency,
         Hist::RendezvousWait,
+        Hist::HttpDuration,
+        Hist::HttpConnect,
+        Hist::HttpTls,
+        Hist::HttpFirstByte,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every histogram's name, in `ALL`'s order.
@@ -206,6 +269,10 @@ impl Hist {
             Hist::PingLatency => "ping_latency",
             Hist::CloseLatency => "close_latency",
             Hist::RendezvousWait => "rendezvous_wait",
+            Hist::HttpDuration => "http_duration",
+            Hist::HttpConnect => "http_connect",
+            Hist::HttpTls => "http_tls",
+            Hist::HttpFirstByte => "http_first_byte",
         }
     }
 }
@@ -407,8 +474,11 @@ mod tests {
     #[test]
     fn names_follow_the_order_of_all() {
         assert_eq!(Counter::NAMES[0], "connections_opened");
-        assert_eq!(Counter::NAMES[Counter::COUNT - 1], "socket_writes");
-        assert_eq!(Hist::NAMES[Hist::COUNT - 1], "rendezvous_wait");
+        assert_eq!(Counter::NAMES[Counter::COUNT - 1], "http_connections_opened");
+        assert_eq!(Hist::NAMES[Hist::COUNT - 1], "http_first_byte");
+        assert_eq!(Counter::http_status_class(204), Some(Counter::Http2xx));
+        assert_eq!(Counter::http_status_class(599), Some(Counter::Http5xx));
+        assert_eq!(Counter::http_status_class(600), None);
         assert_eq!(Gauge::NAMES, ["active_connections", "active_vus"]);
         assert_eq!(ErrorKind::NAMES[0], "refused");
         assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "script");

@@ -164,6 +164,14 @@ fn named_files(raw: &raw::RawScenario) -> Vec<(String, String)> {
                         found.push((format!("{field}.tls.ca"), ca.clone()));
                     }
                 }
+                raw::RawStep::Http(http) => {
+                    if let Some(file) = http.body.as_ref().and_then(|body| body.file.as_ref()) {
+                        found.push((format!("{field}.body.file"), file.clone()));
+                    }
+                    if let Some(ca) = http.tls.as_ref().and_then(|tls| tls.ca.as_ref()) {
+                        found.push((format!("{field}.tls.ca"), ca.clone()));
+                    }
+                }
                 _ => {}
             }
             for (key, inner) in step.inner_steps() {

@@ -135,8 +135,10 @@ pub enum Source {
     Regex,
     /// The whole message text.
     Body,
-    /// A handshake response header.
+    /// A handshake (or HTTP) response header.
     Header(String),
+    /// A cookie of the VU's jar that applies to an http step's URL.
+    Cookie(String),
     /// The server's close code.
     CloseCode,
     /// The server's close reason.
@@ -161,6 +163,9 @@ pub struct Origin<'a> {
     pub headers: Option<&'a [(String, String)]>,
     /// The server's close code and reason.
     pub close: Option<(u16, &'a str)>,
+    /// The cookies (name, value) of the VU's jar that apply to an http step's URL, once its
+    /// response's `Set-Cookie` headers are stored.
+    pub cookies: Option<&'a [(String, String)]>,
 }
 
 impl Extraction {
@@ -173,6 +178,12 @@ impl Extraction {
                 headers
                     .iter()
                     .find(|(header, _)| header.eq_ignore_ascii_case(name))
+                    .map(|(_, value)| value.clone())
+            }),
+            Source::Cookie(name) => origin.cookies.and_then(|cookies| {
+                cookies
+                    .iter()
+                    .find(|(cookie, _)| cookie == name)
                     .map(|(_, value)| value.clone())
             }),
             Source::CloseCode => origin.close.map(|(code, _)| code.to_string()),

@@ -70,6 +70,23 @@ pub struct Part {
     pub vu_span: u64,
     /// Whether an `extract` step reads the last message taken (so VUs keep it).
     pub reads_last_message: bool,
+    /// `model: seek`: the controller steps this part's load and judges each step.
+    pub seek: Option<crate::plan::seek::Seek>,
+}
+
+impl Part {
+    /// The most VUs the part runs at once: its plan's peak, or a VU seek's `max`.
+    pub fn peak_vus(&self) -> u64 {
+        peak_vus(&self.plan, self.seek.as_ref())
+    }
+}
+
+/// The most VUs `plan` runs at once, or a VU seek's `max` when it seeks.
+pub(crate) fn peak_vus(plan: &LoadPlan, seek: Option<&crate::plan::seek::Seek>) -> u64 {
+    match seek {
+        Some(seek) if seek.measure == crate::plan::seek::SeekMeasure::Vus => plan.max_vus().max(seek.max as u64),
+        _ => plan.max_vus(),
+    }
 }
 
 impl Scenario {
@@ -80,7 +97,7 @@ impl Scenario {
 
     /// VUs at the peak, all parts together (a part's peak counts whenever it comes).
     pub fn max_vus(&self) -> u64 {
-        self.parts.iter().map(|part| part.plan.max_vus()).sum()
+        self.parts.iter().map(Part::peak_vus).sum()
     }
 
     /// When the last part's stages end; `None` while any part runs by iterations.
@@ -139,7 +156,12 @@ pub const RUN_VARIABLES: &[&str] = &["run_id"];
 /// (it is not a template variable).
 pub const TESTSERVER_CA_VARIABLE: &str = "testserver.ca_pem";
 /// Values available when the scenario starts the test server.
-pub const TESTSERVER_VARIABLES: &[&str] = &["testserver.url", "testserver.host", "testserver.port"];
+pub const TESTSERVER_VARIABLES: &[&str] = &[
+    "testserver.url",
+    "testserver.http_url",
+    "testserver.host",
+    "testserver.port",
+];
 
 /// The most bytes one file named by a scenario may hold.
 pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;

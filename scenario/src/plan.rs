@@ -8,6 +8,7 @@
 
 pub mod control;
 pub mod reshare;
+pub mod seek;
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;

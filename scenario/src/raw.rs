@@ -5,6 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+mod http;
+
+pub use http::{RawHttp, RawHttpBody, RawHttpExpect, RawStatuses};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawScenario {
@@ -100,8 +104,10 @@ pub struct RawExtract {
     /// The first capture group, or the whole match without groups; after `header`, applied to
     /// the header's value.
     pub regex: Option<String>,
-    /// A handshake response header (connect steps).
+    /// A handshake response header (connect steps), or an HTTP response header (http steps).
     pub header: Option<String>,
+    /// A cookie of the VU's jar that applies to the request's URL, by name (http steps).
+    pub cookie: Option<String>,
     /// The whole message (`body: true`).
     #[serde(default)]
     pub body: bool,
@@ -186,6 +192,21 @@ pub struct RawLoad {
     pub pacing: Option<String>,
     /// What the run does when an agent is lost: `continue`, `redistribute` or `abort`.
     pub on_agent_lost: Option<String>,
+    /// `model: seek`: how the load steps up and is refined.
+    pub seek: Option<RawSeek>,
+}
+
+/// `load.seek`: the goal seek's start (`vus` or `rate`), step, highest load, step length and
+/// bisection rounds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSeek {
+    pub vus: Option<u64>,
+    pub rate: Option<f64>,
+    pub step: Option<f64>,
+    pub max: Option<f64>,
+    pub interval: Option<String>,
+    pub refine: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +232,7 @@ pub enum RawStep {
     Extract(RawExtractStep),
     Check(RawCheck),
     Rendezvous(RawRendezvous),
+    Http(Box<RawHttp>),
     Script(RawScript),
     If(RawIf),
     While(RawWhile),
@@ -229,6 +251,7 @@ impl RawStep {
             RawStep::Extract(_) => "extract",
             RawStep::Check(_) => "check",
             RawStep::Rendezvous(_) => "rendezvous",
+            RawStep::Http(_) => "http",
             RawStep::Script(_) => "script",
             RawStep::If(_) => "if",
             RawStep::While(_) => "while",

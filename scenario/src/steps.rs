@@ -9,6 +9,10 @@ pub use crate::matcher::FrameKind;
 use crate::matcher::{Extraction, Matcher};
 use crate::template::Template;
 
+mod http;
+
+pub use http::{Http, HttpBody, HttpExpect, JsonTemplate, DEFAULT_HTTP_TIMEOUT, MAX_HTTP_BODY_BYTES};
+
 /// Index of a step in `Scenario::step_names`, used to key per-step metrics.
 pub type StepId = u16;
 
@@ -37,6 +41,7 @@ pub enum Action {
     Script(Script),
     If(Box<If>),
     While(Box<While>),
+    Http(Box<Http>),
 }
 
 /// Runs statements whose top-level `let`s set VU values.

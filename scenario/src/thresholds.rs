@@ -35,6 +35,9 @@ pub const FAILURE_RATIOS: &[(&str, &str)] = &[
     (Counter::ReceiveTimeouts.name(), Counter::MessagesReceived.name()),
     (Counter::DroppedVus.name(), Counter::VusStarted.name()),
 ];
+/// Counters whose `rate` is their share of another counter that counts every attempt, each with
+/// that counter: `http_requests_failed.rate` is failed / requests.
+pub const FAILURE_SHARES: &[(&str, &str)] = &[(Counter::HttpRequestsFailed.name(), Counter::HttpRequests.name())];
 
 /// The statistic a threshold reads.
 #[derive(Clone, Debug, PartialEq)]

@@ -8,11 +8,13 @@ mod connection;
 mod feeds;
 mod fields;
 mod flow;
+mod http;
 mod load;
 mod matching;
 mod message;
 mod rules;
 mod script;
+mod seek;
 mod thresholds;
 mod walk;
 
@@ -21,7 +23,7 @@ use std::time::Duration;
 
 use crate::error::Problems;
 use crate::model::{Part, Scenario, TestServerSpec, RUN_VARIABLES, TESTSERVER_VARIABLES};
-use crate::plan::{LoadModel, LoadPlan};
+use crate::plan::LoadModel;
 use crate::raw::{PartView, RawScenario};
 use crate::steps::{each_step, Action, ExtractFrom, Flush, Step};
 use builder::StepBuilder;
@@ -67,11 +69,13 @@ pub(crate) fn scenario(
     let default_flush = flush(raw.flush.as_deref(), "flush", Flush::Batch, problems);
     let mut run = AcrossParts::default();
     let mut parts = Vec::new();
+    let mut part_paths = Vec::new();
     for view in &views {
         problems.prefix = view.path.clone();
         if let Some(part) = part(view, &known, files, default_flush, &mut run, problems) {
             run.vu_offset += part.vu_span;
             parts.push(part);
+            part_paths.push(view.path.clone());
         }
     }
     problems.prefix.clear();
@@ -79,6 +83,7 @@ pub(crate) fn scenario(
     feeds::check_unique(&feeds, &raw.data, run.vu_offset, problems);
 
     let thresholds = thresholds::validate(&raw.thresholds, &run.names, problems);
+    seek::check_run(&parts, &part_paths, &thresholds, problems);
     let name = raw.name.unwrap_or_else(|| {
         std::path::Path::new(file)
             .file_stem()
@@ -153,7 +158,10 @@ fn part(
         );
         return None;
     };
-    let plan = load::validate(load, problems);
+    let (plan, seek) = match load::validate(load, problems) {
+        Some((plan, seek)) => (Some(plan), seek),
+        None => (None, None),
+    };
     let pacing = load.pacing.as_deref().map(|text| {
         if matches!(load.model.as_deref(), Some("open")) {
             problems.add(
@@ -176,7 +184,9 @@ fn part(
         files,
         name_prefix,
         rendezvous_points: run.rendezvous_points,
-        peak_vus: plan.as_ref().map_or(0, LoadPlan::max_vus),
+        peak_vus: plan
+            .as_ref()
+            .map_or(0, |plan| crate::model::peak_vus(plan, seek.as_ref())),
         default_flush,
     };
     if view.steps.is_empty() {
@@ -196,7 +206,7 @@ fn part(
     run.rendezvous_points = builder.rendezvous_points;
     let plan = plan?;
     let vu_span = match &plan.model {
-        LoadModel::Closed { .. } => plan.max_vus(),
+        LoadModel::Closed { .. } => crate::model::peak_vus(&plan, seek.as_ref()),
         LoadModel::Open { .. } => plan.total_arrivals(),
     };
     Some(Part {
@@ -211,6 +221,7 @@ fn part(
         vu_offset: run.vu_offset,
         vu_span,
         reads_last_message,
+        seek,
     })
 }
 

@@ -100,10 +100,10 @@ async fn handshake_phase<S: Transport>(
     cancel: &CancellationToken,
 ) -> Option<Box<Upgraded<S>>> {
     let read = tokio::select! {
-        read = tokio::time::timeout_at(deadline, handshake::read_request_head(&mut stream)) => read,
+        read = tokio::time::timeout_at(deadline, handshake::read_request(&mut stream)) => read,
         () = cancel.cancelled() => return None,
     };
-    let (head, leftover) = match read {
+    let (head, mut bytes, head_len) = match read {
         Ok(Ok(parsed)) => parsed,
         Ok(Err(HeadError::ClosedBeforeRequest)) => return None,
         Ok(Err(HeadError::Io(error))) => {
@@ -116,7 +116,17 @@ async fn handshake_phase<S: Transport>(
             return None;
         }
     };
-    match handshake::classify(&head) {
+    let route = handshake::classify(&head);
+    if route == Route::Http {
+        // hyper reads the request again from its first byte, and the ones after it.
+        crate::http::serve(shared, stream, bytes, cancel).await;
+        return None;
+    }
+    // Only what follows the head is kept; the head's bytes are freed here.
+    let leftover = bytes.split_off(head_len);
+    drop(bytes);
+    match route {
+        Route::Http => None,
         Route::Plain(endpoint) => {
             answer_plain(shared, stream, peer, endpoint).await;
             None
@@ -135,7 +145,19 @@ async fn upgrade<S: Transport>(
     leftover: Vec<u8>,
     cancel: &CancellationToken,
 ) -> Option<Box<Upgraded<S>>> {
-    let endpoint = match Endpoint::from_path(head.path()) {
+    // `/auth/<endpoint>`: the endpoint, for clients that logged in (`POST /login`).
+    let (path, needs_login) = match head.path().strip_prefix("/auth") {
+        Some(rest) if rest.starts_with('/') => (rest, true),
+        _ => (head.path(), false),
+    };
+    if needs_login && !shared.logins.authorized(&head) {
+        let rejection = Rejection::new(
+            401,
+            "this endpoint needs a login: the token of POST /login (?token= or Authorization: Bearer) and its sid cookie",
+        );
+        return refuse(shared, stream, peer, &rejection).await;
+    }
+    let endpoint = match Endpoint::from_path(path) {
         Ok(endpoint) => endpoint,
         Err(rejection) => return refuse(shared, stream, peer, &rejection).await,
     };
@@ -157,6 +179,19 @@ async fn upgrade<S: Transport>(
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = cancel.cancelled() => return None,
+        }
+    }
+    if let Some(overload) = &modes.overload {
+        let open = shared.counters.open_now();
+        if overload.refuses(open) {
+            let rejection = Rejection::new(
+                503,
+                format!(
+                    "over capacity: {open} connections open, refuse_over={}",
+                    overload.refuse_at
+                ),
+            );
+            return refuse(shared, stream, peer, &rejection).await;
         }
     }
     if let Some(status) = modes.handshake_status {

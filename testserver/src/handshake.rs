@@ -41,6 +41,9 @@ pub(crate) struct RequestHead {
     pub(crate) websocket_version: Option<String>,
     /// Every offered subprotocol, in the client's order, across repeated headers.
     pub(crate) offered_protocols: Vec<String>,
+    /// `Authorization` and `Cookie`, for the `/auth/` endpoints.
+    pub(crate) authorization: Option<String>,
+    pub(crate) cookie: Option<String>,
 }
 
 impl RequestHead {
@@ -88,7 +91,19 @@ impl Rejection {
 
 /// Reads one request head and returns it with the bytes that followed it
 /// (a client may send its first frames right behind the head).
+#[cfg(test)]
 pub(crate) async fn read_request_head<S>(stream: &mut S) -> Result<(RequestHead, Vec<u8>), HeadError>
+where
+    S: AsyncRead + Unpin,
+{
+    let (head, mut bytes, head_len) = read_request(stream).await?;
+    Ok((head, bytes.split_off(head_len)))
+}
+
+/// Reads one request head; returns it with every byte read (the head's, then those that
+/// followed it) and the head's length. An upgrade keeps what follows the head (a client may
+/// send its first frames right behind it); an HTTP endpoint hands all of it to hyper.
+pub(crate) async fn read_request<S>(stream: &mut S) -> Result<(RequestHead, Vec<u8>, usize), HeadError>
 where
     S: AsyncRead + Unpin,
 {
@@ -112,11 +127,7 @@ where
             )));
         }
         match parse_request_head(&buffer)? {
-            Some((head, head_len)) => {
-                // Only what follows the head is kept; the head buffer is freed here.
-                let leftover = buffer.split_off(head_len);
-                return Ok((head, leftover));
-            }
+            Some((head, head_len)) => return Ok((head, buffer, head_len)),
             None if buffer.len() >= MAX_HEAD_BYTES => {
                 return Err(HeadError::Invalid(head_too_large()));
             }
@@ -172,6 +183,10 @@ pub(crate) fn parse_request_head(bytes: &[u8]) -> Result<Option<(RequestHead, us
             head.websocket_key = Some(value.trim().to_owned());
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
             head.websocket_version = Some(value.trim().to_owned());
+        } else if name.eq_ignore_ascii_case("authorization") {
+            head.authorization = Some(value.trim().to_owned());
+        } else if name.eq_ignore_ascii_case("cookie") {
+            head.cookie = Some(value.trim().to_owned());
         } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
             head.offered_protocols.extend(
                 value
@@ -201,6 +216,8 @@ pub(crate) enum PlainEndpoint {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Route {
     Plain(PlainEndpoint),
+    /// One of the HTTP endpoints served with keep-alive (`POST /login`, `/http/echo`).
+    Http,
     /// A valid WebSocket upgrade; the key is checked, path and query are not yet.
     Upgrade,
     Reject(Rejection),
@@ -210,6 +227,9 @@ pub(crate) enum Route {
 /// section 4.2.1 with reasons a user can act on.
 pub(crate) fn classify(head: &RequestHead) -> Route {
     if !head.upgrade_websocket {
+        if crate::http::serves(head.path()) {
+            return Route::Http;
+        }
         if head.method == "GET" {
             match head.path() {
                 "/stats" => return Route::Plain(PlainEndpoint::Stats),
@@ -220,7 +240,7 @@ pub(crate) fn classify(head: &RequestHead) -> Route {
         return Route::Reject(Rejection::new(
             400,
             "this is a websocket server: send GET with `Upgrade: websocket` \
-             (plain http serves only GET /stats and GET /healthz)",
+             (plain http serves GET /stats, GET /healthz, POST /login and /http/echo)",
         ));
     }
     if head.method != "GET" {

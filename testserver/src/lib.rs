@@ -4,7 +4,8 @@
 //!
 //! This crate owns the server side of every test: the upgrade done by hand over
 //! plain TCP or TLS, the endpoints (`/echo`, `/json`, `/broadcast/<room>`, plain
-//! `GET /stats` and `/healthz`), subprotocol selection, scripted misbehaviour
+//! `GET /stats` and `/healthz`), HTTP endpoints with keep-alive (`POST /login`, `/http/echo`,
+//! and the `/auth/` WebSocket endpoints a login unlocks), subprotocol selection, scripted misbehaviour
 //! chosen by query parameters (delays, scripted closes, resets, refused or
 //! unanswered handshakes, oversized and malformed frames), and exact [`Stats`].
 //! See `docs/testserver.md` for the user-facing reference.
@@ -14,8 +15,10 @@
 
 mod connection;
 mod handshake;
+mod http;
 mod json;
 mod modes;
+mod overload;
 mod rooms;
 mod server;
 mod session;

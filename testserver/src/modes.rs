@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::handshake::Rejection;
+use crate::overload::{Overload, OverloadParameters};
 
 /// A close reason must fit a control frame: 125 bytes minus the 2-byte code.
 const MAX_CLOSE_REASON_BYTES: usize = 123;
@@ -83,6 +84,8 @@ pub(crate) struct Modes {
     pub(crate) malformed: bool,
     /// `echo_self=false`: broadcast skips the sender.
     pub(crate) echo_self: bool,
+    /// `capacity=N` (`overload_delay=D`, `refuse_over=M`): degrade past N open connections.
+    pub(crate) overload: Option<Overload>,
 }
 
 impl Default for Modes {
@@ -102,6 +105,7 @@ impl Default for Modes {
             oversize: None,
             malformed: false,
             echo_self: true,
+            overload: None,
         }
     }
 }
@@ -114,6 +118,7 @@ impl Modes {
 
     fn parse_pairs(query: &str) -> Result<Self, String> {
         let mut modes = Modes::default();
+        let mut overload = OverloadParameters::default();
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
             let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
             let name = percent_decode(raw_name)?;
@@ -163,10 +168,14 @@ impl Modes {
                 "oversize" => modes.oversize = Some(parse_number(&name, value)?),
                 "malformed" => modes.malformed = parse_flag(&name, value)?,
                 "echo_self" => modes.echo_self = parse_flag(&name, value)?,
+                "capacity" => overload.capacity = Some(parse_number(&name, value)?),
+                "overload_delay" => overload.delay = Some(parse_duration(&name, value)?),
+                "refuse_over" => overload.refuse_over = Some(parse_number(&name, value)?),
                 // Unknown parameters belong to the scenario (`?user=alice`).
                 _ => {}
             }
         }
+        modes.overload = overload.build()?;
         Ok(modes)
     }
 }
@@ -266,7 +275,7 @@ mod tests {
         let query = "delay=250ms&reply_count=3&close_after=2&close_code=4001&close_reason=bye+now\
                      &close_on_open=1001&drop_after=5&handshake=never&handshake_status=503\
                      &handshake_delay=2s&send_on_open=%7B%22hi%22%3A1%7D&oversize=1024&malformed=1\
-                     &echo_self=false";
+                     &echo_self=false&capacity=20&overload_delay=100ms&refuse_over=30";
         let expected = Modes {
             delay: Some(Duration::from_millis(250)),
             reply_count: 3,
@@ -282,6 +291,11 @@ mod tests {
             oversize: Some(1024),
             malformed: true,
             echo_self: false,
+            overload: Some(Overload {
+                capacity: 20,
+                delay_per_connection: Duration::from_millis(100),
+                refuse_at: 30,
+            }),
         };
         assert_eq!(Modes::parse(query), Ok(expected));
     }

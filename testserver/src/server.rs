@@ -205,6 +205,14 @@ impl TestServer {
         self.url.clone()
     }
 
+    /// `http://HOST:PORT` or `https://HOST:PORT`: the same server's HTTP endpoints.
+    pub fn http_url(&self) -> String {
+        match self.url.strip_prefix("ws") {
+            Some(rest) => format!("http{rest}"),
+            None => self.url.clone(),
+        }
+    }
+
     /// The self-signed certificate in PEM when serving TLS, for clients to trust.
     pub fn ca_certificate_pem(&self) -> Option<String> {
         self.certificate_pem.clone()

@@ -226,7 +226,16 @@ impl Session {
         membership: Option<&Membership>,
         tally: &mut Tally<'_>,
     ) -> Result<(), WsError> {
-        if let Some(delay) = self.modes.delay {
+        let overloaded = self
+            .modes
+            .overload
+            .as_ref()
+            .and_then(|overload| overload.reply_delay(self.counters.open_now()));
+        let delay = match (self.modes.delay, overloaded) {
+            (None, None) => None,
+            (fixed, extra) => Some(fixed.unwrap_or_default() + extra.unwrap_or_default()),
+        };
+        if let Some(delay) = delay {
             // What is already answered leaves before the wait, as without a delay.
             flush(websocket, tally).await?;
             tokio::time::sleep(delay).await;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::http::Logins;
 use crate::rooms::Rooms;
 use crate::stats::Counters;
 
@@ -19,6 +20,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Arc<Counters>,
     pub(crate) rooms: Arc<Rooms>,
     pub(crate) tls: Option<TlsAcceptor>,
+    /// Tokens and session cookies of `POST /login`, which `/auth/` endpoints require.
+    pub(crate) logins: Logins,
     /// The last `X-Session-Id` handed out; ids start at 1.
     last_session_id: AtomicU64,
 }
@@ -31,6 +34,7 @@ impl Shared {
             counters: Arc::default(),
             rooms: Arc::default(),
             tls,
+            logins: Logins::default(),
             last_session_id: AtomicU64::new(0),
         }
     }

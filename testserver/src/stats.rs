@@ -40,6 +40,19 @@ pub struct Stats {
     pub payload_bytes_received: u64,
     /// Payload bytes of the messages in `messages_sent`.
     pub payload_bytes_sent: u64,
+    /// TCP (or TLS) connections that carried requests to the HTTP endpoints (`/login`,
+    /// `/http/echo`); a kept-alive connection counts once for all its requests.
+    #[serde(default)]
+    pub http_connections: u64,
+    /// Requests to the HTTP endpoints, whatever the answer.
+    #[serde(default)]
+    pub http_requests: u64,
+    /// `POST /login` requests answered with a token.
+    #[serde(default)]
+    pub logins: u64,
+    /// `POST /login` requests refused (`400`, `401`).
+    #[serde(default)]
+    pub logins_refused: u64,
 }
 
 /// The live counters behind [`Stats`], one instance per server behind an `Arc`.
@@ -52,6 +65,10 @@ pub(crate) struct Counters {
     messages_sent: AtomicU64,
     payload_bytes_received: AtomicU64,
     payload_bytes_sent: AtomicU64,
+    http_connections: AtomicU64,
+    http_requests: AtomicU64,
+    logins: AtomicU64,
+    logins_refused: AtomicU64,
     /// Broadcast messages a lagging client missed; not part of [`Stats`] because
     /// that shape is shared with other crates.
     broadcast_messages_dropped: AtomicU64,
@@ -68,7 +85,16 @@ impl Counters {
             messages_sent: self.messages_sent.load(Ordering::Relaxed),
             payload_bytes_received: self.payload_bytes_received.load(Ordering::Relaxed),
             payload_bytes_sent: self.payload_bytes_sent.load(Ordering::Relaxed),
+            http_connections: self.http_connections.load(Ordering::Relaxed),
+            http_requests: self.http_requests.load(Ordering::Relaxed),
+            logins: self.logins.load(Ordering::Relaxed),
+            logins_refused: self.logins_refused.load(Ordering::Relaxed),
         }
+    }
+
+    /// Connections open now.
+    pub(crate) fn open_now(&self) -> u64 {
+        self.open_connections.load(Ordering::Relaxed)
     }
 
     /// Counts a new WebSocket connection and returns the guard that keeps it
@@ -79,6 +105,24 @@ impl Counters {
         OpenConnection {
             counters: Arc::clone(self),
         }
+    }
+
+    pub(crate) fn http_connection(&self) {
+        self.http_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counted when a request's head is read, before it is answered: a client that sees a
+    /// response finds its request counted.
+    pub(crate) fn http_request(&self) {
+        self.http_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn logged_in(&self) {
+        self.logins.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn login_refused(&self) {
+        self.logins_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn handshake_refused(&self) {

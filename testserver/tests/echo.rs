@@ -77,6 +77,7 @@ async fn stats_count_connections_and_messages_exactly() {
             messages_sent: 6,
             payload_bytes_received: 11,
             payload_bytes_sent: 11,
+            ..Stats::default()
         }
     );
 
@@ -96,6 +97,7 @@ async fn stats_count_connections_and_messages_exactly() {
             messages_sent: 6,
             payload_bytes_received: 11,
             payload_bytes_sent: 11,
+            ..Stats::default()
         }
     );
 }

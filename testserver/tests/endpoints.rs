@@ -126,6 +126,7 @@ async fn stats_and_healthz_are_served_over_plain_http() {
             messages_sent: 1,
             payload_bytes_received: 3,
             payload_bytes_sent: 3,
+            ..Stats::default()
         }
     );
 
@@ -145,7 +146,7 @@ async fn other_plain_requests_get_400_saying_an_upgrade_is_expected() {
     assert_eq!(
         body,
         "this is a websocket server: send GET with `Upgrade: websocket` \
-         (plain http serves only GET /stats and GET /healthz)\n"
+         (plain http serves GET /stats, GET /healthz, POST /login and /http/echo)\n"
     );
     assert_eq!(server.stats().refused_handshakes, 1);
 }

@@ -52,7 +52,7 @@ impl<'a> ClosedPart<'a> {
         iterations_per_vu: Option<u64>,
     ) -> Result<ClosedPart<'a>, ShareError> {
         let steered = SteeredPlan::new(plan, part, &context.controls.borrow());
-        let peak = steered.peak(plan.max_vus());
+        let peak = steered.peak(context.scenario.parts[part].peak_vus());
         let layers = ClosedLayers::new(context.weights, &[], peak)?;
         let finished = vec![false; layers.positions(0, context.agent_index).len()];
         Ok(ClosedPart {
@@ -188,7 +188,7 @@ impl<'a> ClosedPart<'a> {
     fn steer(&mut self, list: &[Control]) -> Result<(), ShareError> {
         self.steered = SteeredPlan::new(self.plan, self.part, list);
         self.stages_end = self.steered.end().map(|end| self.context.run_start + end);
-        let peak = self.steered.peak(self.plan.max_vus());
+        let peak = self.steered.peak(self.context.scenario.parts[self.part].peak_vus());
         if peak > self.peak && self.takeovers.is_empty() {
             self.layers = ClosedLayers::new(self.context.weights, &[], peak)?;
             self.finished

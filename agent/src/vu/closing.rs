@@ -31,7 +31,10 @@ impl Vu {
         if self.holds_sends() {
             self.flush_held(step.id, iteration).await?;
         }
-        let reason = close.reason.try_render(&self.parts().scope(iteration)).map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
+        let reason = close
+            .reason
+            .try_render(&self.parts().scope(iteration))
+            .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
         let reason = cut(reason.into_owned(), 123);
         let Some(mut conn) = self.conns.get_mut(close.conn).and_then(Option::take) else {
             return Err(Failure::new(step.id, ErrorKind::Closed).into());

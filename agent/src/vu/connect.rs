@@ -1,6 +1,7 @@
 //! The connect step: renders the URL, headers and subprotocols, reuses the worker's upgrade
 //! request for them, waits for a handshake slot, opens the connection and checks what the step
-//! expects of the handshake (status, subprotocol, headers).
+//! expects of the handshake (status, subprotocol, headers). The VU's cookies for the URL's
+//! origin (from its http steps) go into the upgrade request.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -18,6 +19,7 @@ use super::state::Vu;
 use crate::clock;
 use crate::connection::ConnectRequest;
 use crate::failure::ConnectError;
+use crate::http::HttpSession;
 
 impl Vu {
     /// Counts a connection that could not be opened; the step fails with the error's kind.
@@ -47,7 +49,10 @@ impl Vu {
         let scope_parts = self.parts();
         let scope = scope_parts.scope(iteration);
         // A `${...}` script that fails fails the step (`script`) before anything is opened.
-        let url = connect.url.try_render(&scope).map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
+        let url = connect
+            .url
+            .try_render(&scope)
+            .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
         let upgrade = {
             let headers: Vec<(&str, Cow<'_, str>)> = connect
                 .headers
@@ -55,7 +60,16 @@ impl Vu {
                 .map(|(name, value)| value.try_render(&scope).map(|value| (name.as_str(), value)))
                 .collect::<Result<_, _>>()
                 .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
-            let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_ref())).collect();
+            let mut headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_ref())).collect();
+            // The jar's cookies for the URL's origin go into the upgrade, as a browser sends them.
+            let cookie = self
+                .http
+                .as_ref()
+                .and_then(|session| upgrade_cookie(session, &url, &headers));
+            if let Some(cookie) = &cookie {
+                headers.retain(|(name, _)| !name.eq_ignore_ascii_case("cookie"));
+                headers.push(("Cookie", cookie));
+            }
             let subprotocols: Vec<Cow<'_, str>> = connect
                 .subprotocols
                 .iter()
@@ -141,6 +155,23 @@ impl Vu {
         };
         extract_into(&mut self.vars, &connect.extract, origin, step.id)?;
         Ok(())
+    }
+}
+
+/// The `Cookie` header of an upgrade to `url` when the VU's jar has cookies for its origin
+/// (`ws://` as `http://`, `wss://` as `https://`): a written `Cookie` header first, the jar's after.
+fn upgrade_cookie(session: &HttpSession, url: &str, headers: &[(&str, &str)]) -> Option<String> {
+    let mut url = url::Url::parse(url).ok()?;
+    let scheme = match url.scheme() {
+        "ws" => "http",
+        "wss" => "https",
+        _ => return None,
+    };
+    url.set_scheme(scheme).ok()?;
+    let jar = session.cookie_header(&url)?;
+    match headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("cookie")) {
+        Some((_, written)) if !written.is_empty() => Some(format!("{written}; {jar}")),
+        _ => Some(jar),
     }
 }
 

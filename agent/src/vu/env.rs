@@ -101,7 +101,7 @@ pub fn static_messages(scenario: &Scenario) -> StaticMessages {
     messages
 }
 
-/// The TLS settings of every connect step that has its own. Steps that keep the default roots
+/// The TLS settings of every connect and http step that has its own. Steps that keep the default roots
 /// (e.g. only set `server_name`) also keep trusting the run's test server, `testserver_pem`.
 pub fn step_tls_configs(
     scenario: &Scenario,
@@ -109,15 +109,18 @@ pub fn step_tls_configs(
 ) -> Result<HashMap<StepId, TlsConfig>, String> {
     let mut connects = Vec::new();
     scenario.each_step(&mut |step| {
-        if let Action::Connect(connect) = &step.action {
-            if !connect.tls.is_default() {
-                connects.push((step, connect));
-            }
+        let tls = match &step.action {
+            Action::Connect(connect) => &connect.tls,
+            Action::Http(http) => &http.tls,
+            _ => return,
+        };
+        if !tls.is_default() {
+            connects.push((step, tls));
         }
     });
     let mut configs = HashMap::new();
-    for (step, connect) in connects {
-        let config = connection::step_tls_config(&connect.tls, testserver_pem)
+    for (step, tls) in connects {
+        let config = connection::step_tls_config(tls, testserver_pem)
             .map_err(|error| format!("step `{}`: {error}", step.name))?;
         configs.insert(step.id, config);
     }

@@ -29,7 +29,7 @@ pub struct VuControl {
     pub graceful: CancellationToken,
     /// Stop now: close connections with a close frame and end.
     pub hard: Arc<crate::stop::HardStop>,
-    /// The operator's pause of the VU's part: it waits before its next iteration.
+    /// The operator's pause of the VU's part: it finishes its current step and waits.
     pub pause: Arc<crate::executor::Pause>,
 }
 
@@ -50,7 +50,7 @@ pub async fn run_vu(
         wsfleet_scenario::LoadModel::Closed { iterations_per_vu, .. } => *iterations_per_vu,
         wsfleet_scenario::LoadModel::Open { .. } => Some(1),
     };
-    let mut vu = Vu::new(env.clone(), part, number, handshake);
+    let mut vu = Vu::new(env.clone(), part, number, handshake, &control);
     let mut started = clock::now();
     loop {
         if control.graceful.is_cancelled() || control.hard.is_fired() {
@@ -110,6 +110,8 @@ pub async fn run_vu(
             Box::pin(vu.close_all(CloseCode::Away, false)).await;
             break;
         };
+        // Pacing is not made up for pauses taken between the iteration's steps either.
+        started += std::mem::take(&mut vu.paused_for);
         let stop_vu = vu.count_iteration(&outcome);
         // Connections live for one iteration unless `keep_open`; a VU that stops closes all.
         let last = stop_vu
@@ -135,7 +137,13 @@ pub async fn run_vu(
 }
 
 impl Vu {
-    fn new(env: Rc<RunEnv>, part: usize, number: u64, handshake: Option<tokio::sync::OwnedSemaphorePermit>) -> Vu {
+    fn new(
+        env: Rc<RunEnv>,
+        part: usize,
+        number: u64,
+        handshake: Option<tokio::sync::OwnedSemaphorePermit>,
+        control: &VuControl,
+    ) -> Vu {
         let connections = env.scenario.parts[part].connections.len().max(1);
         Vu {
             env,
@@ -150,6 +158,10 @@ impl Vu {
             receive_timer: None,
             recent: None,
             scripts: Default::default(),
+            http: None,
+            pause: control.pause.clone(),
+            graceful: control.graceful.clone(),
+            paused_for: Duration::ZERO,
         }
     }
 
@@ -202,6 +214,10 @@ impl Vu {
             // Iterations may be paced: nothing read in the previous one is recent.
             self.recent = None;
             for step in steps {
+                if self.is_paused() {
+                    let waited = self.wait_while_paused(step.id, iteration).await;
+                    self.handle_result(step.id, waited)?;
+                }
                 let result = self.step(step, iteration).await;
                 self.handle_result(step.id, result)?;
             }
@@ -239,6 +255,8 @@ impl Vu {
             // Boxed: they play steps, which may be `if` or `while` again.
             Action::If(branch) => Box::pin(self.if_step(step, branch, iteration)).await,
             Action::While(looped) => Box::pin(self.while_step(step, looped)).await,
+            // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
+            Action::Http(http) => Box::pin(self.http_step(step, http, iteration)).await,
         }
     }
 
@@ -248,6 +266,8 @@ impl Vu {
         // Rounds are due relative to when this repeat itself was due.
         let outer_lag = self.lag;
         let base = started.checked_sub(outer_lag).unwrap_or(started);
+        // Pauses taken during the repeat move its rounds' due times.
+        let paused_before = self.paused_for;
         // A duration too long to add never ends the repeat.
         let ends = repeat.duration.and_then(|duration| started.checked_add(duration));
         let mut index = 0u64;
@@ -262,7 +282,9 @@ impl Vu {
                 break Ok(());
             }
             if let Some(pacing) = repeat.pacing {
-                let due = base + pacing.saturating_mul(u32::try_from(index).unwrap_or(u32::MAX));
+                let due = base
+                    + pacing.saturating_mul(u32::try_from(index).unwrap_or(u32::MAX))
+                    + self.paused_for.saturating_sub(paused_before);
                 let now = clock::now();
                 if due > now {
                     if repeat.duration.is_some_and(|duration| due - started >= duration) {
@@ -277,6 +299,12 @@ impl Vu {
                 }
             }
             for step in &repeat.steps {
+                if self.is_paused() {
+                    let waited = self.wait_while_paused(step.id, index).await;
+                    if let Err(stop) = self.handle_result(step.id, waited) {
+                        break 'rounds Err(stop);
+                    }
+                }
                 // A load loop's body is mostly sends and receives: they are played here, each
                 // one future deep, rather than through `step` (one more future, sized by every
                 // kind of step, built and dropped per message). Same calls, same results.

@@ -19,6 +19,7 @@
 //! - `connect`, `receive`, `outgoing` (send), `ping`, `closing` (close), `flow`
 //!   (think, rendezvous, check, extract): the step bodies, one family per file.
 //! - `scripted`: `script`, `if` and `while` steps, and the scripts of `on_message` rules.
+//! - `paused`: the operator's pause, taken between steps.
 //! - `inbox`: what arrives: the pending queue, the `on_message` handlers and their replies,
 //!   and reading every connection while the VU waits.
 //!
@@ -40,10 +41,12 @@ mod conn;
 mod connect;
 mod env;
 mod flow;
+mod http;
 mod inbox;
 mod iteration;
 mod outcome;
 mod outgoing;
+mod paused;
 mod ping;
 mod policy;
 mod receive;

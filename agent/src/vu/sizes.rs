@@ -48,7 +48,7 @@ fn print_future_sizes() {
         hard: crate::stop::HardStop::new(),
         pause: Default::default(),
     };
-    let future = run_vu(env.clone(), 0, 0, control, None);
+    let future = run_vu(env.clone(), 0, 0, control.clone(), None);
     println!("run_vu future: {} bytes", std::mem::size_of_val(&future));
     let mut vu = Vu {
         env: env.clone(),
@@ -63,6 +63,10 @@ fn print_future_sizes() {
         receive_timer: None,
         recent: None,
         scripts: Default::default(),
+        http: None,
+        pause: control.pause.clone(),
+        graceful: control.graceful.clone(),
+        paused_for: Duration::ZERO,
     };
     let steps = &env.scenario.parts[0].steps;
     let play = vu.play(steps, 0);

@@ -7,8 +7,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
 use wsfleet_metrics::ErrorKind;
 use wsfleet_scenario::{ConnId, Scope, StepId};
 
@@ -41,6 +43,15 @@ pub(super) struct Vu {
     pub(super) recent: Option<Instant>,
     /// The scope this VU's scripts run in (empty until the first script runs).
     pub(super) scripts: wsfleet_scenario::script::ScriptScope,
+    /// The VU's cookie jar and kept-alive HTTP connections, made by its first http step (a VU
+    /// without one pays a pointer).
+    pub(super) http: Option<Box<crate::http::HttpSession>>,
+    /// The operator's pause of the VU's part: the VU waits before its next step while it holds.
+    pub(super) pause: Arc<crate::executor::Pause>,
+    /// Asked to finish the iteration: a pause no longer holds the VU.
+    pub(super) graceful: CancellationToken,
+    /// How long the VU waited on pauses since its pacing last took them into account.
+    pub(super) paused_for: Duration,
 }
 
 pub(super) type StepFuture<'a> = Pin<Box<dyn Future<Output = StepResult> + 'a>>;

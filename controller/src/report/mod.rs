@@ -3,6 +3,7 @@
 //! opens offline and can be attached to a CI job.
 
 pub mod charts;
+mod seek;
 pub mod series;
 
 use std::fmt::Write as _;
@@ -42,6 +43,7 @@ th,td{{border:1px solid #ddd;padding:4px 10px;text-align:right}}th:first-child,t
     );
     write_statistics(&mut html, &summary.totals);
     write_thresholds(&mut html, &summary.thresholds);
+    seek::write_seek(&mut html, summary.seek.as_ref());
     write_changes(&mut html, &summary.changes);
     write_totals(&mut html, &summary.totals);
     write_steps(&mut html, &summary.steps);

@@ -79,7 +79,7 @@ pub struct ChangeEvent {
     /// The part's name (empty for a plain scenario's only part).
     pub part: String,
     /// `set_vus`, `set_rate`, `hold`, `resume`, `pause`, `unpause`, `stop` or `drain` (of an
-    /// agent; `part` is then empty).
+    /// agent; `part` is then empty); a seek's own changes are `seek_step` and `seek_end`.
     pub action: String,
     /// The VUs or the rate set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,6 +92,15 @@ pub struct ChangeEvent {
     pub paused_seconds: Option<f64>,
     /// The change in words.
     pub detail: String,
+}
+
+/// How messages name part `part`: `the scenario` for a plain file's only part, else
+/// ``part `NAME` ``.
+pub fn label(scenario: &Scenario, part: usize) -> String {
+    match scenario.parts.get(part) {
+        Some(spec) if !spec.name.is_empty() => format!("part `{}`", spec.name),
+        _ => "the scenario".to_owned(),
+    }
 }
 
 /// The part `change` names, as an index, or why it names none.

@@ -6,6 +6,7 @@
 pub mod control;
 mod event;
 mod rendezvous;
+pub mod seek;
 pub mod state;
 #[cfg(test)]
 mod tests;

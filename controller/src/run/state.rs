@@ -16,14 +16,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use wsfleet_metrics::MetricSets;
 use wsfleet_proto::v1::{ControllerMessage, MetricReport, RendezvousArrive, RunPhase, RunStatus};
-use wsfleet_scenario::plan::control::{Control, SteeredPlan};
+use wsfleet_scenario::plan::control::Control;
 use wsfleet_scenario::plan::reshare::Takeover;
 use wsfleet_scenario::plan::LostAgentPolicy;
 use wsfleet_scenario::Scenario;
 
-use super::control::{self, Change, ChangeAction, ChangeEvent, ControlError, CONTROL_LEAD};
+use super::control::ChangeEvent;
 use super::event::{IntervalFigures, RunEvent, RunFigures};
 use super::rendezvous::{Point, Release};
+use super::seek::Seeker;
 use crate::aggregate::Aggregate;
 use crate::interval_log::IntervalLog;
 use crate::lost::{CannotMove, Survivor};
@@ -33,6 +34,8 @@ use crate::summary::{
     AgentSummary, LostAgentEvent, LostAgents, ReportDelivery, Summary, Totals, SUMMARY_SCHEMA_VERSION,
 };
 use crate::wire;
+
+mod steer;
 
 /// How long a run that is otherwise over waits for lost agents that came back to resend
 /// what they measured.
@@ -117,8 +120,11 @@ pub struct RunState<'a> {
     /// The threshold that stopped the run.
     aborted_by: Option<String>,
     takeovers: Vec<Takeover>,
-    /// The operator's changes so far, as the agents are told them, and as the timeline shows.
+    /// The operator's changes so far (and the seek's), as the agents are told them, and as the
+    /// timeline shows.
     controls: Vec<Control>,
+    /// The part that seeks its load, if one does.
+    seeker: Option<Seeker>,
     changes: Vec<ChangeEvent>,
     lost_events: Vec<LostAgentEvent>,
     /// When no agent in the run was playing any more, while lost agents that came back were
@@ -172,6 +178,11 @@ impl<'a> RunState<'a> {
             aborted_by: None,
             takeovers: Vec::new(),
             controls: Vec::new(),
+            seeker: scenario
+                .parts
+                .iter()
+                .enumerate()
+                .find_map(|(index, part)| part.seek.as_ref().map(|seek| Seeker::new(index, &part.name, seek))),
             changes: Vec::new(),
             lost_events: Vec::new(),
             others_done_at: None,
@@ -473,194 +484,6 @@ impl<'a> RunState<'a> {
         self.advance(now);
     }
 
-    /// The operator changes a part (the API, the CLI): checked against the scenario, the
-    /// changes so far and the fleet's capacity, then sent to every agent still in the run with
-    /// every change before it, and put on the run's timeline. A refusal leaves the run as it was.
-    pub fn on_control(&mut self, change: Change, now: Instant) -> Result<ChangeEvent, ControlError> {
-        if self.stop_sent {
-            return Err(ControlError::Refused(
-                "the run is stopping: it cannot be changed".into(),
-            ));
-        }
-        if let Some(old) = self
-            .agents
-            .values()
-            .find(|state| state.lost.is_none() && state.playing() && state.info.revision < 3)
-        {
-            return Err(ControlError::Refused(format!(
-                "agent `{}` speaks protocol revision {}, which cannot be steered (3 is needed): upgrade it",
-                old.info.id, old.info.revision
-            )));
-        }
-        if let ChangeAction::Drain { agent } = &change.action {
-            return self.drain(agent, now);
-        }
-        let part = control::part_index(self.scenario, change.part.as_deref())?;
-        let at = now.saturating_duration_since(self.start) + CONTROL_LEAD;
-        let control = control::to_control(self.scenario, part, &change.action, &self.controls, at)?;
-        let mut controls = self.controls.clone();
-        controls.push(control.clone());
-        if let ChangeAction::SetVus { vus, .. } = &change.action {
-            self.check_vus(part, *vus, &controls)?;
-        }
-        let event = control::event_of(self.scenario, &control, &change.action, &self.controls);
-        tracing::info!(run = %self.run_id, part, change = %event.detail, at_seconds = event.at_seconds, "the operator changed the run");
-        self.controls = controls;
-        self.changes.push(event.clone());
-        let message = wire::run_control(&self.run_id, &self.controls);
-        self.send_to_all(&message);
-        self.events.push(RunEvent::Changed(event.clone()));
-        Ok(event)
-    }
-
-    /// Each part's plan as far as moving a share goes (its peak and its end), with the
-    /// operator's changes: a closed part's VUs past the plan's peak count (the agents size the
-    /// takeover's layers by them), a held or set plan has no end of its own.
-    fn steered_plans(&self) -> Vec<wsfleet_scenario::LoadPlan> {
-        self.scenario
-            .parts
-            .iter()
-            .enumerate()
-            .map(|(index, part)| {
-                if self.controls.iter().all(|control| control.part != index) {
-                    return part.plan.clone();
-                }
-                let steered = SteeredPlan::new(&part.plan, index, &self.controls);
-                let mut plan = part.plan.clone();
-                match &mut plan.model {
-                    wsfleet_scenario::LoadModel::Closed { start_vus, stages, .. } => {
-                        let peak = steered.peak(part.plan.max_vus());
-                        *start_vus = peak;
-                        *stages = steered
-                            .end()
-                            .map(|end| {
-                                vec![wsfleet_scenario::Stage {
-                                    duration: end,
-                                    target: peak,
-                                }]
-                            })
-                            .unwrap_or_default();
-                    }
-                    wsfleet_scenario::LoadModel::Open { stages, start_rate, .. } => {
-                        // Only the end counts here; without one of its own, the run's bound.
-                        *stages = vec![wsfleet_scenario::RateStage {
-                            duration: steered.end().unwrap_or(part.plan.max_duration),
-                            rate: *start_rate,
-                        }];
-                    }
-                }
-                plan
-            })
-            .collect()
-    }
-
-    /// Drains `agent`: its share of the rest of the run moves to the other agents exactly (the
-    /// takeover that a lost agent's share takes, sent to it too), and its VUs finish their
-    /// iteration and end.
-    fn drain(&mut self, agent: &str, now: Instant) -> Result<ChangeEvent, ControlError> {
-        let Some(state) = self.agents.get(agent) else {
-            let ids: Vec<String> = self.agents.keys().map(|id| format!("`{id}`")).collect();
-            return Err(ControlError::Refused(format!(
-                "agent `{agent}` is not in this run: its agents are {}",
-                ids.join(", ")
-            )));
-        };
-        if state.lost.is_some() || state.drained || !state.playing() {
-            return Err(ControlError::Refused(format!(
-                "agent `{agent}` does not play its share any more: nothing to drain"
-            )));
-        }
-        let index = state.index;
-        let elapsed = now.saturating_duration_since(self.start);
-        let moved = self.redistribute_from(index, elapsed);
-        let movers = moved.map_err(|why| ControlError::Refused(format!("agent `{agent}` cannot be drained: {why}")))?;
-        if let Some(state) = self.agents.get_mut(agent) {
-            state.drained = true;
-            state.vus = 0;
-        }
-        self.events.push(RunEvent::Reshared { shares: self.shares() });
-        let from = self.takeovers.last().map_or(elapsed, |takeover| takeover.from);
-        let event = ChangeEvent {
-            at_seconds: from.as_secs_f64(),
-            part: String::new(),
-            action: "drain".into(),
-            detail: format!("agent `{agent}` drained: its share moved to {movers} agent(s)"),
-            ..ChangeEvent::default()
-        };
-        tracing::info!(run = %self.run_id, agent, movers, "the operator drained an agent");
-        self.changes.push(event.clone());
-        self.events.push(RunEvent::Changed(event.clone()));
-        Ok(event)
-    }
-
-    /// Whether the fleet holds `vus` VUs of `part` with `controls` in force; if so, each
-    /// agent's share of the peak becomes what they give.
-    fn check_vus(&mut self, part: usize, vus: u64, controls: &[Control]) -> Result<(), ControlError> {
-        let peaks: Vec<u64> = self
-            .scenario
-            .parts
-            .iter()
-            .enumerate()
-            .map(|(index, spec)| SteeredPlan::new(&spec.plan, index, controls).peak(spec.plan.max_vus()))
-            .collect();
-        if !self.takeovers.is_empty() {
-            let before = SteeredPlan::new(&self.scenario.parts[part].plan, part, &self.controls)
-                .peak(self.scenario.parts[part].plan.max_vus());
-            if peaks[part] > before {
-                return Err(ControlError::Refused(format!(
-                    "agents were lost and their share moved to the others: the VUs cannot go past {before} in this run (asked {vus})"
-                )));
-            }
-            return Ok(());
-        }
-        let holdable: u64 = self
-            .agents
-            .values()
-            .filter(|state| state.lost.is_none())
-            .map(|state| state.info.capacity.max_connections)
-            .sum();
-        // The whole first: the exact split below walks every VU.
-        if peaks.iter().sum::<u64>() > holdable {
-            return Err(ControlError::Refused(format!(
-                "{vus} VUs are more than the fleet holds: its agents hold {holdable} connections in all; add agents or ask for fewer"
-            )));
-        }
-        let mut shares = vec![0u64; self.weights.len()];
-        for peak in &peaks {
-            let split = wsfleet_scenario::plan::split(&self.weights, *peak)
-                .map_err(|error| ControlError::Refused(format!("cannot split {vus} VUs over the fleet: {error}")))?;
-            for (share, part_share) in shares.iter_mut().zip(split) {
-                *share += part_share;
-            }
-        }
-        for state in self.agents.values() {
-            let share = shares.get(state.index).copied().unwrap_or(0);
-            if state.lost.is_some() && share > 0 {
-                return Err(ControlError::Refused(format!(
-                    "{vus} VUs would give lost agent `{}` a share: with `load.on_agent_lost: continue`, the VUs cannot go past the plan's peak in this run",
-                    state.info.id
-                )));
-            }
-            if share > state.info.capacity.max_connections {
-                return Err(ControlError::Refused(format!(
-                    "{vus} VUs are more than the fleet holds: agent `{}` would hold {share} connections, past its {} (the fleet holds {holdable}); add agents or ask for fewer",
-                    state.info.id, state.info.capacity.max_connections
-                )));
-            }
-        }
-        let mut raised = false;
-        for state in self.agents.values_mut() {
-            let share = shares.get(state.index).copied().unwrap_or(0);
-            raised |= share > state.vus;
-            state.vus = state.vus.max(share);
-        }
-        if raised {
-            // The fleet view and the terminal show each agent's share of the new peak.
-            self.events.push(RunEvent::Reshared { shares: self.shares() });
-        }
-        Ok(())
-    }
-
     /// Releases the current generation of point `index` on every agent still in the run.
     fn release(&mut self, index: usize, release: Release) {
         let Some(point) = self.rendezvous.get_mut(index) else {
@@ -717,19 +540,21 @@ impl<'a> RunState<'a> {
             return;
         };
         while self.next_live <= complete {
-            self.show_interval(self.next_live);
+            self.show_interval(self.next_live, Some(now));
             self.next_live += 1;
             self.check_aborting_thresholds(now);
         }
     }
 
-    fn show_interval(&mut self, interval: u64) {
+    /// Shows `interval`; while the run goes (`now`), a seek's step may end with it.
+    fn show_interval(&mut self, interval: u64, now: Option<Instant>) {
         if let Some(sets) = self.aggregate.intervals.get(&interval) {
             add_shown(&mut self.shown, interval, sets, Some(sets));
         }
         if let Some(figures) = self.interval_figures(interval) {
             self.events.push(RunEvent::Interval(figures));
         }
+        self.seek_interval(interval, now);
         self.settle(interval);
     }
 
@@ -798,7 +623,7 @@ impl<'a> RunState<'a> {
     pub fn finish(&mut self, now: Instant) -> Summary {
         if let Some(last) = self.aggregate.last_interval {
             while self.next_live <= last {
-                self.show_interval(self.next_live);
+                self.show_interval(self.next_live, None);
                 self.next_live += 1;
             }
         }
@@ -812,20 +637,32 @@ impl<'a> RunState<'a> {
             .get(wsfleet_metrics::catalog::ACTIVE_CONNECTIONS)
             .copied()
             .unwrap_or(0);
-        let thresholds = self
-            .scenario
-            .thresholds
-            .iter()
-            .map(|threshold| {
-                let mut result =
-                    crate::thresholds::evaluate(threshold, &aggregate.totals, duration_seconds, &aggregate.peak_gauges);
-                if self.aborted_by.as_deref() == Some(threshold.name.as_str()) {
-                    result.aborted_run = true;
-                    result.passed = false;
-                }
-                result
-            })
-            .collect();
+        let seek = self.seeker.as_ref().map(super::seek::Seeker::summary);
+        // A seek's thresholds judge its steps: the run's are those of the load it found (or of
+        // its first step, when none passed); over the whole run they would mix every step.
+        let seek_thresholds = seek
+            .as_ref()
+            .and_then(|seek| seek.deciding_step())
+            .map(|step| step.thresholds.clone());
+        let thresholds = seek_thresholds.unwrap_or_else(|| {
+            self.scenario
+                .thresholds
+                .iter()
+                .map(|threshold| {
+                    let mut result = crate::thresholds::evaluate(
+                        threshold,
+                        &aggregate.totals,
+                        duration_seconds,
+                        &aggregate.peak_gauges,
+                    );
+                    if self.aborted_by.as_deref() == Some(threshold.name.as_str()) {
+                        result.aborted_run = true;
+                        result.passed = false;
+                    }
+                    result
+                })
+                .collect()
+        });
         Summary {
             schema_version: SUMMARY_SCHEMA_VERSION,
             run_id: self.run_id.clone(),
@@ -838,6 +675,7 @@ impl<'a> RunState<'a> {
             intervals: self.series.all(),
             thresholds,
             changes: self.changes.clone(),
+            seek,
             lost_agents: LostAgents {
                 policy: self.scenario.plan().on_agent_lost.name().to_owned(),
                 events: self.lost_events.clone(),

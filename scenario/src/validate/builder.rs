@@ -82,6 +82,7 @@ impl StepBuilder<'_> {
             RawStep::Script(script) => self.script_step(script, at, problems),
             RawStep::If(branch) => self.if_step(branch, at, connected, problems),
             RawStep::While(looped) => self.while_step(looped, at, connected, problems),
+            RawStep::Http(http) => self.http_step(http, at, problems),
         }
     }
 

@@ -169,7 +169,7 @@ impl StepBuilder<'_> {
             .headers
             .iter()
             .filter_map(|(header, value)| {
-                if tokio_tungstenite_header_ok(header) {
+                if header_name_ok(header) {
                     compile_template(value, &format!("{field}.headers.{header}"), &self.known, problems)
                         .map(|template| (header.clone(), template))
                 } else {
@@ -190,7 +190,7 @@ impl StepBuilder<'_> {
         headers
     }
 
-    fn tls_options(&self, tls: Option<&RawTls>, field: &str, problems: &mut Problems<'_>) -> TlsOptions {
+    pub(super) fn tls_options(&self, tls: Option<&RawTls>, field: &str, problems: &mut Problems<'_>) -> TlsOptions {
         match tls {
             None => TlsOptions::default(),
             Some(tls) => {
@@ -304,7 +304,8 @@ impl StepBuilder<'_> {
     }
 }
 
-fn tokio_tungstenite_header_ok(name: &str) -> bool {
+/// An HTTP token: a header name (or a method).
+pub(super) fn header_name_ok(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()

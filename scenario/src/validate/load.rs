@@ -5,13 +5,15 @@ use std::time::Duration;
 
 use crate::error::{closest, Problems};
 use crate::model::{DEFAULT_GRACEFUL_STOP, DEFAULT_MAX_DURATION};
+use crate::plan::seek::Seek;
 use crate::plan::{LoadModel, LoadPlan, LostAgentPolicy, RateStage, Stage};
 use crate::raw::RawLoad;
 
 use super::fields::duration_field;
 
-/// The load of a part, closed (concurrent VUs) or open (an arrival rate).
-pub(super) fn validate(load: &RawLoad, problems: &mut Problems<'_>) -> Option<LoadPlan> {
+/// The load of a part, closed (concurrent VUs), open (an arrival rate) or a goal seek (with
+/// its [`Seek`]).
+pub(super) fn validate(load: &RawLoad, problems: &mut Problems<'_>) -> Option<(LoadPlan, Option<Seek>)> {
     let graceful_stop = duration_field(
         load.graceful_stop.as_deref(),
         "load.graceful_stop",
@@ -24,25 +26,38 @@ pub(super) fn validate(load: &RawLoad, problems: &mut Problems<'_>) -> Option<Lo
         DEFAULT_MAX_DURATION,
         problems,
     );
+    if load.seek.is_some() && load.model.as_deref() != Some("seek") {
+        problems.add(
+            "load.seek",
+            "`seek` goes with `model: seek`",
+            Some("add `model: seek`, or drop `seek`".into()),
+        );
+    }
     match load.model.as_deref() {
         None | Some("closed") => {}
-        Some("open") => return open_model(load, graceful_stop, max_duration, problems),
+        Some("open") => return open_model(load, graceful_stop, max_duration, problems).map(|plan| (plan, None)),
+        Some("seek") => {
+            let given = load.max_duration.is_some();
+            return super::seek::seek_model(load, graceful_stop, max_duration, given, problems)
+                .map(|(plan, seek)| (plan, Some(seek)));
+        }
         Some(other) => {
             problems.add(
                 "load.model",
                 format!("unknown load model `{other}`"),
-                Some("use `closed` (concurrent VUs) or `open` (an arrival rate)".into()),
+                Some("use `closed` (concurrent VUs), `open` (an arrival rate) or `seek` (find the highest load within the thresholds)".into()),
             );
             return None;
         }
     }
     let model = closed_model(load, problems)?;
-    Some(LoadPlan {
+    let plan = LoadPlan {
         model,
         graceful_stop,
         max_duration,
         on_agent_lost: lost_agent_policy(load, problems),
-    })
+    };
+    Some((plan, None))
 }
 
 /// The closed model: `vus` for a constant load, or `stages` for a ramp; with `iterations`,
@@ -264,7 +279,7 @@ fn open_model(
 }
 
 /// `load.on_agent_lost`: one of the policy names, `continue` when absent.
-fn lost_agent_policy(load: &RawLoad, problems: &mut Problems<'_>) -> LostAgentPolicy {
+pub(super) fn lost_agent_policy(load: &RawLoad, problems: &mut Problems<'_>) -> LostAgentPolicy {
     let Some(name) = load.on_agent_lost.as_deref() else {
         return LostAgentPolicy::default();
     };

@@ -96,6 +96,9 @@ impl StepBuilder<'_> {
                 if let Some(header) = &spec.header {
                     sources.push(("header", Source::Header(header.clone())));
                 }
+                if let Some(cookie) = &spec.cookie {
+                    sources.push(("cookie", Source::Cookie(cookie.clone())));
+                }
                 if spec.body {
                     sources.push(("body", Source::Body));
                 }

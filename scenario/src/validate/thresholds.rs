@@ -8,7 +8,9 @@ use wsfleet_metrics::catalog::split_labeled;
 use crate::duration::parse_duration;
 use crate::error::{closest, Problems};
 use crate::raw::RawThreshold;
-use crate::thresholds::{Comparison, Stat, Threshold, Unit, ALIASES, COUNTERS, FAILURE_RATIOS, GAUGES, HISTOGRAMS};
+use crate::thresholds::{
+    Comparison, Stat, Threshold, Unit, ALIASES, COUNTERS, FAILURE_RATIOS, FAILURE_SHARES, GAUGES, HISTOGRAMS,
+};
 
 fn canonical_metric(name: &str) -> &str {
     ALIASES
@@ -101,7 +103,14 @@ fn parse_one(key: &str, condition: &str, step_names: &[String]) -> Result<Thresh
     let stat = match (kind, stat_text) {
         ("counter", "count") => Stat::Count,
         ("counter", "per_second") => Stat::PerSecond,
-        ("counter", "rate") if FAILURE_RATIOS.iter().any(|(failure, _)| *failure == metric) => Stat::Ratio,
+        ("counter", "rate")
+            if FAILURE_RATIOS
+                .iter()
+                .chain(FAILURE_SHARES)
+                .any(|(failure, _)| *failure == metric) =>
+        {
+            Stat::Ratio
+        }
         ("counter", "rate") => Stat::PerSecond,
         ("histogram", "min") => Stat::Min,
         ("histogram", "max") => Stat::Max,

@@ -36,6 +36,7 @@ pub(super) fn defined_variables(parts: &[PartView<'_>]) -> BTreeSet<String> {
             RawStep::Close(Some(close)) => names.extend(close.extract.keys().cloned()),
             RawStep::Extract(extract) => names.extend(extract.values.keys().cloned()),
             RawStep::Script(script) => names.extend(crate::script::declared(script.code())),
+            RawStep::Http(http) => names.extend(http.extract.keys().cloned()),
             _ => {}
         });
         for rule in part.on_message {
