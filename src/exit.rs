@@ -239,6 +239,7 @@ mod tests {
             step: 4.0,
             max: 40.0,
             interval_seconds: 2,
+            warmup_seconds: 0,
             refine: 3,
             end: SeekEnd::NoPassingStep,
             found: None,

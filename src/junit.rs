@@ -73,6 +73,25 @@ pub fn junit_xml(summary: &Summary, finished_at: SystemTime, hostname: &str) -> 
             ),
         );
     }
+    if let Some(seek) = &summary.seek {
+        // A goal seek: what it found, and how each step fared.
+        property("seek.end", seek.end.name());
+        if let Some(found) = seek.found {
+            property("seek.found", &seek.load_words(found));
+        }
+        let steps: Vec<String> = seek
+            .steps
+            .iter()
+            .map(|step| {
+                format!(
+                    "{} {}",
+                    seek.load_words(step.load),
+                    if step.passed { "pass" } else { "fail" }
+                )
+            })
+            .collect();
+        property("seek.steps", &steps.join(", "));
+    }
     out.push_str("    </properties>\n");
 
     for threshold in &summary.thresholds {
@@ -265,6 +284,48 @@ mod tests {
         let failed = summary_failed();
         assert!(failed.contains("errors=\"1\""));
         assert!(failed.contains("type=\"run\">failed: agents did not finish in time</error>"));
+    }
+
+    #[test]
+    fn a_seek_is_in_the_properties() {
+        let mut summary = summary(Outcome::Completed, Vec::new());
+        let step = |load: f64, passed: bool| wsfleet_controller::run::seek::SeekStepSummary {
+            load,
+            phase: "climb".into(),
+            from_seconds: 0,
+            seconds: 2,
+            passed,
+            thresholds: Vec::new(),
+            messages_sent_per_second: 0.0,
+            messages_received_per_second: 0.0,
+            iterations_per_second: 0.0,
+            errors: 0,
+            peak_active_connections: 0,
+            message_latency: None,
+        };
+        summary.seek = Some(wsfleet_controller::run::seek::SeekSummary {
+            part: String::new(),
+            measure: "vus".into(),
+            start: 10.0,
+            step: 10.0,
+            max: 100.0,
+            interval_seconds: 2,
+            warmup_seconds: 0,
+            refine: 1,
+            end: wsfleet_controller::run::seek::SeekEnd::Found,
+            found: Some(10.0),
+            steps: vec![step(10.0, true), step(20.0, false), step(15.0, false)],
+        });
+        let xml = junit_xml(&summary, SystemTime::UNIX_EPOCH + Duration::from_secs(100), "h");
+        assert!(xml.contains("<property name=\"seek.end\" value=\"found\"/>"), "{xml}");
+        assert!(
+            xml.contains("<property name=\"seek.found\" value=\"10 VUs\"/>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<property name=\"seek.steps\" value=\"10 VUs pass, 20 VUs fail, 15 VUs fail\"/>"),
+            "{xml}"
+        );
     }
 
     fn summary_failed() -> String {

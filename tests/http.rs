@@ -344,3 +344,106 @@ steps:
     assert_eq!(counter(&summary, "http_requests"), 5);
     assert_eq!(server.stats().http_requests, 5);
 }
+
+/// `https://` against the run's own TLS test server (its certificate trusted for the run), the
+/// TLS phase timed once per kept connection; through a CONNECT proxy with credentials, one
+/// tunnel per connection, and a refused tunnel is kind `proxy`.
+#[test]
+fn https_and_a_connect_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (summary, code) = run(
+        dir.path(),
+        "testserver: { port: 0, tls: true }
+load: { vus: 2, iterations: 2 }
+steps:
+  - http:
+      name: login
+      method: POST
+      url: '${testserver.http_url}/login'
+      body: { json: { user: u, password: secret } }
+      expect: { status: 200 }
+      extract: { token: { json: /token } }
+  - connect: { url: '${testserver.url}/auth/echo?token=${token}' }
+  - close: {}
+",
+    );
+    assert_eq!(code, 0, "{summary:#}");
+    assert_eq!(step(&summary, "login", "http_2xx"), 4);
+    assert_eq!(step(&summary, "login", "http_connections_opened"), 2);
+    assert_eq!(step_latency_count(&summary, "login", "http_tls"), 2);
+    assert_eq!(counter(&summary, "connections_opened"), 4);
+
+    let server = Server::start();
+    let address = server.address();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    let tunnels = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    runtime.spawn(common::connect_proxy::connect_proxy(
+        listener,
+        "dGVzdGVyOnMzY3JldA==".into(),
+        tunnels.clone(),
+    ));
+    let scenario = |credentials: &str| {
+        format!(
+            "load: {{ vus: 3, iterations: 1 }}
+on_error:
+  - {{ kinds: [proxy], then: end_iteration }}
+steps:
+  - repeat:
+      count: 4
+      steps:
+        - http: {{ name: through, url: 'http://{address}/http/echo', proxy: 'http://{credentials}@127.0.0.1:{proxy_port}' }}
+"
+        )
+    };
+    let (summary, code) = run(dir.path(), &scenario("tester:s3cret"));
+    assert_eq!(code, 0, "{summary:#}");
+    assert_eq!(step(&summary, "through", "http_2xx"), 12);
+    assert_eq!(tunnels.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(server.stats().http_connections, 3);
+    assert_eq!(server.stats().http_requests, 12);
+    let (summary, code) = run(dir.path(), &scenario("tester:wrong"));
+    assert_eq!(code, 0, "{summary:#}");
+    assert_eq!(step(&summary, "through", "errors.proxy"), 3);
+    assert_eq!(step(&summary, "through", "http_requests_failed"), 3);
+    assert_eq!(counter(&summary, "iterations_skipped"), 3);
+    assert_eq!(server.stats().http_requests, 12);
+}
+
+/// HTTP metrics in thresholds: a failure rate over its limit fails the run (exit code 5).
+#[test]
+fn thresholds_read_the_http_metrics() {
+    let server = Server::start();
+    let address = server.address();
+    let dir = tempfile::tempdir().unwrap();
+    let (summary, code) = run(
+        dir.path(),
+        &format!(
+            "load: {{ vus: 2, iterations: 2 }}
+thresholds:
+  http_requests_failed.rate: '< 10%'
+  'http_requests{{step=missing}}.count': '== 4'
+  http_4xx.count: '== 4'
+on_error:
+  - {{ kinds: [http_404], then: continue }}
+steps:
+  - http: {{ name: found, url: 'http://{address}/http/echo' }}
+  - http: {{ name: missing, url: 'http://{address}/http/echo?status=404' }}
+"
+        ),
+    );
+    assert_eq!(code, 5, "{summary:#}");
+    let results = summary["thresholds"].as_array().unwrap();
+    let passed = |metric: &str| {
+        results
+            .iter()
+            .find(|result| result["name"] == metric)
+            .unwrap_or_else(|| panic!("no threshold {metric}: {results:#?}"))["passed"]
+            .as_bool()
+            .unwrap()
+    };
+    assert!(!passed("http_requests_failed.rate"));
+    assert!(passed("http_requests{step=missing}.count"));
+    assert!(passed("http_4xx.count"));
+}

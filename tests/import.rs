@@ -517,7 +517,136 @@ fn a_chromium_recording_imports_and_replays_the_same_messages() {
         replayed.payload_bytes_sent - recorded.payload_bytes_sent,
         recorded.payload_bytes_sent
     );
+
+    // With the login before the upgrade as an `http` step: the page's server sees one more.
+    let with_http = dir.path().join("session-http.yaml");
+    let mut command = wsfleet();
+    command
+        .arg("import")
+        .arg(&har_path)
+        .arg("--http-steps")
+        .arg("-o")
+        .arg(&with_http);
+    let output = run_bounded(command, Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let said = text(&output.stderr);
+    assert!(
+        said.contains("2 connection(s), 6 send(s), 7 receive(s), 1 http step(s)"),
+        "{said}"
+    );
+    let yaml = std::fs::read_to_string(&with_http).unwrap();
+    let scenario: serde_norway::Value = serde_norway::from_str(&yaml).unwrap();
+    let login = &scenario["steps"][0]["http"];
+    assert_eq!(login["method"], "POST", "{yaml}");
+    assert_eq!(
+        login["url"],
+        format!("http://127.0.0.1:{page_port}/login").as_str(),
+        "{yaml}"
+    );
+    assert_eq!(login["body"]["json"]["user"], "ann", "{yaml}");
+    assert_eq!(login["expect"]["status"], 200, "{yaml}");
+    let mut command = wsfleet();
+    command
+        .arg("run")
+        .arg(&with_http)
+        .args(["--quiet", "--out"])
+        .arg(format!("json={}", summary_path.display()));
+    let output = run_bounded(command, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(0), "{}\n{yaml}", text(&output.stderr));
+    let summary = read_json(&summary_path);
+    assert_eq!(logins.load(Ordering::SeqCst), 2);
+    assert_eq!(counter(&summary, "http_requests"), 1, "{summary:#}");
+    assert_eq!(counter(&summary, "http_2xx"), 1, "{summary:#}");
+    assert_eq!(counter(&summary, "iterations_failed"), 0, "{summary:#}");
+    assert_eq!(counter(&summary, "messages_sent"), 6, "{summary:#}");
+    assert_eq!(counter(&summary, "messages_received"), 7, "{summary:#}");
+    let again = server.stats();
+    assert_eq!(again.total_connections - replayed.total_connections, 2);
+    assert_eq!(
+        again.payload_bytes_received - replayed.payload_bytes_received,
+        recorded.payload_bytes_received
+    );
     runtime.block_on(server.shutdown());
+}
+
+/// The example's two edits after the import: a test server of its own, and `target` at it.
+fn point_at_testserver(imported: &str) -> String {
+    imported
+        .lines()
+        .map(|line| {
+            if line.starts_with("target: '") {
+                "# Edited after the import: the recording's server was a test server on a port of its own, so\n\
+                 # this example starts one and points `target` at it (tests/import.rs checks the rest is as imported).\n\
+                 testserver: { port: 0, subprotocols: [chat.v1] }\n\
+                 target: \"${testserver.url}\""
+                    .to_owned()
+            } else {
+                line.to_owned()
+            }
+        })
+        .map(|line| line + "\n")
+        .collect()
+}
+
+/// A step's counter in a summary (0 when the step counted nothing of it).
+fn step_counter(summary: &Value, name: &str, counter: &str) -> u64 {
+    let steps = summary["steps"].as_array().unwrap();
+    let step = steps
+        .iter()
+        .find(|step| step["name"] == name)
+        .unwrap_or_else(|| panic!("no step `{name}` in {summary:#}"));
+    step["counters"][counter].as_u64().unwrap_or(0)
+}
+
+/// scenarios/imported-session.yaml is what `wsfleet import` writes for a real Chromium session
+/// against the test server (tests/data/har/chromium-testserver.har, recorded by the test above),
+/// pointed at a test server of its own; it plays the session with exact counts.
+#[test]
+fn the_imported_example_is_its_recording_and_runs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let imported_path = dir.path().join("imported-session.yaml");
+    let mut command = wsfleet();
+    command
+        .current_dir(root)
+        .args(["import", "tests/data/har/chromium-testserver.har", "-o"])
+        .arg(&imported_path);
+    let output = run_bounded(command, Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let imported = std::fs::read_to_string(&imported_path).unwrap();
+    let example = std::fs::read_to_string(root.join("scenarios/imported-session.yaml")).unwrap();
+    assert_eq!(point_at_testserver(&imported), example);
+
+    let summary_path = dir.path().join("summary.json");
+    let mut command = wsfleet();
+    command
+        .arg("run")
+        .arg(root.join("scenarios/imported-session.yaml"))
+        .args(["--quiet", "--out"])
+        .arg(format!("json={}", summary_path.display()));
+    let output = run_bounded(command, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let summary = read_json(&summary_path);
+    assert_eq!(counter(&summary, "iterations"), 1, "{summary:#}");
+    assert_eq!(counter(&summary, "iterations_failed"), 0, "{summary:#}");
+    assert_eq!(counter(&summary, "connections_opened"), 2, "{summary:#}");
+    assert_eq!(counter(&summary, "messages_sent"), 6, "{summary:#}");
+    assert_eq!(counter(&summary, "messages_received"), 7, "{summary:#}");
+    assert_eq!(counter(&summary, "messages_unread"), 0, "{summary:#}");
+    for (step, counter, count) in [
+        ("connect_json", "connections_opened", 1),
+        ("hello", "messages_received", 1),
+        ("join", "messages_sent", 1),
+        ("joined", "messages_received", 1),
+        ("ping", "messages_sent", 1),
+        ("ping_ok_3", "messages_received", 1),
+        ("connect_echo", "connections_opened", 1),
+        ("send_binary", "messages_sent", 1),
+        ("receive_binary", "messages_received", 1),
+        ("receive", "messages_received", 1),
+    ] {
+        assert_eq!(step_counter(&summary, step, counter), count, "{step} {counter}");
+    }
 }
 
 #[test]

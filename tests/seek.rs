@@ -68,8 +68,13 @@ fn run_seek(
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.contains("<h2>Goal seek</h2>"), "the report has no seek section");
     for step in summary["seek"]["steps"].as_array().unwrap() {
+        let unit = if summary["seek"]["measure"] == "vus" {
+            "VUs"
+        } else {
+            "arrivals/s"
+        };
         let row = format!(
-            "<td>{} VUs</td><td>{}</td>",
+            "<td>{} {unit}</td><td>{}</td>",
             step["load"].as_f64().unwrap(),
             step["phase"].as_str().unwrap()
         );
@@ -146,6 +151,59 @@ fn a_seek_finds_the_capacity_of_a_degrading_server_within_ten_percent() {
     assert_eq!(counter(&summary, "messages_received"), stats.messages_sent);
     assert_eq!(counter(&summary, "connections_opened"), stats.total_connections);
     assert!(stats.total_connections >= 24, "{stats:?}");
+}
+
+/// An open-model seek of the arrival rate against a server that degrades past 33 messages a
+/// second: it finds a rate within 10% of that.
+#[test]
+fn a_rate_seek_finds_the_rate_a_server_sustains_within_ten_percent() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = test_server(&runtime);
+    let scenario = format!(
+        "name: rate-seek
+load:
+  model: seek
+  seek: {{ rate: 10, step: 10, max: 60, interval: 2s, warmup: 1s, refine: 2 }}
+  max_vus: 200
+  graceful_stop: 2s
+  max_duration: 120s
+steps:
+  - connect: {{ url: 'ws://{}/echo?capacity_rate=33&overload_delay=200ms' }}
+  - send: {{ name: ask, text: hello }}
+  - receive: {{ name: answer, timeout: 5s }}
+  - close: {{}}
+thresholds:
+  message_latency.p95: '< 150ms'
+",
+        server.local_addr()
+    );
+    let (code, output, summary, stats) = run_seek(&scenario, &runtime, server);
+    assert_eq!(code, Some(0), "{output}");
+    let seek = &summary["seek"];
+    assert_eq!(
+        (seek["measure"].as_str(), seek["end"].as_str()),
+        (Some("rate"), Some("found")),
+        "{seek:#}"
+    );
+    let found = seek["found"].as_f64().unwrap();
+    assert!((found - 33.0).abs() <= 3.3, "found {found}/s, capacity 33/s: {seek:#}");
+    let steps = seek["steps"].as_array().unwrap();
+    assert_eq!(seek["warmup_seconds"], 1);
+    for step in steps {
+        let load = step["load"].as_f64().unwrap();
+        if load <= 30.0 || load >= 35.0 {
+            assert_eq!(step["passed"].as_bool().unwrap(), load <= 30.0, "{step:#}");
+        }
+    }
+    assert!(
+        output.contains(&format!(
+            "the highest load within every threshold is {found} arrivals/s"
+        )),
+        "{output}"
+    );
+    assert_eq!(counter(&summary, "messages_sent"), stats.messages_received);
+    assert_eq!(counter(&summary, "messages_received"), stats.messages_sent);
+    assert_eq!(counter(&summary, "connections_opened"), stats.total_connections);
 }
 
 #[test]

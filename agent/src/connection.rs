@@ -13,8 +13,8 @@
 //!   it is about to wait (`vu/outgoing.rs`);
 //! - permessage-deflate: offered in the upgrade request (`upgrade.rs`), its answer checked
 //!   there, and applied per message between the VU's outgoing messages and inbox and the socket;
-//! - Socket.IO, STOMP, MQTT: a connector that runs the protocol's own handshake after the
-//!   upgrade, and message codecs in the VU's outgoing (encode) and inbox (decode) modules.
+//! - Socket.IO (STOMP, MQTT to come): above this module, on whole messages: `crate::protocol`
+//!   and the VU's `protocol` module run the handshake after the upgrade and read every message.
 
 use std::cell::RefCell;
 use std::future::Future;

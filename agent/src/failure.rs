@@ -21,8 +21,8 @@ use wsfleet_metrics::ErrorKind;
 pub enum FailureKind {
     /// A kind of the metrics catalog (`errors.refused`, `errors.closed`, ...).
     Catalog(ErrorKind),
-    /// The upgrade was answered with this HTTP status instead of the one expected
-    /// (`errors.http_<status>`).
+    /// The upgrade, or an http step's request, was answered with this HTTP status instead of
+    /// one expected (`errors.http_<status>`).
     HttpStatus(u16),
     /// A receive that timed out: counted in `receive_timeouts`, not as an `errors.` entry;
     /// `on_error` rules name it `receive_timeout`.

@@ -21,6 +21,7 @@ mod executor;
 pub mod failure;
 pub mod http;
 pub mod outbox;
+pub mod protocol;
 pub mod rendezvous;
 mod reporter;
 pub mod run;

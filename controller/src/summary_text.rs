@@ -226,6 +226,7 @@ impl Summary {
                     .or_else(|| step.latency.get(Hist::Handshake.name()))
                     .or_else(|| step.latency.get(Hist::PingLatency.name()))
                     .or_else(|| step.latency.get(Hist::CloseLatency.name()))
+                    .or_else(|| step.latency.get(Hist::AckLatency.name()))
                     .map_or("-".to_owned(), |stats| human_micros(stats.p99_us));
                 let _ = writeln!(
                     out,

@@ -85,10 +85,27 @@ pub enum Counter {
     /// TCP connections http steps opened (a kept-alive connection serves the VU's later
     /// requests to the same origin).
     HttpConnectionsOpened,
+    /// Protocol events sent (Socket.IO `emit`), in the metric set of the event's name.
+    EventsSent,
+    /// Protocol events received, in the metric set of the event's name.
+    EventsReceived,
+    /// Acknowledgements of emitted events received, in the metric set of the event's name.
+    AcksReceived,
+    /// Acknowledgements sent to the server's events that asked for one (`on_message: { ack }`),
+    /// in the metric set of the event's name.
+    AcksSent,
+    /// Heartbeats the server sent (Engine.IO pings), answered by the protocol layer.
+    HeartbeatsReceived,
+    /// Heartbeat answers the protocol layer sent (Engine.IO pongs).
+    HeartbeatsSent,
+    /// Protocol sessions the server accepted after the upgrade (Socket.IO namespaces connected).
+    ProtocolConnects,
+    /// Protocol sessions the server ended (Socket.IO disconnect packets).
+    ProtocolDisconnects,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 36] = [
+    pub const ALL: [Counter; 44] = [
         Counter::ConnectionsOpened,
         Counter::ConnectionsFailed,
         Counter::ConnectionsClosed,
@@ -125,6 +142,14 @@ impl Counter {
         Counter::HttpBytesSent,
         Counter::HttpBytesReceived,
         Counter::HttpConnectionsOpened,
+        Counter::EventsSent,
+        Counter::EventsReceived,
+        Counter::AcksReceived,
+        Counter::AcksSent,
+        Counter::HeartbeatsReceived,
+        Counter::HeartbeatsSent,
+        Counter::ProtocolConnects,
+        Counter::ProtocolDisconnects,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every counter's name, in `ALL`'s order.
@@ -168,6 +193,14 @@ impl Counter {
             Counter::HttpBytesSent => "http_bytes_sent",
             Counter::HttpBytesReceived => "http_bytes_received",
             Counter::HttpConnectionsOpened => "http_connections_opened",
+            Counter::EventsSent => "events_sent",
+            Counter::EventsReceived => "events_received",
+            Counter::AcksReceived => "acks_received",
+            Counter::AcksSent => "acks_sent",
+            Counter::HeartbeatsReceived => "heartbeats_received",
+            Counter::HeartbeatsSent => "heartbeats_sent",
+            Counter::ProtocolConnects => "protocol_connects",
+            Counter::ProtocolDisconnects => "protocol_disconnects",
         }
     }
 
@@ -236,10 +269,12 @@ pub enum Hist {
     HttpTls,
     /// From the request handed to its connection to the first byte of the response.
     HttpFirstByte,
+    /// From an emitted event to its acknowledgement, in the metric set of the event's name.
+    AckLatency,
 }
 
 impl Hist {
-    pub const ALL: [Hist; 13] = [
+    pub const ALL: [Hist; 14] = [
         Hist::Handshake,
         Hist::Dns,
         Hist::TcpConnect,
@@ -253,6 +288,7 @@ impl Hist {
         Hist::HttpConnect,
         Hist::HttpTls,
         Hist::HttpFirstByte,
+        Hist::AckLatency,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every histogram's name, in `ALL`'s order.
@@ -273,6 +309,7 @@ impl Hist {
             Hist::HttpConnect => "http_connect",
             Hist::HttpTls => "http_tls",
             Hist::HttpFirstByte => "http_first_byte",
+            Hist::AckLatency => "ack_latency",
         }
     }
 }
@@ -370,13 +407,17 @@ pub enum ErrorKind {
     DataExhausted,
     /// The HTTP proxy refused or broke the CONNECT tunnel.
     Proxy,
+    /// The server refused a protocol session after the upgrade (Socket.IO `connect_error`).
+    ConnectError,
+    /// An emitted event's acknowledgement did not come in time.
+    AckTimeout,
     /// A script failed while it ran (an error, a limit reached, a condition that gave no
     /// boolean, a `while` that reached `max`).
     Script,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 18] = [
         ErrorKind::Refused,
         ErrorKind::Timeout,
         ErrorKind::Dns,
@@ -392,6 +433,8 @@ impl ErrorKind {
         ErrorKind::Handler,
         ErrorKind::DataExhausted,
         ErrorKind::Proxy,
+        ErrorKind::ConnectError,
+        ErrorKind::AckTimeout,
         ErrorKind::Script,
     ];
     pub const COUNT: usize = Self::ALL.len();
@@ -419,6 +462,8 @@ impl ErrorKind {
             ErrorKind::Handler => "handler",
             ErrorKind::DataExhausted => "data_exhausted",
             ErrorKind::Proxy => "proxy",
+            ErrorKind::ConnectError => "connect_error",
+            ErrorKind::AckTimeout => "ack_timeout",
             ErrorKind::Script => "script",
         }
     }
@@ -474,11 +519,11 @@ mod tests {
     #[test]
     fn names_follow_the_order_of_all() {
         assert_eq!(Counter::NAMES[0], "connections_opened");
-        assert_eq!(Counter::NAMES[Counter::COUNT - 1], "http_connections_opened");
-        assert_eq!(Hist::NAMES[Hist::COUNT - 1], "http_first_byte");
         assert_eq!(Counter::http_status_class(204), Some(Counter::Http2xx));
         assert_eq!(Counter::http_status_class(599), Some(Counter::Http5xx));
         assert_eq!(Counter::http_status_class(600), None);
+        assert_eq!(Counter::NAMES[Counter::COUNT - 1], "protocol_disconnects");
+        assert_eq!(Hist::NAMES[Hist::COUNT - 1], "ack_latency");
         assert_eq!(Gauge::NAMES, ["active_connections", "active_vus"]);
         assert_eq!(ErrorKind::NAMES[0], "refused");
         assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "script");

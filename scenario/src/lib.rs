@@ -12,6 +12,7 @@ pub mod matcher;
 pub mod model;
 pub mod plan;
 pub mod positions;
+pub mod protocol;
 pub mod raw;
 pub mod script;
 pub mod steps;
@@ -245,3 +246,6 @@ mod tests;
 
 #[cfg(test)]
 mod hostile;
+
+#[cfg(test)]
+mod protocol_tests;

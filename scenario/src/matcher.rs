@@ -16,11 +16,23 @@ pub enum FrameKind {
 /// A message as a matcher or an extraction sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct Incoming<'a> {
+    /// The message, or a protocol event's arguments (a JSON array).
     pub bytes: &'a [u8],
     pub kind: FrameKind,
+    /// A protocol event's name and namespace; `None` for a plain message.
+    pub event: Option<(&'a str, &'a str)>,
 }
 
 impl<'a> Incoming<'a> {
+    /// A plain WebSocket message.
+    pub fn message(bytes: &'a [u8], kind: FrameKind) -> Incoming<'a> {
+        Incoming {
+            bytes,
+            kind,
+            event: None,
+        }
+    }
+
     pub fn text(&self) -> Option<&'a str> {
         std::str::from_utf8(self.bytes).ok()
     }
@@ -36,11 +48,25 @@ pub struct Matcher {
     pub regex: Option<Regex>,
     pub prefix: Option<Vec<u8>>,
     pub kind: Option<FrameKind>,
+    /// A protocol event's name: only such events match (their arguments are the message).
+    pub event: Option<String>,
+    /// A protocol event's namespace.
+    pub namespace: Option<String>,
 }
 
 impl Matcher {
     /// Whether a message is like this.
     pub fn matches(&self, message: Incoming<'_>, scope: &Scope<'_>) -> bool {
+        if self.event.is_some() || self.namespace.is_some() {
+            let Some((event, namespace)) = message.event else {
+                return false;
+            };
+            if self.event.as_deref().is_some_and(|wanted| wanted != event)
+                || self.namespace.as_deref().is_some_and(|wanted| wanted != namespace)
+            {
+                return false;
+            }
+        }
         if self.kind.is_some_and(|kind| kind != message.kind) {
             return false;
         }
@@ -221,10 +247,7 @@ mod tests {
     }
 
     fn text(text: &str) -> Incoming<'_> {
-        Incoming {
-            bytes: text.as_bytes(),
-            kind: FrameKind::Text,
-        }
+        Incoming::message(text.as_bytes(), FrameKind::Text)
     }
 
     #[test]
@@ -256,10 +279,7 @@ mod tests {
             kind: Some(FrameKind::Binary),
             ..Matcher::default()
         };
-        let binary = Incoming {
-            bytes: &[0x01, 0xff, 0x00],
-            kind: FrameKind::Binary,
-        };
+        let binary = Incoming::message(&[0x01, 0xff, 0x00], FrameKind::Binary);
         assert!(prefix.matches(binary, &scope(&named)));
         assert!(!prefix.matches(text("\u{1}x"), &scope(&named)));
         let regex = Matcher {

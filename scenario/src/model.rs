@@ -70,6 +70,8 @@ pub struct Part {
     pub vu_span: u64,
     /// Whether an `extract` step reads the last message taken (so VUs keep it).
     pub reads_last_message: bool,
+    /// The metric sets of protocol events, when a connection speaks a protocol.
+    pub events: Option<crate::protocol::EventSets>,
     /// `model: seek`: the controller steps this part's load and judges each step.
     pub seek: Option<crate::plan::seek::Seek>,
 }

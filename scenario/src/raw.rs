@@ -94,6 +94,11 @@ pub struct RawMatch {
     /// `text` or `binary`: the frame type.
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// A protocol event's name (`protocol: socketio` connections): the other conditions then
+    /// apply to its arguments, a JSON array.
+    pub event: Option<String>,
+    /// A protocol event's namespace (Socket.IO; `/` is the main one).
+    pub namespace: Option<String>,
 }
 
 /// `name: { json: /token }`, `{ regex: 'id=(\d+)' }`, `{ header: X-Session-Id }`.
@@ -138,6 +143,9 @@ pub struct RawMessageRule {
     pub condition: Option<String>,
     /// A script run on the message before the reply is built; its top-level `let`s set values.
     pub script: Option<String>,
+    /// Socket.IO: acknowledge an event that asks for it with these arguments (JSON values whose
+    /// strings are templates), as a client's `socket.on(event, (data, callback) => callback(...))`.
+    pub ack: Option<Vec<serde_json::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +214,7 @@ pub struct RawSeek {
     pub step: Option<f64>,
     pub max: Option<f64>,
     pub interval: Option<String>,
+    pub warmup: Option<String>,
     pub refine: Option<u32>,
 }
 
@@ -236,6 +245,7 @@ pub enum RawStep {
     Script(RawScript),
     If(RawIf),
     While(RawWhile),
+    Emit(crate::protocol::RawEmit),
 }
 
 impl RawStep {
@@ -252,6 +262,7 @@ impl RawStep {
             RawStep::Check(_) => "check",
             RawStep::Rendezvous(_) => "rendezvous",
             RawStep::Http(_) => "http",
+            RawStep::Emit(_) => "emit",
             RawStep::Script(_) => "script",
             RawStep::If(_) => "if",
             RawStep::While(_) => "while",
@@ -291,6 +302,10 @@ pub struct RawConnect {
     /// Keep the connection open across iterations; the step connects only when it is not open.
     #[serde(default)]
     pub keep_open: bool,
+    /// A protocol spoken over the WebSocket: `socketio` (Socket.IO v4 over Engine.IO v4).
+    pub protocol: Option<String>,
+    /// Socket.IO options (with `protocol: socketio`).
+    pub socketio: Option<crate::protocol::RawSocketIo>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -401,6 +401,7 @@ impl Script {
                     Some(Incoming {
                         bytes,
                         kind: FrameKind::Text,
+                        ..
                     }) => scope.push(MESSAGE_VARIABLE, String::from_utf8_lossy(bytes).into_owned()),
                     Some(Incoming { bytes, .. }) => scope.push(MESSAGE_VARIABLE, bytes.to_vec()),
                     None => scope.push(MESSAGE_VARIABLE, String::new()),

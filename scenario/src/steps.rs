@@ -42,6 +42,8 @@ pub enum Action {
     If(Box<If>),
     While(Box<While>),
     Http(Box<Http>),
+    /// A protocol event (`emit`, Socket.IO).
+    Emit(Box<crate::protocol::Emit>),
 }
 
 /// Runs statements whose top-level `let`s set VU values.
@@ -101,6 +103,8 @@ pub struct Connect {
     /// Whether anything reads the handshake response's headers (`expect`, `extract`, or an
     /// `extract` step from the handshake); otherwise they are not copied per connection.
     pub keep_headers: bool,
+    /// The protocol spoken over the WebSocket (`None`: plain messages).
+    pub protocol: Option<crate::protocol::Protocol>,
 }
 
 /// TLS settings of one connect step; the default trusts the public web roots.
@@ -272,6 +276,8 @@ pub struct MessageRule {
     pub condition: Option<crate::script::Script>,
     /// A script run on the message before the reply is built.
     pub script: Option<crate::script::Script>,
+    /// Socket.IO: the arguments of the acknowledgement sent to an event that asks for one.
+    pub ack: Option<Vec<crate::protocol::JsonTemplate>>,
 }
 
 /// Reacts to a server closing a connection the steps still use.

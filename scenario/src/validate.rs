@@ -12,6 +12,7 @@ mod http;
 mod load;
 mod matching;
 mod message;
+mod protocol;
 mod rules;
 mod script;
 mod seek;
@@ -188,6 +189,8 @@ fn part(
             .as_ref()
             .map_or(0, |plan| crate::model::peak_vus(plan, seek.as_ref())),
         default_flush,
+        socketio_namespaces: protocol::socketio_namespaces(view.steps, &connections),
+        event_sets: Vec::new(),
     };
     if view.steps.is_empty() {
         problems.add(
@@ -201,6 +204,7 @@ fn part(
     mark_handshake_readers(&mut steps);
     let reads_last_message = reads_last_message(&steps);
     let (on_message, on_close, on_error) = builder.rules(view, problems);
+    let events = builder.finish_events();
     run.names = builder.names;
     run.explicit = builder.explicit;
     run.rendezvous_points = builder.rendezvous_points;
@@ -221,6 +225,7 @@ fn part(
         vu_offset: run.vu_offset,
         vu_span,
         reads_last_message,
+        events,
         seek,
     })
 }

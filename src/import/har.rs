@@ -101,6 +101,12 @@ pub struct Response {
 pub struct Content {
     #[serde(rename = "mimeType", default)]
     pub mime_type: Option<String>,
+    /// The body, when the export kept it ("Export HAR (with sensitive data)", `content: 'embed'`).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// `base64` when `text` holds the body's bytes in base64.
+    #[serde(default)]
+    pub encoding: Option<String>,
 }
 
 /// One WebSocket message as DevTools records it.
@@ -122,6 +128,19 @@ impl Entry {
     /// The value of the first request header named `name` (any case).
     pub fn request_header(&self, name: &str) -> Option<&str> {
         header(&self.request.headers, name)
+    }
+
+    /// The response's body as JSON, when the file kept it and it is JSON.
+    pub fn response_json(&self) -> Option<serde_json::Value> {
+        use base64::Engine as _;
+        let content = self.response.as_ref()?.content.as_ref()?;
+        let text = content.text.as_deref()?;
+        if content.encoding.as_deref() == Some("base64") {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
+            serde_json::from_slice(&bytes).ok()
+        } else {
+            serde_json::from_str(text).ok()
+        }
     }
 
     /// The response's status, 0 when the file has none.

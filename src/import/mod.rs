@@ -6,6 +6,7 @@
 //! result goes through the scenario crate's validation before it is written.
 
 mod convert;
+mod correlate;
 mod emit;
 mod har;
 mod hints;

@@ -115,7 +115,7 @@ fn chrome_recording_becomes_a_valid_scenario_in_recorded_order() {
     // Comments where a value should be a parameter, correlation first.
     for expected in [
         "# parameterize? ?token `eyJhbGciOiJIUzI1NiJ9",
-        "# parameterize? /session `sess-8c1f2e` came in the reply `joined` at /session",
+        "# parameterize? /session `sess-8c1f2e` came in `joined` at /session: add `extract: { session: { json: /session } }` to that step",
         "# parameterize? /trace `0f8fad5b-d9cb-469f-a165-70867728950e` looks like a UUID",
         "# parameterize? /sent `1796025602000` looks like a timestamp in milliseconds",
         "# the browser offered permessage-deflate",
@@ -135,6 +135,50 @@ fn chrome_recording_becomes_a_valid_scenario_in_recorded_order() {
     assert_eq!(imported.warnings.len(), 1, "{:?}", imported.warnings);
     assert!(imported.warnings[0]
         .contains("_webSocketMessages[7]: the browser reported a WebSocket error: net::ERR_CONNECTION_CLOSED"));
+}
+
+#[test]
+fn requests_before_the_upgrade_become_http_steps() {
+    let with_http = Options {
+        http_steps: true,
+        ..options()
+    };
+    let (imported, scenario) = imported(&fixture(), &with_http);
+    // The page's document is the browser's business; its login fetch is the test's.
+    assert_eq!(
+        outline(&scenario)[..3],
+        ["http:login", "think:380ms", "connect:connect_json"]
+    );
+    let login = &scenario["steps"][0]["http"];
+    assert_eq!(login["method"], "POST");
+    assert_eq!(login["url"], "http://app.test/login");
+    assert_eq!(login["headers"]["Accept"], "application/json");
+    assert_eq!(login["headers"]["Origin"], "http://app.test");
+    assert_eq!(login["headers"].as_mapping().map(|headers| headers.len()), Some(2));
+    assert_eq!(login["body"]["json"]["user"], "ann");
+    assert_eq!(login["body"]["json"]["password"], "s3cret");
+    assert_eq!(login["expect"]["status"], 200);
+    // The login set `sid` for app.test: the VU's cookie jar sends it there, the variable keeps
+    // the rest; feed.test gets its own.
+    assert_eq!(scenario["variables"]["cookie"], "theme=dark");
+    let ticker = scenario["steps"]
+        .as_sequence()
+        .expect("steps")
+        .iter()
+        .find(|step| step["connect"]["name"] == "connect_ticker")
+        .expect("the ticker's connect");
+    assert_eq!(ticker["connect"]["headers"]["Cookie"], "${cookie_2}");
+    assert_eq!(
+        scenario["variables"]["cookie_2"],
+        "sid=Q2x1c3RlcjpBQkNERUZHSElKS0xNTk9Q"
+    );
+    for expected in [
+        "# parameterize? /password `s3cret` looks like a credential or session value",
+        "# parameterize? ?token `eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4ifQ....` came in `login` at /token: add `extract: { token: { json: /token } }` to that step and write `${token}` here",
+    ] {
+        assert!(imported.yaml.contains(expected), "{expected}\n{}", imported.yaml);
+    }
+    assert_eq!(imported.counts.http, 1);
 }
 
 #[test]

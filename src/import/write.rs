@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::convert::{Event, Frame, Options, Payload, Think, Timeline};
+use super::correlate::{correlate_request, correlation, hint_comments, leaves, Seen};
 use super::emit::{binary, comment_text, escapes, json_flow, scalar, shorten, template};
 use super::har::{self, Entry};
 use super::hints::{self, Hint};
@@ -72,23 +73,30 @@ struct Step {
 #[derive(Default)]
 struct Names {
     used: HashSet<String>,
+    /// The last number given to each base, so a recording of many alike messages stays linear.
+    last: HashMap<String, usize>,
 }
 
 impl Names {
     fn unique(&mut self, base: &str) -> String {
         let base = sanitize(base);
-        let mut name = base.clone();
-        let mut number = 1;
-        while !self.used.insert(name.clone()) {
-            number += 1;
-            name = format!("{base}_{number}");
+        let number = self.last.entry(base.clone()).or_insert(0);
+        loop {
+            *number += 1;
+            let name = if *number == 1 {
+                base.clone()
+            } else {
+                format!("{base}_{number}")
+            };
+            if self.used.insert(name.clone()) {
+                return name;
+            }
         }
-        name
     }
 }
 
 /// A name of letters, digits and `_`, at most 40 long.
-fn sanitize(text: &str) -> String {
+pub(super) fn sanitize(text: &str) -> String {
     let name: String = text
         .chars()
         .map(|c| {
@@ -137,9 +145,6 @@ impl Variables {
     }
 }
 
-/// Where a value was first seen in a reply: (step name, JSON pointer).
-type Seen = HashMap<String, (String, String)>;
-
 /// Writes the scenario; `name` is the scenario's name, `source` the HAR file as the user named it.
 pub fn scenario(
     timeline: &Timeline<'_>,
@@ -171,7 +176,7 @@ pub fn scenario(
     };
     let target = origin_of(&timeline.sockets[0].url);
     // Cookies the HTTP steps' responses set: the VU's cookie jar sends them, as a browser does.
-    let mut jar: HashSet<String> = HashSet::new();
+    let mut jar = Jar::default();
     // The last recorded instant the VU was busy, for think times.
     let mut last: Option<f64> = None;
     // Per socket: when its last message went out (or its handshake), for receive timeouts.
@@ -185,19 +190,27 @@ pub fn scenario(
                 let request = &timeline.requests[position];
                 think(&mut steps, &mut counts, options.think, last, request.start);
                 last = Some(request.end);
-                steps.push(http_step(
+                let (step, name) = http_step(
                     request.entry,
                     request.index,
                     &mut names,
                     &mut variables,
                     &jar,
-                ));
+                    &seen,
+                    &mut sent_values,
+                );
+                steps.push(step);
+                if let Some(json) = request.entry.response_json() {
+                    for (pointer, value) in leaves(&json) {
+                        if !sent_values.contains(&value) {
+                            seen.entry(value).or_insert_with(|| (name.clone(), pointer));
+                        }
+                    }
+                }
                 for header in response_headers(request.entry) {
                     if header.name.eq_ignore_ascii_case("set-cookie") {
                         for line in header.value.as_deref().unwrap_or("").lines() {
-                            if let Some((cookie, _)) = line.split_once('=') {
-                                jar.insert(cookie.trim().to_owned());
-                            }
+                            jar.set(&request.entry.request.url, line);
                         }
                     }
                 }
@@ -217,6 +230,7 @@ pub fn scenario(
                     &mut names,
                     &mut variables,
                     &jar,
+                    (&seen, &sent_values),
                 ));
                 counts.connections += 1;
             }
@@ -356,34 +370,62 @@ fn response_headers(entry: &Entry) -> &[har::Header] {
         .map_or(&[], |response| response.headers.as_slice())
 }
 
-/// Comments for the hints of a step.
-fn hint_comments(hints: &[Hint], comments: &mut Vec<String>) {
-    const SHOWN: usize = 6;
-    for hint in hints.iter().take(SHOWN) {
-        let at = if hint.at.is_empty() {
-            String::new()
-        } else {
-            format!("{} ", hint.at)
+/// The cookies imported `http` steps' responses set, by name and domain, to leave out of later
+/// `Cookie` headers that the VU's jar fills in (RFC 6265 domain matching; ports do not count).
+#[derive(Default)]
+struct Jar {
+    /// (name, domain, host only)
+    cookies: Vec<(String, String, bool)>,
+}
+
+impl Jar {
+    /// Stores a `Set-Cookie` line of a response to `url`.
+    fn set(&mut self, url: &str, line: &str) {
+        let mut parts = line.split(';');
+        let Some((name, _)) = parts.next().and_then(|pair| pair.split_once('=')) else {
+            return;
         };
-        comments.push(format!(
-            "parameterize? {at}`{}` looks like {}: {}",
-            shorten(&hint.value, 60),
-            hint.what,
-            hint.advice
+        let domain = parts
+            .filter_map(|attribute| attribute.split_once('='))
+            .find(|(key, _)| key.trim().eq_ignore_ascii_case("domain"))
+            .map(|(_, value)| value.trim().trim_start_matches('.').to_ascii_lowercase());
+        let host_only = domain.is_none();
+        self.cookies.push((
+            name.trim().to_owned(),
+            domain.unwrap_or_else(|| host_of(url)),
+            host_only,
         ));
     }
-    if hints.len() > SHOWN {
-        comments.push(format!("(and {} more value(s) like these)", hints.len() - SHOWN));
+
+    /// Whether the jar sends a cookie named `name` with a request to `url`.
+    fn holds(&self, url: &str, name: &str) -> bool {
+        let host = host_of(url);
+        self.cookies.iter().any(|(cookie, domain, host_only)| {
+            cookie == name && (host == *domain || (!host_only && host.ends_with(&format!(".{domain}"))))
+        })
     }
 }
 
-/// A `Cookie` header without the cookies the jar holds; `None` when nothing is left.
-fn cookies_left(value: &str, jar: &HashSet<String>) -> Option<String> {
+/// The host of a URL, lowercase, without user, port or brackets.
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host.to_ascii_lowercase()
+}
+
+/// A `Cookie` header of a request to `url` without the cookies the jar sends; `None` when
+/// nothing is left.
+fn cookies_left(value: &str, url: &str, jar: &Jar) -> Option<String> {
     let left: Vec<&str> = value
         .split(';')
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
-        .filter(|pair| !jar.contains(pair.split('=').next().unwrap_or("").trim()))
+        .filter(|pair| !jar.holds(url, pair.split('=').next().unwrap_or("").trim()))
         .collect();
     (!left.is_empty()).then(|| left.join("; "))
 }
@@ -391,12 +433,13 @@ fn cookies_left(value: &str, jar: &HashSet<String>) -> Option<String> {
 const COOKIE_WHY: &str = "the recorded Cookie header: one browser session's, and it expires; give each VU its own (a data feed, `data:`) or log in with an `http` step";
 const AUTH_WHY: &str = "the recorded Authorization header: one user's credential; give each VU its own (a data feed, `data:`) or take it from a login reply";
 
-/// The headers worth keeping, as a flow mapping, and their hints.
+/// The headers worth keeping of a request to `url`, as flow mapping entries, and their hints.
 fn kept_headers(
+    url: &str,
     headers: &[har::Header],
     dropped: &[&str],
     variables: &mut Variables,
-    jar: &HashSet<String>,
+    jar: &Jar,
     hints: &mut Vec<Hint>,
 ) -> Vec<String> {
     let mut kept = Vec::new();
@@ -412,7 +455,7 @@ fn kept_headers(
             continue;
         }
         let written = match lower.as_str() {
-            "cookie" => match cookies_left(value, jar) {
+            "cookie" => match cookies_left(value, url, jar) {
                 Some(left) => variables.reference("cookie", &left, COOKIE_WHY),
                 None => continue,
             },
@@ -449,7 +492,8 @@ fn connect_step(
     connection: Option<&str>,
     names: &mut Names,
     variables: &mut Variables,
-    jar: &HashSet<String>,
+    jar: &Jar,
+    (seen, sent_values): (&Seen, &HashSet<String>),
 ) -> Step {
     let name = names.unique(&match connection {
         Some(connection) => format!("connect_{connection}"),
@@ -488,7 +532,14 @@ fn connect_step(
         ));
     }
     let mut hints = query_hints(url);
-    let headers = kept_headers(&entry.request.headers, HANDSHAKE_HEADERS, variables, jar, &mut hints);
+    let headers = kept_headers(
+        url,
+        &entry.request.headers,
+        HANDSHAKE_HEADERS,
+        variables,
+        jar,
+        &mut hints,
+    );
     if !headers.is_empty() {
         lines.push(format!("  headers: {{ {} }}", headers.join(", ")));
     }
@@ -505,6 +556,14 @@ fn connect_step(
         }
         _ => lines.push("  expect: { status: 101 }".to_owned()),
     }
+    correlate_request(
+        url,
+        &entry.request.headers,
+        seen,
+        sent_values,
+        &mut hints,
+        &mut comments,
+    );
     hint_comments(&hints, &mut comments);
     Step { comments, lines }
 }
@@ -557,13 +616,9 @@ fn send_step(
             // A value that first came in a reply: correlation, the classic load-test mistake.
             if let Some(json) = &json {
                 for (pointer, value) in leaves(json) {
-                    if let Some((reply, at)) = seen.get(&value).filter(|_| !sent_values.contains(&value)) {
+                    if let Some(comment) = correlation(&pointer, &value, seen, sent_values) {
                         hints.retain(|hint| hint.at != pointer);
-                        let variable = sanitize(at.rsplit('/').next().unwrap_or("value"));
-                        comments.push(format!(
-                            "parameterize? {pointer} `{}` came in the reply `{reply}` at {at}: add `extract: {{ {variable}: {{ json: {at} }} }}` to that receive and send `${{{variable}}}` here",
-                            shorten(&value, 40)
-                        ));
+                        comments.push(comment);
                     }
                 }
                 for (_, value) in leaves(json) {
@@ -585,36 +640,6 @@ fn send_step(
         comments,
         lines: vec![format!("send: {{ {} }}", fields.join(", "))],
     }
-}
-
-/// String and number leaves of at least 4 characters: values worth following from a reply to
-/// a later send.
-fn leaves(value: &serde_json::Value) -> Vec<(String, String)> {
-    fn walk(value: &serde_json::Value, pointer: String, out: &mut Vec<(String, String)>) {
-        use serde_json::Value;
-        match value {
-            Value::Object(fields) => {
-                for (key, item) in fields {
-                    walk(
-                        item,
-                        format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1")),
-                        out,
-                    );
-                }
-            }
-            Value::Array(items) => {
-                for (index, item) in items.iter().enumerate() {
-                    walk(item, format!("{pointer}/{index}"), out);
-                }
-            }
-            Value::String(text) if text.len() >= 4 => out.push((pointer, text.clone())),
-            Value::Number(number) if number.to_string().len() >= 4 => out.push((pointer, number.to_string())),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk(value, String::new(), &mut out);
-    out
 }
 
 fn receive_step(
@@ -680,8 +705,17 @@ fn receive_step(
     }
 }
 
-/// An `http` step for a request made before the upgrade.
-fn http_step(entry: &Entry, index: usize, names: &mut Names, variables: &mut Variables, jar: &HashSet<String>) -> Step {
+/// An `http` step for a request made before the upgrade, and its name.
+#[allow(clippy::too_many_arguments)]
+fn http_step(
+    entry: &Entry,
+    index: usize,
+    names: &mut Names,
+    variables: &mut Variables,
+    jar: &Jar,
+    seen: &Seen,
+    sent_values: &mut HashSet<String>,
+) -> (Step, String) {
     let method = entry.request.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
     let url = &entry.request.url;
     let path = url.split(['?', '#']).next().unwrap_or("");
@@ -695,7 +729,7 @@ fn http_step(entry: &Entry, index: usize, names: &mut Names, variables: &mut Var
     lines.push(format!("  method: {method}"));
     lines.push(format!("  url: {}", template(url)));
     let mut hints = query_hints(url);
-    let headers = kept_headers(&entry.request.headers, HTTP_HEADERS, variables, jar, &mut hints);
+    let headers = kept_headers(url, &entry.request.headers, HTTP_HEADERS, variables, jar, &mut hints);
     let mut body_line = None;
     let mut content_type = None;
     if let Some(post) = &entry.request.post_data {
@@ -707,6 +741,13 @@ fn http_step(entry: &Entry, index: usize, names: &mut Names, variables: &mut Var
             .flatten();
         if let Some(json) = json {
             hints.extend(hints::in_message(text));
+            for (pointer, value) in leaves(&json) {
+                if let Some(comment) = correlation(&pointer, &value, seen, sent_values) {
+                    hints.retain(|hint| hint.at != pointer);
+                    comments.push(comment);
+                }
+                sent_values.insert(value);
+            }
             body_line = Some(format!("  body: {{ json: {} }}", json_flow(&json, true)));
         } else if mime.starts_with("application/x-www-form-urlencoded") && !post.params.is_empty() {
             let fields: Vec<String> = post
@@ -737,6 +778,14 @@ fn http_step(entry: &Entry, index: usize, names: &mut Names, variables: &mut Var
     if (100..=599).contains(&status) {
         lines.push(format!("  expect: {{ status: {status} }}"));
     }
+    correlate_request(
+        url,
+        &entry.request.headers,
+        seen,
+        sent_values,
+        &mut hints,
+        &mut comments,
+    );
     hint_comments(&hints, &mut comments);
-    Step { comments, lines }
+    (Step { comments, lines }, name)
 }

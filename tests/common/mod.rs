@@ -5,6 +5,7 @@
 
 pub mod brokers;
 pub mod browser;
+pub mod connect_proxy;
 pub mod junit;
 pub mod proxy;
 pub mod python;
@@ -144,6 +145,8 @@ pub struct Fleet {
     pub controller: std::process::Child,
     pub agents: Vec<std::process::Child>,
     pub http_port: u16,
+    /// The controller's gRPC address, for agents started later.
+    pub url: String,
     pub data: tempfile::TempDir,
 }
 
@@ -182,6 +185,7 @@ impl Fleet {
             controller,
             agents,
             http_port,
+            url,
             data,
         }
     }

@@ -188,7 +188,7 @@ async fn upgrade<S: Transport>(
                 503,
                 format!(
                     "over capacity: {open} connections open, refuse_over={}",
-                    overload.refuse_at
+                    overload.refuse_at.unwrap_or(open)
                 ),
             );
             return refuse(shared, stream, peer, &rejection).await;

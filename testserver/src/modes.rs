@@ -84,7 +84,8 @@ pub(crate) struct Modes {
     pub(crate) malformed: bool,
     /// `echo_self=false`: broadcast skips the sender.
     pub(crate) echo_self: bool,
-    /// `capacity=N` (`overload_delay=D`, `refuse_over=M`): degrade past N open connections.
+    /// `capacity=N`, `capacity_rate=R` (`overload_delay=D`, `refuse_over=M`): degrade past N
+    /// open connections or R messages a second.
     pub(crate) overload: Option<Overload>,
 }
 
@@ -169,6 +170,7 @@ impl Modes {
                 "malformed" => modes.malformed = parse_flag(&name, value)?,
                 "echo_self" => modes.echo_self = parse_flag(&name, value)?,
                 "capacity" => overload.capacity = Some(parse_number(&name, value)?),
+                "capacity_rate" => overload.capacity_rate = Some(parse_number(&name, value)?),
                 "overload_delay" => overload.delay = Some(parse_duration(&name, value)?),
                 "refuse_over" => overload.refuse_over = Some(parse_number(&name, value)?),
                 // Unknown parameters belong to the scenario (`?user=alice`).
@@ -275,7 +277,7 @@ mod tests {
         let query = "delay=250ms&reply_count=3&close_after=2&close_code=4001&close_reason=bye+now\
                      &close_on_open=1001&drop_after=5&handshake=never&handshake_status=503\
                      &handshake_delay=2s&send_on_open=%7B%22hi%22%3A1%7D&oversize=1024&malformed=1\
-                     &echo_self=false&capacity=20&overload_delay=100ms&refuse_over=30";
+                     &echo_self=false&capacity=20&capacity_rate=50&overload_delay=100ms&refuse_over=30";
         let expected = Modes {
             delay: Some(Duration::from_millis(250)),
             reply_count: 3,
@@ -292,9 +294,10 @@ mod tests {
             malformed: true,
             echo_self: false,
             overload: Some(Overload {
-                capacity: 20,
-                delay_per_connection: Duration::from_millis(100),
-                refuse_at: 30,
+                connections: Some(20),
+                rate: Some(50),
+                delay_per_unit: Duration::from_millis(100),
+                refuse_at: Some(30),
             }),
         };
         assert_eq!(Modes::parse(query), Ok(expected));

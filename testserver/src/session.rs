@@ -226,11 +226,14 @@ impl Session {
         membership: Option<&Membership>,
         tally: &mut Tally<'_>,
     ) -> Result<(), WsError> {
-        let overloaded = self
-            .modes
-            .overload
-            .as_ref()
-            .and_then(|overload| overload.reply_delay(self.counters.open_now()));
+        let overloaded = self.modes.overload.as_ref().and_then(|overload| {
+            let rate = if overload.rate.is_some() {
+                self.counters.rate_meter.arrive(std::time::Instant::now())
+            } else {
+                0
+            };
+            overload.reply_delay(self.counters.open_now(), rate)
+        });
         let delay = match (self.modes.delay, overloaded) {
             (None, None) => None,
             (fixed, extra) => Some(fixed.unwrap_or_default() + extra.unwrap_or_default()),

@@ -72,6 +72,8 @@ pub(crate) struct Counters {
     /// Broadcast messages a lagging client missed; not part of [`Stats`] because
     /// that shape is shared with other crates.
     broadcast_messages_dropped: AtomicU64,
+    /// Messages a second over the connections that set `capacity_rate`.
+    pub(crate) rate_meter: crate::overload::RateMeter,
 }
 
 impl Counters {

@@ -94,16 +94,22 @@ impl HttpSession {
     /// The `Cookie` header value for a request to `url` (`ws://` and `wss://` match as
     /// `http://` and `https://`), or `None` when no cookie of the jar applies.
     pub fn cookie_header(&self, url: &Url) -> Option<String> {
-        let mut header = String::new();
-        for (name, value) in self.jar.get_request_values(url) {
-            if !header.is_empty() {
-                header.push_str("; ");
-            }
-            header.push_str(name);
-            header.push('=');
-            header.push_str(value);
+        // RFC 6265 section 5.4: longer paths first; then by name, so the header is the same
+        // from one request to the next (the jar keeps no creation order).
+        let mut cookies: Vec<&cookie_store::RawCookie<'_>> =
+            self.jar.matches(url).into_iter().map(|cookie| &**cookie).collect();
+        if cookies.is_empty() {
+            return None;
         }
-        (!header.is_empty()).then_some(header)
+        cookies.sort_by(|a, b| {
+            let path = |cookie: &cookie_store::RawCookie<'_>| cookie.path().map_or(0, str::len);
+            path(b).cmp(&path(a)).then_with(|| a.name().cmp(b.name()))
+        });
+        let pairs: Vec<String> = cookies
+            .iter()
+            .map(|cookie| format!("{}={}", cookie.name(), cookie.value()))
+            .collect();
+        Some(pairs.join("; "))
     }
 
     /// The jar's cookies that apply to `url`, by name.

@@ -11,5 +11,7 @@
 
 mod client;
 mod stream;
+#[cfg(test)]
+mod tests;
 
 pub use client::{HttpSession, HttpTarget, Response};

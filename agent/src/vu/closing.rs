@@ -36,6 +36,16 @@ impl Vu {
             .try_render(&self.parts().scope(iteration))
             .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
         let reason = cut(reason.into_owned(), 123);
+        // A protocol says goodbye first (Socket.IO: a disconnect per namespace).
+        if self
+            .conns
+            .get(close.conn)
+            .and_then(Option::as_ref)
+            .is_some_and(|conn| conn.protocol.is_some())
+        {
+            self.protocol_goodbye(close.conn, step.id, iteration).await?;
+            self.flush_held(step.id, iteration).await?;
+        }
         let Some(mut conn) = self.conns.get_mut(close.conn).and_then(Option::take) else {
             return Err(Failure::new(step.id, ErrorKind::Closed).into());
         };

@@ -21,10 +21,34 @@ pub const QUEUED_MESSAGES_PER_CONNECTION: usize = 1024;
 
 /// A data message that arrived before anything took it.
 pub(super) struct Arrived {
+    /// The message; for a protocol event, the one that carried it (its attachments are in
+    /// `event`).
     pub(super) message: Message,
     pub(super) at: Instant,
     /// Read just now by the step that takes it (not from the queue).
     pub(super) fresh: bool,
+    /// The protocol event the message carried (connections that speak a protocol).
+    pub(super) event: Option<Box<crate::protocol::Event>>,
+}
+
+impl Arrived {
+    /// What matchers and extractions see: the message, or an event's arguments.
+    pub(super) fn incoming(&self) -> (Bytes, FrameKind) {
+        match &self.event {
+            Some(event) => (Bytes::from(event.args.clone()), FrameKind::Text),
+            None => message_bytes(&self.message),
+        }
+    }
+
+    /// Counts the message (and an event's attachments) as taken in `set`.
+    pub(super) fn count(&self, recorder: &mut Recorder, now: Instant, set: SetId) {
+        count_message(recorder, now, set, &self.message);
+        if let Some(event) = &self.event {
+            for attachment in &event.attachments {
+                count_message(recorder, now, set, &Message::Binary(attachment.clone()));
+            }
+        }
+    }
 }
 
 /// One open connection and what the steps need to remember about it.
@@ -42,6 +66,10 @@ pub(super) struct Conn {
     /// Messages sent whose bytes are not all in the socket yet, oldest first: counted, and
     /// their send instant taken, when they are (see `settle_written`).
     pub(super) held: VecDeque<HeldSend>,
+    /// The protocol spoken over the WebSocket, with its session state and the
+    /// acknowledgements the VU waits for; `None` for plain messages (one pointer per
+    /// connection, and the only thing the hot path checks).
+    pub(super) protocol: Option<Box<super::protocol::Speaking>>,
 }
 
 /// A message sent but not yet all in the socket (its frames wait for a flush).
@@ -125,7 +153,7 @@ impl Drop for Conn {
         // not sent: they are not counted.
         let mut recorder = self.recorder.borrow_mut();
         for arrived in self.pending.drain(..) {
-            count_message(&mut recorder, now, SetId::Connection, &arrived.message);
+            arrived.count(&mut recorder, now, SetId::Connection);
             recorder.add(now, SetId::Connection, Counter::MessagesUnread, 1);
         }
         recorder.gauge_add(now, ACTIVE_CONNECTIONS, -1);

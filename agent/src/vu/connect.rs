@@ -10,11 +10,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wsfleet_metrics::catalog::ACTIVE_CONNECTIONS;
 use wsfleet_metrics::{Counter, ErrorKind, SetId};
 use wsfleet_scenario::matcher::Origin;
+use wsfleet_scenario::protocol::Protocol;
 use wsfleet_scenario::{Step, StepId};
 
 use super::conn::Conn;
 use super::flow::extract_into;
 use super::outcome::{Failure, StepResult, Stop};
+use super::protocol::{socketio_url, speaking};
 use super::state::Vu;
 use crate::clock;
 use crate::connection::ConnectRequest;
@@ -53,6 +55,10 @@ impl Vu {
             .url
             .try_render(&scope)
             .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
+        let url = match &connect.protocol {
+            Some(Protocol::SocketIo(options)) => Cow::Owned(socketio_url(&url, options, &scope)),
+            None => url,
+        };
         let upgrade = {
             let headers: Vec<(&str, Cow<'_, str>)> = connect
                 .headers
@@ -107,6 +113,7 @@ impl Vu {
         // Waiting for a slot is the generator's own queueing, not the target's latency:
         // the handshake is timed from when it starts.
         let slot = env.handshake_slots.acquire().await;
+        let started = clock::now();
         // The connector's future is boxed: the handshake's state is large and short-lived;
         // inline, it would size every VU's future for its whole life (a few KB per idle
         // connection).
@@ -121,11 +128,12 @@ impl Vu {
         info.headers = opened.headers;
         info.last = None;
         if let Some(socket) = opened.socket {
-            let now = clock::now();
-            let mut recorder_ref = recorder.borrow_mut();
-            recorder_ref.add(now, set, Counter::ConnectionsOpened, 1);
-            recorder_ref.gauge_add(now, ACTIVE_CONNECTIONS, 1);
-            drop(recorder_ref);
+            {
+                let now = clock::now();
+                let mut recorder_ref = recorder.borrow_mut();
+                recorder_ref.add(now, set, Counter::ConnectionsOpened, 1);
+                recorder_ref.gauge_add(now, ACTIVE_CONNECTIONS, 1);
+            }
             self.conns[connect.conn] = Some(Conn {
                 socket,
                 recorder: recorder.clone(),
@@ -134,7 +142,17 @@ impl Vu {
                 unanswered_send: None,
                 keep_open: connect.keep_open,
                 held: VecDeque::new(),
+                protocol: None,
             });
+            if let Some(protocol) = &connect.protocol {
+                if let Some(conn) = self.conns[connect.conn].as_mut() {
+                    conn.protocol = Some(speaking(protocol));
+                }
+                // The handshake shares the connect step's timeout. Boxed: only protocol
+                // connections run it, and inline it would size every connect's future.
+                let deadline = started + connect.timeout;
+                Box::pin(self.protocol_handshake(connect.conn, protocol, deadline, step.id, iteration)).await?;
+            }
         }
         let info = &self.info[connect.conn];
         if let Some(wanted) = &connect.expect.subprotocol {
@@ -180,4 +198,36 @@ pub(super) fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<
         .iter()
         .find(|(header, _)| header.eq_ignore_ascii_case(name))
         .map(|(_, value)| value.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As a browser: the jar's cookies for the origin, `Secure` ones only over `wss://`, after
+    /// a `Cookie` header the step writes.
+    #[test]
+    fn upgrades_carry_the_jars_cookies_of_their_origin() {
+        let mut session = HttpSession::default();
+        session.store_cookies(
+            &[
+                ("set-cookie".to_owned(), "sid=1; Path=/; Secure".to_owned()),
+                ("set-cookie".to_owned(), "t=2; Path=/".to_owned()),
+            ],
+            &url::Url::parse("https://app.test/login").unwrap(),
+        );
+        assert_eq!(
+            upgrade_cookie(&session, "wss://app.test/ws", &[]).as_deref(),
+            Some("sid=1; t=2")
+        );
+        assert_eq!(
+            upgrade_cookie(&session, "ws://app.test/ws", &[]).as_deref(),
+            Some("t=2")
+        );
+        assert_eq!(
+            upgrade_cookie(&session, "ws://app.test/ws", &[("Cookie", "mine=0")]).as_deref(),
+            Some("mine=0; t=2")
+        );
+        assert_eq!(upgrade_cookie(&session, "wss://other.test/ws", &[]), None);
+    }
 }

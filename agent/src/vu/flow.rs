@@ -28,7 +28,7 @@ impl Vu {
                 ..Origin::default()
             },
             ExtractFrom::Message => Origin {
-                message: info.last.as_ref().map(|(bytes, kind)| Incoming { bytes, kind: *kind }),
+                message: info.last.as_ref().map(|(bytes, kind)| Incoming::message(bytes, *kind)),
                 ..Origin::default()
             },
         };

@@ -108,10 +108,7 @@ impl Vu {
                 .map(|session| session.cookies(&url))
                 .unwrap_or_default();
             let origin = Origin {
-                message: Some(Incoming {
-                    bytes: &response.body,
-                    kind: FrameKind::Text,
-                }),
+                message: Some(Incoming::message(&response.body, FrameKind::Text)),
                 headers: Some(&response.headers),
                 cookies: Some(&cookies),
                 ..Origin::default()

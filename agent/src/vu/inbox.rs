@@ -11,23 +11,46 @@ use wsfleet_metrics::{Counter, ErrorKind, SetId};
 use wsfleet_scenario::matcher::{Incoming, Origin};
 use wsfleet_scenario::{ConnId, Flush, StepId};
 
+use super::conn::Arrived;
 use super::conn::QUEUED_MESSAGES_PER_CONNECTION;
-use super::conn::{count_message, message_bytes, Arrived};
 use super::flow::extract_into;
 use super::outcome::{ws_failure, Failure, StepResult, Stop};
+use super::protocol::Layered;
 use super::state::{StepFuture, Vu};
 use crate::clock;
+
+/// An answer to something that arrived, sent on the same connection.
+pub(super) enum Reply {
+    /// An `on_message` rule's reply, counted in the rule's set.
+    Rule(StepId, Message),
+    /// The protocol layer's answer (a heartbeat's), counted in the connection set; a failure
+    /// to send it counts in the step that was reading.
+    Protocol(StepId, Message),
+}
+
+/// A protocol event's name and namespace, for matchers.
+fn event_tags(arrived: &Arrived) -> Option<(&str, &str)> {
+    arrived
+        .event
+        .as_ref()
+        .map(|event| (event.name.as_str(), event.namespace.as_str()))
+}
 
 impl Vu {
     pub(super) fn matches(
         &self,
         matcher: Option<&wsfleet_scenario::matcher::Matcher>,
-        message: &Message,
+        arrived: &Arrived,
         iteration: u64,
     ) -> bool {
         let Some(matcher) = matcher else { return true };
-        let (bytes, kind) = message_bytes(message);
-        matcher.matches(Incoming { bytes: &bytes, kind }, &self.parts().scope(iteration))
+        let (bytes, kind) = arrived.incoming();
+        let incoming = Incoming {
+            bytes: &bytes,
+            kind,
+            event: event_tags(arrived),
+        };
+        matcher.matches(incoming, &self.parts().scope(iteration))
     }
 
     pub(super) fn take_queued(
@@ -40,7 +63,7 @@ impl Vu {
             let conn = self.conns.get(conn_id)?.as_ref()?;
             conn.pending
                 .iter()
-                .position(|arrived| self.matches(matcher, &arrived.message, iteration))?
+                .position(|arrived| self.matches(matcher, arrived, iteration))?
         };
         self.conns[conn_id].as_mut()?.pending.remove(position)
     }
@@ -54,7 +77,7 @@ impl Vu {
             if let Some(oldest) = conn.pending.pop_front() {
                 let now = clock::now();
                 let mut recorder = conn.recorder.borrow_mut();
-                count_message(&mut recorder, now, SetId::Connection, &oldest.message);
+                oldest.count(&mut recorder, now, SetId::Connection);
                 recorder.add(now, SetId::Connection, Counter::MessagesUnread, 1);
             }
         }
@@ -72,7 +95,7 @@ impl Vu {
         next: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
         step: StepId,
         iteration: u64,
-    ) -> Result<(Option<Arrived>, Option<(StepId, Message)>), Stop> {
+    ) -> Result<(Option<Arrived>, Option<Reply>), Stop> {
         let message = match next {
             None => {
                 self.conns[conn_id] = None;
@@ -102,16 +125,34 @@ impl Vu {
             Some(conn) => conn.socket.get_ref().last_read(),
             None => clock::now(),
         };
-        let arrived = |message| Arrived {
+        // A connection that speaks a protocol reads each message through its layer.
+        let mut event = None;
+        let mut message = message;
+        if self.conns[conn_id].as_ref().is_some_and(|conn| conn.protocol.is_some()) {
+            match self.layered(conn_id, message, now, step)? {
+                Layered::Event(carrier, decoded) => {
+                    message = carrier;
+                    event = Some(decoded);
+                }
+                Layered::Reply(reply) => return Ok((None, Some(reply))),
+                Layered::Nothing => return Ok((None, None)),
+            }
+        }
+        let arrived = Arrived {
             message,
             at: now,
             fresh: true,
+            event,
         };
         if self.spec().on_message.is_empty() {
-            return Ok((Some(arrived(message)), None));
+            return Ok((Some(arrived), None));
         }
-        let (bytes, kind) = message_bytes(&message);
-        let incoming = Incoming { bytes: &bytes, kind };
+        let (bytes, kind) = arrived.incoming();
+        let incoming = Incoming {
+            bytes: &bytes,
+            kind,
+            event: event_tags(&arrived),
+        };
         let env = self.env.clone();
         let mut chosen = None;
         for rule in &env.scenario.parts[self.part].on_message {
@@ -132,7 +173,7 @@ impl Vu {
             break;
         }
         let Some(rule) = chosen else {
-            return Ok((Some(arrived(message)), None));
+            return Ok((Some(arrived), None));
         };
         // The rule's script runs before its reply is built, so the reply may carry what it set.
         if let Some(script) = &rule.script {
@@ -140,15 +181,19 @@ impl Vu {
         }
         let rule_set = SetId::Step(rule.id);
         let reply = match &rule.reply {
-            Some(reply) => Some((
+            Some(reply) => Some(Reply::Rule(
                 rule.id,
                 self.message_for(rule.id, reply, iteration).map_err(Stop::Fail)?,
             )),
-            None => None,
+            // A Socket.IO rule may acknowledge the event instead (validation allows one or the other).
+            None => rule
+                .ack
+                .as_ref()
+                .and_then(|args| self.ack_reply(rule.id, args, &arrived, iteration, now)),
         };
         if !rule.pass {
             let mut recorder = self.env.recorder.borrow_mut();
-            count_message(&mut recorder, now, rule_set, &message);
+            arrived.count(&mut recorder, now, rule_set);
             drop(recorder);
             if self.spec().reads_last_message {
                 self.info[conn_id].last = Some((bytes.clone(), kind));
@@ -166,7 +211,7 @@ impl Vu {
         if rule.fail {
             return Err(Failure::new(rule.id, ErrorKind::Handler).into());
         }
-        Ok((rule.pass.then(|| arrived(message)), reply))
+        Ok((rule.pass.then_some(arrived), reply))
     }
 
     /// Ingests what a read returned while nothing waited for data: a handler's reply goes out,
@@ -190,12 +235,22 @@ impl Vu {
 
     /// Sends a handler's reply. Boxed: only handlers reply, and the send would size every
     /// receive's future.
-    pub(super) fn send_reply(
-        &mut self,
-        conn_id: ConnId,
-        (rule_id, message): (StepId, Message),
-        iteration: u64,
-    ) -> StepFuture<'_> {
+    pub(super) fn send_reply(&mut self, conn_id: ConnId, reply: Reply, iteration: u64) -> StepFuture<'_> {
+        let (rule_id, message) = match reply {
+            Reply::Rule(rule_id, message) => (rule_id, message),
+            // The layer's answers count in the connection set; failures in the step reading.
+            Reply::Protocol(step, message) => {
+                return Box::pin(self.send_message(
+                    conn_id,
+                    message,
+                    1,
+                    Flush::Batch,
+                    SetId::Connection,
+                    step,
+                    iteration,
+                ))
+            }
+        };
         let (fragments, flush) = self
             .spec()
             .on_message
@@ -220,7 +275,8 @@ impl Vu {
         if self.holds_sends() {
             self.flush_held(step, iteration).await?;
         }
-        if self.spec().on_message.is_empty() && self.spec().on_close.is_empty() {
+        // Connections that speak a protocol are read too: their heartbeats need answers.
+        if self.spec().on_message.is_empty() && self.spec().on_close.is_empty() && self.spec().events.is_none() {
             tokio::time::sleep_until(until.into()).await;
             Ok(())
         } else {

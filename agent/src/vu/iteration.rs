@@ -257,6 +257,7 @@ impl Vu {
             Action::While(looped) => Box::pin(self.while_step(step, looped)).await,
             // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
             Action::Http(http) => Box::pin(self.http_step(step, http, iteration)).await,
+            Action::Emit(emit) => Box::pin(self.emit_step(step, emit, iteration)).await,
         }
     }
 

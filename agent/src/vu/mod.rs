@@ -22,6 +22,7 @@
 //! - `paused`: the operator's pause, taken between steps.
 //! - `inbox`: what arrives: the pending queue, the `on_message` handlers and their replies,
 //!   and reading every connection while the VU waits.
+//! - `protocol`: the protocol layer's glue: handshake, decoded messages, `emit`, goodbye.
 //!
 //! Sends are held, not written: `outgoing` writes a send's frames into its connection's
 //! counted stream, which keeps them until a flush (`Flush::Batch`, the default), and remembers
@@ -32,9 +33,11 @@
 //!
 //! The VU reaches its connections through `crate::connection`: a connect step opens one with
 //! the run's `Connector` (the network, or in unit tests an in-memory stream the test serves);
-//! reads and writes go through the `Socket`, a WebSocket over the `Transport` enum. Protocol
-//! layers to come encode in `outgoing` and decode in `inbox`; their handshakes belong in a
-//! connector. Files here use each other's items only one way: none imports from this file.
+//! reads and writes go through the `Socket`, a WebSocket over the `Transport` enum. A connection
+//! that speaks a protocol (`crate::protocol`: Socket.IO) runs its handshake after the upgrade and
+//! reads every message through its layer (`protocol`: events, acknowledgements, heartbeats the
+//! layer answers); a plain connection skips that with one check per message. Files here use each
+//! other's items only one way: none imports from this file.
 
 mod closing;
 mod conn;
@@ -49,6 +52,9 @@ mod outgoing;
 mod paused;
 mod ping;
 mod policy;
+mod protocol;
+#[cfg(test)]
+mod protocol_tests;
 mod receive;
 #[cfg(test)]
 mod script_tests;

@@ -14,6 +14,7 @@ use wsfleet_scenario::{ConnId, Flush, FrameKind, Payload, Send, Step, StepId};
 
 use super::conn::{message_bytes, HeldSend};
 use super::env::build_message;
+use super::inbox::Reply;
 use super::outcome::{ws_failure, Failure, StepResult, Stop};
 use super::state::Vu;
 use crate::clock;
@@ -123,7 +124,7 @@ impl Vu {
         flush: bool,
         step: StepId,
         iteration: u64,
-        replies: &mut Vec<(StepId, Message)>,
+        replies: &mut Vec<Reply>,
     ) -> Result<bool, Stop> {
         let mut unsent: Option<Message> = None;
         loop {

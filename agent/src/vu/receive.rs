@@ -9,7 +9,7 @@ use wsfleet_metrics::{Counter, ErrorKind, Hist, SetId};
 use wsfleet_scenario::matcher::{Incoming, Origin};
 use wsfleet_scenario::{ConnId, OnFail, Step, StepId};
 
-use super::conn::{count_message, message_bytes, Arrived};
+use super::conn::Arrived;
 use super::flow::extract_into;
 use super::outcome::{Failure, StepResult, Stop};
 use super::state::Vu;
@@ -69,7 +69,7 @@ impl Vu {
             };
             conn.unanswered_send = None;
             let mut recorder = recorder.borrow_mut();
-            count_message(&mut recorder, now, set, &arrived.message);
+            arrived.count(&mut recorder, now, set);
             if let Some(started) = started {
                 recorder.record(
                     now,
@@ -82,12 +82,12 @@ impl Vu {
         // The message's bytes are looked at only when something reads them.
         let keep_last = self.spec().reads_last_message;
         if keep_last || !receive.extract.is_empty() {
-            let (bytes, kind) = message_bytes(&arrived.message);
+            let (bytes, kind) = arrived.incoming();
             if keep_last {
                 self.info[receive.conn].last = Some((bytes.clone(), kind));
             }
             let origin = Origin {
-                message: Some(Incoming { bytes: &bytes, kind }),
+                message: Some(Incoming::message(&bytes, kind)),
                 ..Origin::default()
             };
             extract_into(&mut self.vars, &receive.extract, origin, step.id)?;
@@ -162,7 +162,7 @@ impl Vu {
                 self.send_reply(conn_id, reply, iteration).await?;
             }
             if let Some(arrived) = arrived {
-                if self.matches(matcher, &arrived.message, iteration) {
+                if self.matches(matcher, &arrived, iteration) {
                     // Its arrival is the step's last clock reading (unless a reply went out since).
                     if !replied {
                         self.recent = Some(arrived.at);

@@ -13,12 +13,13 @@ pub fn write_seek(html: &mut String, seek: Option<&SeekSummary>) {
     let Some(seek) = seek else { return };
     let _ = write!(
         html,
-        "<h2>Goal seek</h2><p>{} from {}, +{} a step up to {}, {} s steps, {} bisection round(s): <b>{}</b>.</p>",
+        "<h2>Goal seek</h2><p>{} from {}, +{} a step up to {}, {} s steps after {} s of warm-up, {} bisection round(s): <b>{}</b>.</p>",
         escape(&seek.measure),
         seek.start,
         seek.step,
         seek.max,
         seek.interval_seconds,
+        seek.warmup_seconds,
         seek.refine,
         escape(&seek.verdict())
     );

@@ -45,6 +45,18 @@ pub enum SeekEnd {
     Unfinished,
 }
 
+impl SeekEnd {
+    /// The word the summary uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            SeekEnd::Found => "found",
+            SeekEnd::MaxReached => "max_reached",
+            SeekEnd::NoPassingStep => "no_passing_step",
+            SeekEnd::Unfinished => "unfinished",
+        }
+    }
+}
+
 /// One step of a seek, judged.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SeekStepSummary {
@@ -52,7 +64,7 @@ pub struct SeekStepSummary {
     pub load: f64,
     /// `climb` (stepping up) or `refine` (bisection).
     pub phase: String,
-    /// Run time the step's figures start at, seconds (whole).
+    /// Run time the step's figures start at, seconds (whole; after its warm-up).
     pub from_seconds: u64,
     pub seconds: u64,
     pub passed: bool,
@@ -79,6 +91,9 @@ pub struct SeekSummary {
     pub step: f64,
     pub max: f64,
     pub interval_seconds: u64,
+    /// Seconds each step played before its figures counted.
+    #[serde(default)]
+    pub warmup_seconds: u64,
     pub refine: u32,
     pub end: SeekEnd,
     /// The highest load that met every threshold; absent when none did.
@@ -122,12 +137,13 @@ impl SeekSummary {
         let _ = writeln!(
             out,
             "
-goal seek ({} from {}, +{} up to {}, {} s steps, {} bisection round(s)): {}",
+goal seek ({} from {}, +{} up to {}, {} s steps after {} s of warm-up, {} bisection round(s)): {}",
             self.measure,
             self.start,
             self.step,
             self.max,
             self.interval_seconds,
+            self.warmup_seconds,
             self.refine,
             self.verdict()
         );
@@ -207,7 +223,7 @@ impl Seeker {
             part_name: part_name.to_owned(),
             spec: spec.clone(),
             phase: Phase::Climbing,
-            current: Some(Current::new(spec.start, 0)),
+            current: Some(Current::new(spec.start, spec.warmup.as_secs())),
             steps: Vec::new(),
             end: None,
         }
@@ -304,9 +320,10 @@ impl Seeker {
         }
     }
 
-    /// The next step starts at run time `from` (a whole second) with `load`.
+    /// The next step starts at run time `from` (a whole second) with `load`; its figures
+    /// count after the warm-up.
     pub fn begin(&mut self, load: f64, from: Duration) {
-        self.current = Some(Current::new(load, from.as_secs()));
+        self.current = Some(Current::new(load, (from + self.spec.warmup).as_secs()));
     }
 
     /// The seek cannot go on (its part cannot be changed any more): it ends where it is.
@@ -335,6 +352,7 @@ impl Seeker {
             step: self.spec.step,
             max: self.spec.max,
             interval_seconds: self.spec.interval.as_secs(),
+            warmup_seconds: self.spec.warmup.as_secs(),
             refine: self.spec.refine,
             end: self.end.unwrap_or(SeekEnd::Unfinished),
             found: self.highest_passed(),
@@ -468,6 +486,31 @@ thresholds:
         let (loads, summary) = play(23.0);
         assert_eq!(loads, [4.0, 8.0, 12.0, 16.0, 20.0, 24.0, 22.0, 23.0]);
         assert_eq!(summary.found, Some(23.0));
+    }
+
+    #[test]
+    fn a_warm_up_keeps_a_steps_first_seconds_out_of_its_figures() {
+        let scenario = scenario();
+        let mut spec = scenario.parts[0].seek.clone().expect("seeks");
+        spec.warmup = Duration::from_secs(1);
+        let mut seeker = Seeker::new(0, "", &spec);
+        // Second 0 warms up: its slow answers do not count.
+        assert_eq!(seeker.observe(0, &second(900), &scenario.thresholds), None);
+        assert_eq!(seeker.observe(1, &second(1), &scenario.thresholds), None);
+        assert_eq!(
+            seeker.observe(2, &second(1), &scenario.thresholds),
+            Some(SeekMove::Step { load: 8.0 })
+        );
+        seeker.begin(8.0, Duration::from_secs(4));
+        assert_eq!(seeker.observe(4, &second(900), &scenario.thresholds), None);
+        assert_eq!(seeker.observe(5, &second(1), &scenario.thresholds), None);
+        assert_eq!(
+            seeker.observe(6, &second(1), &scenario.thresholds),
+            Some(SeekMove::Step { load: 12.0 })
+        );
+        let summary = seeker.summary();
+        assert_eq!(summary.warmup_seconds, 1);
+        assert_eq!(summary.steps[1].from_seconds, 5);
     }
 
     #[test]

@@ -40,8 +40,11 @@ pub struct Seek {
     pub step: f64,
     /// The highest load tried: the seek ends there if every step passed.
     pub max: f64,
-    /// How long each step lasts; a whole number of seconds (figures come by the second).
+    /// How long each step is judged; a whole number of seconds (figures come by the second).
     pub interval: Duration,
+    /// How long each step plays before its figures count (connections opening, a backlog of
+    /// the step before draining); whole seconds.
+    pub warmup: Duration,
     /// Bisection rounds between the last load that passed and the first that failed.
     pub refine: u32,
 }
@@ -83,6 +86,7 @@ mod tests {
             step: 5.0,
             max: 50.0,
             interval: Duration::from_secs(2),
+            warmup: Duration::ZERO,
             refine: 3,
         }
     }

@@ -149,6 +149,7 @@ fn rules_read_the_message_as_text_or_bytes() {
             Some(Incoming {
                 bytes: br#"{"type":"welcome"}"#,
                 kind: FrameKind::Text,
+                event: None,
             }),
         )
         .unwrap();
@@ -169,6 +170,7 @@ fn rules_read_the_message_as_text_or_bytes() {
             Some(Incoming {
                 bytes: &[1, 2, 3],
                 kind: FrameKind::Binary,
+                event: None,
             }),
         )
         .unwrap();

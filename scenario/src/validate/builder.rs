@@ -35,6 +35,10 @@ pub(super) struct StepBuilder<'f> {
     pub(super) peak_vus: u64,
     /// When sends go to the socket unless a send says otherwise (the scenario's `flush`).
     pub(super) default_flush: Flush,
+    /// The namespaces each connection connects when it speaks Socket.IO, indexed by `ConnId`.
+    pub(super) socketio_namespaces: Vec<Option<Vec<String>>>,
+    /// The metric sets of the part's event names so far.
+    pub(super) event_sets: Vec<(String, StepId)>,
 }
 
 /// The step being built: its kind (`send`) and its field (`steps[2].send`).
@@ -83,6 +87,7 @@ impl StepBuilder<'_> {
             RawStep::If(branch) => self.if_step(branch, at, connected, problems),
             RawStep::While(looped) => self.while_step(looped, at, connected, problems),
             RawStep::Http(http) => self.http_step(http, at, problems),
+            RawStep::Emit(emit) => self.emit_step(emit, at, connected, problems),
         }
     }
 

@@ -101,8 +101,31 @@ impl StepBuilder<'_> {
     fn connect(&mut self, connect: &RawConnect, conn: ConnId, field: &str, problems: &mut Problems<'_>) -> Connect {
         let url = compile_template(&connect.url, &format!("{field}.url"), &self.known, problems)
             .unwrap_or_else(|| Template::literal(""));
+        let protocol = self.protocol(connect, field, problems);
+        if protocol.is_some() != self.socketio_namespaces.get(conn).is_some_and(Option::is_some) {
+            problems.add(
+                &format!("{field}.protocol"),
+                "connect steps of one connection speak one protocol",
+                Some(
+                    "give every connect step of this connection the same `protocol`, or name another `connection`"
+                        .into(),
+                ),
+            );
+        }
+        if let (Some(literal), Some(_)) = (url.as_literal(), &protocol) {
+            let after_scheme = literal.split_once("://").map_or("", |(_, rest)| rest);
+            if after_scheme.split_once('/').is_some_and(|(_, path)| !path.is_empty()) {
+                problems.add(
+                    &format!("{field}.url"),
+                    format!("`{literal}` has a path, and a Socket.IO URL is the server's origin"),
+                    Some("write `ws://host:port`; the Engine.IO path is `socketio.path` and namespaces go in `socketio.namespaces`".into()),
+                );
+            }
+        }
+        let http_allowed = protocol.is_some();
         if let Some(literal) = url.as_literal() {
-            if !(literal.starts_with("ws://") || literal.starts_with("wss://")) {
+            let http = http_allowed && (literal.starts_with("http://") || literal.starts_with("https://"));
+            if !(literal.starts_with("ws://") || literal.starts_with("wss://") || http) {
                 problems.add(
                     &format!("{field}.url"),
                     format!("`{literal}` is not a WebSocket URL"),
@@ -155,6 +178,7 @@ impl StepBuilder<'_> {
                 || !extract.is_empty(),
             extract,
             keep_open: connect.keep_open,
+            protocol,
         }
     }
 

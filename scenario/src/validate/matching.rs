@@ -45,10 +45,12 @@ impl StepBuilder<'_> {
             && raw.regex.is_none()
             && raw.prefix.is_none()
             && raw.kind.is_none()
+            && raw.event.is_none()
+            && raw.namespace.is_none()
         {
             problems.add(
                 field,
-                "a match needs at least one of `equals`, `contains`, `regex`, `json`, `prefix` or `type`",
+                "a match needs at least one of `equals`, `contains`, `regex`, `json`, `prefix`, `type`, `event` or `namespace`",
                 None,
             );
         }
@@ -65,6 +67,8 @@ impl StepBuilder<'_> {
                 .and_then(|text| compile_regex(text, &format!("{field}.regex"), problems)),
             prefix,
             kind,
+            event: raw.event.clone(),
+            namespace: raw.namespace.clone(),
         }
     }
 
@@ -194,6 +198,8 @@ impl StepBuilder<'_> {
                 regex: check.regex.clone(),
                 prefix: None,
                 kind: None,
+                event: None,
+                namespace: None,
             },
             field,
             problems,

@@ -178,6 +178,9 @@ impl StepBuilder<'_> {
             .matcher
             .as_ref()
             .map(|raw| self.matcher(raw, &format!("{field}.match"), problems));
+        if let Some(matcher) = &matcher {
+            self.event_conditions(matcher, Some(conn), &format!("{field}.match"), problems);
+        }
         let on_timeout = on_fail(receive.on_timeout.as_deref(), &format!("{field}.on_timeout"), problems);
         let extract = self.extractions(
             &receive.extract,

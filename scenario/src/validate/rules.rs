@@ -43,6 +43,9 @@ impl StepBuilder<'_> {
                 .when
                 .as_ref()
                 .map(|raw| self.matcher(raw, &format!("{field}.when"), problems));
+            if let Some(when) = &when {
+                self.event_conditions(when, conn, &format!("{field}.when"), problems);
+            }
             let reply = rule.send.as_ref().map(|send| {
                 if send.connection.is_some() {
                     problems.add(
@@ -67,6 +70,17 @@ impl StepBuilder<'_> {
                 .script
                 .as_ref()
                 .and_then(|source| self.script(source, Form::Statements, &format!("{field}.script"), true, problems));
+            let ack = rule
+                .ack
+                .as_ref()
+                .map(|args| self.ack_args(args, conn, &format!("{field}.ack"), problems));
+            if rule.ack.is_some() && rule.send.is_some() {
+                problems.add(
+                    &field,
+                    "a rule answers with `send` or with `ack`, not both",
+                    Some("split it into two rules, the first with `pass: true`".into()),
+                );
+            }
             message_rules.push(MessageRule {
                 id,
                 name,
@@ -78,6 +92,7 @@ impl StepBuilder<'_> {
                 pass: rule.pass,
                 condition,
                 script,
+                ack,
             });
         }
         message_rules

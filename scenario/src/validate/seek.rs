@@ -129,6 +129,20 @@ pub(super) fn seek_model(
             interval
         }
     };
+    let warmup = match raw.warmup.as_deref() {
+        None => Duration::ZERO,
+        Some(text) => {
+            let warmup = duration_field(Some(text), "load.seek.warmup", Duration::ZERO, problems);
+            if warmup.subsec_nanos() != 0 {
+                problems.add(
+                    "load.seek.warmup",
+                    format!("`{text}` is not a whole number of seconds: figures are judged by the second"),
+                    Some("use e.g. `0s`, `3s` or `1m`".into()),
+                );
+            }
+            warmup
+        }
+    };
     let refine = raw.refine.unwrap_or(DEFAULT_REFINE);
     if refine > MOST_REFINE {
         problems.add(
@@ -143,9 +157,10 @@ pub(super) fn seek_model(
         step: step?,
         max: max?,
         interval,
+        warmup,
         refine,
     };
-    let longest = (interval + STEP_OVERHEAD) * u32::try_from(seek.most_steps()).unwrap_or(u32::MAX);
+    let longest = (warmup + interval + STEP_OVERHEAD) * u32::try_from(seek.most_steps()).unwrap_or(u32::MAX);
     if longest > max_duration {
         problems.add(
             if max_duration_given {
@@ -156,7 +171,7 @@ pub(super) fn seek_model(
             format!(
                 "the seek may take {} steps of {}s, up to {}s, past the run's bound of {}s (`load.max_duration`)",
                 seek.most_steps(),
-                interval.as_secs(),
+                (warmup + interval).as_secs(),
                 longest.as_secs(),
                 max_duration.as_secs()
             ),
@@ -304,7 +319,7 @@ mod tests {
             (seek.measure, seek.start, seek.step, seek.max, seek.refine),
             (SeekMeasure::Vus, 5.0, 5.0, 50.0, 3)
         );
-        assert_eq!(seek.interval.as_secs(), 3);
+        assert_eq!((seek.interval.as_secs(), seek.warmup.as_secs()), (3, 0));
         assert!(matches!(
             &part.plan.model,
             LoadModel::Closed { start_vus: 5, stages, iterations_per_vu: None } if stages.is_empty()
@@ -314,12 +329,15 @@ mod tests {
         assert_eq!(part.vu_span, 50);
 
         let rate = compile(
-            "  model: seek\n  seek: { rate: 10, step: 2.5, max: 40, interval: 2s, refine: 5 }\n  max_vus: 100",
+            "  model: seek\n  seek: { rate: 10, step: 2.5, max: 40, interval: 2s, warmup: 2s, refine: 5 }\n  max_vus: 100",
             SLO,
         )
         .unwrap();
         let seek = rate.parts[0].seek.as_ref().unwrap();
-        assert_eq!((seek.measure, seek.refine), (SeekMeasure::Rate, 5));
+        assert_eq!(
+            (seek.measure, seek.refine, seek.warmup.as_secs()),
+            (SeekMeasure::Rate, 5, 2)
+        );
         assert!(
             matches!(&rate.parts[0].plan.model, LoadModel::Open { start_rate, max_vus: 100, .. } if *start_rate == 10.0)
         );

@@ -37,6 +37,11 @@ pub(super) fn defined_variables(parts: &[PartView<'_>]) -> BTreeSet<String> {
             RawStep::Extract(extract) => names.extend(extract.values.keys().cloned()),
             RawStep::Script(script) => names.extend(crate::script::declared(script.code())),
             RawStep::Http(http) => names.extend(http.extract.keys().cloned()),
+            RawStep::Emit(emit) => {
+                if let Some(ack) = &emit.ack {
+                    names.extend(ack.extract.keys().cloned());
+                }
+            }
             _ => {}
         });
         for rule in part.on_message {

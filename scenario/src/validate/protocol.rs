@@ -1,0 +1,411 @@
+//! Protocol steps and options: `connect: { protocol: socketio, socketio: {...} }`, the `emit`
+//! step, event conditions (`match: { event, namespace }`) and the metric sets of events.
+
+use crate::error::{closest, Problems};
+use crate::matcher::Matcher;
+use crate::protocol::{
+    compile_json, valid_namespace, AckWait, Emit, EventSets, JsonTemplate, Namespace, Protocol, RawEmit, RawNamespace,
+    RawSocketIo, SocketIo, DEFAULT_SOCKETIO_PATH, EVENT_SET_PREFIX, MAIN_NAMESPACE, OTHER_EVENTS, PROTOCOLS,
+};
+use crate::raw::RawConnect;
+use crate::steps::{Action, ConnId, Step, DEFAULT_RECEIVE_TIMEOUT};
+
+use super::builder::{At, StepBuilder};
+use super::fields::{compile_template, duration_field, flush};
+
+impl StepBuilder<'_> {
+    /// The protocol a connect step names, with its options.
+    pub(super) fn protocol(
+        &mut self,
+        connect: &RawConnect,
+        field: &str,
+        problems: &mut Problems<'_>,
+    ) -> Option<Protocol> {
+        match connect.protocol.as_deref() {
+            None => {
+                if connect.socketio.is_some() {
+                    problems.add(
+                        &format!("{field}.socketio"),
+                        "Socket.IO options without `protocol: socketio`",
+                        Some("add `protocol: socketio`".into()),
+                    );
+                }
+                None
+            }
+            Some("socketio") => {
+                let default = RawSocketIo::default();
+                let raw = connect.socketio.as_ref().unwrap_or(&default);
+                Some(Protocol::SocketIo(self.socketio(
+                    raw,
+                    &format!("{field}.socketio"),
+                    problems,
+                )))
+            }
+            Some(other) => {
+                let hint = closest(other, PROTOCOLS.iter().copied())
+                    .map(|close| format!("did you mean `{close}`?"))
+                    .unwrap_or_else(|| format!("known protocols: {}", PROTOCOLS.join(", ")));
+                problems.add(
+                    &format!("{field}.protocol"),
+                    format!("unknown protocol `{other}`"),
+                    Some(hint),
+                );
+                None
+            }
+        }
+    }
+
+    fn socketio(&mut self, raw: &RawSocketIo, field: &str, problems: &mut Problems<'_>) -> SocketIo {
+        let mut path = raw.path.clone().unwrap_or_else(|| DEFAULT_SOCKETIO_PATH.to_owned());
+        if !path.starts_with('/') || path.contains(['?', '#']) {
+            problems.add(
+                &format!("{field}.path"),
+                format!("`{path}` is not a URL path"),
+                Some("write e.g. `/socket.io/`".into()),
+            );
+        }
+        if !path.ends_with('/') {
+            // As socket.io-client does (`addTrailingSlash`).
+            path.push('/');
+        }
+        let query = raw
+            .query
+            .iter()
+            .filter_map(|(name, value)| {
+                if name.is_empty() || name == "EIO" || name == "transport" {
+                    problems.add(
+                        &format!("{field}.query.{name}"),
+                        format!("`{name}` cannot be a query parameter here"),
+                        Some("`EIO` and `transport` are set by the protocol".into()),
+                    );
+                    return None;
+                }
+                compile_template(value, &format!("{field}.query.{name}"), &self.known, problems)
+                    .map(|template| (name.clone(), template))
+            })
+            .collect();
+        let mut namespaces: Vec<Namespace> = Vec::new();
+        for (index, namespace) in raw.namespaces.iter().enumerate() {
+            let at = format!("{field}.namespaces[{index}]");
+            let (name, auth) = match namespace {
+                RawNamespace::Name(name) => (name, None),
+                RawNamespace::Spec(spec) => (&spec.name, spec.auth.as_ref()),
+            };
+            if !valid_namespace(name) {
+                problems.add(
+                    &at,
+                    format!("`{name}` is not a namespace"),
+                    Some("namespaces start with `/` and hold no comma, e.g. `/chat`".into()),
+                );
+            }
+            if namespaces.iter().any(|known| &known.name == name) {
+                problems.add(&at, format!("namespace `{name}` is listed twice"), None);
+            }
+            let auth = auth.map(|auth| {
+                if !auth.is_object() {
+                    problems.add(
+                        &format!("{at}.auth"),
+                        "the auth payload is an object",
+                        Some("write e.g. `auth: { token: '${token}' }`".into()),
+                    );
+                }
+                self.json_template(auth, &format!("{at}.auth"), &mut Vec::new(), problems)
+            });
+            namespaces.push(Namespace {
+                name: name.clone(),
+                auth,
+            });
+        }
+        if namespaces.is_empty() {
+            namespaces.push(Namespace {
+                name: MAIN_NAMESPACE.to_owned(),
+                auth: None,
+            });
+        }
+        SocketIo {
+            path,
+            query,
+            namespaces,
+        }
+    }
+
+    /// A JSON value with templates in its strings; attachments are added to `attachments`.
+    fn json_template(
+        &self,
+        value: &serde_json::Value,
+        field: &str,
+        attachments: &mut Vec<Vec<u8>>,
+        problems: &mut Problems<'_>,
+    ) -> JsonTemplate {
+        let mut found = Vec::new();
+        let known = &self.known;
+        let template = compile_json(
+            value,
+            "",
+            &mut |text, path| compile_template(text, &format!("{field}{path}"), known, problems),
+            attachments,
+            &mut found,
+        );
+        for problem in found {
+            problems.add(&format!("{field}{}", problem.path), problem.message, problem.hint);
+        }
+        template
+    }
+
+    /// An `emit` step: an event with arguments on a Socket.IO connection, optionally waiting
+    /// for its acknowledgement.
+    pub(super) fn emit_step(
+        &mut self,
+        emit: &RawEmit,
+        at: At<'_>,
+        connected: &[bool],
+        problems: &mut Problems<'_>,
+    ) -> Step {
+        let (id, name, conn) =
+            self.connection_step(at, emit.name.as_ref(), emit.connection.as_ref(), connected, problems);
+        let field = at.field;
+        self.require_socketio(conn, field, "emit", problems);
+        let namespace = emit.namespace.clone().unwrap_or_else(|| MAIN_NAMESPACE.to_owned());
+        if !valid_namespace(&namespace) {
+            problems.add(
+                &format!("{field}.namespace"),
+                format!("`{namespace}` is not a namespace"),
+                Some("namespaces start with `/`, e.g. `/chat`".into()),
+            );
+        } else if let Some(namespaces) = self.socketio_namespaces.get(conn).and_then(Option::as_ref) {
+            if !namespaces.contains(&namespace) {
+                problems.add(
+                    &format!("{field}.namespace"),
+                    format!("the connection does not connect namespace `{namespace}`"),
+                    Some(format!(
+                        "add it to the connect step's `socketio.namespaces` (now: {})",
+                        namespaces.join(", ")
+                    )),
+                );
+            }
+        }
+        if emit.event.is_empty() || emit.event.contains("${") {
+            problems.add(
+                &format!("{field}.event"),
+                "an event name is a fixed, non-empty string",
+                Some("put what changes in `args`".into()),
+            );
+        }
+        if ["connect", "connect_error", "disconnect", "disconnecting"].contains(&emit.event.as_str()) {
+            problems.add(
+                &format!("{field}.event"),
+                format!("`{}` is reserved by Socket.IO", emit.event),
+                None,
+            );
+        }
+        let mut attachments = Vec::new();
+        let args = emit
+            .args
+            .iter()
+            .enumerate()
+            .map(|(index, arg)| self.json_template(arg, &format!("{field}.args[{index}]"), &mut attachments, problems))
+            .collect();
+        let ack = emit.ack.as_ref().map(|ack| {
+            let timeout = duration_field(
+                ack.timeout.as_deref(),
+                &format!("{field}.ack.timeout"),
+                DEFAULT_RECEIVE_TIMEOUT,
+                problems,
+            );
+            let matcher = ack
+                .matcher
+                .as_ref()
+                .map(|raw| self.matcher(raw, &format!("{field}.ack.match"), problems));
+            if let Some(matcher) = &matcher {
+                if matcher.event.is_some() || matcher.namespace.is_some() {
+                    problems.add(
+                        &format!("{field}.ack.match"),
+                        "an acknowledgement has no event name or namespace of its own",
+                        Some("match its arguments with `json`, `equals`, `contains` or `regex`".into()),
+                    );
+                }
+            }
+            let extract = self.extractions(
+                &ack.extract,
+                &format!("{field}.ack.extract"),
+                &["json", "regex", "body"],
+                problems,
+            );
+            AckWait {
+                timeout,
+                matcher,
+                extract,
+            }
+        });
+        let flush = flush(
+            emit.flush.as_deref(),
+            &format!("{field}.flush"),
+            self.default_flush,
+            problems,
+        );
+        let event_set = self.event_set(&emit.event);
+        Step {
+            id,
+            name,
+            action: Action::Emit(Box::new(Emit {
+                conn,
+                namespace,
+                event: emit.event.clone(),
+                args,
+                attachments,
+                ack,
+                event_set,
+                flush,
+            })),
+        }
+    }
+
+    /// The arguments of a rule's acknowledgement (`on_message: { ack }`): JSON templates on a
+    /// Socket.IO connection, without binary attachments.
+    pub(super) fn ack_args(
+        &mut self,
+        args: &[serde_json::Value],
+        conn: Option<ConnId>,
+        field: &str,
+        problems: &mut Problems<'_>,
+    ) -> Vec<JsonTemplate> {
+        let speaks = match conn {
+            Some(conn) => self.socketio_namespaces.get(conn).is_some_and(Option::is_some),
+            None => self.socketio_namespaces.iter().any(Option::is_some),
+        };
+        if !speaks {
+            problems.add(
+                field,
+                "`ack` answers Socket.IO events, and this connection speaks plain WebSocket",
+                Some("add `protocol: socketio` to the connect step, or reply with `send`".into()),
+            );
+        }
+        let mut attachments = Vec::new();
+        let compiled = args
+            .iter()
+            .enumerate()
+            .map(|(index, arg)| self.json_template(arg, &format!("{field}[{index}]"), &mut attachments, problems))
+            .collect();
+        if !attachments.is_empty() {
+            problems.add(
+                field,
+                "an acknowledgement from a rule carries no binary attachments",
+                Some("send the bytes with an `emit` step instead".into()),
+            );
+        }
+        compiled
+    }
+
+    /// A step that speaks Socket.IO needs a connection that does.
+    fn require_socketio(&self, conn: ConnId, field: &str, kind: &str, problems: &mut Problems<'_>) {
+        if self.socketio_namespaces.get(conn).is_none_or(Option::is_none) {
+            problems.add(
+                field,
+                format!("`{kind}` needs a Socket.IO connection"),
+                Some("add `protocol: socketio` to the connect step of this connection".into()),
+            );
+        }
+    }
+
+    /// Event conditions (`event`, `namespace`) apply to Socket.IO connections only; `conn`
+    /// `None` is any of the part's connections. Each event name gets its metric set.
+    pub(super) fn event_conditions(
+        &mut self,
+        matcher: &Matcher,
+        conn: Option<ConnId>,
+        field: &str,
+        problems: &mut Problems<'_>,
+    ) {
+        if matcher.event.is_none() && matcher.namespace.is_none() {
+            return;
+        }
+        let speaks = match conn {
+            Some(conn) => self.socketio_namespaces.get(conn).is_some_and(Option::is_some),
+            None => self.socketio_namespaces.iter().any(Option::is_some),
+        };
+        if !speaks {
+            problems.add(
+                field,
+                "`event` and `namespace` match Socket.IO events, and this connection speaks plain WebSocket",
+                Some("add `protocol: socketio` to the connect step, or match the message itself".into()),
+            );
+        }
+        if let Some(namespace) = &matcher.namespace {
+            if !valid_namespace(namespace) {
+                problems.add(
+                    &format!("{field}.namespace"),
+                    format!("`{namespace}` is not a namespace"),
+                    Some("namespaces start with `/`, e.g. `/chat`".into()),
+                );
+            }
+        }
+        if let Some(event) = &matcher.event {
+            self.event_set(event);
+        }
+    }
+
+    /// The metric set of an event name (`event:NAME`), made on first use.
+    fn event_set(&mut self, event: &str) -> crate::steps::StepId {
+        if let Some((_, id)) = self.event_sets.iter().find(|(name, _)| name == event) {
+            return *id;
+        }
+        let id = self.names.len() as crate::steps::StepId;
+        self.names
+            .push(format!("{}{EVENT_SET_PREFIX}{event}", self.name_prefix));
+        self.event_sets.push((event.to_owned(), id));
+        id
+    }
+
+    /// The part's event sets, with the set of the events it does not name; `None` when no
+    /// connection speaks a protocol.
+    pub(super) fn finish_events(&mut self) -> Option<EventSets> {
+        if !self.socketio_namespaces.iter().any(Option::is_some) {
+            return None;
+        }
+        let other = self.event_set(OTHER_EVENTS);
+        let mut named = std::mem::take(&mut self.event_sets);
+        named.retain(|(name, _)| name != OTHER_EVENTS);
+        Some(EventSets { named, other })
+    }
+}
+
+/// The namespaces each connection's connect steps connect (`None`: no protocol), for checking
+/// `emit` steps and event conditions before the steps are built.
+pub(super) fn socketio_namespaces(steps: &[crate::raw::RawStep], connections: &[String]) -> Vec<Option<Vec<String>>> {
+    use crate::raw::RawStep;
+    fn walk(steps: &[RawStep], connections: &[String], found: &mut Vec<Option<Vec<String>>>) {
+        for step in steps {
+            match step {
+                RawStep::Connect(connect) if connect.protocol.as_deref() == Some("socketio") => {
+                    let name = connect
+                        .connection
+                        .as_deref()
+                        .unwrap_or(crate::steps::DEFAULT_CONNECTION);
+                    let Some(index) = connections.iter().position(|known| known == name) else {
+                        continue;
+                    };
+                    let names: Vec<String> = match connect.socketio.as_ref().map(|options| &options.namespaces) {
+                        Some(namespaces) if !namespaces.is_empty() => namespaces
+                            .iter()
+                            .map(|namespace| match namespace {
+                                RawNamespace::Name(name) => name.clone(),
+                                RawNamespace::Spec(spec) => spec.name.clone(),
+                            })
+                            .collect(),
+                        _ => vec![MAIN_NAMESPACE.to_owned()],
+                    };
+                    let slot = &mut found[index];
+                    match slot {
+                        Some(known) => known.extend(names),
+                        None => *slot = Some(names),
+                    }
+                }
+                RawStep::Repeat(repeat) => walk(&repeat.steps, connections, found),
+                _ => {}
+            }
+        }
+    }
+    let mut found = vec![None; connections.len().max(1)];
+    walk(steps, connections, &mut found);
+    found
+}
