@@ -53,6 +53,12 @@ fn run(dir: &Path, source: &str) -> (Value, i32) {
 
 /// Runs a scenario file, the summary written in `dir`.
 fn run_path(path: &Path, dir: &Path) -> (Value, i32) {
+    let (summary, code, _) = run_path_printing(path, dir);
+    (summary, code)
+}
+
+/// Runs a scenario file; also what it printed.
+fn run_path_printing(path: &Path, dir: &Path) -> (Value, i32, String) {
     let out = dir.join("summary.json");
     let mut command = wsfleet();
     command
@@ -68,7 +74,7 @@ fn run_path(path: &Path, dir: &Path) -> (Value, i32) {
         text(&output.stdout),
         text(&output.stderr)
     );
-    (read_json(&out), code)
+    (read_json(&out), code, text(&output.stdout))
 }
 
 /// A step's counter (0 when the step counted nothing of it).
@@ -168,8 +174,22 @@ steps:
 #[test]
 fn the_login_flow_example_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let (summary, code) = run_path(&example("login-flow.yaml"), dir.path());
+    let (summary, code, printed) = run_path_printing(&example("login-flow.yaml"), dir.path());
     assert_eq!(code, 0, "{summary:#}");
+    // The terminal summary has the HTTP figures.
+    let line = |label: &str| {
+        printed
+            .lines()
+            .find(|line| line.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` in\n{printed}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert!(printed.contains("HTTP statistics"), "{printed}");
+    assert_eq!(line("Requests ")[1], "60");
+    assert_eq!(line("Responses 2xx")[2], "60");
+    assert_eq!(line("Connections Opened")[2], "10");
     assert_eq!(step(&summary, "login", "http_2xx"), 30);
     assert_eq!(step(&summary, "profile", "http_2xx"), 30);
     assert_eq!(counter(&summary, "connections_opened"), 30);

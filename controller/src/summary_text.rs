@@ -14,6 +14,7 @@ impl Summary {
         let mut out = String::new();
         self.render_outcome(&mut out);
         self.render_statistics(&mut out);
+        self.render_http(&mut out);
         self.render_latency(&mut out);
         self.render_errors(&mut out);
         self.render_thresholds(&mut out);
@@ -129,6 +130,40 @@ impl Summary {
         );
     }
 
+    /// HTTP steps' requests, statuses and bytes, when the run made requests.
+    fn render_http(&self, out: &mut String) {
+        let totals = &self.totals;
+        if totals.counter(Counter::HttpRequests.name()) == 0 {
+            return;
+        }
+        let seconds = self.duration_seconds.max(1.0);
+        let _ = writeln!(out, "\nHTTP statistics                total        per second");
+        for (label, counter, bytes) in [
+            ("Requests", Counter::HttpRequests, false),
+            ("Requests Failed", Counter::HttpRequestsFailed, false),
+            ("Responses 1xx", Counter::Http1xx, false),
+            ("Responses 2xx", Counter::Http2xx, false),
+            ("Responses 3xx", Counter::Http3xx, false),
+            ("Responses 4xx", Counter::Http4xx, false),
+            ("Responses 5xx", Counter::Http5xx, false),
+            ("Connections Opened", Counter::HttpConnectionsOpened, false),
+            ("Bytes Sent (wire)", Counter::HttpBytesSent, true),
+            ("Bytes Received (wire)", Counter::HttpBytesReceived, true),
+        ] {
+            let total = totals.counter(counter.name());
+            if total == 0 && matches!(counter, Counter::Http1xx | Counter::Http3xx | Counter::Http5xx) {
+                continue;
+            }
+            let rate = total as f64 / seconds;
+            let (total_text, rate_text) = if bytes {
+                (human_bytes(total as f64), format!("{}/s", human_bytes(rate)))
+            } else {
+                (total.to_string(), format!("{}/s", human_count(rate)))
+            };
+            let _ = writeln!(out, "  {label:<27} {total_text:>10} {rate_text:>16}");
+        }
+    }
+
     /// Latency percentiles per histogram of the catalog.
     fn render_latency(&self, out: &mut String) {
         let totals = &self.totals;
@@ -226,6 +261,7 @@ impl Summary {
                     .or_else(|| step.latency.get(Hist::Handshake.name()))
                     .or_else(|| step.latency.get(Hist::PingLatency.name()))
                     .or_else(|| step.latency.get(Hist::CloseLatency.name()))
+                    .or_else(|| step.latency.get(Hist::HttpDuration.name()))
                     .or_else(|| step.latency.get(Hist::AckLatency.name()))
                     .map_or("-".to_owned(), |stats| human_micros(stats.p99_us));
                 let _ = writeln!(

@@ -143,7 +143,7 @@ fn requests_before_the_upgrade_become_http_steps() {
         http_steps: true,
         ..options()
     };
-    let (imported, scenario) = imported(&fixture(), &with_http);
+    let (result, scenario) = imported(&fixture(), &with_http);
     // The page's document is the browser's business; its login fetch is the test's.
     assert_eq!(
         outline(&scenario)[..3],
@@ -176,9 +176,32 @@ fn requests_before_the_upgrade_become_http_steps() {
         "# parameterize? /password `s3cret` looks like a credential or session value",
         "# parameterize? ?token `eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4ifQ....` came in `login` at /token: add `extract: { token: { json: /token } }` to that step and write `${token}` here",
     ] {
-        assert!(imported.yaml.contains(expected), "{expected}\n{}", imported.yaml);
+        assert!(result.yaml.contains(expected), "{expected}\n{}", result.yaml);
     }
-    assert_eq!(imported.counts.http, 1);
+    assert_eq!(result.counts.http, 1);
+
+    // Headers the HTTP client owns are left out, so the scenario validates whatever was recorded.
+    let hop_by_hop = changed(|har| {
+        let headers = har["log"]["entries"][1]["request"]["headers"]
+            .as_array_mut()
+            .expect("headers");
+        for (name, value) in [
+            ("Transfer-Encoding", "chunked"),
+            ("Connection", "keep-alive"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            (":authority", "app.test"),
+        ] {
+            headers.push(serde_json::json!({ "name": name, "value": value }));
+        }
+    });
+    let (_, scenario) = imported(&hop_by_hop, &with_http);
+    assert_eq!(
+        scenario["steps"][0]["http"]["headers"]
+            .as_mapping()
+            .map(|headers| headers.len()),
+        Some(2)
+    );
 }
 
 #[test]

@@ -30,11 +30,18 @@ const HANDSHAKE_HEADERS: &[&str] = &[
     "authorization",
 ];
 
-/// Request headers of HTTP steps left out: the client writes them, or they describe the browser.
+/// Request headers of HTTP steps left out: the client writes them (the hop-by-hop ones
+/// included), or they describe the browser.
 const HTTP_HEADERS: &[&str] = &[
     "host",
     "connection",
     "content-length",
+    "transfer-encoding",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
     "content-type",
     "user-agent",
     "accept-encoding",

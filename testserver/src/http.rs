@@ -278,3 +278,43 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Replayed<S> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(target: &str, authorization: Option<&str>, cookie: Option<&str>) -> RequestHead {
+        RequestHead {
+            method: "GET".into(),
+            target: target.into(),
+            authorization: authorization.map(str::to_owned),
+            cookie: cookie.map(str::to_owned),
+            ..RequestHead::default()
+        }
+    }
+
+    /// A login's token (in the query or as a bearer) opens `/auth/` only with that login's sid.
+    #[test]
+    fn an_upgrade_needs_a_logins_token_and_its_cookie() {
+        let logins = Logins::default();
+        let (token, sid) = logins.open();
+        let (other_token, other_sid) = logins.open();
+        assert_ne!(token, other_token);
+        let cookie = format!("theme=dark; sid={sid}");
+        assert!(logins.authorized(&head(&format!("/auth/echo?token={token}"), None, Some(&cookie))));
+        assert!(logins.authorized(&head(
+            "/auth/echo",
+            Some(&format!("Bearer {token}")),
+            Some(&format!("sid={sid}"))
+        )));
+        // Missing, unknown or mismatched pieces.
+        assert!(!logins.authorized(&head(&format!("/auth/echo?token={token}"), None, None)));
+        assert!(!logins.authorized(&head("/auth/echo", None, Some(&cookie))));
+        assert!(!logins.authorized(&head("/auth/echo?token=nope", None, Some(&cookie))));
+        assert!(!logins.authorized(&head(
+            &format!("/auth/echo?token={token}"),
+            None,
+            Some(&format!("sid={other_sid}"))
+        )));
+    }
+}
