@@ -26,14 +26,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use wsfleet_metrics::{Counter, ErrorKind, Hist, Recorder, SetId};
 
 use crate::clock;
+use crate::deflate::DeflateSocket;
 use crate::failure::{io_error, ConnectError};
 use crate::upgrade::{UpgradeRequest, Upgraded};
 
@@ -401,7 +405,121 @@ impl AsyncWrite for Transport {
     }
 }
 
-pub type Socket = WebSocketStream<Transport>;
+/// An open WebSocket: tungstenite over the transport, or, when the server agreed to
+/// permessage-deflate, yawc over the same transport (`deflate.rs`; tungstenite refuses
+/// compressed frames). Reads and writes dispatch by `match`: a connection without compression
+/// runs tungstenite's code as it always did.
+// The plain variant is the common one and is not boxed: boxing would cost an allocation per
+// connection and a pointer chase per message.
+#[allow(clippy::large_enum_variant)]
+pub enum Socket {
+    Plain(WebSocketStream<Transport>),
+    Deflate(Box<DeflateSocket>),
+}
+
+impl Socket {
+    /// When the last socket read that brought bytes returned (see [`Transport::last_read`]).
+    pub fn last_read(&self) -> Instant {
+        match self {
+            Socket::Plain(socket) => socket.get_ref().last_read(),
+            Socket::Deflate(socket) => socket.last_read(),
+        }
+    }
+
+    /// Where the socket's writes stand (see [`Transport::write_offsets`]).
+    pub fn write_offsets(&self) -> WriteOffsets {
+        match self {
+            Socket::Plain(socket) => socket.get_ref().write_offsets(),
+            Socket::Deflate(socket) => socket.write_offsets(),
+        }
+    }
+
+    /// Whether everything written so far is in the kernel (see [`Transport::wrote_everything`]).
+    pub fn wrote_everything(&self) -> bool {
+        match self {
+            Socket::Plain(socket) => socket.get_ref().wrote_everything(),
+            Socket::Deflate(socket) => socket.wrote_everything(),
+        }
+    }
+
+    /// Hands the held bytes to the socket when nothing waits above the counted stream (see
+    /// [`Transport::poll_write_held`]).
+    pub fn poll_write_held(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<()>>> {
+        match self {
+            Socket::Plain(socket) => socket.get_mut().poll_write_held(cx),
+            Socket::Deflate(socket) => socket.poll_write_held(cx),
+        }
+    }
+
+    /// The payload bytes on the wire (after compression) of the oldest data message sent and
+    /// not yet settled; `None` without permessage-deflate.
+    pub fn take_sent_wire(&mut self) -> Option<u64> {
+        match self {
+            Socket::Plain(_) => None,
+            Socket::Deflate(socket) => socket.take_sent_wire(),
+        }
+    }
+
+    /// The payload bytes on the wire (before inflating) of the data message last read; `None`
+    /// without permessage-deflate.
+    pub fn take_received_wire(&mut self) -> Option<u64> {
+        match self {
+            Socket::Plain(_) => None,
+            Socket::Deflate(socket) => socket.take_received_wire(),
+        }
+    }
+
+    /// Sends a close frame and flushes.
+    pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), WsError> {
+        match self {
+            Socket::Plain(socket) => socket.close(frame).await,
+            Socket::Deflate(socket) => socket.send_close(frame).await,
+        }
+    }
+}
+
+impl Stream for Socket {
+    type Item = Result<Message, WsError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.get_mut() {
+            Socket::Plain(socket) => socket.poll_next_unpin(cx),
+            Socket::Deflate(socket) => socket.poll_next_unpin(cx),
+        }
+    }
+}
+
+impl Sink<Message> for Socket {
+    type Error = WsError;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        match self.get_mut() {
+            Socket::Plain(socket) => socket.poll_ready_unpin(cx),
+            Socket::Deflate(socket) => socket.poll_ready_unpin(cx),
+        }
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), WsError> {
+        match self.get_mut() {
+            Socket::Plain(socket) => socket.start_send_unpin(message),
+            Socket::Deflate(socket) => socket.start_send_unpin(message),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        match self.get_mut() {
+            Socket::Plain(socket) => socket.poll_flush_unpin(cx),
+            Socket::Deflate(socket) => socket.poll_flush_unpin(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        match self.get_mut() {
+            Socket::Plain(socket) => socket.poll_close_unpin(cx),
+            Socket::Deflate(socket) => socket.poll_close_unpin(cx),
+        }
+    }
+}
 
 /// What a connect step asks for, rendered.
 pub struct ConnectRequest<'a> {
@@ -454,6 +572,9 @@ pub struct Opened {
     pub status: u16,
     /// Response headers, names in lower case.
     pub headers: Vec<(String, String)>,
+    /// The permessage-deflate parameters the server agreed to; `None` without compression
+    /// (not offered, or declined).
+    pub agreed: Option<wsfleet_scenario::Agreed>,
 }
 
 /// Shared TLS client settings (one per run).
@@ -709,12 +830,17 @@ pub async fn handshake(
     let upgrade = request.upgrade;
     transport.set_upgrading(true);
     let upgrade_started = clock::now();
-    let upgraded = crate::upgrade::upgrade(transport, upgrade, websocket_config(), request.keep_headers).await?;
+    let upgraded = crate::upgrade::upgrade(transport, upgrade, request.keep_headers).await?;
     let now = clock::now();
-    let (socket, status, headers) = match upgraded {
-        Upgraded::Open { mut socket, headers } => {
-            socket.get_mut().set_upgrading(false);
-            socket.get_mut().coalesce();
+    let (socket, status, headers, agreed) = match upgraded {
+        Upgraded::Open {
+            mut stream,
+            early,
+            headers,
+            extensions,
+        } => {
+            stream.set_upgrading(false);
+            stream.coalesce();
             if request.expect_status != 101 {
                 return Err(ConnectError::new(
                     ErrorKind::Expectation,
@@ -724,10 +850,23 @@ pub async fn handshake(
                     ),
                 ));
             }
-            (Some(socket), 101, headers)
+            let agreed = match &upgrade.deflate {
+                None => None,
+                Some(deflate) => wsfleet_scenario::compression::check_answer(extensions.as_deref(), deflate)
+                    .map_err(|why| ConnectError::new(ErrorKind::Protocol, why))?
+                    .map(|agreed| (agreed, deflate.threshold)),
+            };
+            let socket = match &agreed {
+                None => Socket::Plain(crate::upgrade::websocket(stream, early, websocket_config()).await),
+                Some((agreed, threshold)) => Socket::Deflate(Box::new(
+                    DeflateSocket::new(stream, early, agreed, *threshold)
+                        .map_err(|error| ConnectError::new(ErrorKind::Protocol, error.to_string()))?,
+                )),
+            };
+            (Some(socket), 101, headers, agreed.map(|(agreed, _)| agreed))
         }
         // The refused connection closes here, its bytes counted.
-        Upgraded::Refused { status, headers, .. } if status == request.expect_status => (None, status, headers),
+        Upgraded::Refused { status, headers, .. } if status == request.expect_status => (None, status, headers, None),
         Upgraded::Refused { status, .. } => return Err(ConnectError::http_status(status)),
     };
     let mut recorder = recorder.borrow_mut();
@@ -737,6 +876,7 @@ pub async fn handshake(
         socket,
         status,
         headers,
+        agreed,
     })
 }
 

@@ -126,11 +126,33 @@ pub fn io_error_kind(error: &io::Error) -> ErrorKind {
     }
 }
 
+/// A protocol violation found below tungstenite's own checks (by the permessage-deflate frame
+/// layer, `deflate.rs`), carried inside a tungstenite I/O error so it is classified `protocol`.
+#[derive(Debug)]
+pub struct ProtocolViolation(pub String);
+
+impl ProtocolViolation {
+    pub fn error(detail: String) -> WsError {
+        WsError::Io(io::Error::other(ProtocolViolation(detail)))
+    }
+}
+
+impl fmt::Display for ProtocolViolation {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ProtocolViolation {}
+
 /// Classifies a tungstenite error for the `errors.<kind>` counters.
 pub fn classify_ws_error(error: &WsError) -> ConnectError {
     use tokio_tungstenite::tungstenite::error::ProtocolError;
     match error {
         WsError::Http(response) => ConnectError::http_status(response.status().as_u16()),
+        WsError::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<ProtocolViolation>()) => {
+            ConnectError::new(ErrorKind::Protocol, io.to_string())
+        }
         WsError::Io(io) => io_error(io, "WebSocket"),
         WsError::Tls(tls) => ConnectError::new(ErrorKind::Tls, tls.to_string()),
         WsError::Capacity(capacity) => ConnectError::new(ErrorKind::MessageTooBig, capacity.to_string()),

@@ -17,6 +17,7 @@ pub mod capacity;
 mod clock;
 pub mod config;
 pub mod connection;
+mod deflate;
 mod executor;
 pub mod failure;
 pub mod http;

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 use wsfleet_metrics::ErrorKind;
+use wsfleet_scenario::{Compression, Deflate};
 
 use crate::failure::{io_error, ConnectError};
 
@@ -58,6 +59,8 @@ pub struct UpgradeRequest {
     /// The subprotocols offered, when the request offers any: a subprotocol in the response
     /// must be one of them.
     offered: Option<Vec<String>>,
+    /// The permessage-deflate offers, when the step asks for compression.
+    pub deflate: Option<Deflate>,
 }
 
 impl UpgradeRequest {
@@ -179,7 +182,20 @@ impl UpgradeRequest {
             after_key,
             fixed_key,
             offered,
+            deflate: None,
         })
+    }
+
+    /// Offers permessage-deflate as `compression` says (`Sec-WebSocket-Extensions`, last).
+    pub fn with_compression(mut self, compression: &Compression) -> UpgradeRequest {
+        if let (Compression::Deflate(deflate), Some(value)) = (compression, compression.header_value()) {
+            // The head ends with the blank line: the header goes before it.
+            self.after_key.truncate(self.after_key.len() - 2);
+            self.after_key
+                .extend_from_slice(format!("Sec-WebSocket-Extensions: {value}\r\n\r\n").as_bytes());
+            self.deflate = Some(deflate.clone());
+        }
+        self
     }
 
     /// Whether this request was built from these inputs.
@@ -211,10 +227,13 @@ impl UpgradeRequest {
 // Moved once, right away: boxing the socket would cost an allocation per connection.
 #[allow(clippy::large_enum_variant)]
 pub enum Upgraded<S> {
-    /// `101`, verified: the WebSocket, with anything the server sent after the head.
+    /// `101`, verified: the stream, with anything the server sent after the head (`early`),
+    /// and the `Sec-WebSocket-Extensions` answer, for the caller to frame (see [`websocket`]).
     Open {
-        socket: WebSocketStream<S>,
+        stream: S,
+        early: Vec<u8>,
         headers: Vec<(String, String)>,
+        extensions: Option<String>,
     },
     /// Another status; dropping the stream closes the connection.
     Refused {
@@ -229,7 +248,6 @@ pub enum Upgraded<S> {
 pub async fn upgrade<S>(
     mut stream: S,
     request: &UpgradeRequest,
-    config: WebSocketConfig,
     keep_headers: bool,
 ) -> Result<Upgraded<S>, ConnectError>
 where
@@ -284,11 +302,19 @@ where
             continue;
         };
         return Ok(match response {
-            Response::Switching { head_len, headers } => {
-                let tail = buffer.split_off(head_len);
+            Response::Switching {
+                head_len,
+                headers,
+                extensions,
+            } => {
+                let early = buffer.split_off(head_len);
                 drop(buffer);
-                let socket = WebSocketStream::from_partially_read(stream, tail, Role::Client, Some(config)).await;
-                Upgraded::Open { socket, headers }
+                Upgraded::Open {
+                    stream,
+                    early,
+                    headers,
+                    extensions,
+                }
             }
             Response::Other { status, headers } => Upgraded::Refused {
                 status,
@@ -297,6 +323,14 @@ where
             },
         });
     }
+}
+
+/// tungstenite's WebSocket over an upgraded stream, with the bytes read past the response.
+pub async fn websocket<S>(stream: S, early: Vec<u8>, config: WebSocketConfig) -> WebSocketStream<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    WebSocketStream::from_partially_read(stream, early, Role::Client, Some(config)).await
 }
 
 /// `Sec-WebSocket-Accept` for a key: base64(sha1(key + GUID)).
@@ -314,6 +348,7 @@ enum Response {
     Switching {
         head_len: usize,
         headers: Vec<(String, String)>,
+        extensions: Option<String>,
     },
     Other {
         status: u16,
@@ -432,7 +467,25 @@ fn check_response(
             ));
         }
     }
-    Ok(Response::Switching { head_len, headers })
+    // Read only when the request offered an extension (checked by the caller against the
+    // offers); without an offer the answer is left alone, as before.
+    let extensions = match &request.deflate {
+        Some(_) => {
+            let values: Vec<String> = parsed
+                .headers
+                .iter()
+                .filter(|header| header.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                .map(|header| String::from_utf8_lossy(header.value).trim().to_owned())
+                .collect();
+            (!values.is_empty()).then(|| values.join(", "))
+        }
+        None => None,
+    };
+    Ok(Response::Switching {
+        head_len,
+        headers,
+        extensions,
+    })
 }
 
 #[cfg(test)]
@@ -580,7 +633,7 @@ mod tests {
     ) -> Result<Upgraded<DuplexStream>, ConnectError> {
         let (client, server) = duplex(64 * 1024);
         let served = tokio::spawn(serve(server, response));
-        let result = upgrade(client, request, WebSocketConfig::default(), keep_headers).await;
+        let result = upgrade(client, request, keep_headers).await;
         served.await.unwrap();
         result
     }
@@ -605,9 +658,18 @@ mod tests {
         })
         .await
         .unwrap();
-        let Upgraded::Open { mut socket, headers } = upgraded else {
+        let Upgraded::Open {
+            stream,
+            early,
+            headers,
+            extensions,
+        } = upgraded
+        else {
             panic!("expected an open socket");
         };
+        // Nothing was offered: the answer is not read.
+        assert_eq!(extensions, None);
+        let mut socket = websocket(stream, early, WebSocketConfig::default()).await;
         assert!(
             headers.contains(&("x-server".to_owned(), "test".to_owned())),
             "{headers:?}"
@@ -624,7 +686,7 @@ mod tests {
             let (client, server) = duplex(64 * 1024);
             let served = tokio::spawn(serve(server, |key| switching(key, "")));
             assert!(matches!(
-                upgrade(client, &request, WebSocketConfig::default(), false).await,
+                upgrade(client, &request, false).await,
                 Ok(Upgraded::Open { .. })
             ));
             let sent = served.await.unwrap();
@@ -724,6 +786,34 @@ mod tests {
                 error.detail
             );
         }
+    }
+
+    #[tokio::test]
+    async fn compression_is_offered_last_and_its_answer_read() {
+        let request = UpgradeRequest::new("ws://127.0.0.1/", &[("X-A", "1")], &[])
+            .unwrap()
+            .with_compression(&Compression::browser());
+        assert!(head_text(&request, "k").ends_with(
+            "Sec-WebSocket-Key: k\r\nX-A: 1\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+        ));
+        let answer = "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=12\r\n";
+        let Ok(Upgraded::Open { extensions, .. }) = handshake(&request, false, move |key| switching(key, answer)).await
+        else {
+            panic!("expected an open socket");
+        };
+        assert_eq!(
+            extensions.as_deref(),
+            Some("permessage-deflate; server_max_window_bits=12")
+        );
+        let Ok(Upgraded::Open { extensions, .. }) = handshake(&request, false, |key| switching(key, "")).await else {
+            panic!("expected an open socket");
+        };
+        assert_eq!(extensions, None);
+        // Without compression the request is as before.
+        let plain = UpgradeRequest::new("ws://127.0.0.1/", &[], &[])
+            .unwrap()
+            .with_compression(&Compression::Off);
+        assert!(!head_text(&plain, "k").contains("Extensions"));
     }
 
     #[tokio::test]

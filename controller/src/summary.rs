@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use wsfleet_metrics::catalog::{CLOSE_CODES, ERRORS};
+use wsfleet_metrics::catalog::{CLOSE_CODES, ERRORS, EXTENSIONS};
 use wsfleet_metrics::summary::LatencyStats;
 use wsfleet_metrics::{Counter, MetricSets, SetData};
 
@@ -117,6 +117,15 @@ pub struct Totals {
     pub failed_connections_per_second: f64,
     pub bytes_sent_per_second: f64,
     pub bytes_received_per_second: f64,
+    /// Connections opened with a compression offer, by the server's answer (`none`: declined).
+    #[serde(default)]
+    pub extensions: BTreeMap<String, u64>,
+    /// permessage-deflate: payload bytes before compression over bytes after, sent and
+    /// received (`None`: no data message on a connection that agreed to it).
+    #[serde(default)]
+    pub compression_ratio_sent: Option<f64>,
+    #[serde(default)]
+    pub compression_ratio_received: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -150,6 +159,11 @@ fn plain_counters(set: &SetData) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Bytes before compression over bytes after; `None` when nothing was compressed.
+fn compression_ratio(uncompressed: u64, compressed: u64) -> Option<f64> {
+    (compressed > 0).then(|| uncompressed as f64 / compressed as f64)
+}
+
 impl Totals {
     pub fn from_sets(totals: &MetricSets, peak_active_connections: i64, duration_seconds: f64) -> Totals {
         let total = totals.total();
@@ -177,6 +191,18 @@ impl Totals {
             failed_connections_per_second: per_second(Counter::ConnectionsFailed.name()),
             bytes_sent_per_second: per_second(Counter::BytesSent.name()),
             bytes_received_per_second: per_second(Counter::BytesReceived.name()),
+            extensions: total
+                .labeled(EXTENSIONS)
+                .map(|(label, value)| (label.to_owned(), value))
+                .collect(),
+            compression_ratio_sent: compression_ratio(
+                total.counter(Counter::UncompressedBytesSent.name()),
+                total.counter(Counter::CompressedBytesSent.name()),
+            ),
+            compression_ratio_received: compression_ratio(
+                total.counter(Counter::UncompressedBytesReceived.name()),
+                total.counter(Counter::CompressedBytesReceived.name()),
+            ),
             counters,
         }
     }

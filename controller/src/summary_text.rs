@@ -194,6 +194,7 @@ impl Summary {
     /// Errors by kind and the close codes servers sent.
     fn render_errors(&self, out: &mut String) {
         let totals = &self.totals;
+        self.render_compression(out);
         if !totals.errors.is_empty() {
             let _ = writeln!(out, "\nerrors");
             for (kind, count) in &totals.errors {
@@ -204,6 +205,41 @@ impl Summary {
             let _ = writeln!(out, "\nclose codes from the server");
             for (code, count) in &totals.close_codes {
                 let _ = writeln!(out, "  {code:<27} {count:>10}");
+            }
+        }
+    }
+
+    /// permessage-deflate: what servers agreed to, and how much the payload shrank.
+    fn render_compression(&self, out: &mut String) {
+        let totals = &self.totals;
+        if totals.extensions.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "\npermessage-deflate agreed (connections)");
+        for (agreed, count) in &totals.extensions {
+            let _ = writeln!(out, "  {agreed:<62} {count:>10}");
+        }
+        for (label, ratio, uncompressed, compressed) in [
+            (
+                "sent",
+                totals.compression_ratio_sent,
+                Counter::UncompressedBytesSent,
+                Counter::CompressedBytesSent,
+            ),
+            (
+                "received",
+                totals.compression_ratio_received,
+                Counter::UncompressedBytesReceived,
+                Counter::CompressedBytesReceived,
+            ),
+        ] {
+            if let Some(ratio) = ratio {
+                let _ = writeln!(
+                    out,
+                    "  compression ratio {label:<9} {ratio:>6.2}  ({} payload bytes in {} on the wire)",
+                    totals.counter(uncompressed.name()),
+                    totals.counter(compressed.name())
+                );
             }
         }
     }

@@ -102,10 +102,21 @@ pub enum Counter {
     ProtocolConnects,
     /// Protocol sessions the server ended (Socket.IO disconnect packets).
     ProtocolDisconnects,
+    /// On connections that agreed to permessage-deflate: data message payload sent, before
+    /// compression (also in `payload_bytes_sent`).
+    UncompressedBytesSent,
+    /// The same messages' payload in their frames, after compression (a message below the
+    /// step's threshold counts its plain size).
+    CompressedBytesSent,
+    /// On connections that agreed to permessage-deflate: data message payload received, after
+    /// inflating (also in `payload_bytes_received`).
+    UncompressedBytesReceived,
+    /// The same messages' payload in their frames, as received (before inflating).
+    CompressedBytesReceived,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 44] = [
+    pub const ALL: [Counter; 48] = [
         Counter::ConnectionsOpened,
         Counter::ConnectionsFailed,
         Counter::ConnectionsClosed,
@@ -150,6 +161,10 @@ impl Counter {
         Counter::HeartbeatsSent,
         Counter::ProtocolConnects,
         Counter::ProtocolDisconnects,
+        Counter::UncompressedBytesSent,
+        Counter::CompressedBytesSent,
+        Counter::UncompressedBytesReceived,
+        Counter::CompressedBytesReceived,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every counter's name, in `ALL`'s order.
@@ -201,6 +216,10 @@ impl Counter {
             Counter::HeartbeatsSent => "heartbeats_sent",
             Counter::ProtocolConnects => "protocol_connects",
             Counter::ProtocolDisconnects => "protocol_disconnects",
+            Counter::UncompressedBytesSent => "uncompressed_bytes_sent",
+            Counter::CompressedBytesSent => "compressed_bytes_sent",
+            Counter::UncompressedBytesReceived => "uncompressed_bytes_received",
+            Counter::CompressedBytesReceived => "compressed_bytes_received",
         }
     }
 
@@ -225,8 +244,21 @@ impl Counter {
 /// Labeled counter families: the name is `family.label`, e.g. `errors.refused`.
 pub const ERRORS: &str = "errors";
 pub const CLOSE_CODES: &str = "close_codes";
+/// Connections opened with a compression offer, by what the server agreed:
+/// `extensions.<answer>` (e.g. `extensions.permessage-deflate;server_max_window_bits=12`), or
+/// `extensions.none` when it declined.
+pub const EXTENSIONS: &str = "extensions";
 /// Every labeled counter family.
-pub const LABELED_FAMILIES: [&str; 2] = [ERRORS, CLOSE_CODES];
+pub const LABELED_FAMILIES: [&str; 3] = [ERRORS, CLOSE_CODES, EXTENSIONS];
+
+/// The counter of connections whose server answered `agreed` (a canonical answer; `None`: it
+/// declined the offer).
+pub fn extensions_counter(agreed: Option<&str>) -> String {
+    format!(
+        "{EXTENSIONS}.{}",
+        agreed.map_or("none".to_owned(), |agreed| agreed.replace(' ', ""))
+    )
+}
 
 /// A labeled counter's family and label: `errors.refused` is `(ERRORS, "refused")`; `None` for
 /// a name outside the labeled families.
@@ -519,10 +551,10 @@ mod tests {
     #[test]
     fn names_follow_the_order_of_all() {
         assert_eq!(Counter::NAMES[0], "connections_opened");
+        assert_eq!(Counter::NAMES[Counter::COUNT - 1], "compressed_bytes_received");
         assert_eq!(Counter::http_status_class(204), Some(Counter::Http2xx));
         assert_eq!(Counter::http_status_class(599), Some(Counter::Http5xx));
         assert_eq!(Counter::http_status_class(600), None);
-        assert_eq!(Counter::NAMES[Counter::COUNT - 1], "protocol_disconnects");
         assert_eq!(Hist::NAMES[Hist::COUNT - 1], "ack_latency");
         assert_eq!(Gauge::NAMES, ["active_connections", "active_vus"]);
         assert_eq!(ErrorKind::NAMES[0], "refused");
@@ -567,6 +599,13 @@ mod tests {
         assert_eq!(split_labeled("messages_sent"), None);
         assert!(is_error_counter("errors.http_401"));
         assert!(!is_error_counter("close_codes.1000"));
+        assert_eq!(
+            split_labeled(&extensions_counter(Some(
+                "permessage-deflate; server_max_window_bits=12"
+            ))),
+            Some((EXTENSIONS, "permessage-deflate;server_max_window_bits=12"))
+        );
+        assert_eq!(extensions_counter(None), "extensions.none");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! the same thing everywhere; agents never read files of their own (a [`Bundle`] carries the
 //! source and every file it names).
 
+pub mod compression;
 pub mod duration;
 pub mod error;
 pub mod feeds;
@@ -25,6 +26,7 @@ use std::path::Path;
 
 use sha1::{Digest, Sha1};
 
+pub use compression::{Agreed, Compression, Deflate};
 pub use error::{Problem, ScenarioError};
 pub use model::*;
 pub use plan::{LoadModel, LoadPlan, RateStage, Stage};

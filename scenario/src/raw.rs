@@ -302,10 +302,57 @@ pub struct RawConnect {
     /// Keep the connection open across iterations; the step connects only when it is not open.
     #[serde(default)]
     pub keep_open: bool,
+    /// permessage-deflate: `off`, `deflate`, `browser`, or its parameters.
+    pub compression: Option<RawCompression>,
     /// A protocol spoken over the WebSocket: `socketio` (Socket.IO v4 over Engine.IO v4).
     pub protocol: Option<String>,
     /// Socket.IO options (with `protocol: socketio`).
     pub socketio: Option<crate::protocol::RawSocketIo>,
+}
+
+/// `compression: off | deflate | browser`, or `compression: { <offer parameters>, threshold }`,
+/// or `compression: { offers: [<offer parameters>, ...], threshold }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawCompression {
+    Named(String),
+    Deflate(RawDeflate),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeflate {
+    // One offer's parameters, as in `RawDeflateOffer` (serde's `flatten` would lose
+    // `deny_unknown_fields`).
+    #[serde(default)]
+    pub client_no_context_takeover: bool,
+    #[serde(default)]
+    pub server_no_context_takeover: bool,
+    pub server_max_window_bits: Option<u8>,
+    pub client_max_window_bits: Option<RawWindowBits>,
+    /// Several offers in one header, strictest first (instead of one offer's parameters here).
+    pub offers: Option<Vec<RawDeflateOffer>>,
+    /// Bytes: data messages smaller than this go uncompressed.
+    pub threshold: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeflateOffer {
+    #[serde(default)]
+    pub client_no_context_takeover: bool,
+    #[serde(default)]
+    pub server_no_context_takeover: bool,
+    pub server_max_window_bits: Option<u8>,
+    /// `true` offers it without a value; a number caps it.
+    pub client_max_window_bits: Option<RawWindowBits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawWindowBits {
+    Offered(bool),
+    Bits(u8),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -330,6 +377,8 @@ pub struct RawExpect {
     /// Response headers that must have these values.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The permessage-deflate agreement the server must answer with; `""` for none.
+    pub extensions: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

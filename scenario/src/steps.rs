@@ -103,6 +103,8 @@ pub struct Connect {
     /// Whether anything reads the handshake response's headers (`expect`, `extract`, or an
     /// `extract` step from the handshake); otherwise they are not copied per connection.
     pub keep_headers: bool,
+    /// permessage-deflate: what the upgrade offers and how messages are compressed.
+    pub compression: crate::compression::Compression,
     /// The protocol spoken over the WebSocket (`None`: plain messages).
     pub protocol: Option<crate::protocol::Protocol>,
 }
@@ -138,6 +140,8 @@ pub struct Expect {
     /// `Some("")`: the server must pick none.
     pub subprotocol: Option<String>,
     pub headers: Vec<(String, Template)>,
+    /// The permessage-deflate agreement the server must answer with (`Some(None)`: none).
+    pub extensions: Option<Option<crate::compression::Agreed>>,
 }
 
 #[derive(Clone, Debug)]

@@ -4,6 +4,7 @@
 //! flow) through one builder, and the handlers.
 
 mod builder;
+mod compression;
 mod connection;
 mod feeds;
 mod fields;

@@ -76,8 +76,24 @@ async fn serve_transport<S: Transport>(
     let Some(mut upgraded) = handshake.await else {
         return;
     };
-    let Upgraded { websocket, session } = &mut *upgraded;
-    session.run(websocket, cancel).await;
+    let Upgraded { framing, session } = &mut *upgraded;
+    match framing {
+        Framing::Plain(websocket) => session.run(websocket, cancel).await,
+        Framing::Deflate { stream, early, agreed } => {
+            // Boxed: only connections that agreed to deflate pay for yawc's state.
+            let Some(stream) = stream.take() else {
+                return;
+            };
+            Box::pin(crate::deflate::serve(
+                stream,
+                std::mem::take(early),
+                agreed,
+                session,
+                cancel,
+            ))
+            .await;
+        }
+    }
     // Dropping the session here ends its `open_connections` count.
 }
 
@@ -85,8 +101,22 @@ async fn serve_transport<S: Transport>(
 /// pointer, and the state moves once, into the box, instead of being copied
 /// into each future it passes through.
 struct Upgraded<S: Transport> {
-    websocket: WebSocketStream<S>,
+    framing: Framing<S>,
     session: Session,
+}
+
+/// Who reads and writes the frames: tungstenite, or yawc when the client's permessage-deflate
+/// offer was accepted (tungstenite refuses compressed frames).
+// Lives inside the `Upgraded` box: the size difference costs nothing per connection.
+#[allow(clippy::large_enum_variant)]
+enum Framing<S: Transport> {
+    Plain(WebSocketStream<S>),
+    /// The stream (taken once to serve it), the bytes read past the request head, the answer.
+    Deflate {
+        stream: Option<S>,
+        early: Vec<u8>,
+        agreed: String,
+    },
 }
 
 /// Reads the request and answers it. Returns the WebSocket and its session
@@ -203,7 +233,23 @@ async fn upgrade<S: Transport>(
     let key = head.websocket_key.as_deref()?;
     let session_id = shared.next_session_id();
     let protocol = handshake::select_subprotocol(&head.offered_protocols, &shared.subprotocols);
-    let response = handshake::switching_protocols(key, protocol, session_id);
+    // Only the echo endpoint speaks permessage-deflate, and only with the modes its loop plays
+    // (`deflate.rs`); otherwise the answer is no extension and tungstenite serves the modes.
+    let agreed = match endpoint {
+        Endpoint::Echo if crate::deflate::DeflateModes::plays(&modes) => {
+            modes.deflate.negotiate(&head.offered_extensions)
+        }
+        _ => None,
+    };
+    if modes.deflate.corrupt && agreed.is_none() {
+        let rejection = Rejection::new(
+            400,
+            "corrupt_deflate=1 needs a connection that agreed to permessage-deflate: offer it, on /echo, without \
+             close_on_open, drop_after, send_on_open, oversize, malformed or capacity",
+        );
+        return refuse(shared, stream, peer, &rejection).await;
+    }
+    let response = handshake::switching_protocols(key, protocol, agreed.as_deref(), session_id);
     // Joined before the `101` so a client that sees its handshake succeed is
     // already a member and receives everything published after that.
     let membership = match &endpoint {
@@ -218,8 +264,16 @@ async fn upgrade<S: Transport>(
         return None;
     }
 
-    let websocket =
-        WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(shared.websocket_config)).await;
+    let framing = match agreed {
+        Some(agreed) => Framing::Deflate {
+            stream: Some(stream),
+            early: leftover,
+            agreed,
+        },
+        None => Framing::Plain(
+            WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(shared.websocket_config)).await,
+        ),
+    };
     let session = Session {
         id: session_id,
         peer,
@@ -229,7 +283,7 @@ async fn upgrade<S: Transport>(
         membership,
         _open: open,
     };
-    Some(Box::new(Upgraded { websocket, session }))
+    Some(Box::new(Upgraded { framing, session }))
 }
 
 /// Answers `/stats` or `/healthz` and closes.

@@ -41,6 +41,8 @@ pub(crate) struct RequestHead {
     pub(crate) websocket_version: Option<String>,
     /// Every offered subprotocol, in the client's order, across repeated headers.
     pub(crate) offered_protocols: Vec<String>,
+    /// Every `Sec-WebSocket-Extensions` value, in order.
+    pub(crate) offered_extensions: Vec<String>,
     /// `Authorization` and `Cookie`, for the `/auth/` endpoints.
     pub(crate) authorization: Option<String>,
     pub(crate) cookie: Option<String>,
@@ -183,6 +185,8 @@ pub(crate) fn parse_request_head(bytes: &[u8]) -> Result<Option<(RequestHead, us
             head.websocket_key = Some(value.trim().to_owned());
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
             head.websocket_version = Some(value.trim().to_owned());
+        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            head.offered_extensions.push(value.trim().to_owned());
         } else if name.eq_ignore_ascii_case("authorization") {
             head.authorization = Some(value.trim().to_owned());
         } else if name.eq_ignore_ascii_case("cookie") {
@@ -308,7 +312,12 @@ pub(crate) fn select_subprotocol<'a>(offered: &'a [String], supported: &[String]
 }
 
 /// The `101 Switching Protocols` response.
-pub(crate) fn switching_protocols(key: &str, protocol: Option<&str>, session_id: u64) -> String {
+pub(crate) fn switching_protocols(
+    key: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+    session_id: u64,
+) -> String {
     let mut response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {}\r\n",
@@ -317,6 +326,9 @@ pub(crate) fn switching_protocols(key: &str, protocol: Option<&str>, session_id:
     if let Some(protocol) = protocol {
         // Writing into a String cannot fail.
         let _ = write!(response, "Sec-WebSocket-Protocol: {protocol}\r\n");
+    }
+    if let Some(extensions) = extensions {
+        let _ = write!(response, "Sec-WebSocket-Extensions: {extensions}\r\n");
     }
     let _ = write!(response, "X-Session-Id: {session_id}\r\n\r\n");
     response
@@ -518,7 +530,7 @@ mod tests {
 
     #[test]
     fn switching_protocols_carries_accept_protocol_and_session() {
-        let response = switching_protocols("dGhlIHNhbXBsZSBub25jZQ==", Some("chat.v1"), 1);
+        let response = switching_protocols("dGhlIHNhbXBsZSBub25jZQ==", Some("chat.v1"), None, 1);
         assert_eq!(
             response,
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

@@ -14,6 +14,7 @@
 //! configurable buffers, and no locks on the echo path.
 
 mod connection;
+mod deflate;
 mod handshake;
 mod http;
 mod json;

@@ -9,6 +9,7 @@
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::deflate::DeflateModes;
 use crate::handshake::Rejection;
 use crate::overload::{Overload, OverloadParameters};
 
@@ -84,6 +85,8 @@ pub(crate) struct Modes {
     pub(crate) malformed: bool,
     /// `echo_self=false`: broadcast skips the sender.
     pub(crate) echo_self: bool,
+    /// permessage-deflate on the echo endpoint (`deflate*`, `corrupt_deflate`).
+    pub(crate) deflate: DeflateModes,
     /// `capacity=N`, `capacity_rate=R` (`overload_delay=D`, `refuse_over=M`): degrade past N
     /// open connections or R messages a second.
     pub(crate) overload: Option<Overload>,
@@ -106,6 +109,7 @@ impl Default for Modes {
             oversize: None,
             malformed: false,
             echo_self: true,
+            deflate: DeflateModes::default(),
             overload: None,
         }
     }
@@ -125,6 +129,9 @@ impl Modes {
             let name = percent_decode(raw_name)?;
             let value = percent_decode(raw_value)?;
             let value = value.as_str();
+            if modes.deflate.apply(&name, value)? {
+                continue;
+            }
             match name.as_str() {
                 "delay" => modes.delay = Some(parse_duration(&name, value)?),
                 "reply_count" => {
@@ -277,7 +284,9 @@ mod tests {
         let query = "delay=250ms&reply_count=3&close_after=2&close_code=4001&close_reason=bye+now\
                      &close_on_open=1001&drop_after=5&handshake=never&handshake_status=503\
                      &handshake_delay=2s&send_on_open=%7B%22hi%22%3A1%7D&oversize=1024&malformed=1\
-                     &echo_self=false&capacity=20&capacity_rate=50&overload_delay=100ms&refuse_over=30";
+                     &echo_self=false&deflate_server_max_window_bits=10&deflate_client_max_window_bits=9\
+                     &deflate_server_no_context_takeover=1&deflate_client_no_context_takeover=true\
+                     &corrupt_deflate=1&capacity=20&capacity_rate=50&overload_delay=100ms&refuse_over=30";
         let expected = Modes {
             delay: Some(Duration::from_millis(250)),
             reply_count: 3,
@@ -293,6 +302,14 @@ mod tests {
             oversize: Some(1024),
             malformed: true,
             echo_self: false,
+            deflate: DeflateModes {
+                decline: false,
+                server_max_window_bits: Some(10),
+                client_max_window_bits: Some(9),
+                server_no_context_takeover: true,
+                client_no_context_takeover: true,
+                corrupt: true,
+            },
             overload: Some(Overload {
                 connections: Some(20),
                 rate: Some(50),

@@ -145,8 +145,9 @@ pub(super) async fn close_connection(
             Some(Ok(message)) => {
                 // Data still in flight when we closed: received, but no step took it.
                 let now = clock::now();
+                let compressed = conn.socket.take_received_wire();
                 let mut recorder = conn.recorder.borrow_mut();
-                count_message(&mut recorder, now, set, &message);
+                count_message(&mut recorder, now, set, &message, compressed);
                 if matches!(message, Message::Text(_) | Message::Binary(_)) {
                     recorder.add(now, set, Counter::MessagesUnread, 1);
                 }

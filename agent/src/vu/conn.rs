@@ -27,6 +27,8 @@ pub(super) struct Arrived {
     pub(super) at: Instant,
     /// Read just now by the step that takes it (not from the queue).
     pub(super) fresh: bool,
+    /// Its payload in frames on the wire, on a connection with permessage-deflate.
+    pub(super) compressed: Option<u64>,
     /// The protocol event the message carried (connections that speak a protocol).
     pub(super) event: Option<Box<crate::protocol::Event>>,
 }
@@ -42,10 +44,12 @@ impl Arrived {
 
     /// Counts the message (and an event's attachments) as taken in `set`.
     pub(super) fn count(&self, recorder: &mut Recorder, now: Instant, set: SetId) {
-        count_message(recorder, now, set, &self.message);
+        count_message(recorder, now, set, &self.message, self.compressed);
         if let Some(event) = &self.event {
             for attachment in &event.attachments {
-                count_message(recorder, now, set, &Message::Binary(attachment.clone()));
+                // Attachments arrive as frames of their own, read by the protocol layer: their
+                // wire size is not known here.
+                count_message(recorder, now, set, &Message::Binary(attachment.clone()), None);
             }
         }
     }
@@ -88,7 +92,7 @@ pub(super) struct HeldSend {
 impl Conn {
     /// Keeps a message just written (or held) until its bytes are in the socket.
     pub(super) fn hold(&mut self, mut send: HeldSend) {
-        let offsets = self.socket.get_ref().write_offsets();
+        let offsets = self.socket.write_offsets();
         send.end = if offsets.refused { u64::MAX } else { offsets.taken };
         if !offsets.refused {
             // Frames leave in order: what waited above the stream before this one is below it now.
@@ -106,7 +110,7 @@ impl Conn {
     /// send instant is when its bytes were handed to the kernel. Returns that instant when any
     /// were (the clock is read only then).
     pub(super) fn settle_written(&mut self) -> Option<Instant> {
-        let handed = self.socket.get_ref().write_offsets().handed;
+        let handed = self.socket.write_offsets().handed;
         if self.held.front().is_none_or(|send| send.end > handed) {
             return None;
         }
@@ -134,7 +138,9 @@ impl Conn {
             None => self.send_times.push((send.step, due)),
         }
         self.unanswered_send = Some(due);
-        self.recorder.borrow_mut().add_counts(
+        let compressed = self.socket.take_sent_wire();
+        let mut recorder = self.recorder.borrow_mut();
+        recorder.add_counts(
             now,
             send.set,
             [
@@ -143,6 +149,16 @@ impl Conn {
                 (Counter::PayloadBytesSent, send.payload_bytes),
             ],
         );
+        if let Some(compressed) = compressed {
+            recorder.add_counts(
+                now,
+                send.set,
+                [
+                    (Counter::UncompressedBytesSent, send.payload_bytes),
+                    (Counter::CompressedBytesSent, compressed),
+                ],
+            );
+        }
     }
 }
 
@@ -178,8 +194,15 @@ pub(super) fn message_bytes(message: &Message) -> (Bytes, FrameKind) {
     }
 }
 
-/// Counts a data message taken (or dropped) in `set`.
-pub(super) fn count_message(recorder: &mut Recorder, now: Instant, set: SetId, message: &Message) {
+/// Counts a data message taken (or dropped) in `set`; `compressed`: its payload on the wire,
+/// on a connection with permessage-deflate.
+pub(super) fn count_message(
+    recorder: &mut Recorder,
+    now: Instant,
+    set: SetId,
+    message: &Message,
+    compressed: Option<u64>,
+) {
     let (counter, length) = match message {
         Message::Text(text) => (Counter::TextMessagesReceived, text.len()),
         Message::Binary(bytes) => (Counter::BinaryMessagesReceived, bytes.len()),
@@ -194,4 +217,14 @@ pub(super) fn count_message(recorder: &mut Recorder, now: Instant, set: SetId, m
             (Counter::PayloadBytesReceived, length as u64),
         ],
     );
+    if let Some(compressed) = compressed {
+        recorder.add_counts(
+            now,
+            set,
+            [
+                (Counter::UncompressedBytesReceived, length as u64),
+                (Counter::CompressedBytesReceived, compressed),
+            ],
+        );
+    }
 }

@@ -7,11 +7,11 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use wsfleet_metrics::catalog::ACTIVE_CONNECTIONS;
+use wsfleet_metrics::catalog::{extensions_counter, ACTIVE_CONNECTIONS};
 use wsfleet_metrics::{Counter, ErrorKind, SetId};
 use wsfleet_scenario::matcher::Origin;
 use wsfleet_scenario::protocol::Protocol;
-use wsfleet_scenario::{Step, StepId};
+use wsfleet_scenario::{Agreed, Compression, Step, StepId};
 
 use super::conn::Conn;
 use super::flow::extract_into;
@@ -83,7 +83,9 @@ impl Vu {
                 .collect::<Result<_, _>>()
                 .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
             let subprotocols: Vec<&str> = subprotocols.iter().map(AsRef::as_ref).collect();
-            self.env.upgrades.get(step.id, &url, &headers, &subprotocols)
+            self.env
+                .upgrades
+                .get(step.id, &url, &headers, &subprotocols, &connect.compression)
         };
         let expected_headers: Vec<(String, String)> = connect
             .expect
@@ -133,6 +135,10 @@ impl Vu {
                 let mut recorder_ref = recorder.borrow_mut();
                 recorder_ref.add(now, set, Counter::ConnectionsOpened, 1);
                 recorder_ref.gauge_add(now, ACTIVE_CONNECTIONS, 1);
+                if connect.compression != Compression::Off {
+                    let agreed = opened.agreed.as_ref().map(Agreed::canonical);
+                    recorder_ref.add_labeled(now, set, extensions_counter(agreed.as_deref()), 1);
+                }
             }
             self.conns[connect.conn] = Some(Conn {
                 socket,
@@ -152,6 +158,17 @@ impl Vu {
                 // connections run it, and inline it would size every connect's future.
                 let deadline = started + connect.timeout;
                 Box::pin(self.protocol_handshake(connect.conn, protocol, deadline, step.id, iteration)).await?;
+            }
+        }
+        if let Some(wanted) = &connect.expect.extensions {
+            if opened.agreed != *wanted {
+                tracing::debug!(
+                    vu = self.number,
+                    agreed = ?opened.agreed.as_ref().map(Agreed::canonical),
+                    wanted = ?wanted.as_ref().map(Agreed::canonical),
+                    "unexpected permessage-deflate agreement"
+                );
+                return Err(Failure::new(step.id, ErrorKind::Expectation).into());
             }
         }
         let info = &self.info[connect.conn];

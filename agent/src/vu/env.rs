@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use wsfleet_metrics::Recorder;
-use wsfleet_scenario::{Action, FrameKind, Payload, Scenario, Send, StepId};
+use wsfleet_scenario::{Action, Compression, FrameKind, Payload, Scenario, Send, StepId};
 
 use crate::connection::{self, Connector, TlsConfig};
 use crate::failure::ConnectError;
@@ -56,13 +56,15 @@ impl UpgradeRequests {
         url: &str,
         headers: &[(&str, &str)],
         subprotocols: &[&str],
+        compression: &Compression,
     ) -> Result<Rc<UpgradeRequest>, ConnectError> {
         if let Some(request) = self.0.borrow().get(&step) {
             if request.is_for(url, headers, subprotocols) {
                 return Ok(request.clone());
             }
         }
-        let request = Rc::new(UpgradeRequest::new(url, headers, subprotocols)?);
+        // A step's compression never changes: the cached request carries it.
+        let request = Rc::new(UpgradeRequest::new(url, headers, subprotocols)?.with_compression(compression));
         self.0.borrow_mut().insert(step, request.clone());
         Ok(request)
     }

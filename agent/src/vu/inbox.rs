@@ -121,16 +121,20 @@ impl Vu {
             _ => return Ok((None, None)),
         }
         // Arrived when the read that completed it returned (one read may bring many messages).
-        let now = match &self.conns[conn_id] {
-            Some(conn) => conn.socket.get_ref().last_read(),
-            None => clock::now(),
+        let (now, mut compressed) = match &mut self.conns[conn_id] {
+            Some(conn) => (conn.socket.last_read(), conn.socket.take_received_wire()),
+            None => (clock::now(), None),
         };
         // A connection that speaks a protocol reads each message through its layer.
         let mut event = None;
         let mut message = message;
         if self.conns[conn_id].as_ref().is_some_and(|conn| conn.protocol.is_some()) {
-            match self.layered(conn_id, message, now, step)? {
+            match self.layered(conn_id, message, now, step, compressed)? {
                 Layered::Event(carrier, decoded) => {
+                    // A packet with attachments was read before this message.
+                    if !decoded.attachments.is_empty() {
+                        compressed = None;
+                    }
                     message = carrier;
                     event = Some(decoded);
                 }
@@ -142,6 +146,7 @@ impl Vu {
             message,
             at: now,
             fresh: true,
+            compressed,
             event,
         };
         if self.spec().on_message.is_empty() {

@@ -254,12 +254,12 @@ pub(super) fn poll_send(
             }
             // Written whole (the socket took every frame): the flush would have nothing to do
             // but register the task's waker once more, once per message.
-            if socket.get_ref().wrote_everything() {
+            if socket.wrote_everything() {
                 return Poll::Ready(SendEvent::Sent(Ok(true)));
             }
             // Straight from the counted stream when the WebSocket holds nothing: the
             // WebSocket's flush would register the task's waker twice more per flush.
-            match socket.get_mut().poll_write_held(cx) {
+            match socket.poll_write_held(cx) {
                 Some(Poll::Ready(result)) => {
                     let result = result.map(|()| true).map_err(tokio_tungstenite::tungstenite::Error::Io);
                     return Poll::Ready(SendEvent::Sent(result));

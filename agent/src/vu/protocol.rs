@@ -107,6 +107,7 @@ impl Vu {
         message: Message,
         now: Instant,
         step: StepId,
+        compressed: Option<u64>,
     ) -> Result<Layered, Stop> {
         let env = self.env.clone();
         let events = env.scenario.parts[self.part].events.as_ref();
@@ -124,11 +125,11 @@ impl Vu {
         match decoded {
             Decoded::Partial => Ok(Layered::Nothing),
             Decoded::Handled => {
-                count_message(&mut recorder, now, connection, &message);
+                count_message(&mut recorder, now, connection, &message, compressed);
                 Ok(Layered::Nothing)
             }
             Decoded::Heartbeat(answer) => {
-                count_message(&mut recorder, now, connection, &message);
+                count_message(&mut recorder, now, connection, &message, compressed);
                 recorder.add_counts(
                     now,
                     connection,
@@ -137,7 +138,7 @@ impl Vu {
                 Ok(Layered::Reply(Reply::Protocol(step, answer)))
             }
             Decoded::Connected(_) => {
-                count_message(&mut recorder, now, connection, &message);
+                count_message(&mut recorder, now, connection, &message, compressed);
                 recorder.add(now, SetId::Step(step), Counter::ProtocolConnects, 1);
                 Ok(Layered::Nothing)
             }
@@ -147,18 +148,21 @@ impl Vu {
                 Ok(Layered::Event(message, event))
             }
             Decoded::Ack(mut ack) => {
+                // A packet with attachments was read before this message: its wire size is not
+                // this message's.
+                let compressed = compressed.filter(|_| ack.attachments.is_empty());
                 let packet = ack.packet.take().unwrap_or(message);
                 let acks = &mut speaking.acks;
                 let Some(position) = acks.waiting.iter().position(|waiting| waiting.id == ack.id) else {
-                    count_message(&mut recorder, now, connection, &packet);
+                    count_message(&mut recorder, now, connection, &packet, compressed);
                     tracing::debug!(vu = self.number, id = ack.id, "an acknowledgement nothing asked for");
                     return Err(Failure::new(step, ErrorKind::Protocol).into());
                 };
                 let waiting = acks.waiting.remove(position);
                 let set = SetId::Step(waiting.step);
-                count_message(&mut recorder, now, set, &packet);
+                count_message(&mut recorder, now, set, &packet, compressed);
                 for attachment in &ack.attachments {
-                    count_message(&mut recorder, now, set, &Message::Binary(attachment.clone()));
+                    count_message(&mut recorder, now, set, &Message::Binary(attachment.clone()), None);
                 }
                 let event_set = SetId::Step(waiting.event_set);
                 recorder.add(now, event_set, Counter::AcksReceived, 1);
@@ -177,12 +181,12 @@ impl Vu {
                 namespace,
                 message: why,
             } => {
-                count_message(&mut recorder, now, connection, &message);
+                count_message(&mut recorder, now, connection, &message, compressed);
                 tracing::debug!(vu = self.number, namespace = %namespace, why = %why, "the server refused a namespace");
                 Err(Failure::new(step, ErrorKind::ConnectError).into())
             }
             Decoded::Disconnected(_) => {
-                count_message(&mut recorder, now, connection, &message);
+                count_message(&mut recorder, now, connection, &message, compressed);
                 recorder.add(now, connection, Counter::ProtocolDisconnects, 1);
                 let ended = speaking.layer.ended();
                 drop(recorder);
@@ -192,7 +196,7 @@ impl Vu {
                 Ok(Layered::Nothing)
             }
             Decoded::Violation(why) => {
-                count_message(&mut recorder, now, connection, &message);
+                count_message(&mut recorder, now, connection, &message, compressed);
                 tracing::debug!(vu = self.number, why = %why, "a protocol violation");
                 Err(Failure::new(step, ErrorKind::Protocol).into())
             }

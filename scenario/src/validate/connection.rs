@@ -152,7 +152,14 @@ impl StepBuilder<'_> {
                 None
             }
         });
-        let expect = self.expectation(connect, field, problems);
+        let compression = super::compression::compression(connect.compression.as_ref(), field, problems);
+        let mut expect = self.expectation(connect, field, problems);
+        expect.extensions = super::compression::expected_extensions(
+            connect.expect.as_ref().and_then(|expect| expect.extensions.as_deref()),
+            &compression,
+            field,
+            problems,
+        );
         let extract = self.extractions(&connect.extract, &format!("{field}.extract"), &["header"], problems);
         let subprotocols = connect
             .subprotocols
@@ -178,6 +185,7 @@ impl StepBuilder<'_> {
                 || !extract.is_empty(),
             extract,
             keep_open: connect.keep_open,
+            compression,
             protocol,
         }
     }
@@ -252,6 +260,7 @@ impl StepBuilder<'_> {
                 status: 101,
                 subprotocol: None,
                 headers: Vec::new(),
+                extensions: None,
             },
             Some(expect) => {
                 let status = expect.status.unwrap_or(101);
@@ -287,6 +296,7 @@ impl StepBuilder<'_> {
                             .map(|template| (header.clone(), template))
                         })
                         .collect(),
+                    extensions: None,
                 }
             }
         }
