@@ -16,6 +16,7 @@
 //! the layer itself does no I/O and reads no clock, so it is tested with plain values.
 
 pub mod socketio;
+pub mod stomp;
 
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::Message;

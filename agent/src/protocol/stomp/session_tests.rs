@@ -1,0 +1,143 @@
+use std::time::{Duration, Instant};
+
+use tokio_tungstenite::tungstenite::Message;
+
+use super::frame::Frame;
+use super::*;
+
+fn options() -> ConnectOptions {
+    ConnectOptions {
+        host: "/".into(),
+        login: Some("guest".into()),
+        passcode: Some("gu:est".into()),
+        send_heartbeat: Some(Duration::from_millis(1000)),
+        want_heartbeat: Some(Duration::from_millis(2000)),
+        headers: vec![("client-id".into(), "vu-1".into())],
+    }
+}
+
+fn all(session: &mut Session) -> Vec<Received> {
+    std::iter::from_fn(|| session.next_received()).collect()
+}
+
+#[test]
+fn connect_offers_versions_credentials_and_heart_beats() {
+    let mut session = Session::new(options());
+    let message = session.connect_message();
+    assert_eq!(
+        message.into_text().unwrap().as_str(),
+        "CONNECT\naccept-version:1.2,1.1\nhost:/\nheart-beat:1000,2000\nlogin:guest\npasscode:gu:est\nclient-id:vu-1\n\n\0"
+    );
+    assert_eq!(session.state(), State::Connecting);
+}
+
+#[test]
+fn heart_beats_agree_on_the_larger_interval_or_none() {
+    let mut session = Session::new(options());
+    session.connect_message();
+    session
+        .feed(&Message::text("CONNECTED\nversion:1.2\nheart-beat:5000,500\n\n\0\n"))
+        .unwrap();
+    assert_eq!(all(&mut session), vec![Received::Connected, Received::Heartbeat]);
+    assert!(session.ready());
+    assert_eq!(session.version(), Some("1.2"));
+    // We send at least every 1000 ms, the server wants every 500: 1000.
+    assert_eq!(session.send_every(), Some(Duration::from_millis(1000)));
+    // We want every 2000, the server can send every 5000: 5000.
+    assert_eq!(session.expect_every(), Some(Duration::from_millis(5000)));
+    let start = Instant::now();
+    assert!(!session.heartbeat_due(start, start + Duration::from_millis(999)));
+    assert!(session.heartbeat_due(start, start + Duration::from_millis(1000)));
+    assert!(!session.server_silent(start, start + Duration::from_millis(9999)));
+    assert!(session.server_silent(start, start + Duration::from_millis(10_000)));
+
+    let mut session = Session::new(options());
+    session.connect_message();
+    session.feed(&Message::text("CONNECTED\nheart-beat:0,0\n\n\0")).unwrap();
+    assert_eq!(session.send_every(), None);
+    assert_eq!(session.expect_every(), None);
+    assert!(!session.server_silent(start, start + Duration::from_secs(3600)));
+}
+
+#[test]
+fn frames_split_and_shared_across_messages_come_out_in_order() {
+    let mut session = Session::new(options());
+    session.connect_message();
+    session.feed(&Message::text("CONNECTED\nversion:1.2\n")).unwrap();
+    assert_eq!(session.next_received(), None);
+    session
+        .feed(&Message::text(
+            "\n\0\nMESSAGE\ndestination:/queue/a\nsubscription:sub-0\n\nfirst\0\nRECEIPT\nrec",
+        ))
+        .unwrap();
+    session.feed(&Message::binary(&b"eipt-id:r-0\n\n\0\n"[..])).unwrap();
+    session.feed(&Message::text("\n")).unwrap();
+    let received = all(&mut session);
+    assert_eq!(received.len(), 7, "{received:?}");
+    assert_eq!(received[0], Received::Connected);
+    assert_eq!(received[1], Received::Heartbeat);
+    let Received::Message(message) = &received[2] else {
+        panic!("{received:?}")
+    };
+    assert_eq!(message.get("destination"), Some("/queue/a"));
+    assert_eq!(&message.body[..], b"first");
+    assert_eq!(received[3], Received::Heartbeat);
+    assert_eq!(received[4], Received::Receipt("r-0".into()));
+    assert_eq!(received[5], Received::Heartbeat);
+    assert_eq!(received[6], Received::Heartbeat);
+}
+
+#[test]
+fn an_error_frame_fails_the_session_with_its_message() {
+    let mut session = Session::new(options());
+    session.connect_message();
+    session
+        .feed(&Message::text(
+            "ERROR\nmessage:Access refused for user 'guest'\ncontent-type:text/plain\n\nLogin failed\0\n",
+        ))
+        .unwrap();
+    let Some(Received::Error(why, frame)) = session.next_received() else {
+        panic!("no error")
+    };
+    assert_eq!(why, "Access refused for user 'guest'");
+    assert_eq!(&frame.body[..], b"Login failed");
+    assert_eq!(session.state(), State::Failed);
+
+    let mut session = Session::new(options());
+    session.connect_message();
+    session.feed(&Message::text("ERROR\n\nno header\0")).unwrap();
+    assert!(matches!(session.next_received(), Some(Received::Error(why, _)) if why == "no header"));
+}
+
+#[test]
+fn frames_that_break_the_session_are_errors() {
+    let cases = [
+        "CONNECTED\n\n\0CONNECTED\n\n\0",
+        "CONNECTED\nheart-beat:1\n\n\0",
+        "CONNECTED\nheart-beat:a,b\n\n\0",
+        "MESSAGE\n\nno destination\0",
+        "RECEIPT\n\n\0",
+        "SEND\ndestination:/a\n\n\0",
+        "BOGUS\n\n\0",
+        "lower\n\n\0",
+    ];
+    for case in cases {
+        let mut session = Session::new(options());
+        session.connect_message();
+        assert!(session.feed(&Message::text(case)).is_err(), "{case:?}");
+    }
+}
+
+#[test]
+fn ids_disconnect_and_outgoing_frames() {
+    let mut session = Session::new(options());
+    assert_eq!(session.receipt_id(), "r-0");
+    assert_eq!(session.receipt_id(), "r-1");
+    assert_eq!(session.subscription_id(), "sub-0");
+    let goodbye = session.disconnect_message(Some("r-2"));
+    assert_eq!(goodbye.into_text().unwrap().as_str(), "DISCONNECT\nreceipt:r-2\n\n\0");
+    assert_eq!(session.state(), State::Disconnecting);
+    assert_eq!(heartbeat_message(), Message::text("\n"));
+    let binary = to_message(&Frame::new("SEND").header("destination", "/a").with_body(vec![0xff, 0]));
+    assert!(matches!(binary, Message::Binary(_)));
+}
