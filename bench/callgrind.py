@@ -10,6 +10,7 @@ which moves with buffer sizes, not with the agent's code).
 
     python3 bench/callgrind.py                      # uses target/release/wsfleet
     python3 bench/callgrind.py --wsfleet PATH       # another build, e.g. the commit before a change
+    python3 bench/callgrind.py --script             # with a small script step before each send
 
 The agent's per-second work (reports, gRPC) is in the totals; with 200,000 messages it is a few
 percent of them and the same for two builds of the same scenario.
@@ -62,6 +63,11 @@ def main():
     parser.add_argument("--wsfleet", default=str(ROOT / "target" / "release" / "wsfleet"))
     parser.add_argument("--vus", type=int, default=100)
     parser.add_argument("--count", type=int, default=2000, help="messages per VU")
+    parser.add_argument(
+        "--script",
+        action="store_true",
+        help="play a small script per message (a `script` step that sets a value from the round)",
+    )
     arguments = parser.parse_args()
 
     port = free_port()
@@ -86,7 +92,8 @@ def main():
                 f"name: echo\nload: {{ vus: {arguments.vus}, iterations: 1 }}\n"
                 f"steps:\n  - connect: {{ url: 'ws://127.0.0.1:{port}/echo', timeout: 60s }}\n"
                 f"  - repeat:\n      count: {arguments.count}\n      steps:\n"
-                f"        - send: {{ text: '{'x' * 64}' }}\n        - receive: {{ timeout: 60s }}\n"
+                + ("        - script: 'let seq = iteration + 1;'\n" if arguments.script else "")
+                + f"        - send: {{ text: '{'x' * 64}' }}\n        - receive: {{ timeout: 60s }}\n"
                 f"  - close: {{ code: 1000 }}\n"
             )
             summary_path = Path(directory) / "summary.json"

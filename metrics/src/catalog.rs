@@ -443,10 +443,13 @@ pub enum ErrorKind {
     ConnectError,
     /// An emitted event's acknowledgement did not come in time.
     AckTimeout,
+    /// A script failed while it ran (an error, a limit reached, a condition that gave no
+    /// boolean, a `while` that reached `max`).
+    Script,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 17] = [
+    pub const ALL: [ErrorKind; 18] = [
         ErrorKind::Refused,
         ErrorKind::Timeout,
         ErrorKind::Dns,
@@ -464,6 +467,7 @@ impl ErrorKind {
         ErrorKind::Proxy,
         ErrorKind::ConnectError,
         ErrorKind::AckTimeout,
+        ErrorKind::Script,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every error kind's name, in `ALL`'s order.
@@ -492,6 +496,7 @@ impl ErrorKind {
             ErrorKind::Proxy => "proxy",
             ErrorKind::ConnectError => "connect_error",
             ErrorKind::AckTimeout => "ack_timeout",
+            ErrorKind::Script => "script",
         }
     }
 }
@@ -553,7 +558,7 @@ mod tests {
         assert_eq!(Hist::NAMES[Hist::COUNT - 1], "ack_latency");
         assert_eq!(Gauge::NAMES, ["active_connections", "active_vus"]);
         assert_eq!(ErrorKind::NAMES[0], "refused");
-        assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "ack_timeout");
+        assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "script");
         for kind in ErrorKind::ALL {
             assert_eq!(ErrorKind::from_name(kind.name()), Some(kind));
         }

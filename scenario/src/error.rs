@@ -120,6 +120,24 @@ impl<'a> Problems<'a> {
         });
     }
 
+    /// Like `add`, located at line `line`, column `column` (1-based) inside the field's string
+    /// value when that can be placed in the source (a script's error), else at the field.
+    pub fn add_inside(
+        &mut self,
+        field: &str,
+        inside: Option<(usize, usize)>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        self.add(field, message, hint);
+        let Some(added) = self.found.last_mut() else { return };
+        if let Some(location) =
+            inside.and_then(|(line, column)| self.positions.locate_inside(&added.field, line, column))
+        {
+            added.location = Some(location);
+        }
+    }
+
     /// Like `add`, located at the key that names the field (for mistakes in the key itself).
     pub fn add_at_key(&mut self, field: &str, message: impl Into<String>, hint: Option<String>) {
         let prefixed = format!("{}{field}", self.prefix);

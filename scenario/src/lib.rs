@@ -15,6 +15,7 @@ pub mod plan;
 pub mod positions;
 pub mod protocol;
 pub mod raw;
+pub mod script;
 pub mod steps;
 pub mod template;
 pub mod thresholds;
@@ -174,8 +175,10 @@ fn named_files(raw: &raw::RawScenario) -> Vec<(String, String)> {
                         found.push((format!("{field}.tls.ca"), ca.clone()));
                     }
                 }
-                raw::RawStep::Repeat(repeat) => walk(&repeat.steps, &format!("{field}.steps"), found),
                 _ => {}
+            }
+            for (key, inner) in step.inner_steps() {
+                walk(inner, &format!("{field}.{key}"), found);
             }
         }
     }

@@ -24,6 +24,8 @@ impl std::fmt::Display for Location {
 #[derive(Debug, Default)]
 pub struct Positions {
     values: HashMap<String, Location>,
+    /// The source's lines, to place a position inside a scalar (a script's error).
+    lines: Vec<String>,
 }
 
 impl Positions {
@@ -35,7 +37,32 @@ impl Positions {
         if parser.load(&mut builder, false).is_err() {
             return Positions::default();
         }
-        Positions { values: builder.values }
+        Positions {
+            values: builder.values,
+            lines: source.lines().map(str::to_owned).collect(),
+        }
+    }
+
+    /// Where line `line`, column `column` (1-based) of the string value at `path` stands in
+    /// the source: exact in a block scalar (`|`), and on the first line of a plain or quoted
+    /// scalar without escapes before it; otherwise the value's start.
+    pub fn locate_inside(&self, path: &str, line: usize, column: usize) -> Option<Location> {
+        let start = self.locate(path)?;
+        let text = self.lines.get(start.line.checked_sub(1)?)?;
+        let before: String = text.chars().take(start.column.checked_sub(1)?).collect();
+        let first = text.chars().nth(start.column - 1);
+        let shifted = |line_offset: usize, column_offset: usize| Location {
+            line: start.line + line_offset,
+            column: start.column + column_offset,
+        };
+        match first {
+            Some('"') | Some('\'') if line == 1 => Some(shifted(0, column)),
+            // A block scalar (`|`, `>`) is marked where its text starts, on a line of its own:
+            // its lines are the script's, indented by the marker's column.
+            Some(_) if before.trim().is_empty() => Some(shifted(line.saturating_sub(1), column.saturating_sub(1))),
+            Some(_) if line == 1 => Some(shifted(0, column.saturating_sub(1))),
+            _ => Some(start),
+        }
     }
 
     /// The location of the value at `path`, or of its closest ancestor that has one.
@@ -164,6 +191,22 @@ mod tests {
             positions.locate("steps[1].send.text"),
             Some(Location { line: 5, column: 19 })
         );
+        // Positions inside scalars: plain, quoted, block.
+        let source = "a: x + y\nb: 'x + y'\nc: |\n    let a = 1;\n    let b = c;\n";
+        let positions = Positions::index(source);
+        assert_eq!(
+            positions.locate_inside("a", 1, 5),
+            Some(Location { line: 1, column: 8 })
+        );
+        assert_eq!(
+            positions.locate_inside("b", 1, 5),
+            Some(Location { line: 2, column: 9 })
+        );
+        assert_eq!(
+            positions.locate_inside("c", 2, 9),
+            Some(Location { line: 5, column: 13 })
+        );
+        let positions = Positions::index("name: x\nsteps:\n  - connect:\n      url: ws://a\n  - send: { text: hi }\n");
         // Unknown paths fall back to the closest ancestor.
         assert_eq!(
             positions.locate("steps[1].send.missing"),

@@ -138,6 +138,11 @@ pub struct RawMessageRule {
     /// Also hand the message to the steps (by default a matched message is the rule's alone).
     #[serde(default)]
     pub pass: bool,
+    /// A script condition on the message (`message`), after `when`.
+    #[serde(rename = "if")]
+    pub condition: Option<String>,
+    /// A script run on the message before the reply is built; its top-level `let`s set values.
+    pub script: Option<String>,
     /// Socket.IO: acknowledge an event that asks for it with these arguments (JSON values whose
     /// strings are templates), as a client's `socket.on(event, (data, callback) => callback(...))`.
     pub ack: Option<Vec<serde_json::Value>>,
@@ -237,6 +242,9 @@ pub enum RawStep {
     Check(RawCheck),
     Rendezvous(RawRendezvous),
     Http(Box<RawHttp>),
+    Script(RawScript),
+    If(RawIf),
+    While(RawWhile),
     Emit(crate::protocol::RawEmit),
 }
 
@@ -255,6 +263,19 @@ impl RawStep {
             RawStep::Rendezvous(_) => "rendezvous",
             RawStep::Http(_) => "http",
             RawStep::Emit(_) => "emit",
+            RawStep::Script(_) => "script",
+            RawStep::If(_) => "if",
+            RawStep::While(_) => "while",
+        }
+    }
+
+    /// The steps inside this one (`repeat`, `if` with its `else`, `while`).
+    pub fn inner_steps(&self) -> Vec<(&'static str, &[RawStep])> {
+        match self {
+            RawStep::Repeat(repeat) => vec![("steps", &repeat.steps)],
+            RawStep::If(branch) => vec![("steps", &branch.steps), ("else", &branch.otherwise)],
+            RawStep::While(looped) => vec![("steps", &looped.steps)],
+            _ => Vec::new(),
         }
     }
 }
@@ -490,6 +511,66 @@ pub struct RawRepeat {
     pub duration: Option<String>,
     /// Start each round on a fixed period, against absolute times.
     pub pacing: Option<String>,
+    pub steps: Vec<RawStep>,
+}
+
+/// `script: 'let id = uuid();'` or `script: { name: sign, run: '...' }`: statements whose
+/// top-level `let`s set VU values.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawScript {
+    Code(String),
+    Spec(RawScriptSpec),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScriptSpec {
+    pub name: Option<String>,
+    pub run: String,
+}
+
+impl RawScript {
+    pub fn code(&self) -> &str {
+        match self {
+            RawScript::Code(code) => code,
+            RawScript::Spec(spec) => &spec.run,
+        }
+    }
+
+    /// The field that holds the code, under the step's field.
+    pub fn code_field(&self) -> &'static str {
+        match self {
+            RawScript::Code(_) => "",
+            RawScript::Spec(_) => ".run",
+        }
+    }
+}
+
+/// `if: { condition: 'reply == "ok"', steps: [...], else: [...] }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIf {
+    pub name: Option<String>,
+    /// A script expression that gives `true` or `false`.
+    pub condition: String,
+    pub steps: Vec<RawStep>,
+    #[serde(default, rename = "else")]
+    pub otherwise: Vec<RawStep>,
+}
+
+/// `while: { condition: '...', max: 100, steps: [...] }`: rounds while the condition holds,
+/// at most `max` of them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWhile {
+    pub name: Option<String>,
+    pub condition: String,
+    /// The most rounds (default 1,000).
+    pub max: Option<u64>,
+    /// When `max` rounds ran and the condition still holds: `fail` (the default), `skip` the
+    /// rest of the iteration, or `continue`.
+    pub on_max: Option<String>,
     pub steps: Vec<RawStep>,
 }
 

@@ -38,10 +38,40 @@ pub enum Action {
     Extract(ExtractStep),
     Check(Check),
     Rendezvous(Rendezvous),
+    Script(Script),
+    If(Box<If>),
+    While(Box<While>),
     Http(Box<Http>),
     /// A protocol event (`emit`, Socket.IO).
     Emit(Box<crate::protocol::Emit>),
 }
+
+/// Runs statements whose top-level `let`s set VU values.
+#[derive(Clone, Debug)]
+pub struct Script {
+    pub script: crate::script::Script,
+}
+
+/// Plays `then` when the condition holds, `otherwise` when not.
+#[derive(Clone, Debug)]
+pub struct If {
+    pub condition: crate::script::Script,
+    pub then: Vec<Step>,
+    pub otherwise: Vec<Step>,
+}
+
+/// Plays its steps round after round while the condition holds, at most `max_rounds` times.
+#[derive(Clone, Debug)]
+pub struct While {
+    pub condition: crate::script::Script,
+    pub max_rounds: u64,
+    /// What reaching `max_rounds` with the condition still true does.
+    pub on_max: OnFail,
+    pub steps: Vec<Step>,
+}
+
+/// The rounds a `while` plays at most unless it says otherwise.
+pub const DEFAULT_WHILE_MAX_ROUNDS: u64 = 1_000;
 
 /// VUs wait until enough of them have arrived across the fleet, then go on together.
 #[derive(Clone, Debug)]
@@ -246,6 +276,10 @@ pub struct MessageRule {
     pub extract: Vec<Extraction>,
     pub fail: bool,
     pub pass: bool,
+    /// A script condition on the message, after `when`.
+    pub condition: Option<crate::script::Script>,
+    /// A script run on the message before the reply is built.
+    pub script: Option<crate::script::Script>,
     /// Socket.IO: the arguments of the acknowledgement sent to an event that asks for one.
     pub ack: Option<Vec<crate::protocol::JsonTemplate>>,
 }
@@ -290,12 +324,34 @@ const ON_ERROR_KINDS: [&str; ErrorKind::COUNT + 1] = {
     kinds
 };
 
+impl Action {
+    /// The steps inside this one (`repeat`, both branches of `if`, `while`).
+    pub fn inner_steps(&self) -> Vec<&[Step]> {
+        match self {
+            Action::Repeat(repeat) => vec![&repeat.steps],
+            Action::If(branch) => vec![&branch.then, &branch.otherwise],
+            Action::While(looped) => vec![&looped.steps],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The same, to change them.
+    pub fn inner_steps_mut(&mut self) -> Vec<&mut Vec<Step>> {
+        match self {
+            Action::Repeat(repeat) => vec![&mut repeat.steps],
+            Action::If(branch) => vec![&mut branch.then, &mut branch.otherwise],
+            Action::While(looped) => vec![&mut looped.steps],
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// Calls `visit` on every step in order, the steps inside repeats too.
 pub fn each_step<'a>(steps: &'a [Step], visit: &mut dyn FnMut(&'a Step)) {
     for step in steps {
         visit(step);
-        if let Action::Repeat(repeat) = &step.action {
-            each_step(&repeat.steps, visit);
+        for inner in step.action.inner_steps() {
+            each_step(inner, visit);
         }
     }
 }

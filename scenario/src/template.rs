@@ -1,6 +1,8 @@
 //! `${...}` templates: every string field of a scenario may hold them. They are compiled once
 //! when the scenario is validated (so an unknown variable is an error before anything runs) and
-//! rendered per use without re-parsing.
+//! rendered per use without re-parsing. Besides variables and the built-in forms, `${...}` may
+//! hold a script expression (`${hex(hmac_sha256(users.secret, body))}`, see `crate::script`):
+//! its braces and string literals may nest, the template ends at the `}` that balances `${`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -32,6 +34,8 @@ pub enum Var {
     Named(String),
     /// Integer arithmetic on a counter: `${vu % 10}`, `${iteration + 1}`.
     Arith(Box<Var>, ArithOp, i64),
+    /// A script expression, evaluated at each use.
+    Script(crate::script::Script),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +91,21 @@ impl Template {
     /// Compiles `text`; `is_known` says whether a named variable exists at this point of the
     /// scenario. `$${` writes a literal `${`.
     pub fn compile(text: &str, is_known: &dyn Fn(&str) -> bool) -> Result<Template, TemplateError> {
+        Template::compile_inner(text, is_known, None)
+    }
+
+    /// Compiles `text` where `known` names every value there is: an expression that is not a
+    /// variable or a built-in form is compiled as a script expression reading them.
+    pub fn compile_with_scripts(text: &str, known: &[String]) -> Result<Template, TemplateError> {
+        let is_known = |name: &str| known.iter().any(|candidate| candidate == name);
+        Template::compile_inner(text, &is_known, Some(known))
+    }
+
+    fn compile_inner(
+        text: &str,
+        is_known: &dyn Fn(&str) -> bool,
+        script_names: Option<&[String]>,
+    ) -> Result<Template, TemplateError> {
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut rest = text;
@@ -103,11 +122,11 @@ impl Template {
                 rest = &after[1..];
                 continue;
             };
-            let Some(end) = body_start.find('}') else {
+            let Some(end) = closing_brace(body_start) else {
                 return Err(TemplateError::Unclosed(text.to_owned()));
             };
             let expression = body_start[..end].trim();
-            let var = parse_var(expression, is_known)?;
+            let var = parse_var(expression, is_known, script_names)?;
             if !literal.is_empty() {
                 parts.push(Part::Literal(std::mem::take(&mut literal)));
             }
@@ -138,25 +157,80 @@ impl Template {
     }
 
     /// Renders against `scope`; a named variable missing at run time renders empty (validation
-    /// has ruled out names that can never exist).
+    /// has ruled out names that can never exist), and so does a script expression that fails:
+    /// where that failure must count, use [`Template::try_render`].
     pub fn render<'t>(&'t self, scope: &Scope<'_>) -> Cow<'t, str> {
+        self.try_render_with(scope, false).unwrap_or_default()
+    }
+
+    /// Renders against `scope`; a script expression that fails is an error (counted by agents
+    /// as the `script` error kind).
+    pub fn try_render<'t>(&'t self, scope: &Scope<'_>) -> Result<Cow<'t, str>, crate::script::ScriptError> {
+        self.try_render_with(scope, true)
+    }
+
+    fn try_render_with<'t>(
+        &'t self,
+        scope: &Scope<'_>,
+        strict: bool,
+    ) -> Result<Cow<'t, str>, crate::script::ScriptError> {
         if let Some(text) = self.as_literal() {
-            return Cow::Borrowed(text);
+            return Ok(Cow::Borrowed(text));
         }
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Literal(text) => out.push_str(text),
+                Part::Var(Var::Script(script)) => match script.render(scope) {
+                    Ok(text) => out.push_str(&text),
+                    Err(error) if strict => return Err(error),
+                    Err(_) => {}
+                },
                 Part::Var(var) => render_var(var, scope, &mut out),
             }
         }
-        Cow::Owned(out)
+        Ok(Cow::Owned(out))
     }
+
+    /// Whether a part of the template is a script expression.
+    pub fn has_scripts(&self) -> bool {
+        self.parts.iter().any(|part| matches!(part, Part::Var(Var::Script(_))))
+    }
+}
+
+/// Where the `}` that closes a `${` stands in `body` (the text after `${`): braces nest, and
+/// string literals (`"..."`, `` `...` ``, `'.'`) are skipped with their escapes.
+fn closing_brace(body: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (at, c) in body.char_indices() {
+        if let Some(open) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == open {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '`' | '\'' => quote = Some(c),
+            '{' => depth += 1,
+            '}' if depth == 0 => return Some(at),
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
 }
 
 fn render_var(var: &Var, scope: &Scope<'_>, out: &mut String) {
     // Writing into a String cannot fail.
     let _ = match var {
+        // Rendered by the caller, which decides what a failure does.
+        Var::Script(_) => Ok(()),
         Var::Vu => write!(out, "{}", scope.vu),
         Var::Iteration => write!(out, "{}", scope.iteration),
         Var::VuIteration => write!(out, "{}", scope.vu_iteration),
@@ -245,7 +319,11 @@ fn parse_arith(expression: &str) -> Option<Result<Var, TemplateError>> {
     Some(Ok(Var::Arith(Box::new(base), op, operand)))
 }
 
-fn parse_var(expression: &str, is_known: &dyn Fn(&str) -> bool) -> Result<Var, TemplateError> {
+fn parse_var(
+    expression: &str,
+    is_known: &dyn Fn(&str) -> bool,
+    script_names: Option<&[String]>,
+) -> Result<Var, TemplateError> {
     let var = match expression {
         "vu" => Var::Vu,
         "iteration" => Var::Iteration,
@@ -254,8 +332,12 @@ fn parse_var(expression: &str, is_known: &dyn Fn(&str) -> bool) -> Result<Var, T
         "uuid" => Var::Uuid,
         "timestamp_ms" => Var::TimestampMs,
         _ => {
-            if let Some(arith) = parse_arith(expression) {
-                return arith;
+            match parse_arith(expression) {
+                // `iteration * 2 + 1` is longer than the built-in form: a script says it.
+                Some(Err(TemplateError::BadCall(_, hint))) if script_names.is_some() && hint.starts_with("COUNTER") => {
+                }
+                Some(arith) => return arith,
+                None => {}
             }
             if let Some(arguments) = call_arguments(expression, "random_int") {
                 let [low, high] = arguments.as_slice() else {
@@ -281,17 +363,23 @@ fn parse_var(expression: &str, is_known: &dyn Fn(&str) -> bool) -> Result<Var, T
                 };
                 return Ok(Var::RandomString(length));
             }
-            if expression.is_empty()
-                || !expression
+            let is_name = !expression.is_empty()
+                && expression
                     .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            {
-                return Err(TemplateError::Unknown(expression.to_owned()));
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            if is_name && is_known(expression) {
+                return Ok(Var::Named(expression.to_owned()));
             }
-            if !is_known(expression) {
-                return Err(TemplateError::Unknown(expression.to_owned()));
+            // An unknown name (`users.nmae`) is a misspelling, not a script: it reads as one.
+            match script_names {
+                Some(known) if !is_name => {
+                    let names = crate::script::Names { known, message: false };
+                    crate::script::compile(expression, crate::script::Form::Expression, &names)
+                        .map(Var::Script)
+                        .map_err(|error| TemplateError::Script(expression.to_owned(), error.to_string()))?
+                }
+                _ => return Err(TemplateError::Unknown(expression.to_owned())),
             }
-            Var::Named(expression.to_owned())
         }
     };
     Ok(var)
@@ -315,6 +403,8 @@ pub enum TemplateError {
     Unknown(String),
     #[error("`${{{0}}}` is not a valid call: write `{1}`")]
     BadCall(String, &'static str),
+    #[error("`${{{0}}}` is not a valid script expression: {1}")]
+    Script(String, String),
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod matching;
 mod message;
 mod protocol;
 mod rules;
+mod script;
 mod seek;
 mod thresholds;
 mod walk;
@@ -280,8 +281,11 @@ fn mark_handshake_readers(steps: &mut [Step]) {
         for step in steps {
             match &mut step.action {
                 Action::Connect(connect) if found.contains(&connect.conn) => connect.keep_headers = true,
-                Action::Repeat(repeat) => mark(&mut repeat.steps, found),
-                _ => {}
+                action => {
+                    for inner in action.inner_steps_mut() {
+                        mark(inner, found);
+                    }
+                }
             }
         }
     }

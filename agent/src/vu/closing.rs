@@ -31,6 +31,11 @@ impl Vu {
         if self.holds_sends() {
             self.flush_held(step.id, iteration).await?;
         }
+        let reason = close
+            .reason
+            .try_render(&self.parts().scope(iteration))
+            .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
+        let reason = cut(reason.into_owned(), 123);
         // A protocol says goodbye first (Socket.IO: a disconnect per namespace).
         if self
             .conns
@@ -44,7 +49,6 @@ impl Vu {
         let Some(mut conn) = self.conns.get_mut(close.conn).and_then(Option::take) else {
             return Err(Failure::new(step.id, ErrorKind::Closed).into());
         };
-        let reason = cut(close.reason.render(&self.parts().scope(iteration)).into_owned(), 123);
         let frame = CloseFrame {
             code: CloseCode::from(close.code),
             reason: Utf8Bytes::from(reason),

@@ -50,7 +50,11 @@ impl Vu {
         }
         let scope_parts = self.parts();
         let scope = scope_parts.scope(iteration);
-        let url = connect.url.render(&scope);
+        // A `${...}` script that fails fails the step (`script`) before anything is opened.
+        let url = connect
+            .url
+            .try_render(&scope)
+            .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
         let url = match &connect.protocol {
             Some(Protocol::SocketIo(options)) => Cow::Owned(socketio_url(&url, options, &scope)),
             None => url,
@@ -59,8 +63,9 @@ impl Vu {
             let headers: Vec<(&str, Cow<'_, str>)> = connect
                 .headers
                 .iter()
-                .map(|(name, value)| (name.as_str(), value.render(&scope)))
-                .collect();
+                .map(|(name, value)| value.try_render(&scope).map(|value| (name.as_str(), value)))
+                .collect::<Result<_, _>>()
+                .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
             let mut headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_ref())).collect();
             // The jar's cookies for the URL's origin go into the upgrade, as a browser sends them.
             let cookie = self
@@ -71,7 +76,12 @@ impl Vu {
                 headers.retain(|(name, _)| !name.eq_ignore_ascii_case("cookie"));
                 headers.push(("Cookie", cookie));
             }
-            let subprotocols: Vec<Cow<'_, str>> = connect.subprotocols.iter().map(|name| name.render(&scope)).collect();
+            let subprotocols: Vec<Cow<'_, str>> = connect
+                .subprotocols
+                .iter()
+                .map(|name| name.try_render(&scope))
+                .collect::<Result<_, _>>()
+                .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
             let subprotocols: Vec<&str> = subprotocols.iter().map(AsRef::as_ref).collect();
             self.env
                 .upgrades
@@ -81,8 +91,9 @@ impl Vu {
             .expect
             .headers
             .iter()
-            .map(|(name, value)| (name.clone(), value.render(&scope).into_owned()))
-            .collect();
+            .map(|(name, value)| value.try_render(&scope).map(|value| (name.clone(), value.into_owned())))
+            .collect::<Result<_, _>>()
+            .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
         // A second connect replaces the connection (closing the old one first).
         Box::pin(self.close_conn(connect.conn, CloseCode::Normal)).await;
         let env = self.env.clone();

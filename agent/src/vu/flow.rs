@@ -40,7 +40,10 @@ impl Vu {
     pub(super) fn check_step(&mut self, step: &Step, check: &wsfleet_scenario::Check, iteration: u64) -> StepResult {
         let parts = self.parts();
         let scope = parts.scope(iteration);
-        let value = check.value.render(&scope);
+        let value = check
+            .value
+            .try_render(&scope)
+            .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
         if check.condition.check(&value, &scope) {
             return Ok(());
         }

@@ -136,7 +136,9 @@ fn render(
     scope: &Scope<'_>,
     session: &HttpSession,
 ) -> Result<(Url, hyper::Request<Full<Bytes>>), ConnectError> {
-    let text = http.url.render(scope);
+    // A `${...}` script that fails fails the step with `script`.
+    let script = |error: wsfleet_scenario::script::ScriptError| ConnectError::new(ErrorKind::Script, error.message);
+    let text = http.url.try_render(scope).map_err(script)?;
     let bad = |what: String| ConnectError::new(ErrorKind::Protocol, what);
     let url = Url::parse(&text).map_err(|error| bad(format!("bad URL `{text}`: {error}")))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -164,7 +166,7 @@ fn render(
     for (name, template) in &http.headers {
         let name =
             HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad(format!("`{name}` is not a header name")))?;
-        headers.insert(name, value(&template.render(scope))?);
+        headers.insert(name, value(&template.try_render(scope).map_err(script)?)?);
     }
     if let Some(jar) = session.cookie_header(&url) {
         // Cookies the step writes itself come first, the jar's after them.
@@ -176,7 +178,7 @@ fn render(
     }
     let body = match &http.body {
         HttpBody::Empty => Bytes::new(),
-        HttpBody::Text(template) => Bytes::from(template.render(scope).into_owned()),
+        HttpBody::Text(template) => Bytes::from(template.try_render(scope).map_err(script)?.into_owned()),
         HttpBody::Json(json) => {
             let mut text = String::new();
             json.render_into(scope, &mut text);
@@ -186,7 +188,7 @@ fn render(
         HttpBody::Form(fields) => {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
             for (name, template) in fields {
-                form.append_pair(name, &template.render(scope));
+                form.append_pair(name, &template.try_render(scope).map_err(script)?);
             }
             Bytes::from(form.finish())
         }

@@ -159,15 +159,31 @@ impl Vu {
             event: event_tags(&arrived),
         };
         let env = self.env.clone();
-        let parts = self.parts();
-        let scope = parts.scope(iteration);
-        let rule = env.scenario.parts[self.part].on_message.iter().find(|rule| {
-            rule.conn.is_none_or(|wanted| wanted == conn_id)
-                && rule.when.as_ref().is_none_or(|when| when.matches(incoming, &scope))
-        });
-        let Some(rule) = rule else {
+        let mut chosen = None;
+        for rule in &env.scenario.parts[self.part].on_message {
+            let parts = self.parts();
+            let scope = parts.scope(iteration);
+            if !(rule.conn.is_none_or(|wanted| wanted == conn_id)
+                && rule.when.as_ref().is_none_or(|when| when.matches(incoming, &scope)))
+            {
+                continue;
+            }
+            // A script condition runs only on messages `when` let through.
+            if let Some(condition) = &rule.condition {
+                if !self.holds(condition, rule.id, iteration, Some(incoming))? {
+                    continue;
+                }
+            }
+            chosen = Some(rule);
+            break;
+        }
+        let Some(rule) = chosen else {
             return Ok((Some(arrived), None));
         };
+        // The rule's script runs before its reply is built, so the reply may carry what it set.
+        if let Some(script) = &rule.script {
+            self.run_script(script, rule.id, iteration, Some(incoming))?;
+        }
         let rule_set = SetId::Step(rule.id);
         let reply = match &rule.reply {
             Some(reply) => Some(Reply::Rule(

@@ -157,6 +157,7 @@ impl Vu {
             lag: Duration::ZERO,
             receive_timer: None,
             recent: None,
+            scripts: Default::default(),
             http: None,
             pause: control.pause.clone(),
             graceful: control.graceful.clone(),
@@ -250,6 +251,10 @@ impl Vu {
             // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
             Action::Rendezvous(rendezvous) => Box::pin(self.rendezvous_step(step, rendezvous, iteration)).await,
             Action::Check(check) => self.check_step(step, check, iteration),
+            Action::Script(script) => self.script_step(step, script, iteration),
+            // Boxed: they play steps, which may be `if` or `while` again.
+            Action::If(branch) => Box::pin(self.if_step(step, branch, iteration)).await,
+            Action::While(looped) => Box::pin(self.while_step(step, looped)).await,
             // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
             Action::Http(http) => Box::pin(self.http_step(step, http, iteration)).await,
             Action::Emit(emit) => Box::pin(self.emit_step(step, emit, iteration)).await,

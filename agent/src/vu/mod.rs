@@ -18,6 +18,7 @@
 //! - `timer`: the receive timeout's timer, kept from one receive to the next.
 //! - `connect`, `receive`, `outgoing` (send), `ping`, `closing` (close), `flow`
 //!   (think, rendezvous, check, extract): the step bodies, one family per file.
+//! - `scripted`: `script`, `if` and `while` steps, and the scripts of `on_message` rules.
 //! - `paused`: the operator's pause, taken between steps.
 //! - `inbox`: what arrives: the pending queue, the `on_message` handlers and their replies,
 //!   and reading every connection while the VU waits.
@@ -55,6 +56,9 @@ mod protocol;
 #[cfg(test)]
 mod protocol_tests;
 mod receive;
+#[cfg(test)]
+mod script_tests;
+mod scripted;
 #[cfg(test)]
 mod sizes;
 mod state;

@@ -42,7 +42,8 @@ impl Vu {
         }
         let bytes = match &send.payload {
             Payload::Text(template) => template
-                .render(&self.parts().scope(iteration))
+                .try_render(&self.parts().scope(iteration))
+                .map_err(|error| super::scripted::script_failure(id, None, &error))?
                 .into_owned()
                 .into_bytes(),
             Payload::Bytes(bytes) => bytes.clone(),

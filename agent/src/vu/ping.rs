@@ -17,7 +17,11 @@ impl Vu {
         if self.holds_sends() {
             self.flush_held(step.id, iteration).await?;
         }
-        let body = cut(ping.body.render(&self.parts().scope(iteration)).into_owned(), 125);
+        let body = ping
+            .body
+            .try_render(&self.parts().scope(iteration))
+            .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
+        let body = cut(body.into_owned(), 125);
         let sent_at = clock::now();
         {
             let conn = self.conn_mut(ping.conn, step.id)?;

@@ -62,6 +62,7 @@ fn print_future_sizes() {
         lag: Duration::ZERO,
         receive_timer: None,
         recent: None,
+        scripts: Default::default(),
         http: None,
         pause: control.pause.clone(),
         graceful: control.graceful.clone(),

@@ -41,6 +41,8 @@ pub(super) struct Vu {
     /// start or the repeat's end check uses it instead of reading the clock again (a clock read
     /// costs ~50 ns here, as much as a third of a message's metrics).
     pub(super) recent: Option<Instant>,
+    /// The scope this VU's scripts run in (empty until the first script runs).
+    pub(super) scripts: wsfleet_scenario::script::ScriptScope,
     /// The VU's cookie jar and kept-alive HTTP connections, made by its first http step (a VU
     /// without one pays a pointer).
     pub(super) http: Option<Box<crate::http::HttpSession>>,

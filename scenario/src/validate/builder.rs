@@ -83,6 +83,9 @@ impl StepBuilder<'_> {
             RawStep::Extract(extract) => self.extract_step(extract, at, problems),
             RawStep::Rendezvous(rendezvous) => self.rendezvous_step(rendezvous, at, problems),
             RawStep::Check(check) => self.check_step(check, at, problems),
+            RawStep::Script(script) => self.script_step(script, at, problems),
+            RawStep::If(branch) => self.if_step(branch, at, connected, problems),
+            RawStep::While(looped) => self.while_step(looped, at, connected, problems),
             RawStep::Http(http) => self.http_step(http, at, problems),
             RawStep::Emit(emit) => self.emit_step(emit, at, connected, problems),
         }

@@ -35,8 +35,7 @@ pub(super) fn compile_template(
     problems: &mut Problems<'_>,
 ) -> Option<Template> {
     use crate::template::BUILTIN_VARIABLES;
-    let is_known = |name: &str| known.iter().any(|candidate| candidate == name);
-    match Template::compile(text, &is_known) {
+    match Template::compile_with_scripts(text, known) {
         Ok(template) => Some(template),
         Err(error) => {
             let candidates = || {

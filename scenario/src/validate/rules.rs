@@ -4,6 +4,7 @@
 
 use crate::error::{closest, Problems};
 use crate::raw::PartView;
+use crate::script::Form;
 use crate::steps::{CloseRule, ConnId, ErrorRule, MessageRule, StepId, ERROR_KINDS};
 
 use super::builder::StepBuilder;
@@ -61,6 +62,14 @@ impl StepBuilder<'_> {
                 &["json", "regex", "body"],
                 problems,
             );
+            let condition = rule
+                .condition
+                .as_ref()
+                .and_then(|source| self.script(source, Form::Expression, &format!("{field}.if"), true, problems));
+            let script = rule
+                .script
+                .as_ref()
+                .and_then(|source| self.script(source, Form::Statements, &format!("{field}.script"), true, problems));
             let ack = rule
                 .ack
                 .as_ref()
@@ -81,6 +90,8 @@ impl StepBuilder<'_> {
                 extract,
                 fail: rule.fail,
                 pass: rule.pass,
+                condition,
+                script,
                 ack,
             });
         }

@@ -10,8 +10,8 @@ use crate::steps::{DEFAULT_CONNECTION, DEFAULT_STATE_VARIABLE};
 fn each_raw_step<'a>(steps: &'a [RawStep], visit: &mut dyn FnMut(&'a RawStep)) {
     for step in steps {
         visit(step);
-        if let RawStep::Repeat(repeat) = step {
-            each_raw_step(&repeat.steps, visit);
+        for (_, inner) in step.inner_steps() {
+            each_raw_step(inner, visit);
         }
     }
 }
@@ -35,6 +35,7 @@ pub(super) fn defined_variables(parts: &[PartView<'_>]) -> BTreeSet<String> {
             }
             RawStep::Close(Some(close)) => names.extend(close.extract.keys().cloned()),
             RawStep::Extract(extract) => names.extend(extract.values.keys().cloned()),
+            RawStep::Script(script) => names.extend(crate::script::declared(script.code())),
             RawStep::Http(http) => names.extend(http.extract.keys().cloned()),
             RawStep::Emit(emit) => {
                 if let Some(ack) = &emit.ack {
@@ -45,6 +46,9 @@ pub(super) fn defined_variables(parts: &[PartView<'_>]) -> BTreeSet<String> {
         });
         for rule in part.on_message {
             names.extend(rule.extract.keys().cloned());
+            if let Some(script) = &rule.script {
+                names.extend(crate::script::declared(script));
+            }
         }
     }
     names

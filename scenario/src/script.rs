@@ -1,0 +1,447 @@
+//! Scripts: what YAML cannot say, written in [Rhai](https://rhai.rs), an embeddable language
+//! made for Rust. `script` steps compute and set VU values, `if` and `while` steps branch and
+//! loop on a condition, `on_message` rules take a script condition (`if`) and action
+//! (`script`), and a `${...}` template that is not a plain variable is an expression
+//! (`${hex(hmac_sha256(users.secret, body))}`).
+//!
+//! Scripts are compiled when the scenario is validated, by the controller and by every agent
+//! (one AST per script per run, shared by every VU; the engine is `Send + Sync` with Rhai's
+//! `sync` feature). Compiling checks every variable a script reads against the values the
+//! scenario defines, so a misspelt name is a located error before anything runs. A VU keeps
+//! one [`ScriptScope`] and fills it, per call, with only the values that script reads.
+//!
+//! The engine is a sandbox: limits on operations, call depth, expression depth, string, array
+//! and map sizes and variables per call; no `eval`, no modules (`import`), `print` and `debug`
+//! go nowhere. Rhai itself has no file, network or process access, and the functions added
+//! here (`functions`) have none either.
+
+mod functions;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+
+use rhai::{ASTFlags, ASTNode, Dynamic, Engine, Expr, Stmt, AST};
+
+pub use functions::FUNCTIONS;
+
+use crate::matcher::{FrameKind, Incoming};
+use crate::template::Scope;
+
+/// Operations (Rhai's unit of work: a step of an expression, a loop round) per call.
+pub const MAX_OPERATIONS: u64 = 100_000;
+/// Nested function calls per call.
+pub const MAX_CALL_LEVELS: usize = 32;
+/// How deeply expressions may nest (in functions: `MAX_FUNCTION_EXPRESSION_DEPTH`).
+pub const MAX_EXPRESSION_DEPTH: usize = 64;
+pub const MAX_FUNCTION_EXPRESSION_DEPTH: usize = 32;
+/// The longest string a script may build, in bytes.
+pub const MAX_STRING_BYTES: usize = 1 << 20;
+/// The most items an array (or bytes a blob) and the most entries a map may hold.
+pub const MAX_ARRAY_ITEMS: usize = 65_536;
+pub const MAX_MAP_ENTRIES: usize = 65_536;
+/// Variables a call may hold at once (the values it reads count).
+pub const MAX_VARIABLES: usize = 1_024;
+
+/// The variable an `on_message` rule's script reads the message from.
+pub const MESSAGE_VARIABLE: &str = "message";
+
+/// Built-in values every script may read, beside the scenario's own.
+pub const BUILTIN_VALUES: &[&str] = &["vu", "iteration", "vu_iteration", "agent"];
+
+/// The engine scripts run on: strict about variables, so unknown names fail to compile.
+static ENGINE: LazyLock<Engine> = LazyLock::new(|| sandboxed(true));
+/// The same engine without the variable check, to read what a script declares before every
+/// name of the scenario is known.
+static LOOSE: LazyLock<Engine> = LazyLock::new(|| sandboxed(false));
+
+fn sandboxed(strict: bool) -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .set_max_operations(MAX_OPERATIONS)
+        .set_max_call_levels(MAX_CALL_LEVELS)
+        .set_max_expr_depths(MAX_EXPRESSION_DEPTH, MAX_FUNCTION_EXPRESSION_DEPTH)
+        .set_max_string_size(MAX_STRING_BYTES)
+        .set_max_array_size(MAX_ARRAY_ITEMS)
+        .set_max_map_size(MAX_MAP_ENTRIES)
+        .set_max_variables(MAX_VARIABLES)
+        .set_strict_variables(strict)
+        .set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new())
+        .on_print(|_| {})
+        .on_debug(|_, _, _| {});
+    // `eval` would compile text at run time, past validation; `import` would load modules.
+    engine.disable_symbol("eval").disable_symbol("import");
+    functions::register(&mut engine);
+    engine
+}
+
+/// What a script is: one expression (conditions, `${...}`) or statements (`script` steps and
+/// rule scripts), whose top-level `let`s set VU values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    Expression,
+    Statements,
+}
+
+/// The names a script may read where it stands.
+pub struct Names<'a> {
+    /// Every value the scenario defines (variables, run values, feed columns, extractions,
+    /// what scripts set).
+    pub known: &'a [String],
+    /// Whether the message being handled is readable (`on_message` rules).
+    pub message: bool,
+}
+
+/// A compiled script, shared by every VU of the run (cloning is a reference count).
+#[derive(Clone)]
+pub struct Script(Arc<Compiled>);
+
+struct Compiled {
+    source: String,
+    form: Form,
+    ast: AST,
+    /// What to put in the scope before a call: only the values the script reads.
+    reads: Vec<Read>,
+    /// The VU values a statements script sets: its top-level `let`s.
+    sets: Vec<String>,
+    /// Whether a run-time failure of this script was logged already (once per run).
+    logged: AtomicBool,
+}
+
+/// A value a script reads, and how to put it in the scope.
+#[derive(Clone, Debug)]
+enum Read {
+    Vu,
+    Iteration,
+    VuIteration,
+    Agent,
+    Message,
+    /// A VU or run value, as text.
+    Value(String),
+    /// `users.name`, `testserver.url`: the root becomes a map of the values under it
+    /// (key, full name).
+    Map(String, Vec<(String, String)>),
+}
+
+impl fmt::Debug for Script {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.debug_tuple("Script").field(&self.0.source).finish()
+    }
+}
+
+impl PartialEq for Script {
+    fn eq(&self, other: &Script) -> bool {
+        self.0.source == other.0.source && self.0.form == other.0.form
+    }
+}
+
+/// Why a script does not compile, with its position inside the script (1-based).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompileError {
+    pub message: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The variable the script reads and nothing defines, when that is the error.
+    pub unknown: Option<String>,
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => {
+                write!(formatter, "script line {line}, column {column}: {}", self.message)
+            }
+            _ => formatter.write_str(&self.message),
+        }
+    }
+}
+
+/// A script that failed while it ran: a Rhai error (its message names the script's line and
+/// position), a limit reached, or a value that cannot become text.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ScriptError {
+    pub message: String,
+}
+
+impl ScriptError {
+    fn new(message: impl Into<String>) -> ScriptError {
+        ScriptError {
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Box<rhai::EvalAltResult>> for ScriptError {
+    fn from(error: Box<rhai::EvalAltResult>) -> ScriptError {
+        ScriptError::new(error.to_string())
+    }
+}
+
+/// Compiles `source`, checking every name it reads against `names`.
+pub fn compile(source: &str, form: Form, names: &Names<'_>) -> Result<Script, CompileError> {
+    let roots = roots(names);
+    let mut scope = rhai::Scope::new();
+    for name in roots.keys() {
+        scope.push(name.clone(), ());
+    }
+    let compiled = match form {
+        Form::Expression => ENGINE.compile_expression_with_scope(&scope, source),
+        Form::Statements => ENGINE.compile_with_scope(&scope, source),
+    };
+    let ast = compiled.map_err(|error| CompileError {
+        message: error.err_type().to_string(),
+        line: error.position().line(),
+        column: error.position().position(),
+        unknown: match error.err_type() {
+            rhai::ParseErrorType::VariableUndefined(name) => Some(name.clone()),
+            _ => None,
+        },
+    })?;
+    let mut used = BTreeSet::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Expr(Expr::Variable(variable, ..))) = path.last() {
+            used.insert(variable.1.to_string());
+        }
+        true
+    });
+    let reads = roots
+        .into_iter()
+        .filter(|(name, _)| used.contains(name))
+        .map(|(_, read)| read)
+        .collect();
+    let sets = match form {
+        Form::Statements => top_level_lets(&ast),
+        Form::Expression => Vec::new(),
+    };
+    Ok(Script(Arc::new(Compiled {
+        source: source.to_owned(),
+        form,
+        ast,
+        reads,
+        sets,
+        logged: AtomicBool::new(false),
+    })))
+}
+
+/// The VU values a statements script sets (its top-level `let`s); none when it does not
+/// compile (validation reports that where the script stands).
+pub fn declared(source: &str) -> Vec<String> {
+    LOOSE
+        .compile(source)
+        .map(|ast| top_level_lets(&ast))
+        .unwrap_or_default()
+}
+
+fn top_level_lets(ast: &AST) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for statement in ast.statements() {
+        if let Stmt::Var(declaration, flags, _) = statement {
+            let name = declaration.0.name.as_str();
+            if !flags.contains(ASTFlags::CONSTANT) && !names.iter().any(|known| known == name) {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// Whether `name` can be written in a script as it is.
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The variables a script may read, by the name it reads them with: built-ins, plain names,
+/// and the roots of dotted names (`users` for `users.name`), whose keys are the rest. A plain
+/// name wins over a root of the same spelling.
+/// The names a script may read here (the roots of dotted names), for hints.
+pub fn readable(names: &Names<'_>) -> Vec<String> {
+    roots(names).into_keys().collect()
+}
+
+fn roots(names: &Names<'_>) -> BTreeMap<String, Read> {
+    let mut roots: BTreeMap<String, Read> = BTreeMap::new();
+    for name in names.known {
+        match name.split_once('.') {
+            Some((root, key)) if is_identifier(root) => {
+                let entry = roots
+                    .entry(root.to_owned())
+                    .or_insert_with(|| Read::Map(root.to_owned(), Vec::new()));
+                if let Read::Map(_, keys) = entry {
+                    keys.push((key.to_owned(), name.clone()));
+                }
+            }
+            None if is_identifier(name) => {
+                roots.insert(name.clone(), Read::Value(name.clone()));
+            }
+            _ => {}
+        }
+    }
+    roots.insert("vu".into(), Read::Vu);
+    roots.insert("iteration".into(), Read::Iteration);
+    roots.insert("vu_iteration".into(), Read::VuIteration);
+    roots.insert("agent".into(), Read::Agent);
+    if names.message {
+        roots.insert(MESSAGE_VARIABLE.into(), Read::Message);
+    }
+    roots
+}
+
+/// The scope a VU runs its scripts in, kept between calls so its storage is reused. Made on
+/// the first call: a VU that runs no script holds only an empty cell.
+#[derive(Default)]
+pub struct ScriptScope(RefCell<Option<Box<rhai::Scope<'static>>>>);
+
+impl Script {
+    /// The script as written.
+    pub fn source(&self) -> &str {
+        &self.0.source
+    }
+
+    /// The VU values this script sets, in the order of [`Script::run`]'s values.
+    pub fn sets(&self) -> &[String] {
+        &self.0.sets
+    }
+
+    /// `true` the first time it is asked in a run: a failing script is logged once, then
+    /// counted only.
+    pub fn first_failure(&self) -> bool {
+        !self.0.logged.swap(true, Ordering::Relaxed)
+    }
+
+    /// Evaluates the script with the values it reads from `values` (and the message, for
+    /// rules); returns its value.
+    pub fn eval(
+        &self,
+        scope: &ScriptScope,
+        values: &Scope<'_>,
+        message: Option<Incoming<'_>>,
+    ) -> Result<Dynamic, ScriptError> {
+        let mut cell = scope.0.borrow_mut();
+        let scope = cell.get_or_insert_with(Default::default);
+        self.fill(scope, values, message);
+        Ok(ENGINE.eval_ast_with_scope::<Dynamic>(scope, &self.0.ast)?)
+    }
+
+    /// Evaluates a condition: it must be `true` or `false`.
+    pub fn condition(
+        &self,
+        scope: &ScriptScope,
+        values: &Scope<'_>,
+        message: Option<Incoming<'_>>,
+    ) -> Result<bool, ScriptError> {
+        let value = self.eval(scope, values, message)?;
+        value.as_bool().map_err(|kind| {
+            ScriptError::new(format!(
+                "the condition `{}` gave a {kind}, not true or false",
+                self.0.source.trim()
+            ))
+        })
+    }
+
+    /// Runs a statements script; returns the text of every value it sets, in the order of
+    /// [`Script::sets`] (store them with [`Script::store`]).
+    pub fn run(
+        &self,
+        scope: &ScriptScope,
+        values: &Scope<'_>,
+        message: Option<Incoming<'_>>,
+    ) -> Result<Vec<String>, ScriptError> {
+        // A statements script's value is its last statement's: what it sets is what counts.
+        let _ = self.eval(scope, values, message)?;
+        let mut cell = scope.0.borrow_mut();
+        let Some(scope) = cell.as_mut() else {
+            return Ok(Vec::new());
+        };
+        self.0
+            .sets
+            .iter()
+            .map(|name| match scope.get(name) {
+                Some(value) => text(value.clone()),
+                None => Ok(String::new()),
+            })
+            .collect()
+    }
+
+    /// Stores what [`Script::run`] returned into the VU's values.
+    pub fn store(&self, texts: Vec<String>, vars: &mut HashMap<String, String>) {
+        for (name, text) in self.0.sets.iter().zip(texts) {
+            match vars.get_mut(name) {
+                Some(slot) => *slot = text,
+                None => {
+                    vars.insert(name.clone(), text);
+                }
+            }
+        }
+    }
+
+    /// Evaluates an expression into the text a template writes.
+    pub fn render(&self, values: &Scope<'_>) -> Result<String, ScriptError> {
+        let mut scope = rhai::Scope::new();
+        self.fill(&mut scope, values, None);
+        text(ENGINE.eval_ast_with_scope::<Dynamic>(&mut scope, &self.0.ast)?)
+    }
+
+    /// Empties `scope` and puts in it what the script reads.
+    fn fill(&self, scope: &mut rhai::Scope<'static>, values: &Scope<'_>, message: Option<Incoming<'_>>) {
+        scope.clear();
+        for read in &self.0.reads {
+            match read {
+                Read::Vu => scope.push("vu", values.vu as i64),
+                Read::Iteration => scope.push("iteration", values.iteration as i64),
+                Read::VuIteration => scope.push("vu_iteration", values.vu_iteration as i64),
+                Read::Agent => scope.push("agent", values.agent.to_owned()),
+                Read::Message => match message {
+                    Some(Incoming {
+                        bytes,
+                        kind: FrameKind::Text,
+                        ..
+                    }) => scope.push(MESSAGE_VARIABLE, String::from_utf8_lossy(bytes).into_owned()),
+                    Some(Incoming { bytes, .. }) => scope.push(MESSAGE_VARIABLE, bytes.to_vec()),
+                    None => scope.push(MESSAGE_VARIABLE, String::new()),
+                },
+                Read::Value(name) => scope.push(name.as_str(), values.lookup(name).unwrap_or("").to_owned()),
+                Read::Map(root, keys) => {
+                    let map: rhai::Map = keys
+                        .iter()
+                        .map(|(key, full)| {
+                            let value = values.lookup(full).unwrap_or("");
+                            (key.as_str().into(), Dynamic::from(value.to_owned()))
+                        })
+                        .collect();
+                    scope.push(root.as_str(), map)
+                }
+            };
+        }
+    }
+}
+
+/// The text of a script's value: strings as they are, `()` empty, numbers and booleans as
+/// written, maps and arrays as JSON. A blob has no single text form: `hex()` or `base64()`
+/// says which.
+pub fn text(value: Dynamic) -> Result<String, ScriptError> {
+    if value.is_unit() {
+        return Ok(String::new());
+    }
+    if value.is_string() {
+        return value.into_string().map_err(ScriptError::new);
+    }
+    if value.is_blob() {
+        return Err(ScriptError::new(
+            "a blob (bytes) has no text form: write it with hex(...) or base64(...)",
+        ));
+    }
+    if value.is_map() || value.is_array() {
+        return serde_json::to_string(&value).map_err(|error| ScriptError::new(error.to_string()));
+    }
+    Ok(value.to_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,106 @@
+//! Scripts end to end: the script examples in `scenarios/` run as they are on two local agents
+//! against the test server they start, with exact counts per step, and `wsfleet validate`
+//! names the file, line and column of a script's error inside the YAML.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)
+}
+
+/// Runs a scenario file on two local agents; the run must pass.
+fn run_ok(path: &Path) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("summary.json");
+    let mut command = wsfleet();
+    command
+        .arg("run")
+        .arg(path)
+        .args(["--agents", "2", "--quiet", "--out"])
+        .arg(format!("json={}", out.display()));
+    let output = run_bounded(command, Duration::from_secs(60));
+    assert!(
+        out.exists(),
+        "no summary (exit {:?})\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let summary = read_json(&out);
+    assert_eq!(output.status.code(), Some(0), "{summary:#}");
+    summary
+}
+
+/// A step's counter (0 when the step counted nothing of it).
+fn step(summary: &Value, name: &str, counter: &str) -> u64 {
+    let steps = summary["steps"].as_array().expect("steps");
+    let step = steps
+        .iter()
+        .find(|step| step["name"] == name)
+        .unwrap_or_else(|| panic!("no step `{name}` in {summary:#}"));
+    step["counters"][counter].as_u64().unwrap_or(0)
+}
+
+fn no_errors(summary: &Value) {
+    let errors = &summary["totals"]["errors"];
+    assert!(
+        errors.as_object().is_none_or(|errors| errors.is_empty()),
+        "errors: {errors:#}"
+    );
+    assert_eq!(counter(summary, "iterations_failed"), 0, "{summary:#}");
+}
+
+/// 4 VUs x 3 iterations sign 12 bodies; the server carries each signature back and every one
+/// verifies against the body it came back with.
+#[test]
+fn example_signed_request() {
+    let summary = run_ok(&example("signed-request.yaml"));
+    no_errors(&summary);
+    assert_eq!(counter(&summary, "iterations"), 12, "{summary:#}");
+    assert_eq!(step(&summary, "order", "messages_sent"), 12);
+    assert_eq!(step(&summary, "accepted", "messages_received"), 12);
+    assert_eq!(step(&summary, "connect", "connections_opened"), 12);
+}
+
+/// Even VUs (0, 2) take the `ping_ok` branch in each of their 2 iterations, odd ones (1, 3)
+/// the `else` branch, whose `while` plays exactly one corrected round.
+#[test]
+fn example_branch_on_reply() {
+    let summary = run_ok(&example("branch-on-reply.yaml"));
+    no_errors(&summary);
+    assert_eq!(counter(&summary, "iterations"), 8, "{summary:#}");
+    assert_eq!(step(&summary, "ask", "messages_sent"), 8);
+    assert_eq!(step(&summary, "answer", "messages_received"), 8);
+    assert_eq!(step(&summary, "follow_up", "messages_sent"), 4);
+    assert_eq!(step(&summary, "thanked", "messages_received"), 4);
+    assert_eq!(step(&summary, "corrected", "messages_sent"), 4);
+    assert_eq!(step(&summary, "corrected_answer", "messages_received"), 4);
+}
+
+/// A misspelt name inside a block script is located at its line and column in the file.
+#[test]
+fn validate_locates_a_scripts_error_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "bad.yaml",
+        "load: { vus: 1, iterations: 1 }\nvariables: { secret: k }\nsteps:\n  - connect: { url: 'ws://127.0.0.1:1/' }\n  - script: |\n      let sig = hex(hmac_sha256(secrit, \"body\"));\n",
+    );
+    let mut command = wsfleet();
+    command.arg("validate").arg(&path);
+    let output = run_bounded(command, Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("bad.yaml:6:33: field `steps[1].script`: script line 1, column 27: Undefined variable: secrit (did you mean `secret`?)"),
+        "{stderr}"
+    );
+}
