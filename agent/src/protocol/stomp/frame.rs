@@ -151,6 +151,10 @@ pub enum Item {
 #[derive(Default)]
 pub struct Decoder {
     buffer: BytesMut,
+    /// The buffer's length when a frame was last found unended: every frame ends with a NUL,
+    /// so it cannot end before a NUL comes past there (this keeps a frame that arrives in many
+    /// small messages from being parsed again from its start on each one).
+    unended: usize,
 }
 
 impl Decoder {
@@ -189,16 +193,26 @@ impl Decoder {
             }
             Some(_) => {}
         }
+        let fresh = self.buffer.get(self.unended..).unwrap_or_default();
+        if self.unended > 0 && !fresh.contains(&0) {
+            return self.unended_frame();
+        }
         match parse(&self.buffer)? {
             Some((frame, used)) => {
                 self.buffer.advance(used);
+                self.unended = 0;
                 Ok(Some(Item::Frame(frame)))
             }
-            None if self.buffer.len() > MAX_FRAME => {
-                Err(error(format!("a frame longer than {MAX_FRAME} bytes has not ended")))
-            }
-            None => Ok(None),
+            None => self.unended_frame(),
         }
+    }
+
+    fn unended_frame(&mut self) -> Result<Option<Item>, FrameError> {
+        self.unended = self.buffer.len();
+        if self.buffer.len() > MAX_FRAME {
+            return Err(error(format!("a frame longer than {MAX_FRAME} bytes has not ended")));
+        }
+        Ok(None)
     }
 }
 

@@ -149,3 +149,24 @@ fn an_unended_frame_past_the_limit_is_an_error() {
     decoder.push(format!("MESSAGE\ncontent-length:{}\n\n", MAX_FRAME + 1).as_bytes());
     assert!(decoder.next_item().is_err());
 }
+
+#[test]
+fn frames_fed_a_byte_at_a_time_come_out_whole_and_in_order() {
+    let mut bytes = Frame::new("MESSAGE")
+        .header("destination", "/a")
+        .with_body(&b"x\0y"[..])
+        .encode();
+    bytes.extend_from_slice(b"\nRECEIPT\nreceipt-id:7\n\n\0\n");
+    let mut decoder = Decoder::new();
+    let mut items = Vec::new();
+    for byte in &bytes {
+        decoder.push(std::slice::from_ref(byte));
+        items.extend(drain(&mut decoder));
+    }
+    assert_eq!(items.len(), 4, "{items:?}");
+    assert_eq!(&frame(&items[0]).body[..], b"x\0y");
+    assert_eq!(items[1], Item::Heartbeat);
+    assert_eq!(frame(&items[2]).get("receipt-id"), Some("7"));
+    assert_eq!(items[3], Item::Heartbeat);
+    assert_eq!(decoder.pending(), 0);
+}
