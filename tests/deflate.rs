@@ -121,12 +121,6 @@ fn run(dir: &Path, scenario: &str) -> (Value, i32) {
     (read_json(&out), code)
 }
 
-fn step(summary: &Value, name: &str, counter: &str) -> u64 {
-    let steps = summary["steps"].as_array().unwrap();
-    let step = steps.iter().find(|step| step["name"] == name).unwrap();
-    step["counters"][counter].as_u64().unwrap_or(0)
-}
-
 /// Compressible text: a JSON-like record repeated.
 fn compressible(repeats: usize) -> String {
     r#"{"symbol":"WSF","bid":101.25,"ask":101.27,"venue":"XNAS"},"#.repeat(repeats)
@@ -204,19 +198,25 @@ steps:
     assert!(total("bytes_received") < total("payload_bytes_received"), "{summary:#}");
     // Per step, before and after.
     assert_eq!(
-        step(&summary, "text", "uncompressed_bytes_sent"),
+        step_counter(&summary, "text", "uncompressed_bytes_sent"),
         12 * compressible(40).len() as u64
     );
-    assert!(step(&summary, "text", "compressed_bytes_sent") < step(&summary, "text", "uncompressed_bytes_sent") / 5);
-    assert!(step(&summary, "fragmented_echo", "compressed_bytes_received") > 0);
+    assert!(
+        step_counter(&summary, "text", "compressed_bytes_sent")
+            < step_counter(&summary, "text", "uncompressed_bytes_sent") / 5
+    );
+    assert!(step_counter(&summary, "fragmented_echo", "compressed_bytes_received") > 0);
     // A 2-3 byte message still goes compressed (the threshold is 0): deflate makes it larger.
-    assert!(step(&summary, "tiny", "compressed_bytes_sent") > step(&summary, "tiny", "uncompressed_bytes_sent"));
+    assert!(
+        step_counter(&summary, "tiny", "compressed_bytes_sent")
+            > step_counter(&summary, "tiny", "uncompressed_bytes_sent")
+    );
     // The agreements, per step and in the totals, with the ratio.
     let extensions = &summary["totals"]["extensions"];
     assert_eq!(extensions[BROWSER_ANSWER.replace(' ', "")], 12, "{summary:#}");
     assert_eq!(extensions[STRICT_ANSWER.replace(' ', "")], 12, "{summary:#}");
     assert_eq!(
-        step(
+        step_counter(
             &summary,
             "browser",
             &format!("extensions.{}", BROWSER_ANSWER.replace(' ', ""))
@@ -265,8 +265,8 @@ steps:
     );
     // Errors alone do not fail a run (thresholds do): the counts tell.
     let (summary, _) = run(dir.path(), &expecting);
-    assert_eq!(step(&summary, "open", "errors.expectation"), 2, "{summary:#}");
-    assert_eq!(step(&summary, "never", "messages_sent"), 0);
+    assert_eq!(step_counter(&summary, "open", "errors.expectation"), 2, "{summary:#}");
+    assert_eq!(step_counter(&summary, "never", "messages_sent"), 0);
     let counts = server.stop();
     assert_eq!(counts.received, 4);
     assert_eq!(counts.sent_bytes, 4 * compressible(10).len() as u64);
@@ -298,15 +298,18 @@ fn the_deflate_example_runs_against_the_test_server() {
         ("long", "messages_sent"),
         ("long_echo", "messages_received"),
     ] {
-        assert_eq!(step(&summary, name, counter), 50, "{name}: {summary:#}");
+        assert_eq!(step_counter(&summary, name, counter), 50, "{name}: {summary:#}");
     }
     // `short` is under the lean connection's 64-byte threshold: sent uncompressed, so its wire
     // payload equals its payload; `long` shrinks.
     assert_eq!(
-        step(&summary, "short", "compressed_bytes_sent"),
-        step(&summary, "short", "uncompressed_bytes_sent")
+        step_counter(&summary, "short", "compressed_bytes_sent"),
+        step_counter(&summary, "short", "uncompressed_bytes_sent")
     );
-    assert!(step(&summary, "long", "compressed_bytes_sent") < step(&summary, "long", "uncompressed_bytes_sent"));
+    assert!(
+        step_counter(&summary, "long", "compressed_bytes_sent")
+            < step_counter(&summary, "long", "uncompressed_bytes_sent")
+    );
     assert_eq!(summary["totals"]["extensions"]["permessage-deflate"], 50);
     assert_eq!(summary["totals"]["errors"], serde_json::json!({}));
 }
@@ -331,8 +334,12 @@ steps:
         text = compressible(5),
     );
     let (summary, _) = run(dir.path(), &scenario);
-    assert_eq!(step(&summary, "first_echo", "messages_received"), 6, "{summary:#}");
-    assert_eq!(step(&summary, "corrupt", "errors.protocol"), 6, "{summary:#}");
+    assert_eq!(
+        step_counter(&summary, "first_echo", "messages_received"),
+        6,
+        "{summary:#}"
+    );
+    assert_eq!(step_counter(&summary, "corrupt", "errors.protocol"), 6, "{summary:#}");
     assert_eq!(summary["totals"]["errors"], serde_json::json!({ "protocol": 6 }));
     let stats = server.stats();
     assert_eq!(stats.messages_received, counter(&summary, "messages_sent"));
@@ -345,7 +352,7 @@ steps:
         server.url()
     );
     let (summary, _) = run(dir.path(), &plain);
-    assert_eq!(step(&summary, "plain", "errors.http_400"), 1, "{summary:#}");
+    assert_eq!(step_counter(&summary, "plain", "errors.http_400"), 1, "{summary:#}");
     runtime.block_on(server.shutdown());
 }
 

@@ -77,22 +77,6 @@ fn run_path_printing(path: &Path, dir: &Path) -> (Value, i32, String) {
     (read_json(&out), code, text(&output.stdout))
 }
 
-/// A step's counter (0 when the step counted nothing of it).
-fn step(summary: &Value, name: &str, counter: &str) -> u64 {
-    let steps = summary["steps"].as_array().expect("steps");
-    let step = steps
-        .iter()
-        .find(|step| step["name"] == name)
-        .unwrap_or_else(|| panic!("no step `{name}` in {summary:#}"));
-    step["counters"][counter].as_u64().unwrap_or(0)
-}
-
-fn step_latency_count(summary: &Value, name: &str, hist: &str) -> u64 {
-    let steps = summary["steps"].as_array().unwrap();
-    let step = steps.iter().find(|step| step["name"] == name).unwrap();
-    step["latency"][hist]["count"].as_u64().unwrap_or(0)
-}
-
 fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)
 }
@@ -139,9 +123,9 @@ steps:
     assert_eq!(stats.logins, 12);
     assert_eq!(stats.logins_refused, 0);
     assert_eq!(stats.http_requests, 24);
-    assert_eq!(step(&summary, "login", "http_requests"), stats.logins);
-    assert_eq!(step(&summary, "login", "http_2xx"), 12);
-    assert_eq!(step(&summary, "profile", "http_2xx"), 12);
+    assert_eq!(step_counter(&summary, "login", "http_requests"), stats.logins);
+    assert_eq!(step_counter(&summary, "login", "http_2xx"), 12);
+    assert_eq!(step_counter(&summary, "profile", "http_2xx"), 12);
     assert_eq!(counter(&summary, "http_requests"), stats.http_requests);
     assert_eq!(counter(&summary, "http_requests_failed"), 0);
     // Every upgrade carried the cookie: the endpoint refuses one without it.
@@ -190,11 +174,11 @@ fn the_login_flow_example_runs() {
     assert_eq!(line("Requests ")[1], "60");
     assert_eq!(line("Responses 2xx")[2], "60");
     assert_eq!(line("Connections Opened")[2], "10");
-    assert_eq!(step(&summary, "login", "http_2xx"), 30);
-    assert_eq!(step(&summary, "profile", "http_2xx"), 30);
+    assert_eq!(step_counter(&summary, "login", "http_2xx"), 30);
+    assert_eq!(step_counter(&summary, "profile", "http_2xx"), 30);
     assert_eq!(counter(&summary, "connections_opened"), 30);
-    assert_eq!(step(&summary, "message", "messages_sent"), 150);
-    assert_eq!(step(&summary, "echo", "messages_received"), 150);
+    assert_eq!(step_counter(&summary, "message", "messages_sent"), 150);
+    assert_eq!(step_counter(&summary, "echo", "messages_received"), 150);
     assert_eq!(counter(&summary, "http_connections_opened"), 10);
     assert_eq!(counter(&summary, "iterations"), 30);
 }
@@ -227,10 +211,10 @@ steps:
     let stats = server.stats();
     assert_eq!(stats.logins_refused, 6);
     assert_eq!(stats.logins, 0);
-    assert_eq!(step(&summary, "login", "errors.http_401"), 6);
-    assert_eq!(step(&summary, "login", "http_4xx"), 6);
-    assert_eq!(step(&summary, "login", "http_requests"), 6);
-    assert_eq!(step(&summary, "login", "http_requests_failed"), 6);
+    assert_eq!(step_counter(&summary, "login", "errors.http_401"), 6);
+    assert_eq!(step_counter(&summary, "login", "http_4xx"), 6);
+    assert_eq!(step_counter(&summary, "login", "http_requests"), 6);
+    assert_eq!(step_counter(&summary, "login", "http_requests_failed"), 6);
     assert_eq!(counter(&summary, "iterations_skipped"), 6);
     assert_eq!(counter(&summary, "iterations_failed"), 0);
     assert_eq!(stats.total_connections, 0);
@@ -252,7 +236,7 @@ steps:
         ),
     );
     assert_eq!(code, 0, "{summary:#}");
-    assert_eq!(step(&summary, "login", "http_4xx"), 2);
+    assert_eq!(step_counter(&summary, "login", "http_4xx"), 2);
     assert_eq!(counter(&summary, "http_requests_failed"), 0);
     assert_eq!(server.stats().refused_handshakes, 2);
 }
@@ -279,11 +263,11 @@ steps:
     );
     assert_eq!(code, 0, "{summary:#}");
     assert!(started.elapsed() < Duration::from_secs(20));
-    assert_eq!(step(&summary, "slow", "errors.timeout"), 2);
-    assert_eq!(step(&summary, "slow", "http_requests_failed"), 2);
-    assert_eq!(step(&summary, "slow", "http_requests"), 2);
-    assert_eq!(step(&summary, "quick", "http_2xx"), 2);
-    assert_eq!(step(&summary, "quick", "http_connections_opened"), 2);
+    assert_eq!(step_counter(&summary, "slow", "errors.timeout"), 2);
+    assert_eq!(step_counter(&summary, "slow", "http_requests_failed"), 2);
+    assert_eq!(step_counter(&summary, "slow", "http_requests"), 2);
+    assert_eq!(step_counter(&summary, "quick", "http_2xx"), 2);
+    assert_eq!(step_counter(&summary, "quick", "http_connections_opened"), 2);
     assert_eq!(counter(&summary, "iterations"), 2);
     let stats = server.stats();
     assert_eq!(stats.http_requests, 4);
@@ -316,8 +300,8 @@ steps:
     assert_eq!(stats.http_requests, 120);
     assert_eq!(stats.http_connections, 3);
     assert_eq!(counter(&summary, "http_connections_opened"), 3);
-    assert_eq!(step(&summary, "get", "http_2xx"), 60);
-    assert_eq!(step(&summary, "post", "http_2xx"), 60);
+    assert_eq!(step_counter(&summary, "get", "http_2xx"), 60);
+    assert_eq!(step_counter(&summary, "post", "http_2xx"), 60);
     assert_eq!(counter(&summary, "http_requests"), 120);
 
     let (summary, code) = run(dir.path(), &scenario("?close=1"));
@@ -353,13 +337,13 @@ steps:
         ),
     );
     assert_eq!(code, 0, "{summary:#}");
-    assert_eq!(step(&summary, "ok", "http_2xx"), 1);
-    assert_eq!(step(&summary, "moved", "http_3xx"), 1);
-    assert_eq!(step(&summary, "missing", "http_4xx"), 1);
-    assert_eq!(step(&summary, "missing", "errors.http_404"), 1);
-    assert_eq!(step(&summary, "broken", "errors.http_503"), 1);
-    assert_eq!(step(&summary, "wanted", "http_5xx"), 1);
-    assert_eq!(step(&summary, "wanted", "http_requests_failed"), 0);
+    assert_eq!(step_counter(&summary, "ok", "http_2xx"), 1);
+    assert_eq!(step_counter(&summary, "moved", "http_3xx"), 1);
+    assert_eq!(step_counter(&summary, "missing", "http_4xx"), 1);
+    assert_eq!(step_counter(&summary, "missing", "errors.http_404"), 1);
+    assert_eq!(step_counter(&summary, "broken", "errors.http_503"), 1);
+    assert_eq!(step_counter(&summary, "wanted", "http_5xx"), 1);
+    assert_eq!(step_counter(&summary, "wanted", "http_requests_failed"), 0);
     assert_eq!(counter(&summary, "http_requests_failed"), 2);
     assert_eq!(counter(&summary, "http_requests"), 5);
     assert_eq!(server.stats().http_requests, 5);
@@ -388,8 +372,8 @@ steps:
 ",
     );
     assert_eq!(code, 0, "{summary:#}");
-    assert_eq!(step(&summary, "login", "http_2xx"), 4);
-    assert_eq!(step(&summary, "login", "http_connections_opened"), 2);
+    assert_eq!(step_counter(&summary, "login", "http_2xx"), 4);
+    assert_eq!(step_counter(&summary, "login", "http_connections_opened"), 2);
     assert_eq!(step_latency_count(&summary, "login", "http_tls"), 2);
     assert_eq!(counter(&summary, "connections_opened"), 4);
 
@@ -419,14 +403,14 @@ steps:
     };
     let (summary, code) = run(dir.path(), &scenario("tester:s3cret"));
     assert_eq!(code, 0, "{summary:#}");
-    assert_eq!(step(&summary, "through", "http_2xx"), 12);
+    assert_eq!(step_counter(&summary, "through", "http_2xx"), 12);
     assert_eq!(tunnels.load(std::sync::atomic::Ordering::SeqCst), 3);
     assert_eq!(server.stats().http_connections, 3);
     assert_eq!(server.stats().http_requests, 12);
     let (summary, code) = run(dir.path(), &scenario("tester:wrong"));
     assert_eq!(code, 0, "{summary:#}");
-    assert_eq!(step(&summary, "through", "errors.proxy"), 3);
-    assert_eq!(step(&summary, "through", "http_requests_failed"), 3);
+    assert_eq!(step_counter(&summary, "through", "errors.proxy"), 3);
+    assert_eq!(step_counter(&summary, "through", "http_requests_failed"), 3);
     assert_eq!(counter(&summary, "iterations_skipped"), 3);
     assert_eq!(server.stats().http_requests, 12);
 }

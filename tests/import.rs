@@ -588,16 +588,6 @@ fn point_at_testserver(imported: &str) -> String {
         .collect()
 }
 
-/// A step's counter in a summary (0 when the step counted nothing of it).
-fn step_counter(summary: &Value, name: &str, counter: &str) -> u64 {
-    let steps = summary["steps"].as_array().unwrap();
-    let step = steps
-        .iter()
-        .find(|step| step["name"] == name)
-        .unwrap_or_else(|| panic!("no step `{name}` in {summary:#}"));
-    step["counters"][counter].as_u64().unwrap_or(0)
-}
-
 /// scenarios/imported-session.yaml is what `wsfleet import` writes for a real Chromium session
 /// against the test server (tests/data/har/chromium-testserver.har, recorded by the test above),
 /// pointed at a test server of its own; it plays the session with exact counts.

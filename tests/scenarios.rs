@@ -47,22 +47,6 @@ fn run_ok(path: &Path, agents: u32) -> Value {
     summary
 }
 
-/// A step's counter (0 when the step counted nothing of it).
-fn step(summary: &Value, name: &str, counter: &str) -> u64 {
-    let steps = summary["steps"].as_array().expect("steps");
-    let step = steps
-        .iter()
-        .find(|step| step["name"] == name)
-        .unwrap_or_else(|| panic!("no step `{name}` in {summary:#}"));
-    step["counters"][counter].as_u64().unwrap_or(0)
-}
-
-fn step_latency_count(summary: &Value, name: &str, hist: &str) -> u64 {
-    let steps = summary["steps"].as_array().unwrap();
-    let step = steps.iter().find(|step| step["name"] == name).unwrap();
-    step["latency"][hist]["count"].as_u64().unwrap_or(0)
-}
-
 fn no_errors(summary: &Value) {
     let errors = &summary["totals"]["errors"];
     assert!(
@@ -91,9 +75,9 @@ fn example_echo() {
     no_errors(&summary);
     let iterations = counter(&summary, "iterations");
     assert!(iterations >= 100, "{summary:#}");
-    assert_eq!(step(&summary, "connect", "connections_opened"), iterations);
-    assert_eq!(step(&summary, "message", "messages_sent"), 20 * iterations);
-    assert_eq!(step(&summary, "echo", "messages_received"), 20 * iterations);
+    assert_eq!(step_counter(&summary, "connect", "connections_opened"), iterations);
+    assert_eq!(step_counter(&summary, "message", "messages_sent"), 20 * iterations);
+    assert_eq!(step_counter(&summary, "echo", "messages_received"), 20 * iterations);
     assert_eq!(step_latency_count(&summary, "echo", "message_latency"), 20 * iterations);
     assert_eq!(counter(&summary, "messages_unread"), 0);
     received_adds_up(&summary);
@@ -103,15 +87,15 @@ fn example_echo() {
 fn example_chat_broadcast() {
     let summary = run_ok(&example("chat-broadcast.yaml"), 2);
     no_errors(&summary);
-    assert_eq!(step(&summary, "join", "connections_opened"), 30);
-    assert_eq!(step(&summary, "post", "messages_sent"), 300);
+    assert_eq!(step_counter(&summary, "join", "connections_opened"), 30);
+    assert_eq!(step_counter(&summary, "post", "messages_sent"), 300);
     // Each VU got its own 10 posts back through its room, matched by sequence number.
-    assert_eq!(step(&summary, "own_copy", "messages_received"), 300);
+    assert_eq!(step_counter(&summary, "own_copy", "messages_received"), 300);
     assert_eq!(step_latency_count(&summary, "own_copy", "message_latency"), 300);
     // The others' posts were taken by the handler (9 others per room post up to 10 each).
-    let others = step(&summary, "others", "messages_received");
+    let others = step_counter(&summary, "others", "messages_received");
     assert!(others > 0 && others <= 30 * 9 * 10, "others: {others}");
-    assert_eq!(step(&summary, "mine", "messages_received"), 0);
+    assert_eq!(step_counter(&summary, "mine", "messages_received"), 0);
     received_adds_up(&summary);
 }
 
@@ -120,24 +104,30 @@ fn example_binary() {
     let summary = run_ok(&example("binary.yaml"), 1);
     no_errors(&summary);
     let n = 30;
-    assert_eq!(step(&summary, "connect", "connections_opened"), n);
-    assert_eq!(step(&summary, "bin", "binary_messages_sent"), n);
-    assert_eq!(step(&summary, "bin", "payload_bytes_sent"), 5 * n);
-    assert_eq!(step(&summary, "bin_echo", "binary_messages_received"), n);
-    assert_eq!(step(&summary, "bin_echo", "payload_bytes_received"), 5 * n);
-    assert_eq!(step(&summary, "bin_as_text", "text_messages_sent"), n);
-    assert_eq!(step(&summary, "bin_as_text_echo", "text_messages_received"), n);
-    assert_eq!(step(&summary, "text_as_bin", "binary_messages_sent"), n);
-    assert_eq!(step(&summary, "text_as_bin_echo", "binary_messages_received"), n);
-    assert_eq!(step(&summary, "file", "payload_bytes_sent"), 4096 * n);
-    assert_eq!(step(&summary, "file_echo", "payload_bytes_received"), 4096 * n);
+    assert_eq!(step_counter(&summary, "connect", "connections_opened"), n);
+    assert_eq!(step_counter(&summary, "bin", "binary_messages_sent"), n);
+    assert_eq!(step_counter(&summary, "bin", "payload_bytes_sent"), 5 * n);
+    assert_eq!(step_counter(&summary, "bin_echo", "binary_messages_received"), n);
+    assert_eq!(step_counter(&summary, "bin_echo", "payload_bytes_received"), 5 * n);
+    assert_eq!(step_counter(&summary, "bin_as_text", "text_messages_sent"), n);
+    assert_eq!(step_counter(&summary, "bin_as_text_echo", "text_messages_received"), n);
+    assert_eq!(step_counter(&summary, "text_as_bin", "binary_messages_sent"), n);
+    assert_eq!(
+        step_counter(&summary, "text_as_bin_echo", "binary_messages_received"),
+        n
+    );
+    assert_eq!(step_counter(&summary, "file", "payload_bytes_sent"), 4096 * n);
+    assert_eq!(step_counter(&summary, "file_echo", "payload_bytes_received"), 4096 * n);
     // Four frames out, one whole message back.
-    assert_eq!(step(&summary, "fragmented", "messages_sent"), n);
-    assert_eq!(step(&summary, "fragmented", "payload_bytes_sent"), 4096 * n);
-    assert_eq!(step(&summary, "fragmented_echo", "messages_received"), n);
-    assert_eq!(step(&summary, "fragmented_echo", "payload_bytes_received"), 4096 * n);
-    assert_eq!(step(&summary, "keepalive", "pings_sent"), n);
-    assert_eq!(step(&summary, "keepalive", "pongs_received"), n);
+    assert_eq!(step_counter(&summary, "fragmented", "messages_sent"), n);
+    assert_eq!(step_counter(&summary, "fragmented", "payload_bytes_sent"), 4096 * n);
+    assert_eq!(step_counter(&summary, "fragmented_echo", "messages_received"), n);
+    assert_eq!(
+        step_counter(&summary, "fragmented_echo", "payload_bytes_received"),
+        4096 * n
+    );
+    assert_eq!(step_counter(&summary, "keepalive", "pings_sent"), n);
+    assert_eq!(step_counter(&summary, "keepalive", "pongs_received"), n);
     assert_eq!(counter(&summary, "messages_unread"), 0);
     received_adds_up(&summary);
 }
@@ -148,18 +138,18 @@ fn example_request_response() {
     no_errors(&summary);
     let n = 24; // 12 VUs x 2 iterations
     assert_eq!(counter(&summary, "iterations"), n);
-    assert_eq!(step(&summary, "login", "connections_opened"), n);
-    assert_eq!(step(&summary, "join", "messages_sent"), n);
-    assert_eq!(step(&summary, "joined", "messages_received"), n);
-    assert_eq!(step(&summary, "request", "messages_sent"), 5 * n);
-    assert_eq!(step(&summary, "reply", "messages_received"), 5 * n);
+    assert_eq!(step_counter(&summary, "login", "connections_opened"), n);
+    assert_eq!(step_counter(&summary, "join", "messages_sent"), n);
+    assert_eq!(step_counter(&summary, "joined", "messages_received"), n);
+    assert_eq!(step_counter(&summary, "request", "messages_sent"), 5 * n);
+    assert_eq!(step_counter(&summary, "reply", "messages_received"), 5 * n);
     assert_eq!(step_latency_count(&summary, "reply", "message_latency"), 5 * n);
     // The greeting handler answered every greeting; its reply was taken by the second rule
     // (or, if it came during the close, left unread).
-    assert_eq!(step(&summary, "greeting", "messages_received"), n);
-    assert_eq!(step(&summary, "greeting", "messages_sent"), n);
+    assert_eq!(step_counter(&summary, "greeting", "messages_received"), n);
+    assert_eq!(step_counter(&summary, "greeting", "messages_sent"), n);
     assert_eq!(
-        step(&summary, "greeting_reply", "messages_received") + counter(&summary, "messages_unread"),
+        step_counter(&summary, "greeting_reply", "messages_received") + counter(&summary, "messages_unread"),
         n
     );
     assert_eq!(summary["totals"]["close_codes"]["1000"], n);
@@ -171,10 +161,10 @@ fn example_subprotocol() {
     let summary = run_ok(&example("subprotocol.yaml"), 1);
     no_errors(&summary);
     // `control` is kept open across the 3 iterations; `data` is opened in each.
-    assert_eq!(step(&summary, "open_control", "connections_opened"), 10);
-    assert_eq!(step(&summary, "open_data", "connections_opened"), 30);
-    assert_eq!(step(&summary, "control_reply", "messages_received"), 30);
-    assert_eq!(step(&summary, "data_reply", "messages_received"), 30);
+    assert_eq!(step_counter(&summary, "open_control", "connections_opened"), 10);
+    assert_eq!(step_counter(&summary, "open_data", "connections_opened"), 30);
+    assert_eq!(step_counter(&summary, "control_reply", "messages_received"), 30);
+    assert_eq!(step_counter(&summary, "data_reply", "messages_received"), 30);
     assert_eq!(counter(&summary, "connections_closed"), 40);
 }
 
@@ -182,10 +172,10 @@ fn example_subprotocol() {
 fn example_wss() {
     let summary = run_ok(&example("wss.yaml"), 1);
     no_errors(&summary);
-    assert_eq!(step(&summary, "connect", "connections_opened"), 20);
+    assert_eq!(step_counter(&summary, "connect", "connections_opened"), 20);
     assert_eq!(step_latency_count(&summary, "connect", "tls_handshake"), 20);
-    assert_eq!(step(&summary, "secure_echo", "messages_received"), 100);
-    assert_eq!(step(&summary, "ping", "pongs_received"), 20);
+    assert_eq!(step_counter(&summary, "secure_echo", "messages_received"), 100);
+    assert_eq!(step_counter(&summary, "ping", "pongs_received"), 20);
 }
 
 #[test]
@@ -270,13 +260,13 @@ steps:
     // continue: the timeout is counted, the next receive gets the late reply.
     let (summary, code) = run_inline(dir.path(), &scenario("continue"));
     assert_eq!(code, 0, "{summary:#}");
-    assert_eq!(step(&summary, "impatient", "receive_timeouts"), 3);
-    assert_eq!(step(&summary, "patient", "messages_received"), 3);
+    assert_eq!(step_counter(&summary, "impatient", "receive_timeouts"), 3);
+    assert_eq!(step_counter(&summary, "patient", "messages_received"), 3);
     assert_eq!(counter(&summary, "iterations"), 3);
     // skip: the rest of the iteration is skipped, not failed.
     let (summary, _) = run_inline(dir.path(), &scenario("skip"));
-    assert_eq!(step(&summary, "impatient", "receive_timeouts"), 3);
-    assert_eq!(step(&summary, "patient", "messages_received"), 0);
+    assert_eq!(step_counter(&summary, "impatient", "receive_timeouts"), 3);
+    assert_eq!(step_counter(&summary, "patient", "messages_received"), 0);
     assert_eq!(counter(&summary, "iterations_skipped"), 3);
     assert_eq!(counter(&summary, "iterations_failed"), 0);
     // fail (the default).
@@ -310,10 +300,10 @@ on_close:
     assert_eq!(code, 0, "{summary:#}");
     assert_eq!(counter(&summary, "iterations_skipped"), 4, "{summary:#}");
     assert_eq!(counter(&summary, "iterations_failed"), 0);
-    assert_eq!(step(&summary, "reply", "messages_received"), 8);
+    assert_eq!(step_counter(&summary, "reply", "messages_received"), 8);
     // Each of the 4 server closes is counted once, in the rule's set.
     assert_eq!(summary["totals"]["close_codes"]["4000"], 4, "{summary:#}");
-    assert_eq!(step(&summary, "kicked", "close_codes.4000"), 4, "{summary:#}");
+    assert_eq!(step_counter(&summary, "kicked", "close_codes.4000"), 4, "{summary:#}");
 
     // A refused connection, continued past by an on_error rule; the next check still runs.
     let port = closed_port();
@@ -365,7 +355,7 @@ steps:
     // Everything held except the soft check (counted, continued) and the extraction of a
     // value that is not there (the iteration fails there).
     assert_eq!(code, 0, "{summary:#}");
-    assert_eq!(step(&summary, "answer", "messages_received"), 2);
+    assert_eq!(step_counter(&summary, "answer", "messages_received"), 2);
     assert_eq!(summary["totals"]["errors"]["check"], 2, "{summary:#}");
     assert_eq!(summary["totals"]["errors"]["extract"], 2, "{summary:#}");
     assert_eq!(counter(&summary, "iterations_failed"), 2);
@@ -392,8 +382,8 @@ steps:
 "
         ),
     );
-    assert_eq!(step(&summary, "refused", "connections_opened"), 0);
-    assert_eq!(step(&summary, "refused", "connections_failed"), 0);
+    assert_eq!(step_counter(&summary, "refused", "connections_opened"), 0);
+    assert_eq!(step_counter(&summary, "refused", "connections_failed"), 0);
     assert_eq!(summary["totals"]["errors"]["expectation"], 3, "{summary:#}");
 }
 
@@ -480,9 +470,9 @@ steps:
     };
     let (summary, code) = run_inline(dir.path(), &scenario(", tls: { ca: ca.pem }"));
     assert_eq!(code, 0, "{summary:#}");
-    assert_eq!(step(&summary, "back", "messages_received"), 2);
+    assert_eq!(step_counter(&summary, "back", "messages_received"), 2);
     let (summary, _) = run_inline(dir.path(), &scenario(", tls: { insecure_skip_verify: true }"));
-    assert_eq!(step(&summary, "back", "messages_received"), 2, "{summary:#}");
+    assert_eq!(step_counter(&summary, "back", "messages_received"), 2, "{summary:#}");
     // Without either, the generated certificate is not trusted.
     let (summary, _) = run_inline(dir.path(), &scenario(""));
     assert_eq!(summary["totals"]["errors"]["tls"], 2, "{summary:#}");
@@ -517,7 +507,7 @@ steps:
     };
     let (summary, code) = run_inline(dir.path(), &scenario("tester:s3cret"));
     assert_eq!(code, 0, "{summary:#}");
-    assert_eq!(step(&summary, "back", "messages_received"), 6);
+    assert_eq!(step_counter(&summary, "back", "messages_received"), 6);
     assert_eq!(tunnels.load(Ordering::SeqCst), 6);
     assert_eq!(server.server().stats().total_connections, 6);
     // Wrong credentials: the proxy refuses, counted as `proxy` errors.
@@ -571,7 +561,7 @@ steps:
     );
     // Each iteration fails at its first check: 6 failures, each counted once.
     assert_eq!(summary["totals"]["errors"]["check"], 6, "{summary:#}");
-    assert_eq!(step(&summary, "deep", "errors.check"), 6);
+    assert_eq!(step_counter(&summary, "deep", "errors.check"), 6);
     assert_eq!(counter(&summary, "iterations_failed"), 6);
 }
 
@@ -579,12 +569,12 @@ steps:
 fn example_listeners_writers_two_scenarios_in_one_run() {
     let summary = run_ok(&example("listeners-writers.yaml"), 2);
     no_errors(&summary);
-    assert_eq!(step(&summary, "listeners.connect", "connections_opened"), 18);
-    assert_eq!(step(&summary, "writers.connect", "connections_opened"), 2);
-    assert_eq!(step(&summary, "writers.post", "messages_sent"), 20);
+    assert_eq!(step_counter(&summary, "listeners.connect", "connections_opened"), 18);
+    assert_eq!(step_counter(&summary, "writers.connect", "connections_opened"), 2);
+    assert_eq!(step_counter(&summary, "writers.post", "messages_sent"), 20);
     // Every listener heard all 20 posts; the writers' VU numbers (18, 19) passed every check.
-    assert_eq!(step(&summary, "listeners.news", "messages_received"), 18 * 20);
-    assert_eq!(step(&summary, "listeners.writer_number", "errors.check"), 0);
+    assert_eq!(step_counter(&summary, "listeners.news", "messages_received"), 18 * 20);
+    assert_eq!(step_counter(&summary, "listeners.writer_number", "errors.check"), 0);
     received_adds_up(&summary);
 }
 
@@ -632,7 +622,7 @@ steps:
         step_latency(&summary, "burst", "rendezvous_wait", "max_us") >= 300_000,
         "{summary:#}"
     );
-    assert_eq!(step(&summary, "go", "messages_sent"), 36);
+    assert_eq!(step_counter(&summary, "go", "messages_sent"), 36);
 
     // A count that is never reached: released 500 ms after the last arrival.
     let (summary, code) = run_agents(
@@ -712,12 +702,12 @@ steps:
     );
     assert_eq!(code, 0, "{summary:#}");
     no_errors(&summary);
-    assert_eq!(step(&summary, "fire", "messages_sent"), 60_000);
-    assert_eq!(step(&summary, "fire", "payload_bytes_sent"), 60_000_000);
+    assert_eq!(step_counter(&summary, "fire", "messages_sent"), 60_000);
+    assert_eq!(step_counter(&summary, "fire", "payload_bytes_sent"), 60_000_000);
     // Every echo is counted once: by the handler, while sends waited or while closing.
     assert_eq!(counter(&summary, "messages_received"), 60_000, "{summary:#}");
     assert_eq!(counter(&summary, "payload_bytes_received"), 60_000_000, "{summary:#}");
-    assert!(step(&summary, "echoes", "messages_received") > 0, "{summary:#}");
+    assert!(step_counter(&summary, "echoes", "messages_received") > 0, "{summary:#}");
     assert_eq!(counter(&summary, "iterations"), 2);
     received_adds_up(&summary);
     // `duration` bounds a plan of counted iterations; the run ends when they are done.

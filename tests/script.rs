@@ -39,16 +39,6 @@ fn run_ok(path: &Path) -> Value {
     summary
 }
 
-/// A step's counter (0 when the step counted nothing of it).
-fn step(summary: &Value, name: &str, counter: &str) -> u64 {
-    let steps = summary["steps"].as_array().expect("steps");
-    let step = steps
-        .iter()
-        .find(|step| step["name"] == name)
-        .unwrap_or_else(|| panic!("no step `{name}` in {summary:#}"));
-    step["counters"][counter].as_u64().unwrap_or(0)
-}
-
 fn no_errors(summary: &Value) {
     let errors = &summary["totals"]["errors"];
     assert!(
@@ -65,9 +55,9 @@ fn example_signed_request() {
     let summary = run_ok(&example("signed-request.yaml"));
     no_errors(&summary);
     assert_eq!(counter(&summary, "iterations"), 12, "{summary:#}");
-    assert_eq!(step(&summary, "order", "messages_sent"), 12);
-    assert_eq!(step(&summary, "accepted", "messages_received"), 12);
-    assert_eq!(step(&summary, "connect", "connections_opened"), 12);
+    assert_eq!(step_counter(&summary, "order", "messages_sent"), 12);
+    assert_eq!(step_counter(&summary, "accepted", "messages_received"), 12);
+    assert_eq!(step_counter(&summary, "connect", "connections_opened"), 12);
 }
 
 /// Even VUs (0, 2) take the `ping_ok` branch in each of their 2 iterations, odd ones (1, 3)
@@ -77,12 +67,12 @@ fn example_branch_on_reply() {
     let summary = run_ok(&example("branch-on-reply.yaml"));
     no_errors(&summary);
     assert_eq!(counter(&summary, "iterations"), 8, "{summary:#}");
-    assert_eq!(step(&summary, "ask", "messages_sent"), 8);
-    assert_eq!(step(&summary, "answer", "messages_received"), 8);
-    assert_eq!(step(&summary, "follow_up", "messages_sent"), 4);
-    assert_eq!(step(&summary, "thanked", "messages_received"), 4);
-    assert_eq!(step(&summary, "corrected", "messages_sent"), 4);
-    assert_eq!(step(&summary, "corrected_answer", "messages_received"), 4);
+    assert_eq!(step_counter(&summary, "ask", "messages_sent"), 8);
+    assert_eq!(step_counter(&summary, "answer", "messages_received"), 8);
+    assert_eq!(step_counter(&summary, "follow_up", "messages_sent"), 4);
+    assert_eq!(step_counter(&summary, "thanked", "messages_received"), 4);
+    assert_eq!(step_counter(&summary, "corrected", "messages_sent"), 4);
+    assert_eq!(step_counter(&summary, "corrected_answer", "messages_received"), 4);
 }
 
 /// A misspelt name inside a block script is located at its line and column in the file.

@@ -105,22 +105,6 @@ fn run(scenario: &str) -> (Value, i32) {
     (read_json(&out), code)
 }
 
-/// A counter of one metric set (a step, a handler, or an event's `event:NAME`).
-fn set(summary: &Value, name: &str, counter: &str) -> u64 {
-    let steps = summary["steps"].as_array().expect("steps");
-    let found = steps
-        .iter()
-        .find(|step| step["name"] == name)
-        .unwrap_or_else(|| panic!("no set `{name}` in {summary:#}"));
-    found["counters"][counter].as_u64().unwrap_or(0)
-}
-
-fn latency_count(summary: &Value, name: &str, hist: &str) -> u64 {
-    let steps = summary["steps"].as_array().unwrap();
-    let found = steps.iter().find(|step| step["name"] == name).unwrap();
-    found["latency"][hist]["count"].as_u64().unwrap_or(0)
-}
-
 fn errors(summary: &Value) -> &Value {
     &summary["totals"]["errors"]
 }
@@ -152,13 +136,13 @@ steps:
     assert_eq!(count(&stats, "acks_sent"), 30, "{stats}");
     assert_eq!(count(&stats, "connect./"), 6, "{stats}");
     assert_eq!(count(&stats, "disconnect.client disconnect"), 6, "{stats}");
-    assert_eq!(set(&summary, "event:echo", "events_sent"), 30);
-    assert_eq!(set(&summary, "event:echo", "acks_received"), 30);
-    assert_eq!(latency_count(&summary, "event:echo", "ack_latency"), 30);
+    assert_eq!(step_counter(&summary, "event:echo", "events_sent"), 30);
+    assert_eq!(step_counter(&summary, "event:echo", "acks_received"), 30);
+    assert_eq!(step_latency_count(&summary, "event:echo", "ack_latency"), 30);
     // Each echo and its acknowledgement are one message each way, in the emit's set.
-    assert_eq!(set(&summary, "ask", "messages_sent"), 30);
-    assert_eq!(set(&summary, "ask", "messages_received"), 30);
-    assert_eq!(set(&summary, "connect", "protocol_connects"), 6);
+    assert_eq!(step_counter(&summary, "ask", "messages_sent"), 30);
+    assert_eq!(step_counter(&summary, "ask", "messages_received"), 30);
+    assert_eq!(step_counter(&summary, "connect", "protocol_connects"), 6);
     assert_eq!(counter(&summary, "iterations"), 6);
     assert!(
         errors(&summary).as_object().is_none_or(|found| found.is_empty()),
@@ -191,9 +175,9 @@ steps:
     assert_eq!(count(&stats, "received.join"), 4, "{stats}");
     assert_eq!(count(&stats, "received.say"), 4, "{stats}");
     assert_eq!(count(&stats, "sent.said"), 8, "{stats}");
-    assert_eq!(set(&summary, "event:said", "events_received"), 8);
-    assert_eq!(set(&summary, "heard", "messages_received"), 8);
-    assert_eq!(set(&summary, "event:say", "events_sent"), 4);
+    assert_eq!(step_counter(&summary, "event:said", "events_received"), 8);
+    assert_eq!(step_counter(&summary, "heard", "messages_received"), 8);
+    assert_eq!(step_counter(&summary, "event:say", "events_sent"), 4);
     assert_eq!(counter(&summary, "messages_unread"), 0, "{summary:#}");
 }
 
@@ -224,9 +208,9 @@ fn a_namespace_takes_a_good_auth_payload_and_refuses_a_bad_one() {
     assert_eq!(count(&stats, "connect./admin"), 2, "{stats}");
     assert_eq!(count(&stats, "refused./admin"), 3, "{stats}");
     assert_eq!(count(&stats, "received./admin.status"), 2, "{stats}");
-    assert_eq!(set(&summary, "good.event:status", "acks_received"), 2);
-    assert_eq!(set(&summary, "bad.connect", "errors.connect_error"), 3);
-    assert_eq!(set(&summary, "bad.event:status", "events_sent"), 0);
+    assert_eq!(step_counter(&summary, "good.event:status", "acks_received"), 2);
+    assert_eq!(step_counter(&summary, "bad.connect", "errors.connect_error"), 3);
+    assert_eq!(step_counter(&summary, "bad.event:status", "events_sent"), 0);
     assert_eq!(counter(&summary, "iterations"), 2);
     assert_eq!(counter(&summary, "iterations_skipped"), 3);
 }
@@ -255,11 +239,11 @@ steps:
     assert_eq!(count(&stats, "upload_bytes"), 24, "{stats}");
     assert_eq!(count(&stats, "sent.download"), 6, "{stats}");
     // Each upload is its packet and one attachment; each download likewise.
-    assert_eq!(set(&summary, "up", "messages_sent"), 12);
-    assert_eq!(set(&summary, "up", "binary_messages_sent"), 6);
-    assert_eq!(set(&summary, "event:download", "events_received"), 6);
-    assert_eq!(set(&summary, "down", "messages_received"), 12);
-    assert_eq!(set(&summary, "down", "binary_messages_received"), 6);
+    assert_eq!(step_counter(&summary, "up", "messages_sent"), 12);
+    assert_eq!(step_counter(&summary, "up", "binary_messages_sent"), 6);
+    assert_eq!(step_counter(&summary, "event:download", "events_received"), 6);
+    assert_eq!(step_counter(&summary, "down", "messages_received"), 12);
+    assert_eq!(step_counter(&summary, "down", "binary_messages_received"), 6);
 }
 
 #[test]
@@ -327,11 +311,11 @@ fn the_chat_example_runs_against_the_server() {
     assert_eq!(code, 0, "{summary:#}");
     let stats = server.stats();
     assert_eq!(
-        set(&summary, "event:echo", "acks_received"),
+        step_counter(&summary, "event:echo", "acks_received"),
         count(&stats, "received.echo")
     );
     assert_eq!(
-        set(&summary, "event:said", "events_received"),
+        step_counter(&summary, "event:said", "events_received"),
         count(&stats, "sent.said")
     );
     assert_eq!(count(&stats, "refused./admin"), 0, "{stats}");
@@ -362,8 +346,8 @@ on_message:
     let stats = server.stats();
     assert_eq!(count(&stats, "sent.question"), 12, "{stats}");
     assert_eq!(count(&stats, "answers"), 12, "{stats}");
-    assert_eq!(set(&summary, "event:question", "events_received"), 12);
-    assert_eq!(set(&summary, "event:question", "acks_sent"), 12);
-    assert_eq!(set(&summary, "answer", "messages_sent"), 12);
-    assert_eq!(set(&summary, "event:quiz", "acks_received"), 12);
+    assert_eq!(step_counter(&summary, "event:question", "events_received"), 12);
+    assert_eq!(step_counter(&summary, "event:question", "acks_sent"), 12);
+    assert_eq!(step_counter(&summary, "answer", "messages_sent"), 12);
+    assert_eq!(step_counter(&summary, "event:quiz", "acks_received"), 12);
 }

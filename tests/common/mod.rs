@@ -76,6 +76,28 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).expect("summary is JSON")
 }
 
+/// One metric set of a summary (a step, a handler, an event's `event:NAME`), by name.
+fn metric_set<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    summary["steps"]
+        .as_array()
+        .expect("the summary lists its steps")
+        .iter()
+        .find(|set| set["name"] == name)
+        .unwrap_or_else(|| panic!("no step `{name}` in {summary:#}"))
+}
+
+/// A counter of one metric set (0 when the set counted nothing of it).
+pub fn step_counter(summary: &serde_json::Value, name: &str, counter: &str) -> u64 {
+    metric_set(summary, name)["counters"][counter].as_u64().unwrap_or(0)
+}
+
+/// How many samples one metric set's histogram `hist` holds (0 when it has none).
+pub fn step_latency_count(summary: &serde_json::Value, name: &str, hist: &str) -> u64 {
+    metric_set(summary, name)["latency"][hist]["count"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
 pub fn counter(summary: &serde_json::Value, name: &str) -> u64 {
     summary["totals"]["counters"][name]
         .as_u64()
