@@ -105,7 +105,7 @@ impl Vu {
         step: StepId,
         iteration: u64,
     ) -> Result<Option<Arrived>, Stop> {
-        if let Some(arrived) = self.take_queued(conn_id, matcher, iteration) {
+        if let Some(arrived) = self.take_queued(conn_id, matcher, step, iteration)? {
             return Ok(Some(arrived));
         }
         loop {
@@ -162,14 +162,17 @@ impl Vu {
                 self.send_reply(conn_id, reply, iteration).await?;
             }
             if let Some(arrived) = arrived {
-                if self.matches(matcher, &arrived, iteration) {
+                let matched = self.matches(matcher, &arrived, step, iteration);
+                if matches!(matched, Ok(true)) {
                     // Its arrival is the step's last clock reading (unless a reply went out since).
                     if !replied {
                         self.recent = Some(arrived.at);
                     }
                     return Ok(Some(arrived));
                 }
+                // Kept for a later receive, also when the matcher's script failed the step.
                 self.queue(conn_id, arrived);
+                matched?;
             }
         }
     }
