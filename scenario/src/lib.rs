@@ -9,6 +9,7 @@ pub mod compression;
 pub mod duration;
 pub mod error;
 pub mod feeds;
+pub mod graphql;
 pub mod matcher;
 pub mod model;
 pub mod plan;

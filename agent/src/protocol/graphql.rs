@@ -151,6 +151,15 @@ impl Session {
         self.options.subprotocol
     }
 
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// graphql-ws: whether the server sent a `ka` yet.
+    pub fn ka_seen(&self) -> bool {
+        self.ka_seen
+    }
+
     pub fn state(&self) -> State {
         self.state
     }
