@@ -22,6 +22,7 @@
 //! the layer itself does no I/O and reads no clock (instants are handed to it), so it is tested
 //! with plain values.
 
+pub mod graphql;
 pub mod socketio;
 pub mod stomp;
 
