@@ -365,14 +365,17 @@ impl GraphQl {
         format!("ws://127.0.0.1:{}/graphql", self.port)
     }
 
-    /// The server's own counts (`queries`, `mutations`, `subscriptions`, `events`, `ended`).
+    /// The server's own counts (`queries`, `mutations`, `subscriptions`, `events`, `ended`,
+    /// `errors`, `connections`, `refused`).
     pub fn stats(&self) -> serde_json::Value {
         let (status, body) = super::http(
             "POST",
             self.port,
             "/graphql",
             None,
-            Some(r#"{"query":"{ stats { queries mutations subscriptions events ended } }"}"#),
+            Some(
+                r#"{"query":"{ stats { queries mutations subscriptions events ended errors connections refused } }"}"#,
+            ),
         );
         assert_eq!(status, 200, "stats query: {body}");
         let answer: serde_json::Value = serde_json::from_str(&body).expect("stats answer is JSON");

@@ -15,6 +15,7 @@
 //! The VU's glue (`agent/src/vu/protocol.rs`) counts, times and routes what the layer decodes;
 //! the layer itself does no I/O and reads no clock, so it is tested with plain values.
 
+pub mod graphql;
 pub mod mqtt;
 pub mod socketio;
 pub mod stomp;
