@@ -23,6 +23,7 @@
 //! with plain values.
 
 pub mod graphql;
+pub mod mqtt;
 pub mod socketio;
 pub mod stomp;
 
