@@ -12,6 +12,7 @@ pub mod feeds;
 pub mod graphql;
 pub mod matcher;
 pub mod model;
+pub mod mqtt;
 pub mod plan;
 pub mod positions;
 pub mod protocol;
