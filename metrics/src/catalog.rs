@@ -446,13 +446,16 @@ pub enum ErrorKind {
     /// The server sent nothing for longer than the protocol's heartbeats allow (STOMP
     /// heart-beats, MQTT keep-alive): the client drops the connection.
     HeartbeatTimeout,
+    /// GraphQL over WebSocket: an operation's result carried `errors` (a resolver failed), or
+    /// the server ended an operation with an `error` message (it did not validate).
+    GraphqlError,
     /// A script failed while it ran (an error, a limit reached, a condition that gave no
     /// boolean, a `while` that reached `max`).
     Script,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 19] = [
+    pub const ALL: [ErrorKind; 20] = [
         ErrorKind::Refused,
         ErrorKind::Timeout,
         ErrorKind::Dns,
@@ -471,6 +474,7 @@ impl ErrorKind {
         ErrorKind::ConnectError,
         ErrorKind::AckTimeout,
         ErrorKind::HeartbeatTimeout,
+        ErrorKind::GraphqlError,
         ErrorKind::Script,
     ];
     pub const COUNT: usize = Self::ALL.len();
@@ -501,6 +505,7 @@ impl ErrorKind {
             ErrorKind::ConnectError => "connect_error",
             ErrorKind::AckTimeout => "ack_timeout",
             ErrorKind::HeartbeatTimeout => "heartbeat_timeout",
+            ErrorKind::GraphqlError => "graphql_error",
             ErrorKind::Script => "script",
         }
     }

@@ -9,7 +9,6 @@ pub mod compression;
 pub mod duration;
 pub mod error;
 pub mod feeds;
-pub mod graphql;
 pub mod matcher;
 pub mod model;
 pub mod mqtt;
@@ -169,6 +168,13 @@ fn named_files(raw: &raw::RawScenario) -> Vec<(String, String)> {
                         found.push((format!("{field}.tls.ca"), ca.clone()));
                     }
                 }
+                raw::RawStep::GraphqlSubscribe(operation)
+                | raw::RawStep::GraphqlQuery(operation)
+                | raw::RawStep::GraphqlMutation(operation) => {
+                    if let Some(file) = &operation.query_file {
+                        found.push((format!("{field}.query_file"), file.clone()));
+                    }
+                }
                 raw::RawStep::Http(http) => {
                     if let Some(file) = http.body.as_ref().and_then(|body| body.file.as_ref()) {
                         found.push((format!("{field}.body.file"), file.clone()));
@@ -253,3 +259,7 @@ mod hostile;
 
 #[cfg(test)]
 mod protocol_tests;
+
+#[cfg(test)]
+#[path = "protocol/graphql_tests.rs"]
+mod graphql_tests;

@@ -248,6 +248,10 @@ pub enum RawStep {
     If(RawIf),
     While(RawWhile),
     Emit(crate::protocol::RawEmit),
+    GraphqlSubscribe(crate::protocol::graphql::RawOperation),
+    GraphqlQuery(crate::protocol::graphql::RawOperation),
+    GraphqlMutation(crate::protocol::graphql::RawOperation),
+    GraphqlComplete(crate::protocol::graphql::RawComplete),
 }
 
 impl RawStep {
@@ -265,6 +269,10 @@ impl RawStep {
             RawStep::Rendezvous(_) => "rendezvous",
             RawStep::Http(_) => "http",
             RawStep::Emit(_) => "emit",
+            RawStep::GraphqlSubscribe(_) => "graphql_subscribe",
+            RawStep::GraphqlQuery(_) => "graphql_query",
+            RawStep::GraphqlMutation(_) => "graphql_mutation",
+            RawStep::GraphqlComplete(_) => "graphql_complete",
             RawStep::Script(_) => "script",
             RawStep::If(_) => "if",
             RawStep::While(_) => "while",
@@ -310,6 +318,8 @@ pub struct RawConnect {
     pub protocol: Option<String>,
     /// Socket.IO options (with `protocol: socketio`).
     pub socketio: Option<crate::protocol::RawSocketIo>,
+    /// GraphQL-over-WebSocket options (with `protocol: graphql`).
+    pub graphql: Option<Box<crate::protocol::graphql::RawGraphQl>>,
 }
 
 /// `compression: off | deflate | browser`, or `compression: { <offer parameters>, threshold }`,

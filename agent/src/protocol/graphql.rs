@@ -8,6 +8,7 @@
 //! No I/O and no clock: the caller passes the instants it read to [`Session::ping_message`],
 //! [`Session::ping_due`], [`Session::pong_overdue`] and [`Session::server_silent`].
 
+pub mod layer;
 pub mod message;
 
 use std::time::{Duration, Instant};

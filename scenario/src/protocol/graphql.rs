@@ -1,6 +1,6 @@
 //! GraphQL over WebSocket in scenarios: `connect: { protocol: graphql, graphql: {...} }`, the
-//! operation steps (`subscribe`, `query`, `mutation`) and `complete`, as written and as
-//! compiled. An operation's document is parsed when the scenario is validated, so a query that
+//! operation steps (`graphql_subscribe`, `graphql_query`, `graphql_mutation`) and
+//! `graphql_complete`, as written and as compiled. An operation's document is parsed when the scenario is validated, so a query that
 //! does not parse, an operation of the wrong kind for its step, or an `operation_name` the
 //! document does not define is an error located at its field, before any VU connects.
 //! `crate::validate::graphql` builds them; the agent's GraphQL layer plays them.
@@ -48,7 +48,8 @@ pub struct RawGraphQl {
     pub ka_timeout: Option<String>,
 }
 
-/// `subscribe:`, `query:` and `mutation:`: an operation over the connection.
+/// `graphql_subscribe:`, `graphql_query:` and `graphql_mutation:`: an operation over the
+/// connection.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOperation {
@@ -73,14 +74,14 @@ pub struct RawOperation {
     pub extract: BTreeMap<String, RawExtract>,
 }
 
-/// `complete: { subscription: ticks }`: ends a subscription the VU started on the connection
+/// `graphql_complete: { subscription: ticks }`: ends a subscription the VU started on the connection
 /// (graphql-ws's `unsubscribe()`, Apollo's `subscription.unsubscribe()`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawComplete {
     pub name: Option<String>,
     pub connection: Option<String>,
-    /// The name of the `subscribe` step that started it.
+    /// The name of the `graphql_subscribe` step that started it.
     pub subscription: String,
 }
 
@@ -117,14 +118,14 @@ impl OperationKind {
     /// The step that runs operations of this kind.
     pub fn step(self) -> &'static str {
         match self {
-            OperationKind::Query => "query",
-            OperationKind::Mutation => "mutation",
-            OperationKind::Subscription => "subscribe",
+            OperationKind::Query => "graphql_query",
+            OperationKind::Mutation => "graphql_mutation",
+            OperationKind::Subscription => "graphql_subscribe",
         }
     }
 }
 
-/// A `subscribe`, `query` or `mutation` step.
+/// A `graphql_subscribe`, `graphql_query` or `graphql_mutation` step.
 #[derive(Clone, Debug)]
 pub struct Operation {
     pub conn: ConnId,
@@ -149,11 +150,11 @@ pub struct ResultWait {
     pub extract: Vec<Extraction>,
 }
 
-/// A `complete` step.
+/// A `graphql_complete` step.
 #[derive(Clone, Debug)]
 pub struct Complete {
     pub conn: ConnId,
-    /// The `subscribe` step whose subscription ends.
+    /// The `graphql_subscribe` step whose subscription ends.
     pub subscription: StepId,
 }
 
@@ -169,7 +170,10 @@ impl Document {
     pub fn parse(text: &str) -> Result<Document, String> {
         let document = graphql_parser::parse_query::<&str>(text).map_err(|error| {
             let text = error.to_string();
-            text.strip_prefix("query parse error: ").unwrap_or(&text).trim().replace('\n', "; ")
+            text.strip_prefix("query parse error: ")
+                .unwrap_or(&text)
+                .trim()
+                .replace('\n', "; ")
         })?;
         let operations = document
             .definitions
@@ -230,7 +234,8 @@ mod tests {
         let document = Document::parse("{ hello }").unwrap();
         assert_eq!(document.select(None), Ok((OperationKind::Query, None)));
         let document =
-            Document::parse("query A { a } mutation B($t: String!) { publish(text: $t) } fragment F on Q { x }").unwrap();
+            Document::parse("query A { a } mutation B($t: String!) { publish(text: $t) } fragment F on Q { x }")
+                .unwrap();
         assert_eq!(document.select(Some("B")), Ok((OperationKind::Mutation, Some("B"))));
         assert!(document.select(None).unwrap_err().contains("several operations (A, B)"));
         assert!(document.select(Some("C")).unwrap_err().contains("no operation `C`"));
