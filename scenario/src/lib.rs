@@ -11,6 +11,7 @@ pub mod error;
 pub mod feeds;
 pub mod matcher;
 pub mod model;
+pub mod mqtt;
 pub mod plan;
 pub mod positions;
 pub mod protocol;

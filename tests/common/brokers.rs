@@ -116,24 +116,50 @@ pub struct Mosquitto {
 impl Mosquitto {
     /// Starts one, or `None` (the test is skipped) where mosquitto is not installed.
     pub fn start() -> Option<Mosquitto> {
+        Mosquitto::start_with(None)
+    }
+
+    /// Starts one that takes only `user` with `password` (a password file made with
+    /// `mosquitto_passwd`) and refuses anonymous clients.
+    pub fn start_with_login(user: &str, password: &str) -> Option<Mosquitto> {
+        Mosquitto::start_with(Some((user, password)))
+    }
+
+    fn start_with(login: Option<(&str, &str)>) -> Option<Mosquitto> {
         if !installed("/usr/sbin/mosquitto", "mosquitto") {
             return None;
         }
         let dir = TempDir::new().expect("temporary folder");
         let ports = free_ports(2);
         let (tcp_port, ws_port) = (ports[0], ports[1]);
+        let mut access = String::from("allow_anonymous true\n");
+        if let Some((user, password)) = login {
+            let file = dir.path().join("passwords");
+            let made = Command::new("/usr/bin/mosquitto_passwd")
+                .arg("-c")
+                .arg("-b")
+                .arg(&file)
+                .args([user, password])
+                .output()
+                .expect("mosquitto_passwd (Debian's package `mosquitto`)");
+            assert!(
+                made.status.success(),
+                "mosquitto_passwd: {}",
+                String::from_utf8_lossy(&made.stderr)
+            );
+            access = format!("allow_anonymous false\npassword_file {}\n", file.display());
+        }
         let config = dir.path().join("mosquitto.conf");
         std::fs::write(
             &config,
             format!(
                 "persistence false\n\
                  sys_interval 1\n\
+                 {access}\
                  listener {tcp_port} 127.0.0.1\n\
-                 allow_anonymous true\n\
                  listener {ws_port} 127.0.0.1\n\
                  socket_domain ipv4\n\
-                 protocol websockets\n\
-                 allow_anonymous true\n"
+                 protocol websockets\n"
             ),
         )
         .expect("write mosquitto.conf");
@@ -339,14 +365,17 @@ impl GraphQl {
         format!("ws://127.0.0.1:{}/graphql", self.port)
     }
 
-    /// The server's own counts (`queries`, `mutations`, `subscriptions`, `events`, `ended`).
+    /// The server's own counts (`queries`, `mutations`, `subscriptions`, `events`, `ended`,
+    /// `errors`, `connections`, `refused`).
     pub fn stats(&self) -> serde_json::Value {
         let (status, body) = super::http(
             "POST",
             self.port,
             "/graphql",
             None,
-            Some(r#"{"query":"{ stats { queries mutations subscriptions events ended } }"}"#),
+            Some(
+                r#"{"query":"{ stats { queries mutations subscriptions events ended errors connections refused } }"}"#,
+            ),
         );
         assert_eq!(status, 200, "stats query: {body}");
         let answer: serde_json::Value = serde_json::from_str(&body).expect("stats answer is JSON");
