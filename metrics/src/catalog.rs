@@ -446,13 +446,15 @@ pub enum ErrorKind {
     /// The server sent nothing for longer than the protocol's heartbeats allow (STOMP
     /// heart-beats, MQTT keep-alive): the client drops the connection.
     HeartbeatTimeout,
+    /// A STOMP server sent an ERROR frame on a session it had accepted (and closes it).
+    StompError,
     /// A script failed while it ran (an error, a limit reached, a condition that gave no
     /// boolean, a `while` that reached `max`).
     Script,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 19] = [
+    pub const ALL: [ErrorKind; 20] = [
         ErrorKind::Refused,
         ErrorKind::Timeout,
         ErrorKind::Dns,
@@ -471,6 +473,7 @@ impl ErrorKind {
         ErrorKind::ConnectError,
         ErrorKind::AckTimeout,
         ErrorKind::HeartbeatTimeout,
+        ErrorKind::StompError,
         ErrorKind::Script,
     ];
     pub const COUNT: usize = Self::ALL.len();
@@ -501,6 +504,7 @@ impl ErrorKind {
             ErrorKind::ConnectError => "connect_error",
             ErrorKind::AckTimeout => "ack_timeout",
             ErrorKind::HeartbeatTimeout => "heartbeat_timeout",
+            ErrorKind::StompError => "stomp_error",
             ErrorKind::Script => "script",
         }
     }

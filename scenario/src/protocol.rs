@@ -13,8 +13,10 @@ use crate::raw::{RawExtract, RawMatch};
 use crate::steps::{ConnId, Flush, StepId};
 use crate::template::{Scope, Template};
 
+pub mod stomp;
+
 /// The protocols a connection may speak, as `protocol:` names them.
-pub const PROTOCOLS: &[&str] = &["socketio"];
+pub const PROTOCOLS: &[&str] = &["socketio", "stomp"];
 
 /// The Engine.IO path when `socketio.path` is not given (socket.io-client's default).
 pub const DEFAULT_SOCKETIO_PATH: &str = "/socket.io/";
@@ -33,6 +35,7 @@ pub const EVENT_SET_PREFIX: &str = "event:";
 pub fn set_prefix(protocol: &str) -> &'static str {
     match protocol {
         "socketio" => EVENT_SET_PREFIX,
+        "stomp" => stomp::SET_PREFIX,
         _ => "event:",
     }
 }
@@ -103,6 +106,7 @@ pub struct RawAck {
 #[derive(Clone, Debug)]
 pub enum Protocol {
     SocketIo(SocketIo),
+    Stomp(stomp::Stomp),
 }
 
 /// Socket.IO v4 options of a connect step.

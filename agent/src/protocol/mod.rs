@@ -37,6 +37,7 @@ use wsfleet_scenario::FrameKind;
 /// A connection's protocol session.
 pub enum Layer {
     SocketIo(socketio::Session),
+    Stomp(stomp::Session),
 }
 
 /// A protocol event for the steps and handlers: a Socket.IO event, a STOMP MESSAGE, an MQTT
@@ -157,6 +158,7 @@ impl Layer {
     pub fn decode(&mut self, message: &Message, now: Instant, out: &mut Vec<Decoded>) {
         match self {
             Layer::SocketIo(session) => out.push(session.decode_at(message, now)),
+            Layer::Stomp(session) => session.decode_into(message, now, out),
         }
     }
 
@@ -165,6 +167,7 @@ impl Layer {
     pub fn next_due(&self) -> Option<Instant> {
         match self {
             Layer::SocketIo(session) => session.silent_after(),
+            Layer::Stomp(session) => session.next_due(),
         }
     }
 
@@ -178,6 +181,7 @@ impl Layer {
                     ));
                 }
             }
+            Layer::Stomp(session) => session.tick(now, out),
         }
     }
 
@@ -185,6 +189,8 @@ impl Layer {
     pub fn opened(&self) -> bool {
         match self {
             Layer::SocketIo(session) => session.opened(),
+            // The client speaks first.
+            Layer::Stomp(_) => true,
         }
     }
 
@@ -192,6 +198,7 @@ impl Layer {
     pub fn ready(&self) -> bool {
         match self {
             Layer::SocketIo(session) => session.ready(),
+            Layer::Stomp(session) => session.ready(),
         }
     }
 
@@ -199,6 +206,7 @@ impl Layer {
     pub fn ended(&self) -> bool {
         match self {
             Layer::SocketIo(session) => session.ended(),
+            Layer::Stomp(session) => session.ended(),
         }
     }
 
@@ -206,6 +214,7 @@ impl Layer {
     pub fn set_prefix(&self) -> &'static str {
         match self {
             Layer::SocketIo(_) => wsfleet_scenario::protocol::EVENT_SET_PREFIX,
+            Layer::Stomp(_) => wsfleet_scenario::protocol::stomp::SET_PREFIX,
         }
     }
 
@@ -217,6 +226,10 @@ impl Layer {
                 let _ = now;
                 session.connect_messages(auth)
             }
+            Layer::Stomp(session) => {
+                let _ = (now, auth);
+                vec![session.connect_message()]
+            }
         }
     }
 
@@ -224,12 +237,25 @@ impl Layer {
     pub fn goodbye_messages(&mut self) -> Vec<Message> {
         match self {
             Layer::SocketIo(session) => session.disconnect_messages(),
+            // stomp.js's `deactivate()`: DISCONNECT, unless a step already said it.
+            Layer::Stomp(session) => match session.state() {
+                stomp::State::Connected => vec![session.disconnect_message(None)],
+                _ => Vec::new(),
+            },
         }
     }
 
     pub fn as_socketio(&mut self) -> Option<&mut socketio::Session> {
         match self {
             Layer::SocketIo(session) => Some(session),
+            _ => None,
+        }
+    }
+
+    pub fn as_stomp(&mut self) -> Option<&mut stomp::Session> {
+        match self {
+            Layer::Stomp(session) => Some(session),
+            _ => None,
         }
     }
 }

@@ -188,6 +188,9 @@ pub(super) struct ConnInfo {
     pub(super) headers: Vec<(String, String)>,
     /// The last data message a step or handler took.
     pub(super) last: Option<(Bytes, FrameKind)>,
+    /// What the last protocol event a step or handler took asked to have answered, with its
+    /// namespace (a STOMP message's `ack` id and subscription), for `stomp_ack` without an id.
+    pub(super) last_reply: Option<(String, String)>,
 }
 
 pub(super) fn message_bytes(message: &Message) -> (Bytes, FrameKind) {

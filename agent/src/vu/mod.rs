@@ -65,6 +65,7 @@ mod scripted;
 mod sizes;
 mod socketio;
 mod state;
+mod stomp;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]

@@ -90,11 +90,12 @@ pub(super) struct Speaking {
 /// The protocol state of a new connection for the protocol a connect step names; options with
 /// templates are rendered in `scope`, at `now`.
 pub(super) fn speaking(protocol: &Protocol, scope: &Scope<'_>, now: Instant) -> Box<Speaking> {
-    let _ = (scope, now);
+    let _ = now;
     let layer = match protocol {
         Protocol::SocketIo(options) => Layer::SocketIo(socketio::Session::new(
             options.namespaces.iter().map(|namespace| namespace.name.clone()),
         )),
+        Protocol::Stomp(options) => Layer::Stomp(super::stomp::stomp_session(options, scope)),
     };
     Box::new(Speaking {
         layer,
@@ -132,6 +133,13 @@ impl Speaking {
                 acks.waiting.remove(oldest);
             }
         }
+    }
+}
+
+impl Speaking {
+    /// Whether the acknowledgement `id` came for a step that waits for it.
+    pub(super) fn acks_arrived(&self, id: u64) -> bool {
+        self.acks.arrived.iter().any(|(got, _, _)| *got == id)
     }
 }
 
@@ -251,10 +259,16 @@ impl Vu {
                     let prefix = speaking.layer.set_prefix();
                     drop(recorder);
                     let set = self.event_set_of(prefix, &event.name, step);
-                    self.env
-                        .recorder
-                        .borrow_mut()
-                        .add(now, SetId::Step(set), Counter::EventsReceived, 1);
+                    // The event's key set counts events and their bodies' bytes (a STOMP body,
+                    // Socket.IO's arguments).
+                    self.env.recorder.borrow_mut().add_counts(
+                        now,
+                        SetId::Step(set),
+                        [
+                            (Counter::EventsReceived, 1),
+                            (Counter::PayloadBytesReceived, event.body.len() as u64),
+                        ],
+                    );
                     // A packet with attachments was read before this message: its wire size is
                     // not this message's.
                     let compressed = compressed.filter(|_| event.attachments.is_empty());
@@ -539,6 +553,7 @@ impl Vu {
             .await?;
         let auths = match protocol {
             Protocol::SocketIo(options) => self.socketio_auths(options, iteration),
+            Protocol::Stomp(_) => Vec::new(),
         };
         let auth = |index: usize| auths.get(index).cloned().flatten();
         let now = clock::now();

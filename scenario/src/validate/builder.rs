@@ -93,6 +93,12 @@ impl StepBuilder<'_> {
             RawStep::While(looped) => self.while_step(looped, at, connected, problems),
             RawStep::Http(http) => self.http_step(http, at, problems),
             RawStep::Emit(emit) => self.emit_step(emit, at, connected, problems),
+            RawStep::StompSubscribe(_)
+            | RawStep::StompUnsubscribe(_)
+            | RawStep::StompSend(_)
+            | RawStep::StompAck(_)
+            | RawStep::StompNack(_)
+            | RawStep::StompDisconnect(_) => self.stomp_step(raw, at, connected, problems),
         }
     }
 

@@ -164,7 +164,7 @@ impl StepBuilder<'_> {
             problems,
         );
         let extract = self.extractions(&connect.extract, &format!("{field}.extract"), &["header"], problems);
-        let subprotocols = connect
+        let mut subprotocols: Vec<Template> = connect
             .subprotocols
             .iter()
             .enumerate()
@@ -172,6 +172,13 @@ impl StepBuilder<'_> {
                 compile_template(name, &format!("{field}.subprotocols[{index}]"), &self.known, problems)
             })
             .collect();
+        // STOMP over WebSocket names its versions as subprotocols (stomp.js offers them too).
+        if connect.subprotocols.is_empty() && matches!(protocol, Some(crate::protocol::Protocol::Stomp(_))) {
+            subprotocols = crate::protocol::stomp::SUBPROTOCOLS
+                .iter()
+                .map(|name| Template::literal(*name))
+                .collect();
+        }
         Connect {
             conn,
             url,
