@@ -449,13 +449,15 @@ pub enum ErrorKind {
     /// GraphQL over WebSocket: an operation's result carried `errors` (a resolver failed), or
     /// the server ended an operation with an `error` message (it did not validate).
     GraphqlError,
+    /// A STOMP server sent an ERROR frame on a session it had accepted (and closes it).
+    StompError,
     /// A script failed while it ran (an error, a limit reached, a condition that gave no
     /// boolean, a `while` that reached `max`).
     Script,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 21] = [
         ErrorKind::Refused,
         ErrorKind::Timeout,
         ErrorKind::Dns,
@@ -475,6 +477,7 @@ impl ErrorKind {
         ErrorKind::AckTimeout,
         ErrorKind::HeartbeatTimeout,
         ErrorKind::GraphqlError,
+        ErrorKind::StompError,
         ErrorKind::Script,
     ];
     pub const COUNT: usize = Self::ALL.len();
@@ -506,6 +509,7 @@ impl ErrorKind {
             ErrorKind::AckTimeout => "ack_timeout",
             ErrorKind::HeartbeatTimeout => "heartbeat_timeout",
             ErrorKind::GraphqlError => "graphql_error",
+            ErrorKind::StompError => "stomp_error",
             ErrorKind::Script => "script",
         }
     }

@@ -163,6 +163,11 @@ fn named_files(raw: &raw::RawScenario) -> Vec<(String, String)> {
                         found.push((format!("{field}.file"), file.clone()));
                     }
                 }
+                raw::RawStep::StompSend(send) => {
+                    if let Some(file) = &send.file {
+                        found.push((format!("{field}.file"), file.clone()));
+                    }
+                }
                 raw::RawStep::Connect(connect) => {
                     if let Some(ca) = connect.tls.as_ref().and_then(|tls| tls.ca.as_ref()) {
                         found.push((format!("{field}.tls.ca"), ca.clone()));
@@ -263,3 +268,6 @@ mod protocol_tests;
 #[cfg(test)]
 #[path = "protocol/graphql_tests.rs"]
 mod graphql_tests;
+
+#[cfg(test)]
+mod stomp_tests;

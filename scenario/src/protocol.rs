@@ -15,8 +15,10 @@ use crate::raw::{RawExtract, RawMatch};
 use crate::steps::{ConnId, Flush, StepId};
 use crate::template::{Scope, Template};
 
+pub mod stomp;
+
 /// The protocols a connection may speak, as `protocol:` names them.
-pub const PROTOCOLS: &[&str] = &["socketio", "graphql"];
+pub const PROTOCOLS: &[&str] = &["socketio", "stomp", "graphql"];
 
 /// The Engine.IO path when `socketio.path` is not given (socket.io-client's default).
 pub const DEFAULT_SOCKETIO_PATH: &str = "/socket.io/";
@@ -36,6 +38,7 @@ pub fn set_prefix(protocol: &str) -> &'static str {
     match protocol {
         "socketio" => EVENT_SET_PREFIX,
         "graphql" => crate::protocol::graphql::OPERATION_SET_PREFIX,
+        "stomp" => stomp::SET_PREFIX,
         _ => "event:",
     }
 }
@@ -107,6 +110,7 @@ pub struct RawAck {
 pub enum Protocol {
     SocketIo(SocketIo),
     GraphQl(crate::protocol::graphql::GraphQl),
+    Stomp(stomp::Stomp),
 }
 
 /// Socket.IO v4 options of a connect step.

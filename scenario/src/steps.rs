@@ -48,6 +48,8 @@ pub enum Action {
     Operation(Box<crate::protocol::graphql::Operation>),
     /// Ends a GraphQL subscription (`complete`).
     Complete(crate::protocol::graphql::Complete),
+    /// A STOMP frame (`stomp_subscribe`, `stomp_send`, ...).
+    Stomp(Box<crate::protocol::stomp::StompStep>),
 }
 
 /// Runs statements whose top-level `let`s set VU values.

@@ -38,6 +38,7 @@ use wsfleet_scenario::FrameKind;
 pub enum Layer {
     SocketIo(socketio::Session),
     GraphQl(graphql::layer::GraphQlLayer),
+    Stomp(stomp::Session),
 }
 
 /// A protocol event for the steps and handlers: a Socket.IO event, a STOMP MESSAGE, an MQTT
@@ -159,6 +160,7 @@ impl Layer {
         match self {
             Layer::SocketIo(session) => out.push(session.decode_at(message, now)),
             Layer::GraphQl(layer) => layer.decode(message, now, out),
+            Layer::Stomp(session) => session.decode_into(message, now, out),
         }
     }
 
@@ -168,6 +170,7 @@ impl Layer {
         match self {
             Layer::SocketIo(session) => session.silent_after(),
             Layer::GraphQl(layer) => layer.next_due(),
+            Layer::Stomp(session) => session.next_due(),
         }
     }
 
@@ -182,6 +185,7 @@ impl Layer {
                 }
             }
             Layer::GraphQl(layer) => layer.tick(now, out),
+            Layer::Stomp(session) => session.tick(now, out),
         }
     }
 
@@ -191,6 +195,8 @@ impl Layer {
             Layer::SocketIo(session) => session.opened(),
             // The client speaks first (`connection_init`).
             Layer::GraphQl(_) => true,
+            // The client speaks first.
+            Layer::Stomp(_) => true,
         }
     }
 
@@ -199,6 +205,7 @@ impl Layer {
         match self {
             Layer::SocketIo(session) => session.ready(),
             Layer::GraphQl(layer) => layer.ready(),
+            Layer::Stomp(session) => session.ready(),
         }
     }
 
@@ -207,6 +214,7 @@ impl Layer {
         match self {
             Layer::SocketIo(session) => session.ended(),
             Layer::GraphQl(layer) => layer.ended(),
+            Layer::Stomp(session) => session.ended(),
         }
     }
 
@@ -215,6 +223,7 @@ impl Layer {
         match self {
             Layer::SocketIo(_) => wsfleet_scenario::protocol::EVENT_SET_PREFIX,
             Layer::GraphQl(_) => wsfleet_scenario::protocol::graphql::OPERATION_SET_PREFIX,
+            Layer::Stomp(_) => wsfleet_scenario::protocol::stomp::SET_PREFIX,
         }
     }
 
@@ -227,6 +236,10 @@ impl Layer {
                 session.connect_messages(auth)
             }
             Layer::GraphQl(layer) => layer.handshake_messages(now),
+            Layer::Stomp(session) => {
+                let _ = (now, auth);
+                vec![session.connect_message()]
+            }
         }
     }
 
@@ -235,6 +248,11 @@ impl Layer {
         match self {
             Layer::SocketIo(session) => session.disconnect_messages(),
             Layer::GraphQl(layer) => layer.goodbye_messages(),
+            // stomp.js's `deactivate()`: DISCONNECT, unless a step already said it.
+            Layer::Stomp(session) => match session.state() {
+                stomp::State::Connected => vec![session.disconnect_message(None)],
+                _ => Vec::new(),
+            },
         }
     }
 
@@ -248,6 +266,13 @@ impl Layer {
     pub fn as_graphql(&mut self) -> Option<&mut graphql::layer::GraphQlLayer> {
         match self {
             Layer::GraphQl(layer) => Some(layer),
+            _ => None,
+        }
+    }
+
+    pub fn as_stomp(&mut self) -> Option<&mut stomp::Session> {
+        match self {
+            Layer::Stomp(session) => Some(session),
             _ => None,
         }
     }

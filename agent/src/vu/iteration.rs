@@ -261,6 +261,7 @@ impl Vu {
             Action::Emit(emit) => Box::pin(self.emit_step(step, emit, iteration)).await,
             Action::Operation(operation) => Box::pin(self.operation_step(step, operation, iteration)).await,
             Action::Complete(complete) => Box::pin(self.complete_step(step, complete, iteration)).await,
+            Action::Stomp(stomp) => Box::pin(self.stomp_step(step, stomp, iteration)).await,
         }
     }
 

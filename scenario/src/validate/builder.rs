@@ -106,6 +106,12 @@ impl StepBuilder<'_> {
                 self.operation_step(operation, OperationKind::Mutation, at, connected, problems)
             }
             RawStep::GraphqlComplete(complete) => self.complete_step(complete, at, connected, problems),
+            RawStep::StompSubscribe(_)
+            | RawStep::StompUnsubscribe(_)
+            | RawStep::StompSend(_)
+            | RawStep::StompAck(_)
+            | RawStep::StompNack(_)
+            | RawStep::StompDisconnect(_) => self.stomp_step(raw, at, connected, problems),
         }
     }
 

@@ -205,6 +205,13 @@ impl StepBuilder<'_> {
             expect.subprotocol = Some(options.subprotocol.to_owned());
             keep_headers = true;
         }
+        // STOMP over WebSocket names its versions as subprotocols (stomp.js offers them too).
+        if connect.subprotocols.is_empty() && matches!(protocol, Some(crate::protocol::Protocol::Stomp(_))) {
+            subprotocols = crate::protocol::stomp::SUBPROTOCOLS
+                .iter()
+                .map(|name| Template::literal(*name))
+                .collect();
+        }
         Connect {
             conn,
             url,

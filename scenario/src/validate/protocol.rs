@@ -14,6 +14,8 @@ use crate::raw::RawConnect;
 use crate::steps::{Action, ConnId, Step, DEFAULT_RECEIVE_TIMEOUT};
 
 use super::builder::{At, StepBuilder};
+
+mod stomp;
 use super::fields::{compile_template, duration_field, flush};
 
 impl StepBuilder<'_> {
@@ -40,6 +42,13 @@ impl StepBuilder<'_> {
                         Some("add `protocol: graphql`".into()),
                     );
                 }
+                if connect.stomp.is_some() {
+                    problems.add(
+                        &format!("{field}.stomp"),
+                        "STOMP options without `protocol: stomp`",
+                        Some("add `protocol: stomp`".into()),
+                    );
+                }
                 None
             }
             Some("graphql") => {
@@ -48,6 +57,22 @@ impl StepBuilder<'_> {
                 Some(Protocol::GraphQl(self.graphql_options(
                     raw,
                     &format!("{field}.graphql"),
+                    problems,
+                )))
+            }
+            Some("stomp") => {
+                if connect.socketio.is_some() {
+                    problems.add(
+                        &format!("{field}.socketio"),
+                        "Socket.IO options on a connection that speaks STOMP",
+                        Some("remove `socketio`, or write `protocol: socketio`".into()),
+                    );
+                }
+                let default = crate::protocol::stomp::RawStomp::default();
+                let raw = connect.stomp.as_deref().unwrap_or(&default);
+                Some(Protocol::Stomp(self.stomp_options(
+                    raw,
+                    &format!("{field}.stomp"),
                     problems,
                 )))
             }
@@ -325,14 +350,14 @@ impl StepBuilder<'_> {
         field: &str,
         problems: &mut Problems<'_>,
     ) {
-        if matcher.event.is_none() && matcher.namespace.is_none() {
+        if matcher.event.is_none() && matcher.namespace.is_none() && matcher.headers.is_empty() {
             return;
         }
         let spoken = self.protocols_of(conn);
         if spoken.is_empty() {
             problems.add(
                 field,
-                "`event` and `namespace` match protocol events, and this connection speaks plain WebSocket",
+                "`event`, `destination`, `namespace` and `headers` match protocol events, and this connection speaks plain WebSocket",
                 Some("add `protocol:` to the connect step, or match the message itself".into()),
             );
         }
