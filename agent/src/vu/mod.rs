@@ -67,6 +67,8 @@ mod socketio;
 mod state;
 mod stomp;
 #[cfg(test)]
+mod stomp_tests;
+#[cfg(test)]
 mod testing;
 #[cfg(test)]
 mod tests;

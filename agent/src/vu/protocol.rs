@@ -13,7 +13,8 @@
 //! A message may carry several items (STOMP frames, MQTT packets): the layer decodes them all
 //! into the connection's backlog at once, and the readers (`take_message`, `pump`,
 //! `read_until`) take the backlog's items one by one before they read the socket again. A
-//! message is counted once: with its first event, or in the connection set.
+//! message is counted once, with its first item (where a step takes its event, in the step that
+//! waited for its acknowledgement, or in the connection set).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
