@@ -443,13 +443,21 @@ pub enum ErrorKind {
     ConnectError,
     /// An emitted event's acknowledgement did not come in time.
     AckTimeout,
+    /// The server sent nothing for longer than the protocol's heartbeats allow (STOMP
+    /// heart-beats, MQTT keep-alive): the client drops the connection.
+    HeartbeatTimeout,
+    /// GraphQL over WebSocket: an operation's result carried `errors` (a resolver failed), or
+    /// the server ended an operation with an `error` message (it did not validate).
+    GraphqlError,
+    /// A STOMP server sent an ERROR frame on a session it had accepted (and closes it).
+    StompError,
     /// A script failed while it ran (an error, a limit reached, a condition that gave no
     /// boolean, a `while` that reached `max`).
     Script,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 18] = [
+    pub const ALL: [ErrorKind; 21] = [
         ErrorKind::Refused,
         ErrorKind::Timeout,
         ErrorKind::Dns,
@@ -467,6 +475,9 @@ impl ErrorKind {
         ErrorKind::Proxy,
         ErrorKind::ConnectError,
         ErrorKind::AckTimeout,
+        ErrorKind::HeartbeatTimeout,
+        ErrorKind::GraphqlError,
+        ErrorKind::StompError,
         ErrorKind::Script,
     ];
     pub const COUNT: usize = Self::ALL.len();
@@ -496,6 +507,9 @@ impl ErrorKind {
             ErrorKind::Proxy => "proxy",
             ErrorKind::ConnectError => "connect_error",
             ErrorKind::AckTimeout => "ack_timeout",
+            ErrorKind::HeartbeatTimeout => "heartbeat_timeout",
+            ErrorKind::GraphqlError => "graphql_error",
+            ErrorKind::StompError => "stomp_error",
             ErrorKind::Script => "script",
         }
     }

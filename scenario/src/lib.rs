@@ -11,6 +11,7 @@ pub mod error;
 pub mod feeds;
 pub mod matcher;
 pub mod model;
+pub mod mqtt;
 pub mod plan;
 pub mod positions;
 pub mod protocol;
@@ -162,9 +163,21 @@ fn named_files(raw: &raw::RawScenario) -> Vec<(String, String)> {
                         found.push((format!("{field}.file"), file.clone()));
                     }
                 }
+                raw::RawStep::StompSend(send) => {
+                    if let Some(file) = &send.file {
+                        found.push((format!("{field}.file"), file.clone()));
+                    }
+                }
                 raw::RawStep::Connect(connect) => {
                     if let Some(ca) = connect.tls.as_ref().and_then(|tls| tls.ca.as_ref()) {
                         found.push((format!("{field}.tls.ca"), ca.clone()));
+                    }
+                }
+                raw::RawStep::GraphqlSubscribe(operation)
+                | raw::RawStep::GraphqlQuery(operation)
+                | raw::RawStep::GraphqlMutation(operation) => {
+                    if let Some(file) = &operation.query_file {
+                        found.push((format!("{field}.query_file"), file.clone()));
                     }
                 }
                 raw::RawStep::Http(http) => {
@@ -251,3 +264,10 @@ mod hostile;
 
 #[cfg(test)]
 mod protocol_tests;
+
+#[cfg(test)]
+#[path = "protocol/graphql_tests.rs"]
+mod graphql_tests;
+
+#[cfg(test)]
+mod stomp_tests;

@@ -165,10 +165,10 @@ impl StepBuilder<'_> {
             if found.is_none() {
                 let hint = closest(wanted, self.send_names.iter().map(|(name, _)| name.as_str()))
                     .map(|close| format!("did you mean `{close}`?"))
-                    .or_else(|| Some("name a `send` step that comes before this receive".into()));
+                    .or_else(|| Some("name a `send`, `mutation` or `http` step that comes before this receive".into()));
                 problems.add(
                     &format!("{field}.latency_of"),
-                    format!("no send step named `{wanted}` comes before this receive"),
+                    format!("no send, mutation or http step named `{wanted}` comes before this receive"),
                     hint,
                 );
             }
@@ -182,12 +182,14 @@ impl StepBuilder<'_> {
             self.event_conditions(matcher, Some(conn), &format!("{field}.match"), problems);
         }
         let on_timeout = on_fail(receive.on_timeout.as_deref(), &format!("{field}.on_timeout"), problems);
-        let extract = self.extractions(
-            &receive.extract,
-            &format!("{field}.extract"),
-            &["json", "regex", "body"],
-            problems,
-        );
+        // A STOMP message's headers may be extracted too.
+        let stomp = self.connection_protocols.get(conn).cloned().flatten().as_deref() == Some("stomp");
+        let sources: &[&str] = if stomp {
+            &["json", "regex", "body", "header"]
+        } else {
+            &["json", "regex", "body"]
+        };
+        let extract = self.extractions(&receive.extract, &format!("{field}.extract"), sources, problems);
         Receive {
             conn,
             timeout,
