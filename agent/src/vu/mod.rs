@@ -46,6 +46,7 @@ mod conn;
 mod connect;
 mod env;
 mod flow;
+mod graphql;
 mod http;
 mod inbox;
 mod iteration;

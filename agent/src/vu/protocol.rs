@@ -96,6 +96,7 @@ pub(super) fn speaking(protocol: &Protocol, scope: &Scope<'_>, now: Instant) -> 
         Protocol::SocketIo(options) => Layer::SocketIo(socketio::Session::new(
             options.namespaces.iter().map(|namespace| namespace.name.clone()),
         )),
+        Protocol::GraphQl(options) => Layer::GraphQl(super::graphql::graphql_layer(options, scope)),
         Protocol::Stomp(options) => Layer::Stomp(super::stomp::stomp_session(options, scope)),
     };
     Box::new(Speaking {
@@ -576,6 +577,8 @@ impl Vu {
             .await?;
         let auths = match protocol {
             Protocol::SocketIo(options) => self.socketio_auths(options, iteration),
+            // The connection_init payload was rendered with the layer.
+            Protocol::GraphQl(_) => Vec::new(),
             Protocol::Stomp(_) => Vec::new(),
         };
         let auth = |index: usize| auths.get(index).cloned().flatten();
