@@ -167,7 +167,10 @@ fn strawberry_speaks_both_graphql_subprotocols_and_counts() {
         let mut socket = open(&server.ws_url(), "graphql-transport-ws").await;
         let init = r#"{"type":"connection_init"}"#;
         socket.send(Message::text(init)).await.expect("send connection_init");
-        assert_eq!(next_data(&mut socket).await, br#"{"type":"connection_ack"}"#);
+        assert_eq!(
+            next_data(&mut socket).await,
+            br#"{"type":"connection_ack","payload":{"server":"strawberry"}}"#
+        );
         let subscribe =
             r#"{"id":"1","type":"subscribe","payload":{"query":"subscription { count(to: 3, intervalMs: 5) }"}}"#;
         socket.send(Message::text(subscribe)).await.expect("send subscribe");
@@ -199,4 +202,5 @@ fn strawberry_speaks_both_graphql_subprotocols_and_counts() {
     assert_eq!(stats["subscriptions"], 2, "{stats}");
     assert_eq!(stats["events"], 5, "{stats}");
     assert_eq!(stats["ended"], 2, "{stats}");
+    assert_eq!(stats["connections"], 2, "{stats}");
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod feeds;
 pub mod matcher;
 pub mod model;
+pub mod mqtt;
 pub mod plan;
 pub mod positions;
 pub mod protocol;
@@ -162,6 +163,11 @@ fn named_files(raw: &raw::RawScenario) -> Vec<(String, String)> {
                         found.push((format!("{field}.file"), file.clone()));
                     }
                 }
+                raw::RawStep::StompSend(send) => {
+                    if let Some(file) = &send.file {
+                        found.push((format!("{field}.file"), file.clone()));
+                    }
+                }
                 raw::RawStep::Connect(connect) => {
                     if let Some(ca) = connect.tls.as_ref().and_then(|tls| tls.ca.as_ref()) {
                         found.push((format!("{field}.tls.ca"), ca.clone()));
@@ -251,3 +257,5 @@ mod hostile;
 
 #[cfg(test)]
 mod protocol_tests;
+#[cfg(test)]
+mod stomp_tests;

@@ -94,11 +94,16 @@ pub struct RawMatch {
     /// `text` or `binary`: the frame type.
     #[serde(rename = "type")]
     pub kind: Option<String>,
-    /// A protocol event's name (`protocol: socketio` connections): the other conditions then
-    /// apply to its arguments, a JSON array.
+    /// A protocol event's key (connections that speak a protocol): a Socket.IO event name
+    /// (the other conditions then apply to its arguments, a JSON array), a STOMP destination
+    /// (`destination` says the same; the conditions apply to the body).
+    #[serde(alias = "destination")]
     pub event: Option<String>,
     /// A protocol event's namespace (Socket.IO; `/` is the main one).
     pub namespace: Option<String>,
+    /// Headers a protocol event must carry, with these values (STOMP headers); templates.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// `name: { json: /token }`, `{ regex: 'id=(\d+)' }`, `{ header: X-Session-Id }`.
@@ -248,6 +253,12 @@ pub enum RawStep {
     If(RawIf),
     While(RawWhile),
     Emit(crate::protocol::RawEmit),
+    StompSubscribe(crate::protocol::stomp::RawSubscribe),
+    StompUnsubscribe(crate::protocol::stomp::RawUnsubscribe),
+    StompSend(crate::protocol::stomp::RawStompSend),
+    StompAck(Option<crate::protocol::stomp::RawStompAck>),
+    StompNack(Option<crate::protocol::stomp::RawStompAck>),
+    StompDisconnect(Option<crate::protocol::stomp::RawStompDisconnect>),
 }
 
 impl RawStep {
@@ -265,6 +276,12 @@ impl RawStep {
             RawStep::Rendezvous(_) => "rendezvous",
             RawStep::Http(_) => "http",
             RawStep::Emit(_) => "emit",
+            RawStep::StompSubscribe(_) => "stomp_subscribe",
+            RawStep::StompUnsubscribe(_) => "stomp_unsubscribe",
+            RawStep::StompSend(_) => "stomp_send",
+            RawStep::StompAck(_) => "stomp_ack",
+            RawStep::StompNack(_) => "stomp_nack",
+            RawStep::StompDisconnect(_) => "stomp_disconnect",
             RawStep::Script(_) => "script",
             RawStep::If(_) => "if",
             RawStep::While(_) => "while",
@@ -306,10 +323,13 @@ pub struct RawConnect {
     pub keep_open: bool,
     /// permessage-deflate: `off`, `deflate`, `browser`, or its parameters.
     pub compression: Option<RawCompression>,
-    /// A protocol spoken over the WebSocket: `socketio` (Socket.IO v4 over Engine.IO v4).
+    /// A protocol spoken over the WebSocket: `socketio` (Socket.IO v4 over Engine.IO v4),
+    /// `stomp` (STOMP 1.2).
     pub protocol: Option<String>,
     /// Socket.IO options (with `protocol: socketio`).
     pub socketio: Option<crate::protocol::RawSocketIo>,
+    /// STOMP options (with `protocol: stomp`).
+    pub stomp: Option<Box<crate::protocol::stomp::RawStomp>>,
 }
 
 /// `compression: off | deflate | browser`, or `compression: { <offer parameters>, threshold }`,

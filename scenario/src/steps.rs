@@ -44,6 +44,8 @@ pub enum Action {
     Http(Box<Http>),
     /// A protocol event (`emit`, Socket.IO).
     Emit(Box<crate::protocol::Emit>),
+    /// A STOMP frame (`stomp_subscribe`, `stomp_send`, ...).
+    Stomp(Box<crate::protocol::stomp::StompStep>),
 }
 
 /// Runs statements whose top-level `let`s set VU values.

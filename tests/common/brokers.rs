@@ -116,24 +116,50 @@ pub struct Mosquitto {
 impl Mosquitto {
     /// Starts one, or `None` (the test is skipped) where mosquitto is not installed.
     pub fn start() -> Option<Mosquitto> {
+        Mosquitto::start_with(None)
+    }
+
+    /// Starts one that takes only `user` with `password` (a password file made with
+    /// `mosquitto_passwd`) and refuses anonymous clients.
+    pub fn start_with_login(user: &str, password: &str) -> Option<Mosquitto> {
+        Mosquitto::start_with(Some((user, password)))
+    }
+
+    fn start_with(login: Option<(&str, &str)>) -> Option<Mosquitto> {
         if !installed("/usr/sbin/mosquitto", "mosquitto") {
             return None;
         }
         let dir = TempDir::new().expect("temporary folder");
         let ports = free_ports(2);
         let (tcp_port, ws_port) = (ports[0], ports[1]);
+        let mut access = String::from("allow_anonymous true\n");
+        if let Some((user, password)) = login {
+            let file = dir.path().join("passwords");
+            let made = Command::new("/usr/bin/mosquitto_passwd")
+                .arg("-c")
+                .arg("-b")
+                .arg(&file)
+                .args([user, password])
+                .output()
+                .expect("mosquitto_passwd (Debian's package `mosquitto`)");
+            assert!(
+                made.status.success(),
+                "mosquitto_passwd: {}",
+                String::from_utf8_lossy(&made.stderr)
+            );
+            access = format!("allow_anonymous false\npassword_file {}\n", file.display());
+        }
         let config = dir.path().join("mosquitto.conf");
         std::fs::write(
             &config,
             format!(
                 "persistence false\n\
                  sys_interval 1\n\
+                 {access}\
                  listener {tcp_port} 127.0.0.1\n\
-                 allow_anonymous true\n\
                  listener {ws_port} 127.0.0.1\n\
                  socket_domain ipv4\n\
-                 protocol websockets\n\
-                 allow_anonymous true\n"
+                 protocol websockets\n"
             ),
         )
         .expect("write mosquitto.conf");
@@ -184,6 +210,9 @@ pub struct RabbitMq {
     pub web_stomp_port: u16,
     /// MQTT over WebSocket: `ws://127.0.0.1:PORT/ws`, subprotocol `mqtt`.
     pub web_mqtt_port: u16,
+    /// The management plugin's HTTP API (`/api/overview`, `/api/exchanges/...`): the broker's
+    /// own message statistics, refreshed every 500 ms.
+    pub management_port: u16,
 }
 
 impl RabbitMq {
@@ -193,9 +222,9 @@ impl RabbitMq {
             return None;
         }
         let dir = TempDir::new().expect("temporary folder");
-        let ports = free_ports(7);
-        let [amqp, stomp, mqtt, web_stomp_port, web_mqtt_port, distribution, epmd_port] =
-            ports[..].try_into().expect("seven ports");
+        let ports = free_ports(8);
+        let [amqp, stomp, mqtt, web_stomp_port, web_mqtt_port, distribution, epmd_port, management_port] =
+            ports[..].try_into().expect("eight ports");
         let base = dir.path();
         std::fs::write(
             base.join("rabbitmq.conf"),
@@ -209,12 +238,21 @@ impl RabbitMq {
                  web_mqtt.tcp.port = {web_mqtt_port}\n\
                  distribution.listener.interface = 127.0.0.1\n\
                  distribution.listener.port_range.min = {distribution}\n\
-                 distribution.listener.port_range.max = {distribution}\n"
+                 distribution.listener.port_range.max = {distribution}\n\
+                 management.tcp.ip = 127.0.0.1\n\
+                 management.tcp.port = {management_port}\n\
+                 collect_statistics_interval = 500\n"
             ),
         )
         .expect("write rabbitmq.conf");
         let enabled = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-plugins")
-            .args(["enable", "--offline", "rabbitmq_web_stomp", "rabbitmq_web_mqtt"])
+            .args([
+                "enable",
+                "--offline",
+                "rabbitmq_web_stomp",
+                "rabbitmq_web_mqtt",
+                "rabbitmq_management",
+            ])
             .envs(rabbit_env(base, epmd_port))
             .output()
             .expect("RabbitMQ is needed (Debian's package `rabbitmq-server`; .ci/run installs it)");
@@ -234,7 +272,7 @@ impl RabbitMq {
             .expect("start rabbitmq-server");
         wait_listening(
             "rabbitmq",
-            &[web_stomp_port, web_mqtt_port],
+            &[web_stomp_port, web_mqtt_port, management_port],
             Duration::from_secs(90),
             &mut child,
             &log,
@@ -245,6 +283,7 @@ impl RabbitMq {
             epmd_port,
             web_stomp_port,
             web_mqtt_port,
+            management_port,
         })
     }
 
@@ -254,6 +293,30 @@ impl RabbitMq {
 
     pub fn mqtt_url(&self) -> String {
         format!("ws://127.0.0.1:{}/ws", self.web_mqtt_port)
+    }
+
+    /// GETs `path` of the management API (as `guest`), as JSON.
+    pub fn api(&self, path: &str) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", self.management_port)).expect("connect to the management API");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        // `guest:guest`, which RabbitMQ accepts from loopback only.
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).expect("write the request");
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let response = String::from_utf8_lossy(&response).into_owned();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}\n{body}");
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            super::dechunk(body)
+        } else {
+            body.to_owned()
+        };
+        serde_json::from_str(&body).unwrap_or_else(|error| panic!("GET {path}: {error}: {body}"))
     }
 
     /// Runs `rabbitmqctl ARGS` against this node (e.g. `list_queues name messages`): its stdout.
@@ -339,14 +402,17 @@ impl GraphQl {
         format!("ws://127.0.0.1:{}/graphql", self.port)
     }
 
-    /// The server's own counts (`queries`, `mutations`, `subscriptions`, `events`, `ended`).
+    /// The server's own counts (`queries`, `mutations`, `subscriptions`, `events`, `ended`,
+    /// `errors`, `connections`, `refused`).
     pub fn stats(&self) -> serde_json::Value {
         let (status, body) = super::http(
             "POST",
             self.port,
             "/graphql",
             None,
-            Some(r#"{"query":"{ stats { queries mutations subscriptions events ended } }"}"#),
+            Some(
+                r#"{"query":"{ stats { queries mutations subscriptions events ended errors connections refused } }"}"#,
+            ),
         );
         assert_eq!(status, 200, "stats query: {body}");
         let answer: serde_json::Value = serde_json::from_str(&body).expect("stats answer is JSON");

@@ -4,16 +4,23 @@
 
 Schema:
   query    hello(name)                     -> "hello NAME"
+  query    boom                            -> a resolver that raises (counted as a query)
   query    stats                           -> what the server counted so far (not counted itself)
   mutation publish(topic, text)            -> how many subscribers it reached
   subscription count(to, intervalMs)       -> 1..to, one event every intervalMs, then complete
   subscription messages(topic)             -> every text published to topic while subscribed
   subscription fail(after)                 -> `after` events, then an error
 
-The counts (queries, mutations, subscriptions started, events sent, subscriptions ended) let a
-test compare wsfleet's own counts with the server's. They are printed as JSON on SIGTERM too.
+connection_init: a payload `{"token": "refuse"}` is refused (graphql-transport-ws closes 4403,
+graphql-ws answers `connection_error`); any other is acknowledged with `{"server": "strawberry"}`.
+graphql-ws connections get a `ka` every `--ka SECONDS` (0.5 by default).
+
+The counts (connections acknowledged and refused, queries, mutations, subscriptions started,
+events sent, subscriptions ended, resolver errors raised) let a test compare wsfleet's own counts
+with the server's. They are printed as JSON on SIGTERM too.
 """
 
+import argparse
 import asyncio
 import json
 import signal
@@ -25,6 +32,7 @@ from typing import AsyncGenerator
 import strawberry
 import uvicorn
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 COUNTS = defaultdict(int)
@@ -38,6 +46,9 @@ class Stats:
     subscriptions: int
     events: int
     ended: int
+    errors: int
+    connections: int
+    refused: int
 
 
 @strawberry.type
@@ -55,7 +66,16 @@ class Query:
             subscriptions=COUNTS["subscriptions"],
             events=COUNTS["events"],
             ended=COUNTS["ended"],
+            errors=COUNTS["errors"],
+            connections=COUNTS["connections"],
+            refused=COUNTS["refused"],
         )
+
+    @strawberry.field
+    def boom(self) -> str:
+        COUNTS["queries"] += 1
+        COUNTS["errors"] += 1
+        raise ValueError("boom on purpose")
 
 
 @strawberry.type
@@ -103,16 +123,35 @@ class Subscription:
             for value in range(after):
                 COUNTS["events"] += 1
                 yield value
+            COUNTS["errors"] += 1
             raise ValueError("failed on purpose")
         finally:
             COUNTS["ended"] += 1
 
 
+class Server(GraphQL):
+    async def on_ws_connect(self, context):
+        params = context.get("connection_params") or {}
+        if params.get("token") == "refuse":
+            COUNTS["refused"] += 1
+            raise ConnectionRejectionError({"message": "token refused"})
+        COUNTS["connections"] += 1
+        return {"server": "strawberry"}
+
+
 schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
-app = GraphQL(schema, subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL])
 
 
 def main() -> None:
+    arguments = argparse.ArgumentParser()
+    arguments.add_argument("--ka", type=float, default=0.5, help="seconds between graphql-ws keep-alives")
+    ka = arguments.parse_args().ka
+    app = Server(
+        schema,
+        subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL],
+        keep_alive=True,
+        keep_alive_interval=ka,
+    )
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))

@@ -258,6 +258,7 @@ impl Vu {
             // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
             Action::Http(http) => Box::pin(self.http_step(step, http, iteration)).await,
             Action::Emit(emit) => Box::pin(self.emit_step(step, emit, iteration)).await,
+            Action::Stomp(stomp) => Box::pin(self.stomp_step(step, stomp, iteration)).await,
         }
     }
 

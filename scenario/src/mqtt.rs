@@ -1,0 +1,3 @@
+//! MQTT over WebSocket (`connect: { protocol: mqtt }`): topic names and filters (`topic`).
+
+pub mod topic;
