@@ -315,9 +315,10 @@ impl Vu {
                         self.recent = None;
                         // A receive that waits flushes first thing: the send before it leaves
                         // at once instead, without being held (the same instant, less work).
-                        let waits_next = repeat.steps.get(position + 1).is_some_and(
-                            |next| matches!(&next.action, Action::Receive(receive) if receive.wait),
-                        );
+                        let waits_next = repeat
+                            .steps
+                            .get(position + 1)
+                            .is_some_and(|next| matches!(&next.action, Action::Receive(receive) if receive.wait));
                         self.send_step(step, send, index, waits_next).await
                     }
                     Action::Receive(receive) => {
