@@ -2,6 +2,8 @@
 //! written and as compiled, the protocol steps (`emit`), and JSON values with templates in their
 //! strings (event arguments, auth payloads). The agent's protocol layer plays them.
 
+pub mod graphql;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use crate::template::{Scope, Template};
 pub mod stomp;
 
 /// The protocols a connection may speak, as `protocol:` names them.
-pub const PROTOCOLS: &[&str] = &["socketio", "stomp"];
+pub const PROTOCOLS: &[&str] = &["socketio", "stomp", "graphql"];
 
 /// The Engine.IO path when `socketio.path` is not given (socket.io-client's default).
 pub const DEFAULT_SOCKETIO_PATH: &str = "/socket.io/";
@@ -35,6 +37,7 @@ pub const EVENT_SET_PREFIX: &str = "event:";
 pub fn set_prefix(protocol: &str) -> &'static str {
     match protocol {
         "socketio" => EVENT_SET_PREFIX,
+        "graphql" => crate::protocol::graphql::OPERATION_SET_PREFIX,
         "stomp" => stomp::SET_PREFIX,
         _ => "event:",
     }
@@ -106,6 +109,7 @@ pub struct RawAck {
 #[derive(Clone, Debug)]
 pub enum Protocol {
     SocketIo(SocketIo),
+    GraphQl(crate::protocol::graphql::GraphQl),
     Stomp(stomp::Stomp),
 }
 

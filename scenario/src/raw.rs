@@ -253,6 +253,10 @@ pub enum RawStep {
     If(RawIf),
     While(RawWhile),
     Emit(crate::protocol::RawEmit),
+    GraphqlSubscribe(crate::protocol::graphql::RawOperation),
+    GraphqlQuery(crate::protocol::graphql::RawOperation),
+    GraphqlMutation(crate::protocol::graphql::RawOperation),
+    GraphqlComplete(crate::protocol::graphql::RawComplete),
     StompSubscribe(crate::protocol::stomp::RawSubscribe),
     StompUnsubscribe(crate::protocol::stomp::RawUnsubscribe),
     StompSend(crate::protocol::stomp::RawStompSend),
@@ -276,6 +280,10 @@ impl RawStep {
             RawStep::Rendezvous(_) => "rendezvous",
             RawStep::Http(_) => "http",
             RawStep::Emit(_) => "emit",
+            RawStep::GraphqlSubscribe(_) => "graphql_subscribe",
+            RawStep::GraphqlQuery(_) => "graphql_query",
+            RawStep::GraphqlMutation(_) => "graphql_mutation",
+            RawStep::GraphqlComplete(_) => "graphql_complete",
             RawStep::StompSubscribe(_) => "stomp_subscribe",
             RawStep::StompUnsubscribe(_) => "stomp_unsubscribe",
             RawStep::StompSend(_) => "stomp_send",
@@ -328,6 +336,8 @@ pub struct RawConnect {
     pub protocol: Option<String>,
     /// Socket.IO options (with `protocol: socketio`).
     pub socketio: Option<crate::protocol::RawSocketIo>,
+    /// GraphQL-over-WebSocket options (with `protocol: graphql`).
+    pub graphql: Option<Box<crate::protocol::graphql::RawGraphQl>>,
     /// STOMP options (with `protocol: stomp`).
     pub stomp: Option<Box<crate::protocol::stomp::RawStomp>>,
 }

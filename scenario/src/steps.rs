@@ -44,6 +44,10 @@ pub enum Action {
     Http(Box<Http>),
     /// A protocol event (`emit`, Socket.IO).
     Emit(Box<crate::protocol::Emit>),
+    /// A GraphQL operation (`subscribe`, `query`, `mutation`).
+    Operation(Box<crate::protocol::graphql::Operation>),
+    /// Ends a GraphQL subscription (`complete`).
+    Complete(crate::protocol::graphql::Complete),
     /// A STOMP frame (`stomp_subscribe`, `stomp_send`, ...).
     Stomp(Box<crate::protocol::stomp::StompStep>),
 }

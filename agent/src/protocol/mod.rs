@@ -37,6 +37,7 @@ use wsfleet_scenario::FrameKind;
 /// A connection's protocol session.
 pub enum Layer {
     SocketIo(socketio::Session),
+    GraphQl(graphql::layer::GraphQlLayer),
     Stomp(stomp::Session),
 }
 
@@ -158,6 +159,7 @@ impl Layer {
     pub fn decode(&mut self, message: &Message, now: Instant, out: &mut Vec<Decoded>) {
         match self {
             Layer::SocketIo(session) => out.push(session.decode_at(message, now)),
+            Layer::GraphQl(layer) => layer.decode(message, now, out),
             Layer::Stomp(session) => session.decode_into(message, now, out),
         }
     }
@@ -167,6 +169,7 @@ impl Layer {
     pub fn next_due(&self) -> Option<Instant> {
         match self {
             Layer::SocketIo(session) => session.silent_after(),
+            Layer::GraphQl(layer) => layer.next_due(),
             Layer::Stomp(session) => session.next_due(),
         }
     }
@@ -181,6 +184,7 @@ impl Layer {
                     ));
                 }
             }
+            Layer::GraphQl(layer) => layer.tick(now, out),
             Layer::Stomp(session) => session.tick(now, out),
         }
     }
@@ -189,6 +193,8 @@ impl Layer {
     pub fn opened(&self) -> bool {
         match self {
             Layer::SocketIo(session) => session.opened(),
+            // The client speaks first (`connection_init`).
+            Layer::GraphQl(_) => true,
             // The client speaks first.
             Layer::Stomp(_) => true,
         }
@@ -198,6 +204,7 @@ impl Layer {
     pub fn ready(&self) -> bool {
         match self {
             Layer::SocketIo(session) => session.ready(),
+            Layer::GraphQl(layer) => layer.ready(),
             Layer::Stomp(session) => session.ready(),
         }
     }
@@ -206,6 +213,7 @@ impl Layer {
     pub fn ended(&self) -> bool {
         match self {
             Layer::SocketIo(session) => session.ended(),
+            Layer::GraphQl(layer) => layer.ended(),
             Layer::Stomp(session) => session.ended(),
         }
     }
@@ -214,6 +222,7 @@ impl Layer {
     pub fn set_prefix(&self) -> &'static str {
         match self {
             Layer::SocketIo(_) => wsfleet_scenario::protocol::EVENT_SET_PREFIX,
+            Layer::GraphQl(_) => wsfleet_scenario::protocol::graphql::OPERATION_SET_PREFIX,
             Layer::Stomp(_) => wsfleet_scenario::protocol::stomp::SET_PREFIX,
         }
     }
@@ -226,6 +235,7 @@ impl Layer {
                 let _ = now;
                 session.connect_messages(auth)
             }
+            Layer::GraphQl(layer) => layer.handshake_messages(now),
             Layer::Stomp(session) => {
                 let _ = (now, auth);
                 vec![session.connect_message()]
@@ -237,6 +247,7 @@ impl Layer {
     pub fn goodbye_messages(&mut self) -> Vec<Message> {
         match self {
             Layer::SocketIo(session) => session.disconnect_messages(),
+            Layer::GraphQl(layer) => layer.goodbye_messages(),
             // stomp.js's `deactivate()`: DISCONNECT, unless a step already said it.
             Layer::Stomp(session) => match session.state() {
                 stomp::State::Connected => vec![session.disconnect_message(None)],
@@ -248,6 +259,13 @@ impl Layer {
     pub fn as_socketio(&mut self) -> Option<&mut socketio::Session> {
         match self {
             Layer::SocketIo(session) => Some(session),
+            _ => None,
+        }
+    }
+
+    pub fn as_graphql(&mut self) -> Option<&mut graphql::layer::GraphQlLayer> {
+        match self {
+            Layer::GraphQl(layer) => Some(layer),
             _ => None,
         }
     }

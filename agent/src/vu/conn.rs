@@ -23,7 +23,7 @@ pub const QUEUED_MESSAGES_PER_CONNECTION: usize = 1024;
 pub(super) struct Arrived {
     /// The message; for a protocol event, the one that carried it (its attachments are in
     /// `event`), or `None` when an earlier event of the same message carries it (STOMP frames and
-    /// MQTT packets share messages: the message counts once, with its first event).
+    /// MQTT packets share messages: the message counts once, with its first item).
     pub(super) message: Option<Message>,
     pub(super) at: Instant,
     /// Read just now by the step that takes it (not from the queue).

@@ -162,6 +162,7 @@ impl Vu {
             pause: control.pause.clone(),
             graceful: control.graceful.clone(),
             paused_for: Duration::ZERO,
+            request_times: Vec::new(),
         }
     }
 
@@ -258,6 +259,8 @@ impl Vu {
             // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
             Action::Http(http) => Box::pin(self.http_step(step, http, iteration)).await,
             Action::Emit(emit) => Box::pin(self.emit_step(step, emit, iteration)).await,
+            Action::Operation(operation) => Box::pin(self.operation_step(step, operation, iteration)).await,
+            Action::Complete(complete) => Box::pin(self.complete_step(step, complete, iteration)).await,
             Action::Stomp(stomp) => Box::pin(self.stomp_step(step, stomp, iteration)).await,
         }
     }

@@ -46,6 +46,7 @@ mod conn;
 mod connect;
 mod env;
 mod flow;
+mod graphql;
 mod http;
 mod inbox;
 mod iteration;
@@ -66,6 +67,8 @@ mod sizes;
 mod socketio;
 mod state;
 mod stomp;
+#[cfg(test)]
+mod stomp_tests;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]

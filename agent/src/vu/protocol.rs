@@ -13,7 +13,8 @@
 //! A message may carry several items (STOMP frames, MQTT packets): the layer decodes them all
 //! into the connection's backlog at once, and the readers (`take_message`, `pump`,
 //! `read_until`) take the backlog's items one by one before they read the socket again. A
-//! message is counted once: with its first event, or in the connection set.
+//! message is counted once, with its first item (where a step takes its event, in the step that
+//! waited for its acknowledgement, or in the connection set).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -95,6 +96,7 @@ pub(super) fn speaking(protocol: &Protocol, scope: &Scope<'_>, now: Instant) -> 
         Protocol::SocketIo(options) => Layer::SocketIo(socketio::Session::new(
             options.namespaces.iter().map(|namespace| namespace.name.clone()),
         )),
+        Protocol::GraphQl(options) => Layer::GraphQl(super::graphql::graphql_layer(options, scope)),
         Protocol::Stomp(options) => Layer::Stomp(super::stomp::stomp_session(options, scope)),
     };
     Box::new(Speaking {
@@ -553,6 +555,8 @@ impl Vu {
             .await?;
         let auths = match protocol {
             Protocol::SocketIo(options) => self.socketio_auths(options, iteration),
+            // The connection_init payload was rendered with the layer.
+            Protocol::GraphQl(_) => Vec::new(),
             Protocol::Stomp(_) => Vec::new(),
         };
         let auth = |index: usize| auths.get(index).cloned().flatten();

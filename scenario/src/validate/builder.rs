@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::error::{closest, Problems};
+use crate::protocol::graphql::OperationKind;
 use crate::raw::{RawClose, RawPing, RawStep};
 use crate::steps::{ConnId, Flush, Step, StepId};
 
@@ -44,6 +45,8 @@ pub(super) struct StepBuilder<'f> {
     /// The metric sets of the part's protocol events so far: the set name's prefix (`event:`,
     /// `destination:`), the key, the set.
     pub(super) event_sets: Vec<(&'static str, String, StepId)>,
+    /// The part's `subscribe` steps so far: name, id, connection (`complete` names them).
+    pub(super) graphql_subscriptions: Vec<(String, StepId, ConnId)>,
 }
 
 /// The step being built: its kind (`send`) and its field (`steps[2].send`).
@@ -93,6 +96,16 @@ impl StepBuilder<'_> {
             RawStep::While(looped) => self.while_step(looped, at, connected, problems),
             RawStep::Http(http) => self.http_step(http, at, problems),
             RawStep::Emit(emit) => self.emit_step(emit, at, connected, problems),
+            RawStep::GraphqlSubscribe(operation) => {
+                self.operation_step(operation, OperationKind::Subscription, at, connected, problems)
+            }
+            RawStep::GraphqlQuery(operation) => {
+                self.operation_step(operation, OperationKind::Query, at, connected, problems)
+            }
+            RawStep::GraphqlMutation(operation) => {
+                self.operation_step(operation, OperationKind::Mutation, at, connected, problems)
+            }
+            RawStep::GraphqlComplete(complete) => self.complete_step(complete, at, connected, problems),
             RawStep::StompSubscribe(_)
             | RawStep::StompUnsubscribe(_)
             | RawStep::StompSend(_)

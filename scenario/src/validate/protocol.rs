@@ -1,6 +1,8 @@
 //! Protocol steps and options: `connect: { protocol: socketio, socketio: {...} }`, the `emit`
 //! step, event conditions (`match: { event, namespace }`) and the metric sets of events.
 
+mod graphql;
+
 use crate::error::{closest, Problems};
 use crate::matcher::Matcher;
 use crate::protocol::{
@@ -33,6 +35,13 @@ impl StepBuilder<'_> {
                         Some("add `protocol: socketio`".into()),
                     );
                 }
+                if connect.graphql.is_some() {
+                    problems.add(
+                        &format!("{field}.graphql"),
+                        "GraphQL options without `protocol: graphql`",
+                        Some("add `protocol: graphql`".into()),
+                    );
+                }
                 if connect.stomp.is_some() {
                     problems.add(
                         &format!("{field}.stomp"),
@@ -41,6 +50,15 @@ impl StepBuilder<'_> {
                     );
                 }
                 None
+            }
+            Some("graphql") => {
+                let default = crate::protocol::graphql::RawGraphQl::default();
+                let raw = connect.graphql.as_deref().unwrap_or(&default);
+                Some(Protocol::GraphQl(self.graphql_options(
+                    raw,
+                    &format!("{field}.graphql"),
+                    problems,
+                )))
             }
             Some("stomp") => {
                 if connect.socketio.is_some() {
@@ -156,7 +174,7 @@ impl StepBuilder<'_> {
     }
 
     /// A JSON value with templates in its strings; attachments are added to `attachments`.
-    fn json_template(
+    pub(super) fn json_template(
         &self,
         value: &serde_json::Value,
         field: &str,
