@@ -84,7 +84,8 @@ pub async fn run_vu(
                     biased;
                     _ = control.hard.wait() => break,
                     _ = control.graceful.cancelled() => break,
-                    waited = vu.wait_until(due, first, vu.vu_iteration) => waited,
+                    // Boxed: paced VUs only, once an iteration; inline it would size the task.
+                    waited = Box::pin(vu.wait_until(due, first, vu.vu_iteration)) => waited,
                 };
                 if waited.is_err() {
                     // A kept connection failed while waiting: the next iteration reconnects.
