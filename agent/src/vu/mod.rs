@@ -47,6 +47,8 @@ mod connect;
 mod env;
 mod flow;
 mod graphql;
+#[cfg(test)]
+mod graphql_tests;
 mod http;
 mod inbox;
 mod iteration;
