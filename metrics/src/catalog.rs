@@ -443,13 +443,16 @@ pub enum ErrorKind {
     ConnectError,
     /// An emitted event's acknowledgement did not come in time.
     AckTimeout,
+    /// The server sent nothing for longer than the protocol's heartbeats allow (STOMP
+    /// heart-beats, MQTT keep-alive): the client drops the connection.
+    HeartbeatTimeout,
     /// A script failed while it ran (an error, a limit reached, a condition that gave no
     /// boolean, a `while` that reached `max`).
     Script,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 18] = [
+    pub const ALL: [ErrorKind; 19] = [
         ErrorKind::Refused,
         ErrorKind::Timeout,
         ErrorKind::Dns,
@@ -467,6 +470,7 @@ impl ErrorKind {
         ErrorKind::Proxy,
         ErrorKind::ConnectError,
         ErrorKind::AckTimeout,
+        ErrorKind::HeartbeatTimeout,
         ErrorKind::Script,
     ];
     pub const COUNT: usize = Self::ALL.len();
@@ -496,6 +500,7 @@ impl ErrorKind {
             ErrorKind::Proxy => "proxy",
             ErrorKind::ConnectError => "connect_error",
             ErrorKind::AckTimeout => "ack_timeout",
+            ErrorKind::HeartbeatTimeout => "heartbeat_timeout",
             ErrorKind::Script => "script",
         }
     }

@@ -16,11 +16,22 @@ pub enum FrameKind {
 /// A message as a matcher or an extraction sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct Incoming<'a> {
-    /// The message, or a protocol event's arguments (a JSON array).
+    /// The message, or a protocol event's body (Socket.IO: its arguments, a JSON array).
     pub bytes: &'a [u8],
     pub kind: FrameKind,
-    /// A protocol event's name and namespace; `None` for a plain message.
-    pub event: Option<(&'a str, &'a str)>,
+    /// What a protocol event says of itself; `None` for a plain message.
+    pub event: Option<EventTags<'a>>,
+}
+
+/// A protocol event's name, namespace and headers, as matchers see them.
+#[derive(Clone, Copy, Debug)]
+pub struct EventTags<'a> {
+    /// The Socket.IO event name, the STOMP destination, the MQTT topic, the GraphQL operation.
+    pub name: &'a str,
+    /// Socket.IO's namespace, a STOMP subscription id, a GraphQL operation id; may be empty.
+    pub namespace: &'a str,
+    /// STOMP headers, MQTT properties; empty for protocols without.
+    pub headers: &'a [(String, String)],
 }
 
 impl<'a> Incoming<'a> {
@@ -58,11 +69,11 @@ impl Matcher {
     /// Whether a message is like this.
     pub fn matches(&self, message: Incoming<'_>, scope: &Scope<'_>) -> bool {
         if self.event.is_some() || self.namespace.is_some() {
-            let Some((event, namespace)) = message.event else {
+            let Some(tags) = message.event else {
                 return false;
             };
-            if self.event.as_deref().is_some_and(|wanted| wanted != event)
-                || self.namespace.as_deref().is_some_and(|wanted| wanted != namespace)
+            if self.event.as_deref().is_some_and(|wanted| wanted != tags.name)
+                || self.namespace.as_deref().is_some_and(|wanted| wanted != tags.namespace)
             {
                 return false;
             }

@@ -22,11 +22,20 @@ pub const DEFAULT_SOCKETIO_PATH: &str = "/socket.io/";
 /// The main namespace.
 pub const MAIN_NAMESPACE: &str = "/";
 
-/// The metric set of events whose names the scenario does not mention: `event:*`.
+/// The key of the metric set of events whose keys the scenario does not mention: `event:*`.
 pub const OTHER_EVENTS: &str = "*";
 
-/// The prefix of an event's metric set name: `event:chat`.
+/// The prefix of a Socket.IO event's metric set name: `event:chat`.
 pub const EVENT_SET_PREFIX: &str = "event:";
+
+/// The prefix of the metric set names of a protocol's events (`protocol:` as written): each
+/// event counts in the set of its key, e.g. `event:chat` (Socket.IO's event name).
+pub fn set_prefix(protocol: &str) -> &'static str {
+    match protocol {
+        "socketio" => EVENT_SET_PREFIX,
+        _ => "event:",
+    }
+}
 
 /// `socketio: { path, query, namespaces }`
 #[derive(Debug, Default, Deserialize)]
@@ -136,21 +145,32 @@ pub struct AckWait {
     pub extract: Vec<Extraction>,
 }
 
-/// The metric sets of a part's events: one per event name the scenario mentions, and one for
-/// the others (`event:*`).
+/// The metric sets of a part's protocol events: one per key the scenario mentions (an event
+/// name, a destination, a topic, an operation), and per protocol one for the others
+/// (`event:*`). Sets are told apart by their name's prefix ([`set_prefix`]).
 #[derive(Clone, Debug, Default)]
 pub struct EventSets {
-    pub named: Vec<(String, StepId)>,
-    pub other: StepId,
+    /// Prefix, key, set.
+    pub named: Vec<(&'static str, String, StepId)>,
+    /// Prefix, the set of the keys not named; one per protocol the part speaks.
+    pub other: Vec<(&'static str, StepId)>,
 }
 
 impl EventSets {
-    /// The set of an event's name.
-    pub fn of(&self, event: &str) -> StepId {
-        self.named
+    /// The set of an event's key, among the sets of `prefix`; `fallback` when the part has none
+    /// (it always has, once validated, for every protocol it speaks).
+    pub fn of(&self, prefix: &str, key: &str, fallback: StepId) -> StepId {
+        if let Some((_, _, id)) = self
+            .named
             .iter()
-            .find(|(name, _)| name == event)
-            .map_or(self.other, |(_, id)| *id)
+            .find(|(named_prefix, name, _)| *named_prefix == prefix && name == key)
+        {
+            return *id;
+        }
+        self.other
+            .iter()
+            .find(|(other_prefix, _)| *other_prefix == prefix)
+            .map_or(fallback, |(_, id)| *id)
     }
 }
 

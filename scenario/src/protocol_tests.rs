@@ -57,11 +57,14 @@ fn socketio_options_emits_and_event_sets_compile() {
     let events = part.events.as_ref().expect("event sets");
     for name in ["chat", "ping", "typing"] {
         assert_eq!(
-            scenario.step_names[usize::from(events.of(name))],
+            scenario.step_names[usize::from(events.of("event:", name, u16::MAX))],
             format!("event:{name}")
         );
     }
-    assert_eq!(scenario.step_names[usize::from(events.of("unheard"))], "event:*");
+    assert_eq!(
+        scenario.step_names[usize::from(events.of("event:", "unheard", u16::MAX))],
+        "event:*"
+    );
 }
 
 #[test]
@@ -81,7 +84,7 @@ fn emit_needs_a_socketio_connection() {
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(found[0].field, "steps[1].emit");
     assert!(
-        found[0].message.contains("needs a Socket.IO connection"),
+        found[0].message.contains("needs a connection that speaks `socketio`"),
         "{}",
         found[0].message
     );

@@ -191,6 +191,7 @@ fn part(
             .map_or(0, |plan| crate::model::peak_vus(plan, seek.as_ref())),
         default_flush,
         socketio_namespaces: protocol::socketio_namespaces(view.steps, &connections),
+        connection_protocols: protocol::connection_protocols(view.steps, &connections),
         event_sets: Vec::new(),
     };
     if view.steps.is_empty() {

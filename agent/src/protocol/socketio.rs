@@ -4,8 +4,12 @@
 
 pub mod packet;
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::Message;
+
+use wsfleet_metrics::ErrorKind;
 
 use self::packet::{EnginePacket, Kind, OpenSettings};
 use super::{Ack, Decoded, Event};
@@ -38,6 +42,8 @@ struct Partial {
 /// One connection's Socket.IO session.
 pub struct Session {
     settings: Option<OpenSettings>,
+    /// When the server was last heard from (socket.io-client's ping timeout runs from there).
+    last_heard: Option<Instant>,
     namespaces: Vec<(String, NamespaceState)>,
     next_id: u64,
     partial: Option<Partial>,
@@ -52,6 +58,7 @@ impl Session {
     pub fn new(namespaces: impl IntoIterator<Item = String>) -> Session {
         Session {
             settings: None,
+            last_heard: None,
             namespaces: namespaces
                 .into_iter()
                 .map(|name| (name, NamespaceState::Idle))
@@ -163,6 +170,20 @@ impl Session {
         Ok((messages, id))
     }
 
+    /// When the server counts as gone, as socket.io-client has it: no message for its ping
+    /// interval plus its ping timeout since the last one (the server pings every interval).
+    pub fn silent_after(&self) -> Option<Instant> {
+        let settings = self.settings.as_ref()?;
+        let allowed = Duration::from_millis(settings.ping_interval.saturating_add(settings.ping_timeout));
+        self.last_heard?.checked_add(allowed)
+    }
+
+    /// Reads one incoming data message, arrived at `now`.
+    pub fn decode_at(&mut self, message: &Message, now: Instant) -> Decoded {
+        self.last_heard = Some(now);
+        self.decode(message)
+    }
+
     /// Reads one incoming data message.
     pub fn decode(&mut self, message: &Message) -> Decoded {
         match message {
@@ -219,7 +240,7 @@ impl Session {
                 }
                 Decoded::Disconnected(None)
             }
-            EnginePacket::Ping(data) => Decoded::Heartbeat(Message::text(packet::pong(data))),
+            EnginePacket::Ping(data) => Decoded::Heartbeat(Some(Message::text(packet::pong(data)))),
             EnginePacket::Pong(_) | EnginePacket::Noop | EnginePacket::Upgrade => Decoded::Handled,
             EnginePacket::Message(data) => self.socket_packet(data, message),
         }
@@ -241,6 +262,7 @@ impl Session {
             Kind::ConnectError => {
                 self.set_state(read.namespace, NamespaceState::Refused);
                 Decoded::Refused {
+                    kind: ErrorKind::ConnectError,
                     namespace: read.namespace.to_owned(),
                     message: packet::connect_error_message(read.data),
                 }
@@ -276,12 +298,10 @@ fn finish(partial: Partial) -> Decoded {
     match partial.kind {
         Kind::Event | Kind::BinaryEvent => match packet::split_event(&partial.data) {
             Ok((name, args)) => Decoded::Event(Box::new(Event {
-                name,
-                namespace: partial.namespace,
-                args,
-                ack_id: partial.id,
+                reply_to: partial.id.map(|id| id.to_string()),
                 attachments: partial.attachments,
                 packet,
+                ..Event::new(name, partial.namespace, args)
             })),
             Err(error) => Decoded::Violation(error.0),
         },
@@ -291,9 +311,8 @@ fn finish(partial: Partial) -> Decoded {
             };
             match packet::ack_args(&partial.data) {
                 Ok(args) => Decoded::Ack(Box::new(Ack {
-                    namespace: partial.namespace,
                     id,
-                    args,
+                    body: Bytes::from(args),
                     attachments: partial.attachments,
                     packet,
                 })),
@@ -359,6 +378,7 @@ mod tests {
         assert_eq!(
             text(&mut session, r#"44/secret,{"message":"Not authorized"}"#),
             Decoded::Refused {
+                kind: ErrorKind::ConnectError,
                 namespace: "/secret".into(),
                 message: "Not authorized".into()
             }
@@ -372,18 +392,11 @@ mod tests {
         let mut session = opened(&["/"]);
         session.connect_messages(&|_| None);
         text(&mut session, "40");
-        assert_eq!(text(&mut session, "2"), Decoded::Heartbeat(Message::text("3")));
+        assert_eq!(text(&mut session, "2"), Decoded::Heartbeat(Some(Message::text("3"))));
         assert_eq!(text(&mut session, "6"), Decoded::Handled);
         assert_eq!(
             text(&mut session, r#"42["chat",{"from":"a"},7]"#),
-            Decoded::Event(Box::new(Event {
-                name: "chat".into(),
-                namespace: "/".into(),
-                args: r#"[{"from":"a"},7]"#.into(),
-                ack_id: None,
-                attachments: Vec::new(),
-                packet: None,
-            }))
+            Decoded::Event(Box::new(Event::new("chat", "/", r#"[{"from":"a"},7]"#)))
         );
         let (messages, id) = session.emit("/", "echo", r#",{"n":1}"#, &[], true).unwrap();
         assert_eq!((messages, id), (vec![Message::text(r#"420["echo",{"n":1}]"#)], Some(0)));
@@ -392,9 +405,8 @@ mod tests {
         assert_eq!(
             text(&mut session, r#"431["ok"]"#),
             Decoded::Ack(Box::new(Ack {
-                namespace: "/".into(),
                 id: 1,
-                args: r#"["ok"]"#.into(),
+                body: Bytes::from_static(br#"["ok"]"#),
                 attachments: Vec::new(),
                 packet: None,
             }))
@@ -481,6 +493,6 @@ mod tests {
         );
         assert!(matches!(text(&mut session, "2"), Decoded::Violation(_)));
         // The next packet reads normally.
-        assert_eq!(text(&mut session, "2"), Decoded::Heartbeat(Message::text("3")));
+        assert_eq!(text(&mut session, "2"), Decoded::Heartbeat(Some(Message::text("3"))));
     }
 }

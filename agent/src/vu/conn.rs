@@ -22,8 +22,9 @@ pub const QUEUED_MESSAGES_PER_CONNECTION: usize = 1024;
 /// A data message that arrived before anything took it.
 pub(super) struct Arrived {
     /// The message; for a protocol event, the one that carried it (its attachments are in
-    /// `event`).
-    pub(super) message: Message,
+    /// `event`), or `None` when an earlier event of the same message carries it (STOMP frames and
+    /// MQTT packets share messages: the message counts once, with its first event).
+    pub(super) message: Option<Message>,
     pub(super) at: Instant,
     /// Read just now by the step that takes it (not from the queue).
     pub(super) fresh: bool,
@@ -34,17 +35,20 @@ pub(super) struct Arrived {
 }
 
 impl Arrived {
-    /// What matchers and extractions see: the message, or an event's arguments.
+    /// What matchers and extractions see: the message, or an event's body.
     pub(super) fn incoming(&self) -> (Bytes, FrameKind) {
-        match &self.event {
-            Some(event) => (Bytes::from(event.args.clone()), FrameKind::Text),
-            None => message_bytes(&self.message),
+        match (&self.event, &self.message) {
+            (Some(event), _) => (event.body.clone(), event.kind),
+            (None, Some(message)) => message_bytes(message),
+            (None, None) => (Bytes::new(), FrameKind::Text),
         }
     }
 
     /// Counts the message (and an event's attachments) as taken in `set`.
     pub(super) fn count(&self, recorder: &mut Recorder, now: Instant, set: SetId) {
-        count_message(recorder, now, set, &self.message, self.compressed);
+        if let Some(message) = &self.message {
+            count_message(recorder, now, set, message, self.compressed);
+        }
         if let Some(event) = &self.event {
             for attachment in &event.attachments {
                 // Attachments arrive as frames of their own, read by the protocol layer: their

@@ -16,7 +16,8 @@ use wsfleet_scenario::{Agreed, Compression, Step, StepId};
 use super::conn::Conn;
 use super::flow::extract_into;
 use super::outcome::{Failure, StepResult, Stop};
-use super::protocol::{socketio_url, speaking};
+use super::protocol::speaking;
+use super::socketio::socketio_url;
 use super::state::Vu;
 use crate::clock;
 use crate::connection::ConnectRequest;
@@ -151,8 +152,12 @@ impl Vu {
                 protocol: None,
             });
             if let Some(protocol) = &connect.protocol {
+                let speaking = {
+                    let parts = self.parts();
+                    speaking(protocol, &parts.scope(iteration), clock::now())
+                };
                 if let Some(conn) = self.conns[connect.conn].as_mut() {
-                    conn.protocol = Some(speaking(protocol));
+                    conn.protocol = Some(speaking);
                 }
                 // The handshake shares the connect step's timeout. Boxed: only protocol
                 // connections run it, and inline it would size every connect's future.

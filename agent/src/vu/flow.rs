@@ -73,7 +73,8 @@ impl Vu {
         let started = clock::now();
         let (generation, receiver) = self.env.rendezvous.arrive(rendezvous.point);
         let released = crate::rendezvous::released(receiver, generation);
-        if self.spec().on_message.is_empty() && self.spec().on_close.is_empty() {
+        // Connections that speak a protocol are read too: their heartbeats need answers.
+        if self.spec().on_message.is_empty() && self.spec().on_close.is_empty() && self.spec().events.is_none() {
             released.await;
         } else {
             // Handlers keep reading the connections while the VU waits.

@@ -8,7 +8,7 @@ use std::time::Instant;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use wsfleet_metrics::{Counter, ErrorKind, SetId};
-use wsfleet_scenario::matcher::{Incoming, Origin};
+use wsfleet_scenario::matcher::{EventTags, Incoming, Origin};
 use wsfleet_scenario::{ConnId, Flush, StepId};
 
 use super::conn::Arrived;
@@ -28,13 +28,17 @@ pub(super) enum Reply {
     Protocol(StepId, Message),
 }
 
-/// A protocol event's name and namespace, for matchers.
-fn event_tags(arrived: &Arrived) -> Option<(&str, &str)> {
-    arrived
-        .event
-        .as_ref()
-        .map(|event| (event.name.as_str(), event.namespace.as_str()))
+/// A protocol event's name, namespace and headers, for matchers.
+fn event_tags(arrived: &Arrived) -> Option<EventTags<'_>> {
+    arrived.event.as_ref().map(|event| EventTags {
+        name: &event.name,
+        namespace: &event.namespace,
+        headers: &event.headers,
+    })
 }
+
+/// What one ingested item left: a message nobody took yet, and an answer to send.
+pub(super) type Ingested = (Option<Arrived>, Option<Reply>);
 
 impl Vu {
     pub(super) fn matches(
@@ -95,7 +99,7 @@ impl Vu {
         next: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
         step: StepId,
         iteration: u64,
-    ) -> Result<(Option<Arrived>, Option<Reply>), Stop> {
+    ) -> Result<Ingested, Stop> {
         let message = match next {
             None => {
                 self.conns[conn_id] = None;
@@ -121,34 +125,43 @@ impl Vu {
             _ => return Ok((None, None)),
         }
         // Arrived when the read that completed it returned (one read may bring many messages).
-        let (now, mut compressed) = match &mut self.conns[conn_id] {
+        let (now, compressed) = match &mut self.conns[conn_id] {
             Some(conn) => (conn.socket.last_read(), conn.socket.take_received_wire()),
             None => (clock::now(), None),
         };
-        // A connection that speaks a protocol reads each message through its layer.
-        let mut event = None;
-        let mut message = message;
+        // A connection that speaks a protocol reads each message through its layer; what else
+        // the message carried waits in the layer's backlog.
         if self.conns[conn_id].as_ref().is_some_and(|conn| conn.protocol.is_some()) {
-            match self.layered(conn_id, message, now, step, compressed)? {
-                Layered::Event(carrier, decoded) => {
-                    // A packet with attachments was read before this message.
-                    if !decoded.attachments.is_empty() {
-                        compressed = None;
-                    }
-                    message = carrier;
-                    event = Some(decoded);
-                }
-                Layered::Reply(reply) => return Ok((None, Some(reply))),
-                Layered::Nothing => return Ok((None, None)),
-            }
+            let layered = self.layered(conn_id, message, now, step, compressed)?;
+            return self.handle_layered(conn_id, layered, iteration);
         }
         let arrived = Arrived {
-            message,
+            message: Some(message),
             at: now,
             fresh: true,
             compressed,
-            event,
+            event: None,
         };
+        self.handle_arrived(conn_id, arrived, iteration)
+    }
+
+    /// Takes the next item of a protocol connection's backlog, as `ingest` takes a message.
+    pub(super) fn ingest_backlog(&mut self, conn_id: ConnId, step: StepId, iteration: u64) -> Result<Ingested, Stop> {
+        let layered = self.next_layered(conn_id, step)?;
+        self.handle_layered(conn_id, layered, iteration)
+    }
+
+    fn handle_layered(&mut self, conn_id: ConnId, layered: Layered, iteration: u64) -> Result<Ingested, Stop> {
+        match layered {
+            Layered::Event(arrived) => self.handle_arrived(conn_id, arrived, iteration),
+            Layered::Reply(reply) => Ok((None, Some(reply))),
+            Layered::Nothing => Ok((None, None)),
+        }
+    }
+
+    /// A data message (or protocol event) just arrived: through the `on_message` rules.
+    fn handle_arrived(&mut self, conn_id: ConnId, arrived: Arrived, iteration: u64) -> Result<Ingested, Stop> {
+        let now = arrived.at;
         if self.spec().on_message.is_empty() {
             return Ok((Some(arrived), None));
         }
@@ -228,7 +241,13 @@ impl Vu {
         step: StepId,
         iteration: u64,
     ) -> StepResult {
-        let (arrived, reply) = self.ingest(conn_id, next, step, iteration)?;
+        let ingested = self.ingest(conn_id, next, step, iteration)?;
+        self.settle_ingested(conn_id, ingested, iteration).await
+    }
+
+    /// Sends what an ingested item answers, and queues what nobody took.
+    pub(super) async fn settle_ingested(&mut self, conn_id: ConnId, ingested: Ingested, iteration: u64) -> StepResult {
+        let (arrived, reply) = ingested;
         if let Some(reply) = reply {
             self.send_reply(conn_id, reply, iteration).await?;
         }
@@ -290,13 +309,30 @@ impl Vu {
         }
     }
 
-    /// Reads every open connection until the deadline, feeding handlers and queues.
+    /// Reads every open connection until the deadline, feeding handlers and queues; the
+    /// protocol layers' timers act meanwhile.
     pub(super) async fn pump(&mut self, deadline: tokio::time::Instant, step: StepId, iteration: u64) -> StepResult {
         loop {
+            // What a protocol message carried beyond its first item goes first.
+            if let Some(conn_id) = self.any_backlog() {
+                let handled = match self.ingest_backlog(conn_id, step, iteration) {
+                    Ok(ingested) => self.settle_ingested(conn_id, ingested, iteration).await,
+                    Err(stop) => Err(stop),
+                };
+                match handled {
+                    Ok(()) | Err(Stop::StepEnded) => continue,
+                    Err(stop) => return Err(stop),
+                }
+            }
             // Handler replies leave before the VU waits again.
             if self.holds_sends() {
                 self.flush_held(step, iteration).await?;
             }
+            let due = self
+                .protocol_due()
+                .map(tokio::time::Instant::from_std)
+                .filter(|due| *due < deadline);
+            let wake = due.unwrap_or(deadline);
             let next = {
                 let mut reads: Vec<_> = self
                     .conns
@@ -309,12 +345,18 @@ impl Vu {
                     tokio::time::sleep_until(deadline).await;
                     return Ok(());
                 }
-                match tokio::time::timeout_at(deadline, futures_util::future::select_all(reads.iter_mut())).await {
-                    Err(_) => return Ok(()),
-                    Ok(((index, next), _, _)) => (index, next),
+                match tokio::time::timeout_at(wake, futures_util::future::select_all(reads.iter_mut())).await {
+                    Err(_) => None,
+                    Ok(((index, next), _, _)) => Some((index, next)),
                 }
             };
-            let (conn_id, next) = next;
+            let Some((conn_id, next)) = next else {
+                if due.is_none() {
+                    return Ok(());
+                }
+                self.protocol_tick(step, iteration).await?;
+                continue;
+            };
             match self.ingest_into_queue(conn_id, next, step, iteration).await {
                 Ok(()) => {}
                 Err(Stop::StepEnded) => {}

@@ -22,7 +22,9 @@
 //! - `paused`: the operator's pause, taken between steps.
 //! - `inbox`: what arrives: the pending queue, the `on_message` handlers and their replies,
 //!   and reading every connection while the VU waits.
-//! - `protocol`: the protocol layer's glue: handshake, decoded messages, `emit`, goodbye.
+//! - `protocol`: the protocol layer's glue: handshake, decoded items and their backlog,
+//!   acknowledgements, the layers' timers, goodbye; each protocol's steps in its own file
+//!   (`socketio`: `emit` and a rule's `ack`).
 //!
 //! Sends are held, not written: `outgoing` writes a send's frames into its connection's
 //! counted stream, which keeps them until a flush (`Flush::Batch`, the default), and remembers
@@ -61,6 +63,7 @@ mod script_tests;
 mod scripted;
 #[cfg(test)]
 mod sizes;
+mod socketio;
 mod state;
 #[cfg(test)]
 mod testing;

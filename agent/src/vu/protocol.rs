@@ -1,73 +1,96 @@
 //! The VU's side of the protocol layer (`crate::protocol`): the handshake after the upgrade,
-//! what each decoded message does (events to the steps and handlers, heartbeats answered,
-//! acknowledgements to the emit that waits for them, refusals and violations as failures),
-//! the `emit` step, and the goodbye before a client close. Counted and timed here:
-//! - `events_sent`, `events_received`, `acks_received` and `ack_latency` in the metric set of
-//!   the event's name (`event:NAME`, or `event:*` for names the scenario does not mention);
+//! what each decoded item does (events to the steps and handlers, heartbeats, the layer's own
+//! answers, acknowledgements to the step that waits for them, refusals, server errors and
+//! violations as failures), the layer's timers, and the goodbye before a client close. The
+//! steps of each protocol are in its own file (`socketio.rs`: `emit`). Counted and timed here:
+//! - `events_received` in the metric set of the event's key (`event:NAME`, or `event:*` for
+//!   keys the scenario does not mention; other protocols, their own prefix);
+//! - `acks_received` and `ack_latency` in the set the acknowledged send named;
 //! - `heartbeats_received`, `heartbeats_sent`, `protocol_disconnects`, and the messages the
 //!   layer handles itself (open, connect answers, heartbeats), in the connection set;
 //! - `protocol_connects` in the connect step's set; an event's messages where it is taken.
+//!
+//! A message may carry several items (STOMP frames, MQTT packets): the layer decodes them all
+//! into the connection's backlog at once, and the readers (`take_message`, `pump`,
+//! `read_until`) take the backlog's items one by one before they read the socket again. A
+//! message is counted once: with its first event, or in the connection set.
 
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use wsfleet_metrics::{Counter, ErrorKind, Hist, SetId};
-use wsfleet_scenario::matcher::{Incoming, Origin};
-use wsfleet_scenario::protocol::{Emit, Protocol, SocketIo};
-use wsfleet_scenario::{ConnId, FrameKind, Scope, Step, StepId, Then};
+use wsfleet_scenario::protocol::Protocol;
+use wsfleet_scenario::{ConnId, Scope, StepId, Then};
 
-use super::conn::{count_message, Conn};
-use super::flow::extract_into;
+use super::conn::{count_message, Arrived, Conn, QUEUED_MESSAGES_PER_CONNECTION};
 use super::inbox::Reply;
 use super::outcome::{Failure, StepResult, Stop};
 use super::state::Vu;
 use crate::clock;
-use crate::protocol::{socketio, Ack, Decoded, Event, Layer};
+use crate::protocol::{socketio, Ack, Decoded, Layer, Tick};
 
-/// Acknowledgements a connection keeps track of: those emits wait for, and those that came.
+/// Acknowledgements a connection keeps track of: those its sends wait for, and those that came.
 #[derive(Default)]
 pub(super) struct Acks {
     waiting: Vec<Waiting>,
     arrived: Vec<(u64, Box<Ack>, Instant)>,
 }
 
-/// An emit's acknowledgement, asked for and not yet come.
+/// An acknowledgement asked for and not yet come.
 struct Waiting {
     id: u64,
-    /// The emit step (its set counts the acknowledgement's messages).
+    /// The step that sent (its set counts the acknowledgement's messages).
     step: StepId,
-    event_set: StepId,
+    /// The set of `acks_received` and `ack_latency` (the event's name, the destination).
+    ack_set: StepId,
     sent: Instant,
-    /// The emit stopped waiting: the acknowledgement is still counted when it comes, untimed.
+    /// A step waits for it: once it came, it is kept for that step (its body is matched).
+    awaited: bool,
+    /// The step stopped waiting: the acknowledgement is still counted when it comes, untimed.
     timed_out: bool,
 }
 
-/// Acknowledgements still tracked after their emit gave up; past this the oldest is forgotten
-/// (and a late answer to it is a violation), so a server that never answers cannot grow the
-/// list without bound.
-const TIMED_OUT_ACKS_KEPT: usize = 1024;
+/// Acknowledgements still tracked that no step waits for (given up, or never awaited); past
+/// this the oldest is forgotten (and a late answer to it is a violation), so a server that never
+/// answers cannot grow the list without bound.
+const UNAWAITED_ACKS_KEPT: usize = 1024;
+
+/// An item the layer decoded, not yet handed on, with what it came in.
+struct Pending {
+    decoded: Decoded,
+    /// When the message that carried it arrived.
+    at: Instant,
+    /// The message, on the first item decoded from it (a message counts once).
+    message: Option<Message>,
+    compressed: Option<u64>,
+}
 
 /// What the layer made of a message, for `ingest`.
 pub(super) enum Layered {
-    /// An event for the steps and handlers, with the message that carried it.
-    Event(Message, Box<Event>),
-    /// An answer the layer sends (a heartbeat's).
+    /// An event for the steps and handlers.
+    Event(Arrived),
+    /// An answer the layer sends (a heartbeat's, an MQTT PUBACK).
     Reply(Reply),
     /// Nothing for the steps.
     Nothing,
 }
 
-/// What a connection that speaks a protocol holds: the layer's session and the
-/// acknowledgements its emits wait for.
+/// What a connection that speaks a protocol holds: the layer's session, the acknowledgements
+/// its steps wait for, and the items decoded and not yet handed on.
 pub(super) struct Speaking {
     pub(super) layer: Layer,
-    acks: Acks,
+    pub(super) acks: Acks,
+    backlog: VecDeque<Pending>,
+    /// Reused by each decode.
+    scratch: Vec<Decoded>,
 }
 
-/// The protocol state of a new connection for the protocol a connect step names.
-pub(super) fn speaking(protocol: &Protocol) -> Box<Speaking> {
+/// The protocol state of a new connection for the protocol a connect step names; options with
+/// templates are rendered in `scope`, at `now`.
+pub(super) fn speaking(protocol: &Protocol, scope: &Scope<'_>, now: Instant) -> Box<Speaking> {
+    let _ = (scope, now);
     let layer = match protocol {
         Protocol::SocketIo(options) => Layer::SocketIo(socketio::Session::new(
             options.namespaces.iter().map(|namespace| namespace.name.clone()),
@@ -76,31 +99,54 @@ pub(super) fn speaking(protocol: &Protocol) -> Box<Speaking> {
     Box::new(Speaking {
         layer,
         acks: Acks::default(),
+        backlog: VecDeque::new(),
+        scratch: Vec::new(),
     })
 }
 
-/// The WebSocket URL of a Socket.IO server: its origin (`http`/`https` become `ws`/`wss`), the
-/// Engine.IO path, `EIO=4&transport=websocket` and the step's query.
-pub(super) fn socketio_url(base: &str, options: &SocketIo, scope: &Scope<'_>) -> String {
-    let base = base.trim_end_matches('/');
-    let base = if let Some(rest) = base.strip_prefix("http://") {
-        format!("ws://{rest}")
-    } else if let Some(rest) = base.strip_prefix("https://") {
-        format!("wss://{rest}")
-    } else {
-        base.to_owned()
-    };
-    let mut query = form_urlencoded::Serializer::new(String::new());
-    query.append_pair("EIO", "4");
-    query.append_pair("transport", "websocket");
-    for (name, value) in &options.query {
-        query.append_pair(name, &value.render(scope));
+impl Speaking {
+    /// Starts tracking the acknowledgement `id` of a send by `step`, sent (or due) at `sent`,
+    /// whose `acks_received` and `ack_latency` count in `ack_set`; `awaited` when the step waits
+    /// for it ([`Vu::await_ack`]).
+    pub(super) fn expect_ack(&mut self, id: u64, step: StepId, ack_set: StepId, sent: Instant, awaited: bool) {
+        let acks = &mut self.acks;
+        acks.waiting.push(Waiting {
+            id,
+            step,
+            ack_set,
+            sent,
+            awaited,
+            timed_out: false,
+        });
+        let unawaited = acks
+            .waiting
+            .iter()
+            .filter(|waiting| !waiting.awaited || waiting.timed_out)
+            .count();
+        if unawaited > UNAWAITED_ACKS_KEPT {
+            if let Some(oldest) = acks
+                .waiting
+                .iter()
+                .position(|waiting| !waiting.awaited || waiting.timed_out)
+            {
+                acks.waiting.remove(oldest);
+            }
+        }
     }
-    format!("{base}{}?{}", options.path, query.finish())
 }
 
 impl Vu {
-    /// Reads a message through the connection's layer, counting what the layer keeps.
+    /// The metric set of a protocol event's key on `conn_id`'s layer; `fallback` when the part
+    /// has no event sets.
+    pub(super) fn event_set_of(&self, prefix: &str, key: &str, fallback: StepId) -> StepId {
+        self.spec()
+            .events
+            .as_ref()
+            .map_or(fallback, |events| events.of(prefix, key, fallback))
+    }
+
+    /// Reads a message through the connection's layer: its items go to the backlog (the message
+    /// with the first), and the first item that is for the steps comes back.
     pub(super) fn layered(
         &mut self,
         conn_id: ConnId,
@@ -109,97 +155,193 @@ impl Vu {
         step: StepId,
         compressed: Option<u64>,
     ) -> Result<Layered, Stop> {
-        let env = self.env.clone();
-        let events = env.scenario.parts[self.part].events.as_ref();
-        let event_set = |name: &str| events.map_or(step, |events| events.of(name));
         let Some(conn) = self.conns.get_mut(conn_id).and_then(Option::as_mut) else {
             return Ok(Layered::Nothing);
         };
         let Some(speaking) = conn.protocol.as_mut() else {
             return Ok(Layered::Nothing);
         };
-        let decoded = speaking.layer.decode(&message);
-        let recorder = conn.recorder.clone();
-        let mut recorder = recorder.borrow_mut();
-        let connection = SetId::Connection;
-        match decoded {
-            Decoded::Partial => Ok(Layered::Nothing),
-            Decoded::Handled => {
-                count_message(&mut recorder, now, connection, &message, compressed);
-                Ok(Layered::Nothing)
-            }
-            Decoded::Heartbeat(answer) => {
-                count_message(&mut recorder, now, connection, &message, compressed);
-                recorder.add_counts(
-                    now,
-                    connection,
-                    [(Counter::HeartbeatsReceived, 1), (Counter::HeartbeatsSent, 1)],
-                );
-                Ok(Layered::Reply(Reply::Protocol(step, answer)))
-            }
-            Decoded::Connected(_) => {
-                count_message(&mut recorder, now, connection, &message, compressed);
-                recorder.add(now, SetId::Step(step), Counter::ProtocolConnects, 1);
-                Ok(Layered::Nothing)
-            }
-            Decoded::Event(mut event) => {
-                recorder.add(now, SetId::Step(event_set(&event.name)), Counter::EventsReceived, 1);
-                let message = event.packet.take().unwrap_or(message);
-                Ok(Layered::Event(message, event))
-            }
-            Decoded::Ack(mut ack) => {
-                // A packet with attachments was read before this message: its wire size is not
-                // this message's.
-                let compressed = compressed.filter(|_| ack.attachments.is_empty());
-                let packet = ack.packet.take().unwrap_or(message);
-                let acks = &mut speaking.acks;
-                let Some(position) = acks.waiting.iter().position(|waiting| waiting.id == ack.id) else {
-                    count_message(&mut recorder, now, connection, &packet, compressed);
-                    tracing::debug!(vu = self.number, id = ack.id, "an acknowledgement nothing asked for");
+        speaking.layer.decode(&message, now, &mut speaking.scratch);
+        if speaking.scratch.is_empty() {
+            // A message that only continues an item (a STOMP frame across messages).
+            count_message(
+                &mut conn.recorder.borrow_mut(),
+                now,
+                SetId::Connection,
+                &message,
+                compressed,
+            );
+            return Ok(Layered::Nothing);
+        }
+        let mut message = Some(message);
+        let mut compressed = compressed;
+        for decoded in speaking.scratch.drain(..) {
+            speaking.backlog.push_back(Pending {
+                decoded,
+                at: now,
+                message: message.take(),
+                compressed: compressed.take(),
+            });
+        }
+        self.next_layered(conn_id, step)
+    }
+
+    /// Whether the connection holds decoded items not yet handed on.
+    pub(super) fn has_backlog(&self, conn_id: ConnId) -> bool {
+        self.conns
+            .get(conn_id)
+            .and_then(Option::as_ref)
+            .and_then(|conn| conn.protocol.as_ref())
+            .is_some_and(|speaking| !speaking.backlog.is_empty())
+    }
+
+    /// A connection with a backlog, if any (only parts that speak a protocol have one).
+    pub(super) fn any_backlog(&self) -> Option<ConnId> {
+        self.spec().events.as_ref()?;
+        (0..self.conns.len()).find(|conn_id| self.has_backlog(*conn_id))
+    }
+
+    /// Processes the backlog's items in order until one is for the steps (an event, an answer
+    /// to send), counting what the layer keeps; `Nothing` when the backlog is empty.
+    pub(super) fn next_layered(&mut self, conn_id: ConnId, step: StepId) -> Result<Layered, Stop> {
+        loop {
+            let Some(conn) = self.conns.get_mut(conn_id).and_then(Option::as_mut) else {
+                return Ok(Layered::Nothing);
+            };
+            let Some(speaking) = conn.protocol.as_mut() else {
+                return Ok(Layered::Nothing);
+            };
+            let Some(pending) = speaking.backlog.pop_front() else {
+                return Ok(Layered::Nothing);
+            };
+            let Pending {
+                decoded,
+                at: now,
+                message,
+                compressed,
+            } = pending;
+            let recorder = conn.recorder.clone();
+            let mut recorder = recorder.borrow_mut();
+            let connection = SetId::Connection;
+            let count_here = |recorder: &mut wsfleet_metrics::Recorder, set: SetId| {
+                if let Some(message) = &message {
+                    count_message(recorder, now, set, message, compressed);
+                }
+            };
+            match decoded {
+                Decoded::Partial => {}
+                Decoded::Handled => count_here(&mut recorder, connection),
+                Decoded::Heartbeat(answer) => {
+                    count_here(&mut recorder, connection);
+                    recorder.add(now, connection, Counter::HeartbeatsReceived, 1);
+                    if let Some(answer) = answer {
+                        recorder.add(now, connection, Counter::HeartbeatsSent, 1);
+                        return Ok(Layered::Reply(Reply::Protocol(step, answer)));
+                    }
+                }
+                Decoded::Reply(answer) => {
+                    count_here(&mut recorder, connection);
+                    return Ok(Layered::Reply(Reply::Protocol(step, answer)));
+                }
+                Decoded::Connected(_) => {
+                    count_here(&mut recorder, connection);
+                    recorder.add(now, SetId::Step(step), Counter::ProtocolConnects, 1);
+                }
+                Decoded::Event(mut event) => {
+                    let prefix = speaking.layer.set_prefix();
+                    drop(recorder);
+                    let set = self.event_set_of(prefix, &event.name, step);
+                    self.env
+                        .recorder
+                        .borrow_mut()
+                        .add(now, SetId::Step(set), Counter::EventsReceived, 1);
+                    // A packet with attachments was read before this message: its wire size is
+                    // not this message's.
+                    let compressed = compressed.filter(|_| event.attachments.is_empty());
+                    let message = event.packet.take().or(message);
+                    return Ok(Layered::Event(Arrived {
+                        message,
+                        at: now,
+                        fresh: true,
+                        compressed,
+                        event: Some(event),
+                    }));
+                }
+                Decoded::Ack(mut ack) => {
+                    let compressed = compressed.filter(|_| ack.attachments.is_empty());
+                    let packet = ack.packet.take().or(message);
+                    let acks = &mut speaking.acks;
+                    let Some(position) = acks.waiting.iter().position(|waiting| waiting.id == ack.id) else {
+                        if let Some(packet) = &packet {
+                            count_message(&mut recorder, now, connection, packet, compressed);
+                        }
+                        tracing::debug!(vu = self.number, id = ack.id, "an acknowledgement nothing asked for");
+                        return Err(Failure::new(step, ErrorKind::Protocol).into());
+                    };
+                    let waiting = acks.waiting.remove(position);
+                    let set = SetId::Step(waiting.step);
+                    if let Some(packet) = &packet {
+                        count_message(&mut recorder, now, set, packet, compressed);
+                    }
+                    for attachment in &ack.attachments {
+                        count_message(&mut recorder, now, set, &Message::Binary(attachment.clone()), None);
+                    }
+                    let ack_set = SetId::Step(waiting.ack_set);
+                    recorder.add(now, ack_set, Counter::AcksReceived, 1);
+                    if !waiting.timed_out {
+                        recorder.record(
+                            now,
+                            ack_set,
+                            Hist::AckLatency,
+                            now.saturating_duration_since(waiting.sent),
+                        );
+                        if waiting.awaited {
+                            acks.arrived.push((ack.id, ack, now));
+                        }
+                    }
+                }
+                Decoded::Refused {
+                    kind,
+                    namespace,
+                    message: why,
+                } => {
+                    count_here(&mut recorder, connection);
+                    tracing::debug!(vu = self.number, namespace = %namespace, why = %why, "the server refused a session");
+                    return Err(Failure::new(step, kind).into());
+                }
+                Decoded::Failed { kind, message: why } => {
+                    count_here(&mut recorder, connection);
+                    tracing::debug!(vu = self.number, kind = kind.name(), why = %why, "the server reported an error");
+                    let ended = speaking.layer.ended();
+                    drop(recorder);
+                    if ended {
+                        self.close_now(conn_id);
+                    }
+                    return Err(Failure::new(step, kind).into());
+                }
+                Decoded::Disconnected(_) => {
+                    count_here(&mut recorder, connection);
+                    recorder.add(now, connection, Counter::ProtocolDisconnects, 1);
+                    let ended = speaking.layer.ended();
+                    drop(recorder);
+                    if ended {
+                        return Err(self.protocol_ended(conn_id, step));
+                    }
+                }
+                Decoded::Violation(why) => {
+                    count_here(&mut recorder, connection);
+                    tracing::debug!(vu = self.number, why = %why, "a protocol violation");
                     return Err(Failure::new(step, ErrorKind::Protocol).into());
-                };
-                let waiting = acks.waiting.remove(position);
-                let set = SetId::Step(waiting.step);
-                count_message(&mut recorder, now, set, &packet, compressed);
-                for attachment in &ack.attachments {
-                    count_message(&mut recorder, now, set, &Message::Binary(attachment.clone()), None);
                 }
-                let event_set = SetId::Step(waiting.event_set);
-                recorder.add(now, event_set, Counter::AcksReceived, 1);
-                if !waiting.timed_out {
-                    recorder.record(
-                        now,
-                        event_set,
-                        Hist::AckLatency,
-                        now.saturating_duration_since(waiting.sent),
-                    );
-                    acks.arrived.push((ack.id, ack, now));
-                }
-                Ok(Layered::Nothing)
             }
-            Decoded::Refused {
-                namespace,
-                message: why,
-            } => {
-                count_message(&mut recorder, now, connection, &message, compressed);
-                tracing::debug!(vu = self.number, namespace = %namespace, why = %why, "the server refused a namespace");
-                Err(Failure::new(step, ErrorKind::ConnectError).into())
-            }
-            Decoded::Disconnected(_) => {
-                count_message(&mut recorder, now, connection, &message, compressed);
-                recorder.add(now, connection, Counter::ProtocolDisconnects, 1);
-                let ended = speaking.layer.ended();
-                drop(recorder);
-                if ended {
-                    return Err(self.protocol_ended(conn_id, step));
-                }
-                Ok(Layered::Nothing)
-            }
-            Decoded::Violation(why) => {
-                count_message(&mut recorder, now, connection, &message, compressed);
-                tracing::debug!(vu = self.number, why = %why, "a protocol violation");
-                Err(Failure::new(step, ErrorKind::Protocol).into())
-            }
+        }
+    }
+
+    /// Drops a connection the protocol is done with, with a close frame if the socket takes it
+    /// now.
+    fn close_now(&mut self, conn_id: ConnId) {
+        if let Some(mut conn) = self.conns.get_mut(conn_id).and_then(Option::take) {
+            let _ = conn.socket.send(Message::Close(None)).now_or_never();
         }
     }
 
@@ -208,10 +350,7 @@ impl Vu {
     /// socket.io-client does, and the step that was using it goes through the `on_close` rules
     /// that name no codes (there is no close code to match); without one it fails as `closed`.
     fn protocol_ended(&mut self, conn_id: ConnId, step: StepId) -> Stop {
-        if let Some(mut conn) = self.conns.get_mut(conn_id).and_then(Option::take) {
-            // A close frame if the socket takes it now; the connection ends either way.
-            let _ = conn.socket.send(Message::Close(None)).now_or_never();
-        }
+        self.close_now(conn_id);
         let rule = self
             .spec()
             .on_close
@@ -224,45 +363,89 @@ impl Vu {
         }
     }
 
-    /// A rule's acknowledgement of an event that asked for one (`on_message: { ack }`): the
-    /// packet, counted in the event's `acks_sent`; `None` when the event asked for none.
-    pub(super) fn ack_reply(
-        &self,
-        rule: StepId,
-        args: &[wsfleet_scenario::protocol::JsonTemplate],
-        arrived: &super::conn::Arrived,
-        iteration: u64,
-        now: Instant,
-    ) -> Option<Reply> {
-        let event = arrived.event.as_ref()?;
-        let id = event.ack_id?;
-        let mut rendered = String::new();
-        {
-            let parts = self.parts();
-            let scope = parts.scope(iteration);
-            for arg in args {
-                rendered.push(',');
-                arg.render_into(&scope, &mut rendered);
+    /// When a protocol layer of this VU next needs to act (a heartbeat to send, a server's
+    /// silence to check); `None` at once for parts whose connections speak no protocol.
+    pub(super) fn protocol_due(&self) -> Option<Instant> {
+        self.spec().events.as_ref()?;
+        self.conns
+            .iter()
+            .flatten()
+            .filter_map(|conn| conn.protocol.as_ref()?.layer.next_due())
+            .min()
+    }
+
+    /// Lets every layer whose timer is due act: heartbeats are sent (counted in the connection
+    /// set), a server silent too long fails `step` with `heartbeat_timeout` and its connection
+    /// is dropped.
+    pub(super) async fn protocol_tick(&mut self, step: StepId, iteration: u64) -> StepResult {
+        let now = clock::now();
+        let mut ticks = Vec::new();
+        for conn_id in 0..self.conns.len() {
+            let due = |vu: &Vu| {
+                vu.conns
+                    .get(conn_id)
+                    .and_then(Option::as_ref)
+                    .and_then(|conn| conn.protocol.as_ref()?.layer.next_due())
+                    .is_some_and(|due| due <= now)
+            };
+            if !due(self) {
+                continue;
+            }
+            // What the socket already holds was heard before now: read first (a VU busy
+            // elsewhere, e.g. in an http step, has not read this connection for a while).
+            for _ in 0..QUEUED_MESSAGES_PER_CONNECTION {
+                let ready = self
+                    .conns
+                    .get_mut(conn_id)
+                    .and_then(Option::as_mut)
+                    .and_then(|conn| conn.socket.next().now_or_never());
+                match ready {
+                    Some(next) => self.ingest_into_queue(conn_id, next, step, iteration).await?,
+                    None => break,
+                }
+            }
+            if let Some(speaking) = self
+                .conns
+                .get_mut(conn_id)
+                .and_then(Option::as_mut)
+                .and_then(|conn| conn.protocol.as_mut())
+            {
+                if speaking.layer.next_due().is_some_and(|due| due <= now) {
+                    speaking.layer.tick(now, &mut ticks);
+                }
+            }
+            for tick in ticks.drain(..) {
+                match tick {
+                    Tick::Heartbeat(message) => {
+                        self.env
+                            .recorder
+                            .borrow_mut()
+                            .add(now, SetId::Connection, Counter::HeartbeatsSent, 1);
+                        self.send_message(
+                            conn_id,
+                            message,
+                            1,
+                            wsfleet_scenario::Flush::Batch,
+                            SetId::Connection,
+                            step,
+                            iteration,
+                        )
+                        .await?;
+                    }
+                    Tick::Silent(why) => {
+                        tracing::debug!(vu = self.number, why = %why, "the server went silent");
+                        self.close_now(conn_id);
+                        return Err(Failure::new(step, ErrorKind::HeartbeatTimeout).into());
+                    }
+                }
             }
         }
-        let set = self
-            .spec()
-            .events
-            .as_ref()
-            .map_or(rule, |events| events.of(&event.name));
-        self.env
-            .recorder
-            .borrow_mut()
-            .add(now, SetId::Step(set), Counter::AcksSent, 1);
-        Some(Reply::Rule(
-            rule,
-            Message::text(socketio::packet::ack(&event.namespace, id, &rendered)),
-        ))
+        Ok(())
     }
 
     /// Reads the connection (through the handlers and queues) until `done` holds for it, or
-    /// fails with `timeout` at `deadline`.
-    async fn read_until(
+    /// fails with `timeout` at `deadline`; the layers' timers act meanwhile.
+    pub(super) async fn read_until(
         &mut self,
         conn_id: ConnId,
         deadline: Instant,
@@ -277,20 +460,72 @@ impl Vu {
                 Some(_) => {}
                 None => return Err(Failure::new(step, ErrorKind::Closed).into()),
             }
+            if self.has_backlog(conn_id) {
+                let ingested = self.ingest_backlog(conn_id, step, iteration)?;
+                self.settle_ingested(conn_id, ingested, iteration).await?;
+                continue;
+            }
             if self.holds_sends() {
                 self.flush_held(step, iteration).await?;
             }
+            let due = self.protocol_due().filter(|due| *due < deadline);
             let conn = self.conn_mut(conn_id, step)?;
-            let next = match tokio::time::timeout_at(deadline.into(), conn.socket.next()).await {
+            let wake = due.unwrap_or(deadline);
+            let next = match tokio::time::timeout_at(wake.into(), conn.socket.next()).await {
                 Ok(next) => next,
+                Err(_) if due.is_some() => {
+                    self.protocol_tick(step, iteration).await?;
+                    continue;
+                }
                 Err(_) => return Err(Failure::new(step, timeout).into()),
             };
             self.ingest_into_queue(conn_id, next, step, iteration).await?;
         }
     }
 
-    /// The protocol's handshake on a connection just opened: the server's open packet, then
-    /// each namespace's connect and its answer, by `deadline`.
+    /// Waits for the acknowledgement `id` on `conn_id` (tracked with [`Speaking::expect_ack`]
+    /// and `awaited`) until `deadline`; `timeout` fails the step when it does not come (and the
+    /// acknowledgement, when it comes later, is counted untimed).
+    pub(super) async fn await_ack(
+        &mut self,
+        conn_id: ConnId,
+        id: u64,
+        deadline: Instant,
+        step: StepId,
+        iteration: u64,
+        timeout: ErrorKind,
+    ) -> Result<Box<Ack>, Stop> {
+        let came = move |conn: &Conn| {
+            conn.protocol
+                .as_ref()
+                .is_some_and(|speaking| speaking.acks.arrived.iter().any(|(got, _, _)| *got == id))
+        };
+        let waited = self.read_until(conn_id, deadline, step, iteration, timeout, came).await;
+        let speaking = self
+            .conns
+            .get_mut(conn_id)
+            .and_then(Option::as_mut)
+            .and_then(|conn| conn.protocol.as_mut());
+        if let Err(stop) = waited {
+            if let Some(waiting) =
+                speaking.and_then(|speaking| speaking.acks.waiting.iter_mut().find(|waiting| waiting.id == id))
+            {
+                waiting.timed_out = true;
+            }
+            return Err(stop);
+        }
+        let Some(speaking) = speaking else {
+            return Err(Failure::new(step, ErrorKind::Closed).into());
+        };
+        let acks = &mut speaking.acks;
+        match acks.arrived.iter().position(|(got, _, _)| *got == id) {
+            Some(position) => Ok(acks.arrived.remove(position).1),
+            None => Err(Failure::new(step, ErrorKind::Protocol).into()),
+        }
+    }
+
+    /// The protocol's handshake on a connection just opened: the server's side begins (Socket.IO:
+    /// its open packet), the client's messages go out, and the server accepts, by `deadline`.
     pub(super) async fn protocol_handshake(
         &mut self,
         conn_id: ConnId,
@@ -302,23 +537,11 @@ impl Vu {
         let opened = |conn: &Conn| conn.protocol.as_ref().is_some_and(|speaking| speaking.layer.opened());
         self.read_until(conn_id, deadline, step, iteration, ErrorKind::Timeout, opened)
             .await?;
-        let auths: Vec<Option<String>> = {
-            let parts = self.parts();
-            let scope = parts.scope(iteration);
-            let Protocol::SocketIo(options) = protocol;
-            options
-                .namespaces
-                .iter()
-                .map(|namespace| {
-                    namespace.auth.as_ref().map(|auth| {
-                        let mut out = String::new();
-                        auth.render_into(&scope, &mut out);
-                        out
-                    })
-                })
-                .collect()
+        let auths = match protocol {
+            Protocol::SocketIo(options) => self.socketio_auths(options, iteration),
         };
         let auth = |index: usize| auths.get(index).cloned().flatten();
+        let now = clock::now();
         let messages = match self
             .conns
             .get_mut(conn_id)
@@ -326,7 +549,7 @@ impl Vu {
             .and_then(|conn| conn.protocol.as_mut())
             .map(|speaking| &mut speaking.layer)
         {
-            Some(layer) => layer.handshake_messages(&auth),
+            Some(layer) => layer.handshake_messages(now, &auth),
             None => Vec::new(),
         };
         for message in messages {
@@ -372,127 +595,10 @@ impl Vu {
         }
         Ok(())
     }
+}
 
-    /// The `emit` step: the event's packet and attachments, then, when it asks for an
-    /// acknowledgement, the wait for it (other messages go to the handlers and queues meanwhile).
-    pub(super) async fn emit_step(&mut self, step: &Step, emit: &Emit, iteration: u64) -> StepResult {
-        let args = {
-            let parts = self.parts();
-            let scope = parts.scope(iteration);
-            let mut out = String::new();
-            for arg in &emit.args {
-                out.push(',');
-                arg.render_into(&scope, &mut out);
-            }
-            out
-        };
-        let attachments: Vec<Bytes> = emit
-            .attachments
-            .iter()
-            .map(|bytes| Bytes::from(bytes.clone()))
-            .collect();
-        let conn = self.conn_mut(emit.conn, step.id)?;
-        let Some(session) = conn.protocol.as_mut().and_then(|speaking| speaking.layer.as_socketio()) else {
-            return Err(Failure::new(step.id, ErrorKind::Protocol).into());
-        };
-        let (messages, id) = session
-            .emit(&emit.namespace, &emit.event, &args, &attachments, emit.ack.is_some())
-            .map_err(|_| Failure::new(step.id, ErrorKind::Closed))?;
-        for message in messages {
-            self.send_message(
-                emit.conn,
-                message,
-                1,
-                emit.flush,
-                SetId::Step(step.id),
-                step.id,
-                iteration,
-            )
-            .await?;
-        }
-        self.env
-            .recorder
-            .borrow_mut()
-            .add(clock::now(), SetId::Step(emit.event_set), Counter::EventsSent, 1);
-        let (Some(ack), Some(id)) = (&emit.ack, id) else {
-            return Ok(());
-        };
-        // The acknowledgement is timed from when the event left (from when it was due, when a
-        // paced iteration runs late).
-        let sent = self.flush_held(step.id, iteration).await?.unwrap_or_else(clock::now);
-        self.recent = None;
-        let due = sent.checked_sub(self.lag).unwrap_or(sent);
-        {
-            let conn = self.conn_mut(emit.conn, step.id)?;
-            let Some(speaking) = conn.protocol.as_mut() else {
-                return Err(Failure::new(step.id, ErrorKind::Closed).into());
-            };
-            speaking.acks.waiting.push(Waiting {
-                id,
-                step: step.id,
-                event_set: emit.event_set,
-                sent: due,
-                timed_out: false,
-            });
-        }
-        let came = move |conn: &Conn| {
-            conn.protocol
-                .as_ref()
-                .is_some_and(|speaking| speaking.acks.arrived.iter().any(|(got, _, _)| *got == id))
-        };
-        let waited = self
-            .read_until(
-                emit.conn,
-                sent + ack.timeout,
-                step.id,
-                iteration,
-                ErrorKind::AckTimeout,
-                came,
-            )
-            .await;
-        if let Err(stop) = waited {
-            if let Some(acks) = self
-                .conns
-                .get_mut(emit.conn)
-                .and_then(Option::as_mut)
-                .and_then(|conn| conn.protocol.as_mut())
-                .map(|speaking| &mut speaking.acks)
-            {
-                if let Some(waiting) = acks.waiting.iter_mut().find(|waiting| waiting.id == id) {
-                    waiting.timed_out = true;
-                }
-                let timed_out = acks.waiting.iter().filter(|waiting| waiting.timed_out).count();
-                if timed_out > TIMED_OUT_ACKS_KEPT {
-                    if let Some(oldest) = acks.waiting.iter().position(|waiting| waiting.timed_out) {
-                        acks.waiting.remove(oldest);
-                    }
-                }
-            }
-            return Err(stop);
-        }
-        let arrived = {
-            let conn = self.conn_mut(emit.conn, step.id)?;
-            let Some(speaking) = conn.protocol.as_mut() else {
-                return Err(Failure::new(step.id, ErrorKind::Closed).into());
-            };
-            let acks = &mut speaking.acks;
-            let position = acks.arrived.iter().position(|(got, _, _)| *got == id);
-            position.map(|position| acks.arrived.remove(position))
-        };
-        let Some((_, ack_args, _)) = arrived else {
-            return Err(Failure::new(step.id, ErrorKind::Protocol).into());
-        };
-        let incoming = Incoming::message(ack_args.args.as_bytes(), FrameKind::Text);
-        if let Some(matcher) = &ack.matcher {
-            if !matcher.matches(incoming, &self.parts().scope(iteration)) {
-                return Err(Failure::new(step.id, ErrorKind::Expectation).into());
-            }
-        }
-        let origin = Origin {
-            message: Some(incoming),
-            ..Origin::default()
-        };
-        extract_into(&mut self.vars, &ack.extract, origin, step.id)?;
-        Ok(())
-    }
+/// A send's acknowledgement is timed from when it left, less the pacing lag (from when it was
+/// due, when a paced iteration runs late).
+pub(super) fn due_at(sent: Instant, lag: Duration) -> Instant {
+    sent.checked_sub(lag).unwrap_or(sent)
 }

@@ -271,3 +271,47 @@ on_message:
     assert_eq!(metrics.step("answer", "messages_received"), 2, "{dump}");
     assert_eq!(metrics.step("answer", "messages_sent"), 1, "{dump}");
 }
+
+/// The layer's timer wakes a VU in whatever it waits in: a server that stops pinging for its
+/// ping interval plus timeout is dropped as socket.io-client drops it, the waiting step failing
+/// with `heartbeat_timeout` at that instant, not at the end of its own wait.
+#[tokio::test(start_paused = true)]
+async fn a_server_silent_past_its_ping_timeout_fails_the_waiting_step_at_that_instant() {
+    const SHORT: &str = r#"0{"sid":"e1","upgrades":[],"pingInterval":1000,"pingTimeout":500,"maxPayload":1000000}"#;
+    for wait in [
+        "think: { name: wait, fixed: 10s }",
+        "receive: { name: wait, timeout: 10s }",
+    ] {
+        let yaml = format!(
+            "load: {{ vus: 1, iterations: 1 }}
+steps:
+  - connect: {{ url: 'ws://target.test', protocol: socketio }}
+  - {wait}
+on_error:
+  - {{ kinds: [heartbeat_timeout], then: end_iteration }}
+"
+        );
+        let metrics = play(&yaml, |mut target| async move {
+            let mut socket = target.accept().await;
+            send(&mut socket, SHORT).await;
+            assert_eq!(next_text(&mut socket).await, "40");
+            send(&mut socket, r#"40{"sid":"s1"}"#).await;
+            let started = tokio::time::Instant::now();
+            // Two pings a second apart, each answered, then silence.
+            for _ in 0..2 {
+                sleep(Duration::from_secs(1)).await;
+                send(&mut socket, "2").await;
+                assert_eq!(next_text(&mut socket).await, "3");
+            }
+            drain(socket).await;
+            // Dropped 1.5 s after the last ping, long before the step's own 10 s.
+            assert_eq!(started.elapsed(), Duration::from_millis(3500));
+        })
+        .await;
+        let dump = metrics.dump();
+        assert_eq!(metrics.step("wait", "errors.heartbeat_timeout"), 1, "{wait}: {dump}");
+        assert_eq!(metrics.conn("heartbeats_received"), 2, "{wait}: {dump}");
+        assert_eq!(metrics.conn("iterations_skipped"), 1, "{wait}: {dump}");
+        assert_eq!(metrics.step("wait", "receive_timeouts"), 0, "{wait}: {dump}");
+    }
+}

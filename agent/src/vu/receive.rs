@@ -109,6 +109,14 @@ impl Vu {
             return Ok(Some(arrived));
         }
         loop {
+            // What a protocol message carried beyond its first item comes before the socket.
+            if self.has_backlog(conn_id) {
+                let ingested = self.ingest_backlog(conn_id, step, iteration)?;
+                if let Some(arrived) = self.take_ingested(conn_id, ingested, matcher, iteration).await? {
+                    return Ok(Some(arrived));
+                }
+                continue;
+            }
             // Handler replies wait while what the socket already brought is read (replies to
             // messages read together leave together), and leave before the receive waits.
             let mut ready = None;
@@ -125,6 +133,14 @@ impl Vu {
             let next = if let Some(next) = ready {
                 next
             } else {
+                // A protocol layer's timer may come first (none without a protocol).
+                let due = match deadline {
+                    Some(deadline) => self
+                        .protocol_due()
+                        .map(tokio::time::Instant::from_std)
+                        .filter(|due| *due < deadline),
+                    None => None,
+                };
                 // Borrowed apart from the timer.
                 let conn = self
                     .conns
@@ -137,12 +153,17 @@ impl Vu {
                         Some(next) => next,
                     },
                     Some(deadline) => {
+                        let wake = due.unwrap_or(deadline);
                         let timer = self.receive_timer.get_or_insert_with(|| ReceiveTimer {
-                            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+                            sleep: Box::pin(tokio::time::sleep_until(wake)),
                             holds_waker: false,
                         });
-                        match next_before(&mut conn.socket, timer, deadline).await {
+                        match next_before(&mut conn.socket, timer, wake).await {
                             Some(next) => next,
+                            None if due.is_some() => {
+                                self.protocol_tick(step, iteration).await?;
+                                continue;
+                            }
                             None => {
                                 conn.recorder.borrow_mut().add(
                                     clock::now(),
@@ -172,5 +193,35 @@ impl Vu {
                 self.queue(conn_id, arrived);
             }
         }
+    }
+
+    /// What an item of a protocol connection's backlog gives a receive: its reply goes out,
+    /// and its message is taken when it matches, queued otherwise. Boxed: only protocol
+    /// connections have a backlog, and inline it would size every receive's future.
+    fn take_ingested<'a>(
+        &'a mut self,
+        conn_id: ConnId,
+        ingested: super::inbox::Ingested,
+        matcher: Option<&'a wsfleet_scenario::matcher::Matcher>,
+        iteration: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Arrived>, Stop>> + 'a>> {
+        Box::pin(async move {
+            let (arrived, reply) = ingested;
+            let replied = reply.is_some();
+            if let Some(reply) = reply {
+                self.send_reply(conn_id, reply, iteration).await?;
+            }
+            if let Some(arrived) = arrived {
+                if self.matches(matcher, &arrived, iteration) {
+                    // Its arrival is the step's last clock reading (unless a reply went out since).
+                    if !replied {
+                        self.recent = Some(arrived.at);
+                    }
+                    return Ok(Some(arrived));
+                }
+                self.queue(conn_id, arrived);
+            }
+            Ok(None)
+        })
     }
 }

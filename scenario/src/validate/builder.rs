@@ -37,8 +37,13 @@ pub(super) struct StepBuilder<'f> {
     pub(super) default_flush: Flush,
     /// The namespaces each connection connects when it speaks Socket.IO, indexed by `ConnId`.
     pub(super) socketio_namespaces: Vec<Option<Vec<String>>>,
-    /// The metric sets of the part's event names so far.
-    pub(super) event_sets: Vec<(String, StepId)>,
+    /// The protocol each connection's connect steps name (`None`: plain WebSocket), indexed by
+    /// `ConnId`, known before the steps are built (a step may use a connection its protocol's
+    /// steps need).
+    pub(super) connection_protocols: Vec<Option<String>>,
+    /// The metric sets of the part's protocol events so far: the set name's prefix (`event:`,
+    /// `destination:`), the key, the set.
+    pub(super) event_sets: Vec<(&'static str, String, StepId)>,
 }
 
 /// The step being built: its kind (`send`) and its field (`steps[2].send`).

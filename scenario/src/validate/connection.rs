@@ -102,7 +102,8 @@ impl StepBuilder<'_> {
         let url = compile_template(&connect.url, &format!("{field}.url"), &self.known, problems)
             .unwrap_or_else(|| Template::literal(""));
         let protocol = self.protocol(connect, field, problems);
-        if protocol.is_some() != self.socketio_namespaces.get(conn).is_some_and(Option::is_some) {
+        let speaks = self.connection_protocols.get(conn).cloned().flatten();
+        if connect.protocol != speaks {
             problems.add(
                 &format!("{field}.protocol"),
                 "connect steps of one connection speak one protocol",
@@ -112,7 +113,8 @@ impl StepBuilder<'_> {
                 ),
             );
         }
-        if let (Some(literal), Some(_)) = (url.as_literal(), &protocol) {
+        let socketio = matches!(protocol, Some(crate::protocol::Protocol::SocketIo(_)));
+        if let (Some(literal), true) = (url.as_literal(), socketio) {
             let after_scheme = literal.split_once("://").map_or("", |(_, rest)| rest);
             if after_scheme.split_once('/').is_some_and(|(_, path)| !path.is_empty()) {
                 problems.add(
@@ -122,7 +124,8 @@ impl StepBuilder<'_> {
                 );
             }
         }
-        let http_allowed = protocol.is_some();
+        // Socket.IO URLs are the server's origin, often written as http(s)://.
+        let http_allowed = socketio;
         if let Some(literal) = url.as_literal() {
             let http = http_allowed && (literal.starts_with("http://") || literal.starts_with("https://"));
             if !(literal.starts_with("ws://") || literal.starts_with("wss://") || http) {

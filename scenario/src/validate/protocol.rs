@@ -4,8 +4,9 @@
 use crate::error::{closest, Problems};
 use crate::matcher::Matcher;
 use crate::protocol::{
-    compile_json, valid_namespace, AckWait, Emit, EventSets, JsonTemplate, Namespace, Protocol, RawEmit, RawNamespace,
-    RawSocketIo, SocketIo, DEFAULT_SOCKETIO_PATH, EVENT_SET_PREFIX, MAIN_NAMESPACE, OTHER_EVENTS, PROTOCOLS,
+    compile_json, set_prefix, valid_namespace, AckWait, Emit, EventSets, JsonTemplate, Namespace, Protocol, RawEmit,
+    RawNamespace, RawSocketIo, SocketIo, DEFAULT_SOCKETIO_PATH, EVENT_SET_PREFIX, MAIN_NAMESPACE, OTHER_EVENTS,
+    PROTOCOLS,
 };
 use crate::raw::RawConnect;
 use crate::steps::{Action, ConnId, Step, DEFAULT_RECEIVE_TIMEOUT};
@@ -164,7 +165,7 @@ impl StepBuilder<'_> {
         let (id, name, conn) =
             self.connection_step(at, emit.name.as_ref(), emit.connection.as_ref(), connected, problems);
         let field = at.field;
-        self.require_socketio(conn, field, "emit", problems);
+        self.require_protocol(conn, "socketio", field, "emit", problems);
         let namespace = emit.namespace.clone().unwrap_or_else(|| MAIN_NAMESPACE.to_owned());
         if !valid_namespace(&namespace) {
             problems.add(
@@ -243,7 +244,7 @@ impl StepBuilder<'_> {
             self.default_flush,
             problems,
         );
-        let event_set = self.event_set(&emit.event);
+        let event_set = self.event_set(EVENT_SET_PREFIX, &emit.event);
         Step {
             id,
             name,
@@ -296,19 +297,9 @@ impl StepBuilder<'_> {
         compiled
     }
 
-    /// A step that speaks Socket.IO needs a connection that does.
-    fn require_socketio(&self, conn: ConnId, field: &str, kind: &str, problems: &mut Problems<'_>) {
-        if self.socketio_namespaces.get(conn).is_none_or(Option::is_none) {
-            problems.add(
-                field,
-                format!("`{kind}` needs a Socket.IO connection"),
-                Some("add `protocol: socketio` to the connect step of this connection".into()),
-            );
-        }
-    }
-
-    /// Event conditions (`event`, `namespace`) apply to Socket.IO connections only; `conn`
-    /// `None` is any of the part's connections. Each event name gets its metric set.
+    /// Event conditions (`event`, `namespace`) apply to connections that speak a protocol;
+    /// `conn` `None` is any of the part's connections. Each event key gets its metric set, in
+    /// the sets of each protocol the connections speak.
     pub(super) fn event_conditions(
         &mut self,
         matcher: &Matcher,
@@ -319,19 +310,16 @@ impl StepBuilder<'_> {
         if matcher.event.is_none() && matcher.namespace.is_none() {
             return;
         }
-        let speaks = match conn {
-            Some(conn) => self.socketio_namespaces.get(conn).is_some_and(Option::is_some),
-            None => self.socketio_namespaces.iter().any(Option::is_some),
-        };
-        if !speaks {
+        let spoken = self.protocols_of(conn);
+        if spoken.is_empty() {
             problems.add(
                 field,
-                "`event` and `namespace` match Socket.IO events, and this connection speaks plain WebSocket",
-                Some("add `protocol: socketio` to the connect step, or match the message itself".into()),
+                "`event` and `namespace` match protocol events, and this connection speaks plain WebSocket",
+                Some("add `protocol:` to the connect step, or match the message itself".into()),
             );
         }
         if let Some(namespace) = &matcher.namespace {
-            if !valid_namespace(namespace) {
+            if spoken.iter().all(|protocol| protocol == "socketio") && !valid_namespace(namespace) {
                 problems.add(
                     &format!("{field}.namespace"),
                     format!("`{namespace}` is not a namespace"),
@@ -340,33 +328,109 @@ impl StepBuilder<'_> {
             }
         }
         if let Some(event) = &matcher.event {
-            self.event_set(event);
+            for protocol in spoken {
+                self.event_set(set_prefix(&protocol), event);
+            }
         }
     }
 
-    /// The metric set of an event name (`event:NAME`), made on first use.
-    fn event_set(&mut self, event: &str) -> crate::steps::StepId {
-        if let Some((_, id)) = self.event_sets.iter().find(|(name, _)| name == event) {
+    /// The protocols `conn` speaks (`None`: any of the part's connections), each once.
+    pub(super) fn protocols_of(&self, conn: Option<ConnId>) -> Vec<String> {
+        let mut spoken: Vec<String> = Vec::new();
+        let candidates: Vec<&Option<String>> = match conn {
+            Some(conn) => self.connection_protocols.get(conn).into_iter().collect(),
+            None => self.connection_protocols.iter().collect(),
+        };
+        for protocol in candidates.into_iter().flatten() {
+            if !spoken.contains(protocol) {
+                spoken.push(protocol.clone());
+            }
+        }
+        spoken
+    }
+
+    /// A step of `protocol` (e.g. `subscribe` of `stomp`) needs a connection that speaks it.
+    pub(super) fn require_protocol(
+        &self,
+        conn: ConnId,
+        protocol: &str,
+        field: &str,
+        kind: &str,
+        problems: &mut Problems<'_>,
+    ) {
+        if self.connection_protocols.get(conn).cloned().flatten().as_deref() != Some(protocol) {
+            problems.add(
+                field,
+                format!("`{kind}` needs a connection that speaks `{protocol}`"),
+                Some(format!(
+                    "add `protocol: {protocol}` to the connect step of this connection"
+                )),
+            );
+        }
+    }
+
+    /// The metric set of an event key (`event:NAME`, `destination:/queue/a`), made on first use.
+    pub(super) fn event_set(&mut self, prefix: &'static str, key: &str) -> crate::steps::StepId {
+        if let Some((_, _, id)) = self
+            .event_sets
+            .iter()
+            .find(|(known_prefix, name, _)| *known_prefix == prefix && name == key)
+        {
             return *id;
         }
         let id = self.names.len() as crate::steps::StepId;
-        self.names
-            .push(format!("{}{EVENT_SET_PREFIX}{event}", self.name_prefix));
-        self.event_sets.push((event.to_owned(), id));
+        self.names.push(format!("{}{prefix}{key}", self.name_prefix));
+        self.event_sets.push((prefix, key.to_owned(), id));
         id
     }
 
-    /// The part's event sets, with the set of the events it does not name; `None` when no
-    /// connection speaks a protocol.
+    /// The part's event sets, with, per protocol spoken, the set of the keys it does not name;
+    /// `None` when no connection speaks a protocol.
     pub(super) fn finish_events(&mut self) -> Option<EventSets> {
-        if !self.socketio_namespaces.iter().any(Option::is_some) {
+        let spoken = self.protocols_of(None);
+        if spoken.is_empty() {
             return None;
         }
-        let other = self.event_set(OTHER_EVENTS);
+        let other = spoken
+            .iter()
+            .map(|protocol| {
+                let prefix = set_prefix(protocol);
+                (prefix, self.event_set(prefix, OTHER_EVENTS))
+            })
+            .collect();
         let mut named = std::mem::take(&mut self.event_sets);
-        named.retain(|(name, _)| name != OTHER_EVENTS);
+        named.retain(|(_, name, _)| name != OTHER_EVENTS);
         Some(EventSets { named, other })
     }
+}
+
+/// The protocol each connection's connect steps name (`None`: plain WebSocket), by the first
+/// connect step of the connection that names one.
+pub(super) fn connection_protocols(steps: &[crate::raw::RawStep], connections: &[String]) -> Vec<Option<String>> {
+    use crate::raw::RawStep;
+    fn walk(steps: &[RawStep], connections: &[String], found: &mut Vec<Option<String>>) {
+        for step in steps {
+            match step {
+                RawStep::Connect(connect) => {
+                    let name = connect
+                        .connection
+                        .as_deref()
+                        .unwrap_or(crate::steps::DEFAULT_CONNECTION);
+                    let Some(index) = connections.iter().position(|known| known == name) else {
+                        continue;
+                    };
+                    if let (Some(slot @ None), Some(protocol)) = (found.get_mut(index), connect.protocol.as_ref()) {
+                        *slot = Some(protocol.clone());
+                    }
+                }
+                RawStep::Repeat(repeat) => walk(&repeat.steps, connections, found),
+                _ => {}
+            }
+        }
+    }
+    let mut found = vec![None; connections.len().max(1)];
+    walk(steps, connections, &mut found);
+    found
 }
 
 /// The namespaces each connection's connect steps connect (`None`: no protocol), for checking
