@@ -449,10 +449,13 @@ pub enum ErrorKind {
     /// A script failed while it ran (an error, a limit reached, a condition that gave no
     /// boolean, a `while` that reached `max`).
     Script,
+    /// An MQTT 5.0 failure reason code (0x80 and up) in a PUBACK, PUBREC, SUBACK, UNSUBACK or
+    /// the server's DISCONNECT, or a 3.1.1 SUBACK failure.
+    MqttFailure,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 19] = [
+    pub const ALL: [ErrorKind; 20] = [
         ErrorKind::Refused,
         ErrorKind::Timeout,
         ErrorKind::Dns,
@@ -472,6 +475,7 @@ impl ErrorKind {
         ErrorKind::AckTimeout,
         ErrorKind::HeartbeatTimeout,
         ErrorKind::Script,
+        ErrorKind::MqttFailure,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every error kind's name, in `ALL`'s order.
@@ -502,6 +506,7 @@ impl ErrorKind {
             ErrorKind::AckTimeout => "ack_timeout",
             ErrorKind::HeartbeatTimeout => "heartbeat_timeout",
             ErrorKind::Script => "script",
+            ErrorKind::MqttFailure => "mqtt_failure",
         }
     }
 }
@@ -563,7 +568,7 @@ mod tests {
         assert_eq!(Hist::NAMES[Hist::COUNT - 1], "ack_latency");
         assert_eq!(Gauge::NAMES, ["active_connections", "active_vus"]);
         assert_eq!(ErrorKind::NAMES[0], "refused");
-        assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "script");
+        assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "mqtt_failure");
         for kind in ErrorKind::ALL {
             assert_eq!(ErrorKind::from_name(kind.name()), Some(kind));
         }

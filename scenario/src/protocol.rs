@@ -2,6 +2,8 @@
 //! written and as compiled, the protocol steps (`emit`), and JSON values with templates in their
 //! strings (event arguments, auth payloads). The agent's protocol layer plays them.
 
+pub mod mqtt;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -14,7 +16,7 @@ use crate::steps::{ConnId, Flush, StepId};
 use crate::template::{Scope, Template};
 
 /// The protocols a connection may speak, as `protocol:` names them.
-pub const PROTOCOLS: &[&str] = &["socketio"];
+pub const PROTOCOLS: &[&str] = &["socketio", "mqtt"];
 
 /// The Engine.IO path when `socketio.path` is not given (socket.io-client's default).
 pub const DEFAULT_SOCKETIO_PATH: &str = "/socket.io/";
@@ -33,6 +35,7 @@ pub const EVENT_SET_PREFIX: &str = "event:";
 pub fn set_prefix(protocol: &str) -> &'static str {
     match protocol {
         "socketio" => EVENT_SET_PREFIX,
+        "mqtt" => mqtt::TOPIC_SET_PREFIX,
         _ => "event:",
     }
 }
@@ -103,6 +106,7 @@ pub struct RawAck {
 #[derive(Clone, Debug)]
 pub enum Protocol {
     SocketIo(SocketIo),
+    Mqtt(Box<mqtt::Mqtt>),
 }
 
 /// Socket.IO v4 options of a connect step.
@@ -166,6 +170,14 @@ impl EventSets {
             .find(|(named_prefix, name, _)| *named_prefix == prefix && name == key)
         {
             return *id;
+        }
+        // An MQTT topic counts in the set of the first topic filter that matches it.
+        if prefix == mqtt::TOPIC_SET_PREFIX {
+            if let Some((_, _, id)) = self.named.iter().find(|(named_prefix, filter, _)| {
+                *named_prefix == prefix && mqtt::topic::has_wildcards(filter) && mqtt::topic::matches(filter, key)
+            }) {
+                return *id;
+            }
         }
         self.other
             .iter()

@@ -248,6 +248,10 @@ pub enum RawStep {
     If(RawIf),
     While(RawWhile),
     Emit(crate::protocol::RawEmit),
+    MqttPublish(crate::protocol::mqtt::RawPublish),
+    MqttSubscribe(crate::protocol::mqtt::RawSubscribe),
+    MqttUnsubscribe(crate::protocol::mqtt::RawUnsubscribe),
+    MqttDisconnect(Option<crate::protocol::mqtt::RawDisconnect>),
 }
 
 impl RawStep {
@@ -265,6 +269,10 @@ impl RawStep {
             RawStep::Rendezvous(_) => "rendezvous",
             RawStep::Http(_) => "http",
             RawStep::Emit(_) => "emit",
+            RawStep::MqttPublish(_) => "mqtt_publish",
+            RawStep::MqttSubscribe(_) => "mqtt_subscribe",
+            RawStep::MqttUnsubscribe(_) => "mqtt_unsubscribe",
+            RawStep::MqttDisconnect(_) => "mqtt_disconnect",
             RawStep::Script(_) => "script",
             RawStep::If(_) => "if",
             RawStep::While(_) => "while",
@@ -306,10 +314,13 @@ pub struct RawConnect {
     pub keep_open: bool,
     /// permessage-deflate: `off`, `deflate`, `browser`, or its parameters.
     pub compression: Option<RawCompression>,
-    /// A protocol spoken over the WebSocket: `socketio` (Socket.IO v4 over Engine.IO v4).
+    /// A protocol spoken over the WebSocket: `socketio` (Socket.IO v4 over Engine.IO v4),
+    /// `mqtt` (MQTT 3.1.1 or 5.0).
     pub protocol: Option<String>,
     /// Socket.IO options (with `protocol: socketio`).
     pub socketio: Option<crate::protocol::RawSocketIo>,
+    /// MQTT options (with `protocol: mqtt`).
+    pub mqtt: Option<crate::protocol::mqtt::RawMqtt>,
 }
 
 /// `compression: off | deflate | browser`, or `compression: { <offer parameters>, threshold }`,

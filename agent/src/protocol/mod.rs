@@ -37,6 +37,7 @@ use wsfleet_scenario::FrameKind;
 /// A connection's protocol session.
 pub enum Layer {
     SocketIo(socketio::Session),
+    Mqtt(Box<mqtt::layer::Connection>),
 }
 
 /// A protocol event for the steps and handlers: a Socket.IO event, a STOMP MESSAGE, an MQTT
@@ -157,6 +158,7 @@ impl Layer {
     pub fn decode(&mut self, message: &Message, now: Instant, out: &mut Vec<Decoded>) {
         match self {
             Layer::SocketIo(session) => out.push(session.decode_at(message, now)),
+            Layer::Mqtt(connection) => connection.decode(message, out),
         }
     }
 
@@ -165,6 +167,7 @@ impl Layer {
     pub fn next_due(&self) -> Option<Instant> {
         match self {
             Layer::SocketIo(session) => session.silent_after(),
+            Layer::Mqtt(connection) => connection.next_due(),
         }
     }
 
@@ -178,6 +181,7 @@ impl Layer {
                     ));
                 }
             }
+            Layer::Mqtt(connection) => connection.tick(now, out),
         }
     }
 
@@ -185,6 +189,8 @@ impl Layer {
     pub fn opened(&self) -> bool {
         match self {
             Layer::SocketIo(session) => session.opened(),
+            // The client speaks first: CONNECT goes at once.
+            Layer::Mqtt(_) => true,
         }
     }
 
@@ -192,6 +198,7 @@ impl Layer {
     pub fn ready(&self) -> bool {
         match self {
             Layer::SocketIo(session) => session.ready(),
+            Layer::Mqtt(connection) => connection.ready(),
         }
     }
 
@@ -199,6 +206,7 @@ impl Layer {
     pub fn ended(&self) -> bool {
         match self {
             Layer::SocketIo(session) => session.ended(),
+            Layer::Mqtt(connection) => connection.ended(),
         }
     }
 
@@ -206,6 +214,7 @@ impl Layer {
     pub fn set_prefix(&self) -> &'static str {
         match self {
             Layer::SocketIo(_) => wsfleet_scenario::protocol::EVENT_SET_PREFIX,
+            Layer::Mqtt(_) => wsfleet_scenario::protocol::mqtt::TOPIC_SET_PREFIX,
         }
     }
 
@@ -217,6 +226,7 @@ impl Layer {
                 let _ = now;
                 session.connect_messages(auth)
             }
+            Layer::Mqtt(connection) => connection.handshake(now),
         }
     }
 
@@ -224,12 +234,21 @@ impl Layer {
     pub fn goodbye_messages(&mut self) -> Vec<Message> {
         match self {
             Layer::SocketIo(session) => session.disconnect_messages(),
+            Layer::Mqtt(connection) => connection.goodbye(),
         }
     }
 
     pub fn as_socketio(&mut self) -> Option<&mut socketio::Session> {
         match self {
             Layer::SocketIo(session) => Some(session),
+            _ => None,
+        }
+    }
+
+    pub fn as_mqtt(&mut self) -> Option<&mut mqtt::layer::Connection> {
+        match self {
+            Layer::Mqtt(connection) => Some(connection),
+            _ => None,
         }
     }
 }

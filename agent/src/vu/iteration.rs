@@ -258,6 +258,14 @@ impl Vu {
             // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
             Action::Http(http) => Box::pin(self.http_step(step, http, iteration)).await,
             Action::Emit(emit) => Box::pin(self.emit_step(step, emit, iteration)).await,
+            Action::MqttPublish(publish) => Box::pin(self.mqtt_publish_step(step, publish, iteration)).await,
+            Action::MqttSubscribe(subscribe) => Box::pin(self.mqtt_subscribe_step(step, subscribe, iteration)).await,
+            Action::MqttUnsubscribe(unsubscribe) => {
+                Box::pin(self.mqtt_unsubscribe_step(step, unsubscribe, iteration)).await
+            }
+            Action::MqttDisconnect(disconnect) => {
+                Box::pin(self.mqtt_disconnect_step(step, disconnect, iteration)).await
+            }
         }
     }
 

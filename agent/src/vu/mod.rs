@@ -49,6 +49,7 @@ mod flow;
 mod http;
 mod inbox;
 mod iteration;
+mod mqtt;
 mod outcome;
 mod outgoing;
 mod paused;

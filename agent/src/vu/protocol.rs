@@ -90,11 +90,12 @@ pub(super) struct Speaking {
 /// The protocol state of a new connection for the protocol a connect step names; options with
 /// templates are rendered in `scope`, at `now`.
 pub(super) fn speaking(protocol: &Protocol, scope: &Scope<'_>, now: Instant) -> Box<Speaking> {
-    let _ = (scope, now);
+    let _ = now;
     let layer = match protocol {
         Protocol::SocketIo(options) => Layer::SocketIo(socketio::Session::new(
             options.namespaces.iter().map(|namespace| namespace.name.clone()),
         )),
+        Protocol::Mqtt(options) => Layer::Mqtt(super::mqtt::session(options, scope)),
     };
     Box::new(Speaking {
         layer,
@@ -539,6 +540,7 @@ impl Vu {
             .await?;
         let auths = match protocol {
             Protocol::SocketIo(options) => self.socketio_auths(options, iteration),
+            Protocol::Mqtt(_) => Vec::new(),
         };
         let auth = |index: usize| auths.get(index).cloned().flatten();
         let now = clock::now();

@@ -1,6 +1,8 @@
 //! Protocol steps and options: `connect: { protocol: socketio, socketio: {...} }`, the `emit`
 //! step, event conditions (`match: { event, namespace }`) and the metric sets of events.
 
+mod mqtt;
+
 use crate::error::{closest, Problems};
 use crate::matcher::Matcher;
 use crate::protocol::{
@@ -31,8 +33,16 @@ impl StepBuilder<'_> {
                         Some("add `protocol: socketio`".into()),
                     );
                 }
+                if connect.mqtt.is_some() {
+                    problems.add(
+                        &format!("{field}.mqtt"),
+                        "MQTT options without `protocol: mqtt`",
+                        Some("add `protocol: mqtt`".into()),
+                    );
+                }
                 None
             }
+            Some("mqtt") => Some(self.mqtt_options(connect, field, problems)),
             Some("socketio") => {
                 let default = RawSocketIo::default();
                 let raw = connect.socketio.as_ref().unwrap_or(&default);

@@ -45,7 +45,11 @@ fn compile<R: DeserializeOwned, T>(
     let positions = Positions::index(source);
     let mut problems = Problems::new("s.yaml", &positions);
     let compiled = build(raw, field, &known(), &mut problems);
-    let found = problems.into_result(()).err().map(|error| error.problems().to_vec()).unwrap_or_default();
+    let found = problems
+        .into_result(())
+        .err()
+        .map(|error| error.problems().to_vec())
+        .unwrap_or_default();
     (compiled, found)
 }
 
@@ -157,7 +161,9 @@ file: { topic: t, payload: { file: blob.bin } }
     });
     assert!(found.is_empty(), "{found:?}");
     assert_eq!(render(&publish.topic, "d1"), "sensors/d1/t");
-    let Payload::Text(payload) = &publish.payload else { panic!("text") };
+    let Payload::Text(payload) = &publish.payload else {
+        panic!("text")
+    };
     assert_eq!(render(payload, "d1"), "v=d1");
     assert_eq!((publish.qos, publish.retain), (2, true));
     assert_eq!(publish.ack_timeout, Some(Duration::from_secs(2)));

@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::topic::{filter_problem, has_wildcards, topic_problem};
 use super::{
     Disconnect, Filter, MessageProperties, Mqtt, Payload, Publish, RawDisconnect, RawFilter, RawMessageProperties,
-    RawMqtt, RawPayload, RawPublish, RawScalar, RawSubscribe, RawUnsubscribe, Subscribe, Unsubscribe, Version,
-    Will, DEFAULT_ACK_TIMEOUT, DEFAULT_KEEP_ALIVE,
+    RawMqtt, RawPayload, RawPublish, RawScalar, RawSubscribe, RawUnsubscribe, Subscribe, Unsubscribe, Version, Will,
+    DEFAULT_ACK_TIMEOUT, DEFAULT_KEEP_ALIVE,
 };
 use crate::duration::parse_duration;
 use crate::error::Problems;
@@ -72,7 +72,13 @@ pub(crate) fn compile_options(raw: &RawMqtt, field: &str, fields: &dyn Fields, p
             v5_only(version, &format!("{at}.delay"), "a will delay", problems);
             seconds_u32(text, &format!("{at}.delay"), problems)
         });
-        let properties = message_properties(will.properties.as_ref(), version, &format!("{at}.properties"), fields, problems);
+        let properties = message_properties(
+            will.properties.as_ref(),
+            version,
+            &format!("{at}.properties"),
+            fields,
+            problems,
+        );
         Will {
             topic,
             payload,
@@ -111,7 +117,12 @@ pub(crate) fn compile_options(raw: &RawMqtt, field: &str, fields: &dyn Fields, p
         }
         options.receive_maximum = properties.receive_maximum;
         options.maximum_packet_size = properties.maximum_packet_size;
-        options.user_properties = user_properties(&properties.user_properties, &format!("{at}.user_properties"), fields, problems);
+        options.user_properties = user_properties(
+            &properties.user_properties,
+            &format!("{at}.user_properties"),
+            fields,
+            problems,
+        );
     }
     if options.client_id.is_none() && raw.client_id.is_none() && !options.clean && version == Version::V311 {
         problems.add(
@@ -134,7 +145,13 @@ pub(crate) fn compile_publish(
     let topic = checked_topic(&raw.topic, &format!("{field}.topic"), fields, problems);
     let qos = qos(raw.qos, &format!("{field}.qos"), problems);
     let payload = payload(raw.payload.as_ref(), &format!("{field}.payload"), fields, problems);
-    let properties = message_properties(raw.properties.as_ref(), version, &format!("{field}.properties"), fields, problems);
+    let properties = message_properties(
+        raw.properties.as_ref(),
+        version,
+        &format!("{field}.properties"),
+        fields,
+        problems,
+    );
     let ack_timeout = raw.ack.as_ref().map(|ack| {
         if qos == 0 {
             problems.add(
@@ -143,7 +160,12 @@ pub(crate) fn compile_publish(
                 Some("give `qos: 1` or `qos: 2`, or drop `ack`".into()),
             );
         }
-        duration(ack.timeout.as_deref(), &format!("{field}.ack.timeout"), DEFAULT_ACK_TIMEOUT, problems)
+        duration(
+            ack.timeout.as_deref(),
+            &format!("{field}.ack.timeout"),
+            DEFAULT_ACK_TIMEOUT,
+            problems,
+        )
     });
     Publish {
         topic,
@@ -196,7 +218,10 @@ pub(crate) fn compile_subscribe(
                         problems.add(
                             &format!("{at}.retain_handling"),
                             format!("unknown retain handling `{other}`"),
-                            Some("write `send` (on every subscribe), `new` (only for a new subscription) or `never`".into()),
+                            Some(
+                                "write `send` (on every subscribe), `new` (only for a new subscription) or `never`"
+                                    .into(),
+                            ),
                         );
                         0
                     }
@@ -204,7 +229,9 @@ pub(crate) fn compile_subscribe(
                 Filter {
                     written: spec.filter.clone(),
                     filter: checked_filter(&spec.filter, &format!("{at}.filter"), fields, problems),
-                    qos: spec.qos.map_or(default_qos, |level| qos(Some(level), &format!("{at}.qos"), problems)),
+                    qos: spec
+                        .qos
+                        .map_or(default_qos, |level| qos(Some(level), &format!("{at}.qos"), problems)),
                     no_local: spec.no_local,
                     retain_as_published: spec.retain_as_published,
                     retain_handling,
@@ -217,12 +244,27 @@ pub(crate) fn compile_subscribe(
         filters.push(compiled);
     }
     if !raw.user_properties.is_empty() {
-        v5_only(version, &format!("{field}.user_properties"), "user properties", problems);
+        v5_only(
+            version,
+            &format!("{field}.user_properties"),
+            "user properties",
+            problems,
+        );
     }
     Subscribe {
         filters,
-        timeout: duration(raw.timeout.as_deref(), &format!("{field}.timeout"), DEFAULT_ACK_TIMEOUT, problems),
-        user_properties: user_properties(&raw.user_properties, &format!("{field}.user_properties"), fields, problems),
+        timeout: duration(
+            raw.timeout.as_deref(),
+            &format!("{field}.timeout"),
+            DEFAULT_ACK_TIMEOUT,
+            problems,
+        ),
+        user_properties: user_properties(
+            &raw.user_properties,
+            &format!("{field}.user_properties"),
+            fields,
+            problems,
+        ),
     }
 }
 
@@ -248,19 +290,44 @@ pub(crate) fn compile_unsubscribe(
         .map(|(index, text)| checked_filter(text, &format!("{field}.filters[{index}]"), fields, problems))
         .collect();
     if !raw.user_properties.is_empty() {
-        v5_only(version, &format!("{field}.user_properties"), "user properties", problems);
+        v5_only(
+            version,
+            &format!("{field}.user_properties"),
+            "user properties",
+            problems,
+        );
     }
     Unsubscribe {
         filters,
-        timeout: duration(raw.timeout.as_deref(), &format!("{field}.timeout"), DEFAULT_ACK_TIMEOUT, problems),
-        user_properties: user_properties(&raw.user_properties, &format!("{field}.user_properties"), fields, problems),
+        timeout: duration(
+            raw.timeout.as_deref(),
+            &format!("{field}.timeout"),
+            DEFAULT_ACK_TIMEOUT,
+            problems,
+        ),
+        user_properties: user_properties(
+            &raw.user_properties,
+            &format!("{field}.user_properties"),
+            fields,
+            problems,
+        ),
     }
 }
 
 /// A `disconnect` step.
-pub(crate) fn compile_disconnect(raw: &RawDisconnect, version: Version, field: &str, problems: &mut Problems<'_>) -> Disconnect {
+pub(crate) fn compile_disconnect(
+    raw: &RawDisconnect,
+    version: Version,
+    field: &str,
+    problems: &mut Problems<'_>,
+) -> Disconnect {
     if raw.with_will {
-        v5_only(version, &format!("{field}.with_will"), "a DISCONNECT that keeps the will", problems);
+        v5_only(
+            version,
+            &format!("{field}.with_will"),
+            "a DISCONNECT that keeps the will",
+            problems,
+        );
     }
     Disconnect {
         with_will: raw.with_will,
@@ -269,7 +336,11 @@ pub(crate) fn compile_disconnect(raw: &RawDisconnect, version: Version, field: &
 
 fn v5_only(version: Version, field: &str, what: &str, problems: &mut Problems<'_>) {
     if version == Version::V311 {
-        problems.add(field, format!("{what}: MQTT 5.0 only, and this connection speaks 3.1.1"), Some(V5_HINT.into()));
+        problems.add(
+            field,
+            format!("{what}: MQTT 5.0 only, and this connection speaks 3.1.1"),
+            Some(V5_HINT.into()),
+        );
     }
 }
 
@@ -278,7 +349,11 @@ fn qos(level: Option<u8>, field: &str, problems: &mut Problems<'_>) -> u8 {
         None => 0,
         Some(level @ 0..=2) => level,
         Some(other) => {
-            problems.add(field, format!("QoS {other} does not exist"), Some("write 0, 1 or 2".into()));
+            problems.add(
+                field,
+                format!("QoS {other} does not exist"),
+                Some("write 0, 1 or 2".into()),
+            );
             0
         }
     }
@@ -287,27 +362,39 @@ fn qos(level: Option<u8>, field: &str, problems: &mut Problems<'_>) -> u8 {
 /// A topic name template; its fixed text is checked now (a variable may not add wildcards,
 /// which the agent checks when it renders one).
 fn checked_topic(text: &str, field: &str, fields: &dyn Fields, problems: &mut Problems<'_>) -> Template {
-    let template = fields.template(text, field, problems).unwrap_or_else(|| Template::literal(text));
+    let template = fields
+        .template(text, field, problems)
+        .unwrap_or_else(|| Template::literal(text));
     let problem = match template.as_literal() {
         Some(fixed) => topic_problem(fixed),
         None if has_wildcards(&mask_variables(text)) => topic_problem("+"),
         None => None,
     };
     if let Some(problem) = problem {
-        problems.add(field, format!("`{text}`: {problem}"), Some("publish to a topic such as `sensors/${vu}/temperature`".into()));
+        problems.add(
+            field,
+            format!("`{text}`: {problem}"),
+            Some("publish to a topic such as `sensors/${vu}/temperature`".into()),
+        );
     }
     template
 }
 
 fn checked_filter(text: &str, field: &str, fields: &dyn Fields, problems: &mut Problems<'_>) -> Template {
-    let template = fields.template(text, field, problems).unwrap_or_else(|| Template::literal(text));
+    let template = fields
+        .template(text, field, problems)
+        .unwrap_or_else(|| Template::literal(text));
     // Variables fill levels or parts of them, never wildcards: the written levels hold.
     let shape = match template.as_literal() {
         Some(fixed) => fixed.to_owned(),
         None => mask_variables(text),
     };
     if let Some(problem) = filter_problem(&shape) {
-        problems.add(field, format!("`{text}`: {problem}"), Some("write e.g. `sensors/+/temperature` or `sensors/#`".into()));
+        problems.add(
+            field,
+            format!("`{text}`: {problem}"),
+            Some("write e.g. `sensors/+/temperature` or `sensors/#`".into()),
+        );
     }
     template
 }
@@ -331,11 +418,17 @@ fn mask_variables(text: &str) -> String {
 fn payload(raw: Option<&RawPayload>, field: &str, fields: &dyn Fields, problems: &mut Problems<'_>) -> Payload {
     match raw {
         None => Payload::Bytes(Vec::new()),
-        Some(RawPayload::Text(text)) => Payload::Text(fields.template(text, field, problems).unwrap_or_else(|| Template::literal(""))),
+        Some(RawPayload::Text(text)) => Payload::Text(
+            fields
+                .template(text, field, problems)
+                .unwrap_or_else(|| Template::literal("")),
+        ),
         Some(RawPayload::Spec(spec)) => match (&spec.text, &spec.file) {
-            (Some(text), None) => {
-                Payload::Text(fields.template(text, &format!("{field}.text"), problems).unwrap_or_else(|| Template::literal("")))
-            }
+            (Some(text), None) => Payload::Text(
+                fields
+                    .template(text, &format!("{field}.text"), problems)
+                    .unwrap_or_else(|| Template::literal("")),
+            ),
             (None, Some(file)) => Payload::Bytes(fields.file(file, &format!("{field}.file"), problems)),
             _ => {
                 problems.add(
@@ -371,7 +464,12 @@ fn message_properties(
         }
     }
     MessageProperties {
-        user_properties: user_properties(&raw.user_properties, &format!("{field}.user_properties"), fields, problems),
+        user_properties: user_properties(
+            &raw.user_properties,
+            &format!("{field}.user_properties"),
+            fields,
+            problems,
+        ),
         message_expiry: raw
             .message_expiry
             .as_deref()
@@ -419,7 +517,11 @@ fn seconds(text: &str, field: &str, limit: u64, problems: &mut Problems<'_>) -> 
         }
     };
     if duration.subsec_nanos() != 0 {
-        problems.add(field, format!("`{text}` is not whole seconds, which is all MQTT counts"), Some("write e.g. `30s`".into()));
+        problems.add(
+            field,
+            format!("`{text}` is not whole seconds, which is all MQTT counts"),
+            Some("write e.g. `30s`".into()),
+        );
     }
     if duration.as_secs() > limit {
         problems.add(field, format!("`{text}` is past MQTT's limit of {limit} seconds"), None);
@@ -438,11 +540,19 @@ fn seconds_u16(value: &RawScalar, field: &str, problems: &mut Problems<'_>) -> u
     match value {
         RawScalar::Number(number) if *number <= limit => *number as u16,
         RawScalar::Number(_) => {
-            problems.add(field, format!("past MQTT's limit of {limit} seconds (18 h 12 min)"), None);
+            problems.add(
+                field,
+                format!("past MQTT's limit of {limit} seconds (18 h 12 min)"),
+                None,
+            );
             u16::MAX
         }
         RawScalar::Float(_) => {
-            problems.add(field, "MQTT counts whole seconds", Some("write e.g. `keep_alive: 30` or `30s`".into()));
+            problems.add(
+                field,
+                "MQTT counts whole seconds",
+                Some("write e.g. `keep_alive: 30` or `30s`".into()),
+            );
             0
         }
         RawScalar::Text(text) => seconds(text, field, limit, problems) as u16,

@@ -12,8 +12,17 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub(crate) use self::compile::{compile_disconnect, compile_options, compile_publish, compile_subscribe, compile_unsubscribe, Fields};
+pub(crate) use self::compile::{
+    compile_disconnect, compile_options, compile_publish, compile_subscribe, compile_unsubscribe, Fields,
+};
 use crate::template::Template;
+
+/// The WebSocket subprotocol a connect step offers when it gives none.
+pub const SUBPROTOCOL: &str = "mqtt";
+
+/// The prefix of the metric set names of MQTT deliveries and publishes: `topic:` and the topic
+/// or topic filter as written (variables as `+`), e.g. `topic:sensors/+/temperature`.
+pub const TOPIC_SET_PREFIX: &str = "topic:";
 
 /// The keep-alive when `keep_alive` is not given (MQTT.js's and paho's default).
 pub const DEFAULT_KEEP_ALIVE: u16 = 60;
@@ -311,4 +320,54 @@ pub struct Unsubscribe {
 #[derive(Clone, Debug)]
 pub struct Disconnect {
     pub with_will: bool,
+}
+
+/// An `mqtt_publish` step.
+#[derive(Clone, Debug)]
+pub struct PublishStep {
+    pub conn: crate::steps::ConnId,
+    pub publish: Publish,
+    /// The metric set of its topic (`topic:` and the topic as written, variables as `+`):
+    /// `events_sent`, and for QoS 1 and 2 `acks_received` and `ack_latency`.
+    pub topic_set: crate::steps::StepId,
+    pub flush: crate::steps::Flush,
+}
+
+/// An `mqtt_subscribe` step.
+#[derive(Clone, Debug)]
+pub struct SubscribeStep {
+    pub conn: crate::steps::ConnId,
+    pub subscribe: Subscribe,
+}
+
+/// An `mqtt_unsubscribe` step.
+#[derive(Clone, Debug)]
+pub struct UnsubscribeStep {
+    pub conn: crate::steps::ConnId,
+    pub unsubscribe: Unsubscribe,
+}
+
+/// An `mqtt_disconnect` step.
+#[derive(Clone, Debug)]
+pub struct DisconnectStep {
+    pub conn: crate::steps::ConnId,
+    pub disconnect: Disconnect,
+}
+
+/// The metric set key of a topic or filter as written: each level holding a variable becomes
+/// `+`, so `devices/${vu}/state` counts with `devices/+/state`.
+pub fn set_key(written: &str) -> String {
+    written
+        .split('/')
+        .map(|level| if level.contains("${") { "+" } else { level })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The file a payload names, if any (files travel with the scenario).
+pub fn payload_file(payload: Option<&RawPayload>) -> Option<&str> {
+    match payload? {
+        RawPayload::Spec(spec) => spec.file.as_deref(),
+        RawPayload::Text(_) => None,
+    }
 }
