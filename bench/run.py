@@ -599,6 +599,78 @@ def write_server_feed(path, ports):
     path.write_text("url\n" + "".join(f"ws://127.0.0.1:{port}/echo\n" for port in ports))
 
 
+# Files an agent or a test server keeps beside its connections (listeners, gRPC, logs), and room
+# left under the open-file limit so that a process is never at its edge.
+SCALE_FILES_SPARE = 2000
+# The share of the ephemeral port range one source address is asked to give: a socket bound to
+# (address, port 0) before it connects (as the agent does with --source-addresses) takes a port of
+# that address's range whatever the destination, so every connection from one address needs a port
+# of its own, and the kernel's search for a free one slows as the range fills.
+SCALE_PORT_SHARE = 2 / 3
+# Memory the run needs, per connection (agent, server and the kernel's two sockets), and above it.
+SCALE_BYTES_PER_CONNECTION = 24_000
+SCALE_BYTES_SPARE = 2 * 1024**3
+
+
+def read_sysctl(name):
+    return Path("/proc/sys", *name.split(".")).read_text().split()
+
+
+def ensure_sysctl(name, needed, why, changed):
+    """Raises the kernel setting `name` to `needed` when it is lower (root only), saying so; fails
+    with what to run when it cannot. The setting is left raised after the run: lowering a limit
+    while the run's closed connections still hold their entries would refuse other new ones."""
+    path = Path("/proc/sys", *name.split("."))
+    current = int(read_sysctl(name)[0])
+    if current >= needed:
+        log(f"  {name} = {current} (needed: at least {needed}, {why})")
+        return
+    if os.geteuid() != 0:
+        raise SystemExit(f"scale: {name} is {current}, {why} needs at least {needed}: run `sysctl -w {name}={needed}` as root, then again")
+    path.write_text(str(needed))
+    log(f"  {name}: {current} -> {needed} ({why}); left at {needed} after the run")
+    changed[name] = {"was": current, "set": needed}
+
+
+def scale_plan(connections, open_files):
+    """Sizes the scale workload from its connection count and the machine's limits: agents and
+    test servers (each under `open_files`), source addresses (each under a share of the ephemeral
+    ports), and the kernel settings it needs (checked; raised where too low, with a line saying so).
+    Returns the plan and the settings it changed."""
+    if connections < 1:
+        raise SystemExit(f"scale: --scale-connections must be at least 1, not {connections}")
+    per_process = open_files - SCALE_FILES_SPARE
+    if per_process < 1000:
+        raise SystemExit(f"scale: the open-file limit is {open_files}; raise it (ulimit -Hn) to hold connections in a few processes")
+    processes = -(-connections // per_process)
+    low, high = (int(value) for value in read_sysctl("net.ipv4.ip_local_port_range"))
+    per_address = int((high - low + 1) * SCALE_PORT_SHARE)
+    addresses = -(-connections // per_address)
+    if addresses > 254:
+        raise SystemExit(f"scale: {connections} connections need {addresses} source addresses of 127.0.0.0/8 at {per_address} each; at most 254")
+    available = next(int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemAvailable:"))
+    needed = connections * SCALE_BYTES_PER_CONNECTION + SCALE_BYTES_SPARE
+    if needed > available:
+        raise SystemExit(f"scale: {connections} connections need about {needed / 1e9:.1f} GB of memory, {available / 1e9:.1f} GB are available: ask for fewer")
+    log(f"scale: {connections} connections: {processes} agents and {processes} test servers (at most {per_process} connections each under "
+        f"{open_files} open files), source addresses 127.0.0.2-127.0.0.{addresses + 1} ({per_address} each at most: "
+        f"{high - low + 1} ephemeral ports {low}-{high}); kernel settings:")
+    changed = {}
+    # Both ends of every connection are files of this machine, plus the other work on it.
+    files_in_use = int(read_sysctl("fs.file-nr")[0])
+    ensure_sysctl("fs.file-max", files_in_use + 2 * connections + 65536, "both ends of every connection, beside the files open now", changed)
+    conntrack = Path("/proc/sys/net/netfilter/nf_conntrack_max")
+    if conntrack.exists():
+        # Connection tracking is loaded: each connection is an entry, and a closed one keeps its
+        # entry for two minutes; a full table drops new connections' packets.
+        tracked = int(Path("/proc/sys/net/netfilter/nf_conntrack_count").read_text())
+        ensure_sysctl("net.netfilter.nf_conntrack_max", tracked + connections + 65536,
+                      f"one tracked entry a connection, beside the {tracked} tracked now", changed)
+    plan = {"agents": processes, "servers": processes, "sources": f"127.0.0.2-127.0.0.{addresses + 1}",
+            "per_process": per_process, "per_address": per_address}
+    return plan, changed
+
+
 def scale(directory, connections, agents, servers, sources, hold):
     """Workload 4: `connections` held at once by `agents` agent processes attached to one
     controller, against `servers` test-server processes (one port each; a data feed spreads VUs
@@ -973,6 +1045,10 @@ def main():
                              "on a machine busy with other work, the clients and servers then get their cores when they wake "
                              "instead of queueing behind other sessions' processes (Linux autogroups share the CPU per session)")
     parser.add_argument("--wsfleet", type=Path, help="the wsfleet binary to measure (default target/release/wsfleet; implies --no-build)")
+    parser.add_argument("--scale-connections", type=int,
+                        help="connections the scale workload holds at once (default 250000; 10000 with --quick); agents, test servers "
+                             "and source addresses are sized from it, and kernel settings it needs are checked and raised (as root)")
+    parser.add_argument("--scale-hold", type=int, help="seconds each connection of the scale workload is held (default: connections / 4000, at least 20)")
     parser.add_argument("--soak-minutes", type=float, help="how long the soak runs (default 30; 3 with --quick)")
     parser.add_argument("--soak-connections", type=int, help="connections the soak holds (default 20000; 2000 with --quick)")
     parser.add_argument("--soak-agents", type=int, default=4, help="agent processes of the soak (default 4)")
@@ -1033,7 +1109,13 @@ def main():
             results["idle_servers"] = idle_servers(500 if arguments.quick else 2000, servers)
         if "scale" in wanted:
             log("scale: many connections over several agents and servers ...")
-            results["scale"] = scale(directory, 10000 if arguments.quick else 100000, 7, 6, "127.0.0.2-127.0.0.9", 10 if arguments.quick else 20)
+            connections = arguments.scale_connections or (10000 if arguments.quick else 250000)
+            plan, changed = scale_plan(connections, hard)
+            # Every VU holds its connection for `hold` seconds after it opens: longer than opening
+            # all of them takes, so that all are held at once.
+            hold = arguments.scale_hold or max(10 if arguments.quick else 20, connections // 4000)
+            results["scale"] = scale(directory, connections, plan["agents"], plan["servers"], plan["sources"], hold)
+            results["scale"].update({"hold_seconds": hold, "sysctl_changed": changed, "load_average_at_start": results["load_average_at_start"]})
         if "controller" in wanted:
             log("controller with simulated agents ...")
             results["controller"] = controller(directory, 5 if arguments.quick else 10, 100 if arguments.quick else 1000)

@@ -39,19 +39,26 @@ use wsfleet_metrics::{Counter, ErrorKind, Hist, Recorder, SetId};
 use crate::clock;
 use crate::deflate::DeflateSocket;
 use crate::failure::{io_error, ConnectError};
+use crate::read_buffer::{self, Unread};
 use crate::upgrade::{UpgradeRequest, Upgraded};
 
-/// Per-connection buffer sizes. tungstenite's default read buffer is 128 KiB, zero-filled, per
-/// connection (~135 KB of RSS each, and half the connection rate); 4 KiB holds a connection in
-/// a few KB and still reads a typical message in one call.
+/// Per-connection buffer sizes. tungstenite's read buffer is held by every connection for its
+/// whole life and zero-filled up to its size at each read (the default is 128 KiB: ~135 KB of
+/// RSS a connection). It reads from [`Counted`], which reads the socket [`read_buffer::READ_CHUNK`]
+/// bytes at a time into a buffer lent by the worker: tungstenite's reads are copies out of it,
+/// and its own buffer only needs room for a few small frames.
 pub fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(WEBSOCKET_READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(16 * 1024 * 1024)
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES))
 }
+
+/// tungstenite's read buffer: what it takes from [`Counted`] per read, and what each connection
+/// holds (with its allocation's header) while idle.
+pub const WEBSOCKET_READ_BUFFER: usize = 256;
 
 /// The largest message an agent accepts from a target; larger ones end the connection with
 /// error kind `message_too_big`.
@@ -89,6 +96,9 @@ pub struct Counted<S> {
     /// `taken` was after it.
     taken: u64,
     handed: u64,
+    /// Bytes read from the socket that the reader above has not taken yet, in a buffer lent by
+    /// the worker (none while the connection is idle).
+    unread: Unread,
 }
 
 impl<S> Counted<S> {
@@ -103,6 +113,7 @@ impl<S> Counted<S> {
             held: Vec::new(),
             taken: 0,
             handed: 0,
+            unread: Unread::default(),
         }
     }
 
@@ -156,19 +167,49 @@ impl<S> Counted<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let read = (buf.filled().len() - before) as u64;
+impl<S> Counted<S> {
+    fn count_received(&mut self, read: usize) {
         if read > 0 {
             self.last_read = clock::now();
             let mut recorder = self.recorder.borrow_mut();
-            recorder.add_untimed(SetId::Connection, Counter::BytesReceived, read);
+            recorder.add_untimed(SetId::Connection, Counter::BytesReceived, read as u64);
             if self.upgrading {
-                recorder.add_untimed(SetId::Connection, Counter::HandshakeBytesReceived, read);
+                recorder.add_untimed(SetId::Connection, Counter::HandshakeBytesReceived, read as u64);
             }
         }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    /// Bytes a read brings are counted (and `last_read` set) when they leave the socket. Once
+    /// the upgrade is done, a read for fewer than [`read_buffer::READ_CHUNK`] bytes (the
+    /// WebSocket's, whose buffer is small) reads the socket into a buffer lent by the worker and
+    /// hands the bytes on from it; the buffer goes back once all are taken, so an idle connection
+    /// holds none. The upgrade reads straight into its own buffer: what it reads is exactly what
+    /// is counted as the handshake's.
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if !self.unread.is_empty() {
+            self.unread.take_into(buf);
+            return Poll::Ready(Ok(()));
+        }
+        if self.upgrading || buf.remaining() >= read_buffer::READ_CHUNK {
+            let before = buf.filled().len();
+            let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+            let read = buf.filled().len() - before;
+            self.count_received(read);
+            return result;
+        }
+        let mut chunk = read_buffer::lend();
+        let mut into = ReadBuf::new(&mut chunk[..]);
+        let result = Pin::new(&mut self.inner).poll_read(cx, &mut into);
+        let read = into.filled().len();
+        if read == 0 {
+            read_buffer::give_back(chunk);
+            return result;
+        }
+        self.count_received(read);
+        self.unread.hold(chunk, read);
+        self.unread.take_into(buf);
         result
     }
 }
@@ -1047,5 +1088,74 @@ mod tests {
         let intervals = recorder.borrow_mut().take_all(clock::now());
         let counted_bytes = |name: &str| -> u64 { intervals.iter().map(|(_, sets)| sets.total().counter(name)).sum() };
         assert_eq!((counted_bytes("bytes_sent"), counted_bytes("bytes_received")), (0, 22));
+    }
+
+    /// A server's unmasked frame: FIN, `opcode`, the payload's length, the payload.
+    fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut frame = vec![0x80 | opcode];
+        match payload.len() {
+            length @ 0..=125 => frame.push(length as u8),
+            length @ 126..=0xffff => {
+                frame.push(126);
+                frame.extend_from_slice(&(length as u16).to_be_bytes());
+            }
+            length => {
+                frame.push(127);
+                frame.extend_from_slice(&(length as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    /// Messages larger than a socket read and many small ones in one read come through whole
+    /// and counted to the byte, read through buffers lent by the worker; once they are taken the
+    /// idle connection holds no read buffer (only tungstenite's small one).
+    #[tokio::test]
+    async fn an_idle_connection_holds_no_lent_read_buffer() {
+        let (near, mut far) = tokio::io::duplex(256 * 1024);
+        let recorder = Rc::new(RefCell::new(Recorder::new(clock::now(), Vec::new())));
+        let transport = Transport::Memory(Counted::new(near, recorder.clone()));
+        let mut socket = crate::upgrade::websocket(transport, Vec::new(), websocket_config()).await;
+
+        let large: Vec<u8> = (0..100_000u32).map(|index| index as u8).collect();
+        let mut wire = server_frame(0x2, &large);
+        for index in 0..50 {
+            wire.extend(server_frame(0x1, format!("small message {index}").as_bytes()));
+        }
+        far.write_all(&wire).await.unwrap();
+
+        let Some(Ok(Message::Binary(first))) = socket.next().await else {
+            panic!("the large message did not come first");
+        };
+        assert_eq!(&first[..], &large[..]);
+        for index in 0..50 {
+            let Some(Ok(Message::Text(text))) = socket.next().await else {
+                panic!("small message {index} is missing");
+            };
+            assert_eq!(text.as_str(), format!("small message {index}"));
+        }
+        let Transport::Memory(counted) = socket.get_ref() else {
+            unreachable!()
+        };
+        assert!(
+            counted.unread.is_empty(),
+            "a read buffer is held after every byte was taken"
+        );
+
+        // Idle: a read that finds nothing takes no buffer with it.
+        let waker = futures_util::task::noop_waker();
+        let mut context = Context::from_waker(&waker);
+        assert!(socket.poll_next_unpin(&mut context).is_pending());
+        let Transport::Memory(counted) = socket.get_ref() else {
+            unreachable!()
+        };
+        assert!(counted.unread.is_empty());
+        let intervals = recorder.borrow_mut().take_all(clock::now());
+        let received: u64 = intervals
+            .iter()
+            .map(|(_, sets)| sets.total().counter("bytes_received"))
+            .sum();
+        assert_eq!(received, wire.len() as u64);
     }
 }

@@ -23,6 +23,7 @@ pub mod failure;
 pub mod http;
 pub mod outbox;
 pub mod protocol;
+mod read_buffer;
 pub mod rendezvous;
 mod reporter;
 pub mod run;
