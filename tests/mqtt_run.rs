@@ -6,12 +6,15 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+// Not in `common`: it links the agent crate into every test that uses `common`.
+#[path = "common/mqtt.rs"]
+mod mqtt;
 
 use std::time::Duration;
 
 use common::brokers::Mosquitto;
-use common::mqtt::Client;
 use common::*;
+use mqtt::Client;
 use serde_json::Value;
 
 /// Subscribers, publishers, and messages each publisher sends at QoS 1 and again at QoS 2.

@@ -320,7 +320,7 @@ pub struct RawConnect {
     /// Socket.IO options (with `protocol: socketio`).
     pub socketio: Option<crate::protocol::RawSocketIo>,
     /// MQTT options (with `protocol: mqtt`).
-    pub mqtt: Option<crate::protocol::mqtt::RawMqtt>,
+    pub mqtt: Option<Box<crate::protocol::mqtt::RawMqtt>>,
 }
 
 /// `compression: off | deflate | browser`, or `compression: { <offer parameters>, threshold }`,

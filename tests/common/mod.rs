@@ -7,7 +7,6 @@ pub mod brokers;
 pub mod browser;
 pub mod connect_proxy;
 pub mod junit;
-pub mod mqtt;
 pub mod proxy;
 pub mod python;
 

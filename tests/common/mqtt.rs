@@ -1,3 +1,5 @@
+#![allow(dead_code)]
+
 //! An MQTT client for tests: the agent's MQTT session (`wsfleet_agent::protocol::mqtt`) over a
 //! plain WebSocket with subprotocol `mqtt`, sending the session's own answers as they come.
 //! Used to check the session against brokers and to read a broker's `$SYS` counts.

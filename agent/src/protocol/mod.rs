@@ -35,9 +35,13 @@ use wsfleet_metrics::ErrorKind;
 use wsfleet_scenario::FrameKind;
 
 /// A connection's protocol session.
+// Variants differ in size (an MQTT session holds its CONNECT, packet ids and buffers); a layer
+// lives in a connection's boxed `Speaking`, one per connection that speaks a protocol, so
+// boxing a variant would only add an indirection per packet.
+#[allow(clippy::large_enum_variant)]
 pub enum Layer {
     SocketIo(socketio::Session),
-    Mqtt(Box<mqtt::layer::Connection>),
+    Mqtt(mqtt::layer::Connection),
 }
 
 /// A protocol event for the steps and handlers: a Socket.IO event, a STOMP MESSAGE, an MQTT

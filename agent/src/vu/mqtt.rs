@@ -31,7 +31,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The MQTT session of a new connection: its options rendered in `scope`; a connection without
 /// a `client_id` gets a random one (`wsfleet-` and 16 hex digits), as MQTT.js makes `mqttjs_…`.
-pub(super) fn session(options: &Mqtt, scope: &Scope<'_>) -> Box<Connection> {
+pub(super) fn session(options: &Mqtt, scope: &Scope<'_>) -> Connection {
     let render = |template: &wsfleet_scenario::Template| template.render(scope).into_owned();
     let client_id = options
         .client_id
@@ -62,7 +62,7 @@ pub(super) fn session(options: &Mqtt, scope: &Scope<'_>) -> Box<Connection> {
         Version::V311 => mqtt::Version::V311,
         Version::V5 => mqtt::Version::V5,
     };
-    Box::new(Connection::new(Session::new(version, connect)))
+    Connection::new(Session::new(version, connect))
 }
 
 fn payload(payload: &Payload, scope: &Scope<'_>) -> Bytes {

@@ -31,7 +31,7 @@ impl StepBuilder<'_> {
     /// `protocol: mqtt` with its `mqtt` options; notes the connection's version.
     pub(super) fn mqtt_options(&mut self, connect: &RawConnect, field: &str, problems: &mut Problems<'_>) -> Protocol {
         let default = RawMqtt::default();
-        let raw = connect.mqtt.as_ref().unwrap_or(&default);
+        let raw = connect.mqtt.as_deref().unwrap_or(&default);
         let options = compile_options(raw, &format!("{field}.mqtt"), self, problems);
         let connection = connect
             .connection
