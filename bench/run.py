@@ -15,6 +15,8 @@ table; docs/benchmarks.md says how to read them.
     python3 bench/run.py --only echo     # one workload (connect_rate, echo, echo_1, echo_16, fire,
                                          # idle, controller; scale and soak only when named)
     python3 bench/run.py --only echo_16 --servers testserver   # one series
+    python3 bench/run.py --only scale    # 250,000 connections held at once (--scale-connections N);
+                                         # raises kernel limits it needs (as root), saying so
     python3 bench/run.py --only soak     # 30 minutes at 20,000 connections; not part of the default set
     python3 bench/run.py --only soak --soak-minutes 3 --soak-connections 2000   # a short soak
 """
@@ -373,7 +375,10 @@ def hold_and_measure_rss(pid_of_client, server, connections, timeout):
 def idle(directory, counts):
     results = {"wsfleet": {}, "reference": {}}
     for count in counts:
-        hold = 8 + count // 1500
+        # Long enough that the last connection opens before the first closes: past ~14,000
+        # connections to one server each new one costs the kernel a walk of the port range
+        # (see SCALE_PORT_SHARE), and on a busy machine the last thousand took ~15 s.
+        hold = 8 + count // 500
         server = TestServer()
         try:
             scenario = scenario_file(
@@ -605,8 +610,11 @@ SCALE_FILES_SPARE = 2000
 # The share of the ephemeral port range one source address is asked to give: a socket bound to
 # (address, port 0) before it connects (as the agent does with --source-addresses) takes a port of
 # that address's range whatever the destination, so every connection from one address needs a port
-# of its own, and the kernel's search for a free one slows as the range fills.
-SCALE_PORT_SHARE = 2 / 3
+# of its own. The kernel looks in one half of the range first (odd ports for bind(), even ones for
+# connect()) and walks all of it, under a lock, before it tries the other: past half the range,
+# each new connection costs a walk of ~14,000 ports (1,000 connections to one server past 14,000
+# came at ~64 a second on this machine). Stay under the first half.
+SCALE_PORT_SHARE = 0.45
 # Memory the run needs, per connection (agent, server and the kernel's two sockets), and above it.
 SCALE_BYTES_PER_CONNECTION = 24_000
 SCALE_BYTES_SPARE = 2 * 1024**3
@@ -1003,6 +1011,8 @@ def table(results):
             f"{sum(held.get('servers_open_connections') or [0])}; agents {result.get('agent_kb_per_connection')} kB/conn, "
             f"servers {result.get('server_kb_per_connection')} kB/conn; CPU agents {result['agents_cpu_percent']}%, "
             f"servers {result['servers_cpu_percent']}%, controller {result['controller_cpu_percent']}%"
+            + (f"; each held {result['hold_seconds']} s" if "hold_seconds" in result else "")
+            + "".join(f"; {name} raised {change['was']} -> {change['set']}" for name, change in (result.get("sysctl_changed") or {}).items())
         )
     if "controller" in results:
         result = results["controller"]
@@ -1048,7 +1058,7 @@ def main():
     parser.add_argument("--scale-connections", type=int,
                         help="connections the scale workload holds at once (default 250000; 10000 with --quick); agents, test servers "
                              "and source addresses are sized from it, and kernel settings it needs are checked and raised (as root)")
-    parser.add_argument("--scale-hold", type=int, help="seconds each connection of the scale workload is held (default: connections / 4000, at least 20)")
+    parser.add_argument("--scale-hold", type=int, help="seconds each connection of the scale workload is held (default: connections / 2000, at least 20)")
     parser.add_argument("--soak-minutes", type=float, help="how long the soak runs (default 30; 3 with --quick)")
     parser.add_argument("--soak-connections", type=int, help="connections the soak holds (default 20000; 2000 with --quick)")
     parser.add_argument("--soak-agents", type=int, default=4, help="agent processes of the soak (default 4)")
@@ -1113,7 +1123,7 @@ def main():
             plan, changed = scale_plan(connections, hard)
             # Every VU holds its connection for `hold` seconds after it opens: longer than opening
             # all of them takes, so that all are held at once.
-            hold = arguments.scale_hold or max(10 if arguments.quick else 20, connections // 4000)
+            hold = arguments.scale_hold or max(10 if arguments.quick else 20, connections // 2000)
             results["scale"] = scale(directory, connections, plan["agents"], plan["servers"], plan["sources"], hold)
             results["scale"].update({"hold_seconds": hold, "sysctl_changed": changed, "load_average_at_start": results["load_average_at_start"]})
         if "controller" in wanted:
@@ -1133,9 +1143,9 @@ def main():
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    # A soak alone is its own series: it does not replace the latest suite's results.
-    prefix = "soak-" if wanted == {"soak"} else ""
-    (out_dir / f"{stamp}{'-soak' if prefix else ''}.json").write_text(json.dumps(results, indent=2))
+    # A soak or a scale run alone is its own series: it does not replace the latest suite's results.
+    prefix = "soak-" if wanted == {"soak"} else "scale-" if wanted == {"scale"} else ""
+    (out_dir / f"{stamp}{'-' + prefix.rstrip('-') if prefix else ''}.json").write_text(json.dumps(results, indent=2))
     (out_dir / f"{prefix}latest.json").write_text(json.dumps(results, indent=2))
     text = table(results)
     (out_dir / f"{prefix}latest.md").write_text(text + "\n")

@@ -446,6 +446,8 @@ pub enum ErrorKind {
     /// The server sent nothing for longer than the protocol's heartbeats allow (STOMP
     /// heart-beats, MQTT keep-alive): the client drops the connection.
     HeartbeatTimeout,
+    /// A STOMP server sent an ERROR frame on a session it had accepted (and closes it).
+    StompError,
     /// A script failed while it ran (an error, a limit reached, a condition that gave no
     /// boolean, a `while` that reached `max`).
     Script,
@@ -455,7 +457,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 21] = [
         ErrorKind::Refused,
         ErrorKind::Timeout,
         ErrorKind::Dns,
@@ -474,6 +476,7 @@ impl ErrorKind {
         ErrorKind::ConnectError,
         ErrorKind::AckTimeout,
         ErrorKind::HeartbeatTimeout,
+        ErrorKind::StompError,
         ErrorKind::Script,
         ErrorKind::MqttFailure,
     ];
@@ -505,6 +508,7 @@ impl ErrorKind {
             ErrorKind::ConnectError => "connect_error",
             ErrorKind::AckTimeout => "ack_timeout",
             ErrorKind::HeartbeatTimeout => "heartbeat_timeout",
+            ErrorKind::StompError => "stomp_error",
             ErrorKind::Script => "script",
             ErrorKind::MqttFailure => "mqtt_failure",
         }

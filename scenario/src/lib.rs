@@ -162,6 +162,11 @@ fn named_files(raw: &raw::RawScenario) -> Vec<(String, String)> {
                         found.push((format!("{field}.file"), file.clone()));
                     }
                 }
+                raw::RawStep::StompSend(send) => {
+                    if let Some(file) = &send.file {
+                        found.push((format!("{field}.file"), file.clone()));
+                    }
+                }
                 raw::RawStep::Connect(connect) => {
                     if let Some(ca) = connect.tls.as_ref().and_then(|tls| tls.ca.as_ref()) {
                         found.push((format!("{field}.tls.ca"), ca.clone()));
@@ -260,3 +265,5 @@ mod hostile;
 
 #[cfg(test)]
 mod protocol_tests;
+#[cfg(test)]
+mod stomp_tests;

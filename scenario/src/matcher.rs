@@ -70,12 +70,15 @@ pub struct Matcher {
     pub event: Option<String>,
     /// A protocol event's namespace.
     pub namespace: Option<String>,
+    /// Headers a protocol event must carry, with these values (the first of a repeated name
+    /// counts, as STOMP says).
+    pub headers: Vec<(String, Template)>,
 }
 
 impl Matcher {
     /// Whether a message is like this.
     pub fn matches(&self, message: Incoming<'_>, scope: &Scope<'_>) -> bool {
-        if self.event.is_some() || self.namespace.is_some() {
+        if self.event.is_some() || self.namespace.is_some() || !self.headers.is_empty() {
             let Some(tags) = message.event else {
                 return false;
             };
@@ -86,6 +89,12 @@ impl Matcher {
                 || self.namespace.as_deref().is_some_and(|wanted| wanted != tags.namespace)
             {
                 return false;
+            }
+            for (name, wanted) in &self.headers {
+                let found = tags.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value);
+                if found.is_none_or(|value| *value != wanted.render(scope)) {
+                    return false;
+                }
             }
         }
         if self.kind.is_some_and(|kind| kind != message.kind) {

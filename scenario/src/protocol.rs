@@ -3,6 +3,7 @@
 //! strings (event arguments, auth payloads). The agent's protocol layer plays them.
 
 pub mod mqtt;
+pub mod stomp;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,7 +17,7 @@ use crate::steps::{ConnId, Flush, StepId};
 use crate::template::{Scope, Template};
 
 /// The protocols a connection may speak, as `protocol:` names them.
-pub const PROTOCOLS: &[&str] = &["socketio", "mqtt"];
+pub const PROTOCOLS: &[&str] = &["socketio", "stomp", "mqtt"];
 
 /// The Engine.IO path when `socketio.path` is not given (socket.io-client's default).
 pub const DEFAULT_SOCKETIO_PATH: &str = "/socket.io/";
@@ -36,6 +37,7 @@ pub fn set_prefix(protocol: &str) -> &'static str {
     match protocol {
         "socketio" => EVENT_SET_PREFIX,
         "mqtt" => mqtt::TOPIC_SET_PREFIX,
+        "stomp" => stomp::SET_PREFIX,
         _ => "event:",
     }
 }
@@ -107,6 +109,7 @@ pub struct RawAck {
 pub enum Protocol {
     SocketIo(SocketIo),
     Mqtt(Box<mqtt::Mqtt>),
+    Stomp(stomp::Stomp),
 }
 
 /// Socket.IO v4 options of a connect step.

@@ -94,11 +94,16 @@ pub struct RawMatch {
     /// `text` or `binary`: the frame type.
     #[serde(rename = "type")]
     pub kind: Option<String>,
-    /// A protocol event's name (`protocol: socketio` connections): the other conditions then
-    /// apply to its arguments, a JSON array.
+    /// A protocol event's key (connections that speak a protocol): a Socket.IO event name
+    /// (the other conditions then apply to its arguments, a JSON array), a STOMP destination
+    /// (`destination` says the same; the conditions apply to the body).
+    #[serde(alias = "destination")]
     pub event: Option<String>,
     /// A protocol event's namespace (Socket.IO; `/` is the main one).
     pub namespace: Option<String>,
+    /// Headers a protocol event must carry, with these values (STOMP headers); templates.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// `name: { json: /token }`, `{ regex: 'id=(\d+)' }`, `{ header: X-Session-Id }`.
@@ -252,6 +257,12 @@ pub enum RawStep {
     MqttSubscribe(crate::protocol::mqtt::RawSubscribe),
     MqttUnsubscribe(crate::protocol::mqtt::RawUnsubscribe),
     MqttDisconnect(Option<crate::protocol::mqtt::RawDisconnect>),
+    StompSubscribe(crate::protocol::stomp::RawSubscribe),
+    StompUnsubscribe(crate::protocol::stomp::RawUnsubscribe),
+    StompSend(crate::protocol::stomp::RawStompSend),
+    StompAck(Option<crate::protocol::stomp::RawStompAck>),
+    StompNack(Option<crate::protocol::stomp::RawStompAck>),
+    StompDisconnect(Option<crate::protocol::stomp::RawStompDisconnect>),
 }
 
 impl RawStep {
@@ -273,6 +284,12 @@ impl RawStep {
             RawStep::MqttSubscribe(_) => "mqtt_subscribe",
             RawStep::MqttUnsubscribe(_) => "mqtt_unsubscribe",
             RawStep::MqttDisconnect(_) => "mqtt_disconnect",
+            RawStep::StompSubscribe(_) => "stomp_subscribe",
+            RawStep::StompUnsubscribe(_) => "stomp_unsubscribe",
+            RawStep::StompSend(_) => "stomp_send",
+            RawStep::StompAck(_) => "stomp_ack",
+            RawStep::StompNack(_) => "stomp_nack",
+            RawStep::StompDisconnect(_) => "stomp_disconnect",
             RawStep::Script(_) => "script",
             RawStep::If(_) => "if",
             RawStep::While(_) => "while",
@@ -315,10 +332,12 @@ pub struct RawConnect {
     /// permessage-deflate: `off`, `deflate`, `browser`, or its parameters.
     pub compression: Option<RawCompression>,
     /// A protocol spoken over the WebSocket: `socketio` (Socket.IO v4 over Engine.IO v4),
-    /// `mqtt` (MQTT 3.1.1 or 5.0).
+    /// `stomp` (STOMP 1.2), `mqtt` (MQTT 3.1.1 or 5.0).
     pub protocol: Option<String>,
     /// Socket.IO options (with `protocol: socketio`).
     pub socketio: Option<crate::protocol::RawSocketIo>,
+    /// STOMP options (with `protocol: stomp`).
+    pub stomp: Option<Box<crate::protocol::stomp::RawStomp>>,
     /// MQTT options (with `protocol: mqtt`).
     pub mqtt: Option<Box<crate::protocol::mqtt::RawMqtt>>,
 }

@@ -48,6 +48,8 @@ pub enum Action {
     MqttSubscribe(Box<crate::protocol::mqtt::SubscribeStep>),
     MqttUnsubscribe(Box<crate::protocol::mqtt::UnsubscribeStep>),
     MqttDisconnect(Box<crate::protocol::mqtt::DisconnectStep>),
+    /// A STOMP frame (`stomp_subscribe`, `stomp_send`, ...).
+    Stomp(Box<crate::protocol::stomp::StompStep>),
 }
 
 /// Runs statements whose top-level `let`s set VU values.

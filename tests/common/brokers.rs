@@ -210,6 +210,9 @@ pub struct RabbitMq {
     pub web_stomp_port: u16,
     /// MQTT over WebSocket: `ws://127.0.0.1:PORT/ws`, subprotocol `mqtt`.
     pub web_mqtt_port: u16,
+    /// The management plugin's HTTP API (`/api/overview`, `/api/exchanges/...`): the broker's
+    /// own message statistics, refreshed every 500 ms.
+    pub management_port: u16,
 }
 
 impl RabbitMq {
@@ -219,9 +222,9 @@ impl RabbitMq {
             return None;
         }
         let dir = TempDir::new().expect("temporary folder");
-        let ports = free_ports(7);
-        let [amqp, stomp, mqtt, web_stomp_port, web_mqtt_port, distribution, epmd_port] =
-            ports[..].try_into().expect("seven ports");
+        let ports = free_ports(8);
+        let [amqp, stomp, mqtt, web_stomp_port, web_mqtt_port, distribution, epmd_port, management_port] =
+            ports[..].try_into().expect("eight ports");
         let base = dir.path();
         std::fs::write(
             base.join("rabbitmq.conf"),
@@ -235,12 +238,21 @@ impl RabbitMq {
                  web_mqtt.tcp.port = {web_mqtt_port}\n\
                  distribution.listener.interface = 127.0.0.1\n\
                  distribution.listener.port_range.min = {distribution}\n\
-                 distribution.listener.port_range.max = {distribution}\n"
+                 distribution.listener.port_range.max = {distribution}\n\
+                 management.tcp.ip = 127.0.0.1\n\
+                 management.tcp.port = {management_port}\n\
+                 collect_statistics_interval = 500\n"
             ),
         )
         .expect("write rabbitmq.conf");
         let enabled = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-plugins")
-            .args(["enable", "--offline", "rabbitmq_web_stomp", "rabbitmq_web_mqtt"])
+            .args([
+                "enable",
+                "--offline",
+                "rabbitmq_web_stomp",
+                "rabbitmq_web_mqtt",
+                "rabbitmq_management",
+            ])
             .envs(rabbit_env(base, epmd_port))
             .output()
             .expect("RabbitMQ is needed (Debian's package `rabbitmq-server`; .ci/run installs it)");
@@ -260,7 +272,7 @@ impl RabbitMq {
             .expect("start rabbitmq-server");
         wait_listening(
             "rabbitmq",
-            &[web_stomp_port, web_mqtt_port],
+            &[web_stomp_port, web_mqtt_port, management_port],
             Duration::from_secs(90),
             &mut child,
             &log,
@@ -271,6 +283,7 @@ impl RabbitMq {
             epmd_port,
             web_stomp_port,
             web_mqtt_port,
+            management_port,
         })
     }
 
@@ -280,6 +293,30 @@ impl RabbitMq {
 
     pub fn mqtt_url(&self) -> String {
         format!("ws://127.0.0.1:{}/ws", self.web_mqtt_port)
+    }
+
+    /// GETs `path` of the management API (as `guest`), as JSON.
+    pub fn api(&self, path: &str) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", self.management_port)).expect("connect to the management API");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        // `guest:guest`, which RabbitMQ accepts from loopback only.
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).expect("write the request");
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let response = String::from_utf8_lossy(&response).into_owned();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}\n{body}");
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            super::dechunk(body)
+        } else {
+            body.to_owned()
+        };
+        serde_json::from_str(&body).unwrap_or_else(|error| panic!("GET {path}: {error}: {body}"))
     }
 
     /// Runs `rabbitmqctl ARGS` against this node (e.g. `list_queues name messages`): its stdout.

@@ -77,7 +77,7 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 }
 
 /// One metric set of a summary (a step, a handler, an event's `event:NAME`), by name.
-fn metric_set<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+pub fn metric_set<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     summary["steps"]
         .as_array()
         .expect("the summary lists its steps")
@@ -136,7 +136,7 @@ pub fn http(method: &str, port: u16, path: &str, token: Option<&str>, body: Opti
     (status, if chunked { dechunk(rest) } else { rest.to_owned() })
 }
 
-fn dechunk(mut body: &str) -> String {
+pub fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
         let Ok(size) = usize::from_str_radix(size.trim(), 16) else {

@@ -42,6 +42,7 @@ use wsfleet_scenario::FrameKind;
 pub enum Layer {
     SocketIo(socketio::Session),
     Mqtt(mqtt::layer::Connection),
+    Stomp(stomp::Session),
 }
 
 /// A protocol event for the steps and handlers: a Socket.IO event, a STOMP MESSAGE, an MQTT
@@ -163,6 +164,7 @@ impl Layer {
         match self {
             Layer::SocketIo(session) => out.push(session.decode_at(message, now)),
             Layer::Mqtt(connection) => connection.decode(message, out),
+            Layer::Stomp(session) => session.decode_into(message, now, out),
         }
     }
 
@@ -172,6 +174,7 @@ impl Layer {
         match self {
             Layer::SocketIo(session) => session.silent_after(),
             Layer::Mqtt(connection) => connection.next_due(),
+            Layer::Stomp(session) => session.next_due(),
         }
     }
 
@@ -186,6 +189,7 @@ impl Layer {
                 }
             }
             Layer::Mqtt(connection) => connection.tick(now, out),
+            Layer::Stomp(session) => session.tick(now, out),
         }
     }
 
@@ -195,6 +199,8 @@ impl Layer {
             Layer::SocketIo(session) => session.opened(),
             // The client speaks first: CONNECT goes at once.
             Layer::Mqtt(_) => true,
+            // The client speaks first.
+            Layer::Stomp(_) => true,
         }
     }
 
@@ -203,6 +209,7 @@ impl Layer {
         match self {
             Layer::SocketIo(session) => session.ready(),
             Layer::Mqtt(connection) => connection.ready(),
+            Layer::Stomp(session) => session.ready(),
         }
     }
 
@@ -211,6 +218,7 @@ impl Layer {
         match self {
             Layer::SocketIo(session) => session.ended(),
             Layer::Mqtt(connection) => connection.ended(),
+            Layer::Stomp(session) => session.ended(),
         }
     }
 
@@ -219,6 +227,7 @@ impl Layer {
         match self {
             Layer::SocketIo(_) => wsfleet_scenario::protocol::EVENT_SET_PREFIX,
             Layer::Mqtt(_) => wsfleet_scenario::protocol::mqtt::TOPIC_SET_PREFIX,
+            Layer::Stomp(_) => wsfleet_scenario::protocol::stomp::SET_PREFIX,
         }
     }
 
@@ -231,6 +240,10 @@ impl Layer {
                 session.connect_messages(auth)
             }
             Layer::Mqtt(connection) => connection.handshake(now),
+            Layer::Stomp(session) => {
+                let _ = (now, auth);
+                vec![session.connect_message()]
+            }
         }
     }
 
@@ -239,6 +252,11 @@ impl Layer {
         match self {
             Layer::SocketIo(session) => session.disconnect_messages(),
             Layer::Mqtt(connection) => connection.goodbye(),
+            // stomp.js's `deactivate()`: DISCONNECT, unless a step already said it.
+            Layer::Stomp(session) => match session.state() {
+                stomp::State::Connected => vec![session.disconnect_message(None)],
+                _ => Vec::new(),
+            },
         }
     }
 
@@ -252,6 +270,13 @@ impl Layer {
     pub fn as_mqtt(&mut self) -> Option<&mut mqtt::layer::Connection> {
         match self {
             Layer::Mqtt(connection) => Some(connection),
+            _ => None,
+        }
+    }
+
+    pub fn as_stomp(&mut self) -> Option<&mut stomp::Session> {
+        match self {
+            Layer::Stomp(session) => Some(session),
             _ => None,
         }
     }

@@ -5,6 +5,9 @@
 //! [`Session::server_silent`] with the instants it reads.
 
 pub mod frame;
+mod layer;
+
+pub use self::layer::{AckMode, Subscription};
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -77,6 +80,15 @@ pub struct Session {
     expect_every: Option<Duration>,
     /// Negotiated server version.
     version: Option<String>,
+    /// The subscriptions made, for the ack mode of their messages and unsubscribing by
+    /// destination.
+    subscriptions: Vec<Subscription>,
+    /// Whether CONNECTED came: an ERROR before it is a refused login.
+    accepted: bool,
+    /// When the server was last heard from, once connected (for its heart-beats).
+    last_received: Option<Instant>,
+    /// When the client's next heart-beat is due, once connected.
+    next_beat: Option<Instant>,
 }
 
 impl Session {
@@ -91,6 +103,10 @@ impl Session {
             send_every: None,
             expect_every: None,
             version: None,
+            subscriptions: Vec::new(),
+            accepted: false,
+            last_received: None,
+            next_beat: None,
         }
     }
 

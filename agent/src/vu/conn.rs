@@ -23,7 +23,7 @@ pub const QUEUED_MESSAGES_PER_CONNECTION: usize = 1024;
 pub(super) struct Arrived {
     /// The message; for a protocol event, the one that carried it (its attachments are in
     /// `event`), or `None` when an earlier event of the same message carries it (STOMP frames and
-    /// MQTT packets share messages: the message counts once, with its first event).
+    /// MQTT packets share messages: the message counts once, with its first item).
     pub(super) message: Option<Message>,
     pub(super) at: Instant,
     /// Read just now by the step that takes it (not from the queue).
@@ -188,6 +188,9 @@ pub(super) struct ConnInfo {
     pub(super) headers: Vec<(String, String)>,
     /// The last data message a step or handler took.
     pub(super) last: Option<(Bytes, FrameKind)>,
+    /// What the last protocol event a step or handler took asked to have answered, with its
+    /// namespace (a STOMP message's `ack` id and subscription), for `stomp_ack` without an id.
+    pub(super) last_reply: Option<(String, String)>,
 }
 
 pub(super) fn message_bytes(message: &Message) -> (Bytes, FrameKind) {

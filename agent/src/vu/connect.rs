@@ -58,7 +58,7 @@ impl Vu {
             .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
         let url = match &connect.protocol {
             Some(Protocol::SocketIo(options)) => Cow::Owned(socketio_url(&url, options, &scope)),
-            Some(Protocol::Mqtt(_)) | None => url,
+            Some(Protocol::Mqtt(_)) | Some(Protocol::Stomp(_)) | None => url,
         };
         let upgrade = {
             let headers: Vec<(&str, Cow<'_, str>)> = connect

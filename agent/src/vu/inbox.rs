@@ -213,6 +213,11 @@ impl Vu {
             let mut recorder = self.env.recorder.borrow_mut();
             arrived.count(&mut recorder, now, rule_set);
             drop(recorder);
+            if let Some(event) = &arrived.event {
+                if let Some(reply_to) = &event.reply_to {
+                    self.info[conn_id].last_reply = Some((reply_to.clone(), event.namespace.clone()));
+                }
+            }
             if self.spec().reads_last_message {
                 self.info[conn_id].last = Some((bytes.clone(), kind));
             }
@@ -222,6 +227,7 @@ impl Vu {
             &rule.extract,
             Origin {
                 message: Some(incoming),
+                headers: arrived.event.as_ref().map(|event| event.headers.as_slice()),
                 ..Origin::default()
             },
             rule.id,

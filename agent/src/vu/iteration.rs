@@ -266,6 +266,7 @@ impl Vu {
             Action::MqttDisconnect(disconnect) => {
                 Box::pin(self.mqtt_disconnect_step(step, disconnect, iteration)).await
             }
+            Action::Stomp(stomp) => Box::pin(self.stomp_step(step, stomp, iteration)).await,
         }
     }
 

@@ -66,6 +66,9 @@ mod scripted;
 mod sizes;
 mod socketio;
 mod state;
+mod stomp;
+#[cfg(test)]
+mod stomp_tests;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]

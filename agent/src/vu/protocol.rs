@@ -13,7 +13,8 @@
 //! A message may carry several items (STOMP frames, MQTT packets): the layer decodes them all
 //! into the connection's backlog at once, and the readers (`take_message`, `pump`,
 //! `read_until`) take the backlog's items one by one before they read the socket again. A
-//! message is counted once: with its first event, or in the connection set.
+//! message is counted once, with its first item (where a step takes its event, in the step that
+//! waited for its acknowledgement, or in the connection set).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -96,6 +97,7 @@ pub(super) fn speaking(protocol: &Protocol, scope: &Scope<'_>, now: Instant) -> 
             options.namespaces.iter().map(|namespace| namespace.name.clone()),
         )),
         Protocol::Mqtt(options) => Layer::Mqtt(super::mqtt::session(options, scope)),
+        Protocol::Stomp(options) => Layer::Stomp(super::stomp::stomp_session(options, scope)),
     };
     Box::new(Speaking {
         layer,
@@ -133,6 +135,13 @@ impl Speaking {
                 acks.waiting.remove(oldest);
             }
         }
+    }
+}
+
+impl Speaking {
+    /// Whether the acknowledgement `id` came for a step that waits for it.
+    pub(super) fn acks_arrived(&self, id: u64) -> bool {
+        self.acks.arrived.iter().any(|(got, _, _)| *got == id)
     }
 }
 
@@ -252,10 +261,16 @@ impl Vu {
                     let prefix = speaking.layer.set_prefix();
                     drop(recorder);
                     let set = self.event_set_of(prefix, &event.name, step);
-                    self.env
-                        .recorder
-                        .borrow_mut()
-                        .add(now, SetId::Step(set), Counter::EventsReceived, 1);
+                    // The event's key set counts events and their bodies' bytes (a STOMP body,
+                    // Socket.IO's arguments).
+                    self.env.recorder.borrow_mut().add_counts(
+                        now,
+                        SetId::Step(set),
+                        [
+                            (Counter::EventsReceived, 1),
+                            (Counter::PayloadBytesReceived, event.body.len() as u64),
+                        ],
+                    );
                     // A packet with attachments was read before this message: its wire size is
                     // not this message's.
                     let compressed = compressed.filter(|_| event.attachments.is_empty());
@@ -541,6 +556,7 @@ impl Vu {
         let auths = match protocol {
             Protocol::SocketIo(options) => self.socketio_auths(options, iteration),
             Protocol::Mqtt(_) => Vec::new(),
+            Protocol::Stomp(_) => Vec::new(),
         };
         let auth = |index: usize| auths.get(index).cloned().flatten();
         let now = clock::now();

@@ -79,6 +79,13 @@ impl Vu {
                 );
             }
         }
+        // A protocol message that wants an answer (a STOMP client ack) is the one `stomp_ack`
+        // acknowledges.
+        if let Some(event) = &arrived.event {
+            if let Some(reply_to) = &event.reply_to {
+                self.info[receive.conn].last_reply = Some((reply_to.clone(), event.namespace.clone()));
+            }
+        }
         // The message's bytes are looked at only when something reads them.
         let keep_last = self.spec().reads_last_message;
         if keep_last || !receive.extract.is_empty() {
@@ -88,6 +95,8 @@ impl Vu {
             }
             let origin = Origin {
                 message: Some(Incoming::message(&bytes, kind)),
+                // A protocol event's headers (STOMP) for `header` extractions.
+                headers: arrived.event.as_ref().map(|event| event.headers.as_slice()),
                 ..Origin::default()
             };
             extract_into(&mut self.vars, &receive.extract, origin, step.id)?;

@@ -105,6 +105,12 @@ impl StepBuilder<'_> {
                 connected,
                 problems,
             ),
+            RawStep::StompSubscribe(_)
+            | RawStep::StompUnsubscribe(_)
+            | RawStep::StompSend(_)
+            | RawStep::StompAck(_)
+            | RawStep::StompNack(_)
+            | RawStep::StompDisconnect(_) => self.stomp_step(raw, at, connected, problems),
         }
     }
 

@@ -176,6 +176,13 @@ impl StepBuilder<'_> {
         if matches!(protocol, Some(crate::protocol::Protocol::Mqtt(_))) && subprotocols.is_empty() {
             subprotocols.push(Template::literal(crate::protocol::mqtt::SUBPROTOCOL));
         }
+        // STOMP over WebSocket names its versions as subprotocols (stomp.js offers them too).
+        if connect.subprotocols.is_empty() && matches!(protocol, Some(crate::protocol::Protocol::Stomp(_))) {
+            subprotocols = crate::protocol::stomp::SUBPROTOCOLS
+                .iter()
+                .map(|name| Template::literal(*name))
+                .collect();
+        }
         Connect {
             conn,
             url,

@@ -47,10 +47,11 @@ impl StepBuilder<'_> {
             && raw.kind.is_none()
             && raw.event.is_none()
             && raw.namespace.is_none()
+            && raw.headers.is_empty()
         {
             problems.add(
                 field,
-                "a match needs at least one of `equals`, `contains`, `regex`, `json`, `prefix`, `type`, `event` or `namespace`",
+                "a match needs at least one of `equals`, `contains`, `regex`, `json`, `prefix`, `type`, `event` (`destination`), `namespace` or `headers`",
                 None,
             );
         }
@@ -69,6 +70,14 @@ impl StepBuilder<'_> {
             kind,
             event: raw.event.clone(),
             namespace: raw.namespace.clone(),
+            headers: raw
+                .headers
+                .iter()
+                .filter_map(|(name, value)| {
+                    compile_template(value, &format!("{field}.headers.{name}"), &self.known, problems)
+                        .map(|template| (name.clone(), template))
+                })
+                .collect(),
         }
     }
 
@@ -200,6 +209,7 @@ impl StepBuilder<'_> {
                 kind: None,
                 event: None,
                 namespace: None,
+                headers: Default::default(),
             },
             field,
             problems,

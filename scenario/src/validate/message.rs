@@ -182,12 +182,14 @@ impl StepBuilder<'_> {
             self.event_conditions(matcher, Some(conn), &format!("{field}.match"), problems);
         }
         let on_timeout = on_fail(receive.on_timeout.as_deref(), &format!("{field}.on_timeout"), problems);
-        let extract = self.extractions(
-            &receive.extract,
-            &format!("{field}.extract"),
-            &["json", "regex", "body"],
-            problems,
-        );
+        // A STOMP message's headers may be extracted too.
+        let stomp = self.connection_protocols.get(conn).cloned().flatten().as_deref() == Some("stomp");
+        let sources: &[&str] = if stomp {
+            &["json", "regex", "body", "header"]
+        } else {
+            &["json", "regex", "body"]
+        };
+        let extract = self.extractions(&receive.extract, &format!("{field}.extract"), sources, problems);
         Receive {
             conn,
             timeout,

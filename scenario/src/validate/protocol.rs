@@ -2,6 +2,7 @@
 //! step, event conditions (`match: { event, namespace }`) and the metric sets of events.
 
 mod mqtt;
+mod stomp;
 
 use crate::error::{closest, Problems};
 use crate::matcher::Matcher;
@@ -40,9 +41,32 @@ impl StepBuilder<'_> {
                         Some("add `protocol: mqtt`".into()),
                     );
                 }
+                if connect.stomp.is_some() {
+                    problems.add(
+                        &format!("{field}.stomp"),
+                        "STOMP options without `protocol: stomp`",
+                        Some("add `protocol: stomp`".into()),
+                    );
+                }
                 None
             }
             Some("mqtt") => Some(self.mqtt_options(connect, field, problems)),
+            Some("stomp") => {
+                if connect.socketio.is_some() {
+                    problems.add(
+                        &format!("{field}.socketio"),
+                        "Socket.IO options on a connection that speaks STOMP",
+                        Some("remove `socketio`, or write `protocol: socketio`".into()),
+                    );
+                }
+                let default = crate::protocol::stomp::RawStomp::default();
+                let raw = connect.stomp.as_deref().unwrap_or(&default);
+                Some(Protocol::Stomp(self.stomp_options(
+                    raw,
+                    &format!("{field}.stomp"),
+                    problems,
+                )))
+            }
             Some("socketio") => {
                 let default = RawSocketIo::default();
                 let raw = connect.socketio.as_ref().unwrap_or(&default);
@@ -317,14 +341,14 @@ impl StepBuilder<'_> {
         field: &str,
         problems: &mut Problems<'_>,
     ) {
-        if matcher.event.is_none() && matcher.namespace.is_none() {
+        if matcher.event.is_none() && matcher.namespace.is_none() && matcher.headers.is_empty() {
             return;
         }
         let spoken = self.protocols_of(conn);
         if spoken.is_empty() {
             problems.add(
                 field,
-                "`event` and `namespace` match protocol events, and this connection speaks plain WebSocket",
+                "`event`, `destination`, `namespace` and `headers` match protocol events, and this connection speaks plain WebSocket",
                 Some("add `protocol:` to the connect step, or match the message itself".into()),
             );
         }

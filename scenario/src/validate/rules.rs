@@ -56,12 +56,13 @@ impl StepBuilder<'_> {
                 }
                 self.send(send, conn.unwrap_or(0), &format!("{field}.send"), problems)
             });
-            let extract = self.extractions(
-                &rule.extract,
-                &format!("{field}.extract"),
-                &["json", "regex", "body"],
-                problems,
-            );
+            // A STOMP message's headers may be extracted too.
+            let sources: &[&str] = if self.protocols_of(conn).iter().any(|protocol| protocol == "stomp") {
+                &["json", "regex", "body", "header"]
+            } else {
+                &["json", "regex", "body"]
+            };
+            let extract = self.extractions(&rule.extract, &format!("{field}.extract"), sources, problems);
             let condition = rule
                 .condition
                 .as_ref()

@@ -141,3 +141,93 @@ fn ids_disconnect_and_outgoing_frames() {
     let binary = to_message(&Frame::new("SEND").header("destination", "/a").with_body(vec![0xff, 0]));
     assert!(matches!(binary, Message::Binary(_)));
 }
+
+#[test]
+fn as_a_layer_frames_become_items_and_heart_beats_keep_their_period() {
+    use crate::protocol::{Decoded, Tick};
+    let second = Duration::from_secs(1);
+    let mut session = Session::new(options());
+    session.connect_message();
+    let start = Instant::now();
+    let mut out = Vec::new();
+    session.decode_into(
+        &Message::text("CONNECTED\nversion:1.2\nheart-beat:1000,1000\n\n\0\n"),
+        start,
+        &mut out,
+    );
+    assert_eq!(out, vec![Decoded::Connected("1.2".into())]);
+    // We send every 1000 ms; the server every 2000, silent after twice that.
+    assert_eq!(session.next_due(), Some(start + second));
+    let mut ticks = Vec::new();
+    session.tick(start + second, &mut ticks);
+    assert_eq!(ticks, vec![Tick::Heartbeat(Message::text("\n"))]);
+    assert_eq!(session.next_due(), Some(start + 2 * second));
+
+    // A subscription with client acks; a message, a receipt and padding share one WebSocket
+    // message, a heart-beat comes alone.
+    let (receipt, header) = session.next_receipt();
+    session.subscribe("/queue/a", None, AckMode::ClientIndividual, &[], Some(&header));
+    out.clear();
+    session.decode_into(
+        &Message::text(format!(
+            "MESSAGE\ndestination:/queue/a\nsubscription:sub-0\nmessage-id:m1\nack:a1\n\nhello\0\nRECEIPT\nreceipt-id:{header}\n\n\0\n"
+        )),
+        start + second,
+        &mut out,
+    );
+    assert_eq!(out.len(), 2, "{out:?}");
+    let Decoded::Event(event) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!((event.name.as_str(), event.namespace.as_str()), ("/queue/a", "sub-0"));
+    assert_eq!(event.reply_to.as_deref(), Some("a1"));
+    assert_eq!(&event.body[..], b"hello");
+    assert_eq!(event.header("message-id"), Some("m1"));
+    let Decoded::Ack(ack) = &out[1] else { panic!("{out:?}") };
+    assert_eq!(ack.id, receipt);
+    out.clear();
+    session.decode_into(&Message::text("\n"), start + 2 * second, &mut out);
+    assert_eq!(out, vec![Decoded::Heartbeat(None)]);
+
+    // Silence past twice the server's period: the layer says so.
+    let silent = start + 6 * second;
+    ticks.clear();
+    session.tick(silent, &mut ticks);
+    assert!(matches!(ticks.as_slice(), [Tick::Silent(_)]), "{ticks:?}");
+
+    // A RECEIPT for an id never asked for, and an ERROR once connected.
+    out.clear();
+    session.decode_into(&Message::text("RECEIPT\nreceipt-id:x\n\n\0"), silent, &mut out);
+    assert!(matches!(out.as_slice(), [Decoded::Violation(_)]), "{out:?}");
+    out.clear();
+    session.decode_into(&Message::text("ERROR\nmessage:bad destination\n\n\0"), silent, &mut out);
+    assert_eq!(
+        out,
+        vec![Decoded::Failed {
+            kind: wsfleet_metrics::ErrorKind::StompError,
+            message: "bad destination".into()
+        }]
+    );
+    assert!(session.ended());
+}
+
+#[test]
+fn an_error_before_connected_is_a_refused_login() {
+    use crate::protocol::Decoded;
+    let mut session = Session::new(options());
+    session.connect_message();
+    let mut out = Vec::new();
+    session.decode_into(
+        &Message::text("ERROR\nmessage:Access refused for user 'guest'\n\n\0"),
+        Instant::now(),
+        &mut out,
+    );
+    assert_eq!(
+        out,
+        vec![Decoded::Refused {
+            kind: wsfleet_metrics::ErrorKind::ConnectError,
+            namespace: String::new(),
+            message: "Access refused for user 'guest'".into()
+        }]
+    );
+}
