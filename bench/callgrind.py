@@ -11,6 +11,11 @@ which moves with buffer sizes, not with the agent's code).
     python3 bench/callgrind.py                      # uses target/release/wsfleet
     python3 bench/callgrind.py --wsfleet PATH       # another build, e.g. the commit before a change
     python3 bench/callgrind.py --script             # with a small script step before each send
+    python3 bench/callgrind.py --in-flight 16       # 16 sends, then 16 receives, per round
+    python3 bench/callgrind.py --fire               # fire-and-count: sends never wait, a handler
+                                                    # counts the echoes (bench/run.py's `fire`)
+    python3 bench/callgrind.py --keep DIR           # keep the agent's callgrind output in DIR, for
+                                                    # callgrind_annotate
 
 The agent's per-second work (reports, gRPC) is in the totals; with 200,000 messages it is a few
 percent of them and the same for two builds of the same scenario.
@@ -19,6 +24,7 @@ percent of them and the same for two builds of the same scenario.
 import argparse
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -68,6 +74,13 @@ def main():
         action="store_true",
         help="play a small script per message (a `script` step that sets a value from the round)",
     )
+    parser.add_argument("--in-flight", type=int, default=1, help="sends per round before as many receives")
+    parser.add_argument(
+        "--fire",
+        action="store_true",
+        help="fire-and-count: a repeat of one send that never waits, and an on_message rule that takes the echoes",
+    )
+    parser.add_argument("--keep", help="a folder to copy the agent's callgrind output into")
     arguments = parser.parse_args()
 
     port = free_port()
@@ -88,13 +101,26 @@ def main():
                 time.sleep(0.05)
         with tempfile.TemporaryDirectory() as directory:
             scenario = Path(directory) / "echo.yaml"
+            message = "x" * 64
+            if arguments.fire:
+                # The echoes still on their way when the sends end are read by the close, whose
+                # handshake waits for them (the server echoes in order, then closes).
+                body = f"        - send: {{ text: '{message}' }}\n"
+                handlers = "on_message:\n  - name: echoes\n"
+                close = "  - close: { code: 1000, timeout: 60s }\n"
+            else:
+                body = (
+                    ("        - script: 'let seq = iteration + 1;'\n" if arguments.script else "")
+                    + f"        - send: {{ text: '{message}' }}\n" * arguments.in_flight
+                    + "        - receive: { timeout: 60s }\n" * arguments.in_flight
+                )
+                handlers = ""
+                close = "  - close: { code: 1000 }\n"
+            rounds = arguments.count if arguments.fire else arguments.count // arguments.in_flight
             scenario.write_text(
-                f"name: echo\nload: {{ vus: {arguments.vus}, iterations: 1 }}\n"
+                f"name: echo\nload: {{ vus: {arguments.vus}, iterations: 1 }}\n{handlers}"
                 f"steps:\n  - connect: {{ url: 'ws://127.0.0.1:{port}/echo', timeout: 60s }}\n"
-                f"  - repeat:\n      count: {arguments.count}\n      steps:\n"
-                + ("        - script: 'let seq = iteration + 1;'\n" if arguments.script else "")
-                + f"        - send: {{ text: '{'x' * 64}' }}\n        - receive: {{ timeout: 60s }}\n"
-                f"  - close: {{ code: 1000 }}\n"
+                f"  - repeat:\n      count: {rounds}\n      steps:\n{body}{close}"
             )
             summary_path = Path(directory) / "summary.json"
             subprocess.run(
@@ -111,7 +137,7 @@ def main():
             )
             summary = json.loads(summary_path.read_text())
             messages = summary["totals"]["counters"]["messages_received"]
-            expected = arguments.vus * arguments.count
+            expected = arguments.vus * rounds * (1 if arguments.fire else arguments.in_flight)
             if messages != expected:
                 raise SystemExit(f"{messages} messages echoed, {expected} expected")
             agents = []
@@ -122,6 +148,9 @@ def main():
             if len(agents) != 1:
                 raise SystemExit(f"expected one agent's callgrind output, found {len(agents)}")
             total, memset = total_and_memset(agents[0])
+            if arguments.keep:
+                Path(arguments.keep).mkdir(parents=True, exist_ok=True)
+                shutil.copy(agents[0], Path(arguments.keep) / "callgrind.agent")
             print(json.dumps({
                 "messages": messages,
                 "agent_instructions": total,

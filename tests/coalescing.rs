@@ -86,3 +86,58 @@ fn pipelined_sends_leave_together_and_every_count_is_exact() {
         assert_eq!(timed, VUS * ROUNDS, "{flush}");
     }
 }
+
+/// A VU that only sends (a repeat of one send, no waits, as in fire-and-count) reads its echoes
+/// while it sends: after each full buffer goes out it reads what has come, so an `on_message`
+/// rule takes echoes during the sends instead of every echo waiting in the socket until the
+/// close reads it as unread. Every count stays exact.
+#[test]
+fn a_sender_that_never_waits_reads_its_echoes_as_it_sends() {
+    const SENDS: u64 = 20_000;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = test_server(&runtime);
+    let scenario = format!(
+        "name: fire
+load: {{ vus: 1, iterations: 1 }}
+on_message:
+  - name: echoes
+steps:
+  - connect: {{ url: 'ws://{}/echo' }}
+  - repeat:
+      count: {SENDS}
+      steps:
+        - send: {{ text: '{}' }}
+  - close: {{ code: 1000, timeout: 30s }}
+",
+        server.local_addr(),
+        "x".repeat(64)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "fire.yaml", &scenario);
+    let out = dir.path().join("summary.json");
+    let mut command = wsfleet();
+    command
+        .arg("run")
+        .arg(&path)
+        .args(["--agents", "1", "--quiet", "--out"])
+        .arg(format!("json={}", out.display()));
+    let output = run_bounded(command, Duration::from_secs(90));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let summary = read_json(&out);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.stats().open_connections != 0 {
+        assert!(std::time::Instant::now() < deadline, "connections left open");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = server.stats();
+    runtime.block_on(server.shutdown());
+    assert_eq!(counter(&summary, "messages_sent"), SENDS);
+    assert_eq!(stats.messages_received, SENDS);
+    assert_eq!(stats.messages_sent, SENDS);
+    assert_eq!(counter(&summary, "messages_received"), SENDS);
+    // 20,000 frames of 70 bytes fill the 64 KiB buffer about 21 times: the rule takes what
+    // came back between them; the close reads the rest.
+    let taken = step_counter(&summary, "echoes", "messages_received");
+    assert!(taken > 0, "no echo was read while sending");
+    assert_eq!(taken + counter(&summary, "messages_unread"), SENDS);
+}

@@ -68,6 +68,10 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// leave in one write up to this, and a burst larger than it in writes of about this size.
 pub const COALESCE_BOUND: usize = 64 * 1024;
 
+/// The capacity a held buffer starts with (it doubles from there): a burst of small frames
+/// takes one allocation, freed once written when past [`KEPT_BUFFER_CAPACITY`].
+const HELD_BUFFER_START: usize = 4096;
+
 /// A held buffer whose capacity is past this is freed once written out, so a connection that
 /// once sent a burst does not keep its buffer while idle (one allocation per larger burst);
 /// a buffer that held a few small messages is kept for the next.
@@ -89,6 +93,9 @@ pub struct Counted<S> {
     write_pending: bool,
     /// Writes wait in `held` for a flush (set after the upgrade).
     coalesce: bool,
+    /// Writes go straight to the socket while nothing is held: a message flushed as soon as it
+    /// is written (`flush: each`, or a send just before a receive) would only be copied there.
+    through: bool,
     /// Bytes written but not yet handed to the socket, oldest first.
     held: Vec<u8>,
     /// Bytes taken by writes (held or handed on) and bytes handed to the socket, since the
@@ -110,6 +117,7 @@ impl<S> Counted<S> {
             upgrading: false,
             write_pending: false,
             coalesce: false,
+            through: false,
             held: Vec::new(),
             taken: 0,
             handed: 0,
@@ -131,6 +139,11 @@ impl<S> Counted<S> {
     /// Holds writes for a flush (or until [`COALESCE_BOUND`] bytes wait) from now on.
     pub fn coalesce(&mut self) {
         self.coalesce = true;
+    }
+
+    /// Writes straight through while nothing is held (see [`Counted::through`]), or hold them.
+    pub fn write_through(&mut self, through: bool) {
+        self.through = through;
     }
 
     /// Whether everything written so far is in the socket: nothing held, and the last write
@@ -246,7 +259,7 @@ impl<S: AsyncWrite + Unpin> Counted<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        if self.coalesce {
+        if self.coalesce && !(self.through && self.held.is_empty()) {
             if self.held.len() + data.len() > COALESCE_BOUND {
                 // Past the bound: what waits goes first, then this write is held or, when it
                 // alone fills the bound, written through.
@@ -256,6 +269,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
             }
             if data.len() < COALESCE_BOUND {
                 self.write_pending = false;
+                let held = self.held.len();
+                if self.held.capacity() - held < data.len() {
+                    // One allocation for a burst of small frames, not a growth step every few.
+                    self.held.reserve(data.len().max(held).max(HELD_BUFFER_START));
+                }
                 self.held.extend_from_slice(data);
                 self.taken += data.len() as u64;
                 return Poll::Ready(Ok(data.len()));
@@ -359,6 +377,15 @@ impl Transport {
             Transport::Plain(stream) if !stream.write_pending => Some(stream.poll_write_held(cx)),
             Transport::Memory(stream) if !stream.write_pending => Some(stream.poll_write_held(cx)),
             _ => None,
+        }
+    }
+
+    /// Writes straight through while nothing is held, or hold them (see [`Counted::write_through`]).
+    pub fn write_through(&mut self, through: bool) {
+        match self {
+            Transport::Plain(stream) => stream.write_through(through),
+            Transport::Tls(stream) => stream.get_mut().0.write_through(through),
+            Transport::Memory(stream) => stream.write_through(through),
         }
     }
 
@@ -480,6 +507,14 @@ impl Socket {
         match self {
             Socket::Plain(socket) => socket.get_ref().wrote_everything(),
             Socket::Deflate(socket) => socket.wrote_everything(),
+        }
+    }
+
+    /// Writes straight through while nothing is held, or hold them (see
+    /// [`Counted::write_through`]); with permessage-deflate writes are always held.
+    pub fn write_through(&mut self, through: bool) {
+        if let Socket::Plain(socket) = self {
+            socket.get_mut().write_through(through);
         }
     }
 

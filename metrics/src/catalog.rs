@@ -446,6 +446,9 @@ pub enum ErrorKind {
     /// The server sent nothing for longer than the protocol's heartbeats allow (STOMP
     /// heart-beats, MQTT keep-alive): the client drops the connection.
     HeartbeatTimeout,
+    /// GraphQL over WebSocket: an operation's result carried `errors` (a resolver failed), or
+    /// the server ended an operation with an `error` message (it did not validate).
+    GraphqlError,
     /// A STOMP server sent an ERROR frame on a session it had accepted (and closes it).
     StompError,
     /// A script failed while it ran (an error, a limit reached, a condition that gave no
@@ -457,7 +460,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 21] = [
+    pub const ALL: [ErrorKind; 22] = [
         ErrorKind::Refused,
         ErrorKind::Timeout,
         ErrorKind::Dns,
@@ -476,6 +479,7 @@ impl ErrorKind {
         ErrorKind::ConnectError,
         ErrorKind::AckTimeout,
         ErrorKind::HeartbeatTimeout,
+        ErrorKind::GraphqlError,
         ErrorKind::StompError,
         ErrorKind::Script,
         ErrorKind::MqttFailure,
@@ -508,6 +512,7 @@ impl ErrorKind {
             ErrorKind::ConnectError => "connect_error",
             ErrorKind::AckTimeout => "ack_timeout",
             ErrorKind::HeartbeatTimeout => "heartbeat_timeout",
+            ErrorKind::GraphqlError => "graphql_error",
             ErrorKind::StompError => "stomp_error",
             ErrorKind::Script => "script",
             ErrorKind::MqttFailure => "mqtt_failure",

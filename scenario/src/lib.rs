@@ -181,6 +181,13 @@ fn named_files(raw: &raw::RawScenario) -> Vec<(String, String)> {
                         found.push((format!("{field}.payload.file"), file.to_owned()));
                     }
                 }
+                raw::RawStep::GraphqlSubscribe(operation)
+                | raw::RawStep::GraphqlQuery(operation)
+                | raw::RawStep::GraphqlMutation(operation) => {
+                    if let Some(file) = &operation.query_file {
+                        found.push((format!("{field}.query_file"), file.clone()));
+                    }
+                }
                 raw::RawStep::Http(http) => {
                     if let Some(file) = http.body.as_ref().and_then(|body| body.file.as_ref()) {
                         found.push((format!("{field}.body.file"), file.clone()));
@@ -265,5 +272,10 @@ mod hostile;
 
 #[cfg(test)]
 mod protocol_tests;
+
+#[cfg(test)]
+#[path = "protocol/graphql_tests.rs"]
+mod graphql_tests;
+
 #[cfg(test)]
 mod stomp_tests;

@@ -2,6 +2,7 @@
 //! written and as compiled, the protocol steps (`emit`), and JSON values with templates in their
 //! strings (event arguments, auth payloads). The agent's protocol layer plays them.
 
+pub mod graphql;
 pub mod mqtt;
 pub mod stomp;
 
@@ -17,7 +18,7 @@ use crate::steps::{ConnId, Flush, StepId};
 use crate::template::{Scope, Template};
 
 /// The protocols a connection may speak, as `protocol:` names them.
-pub const PROTOCOLS: &[&str] = &["socketio", "stomp", "mqtt"];
+pub const PROTOCOLS: &[&str] = &["socketio", "stomp", "graphql", "mqtt"];
 
 /// The Engine.IO path when `socketio.path` is not given (socket.io-client's default).
 pub const DEFAULT_SOCKETIO_PATH: &str = "/socket.io/";
@@ -37,6 +38,7 @@ pub fn set_prefix(protocol: &str) -> &'static str {
     match protocol {
         "socketio" => EVENT_SET_PREFIX,
         "mqtt" => mqtt::TOPIC_SET_PREFIX,
+        "graphql" => crate::protocol::graphql::OPERATION_SET_PREFIX,
         "stomp" => stomp::SET_PREFIX,
         _ => "event:",
     }
@@ -109,6 +111,7 @@ pub struct RawAck {
 pub enum Protocol {
     SocketIo(SocketIo),
     Mqtt(Box<mqtt::Mqtt>),
+    GraphQl(crate::protocol::graphql::GraphQl),
     Stomp(stomp::Stomp),
 }
 

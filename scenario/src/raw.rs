@@ -257,6 +257,10 @@ pub enum RawStep {
     MqttSubscribe(crate::protocol::mqtt::RawSubscribe),
     MqttUnsubscribe(crate::protocol::mqtt::RawUnsubscribe),
     MqttDisconnect(Option<crate::protocol::mqtt::RawDisconnect>),
+    GraphqlSubscribe(crate::protocol::graphql::RawOperation),
+    GraphqlQuery(crate::protocol::graphql::RawOperation),
+    GraphqlMutation(crate::protocol::graphql::RawOperation),
+    GraphqlComplete(crate::protocol::graphql::RawComplete),
     StompSubscribe(crate::protocol::stomp::RawSubscribe),
     StompUnsubscribe(crate::protocol::stomp::RawUnsubscribe),
     StompSend(crate::protocol::stomp::RawStompSend),
@@ -284,6 +288,10 @@ impl RawStep {
             RawStep::MqttSubscribe(_) => "mqtt_subscribe",
             RawStep::MqttUnsubscribe(_) => "mqtt_unsubscribe",
             RawStep::MqttDisconnect(_) => "mqtt_disconnect",
+            RawStep::GraphqlSubscribe(_) => "graphql_subscribe",
+            RawStep::GraphqlQuery(_) => "graphql_query",
+            RawStep::GraphqlMutation(_) => "graphql_mutation",
+            RawStep::GraphqlComplete(_) => "graphql_complete",
             RawStep::StompSubscribe(_) => "stomp_subscribe",
             RawStep::StompUnsubscribe(_) => "stomp_unsubscribe",
             RawStep::StompSend(_) => "stomp_send",
@@ -336,6 +344,8 @@ pub struct RawConnect {
     pub protocol: Option<String>,
     /// Socket.IO options (with `protocol: socketio`).
     pub socketio: Option<crate::protocol::RawSocketIo>,
+    /// GraphQL-over-WebSocket options (with `protocol: graphql`).
+    pub graphql: Option<Box<crate::protocol::graphql::RawGraphQl>>,
     /// STOMP options (with `protocol: stomp`).
     pub stomp: Option<Box<crate::protocol::stomp::RawStomp>>,
     /// MQTT options (with `protocol: mqtt`).

@@ -48,6 +48,10 @@ pub enum Action {
     MqttSubscribe(Box<crate::protocol::mqtt::SubscribeStep>),
     MqttUnsubscribe(Box<crate::protocol::mqtt::UnsubscribeStep>),
     MqttDisconnect(Box<crate::protocol::mqtt::DisconnectStep>),
+    /// A GraphQL operation (`subscribe`, `query`, `mutation`).
+    Operation(Box<crate::protocol::graphql::Operation>),
+    /// Ends a GraphQL subscription (`complete`).
+    Complete(crate::protocol::graphql::Complete),
     /// A STOMP frame (`stomp_subscribe`, `stomp_send`, ...).
     Stomp(Box<crate::protocol::stomp::StompStep>),
 }

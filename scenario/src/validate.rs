@@ -194,6 +194,7 @@ fn part(
         connection_protocols: protocol::connection_protocols(view.steps, &connections),
         event_sets: Vec::new(),
         mqtt_versions: BTreeMap::new(),
+        graphql_subscriptions: Vec::new(),
     };
     if view.steps.is_empty() {
         problems.add(

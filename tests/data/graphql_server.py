@@ -1,5 +1,5 @@
 """A GraphQL server for wsfleet's protocol tests: strawberry-graphql under uvicorn, bound to
-127.0.0.1 on a port the kernel picks (printed first on stdout as `port N`), speaking both
+127.0.0.1 on a port the kernel picks or `--port` names (printed first on stdout as `port N`), speaking both
 `graphql-transport-ws` and the legacy `graphql-ws` at /graphql (and queries over HTTP POST there).
 
 Schema:
@@ -8,7 +8,8 @@ Schema:
   query    stats                           -> what the server counted so far (not counted itself)
   mutation publish(topic, text)            -> how many subscribers it reached
   subscription count(to, intervalMs)       -> 1..to, one event every intervalMs, then complete
-  subscription messages(topic)             -> every text published to topic while subscribed
+  subscription messages(topic, greet)      -> every text published to topic while subscribed;
+                                             with greet, "subscribed" first, once registered
   subscription fail(after)                 -> `after` events, then an error
 
 connection_init: a payload `{"token": "refuse"}` is refused (graphql-transport-ws closes 4403,
@@ -103,11 +104,15 @@ class Subscription:
             COUNTS["ended"] += 1
 
     @strawberry.subscription
-    async def messages(self, topic: str) -> AsyncGenerator[str, None]:
+    async def messages(self, topic: str, greet: bool = False) -> AsyncGenerator[str, None]:
         COUNTS["subscriptions"] += 1
         queue = asyncio.Queue()
         TOPICS[topic].add(queue)
         try:
+            if greet:
+                # Tells the client it is registered: a publish from now on reaches it.
+                COUNTS["events"] += 1
+                yield "subscribed"
             while True:
                 text = await queue.get()
                 COUNTS["events"] += 1
@@ -145,7 +150,9 @@ schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscrip
 def main() -> None:
     arguments = argparse.ArgumentParser()
     arguments.add_argument("--ka", type=float, default=0.5, help="seconds between graphql-ws keep-alives")
-    ka = arguments.parse_args().ka
+    arguments.add_argument("--port", type=int, default=0, help="the port (0: one the kernel picks)")
+    options = arguments.parse_args()
+    ka = options.ka
     app = Server(
         schema,
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL],
@@ -154,7 +161,7 @@ def main() -> None:
     )
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
+    listener.bind(("127.0.0.1", options.port))
     listener.listen(128)
     print(f"port {listener.getsockname()[1]}", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

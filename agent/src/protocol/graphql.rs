@@ -8,6 +8,7 @@
 //! No I/O and no clock: the caller passes the instants it read to [`Session::ping_message`],
 //! [`Session::ping_due`], [`Session::pong_overdue`] and [`Session::server_silent`].
 
+pub mod layer;
 pub mod message;
 
 use std::time::{Duration, Instant};
@@ -149,6 +150,15 @@ impl Session {
 
     pub fn subprotocol(&self) -> Subprotocol {
         self.options.subprotocol
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// graphql-ws: whether the server sent a `ka` yet.
+    pub fn ka_seen(&self) -> bool {
+        self.ka_seen
     }
 
     pub fn state(&self) -> State {

@@ -42,6 +42,7 @@ use wsfleet_scenario::FrameKind;
 pub enum Layer {
     SocketIo(socketio::Session),
     Mqtt(mqtt::layer::Connection),
+    GraphQl(graphql::layer::GraphQlLayer),
     Stomp(stomp::Session),
 }
 
@@ -164,6 +165,7 @@ impl Layer {
         match self {
             Layer::SocketIo(session) => out.push(session.decode_at(message, now)),
             Layer::Mqtt(connection) => connection.decode(message, out),
+            Layer::GraphQl(layer) => layer.decode(message, now, out),
             Layer::Stomp(session) => session.decode_into(message, now, out),
         }
     }
@@ -174,6 +176,7 @@ impl Layer {
         match self {
             Layer::SocketIo(session) => session.silent_after(),
             Layer::Mqtt(connection) => connection.next_due(),
+            Layer::GraphQl(layer) => layer.next_due(),
             Layer::Stomp(session) => session.next_due(),
         }
     }
@@ -189,6 +192,7 @@ impl Layer {
                 }
             }
             Layer::Mqtt(connection) => connection.tick(now, out),
+            Layer::GraphQl(layer) => layer.tick(now, out),
             Layer::Stomp(session) => session.tick(now, out),
         }
     }
@@ -199,6 +203,8 @@ impl Layer {
             Layer::SocketIo(session) => session.opened(),
             // The client speaks first: CONNECT goes at once.
             Layer::Mqtt(_) => true,
+            // The client speaks first (`connection_init`).
+            Layer::GraphQl(_) => true,
             // The client speaks first.
             Layer::Stomp(_) => true,
         }
@@ -209,6 +215,7 @@ impl Layer {
         match self {
             Layer::SocketIo(session) => session.ready(),
             Layer::Mqtt(connection) => connection.ready(),
+            Layer::GraphQl(layer) => layer.ready(),
             Layer::Stomp(session) => session.ready(),
         }
     }
@@ -218,6 +225,7 @@ impl Layer {
         match self {
             Layer::SocketIo(session) => session.ended(),
             Layer::Mqtt(connection) => connection.ended(),
+            Layer::GraphQl(layer) => layer.ended(),
             Layer::Stomp(session) => session.ended(),
         }
     }
@@ -227,6 +235,7 @@ impl Layer {
         match self {
             Layer::SocketIo(_) => wsfleet_scenario::protocol::EVENT_SET_PREFIX,
             Layer::Mqtt(_) => wsfleet_scenario::protocol::mqtt::TOPIC_SET_PREFIX,
+            Layer::GraphQl(_) => wsfleet_scenario::protocol::graphql::OPERATION_SET_PREFIX,
             Layer::Stomp(_) => wsfleet_scenario::protocol::stomp::SET_PREFIX,
         }
     }
@@ -240,6 +249,7 @@ impl Layer {
                 session.connect_messages(auth)
             }
             Layer::Mqtt(connection) => connection.handshake(now),
+            Layer::GraphQl(layer) => layer.handshake_messages(now),
             Layer::Stomp(session) => {
                 let _ = (now, auth);
                 vec![session.connect_message()]
@@ -252,6 +262,7 @@ impl Layer {
         match self {
             Layer::SocketIo(session) => session.disconnect_messages(),
             Layer::Mqtt(connection) => connection.goodbye(),
+            Layer::GraphQl(layer) => layer.goodbye_messages(),
             // stomp.js's `deactivate()`: DISCONNECT, unless a step already said it.
             Layer::Stomp(session) => match session.state() {
                 stomp::State::Connected => vec![session.disconnect_message(None)],
@@ -270,6 +281,13 @@ impl Layer {
     pub fn as_mqtt(&mut self) -> Option<&mut mqtt::layer::Connection> {
         match self {
             Layer::Mqtt(connection) => Some(connection),
+            _ => None,
+        }
+    }
+
+    pub fn as_graphql(&mut self) -> Option<&mut graphql::layer::GraphQlLayer> {
+        match self {
+            Layer::GraphQl(layer) => Some(layer),
             _ => None,
         }
     }

@@ -93,13 +93,22 @@ pub(super) struct HeldSend {
     pub(super) lag: std::time::Duration,
 }
 
+/// Settled sends not yet counted: a run of one set and kind.
+#[derive(Default)]
+struct SettledRun {
+    kind: Option<(SetId, Counter)>,
+    messages: u64,
+    payload_bytes: u64,
+}
+
 impl Conn {
     /// Keeps a message just written (or held) until its bytes are in the socket.
     pub(super) fn hold(&mut self, mut send: HeldSend) {
         let offsets = self.socket.write_offsets();
         send.end = if offsets.refused { u64::MAX } else { offsets.taken };
-        if !offsets.refused {
-            // Frames leave in order: what waited above the stream before this one is below it now.
+        // Frames leave in order: what waited above the stream before this one is below it now
+        // (most sends find the one before them already placed).
+        if !offsets.refused && self.held.back().is_some_and(|last| last.end == u64::MAX) {
             for earlier in self.held.iter_mut().rev() {
                 if earlier.end != u64::MAX {
                     break;
@@ -119,22 +128,42 @@ impl Conn {
             return None;
         }
         let now = clock::now();
+        let mut run = SettledRun::default();
         while self.held.front().is_some_and(|send| send.end <= handed) {
             if let Some(send) = self.held.pop_front() {
-                self.settle(send, now);
+                self.settle(send, now, &mut run);
             }
         }
+        self.count_settled(&run, now);
         Some(now)
     }
 
     /// Counts every held message as sent at `now`: a flush has just handed them all over.
     pub(super) fn settle_all(&mut self, now: Instant) {
+        let mut run = SettledRun::default();
         while let Some(send) = self.held.pop_front() {
-            self.settle(send, now);
+            self.settle(send, now, &mut run);
         }
+        self.count_settled(&run, now);
     }
 
-    fn settle(&mut self, send: HeldSend, now: Instant) {
+    /// Counts a run of settled sends of one step and kind with one recorder lookup.
+    fn count_settled(&mut self, run: &SettledRun, now: Instant) {
+        let Some((set, counter)) = run.kind else {
+            return;
+        };
+        self.recorder.borrow_mut().add_counts(
+            now,
+            set,
+            [
+                (Counter::MessagesSent, run.messages),
+                (counter, run.messages),
+                (Counter::PayloadBytesSent, run.payload_bytes),
+            ],
+        );
+    }
+
+    fn settle(&mut self, send: HeldSend, now: Instant, run: &mut SettledRun) {
         // Timed from when it was due: a paced send that went out late carries its lateness.
         let due = now.checked_sub(send.lag).unwrap_or(now);
         match self.send_times.iter_mut().find(|(id, _)| *id == send.step) {
@@ -143,17 +172,18 @@ impl Conn {
         }
         self.unanswered_send = Some(due);
         let compressed = self.socket.take_sent_wire();
-        let mut recorder = self.recorder.borrow_mut();
-        recorder.add_counts(
-            now,
-            send.set,
-            [
-                (Counter::MessagesSent, 1),
-                (send.counter, 1),
-                (Counter::PayloadBytesSent, send.payload_bytes),
-            ],
-        );
+        // Sends of one set and kind in a row (a burst of one step's messages) count together.
+        if run.kind != Some((send.set, send.counter)) {
+            self.count_settled(run, now);
+            *run = SettledRun {
+                kind: Some((send.set, send.counter)),
+                ..SettledRun::default()
+            };
+        }
+        run.messages += 1;
+        run.payload_bytes += send.payload_bytes;
         if let Some(compressed) = compressed {
+            let mut recorder = self.recorder.borrow_mut();
             recorder.add_counts(
                 now,
                 send.set,

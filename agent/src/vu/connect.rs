@@ -58,6 +58,7 @@ impl Vu {
             .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
         let url = match &connect.protocol {
             Some(Protocol::SocketIo(options)) => Cow::Owned(socketio_url(&url, options, &scope)),
+            Some(Protocol::GraphQl(options)) => Cow::Owned(super::graphql::graphql_url(&url, options)),
             Some(Protocol::Mqtt(_)) | Some(Protocol::Stomp(_)) | None => url,
         };
         let upgrade = {

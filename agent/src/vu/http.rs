@@ -70,6 +70,8 @@ impl Vu {
             Err(error) => return Err(self.http_failed(step, set, &error)),
         };
         session.store_cookies(&response.headers, &url);
+        // A later receive may time what this request caused (`latency_of`), from when it was due.
+        self.note_request(step.id, super::protocol::due_at(started, self.lag));
         let now = clock::now();
         {
             let mut recorder = env.recorder.borrow_mut();

@@ -65,6 +65,9 @@ impl Vu {
     ) -> Option<Arrived> {
         let position = {
             let conn = self.conns.get(conn_id)?.as_ref()?;
+            if conn.pending.is_empty() {
+                return None;
+            }
             conn.pending
                 .iter()
                 .position(|arrived| self.matches(matcher, arrived, iteration))?
@@ -165,6 +168,9 @@ impl Vu {
         if self.spec().on_message.is_empty() {
             return Ok((Some(arrived), None));
         }
+        if let Some(taken) = self.count_only(conn_id, &arrived, now) {
+            return Ok((if taken? { None } else { Some(arrived) }, None));
+        }
         let (bytes, kind) = arrived.incoming();
         let incoming = Incoming {
             bytes: &bytes,
@@ -236,6 +242,38 @@ impl Vu {
             return Err(Failure::new(rule.id, ErrorKind::Handler).into());
         }
         Ok((rule.pass.then_some(arrived), reply))
+    }
+
+    /// The rule that takes `arrived` when it is one that only counts what it takes (no
+    /// condition, script, reply, acknowledgement or extraction, and nothing keeps the last
+    /// message): the message's bytes are not looked at. `Some(Ok(true))`: taken and counted;
+    /// `Some(Ok(false))`: passed on; `None`: the general path decides.
+    fn count_only(&self, conn_id: ConnId, arrived: &Arrived, now: Instant) -> Option<Result<bool, Stop>> {
+        if self.spec().reads_last_message {
+            return None;
+        }
+        let rule = self
+            .spec()
+            .on_message
+            .iter()
+            .find(|rule| rule.conn.is_none_or(|wanted| wanted == conn_id))?;
+        let counts_only = rule.when.is_none()
+            && rule.condition.is_none()
+            && rule.script.is_none()
+            && rule.reply.is_none()
+            && rule.ack.is_none()
+            && rule.extract.is_empty();
+        if !counts_only {
+            return None;
+        }
+        // As the general path: a rule that takes the message counts it, then may fail.
+        if !rule.pass {
+            arrived.count(&mut self.env.recorder.borrow_mut(), now, SetId::Step(rule.id));
+        }
+        if rule.fail {
+            return Some(Err(Failure::new(rule.id, ErrorKind::Handler).into()));
+        }
+        Some(Ok(!rule.pass))
     }
 
     /// Ingests what a read returned while nothing waited for data: a handler's reply goes out,

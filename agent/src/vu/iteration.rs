@@ -162,6 +162,7 @@ impl Vu {
             pause: control.pause.clone(),
             graceful: control.graceful.clone(),
             paused_for: Duration::ZERO,
+            request_times: Vec::new(),
         }
     }
 
@@ -238,7 +239,7 @@ impl Vu {
         match &step.action {
             // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
             Action::Connect(connect) => Box::pin(self.connect_step(step, connect, iteration)).await,
-            Action::Send(send) => self.send_step(step, send, iteration).await,
+            Action::Send(send) => self.send_step(step, send, iteration, false).await,
             Action::Receive(receive) => self.receive_step(step, receive, iteration, recent).await,
             // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
             Action::Ping(ping) => Box::pin(self.ping_step(step, ping, iteration)).await,
@@ -266,6 +267,8 @@ impl Vu {
             Action::MqttDisconnect(disconnect) => {
                 Box::pin(self.mqtt_disconnect_step(step, disconnect, iteration)).await
             }
+            Action::Operation(operation) => Box::pin(self.operation_step(step, operation, iteration)).await,
+            Action::Complete(complete) => Box::pin(self.complete_step(step, complete, iteration)).await,
             Action::Stomp(stomp) => Box::pin(self.stomp_step(step, stomp, iteration)).await,
         }
     }
@@ -308,7 +311,7 @@ impl Vu {
                     self.lag = now - due;
                 }
             }
-            for step in &repeat.steps {
+            for (position, step) in repeat.steps.iter().enumerate() {
                 if self.is_paused() {
                     let waited = self.wait_while_paused(step.id, index).await;
                     if let Err(stop) = self.handle_result(step.id, waited) {
@@ -321,7 +324,13 @@ impl Vu {
                 let result = match &step.action {
                     Action::Send(send) => {
                         self.recent = None;
-                        self.send_step(step, send, index).await
+                        // A receive that waits flushes first thing: the send before it leaves
+                        // at once instead, without being held (the same instant, less work).
+                        let waits_next = repeat
+                            .steps
+                            .get(position + 1)
+                            .is_some_and(|next| matches!(&next.action, Action::Receive(receive) if receive.wait));
+                        self.send_step(step, send, index, waits_next).await
                     }
                     Action::Receive(receive) => {
                         let recent = self.recent.take();

@@ -46,6 +46,9 @@ mod conn;
 mod connect;
 mod env;
 mod flow;
+mod graphql;
+#[cfg(test)]
+mod graphql_tests;
 mod http;
 mod inbox;
 mod iteration;

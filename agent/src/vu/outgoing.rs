@@ -5,7 +5,7 @@
 use std::task::Poll;
 use std::time::Instant;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
@@ -21,13 +21,15 @@ use crate::clock;
 use crate::connection::Socket;
 
 impl Vu {
-    pub(super) async fn send_step(&mut self, step: &Step, send: &Send, iteration: u64) -> StepResult {
+    /// Plays a send step; `waits_next`: the next step waits (a receive), so the message leaves
+    /// now rather than being held for that step's flush.
+    pub(super) async fn send_step(&mut self, step: &Step, send: &Send, iteration: u64, waits_next: bool) -> StepResult {
         let message = self.message_for(step.id, send, iteration)?;
         self.send_message(
             send.conn,
             message,
             send.fragments,
-            send.flush,
+            if waits_next { Flush::Each } else { send.flush },
             SetId::Step(step.id),
             step.id,
             iteration,
@@ -101,7 +103,15 @@ impl Vu {
             conn.settle_all(now);
             Some(now)
         } else {
-            conn.settle_written()
+            let settled = conn.settle_written();
+            if settled.is_some() {
+                // Held sends reached the bound and went out: a VU that keeps sending reads what
+                // came meanwhile now, not only once the socket is full (so the target's sends
+                // to it never stall), and lets the other VUs' sends go out between its bursts.
+                self.read_arrived(conn_id, step, iteration, &mut replies)?;
+                tokio::task::yield_now().await;
+            }
+            settled
         };
         if replies.is_empty() {
             // Nothing awaited since: the next step may start from this reading.
@@ -126,11 +136,11 @@ impl Vu {
         iteration: u64,
         replies: &mut Vec<Reply>,
     ) -> Result<bool, Stop> {
-        let mut unsent: Option<Message> = None;
+        let mut progress = SendProgress::default();
         loop {
             let event = {
                 let conn = self.conn_mut(conn_id, step)?;
-                std::future::poll_fn(|cx| poll_send(&mut conn.socket, outgoing, &mut unsent, flush, cx)).await
+                std::future::poll_fn(|cx| poll_send(&mut conn.socket, outgoing, &mut progress, flush, cx)).await
             };
             match event {
                 SendEvent::Sent(Ok(flushed)) => return Ok(flushed),
@@ -144,6 +154,25 @@ impl Vu {
                 }
             }
         }
+    }
+
+    /// Reads what the connection has already brought (at most [`ARRIVED_PER_BURST`] messages),
+    /// through the handlers and into the queue; replies to it are left in `replies`.
+    fn read_arrived(&mut self, conn_id: ConnId, step: StepId, iteration: u64, replies: &mut Vec<Reply>) -> StepResult {
+        for _ in 0..ARRIVED_PER_BURST {
+            let Some(conn) = self.conns.get_mut(conn_id).and_then(Option::as_mut) else {
+                return Ok(());
+            };
+            let Some(next) = conn.socket.next().now_or_never() else {
+                return Ok(());
+            };
+            let (arrived, reply) = self.ingest(conn_id, next, step, iteration)?;
+            replies.extend(reply);
+            if let Some(arrived) = arrived {
+                self.queue(conn_id, arrived);
+            }
+        }
+        Ok(())
     }
 
     /// Whether any connection holds sends whose bytes are not all in the socket yet.
@@ -179,6 +208,10 @@ impl Vu {
         Ok(flushed_at)
     }
 }
+
+/// Messages a VU reads after each full buffer of sends it writes, at most (it reads the rest
+/// after the next): a target that sends faster than the VU reads cannot hold it there.
+const ARRIVED_PER_BURST: usize = 4096;
 
 /// A message on its way out: whole, or as its fragments.
 pub(super) enum Outgoing {
@@ -237,17 +270,59 @@ pub(super) enum SendEvent {
     Arrived(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
 }
 
-/// Writes `outgoing` (`unsent` holds a frame the socket was not ready for) and, with `flush`,
-/// flushes; while the socket is not ready, reads instead.
+/// How far one send's writing got between polls.
+#[derive(Default)]
+pub(super) struct SendProgress {
+    /// A frame the socket was not ready for.
+    unsent: Option<Message>,
+    /// The socket refused the last write: what has arrived is read before the writes are tried
+    /// again, every frame the read buffer holds, rather than one frame per write attempt (a
+    /// sender that never waits reads its echoes in runs, as the socket makes room).
+    blocked: bool,
+}
+
+/// Writes `outgoing` and, with `flush`, flushes; while the socket is not ready, reads instead.
 pub(super) fn poll_send(
     socket: &mut Socket,
     outgoing: &mut Outgoing,
-    unsent: &mut Option<Message>,
+    progress: &mut SendProgress,
+    flush: bool,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<SendEvent> {
+    if progress.blocked {
+        if let Poll::Ready(next) = socket.poll_next_unpin(cx) {
+            return Poll::Ready(SendEvent::Arrived(next));
+        }
+        // Nothing more to read (the read waits with this task's waker): the writes again.
+        progress.blocked = false;
+        return match poll_write_frames(socket, outgoing, progress, flush, cx) {
+            Poll::Ready(sent) => Poll::Ready(sent),
+            Poll::Pending => {
+                progress.blocked = true;
+                Poll::Pending
+            }
+        };
+    }
+    match poll_write_frames(socket, outgoing, progress, flush, cx) {
+        Poll::Ready(sent) => Poll::Ready(sent),
+        Poll::Pending => {
+            progress.blocked = true;
+            socket.poll_next_unpin(cx).map(SendEvent::Arrived)
+        }
+    }
+}
+
+/// Writes `outgoing`'s frames and, with `flush`, flushes: `Pending` (with the task's waker
+/// registered for the write) while the socket cannot take more.
+fn poll_write_frames(
+    socket: &mut Socket,
+    outgoing: &mut Outgoing,
+    progress: &mut SendProgress,
     flush: bool,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<SendEvent> {
     loop {
-        let frame = unsent.take().or_else(|| outgoing.next());
+        let frame = progress.unsent.take().or_else(|| outgoing.next());
         let Some(frame) = frame else {
             if !flush {
                 return Poll::Ready(SendEvent::Sent(Ok(false)));
@@ -264,26 +339,34 @@ pub(super) fn poll_send(
                     let result = result.map(|()| true).map_err(tokio_tungstenite::tungstenite::Error::Io);
                     return Poll::Ready(SendEvent::Sent(result));
                 }
-                Some(Poll::Pending) => break,
+                Some(Poll::Pending) => return Poll::Pending,
                 None => {}
             }
-            match socket.poll_flush_unpin(cx) {
-                Poll::Ready(result) => return Poll::Ready(SendEvent::Sent(result.map(|()| true))),
-                Poll::Pending => break,
-            }
+            return socket
+                .poll_flush_unpin(cx)
+                .map(|result| SendEvent::Sent(result.map(|()| true)));
         };
         match socket.poll_ready_unpin(cx) {
             Poll::Ready(Ok(())) => {
-                if let Err(error) = socket.start_send_unpin(frame) {
+                // A whole message flushed at once goes straight to the socket when nothing is
+                // held before it.
+                let through = flush && matches!(outgoing, Outgoing::Whole(_));
+                if through {
+                    socket.write_through(true);
+                }
+                let started = socket.start_send_unpin(frame);
+                if through {
+                    socket.write_through(false);
+                }
+                if let Err(error) = started {
                     return Poll::Ready(SendEvent::Sent(Err(error)));
                 }
             }
             Poll::Ready(Err(error)) => return Poll::Ready(SendEvent::Sent(Err(error))),
             Poll::Pending => {
-                *unsent = Some(frame);
-                break;
+                progress.unsent = Some(frame);
+                return Poll::Pending;
             }
         }
     }
-    socket.poll_next_unpin(cx).map(SendEvent::Arrived)
 }

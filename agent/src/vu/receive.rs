@@ -62,9 +62,19 @@ impl Vu {
         let now = if arrived.fresh { arrived.at } else { clock::now() };
         let recorder = self.env.recorder.clone();
         {
+            // A mutation or http step's request, on whatever connection (or none) it went.
+            let requested = receive
+                .latency_of
+                .and_then(|wanted| self.request_times.iter().find(|(id, _)| *id == wanted))
+                .map(|(_, at)| *at);
             let conn = self.conn_mut(receive.conn, step.id)?;
             let started = match receive.latency_of {
-                Some(send) => conn.send_times.iter().find(|(id, _)| *id == send).map(|(_, at)| *at),
+                Some(send) => conn
+                    .send_times
+                    .iter()
+                    .find(|(id, _)| *id == send)
+                    .map(|(_, at)| *at)
+                    .or(requested),
                 None => conn.unanswered_send,
             };
             conn.unanswered_send = None;

@@ -67,6 +67,7 @@ fn print_future_sizes() {
         pause: control.pause.clone(),
         graceful: control.graceful.clone(),
         paused_for: Duration::ZERO,
+        request_times: Vec::new(),
     };
     let steps = &env.scenario.parts[0].steps;
     let play = vu.play(steps, 0);

@@ -52,6 +52,9 @@ pub(super) struct Vu {
     pub(super) graceful: CancellationToken,
     /// How long the VU waited on pauses since its pacing last took them into account.
     pub(super) paused_for: Duration,
+    /// When each `mutation` and `http` step last sent its request (less the pacing lag), for a
+    /// receive's `latency_of` on any connection; few such steps, so a list.
+    pub(super) request_times: Vec<(StepId, Instant)>,
 }
 
 pub(super) type StepFuture<'a> = Pin<Box<dyn Future<Output = StepResult> + 'a>>;
@@ -78,6 +81,15 @@ impl ScopeParts<'_> {
 }
 
 impl Vu {
+    /// Remembers when the request of `step` (a `mutation` or `http` step) left, for receives
+    /// that time their message from it (`latency_of`).
+    pub(super) fn note_request(&mut self, step: StepId, sent: Instant) {
+        match self.request_times.iter_mut().find(|(id, _)| *id == step) {
+            Some(entry) => entry.1 = sent,
+            None => self.request_times.push((step, sent)),
+        }
+    }
+
     pub(super) fn spec(&self) -> &wsfleet_scenario::Part {
         &self.env.scenario.parts[self.part]
     }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::error::{closest, Problems};
+use crate::protocol::graphql::OperationKind;
 use crate::raw::{RawClose, RawPing, RawStep};
 use crate::steps::{ConnId, Flush, Step, StepId};
 
@@ -47,6 +48,8 @@ pub(super) struct StepBuilder<'f> {
     /// The MQTT version of each connection that speaks MQTT, by connection name, as its connect
     /// step says (steps check MQTT 5.0's fields against it).
     pub(super) mqtt_versions: BTreeMap<String, crate::protocol::mqtt::Version>,
+    /// The part's `subscribe` steps so far: name, id, connection (`complete` names them).
+    pub(super) graphql_subscriptions: Vec<(String, StepId, ConnId)>,
 }
 
 /// The step being built: its kind (`send`) and its field (`steps[2].send`).
@@ -105,6 +108,16 @@ impl StepBuilder<'_> {
                 connected,
                 problems,
             ),
+            RawStep::GraphqlSubscribe(operation) => {
+                self.operation_step(operation, OperationKind::Subscription, at, connected, problems)
+            }
+            RawStep::GraphqlQuery(operation) => {
+                self.operation_step(operation, OperationKind::Query, at, connected, problems)
+            }
+            RawStep::GraphqlMutation(operation) => {
+                self.operation_step(operation, OperationKind::Mutation, at, connected, problems)
+            }
+            RawStep::GraphqlComplete(complete) => self.complete_step(complete, at, connected, problems),
             RawStep::StompSubscribe(_)
             | RawStep::StompUnsubscribe(_)
             | RawStep::StompSend(_)

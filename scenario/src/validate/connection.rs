@@ -176,6 +176,39 @@ impl StepBuilder<'_> {
         if matches!(protocol, Some(crate::protocol::Protocol::Mqtt(_))) && subprotocols.is_empty() {
             subprotocols.push(Template::literal(crate::protocol::mqtt::SUBPROTOCOL));
         }
+        let mut keep_headers = connect
+            .expect
+            .as_ref()
+            .is_some_and(|expect| expect.subprotocol.is_some() || !expect.headers.is_empty())
+            || !extract.is_empty();
+        if let Some(crate::protocol::Protocol::GraphQl(options)) = &protocol {
+            // The GraphQL protocol is negotiated by subprotocol: offered alone, and the server
+            // must agree to it.
+            if !connect.subprotocols.is_empty() {
+                problems.add(
+                    &format!("{field}.subprotocols"),
+                    "a GraphQL connection offers its `graphql.subprotocol` alone",
+                    Some(format!(
+                        "drop `subprotocols`; `graphql.subprotocol` is `{}`",
+                        options.subprotocol
+                    )),
+                );
+            }
+            if expect
+                .subprotocol
+                .as_deref()
+                .is_some_and(|wanted| wanted != options.subprotocol)
+            {
+                problems.add(
+                    &format!("{field}.expect.subprotocol"),
+                    format!("the connection speaks `{}`", options.subprotocol),
+                    Some("drop `expect.subprotocol`: the server must agree to `graphql.subprotocol`".into()),
+                );
+            }
+            subprotocols = vec![Template::literal(options.subprotocol)];
+            expect.subprotocol = Some(options.subprotocol.to_owned());
+            keep_headers = true;
+        }
         // STOMP over WebSocket names its versions as subprotocols (stomp.js offers them too).
         if connect.subprotocols.is_empty() && matches!(protocol, Some(crate::protocol::Protocol::Stomp(_))) {
             subprotocols = crate::protocol::stomp::SUBPROTOCOLS
@@ -192,11 +225,7 @@ impl StepBuilder<'_> {
             tls,
             proxy,
             expect,
-            keep_headers: connect
-                .expect
-                .as_ref()
-                .is_some_and(|expect| expect.subprotocol.is_some() || !expect.headers.is_empty())
-                || !extract.is_empty(),
+            keep_headers,
             extract,
             keep_open: connect.keep_open,
             compression,

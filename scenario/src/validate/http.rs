@@ -25,6 +25,8 @@ impl StepBuilder<'_> {
     pub(super) fn http_step(&mut self, http: &RawHttp, at: At<'_>, problems: &mut Problems<'_>) -> Step {
         let field = at.field;
         let (id, name) = self.name(http.name.as_ref(), at.kind, field, problems);
+        // A later receive may time what the request caused (`latency_of`).
+        self.send_names.push((name.clone(), id));
         let method = method(http.method.as_deref(), &format!("{field}.method"), problems);
         let url = compile_template(&http.url, &format!("{field}.url"), &self.known, problems)
             .unwrap_or_else(|| Template::literal(""));

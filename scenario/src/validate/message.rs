@@ -165,10 +165,10 @@ impl StepBuilder<'_> {
             if found.is_none() {
                 let hint = closest(wanted, self.send_names.iter().map(|(name, _)| name.as_str()))
                     .map(|close| format!("did you mean `{close}`?"))
-                    .or_else(|| Some("name a `send` step that comes before this receive".into()));
+                    .or_else(|| Some("name a `send`, `mutation` or `http` step that comes before this receive".into()));
                 problems.add(
                     &format!("{field}.latency_of"),
-                    format!("no send step named `{wanted}` comes before this receive"),
+                    format!("no send, mutation or http step named `{wanted}` comes before this receive"),
                     hint,
                 );
             }

@@ -1,6 +1,7 @@
 //! Protocol steps and options: `connect: { protocol: socketio, socketio: {...} }`, the `emit`
 //! step, event conditions (`match: { event, namespace }`) and the metric sets of events.
 
+mod graphql;
 mod mqtt;
 mod stomp;
 
@@ -41,6 +42,13 @@ impl StepBuilder<'_> {
                         Some("add `protocol: mqtt`".into()),
                     );
                 }
+                if connect.graphql.is_some() {
+                    problems.add(
+                        &format!("{field}.graphql"),
+                        "GraphQL options without `protocol: graphql`",
+                        Some("add `protocol: graphql`".into()),
+                    );
+                }
                 if connect.stomp.is_some() {
                     problems.add(
                         &format!("{field}.stomp"),
@@ -51,6 +59,15 @@ impl StepBuilder<'_> {
                 None
             }
             Some("mqtt") => Some(self.mqtt_options(connect, field, problems)),
+            Some("graphql") => {
+                let default = crate::protocol::graphql::RawGraphQl::default();
+                let raw = connect.graphql.as_deref().unwrap_or(&default);
+                Some(Protocol::GraphQl(self.graphql_options(
+                    raw,
+                    &format!("{field}.graphql"),
+                    problems,
+                )))
+            }
             Some("stomp") => {
                 if connect.socketio.is_some() {
                     problems.add(
@@ -165,7 +182,7 @@ impl StepBuilder<'_> {
     }
 
     /// A JSON value with templates in its strings; attachments are added to `attachments`.
-    fn json_template(
+    pub(super) fn json_template(
         &self,
         value: &serde_json::Value,
         field: &str,

@@ -42,6 +42,9 @@ pub(super) fn defined_variables(parts: &[PartView<'_>]) -> BTreeSet<String> {
                     names.extend(ack.extract.keys().cloned());
                 }
             }
+            RawStep::GraphqlQuery(operation) | RawStep::GraphqlMutation(operation) => {
+                names.extend(operation.extract.keys().cloned())
+            }
             _ => {}
         });
         for rule in part.on_message {
