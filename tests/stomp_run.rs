@@ -136,6 +136,11 @@ thresholds:
     assert_eq!(step_counter(&summary, subscribed, "acks_received"), SUBSCRIBERS);
     assert_eq!(step_latency_count(&summary, subscribed, "ack_latency"), SUBSCRIBERS);
     assert_eq!(counter(&summary, "protocol_connects"), SUBSCRIBERS + PUBLISHERS);
+    assert_eq!(
+        summary["totals"]["counters"]["acks_missing"].as_u64().unwrap_or(0),
+        0,
+        "{summary:#}"
+    );
     // The broker's own counts: every SEND went into amq.topic once and out once per subscriber,
     // and every copy was delivered.
     let exchange = broker_stats(broker, "/api/exchanges/%2F/amq.topic", |stats| {

@@ -94,6 +94,9 @@ pub enum Counter {
     /// Acknowledgements sent to the server's events that asked for one (`on_message: { ack }`),
     /// in the metric set of the event's name.
     AcksSent,
+    /// Acknowledgements asked for (STOMP RECEIPTs, Socket.IO acks) that had not come when their
+    /// connection ended, in the set the acknowledgement would have counted in.
+    AcksMissing,
     /// Heartbeats the server sent (Engine.IO pings), answered by the protocol layer.
     HeartbeatsReceived,
     /// Heartbeat answers the protocol layer sent (Engine.IO pongs).
@@ -116,7 +119,7 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub const ALL: [Counter; 48] = [
+    pub const ALL: [Counter; 49] = [
         Counter::ConnectionsOpened,
         Counter::ConnectionsFailed,
         Counter::ConnectionsClosed,
@@ -157,6 +160,7 @@ impl Counter {
         Counter::EventsReceived,
         Counter::AcksReceived,
         Counter::AcksSent,
+        Counter::AcksMissing,
         Counter::HeartbeatsReceived,
         Counter::HeartbeatsSent,
         Counter::ProtocolConnects,
@@ -212,6 +216,7 @@ impl Counter {
             Counter::EventsReceived => "events_received",
             Counter::AcksReceived => "acks_received",
             Counter::AcksSent => "acks_sent",
+            Counter::AcksMissing => "acks_missing",
             Counter::HeartbeatsReceived => "heartbeats_received",
             Counter::HeartbeatsSent => "heartbeats_sent",
             Counter::ProtocolConnects => "protocol_connects",

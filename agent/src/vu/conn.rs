@@ -206,6 +206,9 @@ impl Drop for Conn {
             arrived.count(&mut recorder, now, SetId::Connection);
             recorder.add(now, SetId::Connection, Counter::MessagesUnread, 1);
         }
+        if let Some(speaking) = &mut self.protocol {
+            speaking.ended(&mut recorder, now);
+        }
         recorder.gauge_add(now, ACTIVE_CONNECTIONS, -1);
         recorder.add(now, SetId::Connection, Counter::ConnectionsClosed, 1);
     }

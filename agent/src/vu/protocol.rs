@@ -140,6 +140,28 @@ impl Speaking {
 }
 
 impl Speaking {
+    /// The connection ended: acknowledgements asked for and never come count as
+    /// `acks_missing` in their sets; items decoded and never handed on count their messages in
+    /// the connection set (an event's as unread).
+    pub(super) fn ended(&mut self, recorder: &mut wsfleet_metrics::Recorder, now: Instant) {
+        for waiting in self.acks.waiting.drain(..) {
+            recorder.add(now, SetId::Step(waiting.ack_set), Counter::AcksMissing, 1);
+        }
+        for pending in self.backlog.drain(..) {
+            if let Some(message) = &pending.message {
+                count_message(recorder, now, SetId::Connection, message, pending.compressed);
+            }
+            if matches!(pending.decoded, Decoded::Event(_)) {
+                recorder.add(now, SetId::Connection, Counter::MessagesUnread, 1);
+            }
+        }
+    }
+
+    /// Stops tracking the acknowledgement `id` (the server answered otherwise).
+    pub(super) fn forget_ack(&mut self, id: u64) {
+        self.acks.waiting.retain(|waiting| waiting.id != id);
+    }
+
     /// Whether the acknowledgement `id` came for a step that waits for it.
     pub(super) fn acks_arrived(&self, id: u64) -> bool {
         self.acks.arrived.iter().any(|(got, _, _)| *got == id)

@@ -218,9 +218,13 @@ impl Vu {
             };
             match next {
                 Some(Ok(Message::Close(frame))) => {
-                    // The server closed first: answer it and let the connection go.
+                    // The server closed first (RabbitMQ answers DISCONNECT so, without a
+                    // RECEIPT): the close answers the DISCONNECT. Answer it and let it go.
                     let code = frame.as_ref().map_or(1005, |frame| u16::from(frame.code));
                     if let Some(mut conn) = self.conns.get_mut(conn_id).and_then(Option::take) {
+                        if let (Some(id), Some(speaking)) = (receipt, conn.protocol.as_mut()) {
+                            speaking.forget_ack(id);
+                        }
                         conn.recorder
                             .borrow_mut()
                             .add_labeled(clock::now(), set, close_code_counter(code), 1);
@@ -229,7 +233,11 @@ impl Vu {
                     return Ok(());
                 }
                 None | Some(Err(_)) => {
-                    self.conns[conn_id] = None;
+                    if let Some(mut conn) = self.conns.get_mut(conn_id).and_then(Option::take) {
+                        if let (Some(id), Some(speaking)) = (receipt, conn.protocol.as_mut()) {
+                            speaking.forget_ack(id);
+                        }
+                    }
                     return Ok(());
                 }
                 Some(Ok(message)) => {

@@ -185,3 +185,36 @@ on_error:
     assert_eq!(metrics.step("wait", "receive_timeouts"), 0, "{dump}");
     assert_eq!(metrics.conn("iterations_skipped"), 2, "{dump}");
 }
+
+/// Receipts a step does not wait for are measured when they come while the VU does something
+/// else; one that never comes is `acks_missing` when the connection ends. A `close` says
+/// DISCONNECT first.
+#[tokio::test(start_paused = true)]
+async fn receipts_not_waited_for_are_timed_later_or_counted_missing() {
+    let yaml = "load: { vus: 1, iterations: 1 }
+steps:
+  - connect: { url: 'ws://target.test/ws', protocol: stomp, stomp: { heartbeat: off } }
+  - stomp_send: { destination: /queue/a, text: x, receipt: { wait: false } }
+  - stomp_send: { destination: /queue/a, text: y, receipt: { wait: false } }
+  - think: 1s
+  - close: {}
+";
+    let metrics = play(yaml, |mut target| async move {
+        let mut socket = connected(&mut target, "0,0").await;
+        assert!(next_text(&mut socket).await.contains("receipt:r-0"));
+        assert!(next_text(&mut socket).await.contains("receipt:r-1"));
+        sleep(Duration::from_millis(200)).await;
+        send(&mut socket, "RECEIPT\nreceipt-id:r-1\n\n\0").await;
+        assert_eq!(next_text(&mut socket).await, "DISCONNECT\n\n\0");
+        drain(socket).await;
+    })
+    .await;
+    let dump = metrics.dump();
+    let set = "destination:/queue/a";
+    assert_eq!(metrics.step(set, "events_sent"), 2, "{dump}");
+    assert_eq!(metrics.step(set, "acks_received"), 1, "{dump}");
+    let latencies = metrics.samples(set, "ack_latency");
+    assert!(latencies.len() == 1 && within(latencies[0], 200_000), "{latencies:?}");
+    assert_eq!(metrics.step(set, "acks_missing"), 1, "{dump}");
+    assert_eq!(metrics.conn("iterations"), 1, "{dump}");
+}
