@@ -336,6 +336,11 @@ impl Vu {
                         let recent = self.recent.take();
                         self.receive_step(step, receive, index, recent).await
                     }
+                    // A script step between them does not await: no future at all.
+                    Action::Script(script) => {
+                        self.recent = None;
+                        self.script_step(step, script, index)
+                    }
                     _ => self.step(step, index).await,
                 };
                 if result.is_err() {
