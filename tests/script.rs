@@ -94,3 +94,33 @@ fn validate_locates_a_scripts_error_in_the_file() {
         "{stderr}"
     );
 }
+
+/// `target` is rendered once per run: a `${...}` script there that fails stops the run before
+/// anything is played, and the outcome names `target` and the script's error.
+#[test]
+fn a_failing_script_in_target_fails_the_run_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("target.yaml");
+    std::fs::write(
+        &scenario,
+        "target: 'ws://127.0.0.1:1/${hex_decode(\"zz\")}'\nload: { vus: 1, iterations: 1 }\nsteps:\n  - connect: { url: '${target}' }\n",
+    )
+    .unwrap();
+    let out = dir.path().join("summary.json");
+    let mut command = wsfleet();
+    command
+        .arg("run")
+        .arg(&scenario)
+        .args(["--agents", "1", "--quiet", "--out"])
+        .arg(format!("json={}", out.display()));
+    let output = run_bounded(command, Duration::from_secs(60));
+    assert_ne!(output.status.code(), Some(0));
+    let summary = read_json(&out);
+    let outcome = summary["outcome"].to_string();
+    assert!(
+        outcome.contains("the scenario's `target` cannot be rendered") && outcome.contains("hex"),
+        "{summary:#}\nstderr:\n{}",
+        text(&output.stderr)
+    );
+    assert_eq!(counter(&summary, "connections_opened"), 0, "{summary:#}");
+}

@@ -82,6 +82,9 @@ pub enum PlayError {
     HashMismatch { got: String, expected: String },
     #[error("scenario does not compile on the agent: {0}")]
     Compile(ScenarioError),
+    /// The scenario's `target` holds a `${...}` script that failed when it was rendered.
+    #[error("the scenario's `target` cannot be rendered: {0} (correct the expression in `target`)")]
+    Target(wsfleet_scenario::script::ScriptError),
     #[error("cannot set up TLS: {0}")]
     Tls(rustls::Error),
     /// A connect step's own TLS settings (the message names the step).
@@ -274,7 +277,8 @@ fn prepare(assignment: &Assignment, agent_id: &str) -> Result<Prepared, PlayErro
             named: if named.is_empty() { &empty } else { &named },
             local: None,
         };
-        let rendered = target.render(&scope).into_owned();
+        // Rendered once per run: a `${...}` script here that fails leaves no URL to play.
+        let rendered = target.try_render(&scope).map_err(PlayError::Target)?.into_owned();
         named.insert("target".to_owned(), rendered);
     }
     let tls = run_tls_config(named.get(wsfleet_scenario::TESTSERVER_CA_VARIABLE).map(String::as_str))

@@ -4,6 +4,7 @@
 
 use regex::Regex;
 
+use crate::script::ScriptError;
 use crate::template::{Scope, Template};
 
 /// The frame type of a data message.
@@ -21,6 +22,13 @@ pub struct Incoming<'a> {
     pub kind: FrameKind,
     /// What a protocol event says of itself; `None` for a plain message.
     pub event: Option<EventTags<'a>>,
+}
+
+/// Whether an event's key is the one wanted: the same, or, for a wanted key with MQTT wildcards
+/// (`sensors/+/temperature`, `sensors/#`), a topic the filter matches.
+fn event_matches(wanted: &str, key: &str) -> bool {
+    use crate::protocol::mqtt::topic;
+    wanted == key || (topic::has_wildcards(wanted) && topic::matches(wanted, key))
 }
 
 /// A protocol event's name, namespace and headers, as matchers see them.
@@ -69,39 +77,47 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    /// Whether a message is like this.
-    pub fn matches(&self, message: Incoming<'_>, scope: &Scope<'_>) -> bool {
+    /// Whether a message is like this. A `${...}` script expression in `equals`, `contains` or
+    /// a header's value that fails is an error (agents count it as the `script` error kind),
+    /// not a mismatch.
+    pub fn matches(&self, message: Incoming<'_>, scope: &Scope<'_>) -> Result<bool, ScriptError> {
         if self.event.is_some() || self.namespace.is_some() || !self.headers.is_empty() {
             let Some(tags) = message.event else {
-                return false;
+                return Ok(false);
             };
-            if self.event.as_deref().is_some_and(|wanted| wanted != tags.name)
+            if self
+                .event
+                .as_deref()
+                .is_some_and(|wanted| !event_matches(wanted, tags.name))
                 || self.namespace.as_deref().is_some_and(|wanted| wanted != tags.namespace)
             {
-                return false;
+                return Ok(false);
             }
             for (name, wanted) in &self.headers {
                 let found = tags.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value);
-                if found.is_none_or(|value| *value != wanted.render(scope)) {
-                    return false;
+                let Some(found) = found else {
+                    return Ok(false);
+                };
+                if *found != wanted.try_render(scope)? {
+                    return Ok(false);
                 }
             }
         }
         if self.kind.is_some_and(|kind| kind != message.kind) {
-            return false;
+            return Ok(false);
         }
         if let Some(prefix) = &self.prefix {
             if !message.bytes.starts_with(prefix) {
-                return false;
+                return Ok(false);
             }
         }
         if self.json.is_none() && self.equals.is_none() && self.contains.is_none() && self.regex.is_none() {
-            return true;
+            return Ok(true);
         }
         match &self.json {
             Some(pointer) => match json_value(message.bytes, pointer) {
                 Some(value) => self.value_matches(&value, scope),
-                None => false,
+                None => Ok(false),
             },
             None => match message.text() {
                 Some(text) => self.value_matches(text, scope),
@@ -110,32 +126,33 @@ impl Matcher {
         }
     }
 
-    /// Whether a value (e.g. a rendered `check` value) meets the conditions.
-    pub fn value_matches(&self, value: &str, scope: &Scope<'_>) -> bool {
+    /// Whether a value (e.g. a rendered `check` value) meets the conditions; a failing script
+    /// expression in `equals` or `contains` is an error.
+    pub fn value_matches(&self, value: &str, scope: &Scope<'_>) -> Result<bool, ScriptError> {
         if let Some(equals) = &self.equals {
-            if value != equals.render(scope) {
-                return false;
+            if value != equals.try_render(scope)? {
+                return Ok(false);
             }
         }
         if let Some(contains) = &self.contains {
-            if !value.contains(contains.render(scope).as_ref()) {
-                return false;
+            if !value.contains(contains.try_render(scope)?.as_ref()) {
+                return Ok(false);
             }
         }
         if let Some(regex) = &self.regex {
             if !regex.is_match(value) {
-                return false;
+                return Ok(false);
             }
         }
-        true
+        Ok(true)
     }
 
     /// Checks `value` as JSON when a pointer is given, as text otherwise.
-    pub fn check(&self, value: &str, scope: &Scope<'_>) -> bool {
+    pub fn check(&self, value: &str, scope: &Scope<'_>) -> Result<bool, ScriptError> {
         match &self.json {
             Some(pointer) => match json_value(value.as_bytes(), pointer) {
                 Some(found) => self.value_matches(&found, scope),
-                None => false,
+                None => Ok(false),
             },
             None => self.value_matches(value, scope),
         }
@@ -143,23 +160,23 @@ impl Matcher {
 
     /// Text conditions on a message that is not UTF-8: `equals`/`contains` compare bytes, a
     /// regex cannot match.
-    fn bytes_match(&self, bytes: &[u8], scope: &Scope<'_>) -> bool {
+    fn bytes_match(&self, bytes: &[u8], scope: &Scope<'_>) -> Result<bool, ScriptError> {
         if self.regex.is_some() {
-            return false;
+            return Ok(false);
         }
         if let Some(equals) = &self.equals {
-            if bytes != equals.render(scope).as_bytes() {
-                return false;
+            if bytes != equals.try_render(scope)?.as_bytes() {
+                return Ok(false);
             }
         }
         if let Some(contains) = &self.contains {
-            let needle = contains.render(scope);
+            let needle = contains.try_render(scope)?;
             let needle = needle.as_bytes();
             if !needle.is_empty() && !bytes.windows(needle.len()).any(|window| window == needle) {
-                return false;
+                return Ok(false);
             }
         }
-        true
+        Ok(true)
     }
 }
 
@@ -278,11 +295,11 @@ mod tests {
             equals: Some(Template::compile("${iteration}", &|_| false).unwrap()),
             ..Matcher::default()
         };
-        assert!(matcher.matches(text(r#"{"id":5}"#), &scope(&named)));
-        assert!(matcher.matches(text(r#"{"id":"5"}"#), &scope(&named)));
-        assert!(!matcher.matches(text(r#"{"id":6}"#), &scope(&named)));
-        assert!(!matcher.matches(text(r#"{"other":5}"#), &scope(&named)));
-        assert!(!matcher.matches(text("not json"), &scope(&named)));
+        assert_eq!(matcher.matches(text(r#"{"id":5}"#), &scope(&named)), Ok(true));
+        assert_eq!(matcher.matches(text(r#"{"id":"5"}"#), &scope(&named)), Ok(true));
+        assert_eq!(matcher.matches(text(r#"{"id":6}"#), &scope(&named)), Ok(false));
+        assert_eq!(matcher.matches(text(r#"{"other":5}"#), &scope(&named)), Ok(false));
+        assert_eq!(matcher.matches(text("not json"), &scope(&named)), Ok(false));
     }
 
     #[test]
@@ -292,22 +309,22 @@ mod tests {
             contains: Some(Template::literal("ping")),
             ..Matcher::default()
         };
-        assert!(contains.matches(text(r#"{"type":"ping"}"#), &scope(&named)));
-        assert!(!contains.matches(text("pong"), &scope(&named)));
+        assert_eq!(contains.matches(text(r#"{"type":"ping"}"#), &scope(&named)), Ok(true));
+        assert_eq!(contains.matches(text("pong"), &scope(&named)), Ok(false));
         let prefix = Matcher {
             prefix: Some(vec![0x01, 0xff]),
             kind: Some(FrameKind::Binary),
             ..Matcher::default()
         };
         let binary = Incoming::message(&[0x01, 0xff, 0x00], FrameKind::Binary);
-        assert!(prefix.matches(binary, &scope(&named)));
-        assert!(!prefix.matches(text("\u{1}x"), &scope(&named)));
+        assert_eq!(prefix.matches(binary, &scope(&named)), Ok(true));
+        assert_eq!(prefix.matches(text("\u{1}x"), &scope(&named)), Ok(false));
         let regex = Matcher {
             regex: Some(Regex::new(r"^seq=\d+$").unwrap()),
             ..Matcher::default()
         };
-        assert!(regex.matches(text("seq=42"), &scope(&named)));
-        assert!(!regex.matches(text("seq=x"), &scope(&named)));
+        assert_eq!(regex.matches(text("seq=42"), &scope(&named)), Ok(true));
+        assert_eq!(regex.matches(text("seq=x"), &scope(&named)), Ok(false));
     }
 
     #[test]
@@ -346,5 +363,34 @@ mod tests {
         };
         assert_eq!(header.extract(with_headers).as_deref(), Some("s-1"));
         assert_eq!(header.extract(Origin::default()).as_deref(), Some("none"));
+    }
+
+    /// A script expression in `equals` or `contains` that fails is an error, not an empty
+    /// value the message is compared with.
+    #[test]
+    fn failing_script_expression_is_an_error_not_a_mismatch() {
+        let named = HashMap::new();
+        let failing = || Template::compile_with_scripts(r#"${hex_decode("zz")}"#, &[]).unwrap();
+        let equals = Matcher {
+            equals: Some(failing()),
+            ..Matcher::default()
+        };
+        let error = equals.matches(text(""), &scope(&named)).unwrap_err();
+        assert!(error.message.contains("hex"), "{error}");
+        assert!(equals.check("", &scope(&named)).is_err());
+        let contains = Matcher {
+            contains: Some(failing()),
+            ..Matcher::default()
+        };
+        assert!(contains.matches(text("anything"), &scope(&named)).is_err());
+        let binary = Incoming::message(&[0xff, 0x00], FrameKind::Binary);
+        assert!(contains.matches(binary, &scope(&named)).is_err());
+        // A condition that already failed is not evaluated further.
+        let kind_first = Matcher {
+            kind: Some(FrameKind::Binary),
+            equals: Some(failing()),
+            ..Matcher::default()
+        };
+        assert_eq!(kind_first.matches(text("x"), &scope(&named)), Ok(false));
     }
 }

@@ -8,7 +8,10 @@
 //! (one AST per script per run, shared by every VU; the engine is `Send + Sync` with Rhai's
 //! `sync` feature). Compiling checks every variable a script reads against the values the
 //! scenario defines, so a misspelt name is a located error before anything runs. A VU keeps
-//! one [`ScriptScope`] and fills it, per call, with only the values that script reads.
+//! one [`ScriptScope`] and fills it, per call, with only the values that script reads; it
+//! also keeps Rhai's runtime state and function resolution cache, which a plain
+//! `Engine::eval_ast_with_scope` would make and drop at every call (a third of a small
+//! script's cost), and what a script sets is written over the VU's values in place.
 //!
 //! The engine is a sandbox: limits on operations, call depth, expression depth, string, array
 //! and map sizes and variables per call; no `eval`, no modules (`import`), `print` and `debug`
@@ -23,7 +26,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 
-use rhai::{ASTFlags, ASTNode, Dynamic, Engine, Expr, Stmt, AST};
+use rhai::{ASTFlags, ASTNode, Caches, Dynamic, Engine, Expr, GlobalRuntimeState, Stmt, AST};
 
 pub use functions::FUNCTIONS;
 
@@ -293,10 +296,90 @@ fn roots(names: &Names<'_>) -> BTreeMap<String, Read> {
     roots
 }
 
-/// The scope a VU runs its scripts in, kept between calls so its storage is reused. Made on
-/// the first call: a VU that runs no script holds only an empty cell.
+/// What a VU keeps between its script calls so that a call allocates and sets up as little
+/// as it can: the Rhai scope the values go into, Rhai's runtime state and its function
+/// resolution cache. Made on the first call: a VU that runs no script holds only an empty cell.
 #[derive(Default)]
-pub struct ScriptScope(RefCell<Option<Box<rhai::Scope<'static>>>>);
+pub struct ScriptScope(RefCell<Option<Box<Runtime>>>);
+
+/// One VU's (or, for templates, one thread's) Rhai state between calls. Every call starts from
+/// the same state as a fresh one would (an empty scope, no operations counted, no constants),
+/// so the sandbox's limits hold per call; only storage and the resolution of the engine's own
+/// functions are carried over.
+struct Runtime {
+    scope: rhai::Scope<'static>,
+    global: GlobalRuntimeState,
+    /// Function resolutions against the engine's functions, for scripts that define none of
+    /// their own (a script's own functions are resolved in a cache of that call's).
+    caches: Caches,
+    /// The script whose reads the scope begins with (see [`Script::fill`]).
+    filled: Option<Script>,
+}
+
+impl Runtime {
+    fn new() -> Runtime {
+        Runtime {
+            scope: rhai::Scope::new(),
+            global: ENGINE.new_global_runtime_state(),
+            caches: Caches::new(),
+            filled: None,
+        }
+    }
+}
+
+thread_local! {
+    /// The runtime `${...}` expressions are rendered in: templates are rendered where no VU's
+    /// scope is at hand, always on the thread of the VU that renders them.
+    static TEMPLATES: ScriptScope = ScriptScope::default();
+}
+
+/// What a statements script set, held in its VU's scope until stored.
+pub struct Sets<'a> {
+    names: &'a [String],
+    runtime: std::cell::RefMut<'a, Option<Box<Runtime>>>,
+}
+
+impl Sets<'_> {
+    /// The text of every value the script set, in the order of [`Script::sets`].
+    pub fn texts(&self) -> Vec<String> {
+        self.names
+            .iter()
+            .map(|name| {
+                let mut text = String::new();
+                if let Some(value) = self.value(name) {
+                    write_text(value, &mut text);
+                }
+                text
+            })
+            .collect()
+    }
+
+    /// Stores what the script set into the VU's values, writing over their text in place.
+    pub fn store(self, vars: &mut HashMap<String, String>) {
+        for name in self.names {
+            let value = self.value(name);
+            match vars.get_mut(name) {
+                Some(slot) => {
+                    slot.clear();
+                    if let Some(value) = value {
+                        write_text(value, slot);
+                    }
+                }
+                None => {
+                    let mut text = String::new();
+                    if let Some(value) = value {
+                        write_text(value, &mut text);
+                    }
+                    vars.insert(name.clone(), text);
+                }
+            }
+        }
+    }
+
+    fn value(&self, name: &str) -> Option<&Dynamic> {
+        self.runtime.as_ref().and_then(|runtime| runtime.scope.get(name))
+    }
+}
 
 impl Script {
     /// The script as written.
@@ -304,7 +387,7 @@ impl Script {
         &self.0.source
     }
 
-    /// The VU values this script sets, in the order of [`Script::run`]'s values.
+    /// The VU values this script sets, in the order of [`Sets::texts`].
     pub fn sets(&self) -> &[String] {
         &self.0.sets
     }
@@ -324,9 +407,7 @@ impl Script {
         message: Option<Incoming<'_>>,
     ) -> Result<Dynamic, ScriptError> {
         let mut cell = scope.0.borrow_mut();
-        let scope = cell.get_or_insert_with(Default::default);
-        self.fill(scope, values, message);
-        Ok(ENGINE.eval_ast_with_scope::<Dynamic>(scope, &self.0.ast)?)
+        self.call(&mut cell, values, message)
     }
 
     /// Evaluates a condition: it must be `true` or `false`.
@@ -345,79 +426,148 @@ impl Script {
         })
     }
 
-    /// Runs a statements script; returns the text of every value it sets, in the order of
-    /// [`Script::sets`] (store them with [`Script::store`]).
-    pub fn run(
-        &self,
-        scope: &ScriptScope,
+    /// Runs a statements script; what it set stays in `scope` until [`Sets::store`] stores it.
+    /// A value that has no text form (a blob) fails the script, and nothing is stored.
+    pub fn run<'s>(
+        &'s self,
+        scope: &'s ScriptScope,
         values: &Scope<'_>,
         message: Option<Incoming<'_>>,
-    ) -> Result<Vec<String>, ScriptError> {
-        // A statements script's value is its last statement's: what it sets is what counts.
-        let _ = self.eval(scope, values, message)?;
+    ) -> Result<Sets<'s>, ScriptError> {
         let mut cell = scope.0.borrow_mut();
-        let Some(scope) = cell.as_mut() else {
-            return Ok(Vec::new());
-        };
-        self.0
-            .sets
-            .iter()
-            .map(|name| match scope.get(name) {
-                Some(value) => text(value.clone()),
-                None => Ok(String::new()),
-            })
-            .collect()
-    }
-
-    /// Stores what [`Script::run`] returned into the VU's values.
-    pub fn store(&self, texts: Vec<String>, vars: &mut HashMap<String, String>) {
-        for (name, text) in self.0.sets.iter().zip(texts) {
-            match vars.get_mut(name) {
-                Some(slot) => *slot = text,
-                None => {
-                    vars.insert(name.clone(), text);
+        // A statements script's value is its last statement's: what it sets is what counts.
+        let _ = self.call(&mut cell, values, message)?;
+        if let Some(runtime) = cell.as_mut() {
+            for name in &self.0.sets {
+                // Maps and arrays become their JSON text here, where it may fail.
+                let structured = |value: &Dynamic| value.is_map() || value.is_array() || value.is_blob();
+                if !runtime.scope.get(name).is_some_and(structured) {
+                    continue;
+                }
+                if let Some(value) = runtime.scope.get_mut(name) {
+                    *value = Dynamic::from(text(std::mem::take(value))?);
                 }
             }
         }
+        Ok(Sets {
+            names: &self.0.sets,
+            runtime: cell,
+        })
     }
 
     /// Evaluates an expression into the text a template writes.
     pub fn render(&self, values: &Scope<'_>) -> Result<String, ScriptError> {
-        let mut scope = rhai::Scope::new();
-        self.fill(&mut scope, values, None);
-        text(ENGINE.eval_ast_with_scope::<Dynamic>(&mut scope, &self.0.ast)?)
+        TEMPLATES.with(|scope| match scope.0.try_borrow_mut() {
+            Ok(mut cell) => text(self.call(&mut cell, values, None)?),
+            // A template rendered while another renders (a script function would have to
+            // render one): a runtime of its own.
+            Err(_) => text(self.call(&mut None, values, None)?),
+        })
     }
 
-    /// Empties `scope` and puts in it what the script reads.
-    fn fill(&self, scope: &mut rhai::Scope<'static>, values: &Scope<'_>, message: Option<Incoming<'_>>) {
-        scope.clear();
-        for read in &self.0.reads {
-            match read {
-                Read::Vu => scope.push("vu", values.vu as i64),
-                Read::Iteration => scope.push("iteration", values.iteration as i64),
-                Read::VuIteration => scope.push("vu_iteration", values.vu_iteration as i64),
-                Read::Agent => scope.push("agent", values.agent.to_owned()),
-                Read::Message => match message {
+    /// One call in `cell`'s runtime (made on the first call, made again after a failure).
+    fn call(
+        &self,
+        cell: &mut Option<Box<Runtime>>,
+        values: &Scope<'_>,
+        message: Option<Incoming<'_>>,
+    ) -> Result<Dynamic, ScriptError> {
+        let runtime = cell.get_or_insert_with(|| Box::new(Runtime::new()));
+        self.fill(runtime, values, message);
+        // What `Engine::eval_ast_with_scope` does, with state kept from the previous call
+        // instead of made anew: the call counts its own operations, sees no constants of an
+        // earlier script, and resolves its own functions in a cache of its own.
+        let global = &mut runtime.global;
+        global.num_operations = Default::default();
+        global.constants = None;
+        let ast = &self.0.ast;
+        // `eval_statements_raw` is what `eval_ast_with_scope` runs once it made its state; it is
+        // deprecated in Rhai 1.12 without a replacement taking the caller's state.
+        #[allow(deprecated)]
+        let result = if ast.has_functions() {
+            let functions = global.lib.len();
+            global.lib.push(ast.shared_lib().clone());
+            let result = ENGINE.eval_statements_raw(global, &mut Caches::new(), &mut runtime.scope, ast.statements());
+            global.lib.truncate(functions);
+            result
+        } else {
+            ENGINE.eval_statements_raw(global, &mut runtime.caches, &mut runtime.scope, ast.statements())
+        };
+        match result {
+            Ok(value) => Ok(value),
+            Err(error) => {
+                // Whatever a failure left half done goes with it.
+                *cell = None;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Puts in the runtime's scope what the script reads, and nothing else. After a call of
+    /// the same script its names are in place already (a call only adds variables after them,
+    /// and a failed call drops the runtime): only their values are written over.
+    fn fill(&self, runtime: &mut Runtime, values: &Scope<'_>, message: Option<Incoming<'_>>) {
+        let reads = &self.0.reads;
+        let same = runtime
+            .filled
+            .as_ref()
+            .is_some_and(|last| Arc::ptr_eq(&last.0, &self.0));
+        if same && runtime.scope.len() >= reads.len() {
+            runtime.scope.rewind(reads.len());
+            let mut complete = true;
+            for read in reads {
+                let (name, value) = read.value(values, message);
+                match runtime.scope.get_mut(name) {
+                    Some(slot) => *slot = value,
+                    None => complete = false,
+                }
+            }
+            if complete {
+                return;
+            }
+        }
+        runtime.scope.clear();
+        for read in reads {
+            let (name, value) = read.value(values, message);
+            runtime.scope.push_dynamic(name, value);
+        }
+        // Held, not only compared by address: a script dropped after a run cannot be mistaken
+        // for a new one at the same address.
+        runtime.filled = Some(self.clone());
+    }
+}
+
+impl Read {
+    /// The name a script reads this value by, and the value.
+    fn value<'r>(&'r self, values: &Scope<'_>, message: Option<Incoming<'_>>) -> (&'r str, Dynamic) {
+        match self {
+            Read::Vu => ("vu", Dynamic::from(values.vu as i64)),
+            Read::Iteration => ("iteration", Dynamic::from(values.iteration as i64)),
+            Read::VuIteration => ("vu_iteration", Dynamic::from(values.vu_iteration as i64)),
+            Read::Agent => ("agent", Dynamic::from(values.agent.to_owned())),
+            Read::Message => (
+                MESSAGE_VARIABLE,
+                match message {
                     Some(Incoming {
                         bytes,
                         kind: FrameKind::Text,
                         ..
-                    }) => scope.push(MESSAGE_VARIABLE, String::from_utf8_lossy(bytes).into_owned()),
-                    Some(Incoming { bytes, .. }) => scope.push(MESSAGE_VARIABLE, bytes.to_vec()),
-                    None => scope.push(MESSAGE_VARIABLE, String::new()),
+                    }) => Dynamic::from(String::from_utf8_lossy(bytes).into_owned()),
+                    Some(Incoming { bytes, .. }) => Dynamic::from_blob(bytes.to_vec()),
+                    None => Dynamic::from(String::new()),
                 },
-                Read::Value(name) => scope.push(name.as_str(), values.lookup(name).unwrap_or("").to_owned()),
-                Read::Map(root, keys) => {
-                    let map: rhai::Map = keys
-                        .iter()
-                        .map(|(key, full)| {
-                            let value = values.lookup(full).unwrap_or("");
-                            (key.as_str().into(), Dynamic::from(value.to_owned()))
-                        })
-                        .collect();
-                    scope.push(root.as_str(), map)
-                }
-            };
+            ),
+            Read::Value(name) => (name, Dynamic::from(values.lookup(name).unwrap_or("").to_owned())),
+            Read::Map(root, keys) => {
+                let map: rhai::Map = keys
+                    .iter()
+                    .map(|(key, full)| {
+                        let value = values.lookup(full).unwrap_or("");
+                        (key.as_str().into(), Dynamic::from(value.to_owned()))
+                    })
+                    .collect();
+                (root, Dynamic::from_map(map))
+            }
         }
     }
 }
@@ -441,6 +591,22 @@ pub fn text(value: Dynamic) -> Result<String, ScriptError> {
         return serde_json::to_string(&value).map_err(|error| ScriptError::new(error.to_string()));
     }
     Ok(value.to_string())
+}
+
+/// Writes the text of a value [`Script::run`] kept after `out`'s text: integers, booleans and
+/// strings without going through `Display` or a new string.
+fn write_text(value: &Dynamic, out: &mut String) {
+    if let Ok(number) = value.as_int() {
+        out.push_str(itoa::Buffer::new().format(number));
+    } else if let Ok(flag) = value.as_bool() {
+        out.push_str(if flag { "true" } else { "false" });
+    } else if let Ok(string) = value.as_immutable_string_ref() {
+        out.push_str(&string);
+    } else if let Ok(text) = text(value.clone()) {
+        // Floats, characters and the rest as `Display` writes them; maps and arrays as JSON
+        // (already text, unless a `const` of the same name hid them from `Script::run`).
+        out.push_str(&text);
+    }
 }
 
 #[cfg(test)]

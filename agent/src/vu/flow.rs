@@ -44,7 +44,11 @@ impl Vu {
             .value
             .try_render(&scope)
             .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
-        if check.condition.check(&value, &scope) {
+        let held = check
+            .condition
+            .check(&value, &scope)
+            .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
+        if held {
             return Ok(());
         }
         match check.on_fail {

@@ -116,7 +116,10 @@ impl Vu {
         }
         let incoming = Incoming::message(&answer.body, FrameKind::Text);
         if let Some(matcher) = &wait.matcher {
-            if !matcher.matches(incoming, &self.parts().scope(iteration)) {
+            let matched = matcher
+                .matches(incoming, &self.parts().scope(iteration))
+                .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
+            if !matched {
                 return Err(Failure::new(step.id, ErrorKind::Expectation).into());
             }
         }

@@ -183,7 +183,7 @@ fn render(
         HttpBody::Text(template) => Bytes::from(template.try_render(scope).map_err(script)?.into_owned()),
         HttpBody::Json(json) => {
             let mut text = String::new();
-            json.render_into(scope, &mut text);
+            json.render_into(scope, &mut text).map_err(script)?;
             Bytes::from(text)
         }
         HttpBody::Bytes(bytes) => Bytes::from(bytes.clone()),

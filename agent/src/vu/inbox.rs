@@ -16,6 +16,7 @@ use super::conn::QUEUED_MESSAGES_PER_CONNECTION;
 use super::flow::extract_into;
 use super::outcome::{ws_failure, Failure, StepResult, Stop};
 use super::protocol::Layered;
+use super::scripted::script_failure;
 use super::state::{StepFuture, Vu};
 use crate::clock;
 
@@ -41,38 +42,48 @@ fn event_tags(arrived: &Arrived) -> Option<EventTags<'_>> {
 pub(super) type Ingested = (Option<Arrived>, Option<Reply>);
 
 impl Vu {
+    /// Whether `arrived` is what a step waits for; a `${...}` script in the matcher that fails
+    /// fails `step` (`script`).
     pub(super) fn matches(
         &self,
         matcher: Option<&wsfleet_scenario::matcher::Matcher>,
         arrived: &Arrived,
+        step: StepId,
         iteration: u64,
-    ) -> bool {
-        let Some(matcher) = matcher else { return true };
+    ) -> Result<bool, Failure> {
+        let Some(matcher) = matcher else { return Ok(true) };
         let (bytes, kind) = arrived.incoming();
         let incoming = Incoming {
             bytes: &bytes,
             kind,
             event: event_tags(arrived),
         };
-        matcher.matches(incoming, &self.parts().scope(iteration))
+        matcher
+            .matches(incoming, &self.parts().scope(iteration))
+            .map_err(|error| script_failure(step, None, &error))
     }
 
     pub(super) fn take_queued(
         &mut self,
         conn_id: ConnId,
         matcher: Option<&wsfleet_scenario::matcher::Matcher>,
+        step: StepId,
         iteration: u64,
-    ) -> Option<Arrived> {
-        let position = {
-            let conn = self.conns.get(conn_id)?.as_ref()?;
-            if conn.pending.is_empty() {
-                return None;
-            }
-            conn.pending
-                .iter()
-                .position(|arrived| self.matches(matcher, arrived, iteration))?
+    ) -> Result<Option<Arrived>, Failure> {
+        let Some(conn) = self.conns.get(conn_id).and_then(Option::as_ref) else {
+            return Ok(None);
         };
-        self.conns[conn_id].as_mut()?.pending.remove(position)
+        if conn.pending.is_empty() {
+            return Ok(None);
+        }
+        let mut found = None;
+        for (position, arrived) in conn.pending.iter().enumerate() {
+            if self.matches(matcher, arrived, step, iteration)? {
+                found = Some(position);
+                break;
+            }
+        }
+        Ok(found.and_then(|position| self.conns[conn_id].as_mut()?.pending.remove(position)))
     }
 
     pub(super) fn queue(&mut self, conn_id: ConnId, mut arrived: Arrived) {
@@ -182,10 +193,17 @@ impl Vu {
         for rule in &env.scenario.parts[self.part].on_message {
             let parts = self.parts();
             let scope = parts.scope(iteration);
-            if !(rule.conn.is_none_or(|wanted| wanted == conn_id)
-                && rule.when.as_ref().is_none_or(|when| when.matches(incoming, &scope)))
-            {
+            if rule.conn.is_some_and(|wanted| wanted != conn_id) {
                 continue;
+            }
+            // A `${...}` script in `when` that fails fails the rule (`script`), as its `if` does.
+            if let Some(when) = &rule.when {
+                if !when
+                    .matches(incoming, &scope)
+                    .map_err(|error| script_failure(rule.id, None, &error))?
+                {
+                    continue;
+                }
             }
             // A script condition runs only on messages `when` let through.
             if let Some(condition) = &rule.condition {

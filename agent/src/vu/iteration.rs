@@ -260,6 +260,14 @@ impl Vu {
             // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
             Action::Http(http) => Box::pin(self.http_step(step, http, iteration)).await,
             Action::Emit(emit) => Box::pin(self.emit_step(step, emit, iteration)).await,
+            Action::MqttPublish(publish) => Box::pin(self.mqtt_publish_step(step, publish, iteration)).await,
+            Action::MqttSubscribe(subscribe) => Box::pin(self.mqtt_subscribe_step(step, subscribe, iteration)).await,
+            Action::MqttUnsubscribe(unsubscribe) => {
+                Box::pin(self.mqtt_unsubscribe_step(step, unsubscribe, iteration)).await
+            }
+            Action::MqttDisconnect(disconnect) => {
+                Box::pin(self.mqtt_disconnect_step(step, disconnect, iteration)).await
+            }
             Action::Operation(operation) => Box::pin(self.operation_step(step, operation, iteration)).await,
             Action::Complete(complete) => Box::pin(self.complete_step(step, complete, iteration)).await,
             Action::Stomp(stomp) => Box::pin(self.stomp_step(step, stomp, iteration)).await,
@@ -328,6 +336,11 @@ impl Vu {
                     Action::Receive(receive) => {
                         let recent = self.recent.take();
                         self.receive_step(step, receive, index, recent).await
+                    }
+                    // A script step between them does not await: no future at all.
+                    Action::Script(script) => {
+                        self.recent = None;
+                        self.script_step(step, script, index)
                     }
                     _ => self.step(step, index).await,
                 };

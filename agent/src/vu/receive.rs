@@ -124,14 +124,14 @@ impl Vu {
         step: StepId,
         iteration: u64,
     ) -> Result<Option<Arrived>, Stop> {
-        if let Some(arrived) = self.take_queued(conn_id, matcher, iteration) {
+        if let Some(arrived) = self.take_queued(conn_id, matcher, step, iteration)? {
             return Ok(Some(arrived));
         }
         loop {
             // What a protocol message carried beyond its first item comes before the socket.
             if self.has_backlog(conn_id) {
                 let ingested = self.ingest_backlog(conn_id, step, iteration)?;
-                if let Some(arrived) = self.take_ingested(conn_id, ingested, matcher, iteration).await? {
+                if let Some(arrived) = self.take_ingested(conn_id, ingested, matcher, step, iteration).await? {
                     return Ok(Some(arrived));
                 }
                 continue;
@@ -204,14 +204,17 @@ impl Vu {
                 self.send_reply(conn_id, reply, iteration).await?;
             }
             if let Some(arrived) = arrived {
-                if self.matches(matcher, &arrived, iteration) {
+                let matched = self.matches(matcher, &arrived, step, iteration);
+                if matches!(matched, Ok(true)) {
                     // Its arrival is the step's last clock reading (unless a reply went out since).
                     if !replied {
                         self.recent = Some(arrived.at);
                     }
                     return Ok(Some(arrived));
                 }
+                // Kept for a later receive, also when the matcher's script failed the step.
                 self.queue(conn_id, arrived);
+                matched?;
             }
         }
     }
@@ -224,6 +227,7 @@ impl Vu {
         conn_id: ConnId,
         ingested: super::inbox::Ingested,
         matcher: Option<&'a wsfleet_scenario::matcher::Matcher>,
+        step: StepId,
         iteration: u64,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Arrived>, Stop>> + 'a>> {
         Box::pin(async move {
@@ -233,14 +237,17 @@ impl Vu {
                 self.send_reply(conn_id, reply, iteration).await?;
             }
             if let Some(arrived) = arrived {
-                if self.matches(matcher, &arrived, iteration) {
+                let matched = self.matches(matcher, &arrived, step, iteration);
+                if matches!(matched, Ok(true)) {
                     // Its arrival is the step's last clock reading (unless a reply went out since).
                     if !replied {
                         self.recent = Some(arrived.at);
                     }
                     return Ok(Some(arrived));
                 }
+                // Kept for a later receive, also when the matcher's script failed the step.
                 self.queue(conn_id, arrived);
+                matched?;
             }
             Ok(None)
         })

@@ -206,3 +206,63 @@ on_message:
     assert_eq!(metrics.step("rest", "messages_received"), 1);
     assert_eq!(metrics.conn("iterations"), 1);
 }
+
+/// A `${...}` script that fails in a match's `equals` or `contains` or in a check fails that
+/// step with `errors.script` instead of comparing with empty text; the message it was tried
+/// on stays for the next receive.
+#[tokio::test(start_paused = true)]
+async fn failing_expressions_in_matchers_and_checks_fail_their_steps() {
+    let yaml = format!(
+        "variables: {{ raw: 'not json' }}
+{HEAD}  - receive: {{ name: bad_equals, timeout: 1s, match: {{ equals: '${{json_parse(raw)}}' }} }}
+  - check: {{ name: bad_check, value: x, equals: 'x${{json_parse(raw)}}' }}
+  - send: {{ name: go, text: go }}
+  - receive: {{ name: bad_contains, timeout: 1s, match: {{ contains: '${{json_parse(raw)}}' }} }}
+  - receive: {{ name: first, timeout: 1s }}
+  - receive: {{ name: second, timeout: 1s }}
+on_error:
+  - {{ kinds: [script], steps: [bad_equals, bad_check, bad_contains], then: continue }}
+"
+    );
+    let metrics = play(&yaml, |mut target| async move {
+        let mut socket = target.accept().await;
+        socket.send(Message::text("one")).await.unwrap();
+        assert_eq!(texts(&mut socket, 1).await, ["go"]);
+        socket.send(Message::text("two")).await.unwrap();
+        drain(socket).await;
+    })
+    .await;
+    assert_eq!(metrics.step("bad_equals", "errors.script"), 1, "{}", metrics.dump());
+    assert_eq!(metrics.step("bad_check", "errors.script"), 1);
+    assert_eq!(metrics.step("bad_check", "errors.check"), 0);
+    assert_eq!(metrics.step("bad_contains", "errors.script"), 1);
+    assert_eq!(metrics.step("bad_equals", "messages_received"), 0);
+    assert_eq!(metrics.step("first", "messages_received"), 1);
+    assert_eq!(metrics.step("second", "messages_received"), 1);
+    assert_eq!(metrics.total("errors.script"), 3);
+    assert_eq!(metrics.conn("iterations"), 1);
+}
+
+/// An `on_message` rule whose `when` holds a failing `${...}` script fails the rule with
+/// `errors.script` (as a failing `if` of the rule does), rather than never taking a message.
+#[tokio::test(start_paused = true)]
+async fn a_failing_expression_in_a_rules_when_fails_the_rule() {
+    let yaml = format!(
+        "variables: {{ raw: 'not json' }}
+{HEAD}  - receive: {{ name: rest, timeout: 1s }}
+on_message:
+  - name: bad_when
+    when: {{ contains: '${{json_parse(raw)}}' }}
+    extract: {{ got: {{ body: true }} }}
+"
+    );
+    let metrics = play(&yaml, |mut target| async move {
+        let mut socket = target.accept().await;
+        socket.send(Message::text("news")).await.unwrap();
+        drain(socket).await;
+    })
+    .await;
+    assert_eq!(metrics.step("bad_when", "errors.script"), 1, "{}", metrics.dump());
+    assert_eq!(metrics.step("rest", "messages_received"), 0);
+    assert_eq!(metrics.conn("iterations_failed"), 1);
+}

@@ -5,7 +5,8 @@
 //! first failure of each script in a run is logged with its message.
 //!
 //! Scripts were compiled once per run with the scenario; a call fills the VU's one
-//! `ScriptScope` with only the values that script reads (`wsfleet_scenario::script`).
+//! `ScriptScope` with only the values that script reads, and runs in the Rhai state the VU
+//! keeps between calls (`wsfleet_scenario::script`).
 
 use wsfleet_metrics::ErrorKind;
 use wsfleet_scenario::matcher::Incoming;
@@ -33,10 +34,10 @@ impl Vu {
         iteration: u64,
         message: Option<Incoming<'_>>,
     ) -> Result<(), Failure> {
-        let texts = script
+        let sets = script
             .run(&self.scripts, &self.parts().scope(iteration), message)
             .map_err(|error| script_failure(step, Some(script), &error))?;
-        script.store(texts, &mut self.vars);
+        sets.store(&mut self.vars);
         Ok(())
     }
 

@@ -159,7 +159,10 @@ impl Vu {
             .await?;
         let incoming = Incoming::message(&answer.body, FrameKind::Text);
         if let Some(matcher) = &ack.matcher {
-            if !matcher.matches(incoming, &self.parts().scope(iteration)) {
+            let matched = matcher
+                .matches(incoming, &self.parts().scope(iteration))
+                .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
+            if !matched {
                 return Err(Failure::new(step.id, ErrorKind::Expectation).into());
             }
         }

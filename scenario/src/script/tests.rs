@@ -52,14 +52,18 @@ fn a_script_reads_values_and_sets_its_top_level_lets() {
     let named = HashMap::from([("users.secret".to_owned(), "Jefe".to_owned())]);
     let local = HashMap::from([("body".to_owned(), "what do ya want for nothing?".to_owned())]);
     let scope = ScriptScope::default();
-    let texts = script.run(&scope, &values(&named, &local), None).unwrap();
+    let sets = script.run(&scope, &values(&named, &local), None).unwrap();
     assert_eq!(
-        texts,
+        sets.texts(),
         ["5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", "32"]
     );
-    let mut vars = HashMap::new();
-    script.store(texts, &mut vars);
+    let mut vars = HashMap::from([("next".to_owned(), "an older and longer value".to_owned())]);
+    sets.store(&mut vars);
     assert_eq!(vars["next"], "32");
+    assert_eq!(
+        vars["signature"],
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
     assert_eq!(declared("let a = 1; const B = 2; { let c = 3; } let a = 4;"), ["a"]);
 }
 
@@ -95,17 +99,20 @@ fn the_sandbox_refuses_eval_and_modules_and_stops_runaway_scripts() {
     let error = statements("let n = 0; loop { n += 1; }")
         .unwrap()
         .run(&scope, &values(&named, &local), None)
-        .unwrap_err();
+        .err()
+        .unwrap();
     assert!(error.message.contains("operations"), "{error}");
     let error = statements("let s = \"x\"; loop { s += s; }")
         .unwrap()
         .run(&scope, &values(&named, &local), None)
-        .unwrap_err();
+        .err()
+        .unwrap();
     assert!(error.message.to_lowercase().contains("length"), "{error}");
     let error = statements("fn f(n) { f(n + 1) } let x = f(0);")
         .unwrap()
         .run(&scope, &values(&named, &local), None)
-        .unwrap_err();
+        .err()
+        .unwrap();
     assert!(error.message.contains("Stack overflow"), "{error}");
     // A deeply nested expression is refused when it compiles, not when it runs.
     let deep = format!("{}1{}", "(".repeat(500), ")".repeat(500));
@@ -152,7 +159,8 @@ fn rules_read_the_message_as_text_or_bytes() {
                 event: None,
             }),
         )
-        .unwrap();
+        .unwrap()
+        .texts();
     assert_eq!(texts, ["welcome"]);
     let length = compile(
         "message.len()",
@@ -175,4 +183,93 @@ fn rules_read_the_message_as_text_or_bytes() {
         )
         .unwrap();
     assert_eq!(value.as_int().unwrap(), 3);
+}
+
+/// A VU's runtime is kept between calls, but every call starts afresh: its own operations
+/// budget, its own functions, and nothing of a call that failed.
+#[test]
+fn every_call_in_a_kept_runtime_has_its_own_limits_and_functions() {
+    let named = HashMap::new();
+    let local = HashMap::new();
+    let scope = ScriptScope::default();
+    // About 60% of the operations a call may use: twice in one call would be stopped, once
+    // per call never is.
+    let busy = statements("let n = 0; for i in 0..20000 { n += 1; }").unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            busy.run(&scope, &values(&named, &local), None).unwrap().texts(),
+            ["20000"]
+        );
+    }
+    let twice = statements("let n = 0; for i in 0..40000 { n += 1; }").unwrap();
+    let error = twice.run(&scope, &values(&named, &local), None).err().unwrap();
+    assert!(error.message.contains("operations"), "{error}");
+    assert_eq!(
+        busy.run(&scope, &values(&named, &local), None).unwrap().texts(),
+        ["20000"]
+    );
+    // Two scripts with a function of the same name and arguments, in turns (a resolution is
+    // cached from its second use on): each calls its own.
+    let plus = statements("fn f(x) { x + 1 } let a = f(1);").unwrap();
+    let times = statements("fn f(x) { x * 10 } let a = f(1);").unwrap();
+    let engine_only = statements("let a = hex(\"ab\") + to_string(vu);").unwrap();
+    for _ in 0..3 {
+        assert_eq!(plus.run(&scope, &values(&named, &local), None).unwrap().texts(), ["2"]);
+        assert_eq!(
+            times.run(&scope, &values(&named, &local), None).unwrap().texts(),
+            ["10"]
+        );
+        assert_eq!(
+            engine_only.run(&scope, &values(&named, &local), None).unwrap().texts(),
+            ["61623"]
+        );
+    }
+    // A runaway script is stopped after calls that kept the runtime, and the next call runs.
+    let runaway = statements("let n = 0; loop { n += 1; }").unwrap();
+    assert!(runaway.run(&scope, &values(&named, &local), None).is_err());
+    assert_eq!(plus.run(&scope, &values(&named, &local), None).unwrap().texts(), ["2"]);
+    // The same script again reads the values of its own call, not those of the previous one.
+    let sum = statements("let a = iteration + parse_int(body); let iteration = 0;").unwrap();
+    for round in 0..3u64 {
+        let body = HashMap::from([("body".to_owned(), (round * 100).to_string())]);
+        let scope_values = Scope {
+            iteration: round,
+            ..values(&named, &body)
+        };
+        assert_eq!(
+            sum.run(&scope, &scope_values, None).unwrap().texts(),
+            [(round * 101).to_string(), "0".to_owned()]
+        );
+    }
+    // Values of an earlier call are gone: a call sees only what it reads.
+    let earlier = statements("let a = 1;").unwrap();
+    let _ = earlier.run(&scope, &values(&named, &local), None).unwrap();
+    let reads = expression("vu").unwrap();
+    assert_eq!(
+        reads.eval(&scope, &values(&named, &local), None).unwrap().as_int(),
+        Ok(3)
+    );
+}
+
+#[test]
+fn what_a_script_sets_is_stored_as_templates_write_it() {
+    let named = HashMap::new();
+    let local = HashMap::new();
+    let scope = ScriptScope::default();
+    let script = statements(
+        "let i = -42; let b = vu > 1; let f = 1.5; let u = (); let s = \"x\"; let m = #{a: [1, ()]}; let c = 'z';",
+    )
+    .unwrap();
+    let mut vars = HashMap::from([("i".to_owned(), "a longer value than -42".to_owned())]);
+    script
+        .run(&scope, &values(&named, &local), None)
+        .unwrap()
+        .store(&mut vars);
+    let stored: Vec<&str> = script.sets().iter().map(|name| vars[name].as_str()).collect();
+    assert_eq!(stored, ["-42", "true", "1.5", "", "x", r#"{"a":[1,null]}"#, "z"]);
+    // A blob has no text form: the script fails and stores nothing.
+    let blob = statements("let s = \"new\"; let digest = sha256(\"a\");").unwrap();
+    let error = blob.run(&scope, &values(&named, &local), None).err().unwrap();
+    assert!(error.message.contains("hex"), "{error}");
+    assert_eq!(vars["s"], "x");
 }

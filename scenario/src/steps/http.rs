@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{Proxy, TlsOptions};
 use crate::matcher::Extraction;
+use crate::script::ScriptError;
 use crate::template::{Scope, Template};
 
 /// One HTTP request.
@@ -105,12 +106,13 @@ impl JsonTemplate {
         walk(value, "", compile)
     }
 
-    /// Writes the value as compact JSON.
-    pub fn render_into(&self, scope: &Scope<'_>, out: &mut String) {
+    /// Writes the value as compact JSON; a `${...}` script expression that fails is an error
+    /// (agents count it as the `script` error kind).
+    pub fn render_into(&self, scope: &Scope<'_>, out: &mut String) -> Result<(), ScriptError> {
         match self {
             JsonTemplate::Fixed(value) => out.push_str(&value.to_string()),
             JsonTemplate::String(template) => {
-                out.push_str(&serde_json::Value::String(template.render(scope).into_owned()).to_string())
+                out.push_str(&serde_json::Value::String(template.try_render(scope)?.into_owned()).to_string())
             }
             JsonTemplate::Array(items) => {
                 out.push('[');
@@ -118,7 +120,7 @@ impl JsonTemplate {
                     if index > 0 {
                         out.push(',');
                     }
-                    item.render_into(scope, out);
+                    item.render_into(scope, out)?;
                 }
                 out.push(']');
             }
@@ -130,11 +132,12 @@ impl JsonTemplate {
                     }
                     out.push_str(&serde_json::Value::String(key.clone()).to_string());
                     out.push(':');
-                    item.render_into(scope, out);
+                    item.render_into(scope, out)?;
                 }
                 out.push('}');
             }
         }
+        Ok(())
     }
 }
 
@@ -186,10 +189,36 @@ mod tests {
             local: None,
         };
         let mut out = String::new();
-        body.render_into(&scope, &mut out);
+        body.render_into(&scope, &mut out).unwrap();
         assert_eq!(out, r#"{"n":[1,true,null],"plain":"x","user":"a\"b\\"}"#);
         let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(parsed["user"], "a\"b\\");
+    }
+
+    /// A script expression that fails anywhere in a JSON body fails the body, where it used to
+    /// be written as an empty string.
+    #[test]
+    fn json_body_with_a_failing_script_expression_is_an_error() {
+        let value: serde_json::Value =
+            serde_json::from_str(r#"{"ok":"${vu + 1}","nested":[{"sig":"${hex_decode(\"zz\")}"}]}"#).unwrap();
+        let body = JsonTemplate::build(&value, &mut |text, _| Template::compile_with_scripts(text, &[]).ok());
+        let named = HashMap::new();
+        let scope = Scope {
+            vu: 0,
+            iteration: 0,
+            vu_iteration: 0,
+            agent: "",
+            named: &named,
+            local: None,
+        };
+        let error = body.render_into(&scope, &mut String::new()).unwrap_err();
+        assert!(error.message.contains("hex"), "{error}");
+        let fine = JsonTemplate::build(&serde_json::json!({ "ok": "${vu + 1}" }), &mut |text, _| {
+            Template::compile_with_scripts(text, &[]).ok()
+        });
+        let mut out = String::new();
+        fine.render_into(&scope, &mut out).unwrap();
+        assert_eq!(out, r#"{"ok":"1"}"#);
     }
 
     #[test]
