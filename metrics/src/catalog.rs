@@ -459,10 +459,13 @@ pub enum ErrorKind {
     /// A script failed while it ran (an error, a limit reached, a condition that gave no
     /// boolean, a `while` that reached `max`).
     Script,
+    /// An MQTT 5.0 failure reason code (0x80 and up) in a PUBACK, PUBREC, SUBACK, UNSUBACK or
+    /// the server's DISCONNECT, or a 3.1.1 SUBACK failure.
+    MqttFailure,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 21] = [
+    pub const ALL: [ErrorKind; 22] = [
         ErrorKind::Refused,
         ErrorKind::Timeout,
         ErrorKind::Dns,
@@ -484,6 +487,7 @@ impl ErrorKind {
         ErrorKind::GraphqlError,
         ErrorKind::StompError,
         ErrorKind::Script,
+        ErrorKind::MqttFailure,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every error kind's name, in `ALL`'s order.
@@ -516,6 +520,7 @@ impl ErrorKind {
             ErrorKind::GraphqlError => "graphql_error",
             ErrorKind::StompError => "stomp_error",
             ErrorKind::Script => "script",
+            ErrorKind::MqttFailure => "mqtt_failure",
         }
     }
 }
@@ -577,7 +582,7 @@ mod tests {
         assert_eq!(Hist::NAMES[Hist::COUNT - 1], "ack_latency");
         assert_eq!(Gauge::NAMES, ["active_connections", "active_vus"]);
         assert_eq!(ErrorKind::NAMES[0], "refused");
-        assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "script");
+        assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "mqtt_failure");
         for kind in ErrorKind::ALL {
             assert_eq!(ErrorKind::from_name(kind.name()), Some(kind));
         }

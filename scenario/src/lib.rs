@@ -11,7 +11,6 @@ pub mod error;
 pub mod feeds;
 pub mod matcher;
 pub mod model;
-pub mod mqtt;
 pub mod plan;
 pub mod positions;
 pub mod protocol;
@@ -171,6 +170,15 @@ fn named_files(raw: &raw::RawScenario) -> Vec<(String, String)> {
                 raw::RawStep::Connect(connect) => {
                     if let Some(ca) = connect.tls.as_ref().and_then(|tls| tls.ca.as_ref()) {
                         found.push((format!("{field}.tls.ca"), ca.clone()));
+                    }
+                    let will = connect.mqtt.as_ref().and_then(|mqtt| mqtt.will.as_ref());
+                    if let Some(file) = will.and_then(|will| protocol::mqtt::payload_file(will.payload.as_ref())) {
+                        found.push((format!("{field}.mqtt.will.payload.file"), file.to_owned()));
+                    }
+                }
+                raw::RawStep::MqttPublish(publish) => {
+                    if let Some(file) = protocol::mqtt::payload_file(publish.payload.as_ref()) {
+                        found.push((format!("{field}.payload.file"), file.to_owned()));
                     }
                 }
                 raw::RawStep::GraphqlSubscribe(operation)

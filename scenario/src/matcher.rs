@@ -24,6 +24,13 @@ pub struct Incoming<'a> {
     pub event: Option<EventTags<'a>>,
 }
 
+/// Whether an event's key is the one wanted: the same, or, for a wanted key with MQTT wildcards
+/// (`sensors/+/temperature`, `sensors/#`), a topic the filter matches.
+fn event_matches(wanted: &str, key: &str) -> bool {
+    use crate::protocol::mqtt::topic;
+    wanted == key || (topic::has_wildcards(wanted) && topic::matches(wanted, key))
+}
+
 /// A protocol event's name, namespace and headers, as matchers see them.
 #[derive(Clone, Copy, Debug)]
 pub struct EventTags<'a> {
@@ -78,7 +85,10 @@ impl Matcher {
             let Some(tags) = message.event else {
                 return Ok(false);
             };
-            if self.event.as_deref().is_some_and(|wanted| wanted != tags.name)
+            if self
+                .event
+                .as_deref()
+                .is_some_and(|wanted| !event_matches(wanted, tags.name))
                 || self.namespace.as_deref().is_some_and(|wanted| wanted != tags.namespace)
             {
                 return Ok(false);

@@ -3,6 +3,8 @@
 //! strings (event arguments, auth payloads). The agent's protocol layer plays them.
 
 pub mod graphql;
+pub mod mqtt;
+pub mod stomp;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,10 +17,8 @@ use crate::raw::{RawExtract, RawMatch};
 use crate::steps::{ConnId, Flush, StepId};
 use crate::template::{Scope, Template};
 
-pub mod stomp;
-
 /// The protocols a connection may speak, as `protocol:` names them.
-pub const PROTOCOLS: &[&str] = &["socketio", "stomp", "graphql"];
+pub const PROTOCOLS: &[&str] = &["socketio", "stomp", "graphql", "mqtt"];
 
 /// The Engine.IO path when `socketio.path` is not given (socket.io-client's default).
 pub const DEFAULT_SOCKETIO_PATH: &str = "/socket.io/";
@@ -37,6 +37,7 @@ pub const EVENT_SET_PREFIX: &str = "event:";
 pub fn set_prefix(protocol: &str) -> &'static str {
     match protocol {
         "socketio" => EVENT_SET_PREFIX,
+        "mqtt" => mqtt::TOPIC_SET_PREFIX,
         "graphql" => crate::protocol::graphql::OPERATION_SET_PREFIX,
         "stomp" => stomp::SET_PREFIX,
         _ => "event:",
@@ -109,6 +110,7 @@ pub struct RawAck {
 #[derive(Clone, Debug)]
 pub enum Protocol {
     SocketIo(SocketIo),
+    Mqtt(Box<mqtt::Mqtt>),
     GraphQl(crate::protocol::graphql::GraphQl),
     Stomp(stomp::Stomp),
 }
@@ -174,6 +176,14 @@ impl EventSets {
             .find(|(named_prefix, name, _)| *named_prefix == prefix && name == key)
         {
             return *id;
+        }
+        // An MQTT topic counts in the set of the first topic filter that matches it.
+        if prefix == mqtt::TOPIC_SET_PREFIX {
+            if let Some((_, _, id)) = self.named.iter().find(|(named_prefix, filter, _)| {
+                *named_prefix == prefix && mqtt::topic::has_wildcards(filter) && mqtt::topic::matches(filter, key)
+            }) {
+                return *id;
+            }
         }
         self.other
             .iter()

@@ -253,6 +253,10 @@ pub enum RawStep {
     If(RawIf),
     While(RawWhile),
     Emit(crate::protocol::RawEmit),
+    MqttPublish(crate::protocol::mqtt::RawPublish),
+    MqttSubscribe(crate::protocol::mqtt::RawSubscribe),
+    MqttUnsubscribe(crate::protocol::mqtt::RawUnsubscribe),
+    MqttDisconnect(Option<crate::protocol::mqtt::RawDisconnect>),
     GraphqlSubscribe(crate::protocol::graphql::RawOperation),
     GraphqlQuery(crate::protocol::graphql::RawOperation),
     GraphqlMutation(crate::protocol::graphql::RawOperation),
@@ -280,6 +284,10 @@ impl RawStep {
             RawStep::Rendezvous(_) => "rendezvous",
             RawStep::Http(_) => "http",
             RawStep::Emit(_) => "emit",
+            RawStep::MqttPublish(_) => "mqtt_publish",
+            RawStep::MqttSubscribe(_) => "mqtt_subscribe",
+            RawStep::MqttUnsubscribe(_) => "mqtt_unsubscribe",
+            RawStep::MqttDisconnect(_) => "mqtt_disconnect",
             RawStep::GraphqlSubscribe(_) => "graphql_subscribe",
             RawStep::GraphqlQuery(_) => "graphql_query",
             RawStep::GraphqlMutation(_) => "graphql_mutation",
@@ -332,7 +340,7 @@ pub struct RawConnect {
     /// permessage-deflate: `off`, `deflate`, `browser`, or its parameters.
     pub compression: Option<RawCompression>,
     /// A protocol spoken over the WebSocket: `socketio` (Socket.IO v4 over Engine.IO v4),
-    /// `stomp` (STOMP 1.2).
+    /// `stomp` (STOMP 1.2), `mqtt` (MQTT 3.1.1 or 5.0).
     pub protocol: Option<String>,
     /// Socket.IO options (with `protocol: socketio`).
     pub socketio: Option<crate::protocol::RawSocketIo>,
@@ -340,6 +348,8 @@ pub struct RawConnect {
     pub graphql: Option<Box<crate::protocol::graphql::RawGraphQl>>,
     /// STOMP options (with `protocol: stomp`).
     pub stomp: Option<Box<crate::protocol::stomp::RawStomp>>,
+    /// MQTT options (with `protocol: mqtt`).
+    pub mqtt: Option<Box<crate::protocol::mqtt::RawMqtt>>,
 }
 
 /// `compression: off | deflate | browser`, or `compression: { <offer parameters>, threshold }`,

@@ -44,6 +44,10 @@ pub enum Action {
     Http(Box<Http>),
     /// A protocol event (`emit`, Socket.IO).
     Emit(Box<crate::protocol::Emit>),
+    MqttPublish(Box<crate::protocol::mqtt::PublishStep>),
+    MqttSubscribe(Box<crate::protocol::mqtt::SubscribeStep>),
+    MqttUnsubscribe(Box<crate::protocol::mqtt::UnsubscribeStep>),
+    MqttDisconnect(Box<crate::protocol::mqtt::DisconnectStep>),
     /// A GraphQL operation (`subscribe`, `query`, `mutation`).
     Operation(Box<crate::protocol::graphql::Operation>),
     /// Ends a GraphQL subscription (`complete`).

@@ -35,8 +35,13 @@ use wsfleet_metrics::ErrorKind;
 use wsfleet_scenario::FrameKind;
 
 /// A connection's protocol session.
+// Variants differ in size (an MQTT session holds its CONNECT, packet ids and buffers); a layer
+// lives in a connection's boxed `Speaking`, one per connection that speaks a protocol, so
+// boxing a variant would only add an indirection per packet.
+#[allow(clippy::large_enum_variant)]
 pub enum Layer {
     SocketIo(socketio::Session),
+    Mqtt(mqtt::layer::Connection),
     GraphQl(graphql::layer::GraphQlLayer),
     Stomp(stomp::Session),
 }
@@ -159,6 +164,7 @@ impl Layer {
     pub fn decode(&mut self, message: &Message, now: Instant, out: &mut Vec<Decoded>) {
         match self {
             Layer::SocketIo(session) => out.push(session.decode_at(message, now)),
+            Layer::Mqtt(connection) => connection.decode(message, out),
             Layer::GraphQl(layer) => layer.decode(message, now, out),
             Layer::Stomp(session) => session.decode_into(message, now, out),
         }
@@ -169,6 +175,7 @@ impl Layer {
     pub fn next_due(&self) -> Option<Instant> {
         match self {
             Layer::SocketIo(session) => session.silent_after(),
+            Layer::Mqtt(connection) => connection.next_due(),
             Layer::GraphQl(layer) => layer.next_due(),
             Layer::Stomp(session) => session.next_due(),
         }
@@ -184,6 +191,7 @@ impl Layer {
                     ));
                 }
             }
+            Layer::Mqtt(connection) => connection.tick(now, out),
             Layer::GraphQl(layer) => layer.tick(now, out),
             Layer::Stomp(session) => session.tick(now, out),
         }
@@ -193,6 +201,8 @@ impl Layer {
     pub fn opened(&self) -> bool {
         match self {
             Layer::SocketIo(session) => session.opened(),
+            // The client speaks first: CONNECT goes at once.
+            Layer::Mqtt(_) => true,
             // The client speaks first (`connection_init`).
             Layer::GraphQl(_) => true,
             // The client speaks first.
@@ -204,6 +214,7 @@ impl Layer {
     pub fn ready(&self) -> bool {
         match self {
             Layer::SocketIo(session) => session.ready(),
+            Layer::Mqtt(connection) => connection.ready(),
             Layer::GraphQl(layer) => layer.ready(),
             Layer::Stomp(session) => session.ready(),
         }
@@ -213,6 +224,7 @@ impl Layer {
     pub fn ended(&self) -> bool {
         match self {
             Layer::SocketIo(session) => session.ended(),
+            Layer::Mqtt(connection) => connection.ended(),
             Layer::GraphQl(layer) => layer.ended(),
             Layer::Stomp(session) => session.ended(),
         }
@@ -222,6 +234,7 @@ impl Layer {
     pub fn set_prefix(&self) -> &'static str {
         match self {
             Layer::SocketIo(_) => wsfleet_scenario::protocol::EVENT_SET_PREFIX,
+            Layer::Mqtt(_) => wsfleet_scenario::protocol::mqtt::TOPIC_SET_PREFIX,
             Layer::GraphQl(_) => wsfleet_scenario::protocol::graphql::OPERATION_SET_PREFIX,
             Layer::Stomp(_) => wsfleet_scenario::protocol::stomp::SET_PREFIX,
         }
@@ -235,6 +248,7 @@ impl Layer {
                 let _ = now;
                 session.connect_messages(auth)
             }
+            Layer::Mqtt(connection) => connection.handshake(now),
             Layer::GraphQl(layer) => layer.handshake_messages(now),
             Layer::Stomp(session) => {
                 let _ = (now, auth);
@@ -247,6 +261,7 @@ impl Layer {
     pub fn goodbye_messages(&mut self) -> Vec<Message> {
         match self {
             Layer::SocketIo(session) => session.disconnect_messages(),
+            Layer::Mqtt(connection) => connection.goodbye(),
             Layer::GraphQl(layer) => layer.goodbye_messages(),
             // stomp.js's `deactivate()`: DISCONNECT, unless a step already said it.
             Layer::Stomp(session) => match session.state() {
@@ -259,6 +274,13 @@ impl Layer {
     pub fn as_socketio(&mut self) -> Option<&mut socketio::Session> {
         match self {
             Layer::SocketIo(session) => Some(session),
+            _ => None,
+        }
+    }
+
+    pub fn as_mqtt(&mut self) -> Option<&mut mqtt::layer::Connection> {
+        match self {
+            Layer::Mqtt(connection) => Some(connection),
             _ => None,
         }
     }

@@ -11,6 +11,7 @@
 //! [`Session::replies`]. No I/O and no clock: the caller asks [`Session::ping_due`] and
 //! [`Session::silent_after`] with the instants it reads.
 
+pub mod layer;
 pub mod packet;
 pub mod reason;
 
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio_tungstenite::tungstenite::Message;
-use wsfleet_scenario::mqtt::topic;
+use wsfleet_scenario::protocol::mqtt::topic;
 
 use self::packet::{Ack, Incoming, Outgoing, PacketError, Reader};
 pub use self::packet::{Connect, Filter, MessageProperties, Publish, QoS, Version, Will};

@@ -59,7 +59,7 @@ impl Vu {
         let url = match &connect.protocol {
             Some(Protocol::SocketIo(options)) => Cow::Owned(socketio_url(&url, options, &scope)),
             Some(Protocol::GraphQl(options)) => Cow::Owned(super::graphql::graphql_url(&url, options)),
-            Some(Protocol::Stomp(_)) | None => url,
+            Some(Protocol::Mqtt(_)) | Some(Protocol::Stomp(_)) | None => url,
         };
         let upgrade = {
             let headers: Vec<(&str, Cow<'_, str>)> = connect

@@ -84,7 +84,8 @@ pub async fn run_vu(
                     biased;
                     _ = control.hard.wait() => break,
                     _ = control.graceful.cancelled() => break,
-                    waited = vu.wait_until(due, first, vu.vu_iteration) => waited,
+                    // Boxed: paced VUs only, once an iteration; inline it would size the task.
+                    waited = Box::pin(vu.wait_until(due, first, vu.vu_iteration)) => waited,
                 };
                 if waited.is_err() {
                     // A kept connection failed while waiting: the next iteration reconnects.
@@ -259,6 +260,14 @@ impl Vu {
             // Boxed: the step future is sized by its largest arm, and a VU holds it while idle.
             Action::Http(http) => Box::pin(self.http_step(step, http, iteration)).await,
             Action::Emit(emit) => Box::pin(self.emit_step(step, emit, iteration)).await,
+            Action::MqttPublish(publish) => Box::pin(self.mqtt_publish_step(step, publish, iteration)).await,
+            Action::MqttSubscribe(subscribe) => Box::pin(self.mqtt_subscribe_step(step, subscribe, iteration)).await,
+            Action::MqttUnsubscribe(unsubscribe) => {
+                Box::pin(self.mqtt_unsubscribe_step(step, unsubscribe, iteration)).await
+            }
+            Action::MqttDisconnect(disconnect) => {
+                Box::pin(self.mqtt_disconnect_step(step, disconnect, iteration)).await
+            }
             Action::Operation(operation) => Box::pin(self.operation_step(step, operation, iteration)).await,
             Action::Complete(complete) => Box::pin(self.complete_step(step, complete, iteration)).await,
             Action::Stomp(stomp) => Box::pin(self.stomp_step(step, stomp, iteration)).await,

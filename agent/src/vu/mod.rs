@@ -52,6 +52,7 @@ mod graphql_tests;
 mod http;
 mod inbox;
 mod iteration;
+mod mqtt;
 mod outcome;
 mod outgoing;
 mod paused;

@@ -96,6 +96,7 @@ pub(super) fn speaking(protocol: &Protocol, scope: &Scope<'_>, now: Instant) -> 
         Protocol::SocketIo(options) => Layer::SocketIo(socketio::Session::new(
             options.namespaces.iter().map(|namespace| namespace.name.clone()),
         )),
+        Protocol::Mqtt(options) => Layer::Mqtt(super::mqtt::session(options, scope)),
         Protocol::GraphQl(options) => Layer::GraphQl(super::graphql::graphql_layer(options, scope)),
         Protocol::Stomp(options) => Layer::Stomp(super::stomp::stomp_session(options, scope)),
     };
@@ -577,6 +578,7 @@ impl Vu {
             .await?;
         let auths = match protocol {
             Protocol::SocketIo(options) => self.socketio_auths(options, iteration),
+            Protocol::Mqtt(_) => Vec::new(),
             // The connection_init payload was rendered with the layer.
             Protocol::GraphQl(_) => Vec::new(),
             Protocol::Stomp(_) => Vec::new(),

@@ -180,7 +180,9 @@ impl Vu {
                         match next_before(&mut conn.socket, timer, wake).await {
                             Some(next) => next,
                             None if due.is_some() => {
-                                self.protocol_tick(step, iteration).await?;
+                                // Boxed: only protocol layers have timers, and inline the tick
+                                // would size every receive's future (which an idle VU holds).
+                                Box::pin(self.protocol_tick(step, iteration)).await?;
                                 continue;
                             }
                             None => {

@@ -45,6 +45,9 @@ pub(super) struct StepBuilder<'f> {
     /// The metric sets of the part's protocol events so far: the set name's prefix (`event:`,
     /// `destination:`), the key, the set.
     pub(super) event_sets: Vec<(&'static str, String, StepId)>,
+    /// The MQTT version of each connection that speaks MQTT, by connection name, as its connect
+    /// step says (steps check MQTT 5.0's fields against it).
+    pub(super) mqtt_versions: BTreeMap<String, crate::protocol::mqtt::Version>,
     /// The part's `subscribe` steps so far: name, id, connection (`complete` names them).
     pub(super) graphql_subscriptions: Vec<(String, StepId, ConnId)>,
 }
@@ -96,6 +99,15 @@ impl StepBuilder<'_> {
             RawStep::While(looped) => self.while_step(looped, at, connected, problems),
             RawStep::Http(http) => self.http_step(http, at, problems),
             RawStep::Emit(emit) => self.emit_step(emit, at, connected, problems),
+            RawStep::MqttPublish(publish) => self.mqtt_publish_step(publish, at, connected, problems),
+            RawStep::MqttSubscribe(subscribe) => self.mqtt_subscribe_step(subscribe, at, connected, problems),
+            RawStep::MqttUnsubscribe(unsubscribe) => self.mqtt_unsubscribe_step(unsubscribe, at, connected, problems),
+            RawStep::MqttDisconnect(disconnect) => self.mqtt_disconnect_step(
+                disconnect.as_ref().unwrap_or(&Default::default()),
+                at,
+                connected,
+                problems,
+            ),
             RawStep::GraphqlSubscribe(operation) => {
                 self.operation_step(operation, OperationKind::Subscription, at, connected, problems)
             }

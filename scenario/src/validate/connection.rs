@@ -172,6 +172,10 @@ impl StepBuilder<'_> {
                 compile_template(name, &format!("{field}.subprotocols[{index}]"), &self.known, problems)
             })
             .collect();
+        // MQTT over WebSocket is offered as the `mqtt` subprotocol (brokers insist on it).
+        if matches!(protocol, Some(crate::protocol::Protocol::Mqtt(_))) && subprotocols.is_empty() {
+            subprotocols.push(Template::literal(crate::protocol::mqtt::SUBPROTOCOL));
+        }
         let mut keep_headers = connect
             .expect
             .as_ref()

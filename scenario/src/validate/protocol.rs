@@ -2,6 +2,8 @@
 //! step, event conditions (`match: { event, namespace }`) and the metric sets of events.
 
 mod graphql;
+mod mqtt;
+mod stomp;
 
 use crate::error::{closest, Problems};
 use crate::matcher::Matcher;
@@ -14,8 +16,6 @@ use crate::raw::RawConnect;
 use crate::steps::{Action, ConnId, Step, DEFAULT_RECEIVE_TIMEOUT};
 
 use super::builder::{At, StepBuilder};
-
-mod stomp;
 use super::fields::{compile_template, duration_field, flush};
 
 impl StepBuilder<'_> {
@@ -35,6 +35,13 @@ impl StepBuilder<'_> {
                         Some("add `protocol: socketio`".into()),
                     );
                 }
+                if connect.mqtt.is_some() {
+                    problems.add(
+                        &format!("{field}.mqtt"),
+                        "MQTT options without `protocol: mqtt`",
+                        Some("add `protocol: mqtt`".into()),
+                    );
+                }
                 if connect.graphql.is_some() {
                     problems.add(
                         &format!("{field}.graphql"),
@@ -51,6 +58,7 @@ impl StepBuilder<'_> {
                 }
                 None
             }
+            Some("mqtt") => Some(self.mqtt_options(connect, field, problems)),
             Some("graphql") => {
                 let default = crate::protocol::graphql::RawGraphQl::default();
                 let raw = connect.graphql.as_deref().unwrap_or(&default);
