@@ -1,6 +1,7 @@
 //! MQTT over WebSocket through the real binary (`wsfleet run` with two local agents) against
 //! mosquitto (`common/brokers.rs`): a fan-out whose delivery counts equal the broker's own
-//! `$SYS` statistics, every PUBACK and PUBCOMP measured, QoS 2 both ways, keep-alive over a run
+//! `$SYS` statistics, every PUBACK and PUBCOMP measured, every delivery timed from its send
+//! stamp, QoS 2 both ways, keep-alive over a run
 //! longer than it, and a refused login counted.
 
 #![allow(clippy::unwrap_used)]
@@ -71,7 +72,7 @@ fn broker_packets(broker: &Mosquitto) -> (u64, u64) {
 /// messages at QoS 1 and EACH at QoS 2 (the QoS 2 ones awaited); two agents share the VUs. Every
 /// subscriber gets every message, exactly: the deliveries counted in the filter's set equal what
 /// mosquitto says it sent, the publishes what it says it received; every PUBACK and PUBCOMP is
-/// counted and timed; the subscribers' keep-alive of 1 s runs through a run three times as long
+/// counted and timed, and so is every delivery; the subscribers' keep-alive of 1 s runs through a run three times as long
 /// with every PINGREQ answered.
 #[test]
 fn fan_out_counts_equal_the_brokers_own() {
@@ -144,6 +145,26 @@ fn fan_out_counts_equal_the_brokers_own() {
     assert_eq!(
         step_latency_count(&summary, "publishers.topic:fanout/+/data", "ack_latency"),
         messages
+    );
+    // Every delivery timed from its publisher's send stamp (a 5.0 user property), in the
+    // topic's set and in the totals, merged over both agents; one machine, one clock: each
+    // within the run.
+    let timed = &metric_set(&summary, "subscribers.topic:fanout/+/data")["latency"]["delivery_latency"];
+    assert_eq!(timed["count"].as_u64(), Some(delivered), "{summary:#}");
+    assert_eq!(
+        summary["totals"]["latency"]["delivery_latency"]["count"].as_u64(),
+        Some(delivered)
+    );
+    let run_us = (summary["duration_seconds"].as_f64().unwrap() * 1e6) as u64;
+    let (fastest, slowest) = (timed["min_us"].as_u64().unwrap(), timed["max_us"].as_u64().unwrap());
+    assert!(
+        fastest > 0 && slowest < run_us,
+        "{fastest} µs to {slowest} µs in a run of {run_us} µs"
+    );
+    assert_eq!(
+        step_latency_count(&summary, "publishers.topic:fanout/+/data", "delivery_latency"),
+        0,
+        "publishers subscribe to nothing"
     );
     // Subscribers at QoS 2 got half the messages at QoS 2: their sessions answered PUBREC and
     // PUBCOMP, the rest PUBACK; the publishers answered each PUBREC with PUBREL.

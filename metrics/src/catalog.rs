@@ -308,10 +308,13 @@ pub enum Hist {
     HttpFirstByte,
     /// From an emitted event to its acknowledgement, in the metric set of the event's name.
     AckLatency,
+    /// From an MQTT 5.0 publish's send stamp to its delivery to a subscriber of the same run,
+    /// in the metric set of the delivery's topic (wall clocks of two VUs, possibly two machines).
+    DeliveryLatency,
 }
 
 impl Hist {
-    pub const ALL: [Hist; 14] = [
+    pub const ALL: [Hist; 15] = [
         Hist::Handshake,
         Hist::Dns,
         Hist::TcpConnect,
@@ -326,6 +329,7 @@ impl Hist {
         Hist::HttpTls,
         Hist::HttpFirstByte,
         Hist::AckLatency,
+        Hist::DeliveryLatency,
     ];
     pub const COUNT: usize = Self::ALL.len();
     /// Every histogram's name, in `ALL`'s order.
@@ -347,6 +351,7 @@ impl Hist {
             Hist::HttpTls => "http_tls",
             Hist::HttpFirstByte => "http_first_byte",
             Hist::AckLatency => "ack_latency",
+            Hist::DeliveryLatency => "delivery_latency",
         }
     }
 }
@@ -579,7 +584,7 @@ mod tests {
         assert_eq!(Counter::http_status_class(204), Some(Counter::Http2xx));
         assert_eq!(Counter::http_status_class(599), Some(Counter::Http5xx));
         assert_eq!(Counter::http_status_class(600), None);
-        assert_eq!(Hist::NAMES[Hist::COUNT - 1], "ack_latency");
+        assert_eq!(Hist::NAMES[Hist::COUNT - 1], "delivery_latency");
         assert_eq!(Gauge::NAMES, ["active_connections", "active_vus"]);
         assert_eq!(ErrorKind::NAMES[0], "refused");
         assert_eq!(ErrorKind::NAMES[ErrorKind::COUNT - 1], "mqtt_failure");

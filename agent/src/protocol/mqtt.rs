@@ -14,6 +14,7 @@
 pub mod layer;
 pub mod packet;
 pub mod reason;
+pub mod stamp;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};

@@ -3,9 +3,10 @@
 //! says so), `mqtt_subscribe` and `mqtt_unsubscribe` (each waits for its SUBACK or UNSUBACK),
 //! `mqtt_disconnect`. Counted here: `events_sent` in the set of the publish's topic; the
 //! acknowledgements' `acks_received` and `ack_latency` go to the same set (QoS 1: PUBACK, QoS 2:
-//! PUBCOMP) or to the subscribe step's own set.
+//! PUBCOMP) or to the subscribe step's own set. A 5.0 publish carries its send stamp
+//! (`protocol::mqtt::stamp`); a delivery's is read by [`delivery_latency`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -24,7 +25,8 @@ use super::protocol::due_at;
 use super::state::Vu;
 use crate::clock;
 use crate::failure::FailureKind;
-use crate::protocol::mqtt::{self, layer::Connection, QoS, SendError, Session};
+use crate::protocol::mqtt::{self, layer::Connection, stamp, QoS, SendError, Session};
+use crate::protocol::Event;
 
 /// How long `mqtt_disconnect` waits for the server's close frame after its own.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -92,6 +94,20 @@ fn properties(properties: &MessageProperties, scope: &Scope<'_>) -> mqtt::Messag
             .map(|template| Bytes::from(render(template))),
         utf8_payload: properties.utf8,
     }
+}
+
+/// From the send stamp of a delivery (`stamp::PROPERTY`, the first one) to its arrival at
+/// `arrived`: `None` when it carries none, or one that is not a stamp (not timed, logged).
+pub(super) fn delivery_latency(event: &Event, arrived: Instant) -> Option<Duration> {
+    let value = event.header(stamp::PROPERTY)?;
+    let Some(sent) = stamp::decode(value) else {
+        tracing::debug!(topic = %event.name, value, "a delivery's send stamp is malformed: not timed");
+        return None;
+    };
+    // The wall clock at the arrival: now, less what passed since.
+    let since = clock::now().saturating_duration_since(arrived);
+    let arrived_micros = stamp::unix_micros_now().saturating_sub(since.as_micros() as i64);
+    Some(stamp::latency(sent, arrived_micros))
 }
 
 /// The failure of a packet the session would not send.
@@ -173,7 +189,7 @@ impl Vu {
     /// maximum is reached), then, for QoS 1 and 2, its acknowledgement tracked and, with `ack`,
     /// awaited.
     pub(super) async fn mqtt_publish_step(&mut self, step: &Step, publish: &PublishStep, iteration: u64) -> StepResult {
-        let packet = {
+        let mut packet = {
             let parts = self.parts();
             let scope = parts.scope(iteration);
             let message = &publish.publish;
@@ -189,6 +205,14 @@ impl Vu {
         let qos = packet.qos;
         let now = clock::now();
         let connection = self.mqtt_connection(publish.conn, step.id)?;
+        // Stamped with the wall clock of the instant its send is counted at, for a subscriber's
+        // `delivery_latency` (5.0: 3.1.1 has no properties, and its payload stays as written).
+        if connection.session.version() == mqtt::Version::V5 {
+            packet
+                .properties
+                .user_properties
+                .push((stamp::PROPERTY.to_owned(), stamp::encode(stamp::unix_micros_now())));
+        }
         let (id, message) = connection
             .session
             .publish(packet)
@@ -333,6 +357,43 @@ impl Vu {
                 Ok(())
             }
             Err(failure) => Err(failure.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(stamp: Option<&str>) -> Event {
+        let mut event = Event::new("fanout/1/data", "", "q1 from 1");
+        event.headers.push(("trace".into(), "abc".into()));
+        if let Some(value) = stamp {
+            event.headers.push((stamp::PROPERTY.into(), value.into()));
+        }
+        event
+    }
+
+    /// A stamped delivery is timed from its stamp to its arrival, one from a clock ahead counts
+    /// as 0, and one without a stamp, or with a malformed one, is not timed.
+    #[test]
+    fn a_delivery_is_timed_from_its_stamp() {
+        let arrived = clock::now();
+        let sent = stamp::unix_micros_now() - 5_000;
+        let latency = delivery_latency(&delivery(Some(&stamp::encode(sent))), arrived).unwrap();
+        assert!(
+            latency >= Duration::from_millis(5) && latency < Duration::from_secs(1),
+            "{latency:?}"
+        );
+        let ahead = stamp::encode(stamp::unix_micros_now() + 60_000_000);
+        assert_eq!(delivery_latency(&delivery(Some(&ahead)), arrived), Some(Duration::ZERO));
+        assert_eq!(delivery_latency(&delivery(None), arrived), None);
+        for malformed in ["", "soon", "-5", "1.5", "99999999999999999999"] {
+            assert_eq!(
+                delivery_latency(&delivery(Some(malformed)), arrived),
+                None,
+                "{malformed:?}"
+            );
         }
     }
 }
