@@ -299,6 +299,7 @@ impl Summary {
                     .or_else(|| step.latency.get(Hist::CloseLatency.name()))
                     .or_else(|| step.latency.get(Hist::HttpDuration.name()))
                     .or_else(|| step.latency.get(Hist::AckLatency.name()))
+                    .or_else(|| step.latency.get(Hist::DeliveryLatency.name()))
                     .map_or("-".to_owned(), |stats| human_micros(stats.p99_us));
                 let _ = writeln!(
                     out,
