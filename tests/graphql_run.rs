@@ -22,24 +22,7 @@ const PLAYS: u64 = VUS * ITERATIONS;
 
 /// Runs `scenario` on two local agents; returns the summary and the exit code.
 fn run(scenario: &str) -> (Value, i32) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "graphql.yaml", scenario);
-    let out = dir.path().join("summary.json");
-    let mut command = wsfleet();
-    command
-        .arg("run")
-        .arg(&path)
-        .args(["--agents", "2", "--quiet", "--out"])
-        .arg(format!("json={}", out.display()));
-    let output = run_bounded(command, Duration::from_secs(90));
-    let code = output.status.code().unwrap_or(-1);
-    assert!(
-        out.exists(),
-        "no summary (exit {code})\nstdout:\n{}\nstderr:\n{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    (read_json(&out), code)
+    run_summary("graphql.yaml", scenario, 2, Duration::from_secs(90))
 }
 
 fn stat(stats: &Value, name: &str) -> u64 {

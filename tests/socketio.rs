@@ -85,24 +85,7 @@ fn count(stats: &Value, name: &str) -> u64 {
 
 /// Runs `scenario` on one local agent; returns the summary and the exit code.
 fn run(scenario: &str) -> (Value, i32) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "socketio.yaml", scenario);
-    let out = dir.path().join("summary.json");
-    let mut command = wsfleet();
-    command
-        .arg("run")
-        .arg(&path)
-        .args(["--agents", "1", "--quiet", "--out"])
-        .arg(format!("json={}", out.display()));
-    let output = run_bounded(command, Duration::from_secs(60));
-    let code = output.status.code().unwrap_or(-1);
-    assert!(
-        out.exists(),
-        "no summary (exit {code})\nstdout:\n{}\nstderr:\n{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    (read_json(&out), code)
+    run_summary("socketio.yaml", scenario, 1, Duration::from_secs(60))
 }
 
 fn errors(summary: &Value) -> &Value {

@@ -60,6 +60,30 @@ pub fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
     path
 }
 
+/// Writes `scenario` as `file_name` in a temporary folder and runs it with `wsfleet run` on
+/// `agents` local agents, bounded by `limit`; returns the JSON summary and the exit code, or fails
+/// with the run's output when it wrote no summary.
+pub fn run_summary(file_name: &str, scenario: &str, agents: u32, limit: Duration) -> (serde_json::Value, i32) {
+    let dir = tempfile::tempdir().expect("a temporary folder for the run");
+    let path = write(dir.path(), file_name, scenario);
+    let out = dir.path().join("summary.json");
+    let mut command = wsfleet();
+    command
+        .arg("run")
+        .arg(&path)
+        .args(["--agents", &agents.to_string(), "--quiet", "--out"])
+        .arg(format!("json={}", out.display()));
+    let output = run_bounded(command, limit);
+    let code = output.status.code().unwrap_or(-1);
+    assert!(
+        out.exists(),
+        "no summary (exit {code})\nstdout:\n{}\nstderr:\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    (read_json(&out), code)
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
