@@ -288,7 +288,11 @@ impl Vu {
                         _ => None,
                     };
                     drop(recorder);
-                    let set = self.event_set_of(prefix, &event.name, step);
+                    // The layer's own attribution first (a STOMP subscription's set).
+                    let set = match event.set {
+                        Some(set) => set,
+                        None => self.event_set_of(prefix, &event.name, step),
+                    };
                     if let Some(latency) = delivery {
                         self.env
                             .recorder

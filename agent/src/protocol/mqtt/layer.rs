@@ -123,6 +123,7 @@ impl Connection {
                     reply_to: (publish.packet_id != 0).then(|| publish.packet_id.to_string()),
                     attachments: Vec::new(),
                     packet: None,
+                    set: None,
                 }))
             }
             Received::Published {
