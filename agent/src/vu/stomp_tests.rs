@@ -253,7 +253,8 @@ on_error:
             next_text(&mut socket).await,
             "SUBSCRIBE\ndestination:/exchange/alerts/0.*\nid:sub-1\nack:auto\n\n\0"
         );
-        // A delivery through each subscription; the second names the routing key it matched.
+        // A delivery through each subscription; the second names a destination no set's
+        // pattern matches: its subscription alone places it.
         send(
             &mut socket,
             "MESSAGE\ndestination:/topic/room.1\nsubscription:sub-0\nmessage-id:m1\n\nhello\0",
@@ -261,7 +262,7 @@ on_error:
         .await;
         send(
             &mut socket,
-            "MESSAGE\ndestination:/exchange/alerts/0.fire\nsubscription:sub-1\nmessage-id:m2\n\nfire\0",
+            "MESSAGE\ndestination:/exchange/alerts/fire\nsubscription:sub-1\nmessage-id:m2\n\nfire\0",
         )
         .await;
         assert_eq!(
