@@ -72,6 +72,9 @@ pub struct Event {
     /// The text message that announced a binary event (the message that completed it is its
     /// last attachment); `None` when the event came in one message.
     pub packet: Option<Message>,
+    /// An MQTT delivery's send stamp (`mqtt::stamp`): its publisher's wall clock when it
+    /// published, Unix microseconds; `None` without a usable one, and for other protocols.
+    pub sent_micros: Option<i64>,
 }
 
 impl Event {
@@ -86,6 +89,7 @@ impl Event {
             reply_to: None,
             attachments: Vec::new(),
             packet: None,
+            sent_micros: None,
         }
     }
 

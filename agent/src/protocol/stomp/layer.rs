@@ -112,6 +112,7 @@ impl Session {
             reply_to,
             attachments: Vec::new(),
             packet: None,
+            sent_micros: None,
         }))
     }
 
