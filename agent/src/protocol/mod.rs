@@ -76,6 +76,9 @@ pub struct Event {
     /// subscription's (exact whatever each VU's destination rendered to). `None`: the set of
     /// the event's name.
     pub set: Option<wsfleet_scenario::StepId>,
+    /// An MQTT delivery's send stamp (`mqtt::stamp`): its publisher's wall clock when it
+    /// published, Unix microseconds; `None` without a usable one, and for other protocols.
+    pub sent_micros: Option<i64>,
 }
 
 impl Event {
@@ -91,6 +94,7 @@ impl Event {
             attachments: Vec::new(),
             packet: None,
             set: None,
+            sent_micros: None,
         }
     }
 

@@ -3,8 +3,9 @@
 //! says so), `mqtt_subscribe` and `mqtt_unsubscribe` (each waits for its SUBACK or UNSUBACK),
 //! `mqtt_disconnect`. Counted here: `events_sent` in the set of the publish's topic; the
 //! acknowledgements' `acks_received` and `ack_latency` go to the same set (QoS 1: PUBACK, QoS 2:
-//! PUBCOMP) or to the subscribe step's own set. A 5.0 publish carries its send stamp
-//! (`protocol::mqtt::stamp`); a delivery's is read by [`delivery_latency`].
+//! PUBCOMP) or to the subscribe step's own set. A publish carries its send stamp where the
+//! connection's `delivery_stamp` says (`protocol::mqtt::stamp`); a delivery's, read by the
+//! layer, is timed by [`delivery_latency`].
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use wsfleet_metrics::{Counter, ErrorKind, SetId};
 use wsfleet_scenario::protocol::mqtt::{
-    DisconnectStep, Filter, MessageProperties, Mqtt, Payload, PublishStep, SubscribeStep, UnsubscribeStep, Version,
+    DeliveryStamp, DisconnectStep, Filter, MessageProperties, Mqtt, Payload, PublishStep, SubscribeStep,
+    UnsubscribeStep, Version,
 };
 use wsfleet_scenario::{ConnId, Scope, Step, StepId};
 
@@ -64,7 +66,7 @@ pub(super) fn session(options: &Mqtt, scope: &Scope<'_>) -> Connection {
         Version::V311 => mqtt::Version::V311,
         Version::V5 => mqtt::Version::V5,
     };
-    Connection::new(Session::new(version, connect))
+    Connection::new(Session::new(version, connect), options.delivery_stamp)
 }
 
 fn payload(payload: &Payload, scope: &Scope<'_>) -> Bytes {
@@ -96,14 +98,10 @@ fn properties(properties: &MessageProperties, scope: &Scope<'_>) -> mqtt::Messag
     }
 }
 
-/// From the send stamp of a delivery (`stamp::PROPERTY`, the first one) to its arrival at
-/// `arrived`: `None` when it carries none, or one that is not a stamp (not timed, logged).
+/// From the send stamp of a delivery (read by the layer) to its arrival at `arrived`; `None`
+/// when it carried no usable one (`deliveries_untimed`).
 pub(super) fn delivery_latency(event: &Event, arrived: Instant) -> Option<Duration> {
-    let value = event.header(stamp::PROPERTY)?;
-    let Some(sent) = stamp::decode(value) else {
-        tracing::debug!(topic = %event.name, value, "a delivery's send stamp is malformed: not timed");
-        return None;
-    };
+    let sent = event.sent_micros?;
     // The wall clock at the arrival: now, less what passed since.
     let since = clock::now().saturating_duration_since(arrived);
     let arrived_micros = stamp::unix_micros_now().saturating_sub(since.as_micros() as i64);
@@ -206,12 +204,17 @@ impl Vu {
         let now = clock::now();
         let connection = self.mqtt_connection(publish.conn, step.id)?;
         // Stamped with the wall clock of the instant its send is counted at, for a subscriber's
-        // `delivery_latency` (5.0: 3.1.1 has no properties, and its payload stays as written).
-        if connection.session.version() == mqtt::Version::V5 {
-            packet
+        // `delivery_latency`. An empty retained payload stays empty: it deletes the topic's
+        // retained message, which a stamp would replace instead.
+        match connection.delivery_stamp {
+            DeliveryStamp::Property => packet
                 .properties
                 .user_properties
-                .push((stamp::PROPERTY.to_owned(), stamp::encode(stamp::unix_micros_now())));
+                .push((stamp::PROPERTY.to_owned(), stamp::encode(stamp::unix_micros_now()))),
+            DeliveryStamp::Payload if !(packet.retain && packet.payload.is_empty()) => {
+                packet.payload = stamp::stamp_payload(&packet.payload, stamp::unix_micros_now());
+            }
+            DeliveryStamp::Payload | DeliveryStamp::Off => {}
         }
         let (id, message) = connection
             .session
@@ -365,35 +368,27 @@ impl Vu {
 mod tests {
     use super::*;
 
-    fn delivery(stamp: Option<&str>) -> Event {
-        let mut event = Event::new("fanout/1/data", "", "q1 from 1");
-        event.headers.push(("trace".into(), "abc".into()));
-        if let Some(value) = stamp {
-            event.headers.push((stamp::PROPERTY.into(), value.into()));
+    fn delivery(sent_micros: Option<i64>) -> Event {
+        Event {
+            sent_micros,
+            ..Event::new("fanout/1/data", "", "q1 from 1")
         }
-        event
     }
 
     /// A stamped delivery is timed from its stamp to its arrival, one from a clock ahead counts
-    /// as 0, and one without a stamp, or with a malformed one, is not timed.
+    /// as 0, and one without a stamp is not timed.
     #[test]
     fn a_delivery_is_timed_from_its_stamp() {
-        let arrived = clock::now();
+        // Sent 5 ms before it is read, and arrived after that read (1 µs of truncation either way).
         let sent = stamp::unix_micros_now() - 5_000;
-        let latency = delivery_latency(&delivery(Some(&stamp::encode(sent))), arrived).unwrap();
+        let arrived = clock::now();
+        let latency = delivery_latency(&delivery(Some(sent)), arrived).unwrap();
         assert!(
-            latency >= Duration::from_millis(5) && latency < Duration::from_secs(1),
+            latency >= Duration::from_micros(4_999) && latency < Duration::from_secs(1),
             "{latency:?}"
         );
-        let ahead = stamp::encode(stamp::unix_micros_now() + 60_000_000);
-        assert_eq!(delivery_latency(&delivery(Some(&ahead)), arrived), Some(Duration::ZERO));
+        let ahead = stamp::unix_micros_now() + 60_000_000;
+        assert_eq!(delivery_latency(&delivery(Some(ahead)), arrived), Some(Duration::ZERO));
         assert_eq!(delivery_latency(&delivery(None), arrived), None);
-        for malformed in ["", "soon", "-5", "1.5", "99999999999999999999"] {
-            assert_eq!(
-                delivery_latency(&delivery(Some(malformed)), arrived),
-                None,
-                "{malformed:?}"
-            );
-        }
     }
 }

@@ -119,6 +119,7 @@ impl Session {
             attachments: Vec::new(),
             packet: None,
             set,
+            sent_micros: None,
         }))
     }
 
