@@ -342,9 +342,19 @@ fn payload_stamps_time_3_1_1_deliveries_and_come_off_before_matching() {
         errors(&summary).as_object().is_none_or(|found| found.is_empty()),
         "{summary:#}"
     );
+    // Every receive matched (a timeout is no error: it fails the iteration) and every check
+    // held.
+    assert_eq!(counter(&summary, "receive_timeouts"), 0, "{summary:#}");
+    assert_eq!(counter(&summary, "iterations_failed"), 0, "{summary:#}");
+    assert_eq!(counter(&summary, "iterations"), 2 + 2 + PUBLISHERS, "{summary:#}");
     for part in ["old", "new"] {
         let set = format!("{part}.topic:stamped/+/data");
         let delivered = 2 * messages;
+        assert_eq!(
+            step_counter(&summary, &format!("{part}.delivery"), "messages_received"),
+            delivered,
+            "{summary:#}"
+        );
         assert_eq!(
             step_counter(&summary, &set, "events_received"),
             delivered,
@@ -438,6 +448,8 @@ fn unstamped_deliveries_are_counted_untimed() {
         errors(&summary).as_object().is_none_or(|found| found.is_empty()),
         "{summary:#}"
     );
+    assert_eq!(counter(&summary, "receive_timeouts"), 0, "{summary:#}");
+    assert_eq!(counter(&summary, "iterations_failed"), 0, "{summary:#}");
     for set in ["subscribers.topic:plain3/+", "subscribers.topic:plain5/+"] {
         let delivered = SUBSCRIBERS * EACH;
         assert_eq!(step_counter(&summary, set, "events_received"), delivered, "{summary:#}");

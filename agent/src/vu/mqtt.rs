@@ -108,6 +108,21 @@ pub(super) fn delivery_latency(event: &Event, arrived: Instant) -> Option<Durati
     Some(stamp::latency(sent, arrived_micros))
 }
 
+/// Puts the send stamp of `sent_micros` where `delivery_stamp` says. An empty retained payload
+/// stays empty: it deletes the topic's retained message, which a stamp would replace instead.
+fn stamp_publish(packet: &mut mqtt::Publish, delivery_stamp: DeliveryStamp, sent_micros: i64) {
+    match delivery_stamp {
+        DeliveryStamp::Property => packet
+            .properties
+            .user_properties
+            .push((stamp::PROPERTY.to_owned(), stamp::encode(sent_micros))),
+        DeliveryStamp::Payload if !(packet.retain && packet.payload.is_empty()) => {
+            packet.payload = stamp::stamp_payload(&packet.payload, sent_micros);
+        }
+        DeliveryStamp::Payload | DeliveryStamp::Off => {}
+    }
+}
+
 /// The failure of a packet the session would not send.
 fn refused(step: StepId, error: SendError) -> Failure {
     tracing::debug!(kind = error.kind, why = %error.message, "an MQTT packet not sent");
@@ -204,18 +219,8 @@ impl Vu {
         let now = clock::now();
         let connection = self.mqtt_connection(publish.conn, step.id)?;
         // Stamped with the wall clock of the instant its send is counted at, for a subscriber's
-        // `delivery_latency`. An empty retained payload stays empty: it deletes the topic's
-        // retained message, which a stamp would replace instead.
-        match connection.delivery_stamp {
-            DeliveryStamp::Property => packet
-                .properties
-                .user_properties
-                .push((stamp::PROPERTY.to_owned(), stamp::encode(stamp::unix_micros_now()))),
-            DeliveryStamp::Payload if !(packet.retain && packet.payload.is_empty()) => {
-                packet.payload = stamp::stamp_payload(&packet.payload, stamp::unix_micros_now());
-            }
-            DeliveryStamp::Payload | DeliveryStamp::Off => {}
-        }
+        // `delivery_latency`.
+        stamp_publish(&mut packet, connection.delivery_stamp, stamp::unix_micros_now());
         let (id, message) = connection
             .session
             .publish(packet)
@@ -390,5 +395,52 @@ mod tests {
         let ahead = stamp::unix_micros_now() + 60_000_000;
         assert_eq!(delivery_latency(&delivery(Some(ahead)), arrived), Some(Duration::ZERO));
         assert_eq!(delivery_latency(&delivery(None), arrived), None);
+    }
+
+    /// Each option puts the stamp in its place and nowhere else; an empty retained payload (a
+    /// deletion) keeps no payload stamp, an empty one that is not retained gets one.
+    #[test]
+    fn a_publish_is_stamped_where_its_connection_says() {
+        let stamped = |delivery_stamp, payload: &'static [u8], retain| {
+            let mut packet = mqtt::Publish {
+                topic: "t".into(),
+                payload: Bytes::from_static(payload),
+                retain,
+                ..mqtt::Publish::default()
+            };
+            packet
+                .properties
+                .user_properties
+                .push(("unit".into(), "celsius".into()));
+            stamp_publish(&mut packet, delivery_stamp, 1_764_509_000_123_456);
+            let names: Vec<String> = packet
+                .properties
+                .user_properties
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            (packet.payload, names.join(","))
+        };
+        let unit = || "unit=celsius".to_owned();
+        assert_eq!(
+            stamped(DeliveryStamp::Off, b"21", false),
+            (Bytes::from_static(b"21"), unit())
+        );
+        assert_eq!(
+            stamped(DeliveryStamp::Property, b"21", false),
+            (
+                Bytes::from_static(b"21"),
+                "unit=celsius,wsfleet-sent=1764509000123456".to_owned()
+            )
+        );
+        assert_eq!(
+            stamped(DeliveryStamp::Payload, b"21", true),
+            (Bytes::from_static(b"wsfleet-sent:0001764509000123456;21"), unit())
+        );
+        assert_eq!(
+            stamped(DeliveryStamp::Payload, b"", false),
+            (Bytes::from_static(b"wsfleet-sent:0001764509000123456;"), unit())
+        );
+        assert_eq!(stamped(DeliveryStamp::Payload, b"", true), (Bytes::new(), unit()));
     }
 }
