@@ -11,11 +11,12 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use wsfleet_metrics::catalog::close_code_counter;
 use wsfleet_metrics::{Counter, ErrorKind, Hist, SetId};
 use wsfleet_scenario::matcher::Origin;
-use wsfleet_scenario::{ConnId, Step, StepId};
+use wsfleet_scenario::{ConnId, Flush, Step, StepId};
 
 use super::conn::{count_message, Conn};
 use super::flow::extract_into;
 use super::outcome::{ws_failure, Failure, StepResult};
+
 use super::state::Vu;
 use crate::clock;
 
@@ -87,9 +88,42 @@ impl Vu {
             let keep = self.conns[conn_id]
                 .as_ref()
                 .is_some_and(|conn| spare_kept && conn.keep_open);
-            if !keep {
+            if keep {
+                self.abort_transactions(conn_id).await;
+            } else {
                 self.close_conn(conn_id, code).await;
             }
+        }
+    }
+
+    /// Ends a kept STOMP connection's open transactions with an ABORT each (counted in the
+    /// connection set, as the layer's own frames), so that the next iteration's
+    /// `transaction: true` or `stomp_commit` cannot join one an earlier iteration left open. A
+    /// connection that fails meanwhile is dropped: the next iteration reconnects.
+    async fn abort_transactions(&mut self, conn_id: ConnId) {
+        let aborts = self
+            .conns
+            .get_mut(conn_id)
+            .and_then(Option::as_mut)
+            .and_then(|conn| conn.protocol.as_mut())
+            .and_then(|speaking| speaking.layer.as_stomp())
+            .map(|session| session.abort_all())
+            .unwrap_or_default();
+        if aborts.is_empty() {
+            return;
+        }
+        let iteration = self.vu_iteration;
+        for message in aborts {
+            let sent = self
+                .send_message(conn_id, message, 1, Flush::Batch, SetId::Connection, 0, iteration)
+                .await;
+            if sent.is_err() {
+                self.conns[conn_id] = None;
+                return;
+            }
+        }
+        if self.flush_held(0, iteration).await.is_err() {
+            self.conns[conn_id] = None;
         }
     }
 }

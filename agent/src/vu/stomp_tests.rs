@@ -313,3 +313,36 @@ on_error:
     assert_eq!(metrics.step("destination:/queue/end", "events_sent"), 1, "{dump}");
     assert_eq!(metrics.step("destination:*", "events_sent"), 0, "{dump}");
 }
+
+/// An iteration that ends with a transaction open on a kept connection (here its receive timed
+/// out) aborts it: the ABORT goes out between the iterations, counted in the connection set, and
+/// the next iteration's `stomp_commit` without an id finds no open transaction to join.
+#[tokio::test(start_paused = true)]
+async fn an_iteration_aborts_the_transactions_it_left_open_on_a_kept_connection() {
+    let yaml = "load: { vus: 1, iterations: 2 }
+steps:
+  - connect: { url: 'ws://target.test/ws', protocol: stomp, keep_open: true, stomp: { heartbeat: off } }
+  - stomp_commit: { name: done }
+  - stomp_begin: { name: open }
+  - receive: { name: wait, timeout: 1s }
+on_error:
+  - { kinds: [expectation], then: continue }
+";
+    let metrics = play(yaml, |mut target| async move {
+        let mut socket = connected(&mut target, "0,0").await;
+        assert_eq!(next_text(&mut socket).await, "BEGIN\ntransaction:tx-0\n\n\0");
+        // The receive times out and ends the first iteration: its transaction is aborted.
+        assert_eq!(next_text(&mut socket).await, "ABORT\ntransaction:tx-0\n\n\0");
+        assert_eq!(next_text(&mut socket).await, "BEGIN\ntransaction:tx-1\n\n\0");
+        drain(socket).await;
+    })
+    .await;
+    let dump = metrics.dump();
+    // Both iterations' commits found no open transaction.
+    assert_eq!(metrics.step("done", "errors.expectation"), 2, "{dump}");
+    assert_eq!(metrics.step("wait", "receive_timeouts"), 2, "{dump}");
+    assert_eq!(metrics.total("iterations_failed"), 2, "{dump}");
+    assert_eq!(metrics.step("open", "text_messages_sent"), 2, "{dump}");
+    // The ABORT, in the connection set.
+    assert_eq!(metrics.conn("text_messages_sent"), 1, "{dump}");
+}

@@ -320,4 +320,12 @@ impl Session {
         self.transactions.retain(|open| open != id);
         to_message(&frame)
     }
+
+    /// The ABORT frames of every open transaction, oldest first; none is open after them.
+    pub fn abort_all(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.transactions)
+            .iter()
+            .map(|id| to_message(&Frame::new("ABORT").header("transaction", id)))
+            .collect()
+    }
 }
