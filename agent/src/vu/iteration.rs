@@ -4,7 +4,6 @@
 //! between iterations. Also the step dispatch and `repeat`, whose rounds call the send and
 //! receive bodies directly (the load loop's hot path).
 
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,7 +152,7 @@ impl Vu {
             vu_iteration: 0,
             conns: (0..connections).map(|_| None).collect(),
             info: (0..connections).map(|_| ConnInfo::default()).collect(),
-            vars: HashMap::new(),
+            vars: wsfleet_scenario::Values::default(),
             handshake,
             lag: Duration::ZERO,
             receive_timer: None,

@@ -5,7 +5,6 @@
 //! size, and 15,000 idle connections pay it 15,000 times.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +33,7 @@ fn an_idle_vus_futures_stay_small() {
         step_tls: Arc::new(step_tls_configs(&scenario, None).unwrap()),
         scenario: Arc::new(scenario),
         agent_id: Arc::from("a"),
-        named: Arc::new(HashMap::new()),
+        named: Arc::new(wsfleet_scenario::Values::default()),
         tls: crate::connection::default_tls_config().unwrap(),
         recorder: Rc::new(RefCell::new(Recorder::new(
             start,
@@ -61,7 +60,7 @@ fn an_idle_vus_futures_stay_small() {
         vu_iteration: 0,
         conns: vec![None],
         info: vec![ConnInfo::default()],
-        vars: HashMap::new(),
+        vars: wsfleet_scenario::Values::default(),
         handshake: None,
         lag: Duration::ZERO,
         receive_timer: None,
