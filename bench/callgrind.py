@@ -11,6 +11,8 @@ which moves with buffer sizes, not with the agent's code).
     python3 bench/callgrind.py                      # uses target/release/wsfleet
     python3 bench/callgrind.py --wsfleet PATH       # another build, e.g. the commit before a change
     python3 bench/callgrind.py --script             # with a small script step before each send
+    python3 bench/callgrind.py --script-code CODE   # with that script step instead (e.g.
+                                                    # 'let tag = agent + "-" + vu;')
     python3 bench/callgrind.py --in-flight 16       # 16 sends, then 16 receives, per round
     python3 bench/callgrind.py --fire               # fire-and-count: sends never wait, a handler
                                                     # counts the echoes (bench/run.py's `fire`)
@@ -74,6 +76,10 @@ def main():
         action="store_true",
         help="play a small script per message (a `script` step that sets a value from the round)",
     )
+    parser.add_argument(
+        "--script-code",
+        help="the script step's code (implies --script; default `let seq = iteration + 1;`)",
+    )
     parser.add_argument("--in-flight", type=int, default=1, help="sends per round before as many receives")
     parser.add_argument(
         "--fire",
@@ -82,6 +88,9 @@ def main():
     )
     parser.add_argument("--keep", help="a folder to copy the agent's callgrind output into")
     arguments = parser.parse_args()
+    if arguments.script_code is not None:
+        arguments.script = True
+    script_code = arguments.script_code or "let seq = iteration + 1;"
 
     port = free_port()
     server = subprocess.Popen(
@@ -110,7 +119,7 @@ def main():
                 close = "  - close: { code: 1000, timeout: 60s }\n"
             else:
                 body = (
-                    ("        - script: 'let seq = iteration + 1;'\n" if arguments.script else "")
+                    (f"        - script: {json.dumps(script_code)}\n" if arguments.script else "")
                     + f"        - send: {{ text: '{message}' }}\n" * arguments.in_flight
                     + "        - receive: { timeout: 60s }\n" * arguments.in_flight
                 )
