@@ -7,7 +7,12 @@
 //! - faults: a refused login counted as `connect_error`, an ERROR frame as `stomp_error` (an
 //!   `on_error` rule names it), a message acknowledged with client acks;
 //! - heart-beats of one second kept across a five-second idle wait, sent and checked by the
-//!   layer and counted apart, with no connection lost.
+//!   layer and counted apart, with no connection lost;
+//! - per-room destinations through two agents: members and speakers of three rooms
+//!   (`/topic/room.${vu % 3}`), every delivery in the room it was sent to and counted in the
+//!   set `destination:/topic/room.*`, equal to what the broker routed;
+//! - transactions: a committed one delivers its SENDs, an aborted one none (the listeners'
+//!   counts and the broker's prove it), with BEGIN, COMMIT and ABORT receipts timed.
 
 #![allow(clippy::unwrap_used)]
 
@@ -67,6 +72,8 @@ fn stomp_scenarios_against_rabbitmq() {
     fan_out_counts_equal_the_brokers(&broker);
     refused_logins_and_error_frames_are_error_kinds(&broker);
     heart_beats_keep_idle_connections_alive(&broker);
+    rooms_deliver_to_their_members_only(&broker);
+    committed_sends_are_delivered_and_aborted_ones_are_not(&broker);
 }
 
 const SUBSCRIBERS: u64 = 4;
@@ -252,4 +259,196 @@ steps:
     eprintln!("heart-beats over the idle wait: {sent} sent, {received} received");
     assert!((10..=14).contains(&sent), "heart-beats sent: {sent}");
     assert!((8..=14).contains(&received), "heart-beats received: {received}");
+}
+
+/// A counter of the run's totals, 0 when the run never counted it.
+fn total(summary: &Value, name: &str) -> u64 {
+    summary["totals"]["counters"][name].as_u64().unwrap_or(0)
+}
+
+/// A counter of a metric set, 0 when the summary has no such set.
+fn set_counter(summary: &Value, set: &str, name: &str) -> u64 {
+    summary["steps"]
+        .as_array()
+        .and_then(|sets| sets.iter().find(|found| found["name"] == set))
+        .and_then(|found| found["counters"][name].as_u64())
+        .unwrap_or(0)
+}
+
+/// The broker's amq.topic counters (messages in, copies out) now.
+fn topic_exchange(broker: &RabbitMq) -> (u64, u64) {
+    let stats = broker.api("/api/exchanges/%2F/amq.topic");
+    (
+        stat(&stats, "/message_stats/publish_in"),
+        stat(&stats, "/message_stats/publish_out"),
+    )
+}
+
+/// Polls amq.topic's counters until they have grown by `published` in and `delivered` out
+/// since `before` (or 15 s passed); returns the growth.
+fn topic_exchange_growth(broker: &RabbitMq, before: (u64, u64), published: u64, delivered: u64) -> (u64, u64) {
+    broker_stats(broker, "/api/exchanges/%2F/amq.topic", |stats| {
+        stat(stats, "/message_stats/publish_in") >= before.0 + published
+            && stat(stats, "/message_stats/publish_out") >= before.1 + delivered
+    });
+    // One refresh more: a count past the expected one would show by then.
+    std::thread::sleep(Duration::from_millis(600));
+    let after = topic_exchange(broker);
+    (after.0 - before.0, after.1 - before.1)
+}
+
+const ROOMS: u64 = 3;
+const MEMBERS: u64 = 6;
+const PER_SPEAKER: u64 = 5;
+
+fn rooms_deliver_to_their_members_only(broker: &RabbitMq) {
+    let url = broker.stomp_url();
+    // Members take VU numbers 0-5 (rooms 0, 1, 2, 0, 1, 2), speakers 6-8 (rooms 0, 1, 2): each
+    // room has two members and one speaker, and a member takes only what names its room.
+    let delivered = MEMBERS * PER_SPEAKER;
+    let published = ROOMS * PER_SPEAKER;
+    let scenario = format!(
+        "name: stomp-rooms
+scenarios:
+  - name: members
+    load: {{ vus: {MEMBERS}, iterations: 1 }}
+    steps:
+      - connect: {{ url: '{url}', protocol: stomp, stomp: {{ login: guest, passcode: guest }} }}
+      - stomp_subscribe: {{ destination: '/topic/room.${{vu % 3}}', receipt: true }}
+      - repeat:
+          count: {PER_SPEAKER}
+          steps:
+            - receive: {{ name: heard, timeout: 20s, match: {{ destination: '/topic/room.${{vu % 3}}', headers: {{ room: '${{vu % 3}}' }} }} }}
+      - stomp_unsubscribe: {{ destination: '/topic/room.${{vu % 3}}', receipt: true }}
+      - stomp_disconnect: {{}}
+  - name: speakers
+    load: {{ vus: {ROOMS}, iterations: 1 }}
+    steps:
+      - think: 3s
+      - connect: {{ url: '{url}', protocol: stomp, stomp: {{ login: guest, passcode: guest }} }}
+      - repeat:
+          count: {PER_SPEAKER}
+          steps:
+            - stomp_send: {{ name: say, destination: '/topic/room.${{vu % 3}}', headers: {{ room: '${{vu % 3}}' }}, text: 'r${{vu % 3}}', receipt: true }}
+      - stomp_disconnect: {{}}
+thresholds:
+  \"ack_latency{{step=speakers.destination:/topic/room.*}}.p95\": \"< 2s\"
+  \"events_received{{step=members.destination:/topic/room.*}}.count\": \"== {delivered}\"
+"
+    );
+    let before = topic_exchange(broker);
+    let (summary, code) = run(&scenario, 2);
+    assert_eq!(code, 0, "{summary:#}");
+    assert_eq!(summary["totals"]["errors"], serde_json::json!({}), "{summary:#}");
+    let rooms = "members.destination:/topic/room.*";
+    let speaking = "speakers.destination:/topic/room.*";
+    // Every delivery counted in the rooms' set, none elsewhere; each member heard its own room
+    // (a message from another room would not match, and the receive would time out).
+    assert_eq!(
+        step_counter(&summary, rooms, "events_received"),
+        delivered,
+        "{summary:#}"
+    );
+    assert_eq!(step_counter(&summary, rooms, "payload_bytes_received"), delivered * 2);
+    assert_eq!(set_counter(&summary, "members.destination:*", "events_received"), 0);
+    assert_eq!(step_counter(&summary, "members.heard", "messages_received"), delivered);
+    assert_eq!(total(&summary, "receive_timeouts"), 0, "{summary:#}");
+    assert_eq!(step_counter(&summary, speaking, "events_sent"), published);
+    // The receipts of the SENDs, SUBSCRIBEs and UNSUBSCRIBEs (by templated destination), timed
+    // in the rooms' sets.
+    assert_eq!(step_latency_count(&summary, speaking, "ack_latency"), published);
+    assert_eq!(step_latency_count(&summary, rooms, "ack_latency"), 2 * MEMBERS);
+    // The broker routed each SEND to its room's two members: as many copies out as counted.
+    let (routed_in, routed_out) = topic_exchange_growth(broker, before, published, delivered);
+    assert_eq!((routed_in, routed_out), (published, delivered));
+    eprintln!(
+        "rooms: {delivered} deliveries over {ROOMS} rooms, as RabbitMQ routed; receipt p95 {} us",
+        metric_set(&summary, speaking)["latency"]["ack_latency"]["p95_us"]
+    );
+}
+
+const LISTENERS: u64 = 2;
+const COMMITTED: u64 = 4;
+const ABORTED: u64 = 3;
+
+fn committed_sends_are_delivered_and_aborted_ones_are_not(broker: &RabbitMq) {
+    let url = broker.stomp_url();
+    // The payer commits COMMITTED sends, aborts ABORTED, then sends a last one outside any
+    // transaction: a listener that has that one has had everything the broker would deliver
+    // before it.
+    let scenario = format!(
+        "name: stomp-transactions
+scenarios:
+  - name: listeners
+    load: {{ vus: {LISTENERS}, iterations: 1 }}
+    steps:
+      - connect: {{ url: '{url}', protocol: stomp, stomp: {{ login: guest, passcode: guest }} }}
+      - stomp_subscribe: {{ destination: /topic/ledger, receipt: true }}
+      - repeat:
+          count: {COMMITTED}
+          steps:
+            - receive: {{ name: paid, timeout: 20s, match: {{ destination: /topic/ledger, contains: paid }} }}
+      - receive: {{ name: last, timeout: 20s, match: {{ destination: /topic/ledger, equals: last }} }}
+      - stomp_disconnect: {{}}
+  - name: payers
+    load: {{ vus: 1, iterations: 1 }}
+    steps:
+      - think: 3s
+      - connect: {{ url: '{url}', protocol: stomp, stomp: {{ login: guest, passcode: guest }} }}
+      - stomp_begin: {{ name: open, receipt: true }}
+      - repeat:
+          count: {COMMITTED}
+          steps:
+            - stomp_send: {{ name: pay, destination: /topic/ledger, text: 'paid ${{iteration}}', transaction: true }}
+      - stomp_commit: {{ name: settle, receipt: true }}
+      - stomp_begin: {{ name: void, transaction: 'void-${{vu}}', receipt: true }}
+      - repeat:
+          count: {ABORTED}
+          steps:
+            - stomp_send: {{ name: unpay, destination: /topic/ledger, text: 'paid ${{iteration}}', transaction: 'void-${{vu}}' }}
+      - stomp_abort: {{ name: cancel, transaction: 'void-${{vu}}', receipt: true }}
+      - stomp_send: {{ name: final, destination: /topic/ledger, text: last, receipt: true }}
+      - stomp_disconnect: {{}}
+"
+    );
+    let before = topic_exchange(broker);
+    let (summary, code) = run(&scenario, 1);
+    assert_eq!(code, 0, "{summary:#}");
+    assert_eq!(summary["totals"]["errors"], serde_json::json!({}), "{summary:#}");
+    let ledger = "listeners.destination:/topic/ledger";
+    // Each listener had the committed sends and the last one, and nothing of the aborted ones:
+    // the set counts every MESSAGE that came, taken or not.
+    assert_eq!(
+        step_counter(&summary, ledger, "events_received"),
+        LISTENERS * (COMMITTED + 1),
+        "{summary:#}"
+    );
+    assert_eq!(
+        step_counter(&summary, "listeners.paid", "messages_received"),
+        LISTENERS * COMMITTED
+    );
+    assert_eq!(total(&summary, "messages_unread"), 0, "{summary:#}");
+    // Every SEND counted when written, inside a transaction or not.
+    assert_eq!(
+        step_counter(&summary, "payers.destination:/topic/ledger", "events_sent"),
+        COMMITTED + ABORTED + 1
+    );
+    // BEGIN, COMMIT and ABORT receipts, each timed in its step's set.
+    for step in ["payers.open", "payers.settle", "payers.void", "payers.cancel"] {
+        assert_eq!(step_counter(&summary, step, "acks_received"), 1, "{step}: {summary:#}");
+        assert_eq!(
+            step_latency_count(&summary, step, "ack_latency"),
+            1,
+            "{step}: {summary:#}"
+        );
+    }
+    assert_eq!(total(&summary, "acks_missing"), 0, "{summary:#}");
+    // The broker took in only what was committed (and the last one), and delivered it to both.
+    let (routed_in, routed_out) = topic_exchange_growth(broker, before, COMMITTED + 1, LISTENERS * (COMMITTED + 1));
+    assert_eq!((routed_in, routed_out), (COMMITTED + 1, LISTENERS * (COMMITTED + 1)));
+    eprintln!(
+        "transactions: {} committed sends delivered to {LISTENERS} listeners, {ABORTED} aborted delivered to none; commit receipt {} us",
+        COMMITTED,
+        metric_set(&summary, "payers.settle")["latency"]["ack_latency"]["max_us"]
+    );
 }

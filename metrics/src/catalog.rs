@@ -97,6 +97,10 @@ pub enum Counter {
     /// Acknowledgements asked for (STOMP RECEIPTs, Socket.IO acks) that had not come when their
     /// connection ended, in the set the acknowledgement would have counted in.
     AcksMissing,
+    /// MQTT deliveries without a usable send stamp (none, or a malformed one), in the set of
+    /// the delivery's topic: with `delivery_latency.count` they add up to the deliveries'
+    /// `events_received`.
+    DeliveriesUntimed,
     /// Heartbeats the server sent (Engine.IO pings), answered by the protocol layer.
     HeartbeatsReceived,
     /// Heartbeat answers the protocol layer sent (Engine.IO pongs).
@@ -119,7 +123,7 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub const ALL: [Counter; 49] = [
+    pub const ALL: [Counter; 50] = [
         Counter::ConnectionsOpened,
         Counter::ConnectionsFailed,
         Counter::ConnectionsClosed,
@@ -161,6 +165,7 @@ impl Counter {
         Counter::AcksReceived,
         Counter::AcksSent,
         Counter::AcksMissing,
+        Counter::DeliveriesUntimed,
         Counter::HeartbeatsReceived,
         Counter::HeartbeatsSent,
         Counter::ProtocolConnects,
@@ -217,6 +222,7 @@ impl Counter {
             Counter::AcksReceived => "acks_received",
             Counter::AcksSent => "acks_sent",
             Counter::AcksMissing => "acks_missing",
+            Counter::DeliveriesUntimed => "deliveries_untimed",
             Counter::HeartbeatsReceived => "heartbeats_received",
             Counter::HeartbeatsSent => "heartbeats_sent",
             Counter::ProtocolConnects => "protocol_connects",
@@ -308,8 +314,9 @@ pub enum Hist {
     HttpFirstByte,
     /// From an emitted event to its acknowledgement, in the metric set of the event's name.
     AckLatency,
-    /// From an MQTT 5.0 publish's send stamp to its delivery to a subscriber of the same run,
-    /// in the metric set of the delivery's topic (wall clocks of two VUs, possibly two machines).
+    /// From an MQTT publish's send stamp (a 5.0 user property, or a payload stamp on 3.1.1 and
+    /// 5.0) to its delivery to a subscriber of the same run, in the metric set of the
+    /// delivery's topic (wall clocks of two VUs, possibly two machines).
     DeliveryLatency,
 }
 

@@ -67,8 +67,12 @@ pub struct Matcher {
     pub regex: Option<Regex>,
     pub prefix: Option<Vec<u8>>,
     pub kind: Option<FrameKind>,
-    /// A protocol event's name: only such events match (their arguments are the message).
+    /// A protocol event's name as written: only such events match (their arguments are the
+    /// message).
     pub event: Option<String>,
+    /// `event` when it holds variables: rendered in the VU's scope, then compared as `event` is
+    /// (`destination: /topic/room.${vu % 3}` takes the VU's own room).
+    pub event_template: Option<Template>,
     /// A protocol event's namespace.
     pub namespace: Option<String>,
     /// Headers a protocol event must carry, with these values (the first of a repeated name
@@ -85,12 +89,12 @@ impl Matcher {
             let Some(tags) = message.event else {
                 return Ok(false);
             };
-            if self
-                .event
-                .as_deref()
-                .is_some_and(|wanted| !event_matches(wanted, tags.name))
-                || self.namespace.as_deref().is_some_and(|wanted| wanted != tags.namespace)
-            {
+            let event_differs = match (&self.event_template, &self.event) {
+                (Some(template), _) => !event_matches(&template.try_render(scope)?, tags.name),
+                (None, Some(wanted)) => !event_matches(wanted, tags.name),
+                (None, None) => false,
+            };
+            if event_differs || self.namespace.as_deref().is_some_and(|wanted| wanted != tags.namespace) {
                 return Ok(false);
             }
             for (name, wanted) in &self.headers {

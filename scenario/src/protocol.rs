@@ -177,13 +177,23 @@ impl EventSets {
         {
             return *id;
         }
-        // An MQTT topic counts in the set of the first topic filter that matches it.
-        if prefix == mqtt::TOPIC_SET_PREFIX {
-            if let Some((_, _, id)) = self.named.iter().find(|(named_prefix, filter, _)| {
-                *named_prefix == prefix && mqtt::topic::has_wildcards(filter) && mqtt::topic::matches(filter, key)
-            }) {
-                return *id;
+        // An MQTT topic counts in the set of the first topic filter that matches it; another
+        // protocol's key in the first set whose `*`s (a templated key's variables) match it.
+        let pattern = |named_prefix: &str, named: &str| {
+            if named_prefix != prefix {
+                false
+            } else if prefix == mqtt::TOPIC_SET_PREFIX {
+                mqtt::topic::has_wildcards(named) && mqtt::topic::matches(named, key)
+            } else {
+                named.contains(stomp::WILDCARD) && stomp::key_matches(named, key)
             }
+        };
+        if let Some((_, _, id)) = self
+            .named
+            .iter()
+            .find(|(named_prefix, named, _)| pattern(named_prefix, named))
+        {
+            return *id;
         }
         self.other
             .iter()

@@ -266,6 +266,9 @@ pub enum RawStep {
     StompSend(crate::protocol::stomp::RawStompSend),
     StompAck(Option<crate::protocol::stomp::RawStompAck>),
     StompNack(Option<crate::protocol::stomp::RawStompAck>),
+    StompBegin(Option<crate::protocol::stomp::RawStompTransaction>),
+    StompCommit(Option<crate::protocol::stomp::RawStompTransaction>),
+    StompAbort(Option<crate::protocol::stomp::RawStompTransaction>),
     StompDisconnect(Option<crate::protocol::stomp::RawStompDisconnect>),
 }
 
@@ -297,6 +300,9 @@ impl RawStep {
             RawStep::StompSend(_) => "stomp_send",
             RawStep::StompAck(_) => "stomp_ack",
             RawStep::StompNack(_) => "stomp_nack",
+            RawStep::StompBegin(_) => "stomp_begin",
+            RawStep::StompCommit(_) => "stomp_commit",
+            RawStep::StompAbort(_) => "stomp_abort",
             RawStep::StompDisconnect(_) => "stomp_disconnect",
             RawStep::Script(_) => "script",
             RawStep::If(_) => "if",

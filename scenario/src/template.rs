@@ -148,6 +148,19 @@ impl Template {
         }
     }
 
+    /// The template with each `${...}` written as `wildcard`: the name of the metric set that
+    /// counts what a templated key renders to (`/topic/room.${vu % 3}` is `/topic/room.*`).
+    pub fn pattern(&self, wildcard: &str) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => out.push_str(text),
+                Part::Var(_) => out.push_str(wildcard),
+            }
+        }
+        out
+    }
+
     /// The named variables this template reads.
     pub fn named_vars(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|part| match part {

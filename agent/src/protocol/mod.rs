@@ -72,6 +72,13 @@ pub struct Event {
     /// The text message that announced a binary event (the message that completed it is its
     /// last attachment); `None` when the event came in one message.
     pub packet: Option<Message>,
+    /// The metric set the layer knows the event belongs to: a STOMP MESSAGE's is its
+    /// subscription's (exact whatever each VU's destination rendered to). `None`: the set of
+    /// the event's name.
+    pub set: Option<wsfleet_scenario::StepId>,
+    /// An MQTT delivery's send stamp (`mqtt::stamp`): its publisher's wall clock when it
+    /// published, Unix microseconds; `None` without a usable one, and for other protocols.
+    pub sent_micros: Option<i64>,
 }
 
 impl Event {
@@ -86,6 +93,8 @@ impl Event {
             reply_to: None,
             attachments: Vec::new(),
             packet: None,
+            set: None,
+            sent_micros: None,
         }
     }
 

@@ -75,6 +75,10 @@ pub struct Session {
     received: VecDeque<Received>,
     next_receipt: u64,
     next_subscription: u64,
+    /// The number of the next default transaction id (`tx-N`).
+    next_transaction: u64,
+    /// The transactions begun and not yet committed or aborted, oldest first.
+    transactions: Vec<String>,
     /// The agreed intervals: how often the client sends, and how often the server does.
     send_every: Option<Duration>,
     expect_every: Option<Duration>,
@@ -100,6 +104,8 @@ impl Session {
             received: VecDeque::new(),
             next_receipt: 0,
             next_subscription: 0,
+            next_transaction: 0,
+            transactions: Vec::new(),
             send_every: None,
             expect_every: None,
             version: None,

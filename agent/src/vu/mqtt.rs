@@ -3,8 +3,9 @@
 //! says so), `mqtt_subscribe` and `mqtt_unsubscribe` (each waits for its SUBACK or UNSUBACK),
 //! `mqtt_disconnect`. Counted here: `events_sent` in the set of the publish's topic; the
 //! acknowledgements' `acks_received` and `ack_latency` go to the same set (QoS 1: PUBACK, QoS 2:
-//! PUBCOMP) or to the subscribe step's own set. A 5.0 publish carries its send stamp
-//! (`protocol::mqtt::stamp`); a delivery's is read by [`delivery_latency`].
+//! PUBCOMP) or to the subscribe step's own set. A publish carries its send stamp where the
+//! connection's `delivery_stamp` says (`protocol::mqtt::stamp`); a delivery's, read by the
+//! layer, is timed by [`delivery_latency`].
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use wsfleet_metrics::{Counter, ErrorKind, SetId};
 use wsfleet_scenario::protocol::mqtt::{
-    DisconnectStep, Filter, MessageProperties, Mqtt, Payload, PublishStep, SubscribeStep, UnsubscribeStep, Version,
+    DeliveryStamp, DisconnectStep, Filter, MessageProperties, Mqtt, Payload, PublishStep, SubscribeStep,
+    UnsubscribeStep, Version,
 };
 use wsfleet_scenario::{ConnId, Scope, Step, StepId};
 
@@ -64,7 +66,7 @@ pub(super) fn session(options: &Mqtt, scope: &Scope<'_>) -> Connection {
         Version::V311 => mqtt::Version::V311,
         Version::V5 => mqtt::Version::V5,
     };
-    Connection::new(Session::new(version, connect))
+    Connection::new(Session::new(version, connect), options.delivery_stamp)
 }
 
 fn payload(payload: &Payload, scope: &Scope<'_>) -> Bytes {
@@ -96,18 +98,29 @@ fn properties(properties: &MessageProperties, scope: &Scope<'_>) -> mqtt::Messag
     }
 }
 
-/// From the send stamp of a delivery (`stamp::PROPERTY`, the first one) to its arrival at
-/// `arrived`: `None` when it carries none, or one that is not a stamp (not timed, logged).
+/// From the send stamp of a delivery (read by the layer) to its arrival at `arrived`; `None`
+/// when it carried no usable one (`deliveries_untimed`).
 pub(super) fn delivery_latency(event: &Event, arrived: Instant) -> Option<Duration> {
-    let value = event.header(stamp::PROPERTY)?;
-    let Some(sent) = stamp::decode(value) else {
-        tracing::debug!(topic = %event.name, value, "a delivery's send stamp is malformed: not timed");
-        return None;
-    };
+    let sent = event.sent_micros?;
     // The wall clock at the arrival: now, less what passed since.
     let since = clock::now().saturating_duration_since(arrived);
     let arrived_micros = stamp::unix_micros_now().saturating_sub(since.as_micros() as i64);
     Some(stamp::latency(sent, arrived_micros))
+}
+
+/// Puts the send stamp of `sent_micros` where `delivery_stamp` says. An empty retained payload
+/// stays empty: it deletes the topic's retained message, which a stamp would replace instead.
+fn stamp_publish(packet: &mut mqtt::Publish, delivery_stamp: DeliveryStamp, sent_micros: i64) {
+    match delivery_stamp {
+        DeliveryStamp::Property => packet
+            .properties
+            .user_properties
+            .push((stamp::PROPERTY.to_owned(), stamp::encode(sent_micros))),
+        DeliveryStamp::Payload if !(packet.retain && packet.payload.is_empty()) => {
+            packet.payload = stamp::stamp_payload(&packet.payload, sent_micros);
+        }
+        DeliveryStamp::Payload | DeliveryStamp::Off => {}
+    }
 }
 
 /// The failure of a packet the session would not send.
@@ -206,13 +219,8 @@ impl Vu {
         let now = clock::now();
         let connection = self.mqtt_connection(publish.conn, step.id)?;
         // Stamped with the wall clock of the instant its send is counted at, for a subscriber's
-        // `delivery_latency` (5.0: 3.1.1 has no properties, and its payload stays as written).
-        if connection.session.version() == mqtt::Version::V5 {
-            packet
-                .properties
-                .user_properties
-                .push((stamp::PROPERTY.to_owned(), stamp::encode(stamp::unix_micros_now())));
-        }
+        // `delivery_latency`.
+        stamp_publish(&mut packet, connection.delivery_stamp, stamp::unix_micros_now());
         let (id, message) = connection
             .session
             .publish(packet)
@@ -365,35 +373,74 @@ impl Vu {
 mod tests {
     use super::*;
 
-    fn delivery(stamp: Option<&str>) -> Event {
-        let mut event = Event::new("fanout/1/data", "", "q1 from 1");
-        event.headers.push(("trace".into(), "abc".into()));
-        if let Some(value) = stamp {
-            event.headers.push((stamp::PROPERTY.into(), value.into()));
+    fn delivery(sent_micros: Option<i64>) -> Event {
+        Event {
+            sent_micros,
+            ..Event::new("fanout/1/data", "", "q1 from 1")
         }
-        event
     }
 
     /// A stamped delivery is timed from its stamp to its arrival, one from a clock ahead counts
-    /// as 0, and one without a stamp, or with a malformed one, is not timed.
+    /// as 0, and one without a stamp is not timed.
     #[test]
     fn a_delivery_is_timed_from_its_stamp() {
-        let arrived = clock::now();
+        // Sent 5 ms before it is read, and arrived after that read (1 µs of truncation either way).
         let sent = stamp::unix_micros_now() - 5_000;
-        let latency = delivery_latency(&delivery(Some(&stamp::encode(sent))), arrived).unwrap();
+        let arrived = clock::now();
+        let latency = delivery_latency(&delivery(Some(sent)), arrived).unwrap();
         assert!(
-            latency >= Duration::from_millis(5) && latency < Duration::from_secs(1),
+            latency >= Duration::from_micros(4_999) && latency < Duration::from_secs(1),
             "{latency:?}"
         );
-        let ahead = stamp::encode(stamp::unix_micros_now() + 60_000_000);
-        assert_eq!(delivery_latency(&delivery(Some(&ahead)), arrived), Some(Duration::ZERO));
+        let ahead = stamp::unix_micros_now() + 60_000_000;
+        assert_eq!(delivery_latency(&delivery(Some(ahead)), arrived), Some(Duration::ZERO));
         assert_eq!(delivery_latency(&delivery(None), arrived), None);
-        for malformed in ["", "soon", "-5", "1.5", "99999999999999999999"] {
-            assert_eq!(
-                delivery_latency(&delivery(Some(malformed)), arrived),
-                None,
-                "{malformed:?}"
-            );
-        }
+    }
+
+    /// Each option puts the stamp in its place and nowhere else; an empty retained payload (a
+    /// deletion) keeps no payload stamp, an empty one that is not retained gets one.
+    #[test]
+    fn a_publish_is_stamped_where_its_connection_says() {
+        let stamped = |delivery_stamp, payload: &'static [u8], retain| {
+            let mut packet = mqtt::Publish {
+                topic: "t".into(),
+                payload: Bytes::from_static(payload),
+                retain,
+                ..mqtt::Publish::default()
+            };
+            packet
+                .properties
+                .user_properties
+                .push(("unit".into(), "celsius".into()));
+            stamp_publish(&mut packet, delivery_stamp, 1_764_509_000_123_456);
+            let names: Vec<String> = packet
+                .properties
+                .user_properties
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            (packet.payload, names.join(","))
+        };
+        let unit = || "unit=celsius".to_owned();
+        assert_eq!(
+            stamped(DeliveryStamp::Off, b"21", false),
+            (Bytes::from_static(b"21"), unit())
+        );
+        assert_eq!(
+            stamped(DeliveryStamp::Property, b"21", false),
+            (
+                Bytes::from_static(b"21"),
+                "unit=celsius,wsfleet-sent=1764509000123456".to_owned()
+            )
+        );
+        assert_eq!(
+            stamped(DeliveryStamp::Payload, b"21", true),
+            (Bytes::from_static(b"wsfleet-sent:0001764509000123456;21"), unit())
+        );
+        assert_eq!(
+            stamped(DeliveryStamp::Payload, b"", false),
+            (Bytes::from_static(b"wsfleet-sent:0001764509000123456;"), unit())
+        );
+        assert_eq!(stamped(DeliveryStamp::Payload, b"", true), (Bytes::new(), unit()));
     }
 }

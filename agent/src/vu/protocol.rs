@@ -5,7 +5,8 @@
 //! steps of each protocol are in its own file (`socketio.rs`: `emit`). Counted and timed here:
 //! - `events_received` in the metric set of the event's key (`event:NAME`, or `event:*` for
 //!   keys the scenario does not mention; other protocols, their own prefix);
-//! - `delivery_latency` (an MQTT delivery with its publisher's send stamp) in that set too;
+//! - `delivery_latency` (an MQTT delivery with its publisher's send stamp) in that set too, or
+//!   `deliveries_untimed` (one without a usable stamp);
 //! - `acks_received` and `ack_latency` in the set the acknowledged send named;
 //! - `heartbeats_received`, `heartbeats_sent`, `protocol_disconnects`, and the messages the
 //!   layer handles itself (open, connect answers, heartbeats), in the connection set;
@@ -283,17 +284,31 @@ impl Vu {
                 }
                 Decoded::Event(mut event) => {
                     let prefix = speaking.layer.set_prefix();
+                    // An MQTT delivery is timed, or counted untimed.
                     let delivery = match speaking.layer {
-                        Layer::Mqtt(_) => super::mqtt::delivery_latency(&event, now),
+                        Layer::Mqtt(_) => Some(super::mqtt::delivery_latency(&event, now)),
                         _ => None,
                     };
                     drop(recorder);
-                    let set = self.event_set_of(prefix, &event.name, step);
-                    if let Some(latency) = delivery {
-                        self.env
-                            .recorder
-                            .borrow_mut()
-                            .record(now, SetId::Step(set), Hist::DeliveryLatency, latency);
+                    // The layer's own attribution first (a STOMP subscription's set).
+                    let set = match event.set {
+                        Some(set) => set,
+                        None => self.event_set_of(prefix, &event.name, step),
+                    };
+                    match delivery {
+                        Some(Some(latency)) => {
+                            self.env
+                                .recorder
+                                .borrow_mut()
+                                .record(now, SetId::Step(set), Hist::DeliveryLatency, latency)
+                        }
+                        Some(None) => {
+                            self.env
+                                .recorder
+                                .borrow_mut()
+                                .add(now, SetId::Step(set), Counter::DeliveriesUntimed, 1)
+                        }
+                        None => {}
                     }
                     // The event's key set counts events and their bodies' bytes (a STOMP body,
                     // Socket.IO's arguments).

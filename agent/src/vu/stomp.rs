@@ -1,8 +1,11 @@
 //! STOMP's steps on the protocol layer: the session built from a connect step's rendered
-//! options, and `stomp_subscribe`, `stomp_unsubscribe`, `stomp_send`, `stomp_ack`/`stomp_nack`
-//! and `stomp_disconnect`. Counted here: `events_sent` and the body's `payload_bytes_sent` of a
-//! SEND in its destination's set; a RECEIPT asked for is tracked by the glue
-//! (`acks_received`, `ack_latency` in the destination's set, or the step's own).
+//! options, and `stomp_subscribe`, `stomp_unsubscribe`, `stomp_send`, `stomp_ack`/`stomp_nack`,
+//! `stomp_begin`/`stomp_commit`/`stomp_abort` and `stomp_disconnect`. Counted here:
+//! `events_sent` and the body's `payload_bytes_sent` of a SEND in its destination's set (when
+//! written, inside a transaction or not); a RECEIPT asked for is tracked by the glue
+//! (`acks_received`, `ack_latency` in the destination's set, or the step's own). A destination
+//! that renders empty, or a `transaction: true` with no open transaction, fails the step with
+//! `expectation` before anything is sent.
 
 use std::time::Instant;
 
@@ -13,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use wsfleet_metrics::catalog::close_code_counter;
 use wsfleet_metrics::{Counter, ErrorKind, SetId};
-use wsfleet_scenario::protocol::stomp::{Stomp, StompAction, StompBody, StompStep};
+use wsfleet_scenario::protocol::stomp::{Stomp, StompAction, StompBody, StompStep, Transaction};
 use wsfleet_scenario::{Flush, Scope, Step, Template};
 
 use super::closing::close_connection;
@@ -54,6 +57,14 @@ impl Vu {
             let scope = parts.scope(iteration);
             Rendered::of(&stomp.action, &scope)
         };
+        if rendered.destination().is_some_and(str::is_empty) {
+            tracing::debug!(
+                vu = self.number,
+                step = %step.name,
+                "the destination rendered empty: nothing sent"
+            );
+            return Err(Failure::new(step.id, ErrorKind::Expectation).into());
+        }
         // The last message a step or handler took on the connection, for an ACK without an id.
         let last_reply = self.info.get(conn_id).and_then(|info| info.last_reply.clone());
         let conn = self.conn_mut(conn_id, step.id)?;
@@ -74,14 +85,43 @@ impl Vu {
         let receipt_header = receipt.as_ref().map(|(_, header)| header.as_str());
         let mut flush = Flush::Batch;
         let mut body_bytes = None;
-        let message = match (&stomp.action, rendered) {
-            (StompAction::Subscribe { destination, ack, .. }, Rendered::Subscribe { id, headers }) => {
-                session.subscribe(destination, id, *ack, &headers, receipt_header)
+        // `transaction: true`: the connection's open transaction.
+        let open_transaction = session.open_transaction().map(str::to_owned);
+        let transaction_of = |wanted: Option<TransactionId>| -> Result<Option<String>, ()> {
+            match wanted {
+                None => Ok(None),
+                Some(TransactionId::Named(id)) => Ok(Some(id)),
+                Some(TransactionId::Open) => open_transaction.clone().map(Some).ok_or(()),
             }
-            (StompAction::Unsubscribe { destination, .. }, Rendered::Unsubscribe { id, headers }) => {
+        };
+        let no_transaction = |number: u64| {
+            tracing::debug!(
+                vu = number,
+                step = %step.name,
+                "`transaction: true` with no open transaction on the connection: nothing sent"
+            );
+            Err(Failure::new(step.id, ErrorKind::Expectation).into())
+        };
+        let message = match (&stomp.action, rendered) {
+            (
+                StompAction::Subscribe { ack, .. },
+                Rendered::Subscribe {
+                    destination,
+                    id,
+                    headers,
+                },
+            ) => session.subscribe(&destination, id, *ack, Some(stomp.set), &headers, receipt_header),
+            (
+                StompAction::Unsubscribe { .. },
+                Rendered::Unsubscribe {
+                    destination,
+                    id,
+                    headers,
+                },
+            ) => {
                 let id = match (id, destination) {
                     (Some(id), _) => id,
-                    (None, Some(destination)) => match session.subscription_to(destination) {
+                    (None, Some(destination)) => match session.subscription_to(&destination) {
                         Some(id) => id.to_owned(),
                         None => {
                             tracing::debug!(vu = self.number, destination = %destination, "no subscription to unsubscribe");
@@ -93,18 +133,37 @@ impl Vu {
                 session.unsubscribe(&id, &headers, receipt_header)
             }
             (
-                StompAction::Send {
+                StompAction::Send { flush: send_flush, .. },
+                Rendered::Send {
                     destination,
-                    flush: send_flush,
-                    ..
+                    headers,
+                    body,
+                    transaction,
                 },
-                Rendered::Send { headers, body },
             ) => {
+                let Ok(transaction) = transaction_of(transaction) else {
+                    return no_transaction(self.number);
+                };
                 flush = *send_flush;
                 body_bytes = Some(body.len() as u64);
-                session.send(destination, &headers, body, receipt_header)
+                session.send(&destination, &headers, body, transaction.as_deref(), receipt_header)
+            }
+            (StompAction::Begin { .. }, Rendered::Begin { id }) => session.begin(id, receipt_header).1,
+            (StompAction::End { commit, .. }, Rendered::End { id }) => {
+                let Some(id) = id.or(open_transaction.clone()) else {
+                    tracing::debug!(
+                        vu = self.number,
+                        step = %step.name,
+                        "no open transaction on the connection to end: nothing sent"
+                    );
+                    return Err(Failure::new(step.id, ErrorKind::Expectation).into());
+                };
+                session.end_transaction(*commit, &id, receipt_header)
             }
             (StompAction::Ack { nack, .. }, Rendered::Ack { id, transaction }) => {
+                let Ok(transaction) = transaction_of(transaction) else {
+                    return no_transaction(self.number);
+                };
                 let (id, subscription) = match id {
                     Some(id) => (id, None),
                     None => match last_reply {
@@ -264,48 +323,106 @@ impl Vu {
 /// A step's templates, rendered before the session is borrowed.
 enum Rendered {
     Subscribe {
+        destination: String,
         id: Option<String>,
         headers: Vec<(String, String)>,
     },
     Unsubscribe {
+        destination: Option<String>,
         id: Option<String>,
         headers: Vec<(String, String)>,
     },
     Send {
+        destination: String,
         headers: Vec<(String, String)>,
         body: Bytes,
+        transaction: Option<TransactionId>,
     },
     Ack {
         id: Option<String>,
-        transaction: Option<String>,
+        transaction: Option<TransactionId>,
+    },
+    Begin {
+        id: Option<String>,
+    },
+    End {
+        id: Option<String>,
     },
     Nothing,
+}
+
+/// A frame's transaction, rendered: named, or the connection's open one.
+enum TransactionId {
+    Named(String),
+    Open,
+}
+
+impl Rendered {
+    /// The destination the frame names, if any.
+    fn destination(&self) -> Option<&str> {
+        match self {
+            Rendered::Subscribe { destination, .. } | Rendered::Send { destination, .. } => Some(destination),
+            Rendered::Unsubscribe { destination, .. } => destination.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 impl Rendered {
     fn of(action: &StompAction, scope: &Scope<'_>) -> Rendered {
         let render =
             |template: &Option<Template>| template.as_ref().map(|template| template.render(scope).into_owned());
+        let transaction = |transaction: &Option<Transaction>| {
+            transaction.as_ref().map(|transaction| match transaction {
+                Transaction::Open => TransactionId::Open,
+                Transaction::Id(template) => TransactionId::Named(template.render(scope).into_owned()),
+            })
+        };
         match action {
-            StompAction::Subscribe { id, headers, .. } => Rendered::Subscribe {
+            StompAction::Subscribe {
+                destination,
+                id,
+                headers,
+                ..
+            } => Rendered::Subscribe {
+                destination: destination.render(scope).into_owned(),
                 id: render(id),
                 headers: render_headers(headers, scope),
             },
-            StompAction::Unsubscribe { id, headers, .. } => Rendered::Unsubscribe {
+            StompAction::Unsubscribe {
+                destination,
+                id,
+                headers,
+            } => Rendered::Unsubscribe {
+                destination: render(destination),
                 id: render(id),
                 headers: render_headers(headers, scope),
             },
-            StompAction::Send { headers, body, .. } => Rendered::Send {
+            StompAction::Send {
+                destination,
+                headers,
+                body,
+                transaction: within,
+                ..
+            } => Rendered::Send {
+                destination: destination.render(scope).into_owned(),
                 headers: render_headers(headers, scope),
                 body: match body {
                     StompBody::Text(template) => Bytes::from(template.render(scope).into_owned()),
                     StompBody::Bytes(bytes) => Bytes::from(bytes.clone()),
                 },
+                transaction: transaction(within),
             },
-            StompAction::Ack { id, transaction, .. } => Rendered::Ack {
+            StompAction::Ack {
+                id,
+                transaction: within,
+                ..
+            } => Rendered::Ack {
                 id: render(id),
-                transaction: render(transaction),
+                transaction: transaction(within),
             },
+            StompAction::Begin { id } => Rendered::Begin { id: render(id) },
+            StompAction::End { id, .. } => Rendered::End { id: render(id) },
             StompAction::Disconnect { .. } => Rendered::Nothing,
         }
     }

@@ -218,3 +218,95 @@ steps:
     assert_eq!(metrics.step(set, "acks_missing"), 1, "{dump}");
     assert_eq!(metrics.conn("iterations"), 1, "{dump}");
 }
+
+/// A templated destination renders per VU and its deliveries count in the set of the
+/// subscription they came through (`subscription` header), whatever destination the MESSAGE
+/// names; BEGIN, a SEND inside the open transaction and COMMIT carry its id, their RECEIPTs
+/// timed in their own sets; a destination that renders empty and an ABORT with no open
+/// transaction fail their steps with `expectation`, sending nothing.
+#[tokio::test(start_paused = true)]
+async fn templated_destinations_count_per_subscription_and_transactions_carry_their_id() {
+    let yaml = "load: { vus: 1, iterations: 1 }
+variables: { nowhere: '' }
+steps:
+  - connect: { url: 'ws://target.test/ws', protocol: stomp, stomp: { heartbeat: off } }
+  - stomp_subscribe: { destination: '/topic/room.${vu + 1}' }
+  - stomp_subscribe: { destination: '/exchange/alerts/${vu}.*' }
+  - receive: { name: mine, timeout: 5s, match: { destination: '/topic/room.${vu + 1}' } }
+  - receive: { name: alert, timeout: 5s }
+  - stomp_begin: { name: open, receipt: true }
+  - stomp_send: { name: say, destination: '/topic/room.${vu + 1}', text: hi, transaction: true }
+  - stomp_commit: { name: done, receipt: true }
+  - stomp_send: { name: lost, destination: '${nowhere}', text: x }
+  - stomp_abort: { name: orphan }
+  - stomp_send: { name: last, destination: /queue/end, text: bye }
+on_error:
+  - { kinds: [expectation], then: continue }
+";
+    let metrics = play(yaml, |mut target| async move {
+        let mut socket = connected(&mut target, "0,0").await;
+        assert_eq!(
+            next_text(&mut socket).await,
+            "SUBSCRIBE\ndestination:/topic/room.1\nid:sub-0\nack:auto\n\n\0"
+        );
+        assert_eq!(
+            next_text(&mut socket).await,
+            "SUBSCRIBE\ndestination:/exchange/alerts/0.*\nid:sub-1\nack:auto\n\n\0"
+        );
+        // A delivery through each subscription; the second names a destination no set's
+        // pattern matches: its subscription alone places it.
+        send(
+            &mut socket,
+            "MESSAGE\ndestination:/topic/room.1\nsubscription:sub-0\nmessage-id:m1\n\nhello\0",
+        )
+        .await;
+        send(
+            &mut socket,
+            "MESSAGE\ndestination:/exchange/alerts/fire\nsubscription:sub-1\nmessage-id:m2\n\nfire\0",
+        )
+        .await;
+        assert_eq!(
+            next_text(&mut socket).await,
+            "BEGIN\ntransaction:tx-0\nreceipt:r-0\n\n\0"
+        );
+        sleep(Duration::from_millis(30)).await;
+        send(&mut socket, "RECEIPT\nreceipt-id:r-0\n\n\0").await;
+        assert_eq!(
+            next_text(&mut socket).await,
+            "SEND\ndestination:/topic/room.1\ntransaction:tx-0\ncontent-length:2\n\nhi\0"
+        );
+        assert_eq!(
+            next_text(&mut socket).await,
+            "COMMIT\ntransaction:tx-0\nreceipt:r-1\n\n\0"
+        );
+        sleep(Duration::from_millis(40)).await;
+        send(&mut socket, "RECEIPT\nreceipt-id:r-1\n\n\0").await;
+        // Neither the empty destination's SEND nor the orphan ABORT reached the wire.
+        assert_eq!(
+            next_text(&mut socket).await,
+            "SEND\ndestination:/queue/end\ncontent-length:3\n\nbye\0"
+        );
+        drain(socket).await;
+    })
+    .await;
+    let dump = metrics.dump();
+    let rooms = "destination:/topic/room.*";
+    assert_eq!(metrics.step(rooms, "events_received"), 1, "{dump}");
+    assert_eq!(metrics.step(rooms, "payload_bytes_received"), 5, "{dump}");
+    assert_eq!(metrics.step(rooms, "events_sent"), 1, "{dump}");
+    let alerts = "destination:/exchange/alerts/*.*";
+    assert_eq!(metrics.step(alerts, "events_received"), 1, "{dump}");
+    assert_eq!(metrics.step("destination:*", "events_received"), 0, "{dump}");
+    assert_eq!(metrics.step("mine", "messages_received"), 1, "{dump}");
+    assert_eq!(metrics.step("alert", "messages_received"), 1, "{dump}");
+    assert_eq!(metrics.step("open", "acks_received"), 1, "{dump}");
+    assert_eq!(metrics.step("done", "acks_received"), 1, "{dump}");
+    let begin = metrics.samples("open", "ack_latency");
+    assert!(begin.len() == 1 && within(begin[0], 30_000), "{begin:?}");
+    let commit = metrics.samples("done", "ack_latency");
+    assert!(commit.len() == 1 && within(commit[0], 40_000), "{commit:?}");
+    assert_eq!(metrics.step("lost", "errors.expectation"), 1, "{dump}");
+    assert_eq!(metrics.step("orphan", "errors.expectation"), 1, "{dump}");
+    assert_eq!(metrics.step("destination:/queue/end", "events_sent"), 1, "{dump}");
+    assert_eq!(metrics.step("destination:*", "events_sent"), 0, "{dump}");
+}

@@ -32,7 +32,8 @@ pub const DEFAULT_KEEP_ALIVE: u16 = 60;
 /// to know sooner).
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `mqtt: { version, client_id, clean, username, password, keep_alive, will, properties }`
+/// `mqtt: { version, client_id, clean, username, password, keep_alive, will, delivery_stamp,
+/// properties }`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMqtt {
@@ -47,6 +48,9 @@ pub struct RawMqtt {
     /// Seconds (`30`) or a duration (`30s`); 0 turns keep-alive off; 60 s by default.
     pub keep_alive: Option<RawScalar>,
     pub will: Option<RawWill>,
+    /// Where publishes carry their send stamp: `property` (5.0's default), `payload`, or `off`
+    /// (3.1.1's default).
+    pub delivery_stamp: Option<String>,
     /// MQTT 5.0 CONNECT properties.
     pub properties: Option<RawConnectProperties>,
 }
@@ -229,6 +233,17 @@ pub enum Version {
     V5,
 }
 
+/// Where a connection's publishes carry their send stamp, for subscribers' `delivery_latency`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryStamp {
+    /// The user property `wsfleet-sent` (5.0 only; the default there).
+    Property,
+    /// In front of the payload, stripped by the subscriber (3.1.1 and 5.0).
+    Payload,
+    /// None (3.1.1's default).
+    Off,
+}
+
 /// A connection's MQTT options, compiled.
 #[derive(Clone, Debug)]
 pub struct Mqtt {
@@ -241,6 +256,7 @@ pub struct Mqtt {
     /// Seconds; 0 is off.
     pub keep_alive: u16,
     pub will: Option<Will>,
+    pub delivery_stamp: DeliveryStamp,
     /// Seconds.
     pub session_expiry: Option<u32>,
     pub receive_maximum: Option<u16>,

@@ -1,7 +1,9 @@
 //! STOMP 1.2 over WebSocket (`connect: { protocol: stomp, stomp: {...} }`): the connect options
 //! and the STOMP steps (`stomp_subscribe`, `stomp_unsubscribe`, `stomp_send`, `stomp_ack`,
-//! `stomp_nack`, `stomp_disconnect`), as written and as compiled. Events are MESSAGE frames, keyed
-//! by destination (metric sets `destination:/queue/a`).
+//! `stomp_nack`, `stomp_begin`, `stomp_commit`, `stomp_abort`, `stomp_disconnect`), as written
+//! and as compiled. Events are MESSAGE frames, keyed by destination (metric sets
+//! `destination:/queue/a`; a templated destination's set writes each `${...}` as `*`:
+//! [`set_key`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,6 +18,9 @@ pub const SUBPROTOCOLS: &[&str] = &["v12.stomp", "v11.stomp"];
 
 /// The prefix of a destination's metric set name: `destination:/queue/a`.
 pub const SET_PREFIX: &str = "destination:";
+
+/// What a variable of a templated destination is written as in its metric set's name.
+pub const WILDCARD: &str = "*";
 
 /// The virtual host when `stomp.host` is not given (RabbitMQ's default vhost).
 pub const DEFAULT_HOST: &str = "/";
@@ -80,6 +85,7 @@ pub struct RawReceiptOptions {
 pub struct RawSubscribe {
     pub name: Option<String>,
     pub connection: Option<String>,
+    /// A template; its metric set writes each `${...}` as `*`.
     pub destination: String,
     /// The subscription id; `sub-N` by default (N counts the connection's subscriptions).
     pub id: Option<String>,
@@ -97,7 +103,7 @@ pub struct RawUnsubscribe {
     pub name: Option<String>,
     pub connection: Option<String>,
     pub id: Option<String>,
-    /// The subscription to this destination (the connection's latest one).
+    /// The subscription to this destination (the connection's latest one), a template.
     pub destination: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -110,9 +116,12 @@ pub struct RawUnsubscribe {
 pub struct RawStompSend {
     pub name: Option<String>,
     pub connection: Option<String>,
+    /// A template; its metric set writes each `${...}` as `*`.
     pub destination: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Send inside a transaction: its id, or `true` for the connection's open one.
+    pub transaction: Option<RawTransaction>,
     /// The body, a template.
     pub text: Option<String>,
     /// The body: a file's bytes, relative to the scenario file.
@@ -132,6 +141,29 @@ pub struct RawStompAck {
     pub connection: Option<String>,
     /// The message's `ack` header (STOMP 1.2; `message-id` in 1.1), e.g. an extracted value.
     pub id: Option<String>,
+    /// Acknowledge inside a transaction: its id, or `true` for the connection's open one.
+    pub transaction: Option<RawTransaction>,
+    pub receipt: Option<RawReceipt>,
+}
+
+/// `transaction: tx-${vu}` (an id, a template) or `transaction: true` (the transaction the
+/// connection's latest `stomp_begin` opened and nothing has committed or aborted yet).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawTransaction {
+    Open(bool),
+    Id(String),
+}
+
+/// `stomp_begin: { transaction, receipt }`, `stomp_commit: {...}`, `stomp_abort: {...}`.
+/// BEGIN's id is `tx-N` by default (N counts the connection's transactions); COMMIT and ABORT
+/// end the connection's open transaction unless they name one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStompTransaction {
+    pub name: Option<String>,
+    pub connection: Option<String>,
+    /// The transaction id, a template.
     pub transaction: Option<String>,
     pub receipt: Option<RawReceipt>,
 }
@@ -200,32 +232,78 @@ pub struct StompStep {
 #[derive(Clone, Debug)]
 pub enum StompAction {
     Subscribe {
-        destination: String,
+        destination: Template,
         id: Option<Template>,
         ack: AckMode,
         headers: Vec<(String, Template)>,
     },
     Unsubscribe {
         id: Option<Template>,
-        destination: Option<String>,
+        destination: Option<Template>,
         headers: Vec<(String, Template)>,
     },
     Send {
-        destination: String,
+        destination: Template,
         headers: Vec<(String, Template)>,
         body: StompBody,
+        transaction: Option<Transaction>,
         flush: Flush,
     },
     /// ACK, or NACK with `nack`.
     Ack {
         nack: bool,
         id: Option<Template>,
-        transaction: Option<Template>,
+        transaction: Option<Transaction>,
+    },
+    /// BEGIN; `id` `None` takes the next `tx-N`.
+    Begin {
+        id: Option<Template>,
+    },
+    /// COMMIT, or ABORT without `commit`; `id` `None` ends the connection's open transaction.
+    End {
+        commit: bool,
+        id: Option<Template>,
     },
     Disconnect {
         receipt: bool,
         timeout: Duration,
     },
+}
+
+/// The transaction a SEND, ACK or NACK belongs to.
+#[derive(Clone, Debug)]
+pub enum Transaction {
+    /// The connection's open transaction (its latest BEGIN not yet committed or aborted).
+    Open,
+    Id(Template),
+}
+
+/// The metric set key of a destination: as written, each `${...}` as `*`, so
+/// `/topic/room.${vu % 3}` counts in `destination:/topic/room.*`.
+pub fn set_key(destination: &Template) -> String {
+    destination.pattern(WILDCARD)
+}
+
+/// Whether a destination falls under a set key with `*`s, each standing for any text (what a
+/// variable rendered to): `/topic/room.7` under `/topic/room.*`.
+pub fn key_matches(key: &str, destination: &str) -> bool {
+    let mut pieces = key.split(WILDCARD);
+    let first = pieces.next().unwrap_or_default();
+    let Some(mut rest) = destination.strip_prefix(first) else {
+        return false;
+    };
+    let pieces: Vec<&str> = pieces.collect();
+    let Some((last, middle)) = pieces.split_last() else {
+        // No `*`: the same text.
+        return rest.is_empty();
+    };
+    for piece in middle {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// A SEND's body.

@@ -123,6 +123,9 @@ impl StepBuilder<'_> {
             | RawStep::StompSend(_)
             | RawStep::StompAck(_)
             | RawStep::StompNack(_)
+            | RawStep::StompBegin(_)
+            | RawStep::StompCommit(_)
+            | RawStep::StompAbort(_)
             | RawStep::StompDisconnect(_) => self.stomp_step(raw, at, connected, problems),
         }
     }

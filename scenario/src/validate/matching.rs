@@ -69,6 +69,11 @@ impl StepBuilder<'_> {
             prefix,
             kind,
             event: raw.event.clone(),
+            event_template: raw
+                .event
+                .as_deref()
+                .filter(|event| event.contains("${"))
+                .and_then(|event| compile_template(event, &format!("{field}.event"), &self.known, problems)),
             namespace: raw.namespace.clone(),
             headers: raw
                 .headers

@@ -380,7 +380,17 @@ impl StepBuilder<'_> {
         }
         if let Some(event) = &matcher.event {
             for protocol in spoken {
-                self.event_set(set_prefix(&protocol), event);
+                let prefix = set_prefix(&protocol);
+                // A key with variables counts in the set of its pattern: MQTT levels as `+`,
+                // other protocols' variables as `*`.
+                let key = match &matcher.event_template {
+                    None => event.clone(),
+                    Some(_) if prefix == crate::protocol::mqtt::TOPIC_SET_PREFIX => {
+                        crate::protocol::mqtt::set_key(event)
+                    }
+                    Some(template) => template.pattern(crate::protocol::stomp::WILDCARD),
+                };
+                self.event_set(prefix, &key);
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The MQTT session as a protocol layer: what each packet becomes for the VU (events, the
 //! acknowledgements of publishes and subscriptions keyed by packet id, keep-alive answers,
-//! refusals and failure reason codes), and the keep-alive timer (PINGREQ after a keep-alive with
+//! refusals and failure reason codes; a delivery's send stamp read, and a payload stamp cut off
+//! before anything sees the payload), and the keep-alive timer (PINGREQ after a keep-alive with
 //! nothing sent; silence when a PINGREQ goes unanswered for a keep-alive).
 
 use std::time::Instant;
@@ -8,14 +9,17 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::Message;
 use wsfleet_metrics::ErrorKind;
+use wsfleet_scenario::protocol::mqtt::DeliveryStamp;
 use wsfleet_scenario::FrameKind;
 
-use super::{Received, Session, State};
+use super::{stamp, Received, Session, State};
 use crate::protocol::{Ack, Decoded, Event, Tick};
 
 /// An MQTT session with the instants its keep-alive needs.
 pub struct Connection {
     pub session: Session,
+    /// Where its publishes carry their send stamp.
+    pub delivery_stamp: DeliveryStamp,
     /// When the client last sent a packet (the keep-alive counts from it).
     last_sent: Option<Instant>,
     /// When the PINGREQ now unanswered went.
@@ -23,9 +27,10 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(session: Session) -> Connection {
+    pub fn new(session: Session, delivery_stamp: DeliveryStamp) -> Connection {
         Connection {
             session,
+            delivery_stamp,
             last_sent: None,
             ping_sent: None,
         }
@@ -108,7 +113,16 @@ impl Connection {
                 namespace: String::new(),
                 message: format!("CONNACK refused: {reason}"),
             },
-            Received::Message(publish) => {
+            Received::Message(mut publish) => {
+                // Whatever this connection's own option: a subscriber times what it is sent.
+                let sent_micros = match stamp::read(&mut publish.payload, &publish.properties.user_properties) {
+                    stamp::Read::Sent(sent) => Some(sent),
+                    stamp::Read::Absent => None,
+                    stamp::Read::Malformed => {
+                        tracing::debug!(topic = %publish.topic, "a delivery's send stamp is malformed: not timed");
+                        None
+                    }
+                };
                 let kind = if std::str::from_utf8(&publish.payload).is_ok() {
                     FrameKind::Text
                 } else {
@@ -123,6 +137,8 @@ impl Connection {
                     reply_to: (publish.packet_id != 0).then(|| publish.packet_id.to_string()),
                     attachments: Vec::new(),
                     packet: None,
+                    set: None,
+                    sent_micros,
                 }))
             }
             Received::Published {

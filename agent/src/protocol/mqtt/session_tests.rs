@@ -357,3 +357,77 @@ fn disconnect_says_whether_to_publish_the_will() {
     assert_eq!(bytes(&session.disconnect_message(false)), [0xe0, 0x00]);
     assert_eq!(session.state(), State::Disconnecting);
 }
+
+/// Through the layer, whatever the connection's own `delivery_stamp`: a delivery's payload
+/// stamp is read and cut off before the event is made (its kind judged on the payload as
+/// published), a payload that only looks stamped stays whole and untimed, and a 5.0 property
+/// stamp is read and stays among the headers.
+#[test]
+fn the_layer_reads_a_delivery_stamp_and_cuts_a_payload_stamp_off() {
+    use crate::protocol::{Decoded, Event};
+    use wsfleet_scenario::protocol::mqtt::DeliveryStamp;
+    use wsfleet_scenario::FrameKind;
+
+    let decoded = |version: Version, payload: Bytes, properties: Vec<(&str, &str)>| -> Box<Event> {
+        let connack: &[u8] = match version {
+            Version::V311 => &[0x20, 0x02, 0x00, 0x00],
+            Version::V5 => &[0x20, 0x03, 0x00, 0x00, 0x00],
+        };
+        let mut layer = layer::Connection::new(connected(version, connack), DeliveryStamp::Off);
+        let mut delivery = publish("s/1", QoS::AtMostOnce);
+        delivery.payload = payload;
+        delivery.properties.user_properties = properties
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        let mut out = Vec::new();
+        layer.decode(&server(version, Outgoing::Publish(delivery)), &mut out);
+        let Some(Decoded::Event(event)) = out.into_iter().next() else {
+            panic!("an event")
+        };
+        event
+    };
+    let event = decoded(Version::V311, stamp::stamp_payload(&[0xff, 0x00], 1_000), vec![]);
+    assert_eq!(
+        (&event.body[..], event.kind, event.sent_micros),
+        (&[0xff, 0x00][..], FrameKind::Binary, Some(1_000))
+    );
+    let event = decoded(Version::V311, stamp::stamp_payload(b"21", 5), vec![]);
+    assert_eq!(
+        (&event.body[..], event.kind, event.sent_micros),
+        (&b"21"[..], FrameKind::Text, Some(5))
+    );
+    let lookalike = Bytes::from_static(b"wsfleet-sent:1764509000123456;x");
+    let event = decoded(Version::V311, lookalike.clone(), vec![]);
+    assert_eq!((&event.body, event.sent_micros), (&lookalike, None));
+    let event = decoded(Version::V5, Bytes::from_static(b"p"), vec![(stamp::PROPERTY, "777")]);
+    assert_eq!((&event.body[..], event.sent_micros), (&b"p"[..], Some(777)));
+    assert_eq!(event.header(stamp::PROPERTY), Some("777"));
+    let event = decoded(Version::V5, Bytes::from_static(b"p"), vec![(stamp::PROPERTY, "soon")]);
+    assert_eq!(event.sent_micros, None);
+    // Both: the payload stamp is the one read, and comes off.
+    let event = decoded(
+        Version::V5,
+        stamp::stamp_payload(b"p", 9),
+        vec![(stamp::PROPERTY, "777")],
+    );
+    assert_eq!((&event.body[..], event.sent_micros), (&b"p"[..], Some(9)));
+}
+
+/// A payload stamp counts toward the server's maximum packet size: a publish that fits
+/// without it is refused with it, before anything is sent.
+#[test]
+fn a_payload_stamp_can_take_a_publish_past_the_maximum_packet_size() {
+    // Maximum packet size 40 (0x27).
+    let mut session = connected(Version::V5, &[0x20, 0x08, 0x00, 0x00, 0x05, 0x27, 0, 0, 0, 40]);
+    let mut fits = publish("t", QoS::AtMostOnce);
+    fits.payload = Bytes::from(vec![b'x'; 20]);
+    let mut stamped = fits.clone();
+    stamped.payload = stamp::stamp_payload(&fits.payload, 1);
+    assert!(session
+        .publish(fits)
+        .unwrap()
+        .1
+        .is_some_and(|message| bytes(&message).len() <= 40));
+    assert_eq!(session.publish(stamped).unwrap_err().kind, "mqtt_packet_too_large");
+}

@@ -2,7 +2,8 @@
 //! an event keyed by its destination, RECEIPT as an acknowledgement by its numeric id, ERROR as
 //! a refused login before CONNECTED and a `stomp_error` after it, heart-beats), the heart-beat
 //! timers (the client's heart-beats on a fixed period, as stomp.js sends them; a server silent
-//! for twice its agreed period), and the frames of the STOMP steps.
+//! for twice its agreed period), and the frames of the STOMP steps, with the subscriptions (each
+//! with the metric set its deliveries count in) and the transactions they open.
 
 use std::time::Instant;
 
@@ -15,16 +16,23 @@ use wsfleet_scenario::FrameKind;
 use super::frame::Frame;
 use super::{heartbeat_message, to_message, Received, Session, State};
 use crate::protocol::{Ack, Decoded, Event, Tick};
+use wsfleet_scenario::StepId;
 
 /// The prefix of the receipt ids this client asks for (`receipt:r-7`).
 const RECEIPT_PREFIX: &str = "r-";
+
+/// The prefix of the transaction ids `stomp_begin` takes by default (`transaction:tx-0`).
+const TRANSACTION_PREFIX: &str = "tx-";
 
 /// A subscription this session made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
     pub id: String,
+    /// As rendered.
     pub destination: String,
     pub ack: AckMode,
+    /// The metric set its deliveries count in; `None`: the set of each delivery's destination.
+    pub set: Option<StepId>,
 }
 
 impl Session {
@@ -88,11 +96,9 @@ impl Session {
     fn message_event(&self, frame: Frame) -> Decoded {
         let destination = frame.get("destination").unwrap_or_default().to_owned();
         let subscription = frame.get("subscription").unwrap_or_default().to_owned();
-        let mode = self
-            .subscriptions
-            .iter()
-            .find(|known| known.id == subscription)
-            .map_or(AckMode::Auto, |known| known.ack);
+        let known = self.subscriptions.iter().find(|known| known.id == subscription);
+        let mode = known.map_or(AckMode::Auto, |known| known.ack);
+        let set = known.and_then(|known| known.set);
         // STOMP 1.2 acknowledges by the `ack` header, 1.1 by `message-id`.
         let reply_to = match mode {
             AckMode::Auto => None,
@@ -112,6 +118,8 @@ impl Session {
             reply_to,
             attachments: Vec::new(),
             packet: None,
+            set,
+            sent_micros: None,
         }))
     }
 
@@ -167,12 +175,14 @@ impl Session {
         (id, format!("{RECEIPT_PREFIX}{id}"))
     }
 
-    /// The SUBSCRIBE frame; `id` `None` takes the next `sub-N`.
+    /// The SUBSCRIBE frame; `id` `None` takes the next `sub-N`. Its deliveries count in `set`
+    /// (`None`: in their destination's).
     pub fn subscribe(
         &mut self,
         destination: &str,
         id: Option<String>,
         ack: AckMode,
+        set: Option<StepId>,
         headers: &[(String, String)],
         receipt: Option<&str>,
     ) -> Message {
@@ -192,6 +202,7 @@ impl Session {
             id,
             destination: destination.to_owned(),
             ack,
+            set,
         });
         to_message(&frame)
     }
@@ -226,11 +237,21 @@ impl Session {
         to_message(&frame)
     }
 
-    /// The SEND frame.
-    pub fn send(&self, destination: &str, headers: &[(String, String)], body: Bytes, receipt: Option<&str>) -> Message {
+    /// The SEND frame, inside `transaction` when given.
+    pub fn send(
+        &self,
+        destination: &str,
+        headers: &[(String, String)],
+        body: Bytes,
+        transaction: Option<&str>,
+        receipt: Option<&str>,
+    ) -> Message {
         let mut frame = Frame::new("SEND").header("destination", destination);
         for (name, value) in headers {
             frame = frame.header(name, value);
+        }
+        if let Some(transaction) = transaction {
+            frame = frame.header("transaction", transaction);
         }
         if let Some(receipt) = receipt {
             frame = frame.header("receipt", receipt);
@@ -264,6 +285,39 @@ impl Session {
         if let Some(receipt) = receipt {
             frame = frame.header("receipt", receipt);
         }
+        to_message(&frame)
+    }
+
+    /// The BEGIN frame of transaction `id` (`None`: the next `tx-N`), which becomes the
+    /// connection's open transaction; returns the id with the frame.
+    pub fn begin(&mut self, id: Option<String>, receipt: Option<&str>) -> (String, Message) {
+        let id = id.unwrap_or_else(|| {
+            let number = self.next_transaction;
+            self.next_transaction += 1;
+            format!("{TRANSACTION_PREFIX}{number}")
+        });
+        let mut frame = Frame::new("BEGIN").header("transaction", &id);
+        if let Some(receipt) = receipt {
+            frame = frame.header("receipt", receipt);
+        }
+        self.transactions.retain(|open| *open != id);
+        self.transactions.push(id.clone());
+        (id, to_message(&frame))
+    }
+
+    /// The connection's open transaction: the latest one begun and not yet ended.
+    pub fn open_transaction(&self) -> Option<&str> {
+        self.transactions.last().map(String::as_str)
+    }
+
+    /// The COMMIT (or ABORT, without `commit`) frame of transaction `id`, which is no longer
+    /// open.
+    pub fn end_transaction(&mut self, commit: bool, id: &str, receipt: Option<&str>) -> Message {
+        let mut frame = Frame::new(if commit { "COMMIT" } else { "ABORT" }).header("transaction", id);
+        if let Some(receipt) = receipt {
+            frame = frame.header("receipt", receipt);
+        }
+        self.transactions.retain(|open| open != id);
         to_message(&frame)
     }
 }

@@ -2,6 +2,8 @@ use std::time::{Duration, Instant};
 
 use tokio_tungstenite::tungstenite::Message;
 
+use bytes::Bytes;
+
 use super::frame::Frame;
 use super::*;
 
@@ -166,7 +168,7 @@ fn as_a_layer_frames_become_items_and_heart_beats_keep_their_period() {
     // A subscription with client acks; a message, a receipt and padding share one WebSocket
     // message, a heart-beat comes alone.
     let (receipt, header) = session.next_receipt();
-    session.subscribe("/queue/a", None, AckMode::ClientIndividual, &[], Some(&header));
+    session.subscribe("/queue/a", None, AckMode::ClientIndividual, Some(7), &[], Some(&header));
     out.clear();
     session.decode_into(
         &Message::text(format!(
@@ -181,6 +183,8 @@ fn as_a_layer_frames_become_items_and_heart_beats_keep_their_period() {
     };
     assert_eq!((event.name.as_str(), event.namespace.as_str()), ("/queue/a", "sub-0"));
     assert_eq!(event.reply_to.as_deref(), Some("a1"));
+    // The delivery counts in its subscription's set.
+    assert_eq!(event.set, Some(7));
     assert_eq!(&event.body[..], b"hello");
     assert_eq!(event.header("message-id"), Some("m1"));
     let Decoded::Ack(ack) = &out[1] else { panic!("{out:?}") };
@@ -230,4 +234,40 @@ fn an_error_before_connected_is_a_refused_login() {
             message: "Access refused for user 'guest'".into()
         }]
     );
+}
+
+/// BEGIN takes `tx-N` unless named and opens the transaction; SEND carries it; COMMIT and ABORT
+/// close it, the latest open one being the connection's open transaction.
+#[test]
+fn transactions_open_and_close_in_order() {
+    let mut session = Session::new(options());
+    let text = |message: Message| message.into_text().expect("a text frame").to_string();
+    let (first, begin) = session.begin(None, None);
+    assert_eq!(
+        (first.as_str(), text(begin).as_str()),
+        ("tx-0", "BEGIN\ntransaction:tx-0\n\n\0")
+    );
+    let (named, begin) = session.begin(Some("pay-7".into()), Some("r-3"));
+    assert_eq!(
+        (named.as_str(), text(begin).as_str()),
+        ("pay-7", "BEGIN\ntransaction:pay-7\nreceipt:r-3\n\n\0")
+    );
+    assert_eq!(session.open_transaction(), Some("pay-7"));
+    let send = session.send("/queue/pay", &[], Bytes::from_static(b"1"), Some("pay-7"), None);
+    assert_eq!(
+        text(send),
+        "SEND\ndestination:/queue/pay\ntransaction:pay-7\ncontent-length:1\n\n1\0"
+    );
+    assert_eq!(
+        text(session.end_transaction(false, "pay-7", None)),
+        "ABORT\ntransaction:pay-7\n\n\0"
+    );
+    assert_eq!(session.open_transaction(), Some("tx-0"));
+    assert_eq!(
+        text(session.end_transaction(true, "tx-0", Some("r-4"))),
+        "COMMIT\ntransaction:tx-0\nreceipt:r-4\n\n\0"
+    );
+    assert_eq!(session.open_transaction(), None);
+    let (next, _) = session.begin(None, None);
+    assert_eq!(next, "tx-1");
 }

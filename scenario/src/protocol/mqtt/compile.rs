@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use super::topic::{filter_problem, has_wildcards, topic_problem};
 use super::{
-    Disconnect, Filter, MessageProperties, Mqtt, Payload, Publish, RawDisconnect, RawFilter, RawMessageProperties,
-    RawMqtt, RawPayload, RawPublish, RawScalar, RawSubscribe, RawUnsubscribe, Subscribe, Unsubscribe, Version, Will,
-    DEFAULT_ACK_TIMEOUT, DEFAULT_KEEP_ALIVE,
+    DeliveryStamp, Disconnect, Filter, MessageProperties, Mqtt, Payload, Publish, RawDisconnect, RawFilter,
+    RawMessageProperties, RawMqtt, RawPayload, RawPublish, RawScalar, RawSubscribe, RawUnsubscribe, Subscribe,
+    Unsubscribe, Version, Will, DEFAULT_ACK_TIMEOUT, DEFAULT_KEEP_ALIVE,
 };
 use crate::duration::parse_duration;
 use crate::error::Problems;
@@ -88,6 +88,12 @@ pub(crate) fn compile_options(raw: &RawMqtt, field: &str, fields: &dyn Fields, p
             properties,
         }
     });
+    let delivery_stamp = delivery_stamp(
+        raw.delivery_stamp.as_deref(),
+        version,
+        &format!("{field}.delivery_stamp"),
+        problems,
+    );
     let mut options = Mqtt {
         version,
         client_id,
@@ -96,6 +102,7 @@ pub(crate) fn compile_options(raw: &RawMqtt, field: &str, fields: &dyn Fields, p
         password,
         keep_alive,
         will,
+        delivery_stamp,
         session_expiry: None,
         receive_maximum: None,
         maximum_packet_size: None,
@@ -132,6 +139,36 @@ pub(crate) fn compile_options(raw: &RawMqtt, field: &str, fields: &dyn Fields, p
         );
     }
     options
+}
+
+/// `delivery_stamp`: `property` (5.0 only, its default), `payload`, or `off` (3.1.1's default).
+fn delivery_stamp(written: Option<&str>, version: Version, field: &str, problems: &mut Problems<'_>) -> DeliveryStamp {
+    let default = match version {
+        Version::V5 => DeliveryStamp::Property,
+        Version::V311 => DeliveryStamp::Off,
+    };
+    match written {
+        None => default,
+        Some("property") if version == Version::V311 => {
+            problems.add(
+                field,
+                "MQTT 3.1.1 has no properties to carry the send stamp in",
+                Some("write `delivery_stamp: payload` (the stamp goes in front of the payload and subscribers strip it), or add `version: 5`".into()),
+            );
+            default
+        }
+        Some("property") => DeliveryStamp::Property,
+        Some("payload") => DeliveryStamp::Payload,
+        Some("off") => DeliveryStamp::Off,
+        Some(other) => {
+            problems.add(
+                field,
+                format!("`{other}` is not a place for the send stamp"),
+                Some("write `property` (5.0), `payload` or `off`".into()),
+            );
+            default
+        }
+    }
 }
 
 /// A `publish` step.

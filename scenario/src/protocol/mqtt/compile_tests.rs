@@ -150,6 +150,55 @@ mqtt:
     assert!(found[6].message.contains("MQTT 5.0 only"));
 }
 
+/// `delivery_stamp` defaults to the property on 5.0 and to none on 3.1.1; `payload` and `off`
+/// compile on both, `property` only on 5.0.
+#[test]
+fn delivery_stamp_defaults_by_version() {
+    let stamp = |source: &str| {
+        let (options, found) = compile(source, "mqtt", compile_options);
+        assert!(found.is_empty(), "{source}: {found:?}");
+        options.delivery_stamp
+    };
+    assert_eq!(stamp("mqtt: {}\n"), DeliveryStamp::Off);
+    assert_eq!(stamp("mqtt: { version: 5 }\n"), DeliveryStamp::Property);
+    assert_eq!(stamp("mqtt: { delivery_stamp: payload }\n"), DeliveryStamp::Payload);
+    assert_eq!(
+        stamp("mqtt: { version: 3.1.1, delivery_stamp: off }\n"),
+        DeliveryStamp::Off
+    );
+    assert_eq!(
+        stamp("mqtt: { version: 5, delivery_stamp: payload }\n"),
+        DeliveryStamp::Payload
+    );
+    assert_eq!(
+        stamp("mqtt: { version: 5, delivery_stamp: 'off' }\n"),
+        DeliveryStamp::Off
+    );
+    assert_eq!(
+        stamp("mqtt: { version: 5, delivery_stamp: property }\n"),
+        DeliveryStamp::Property
+    );
+}
+
+#[test]
+fn delivery_stamp_problems_are_located() {
+    let source = "\
+three:
+  delivery_stamp: property
+five:
+  version: 5
+  delivery_stamp: header
+";
+    let (options, found) = compile(source, "three", compile_options);
+    assert_eq!(fields(&found), vec![("three.delivery_stamp", 2)], "{found:#?}");
+    assert!(found[0].message.contains("3.1.1 has no properties"), "{found:#?}");
+    assert!(found[0].hint.as_deref().unwrap().contains("delivery_stamp: payload"));
+    assert_eq!(options.delivery_stamp, DeliveryStamp::Off);
+    let (_, found) = compile(source, "five", compile_options);
+    assert_eq!(fields(&found), vec![("five.delivery_stamp", 5)], "{found:#?}");
+    assert!(found[0].message.contains("`header`"), "{found:#?}");
+}
+
 #[test]
 fn publish_compiles_payloads_and_checks_topics() {
     let source = "\

@@ -1,15 +1,17 @@
 //! STOMP's connect options and steps: `connect: { protocol: stomp, stomp: {...} }`,
-//! `stomp_subscribe`, `stomp_unsubscribe`, `stomp_send`, `stomp_ack`, `stomp_nack` and
-//! `stomp_disconnect`. Destinations are fixed strings (each names a metric set,
-//! `destination:/queue/a`); headers, bodies, ids and credentials are templates.
+//! `stomp_subscribe`, `stomp_unsubscribe`, `stomp_send`, `stomp_ack`, `stomp_nack`,
+//! `stomp_begin`, `stomp_commit`, `stomp_abort` and `stomp_disconnect`. Destinations, headers,
+//! bodies, ids, transactions and credentials are templates; a destination names a metric set
+//! (`destination:/queue/a`, each `${...}` written as `*`: `destination:/topic/room.*`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::error::Problems;
 use crate::protocol::stomp::{
-    AckMode, RawHeartbeat, RawReceipt, RawStomp, Receipt, Stomp, StompAction, StompBody, StompStep, DEFAULT_HEARTBEAT,
-    DEFAULT_HOST, DEFAULT_RECEIPT_TIMEOUT, SET_PREFIX,
+    set_key, AckMode, RawHeartbeat, RawReceipt, RawStomp, RawStompTransaction, RawTransaction, Receipt, Stomp,
+    StompAction, StompBody, StompStep, Transaction, DEFAULT_HEARTBEAT, DEFAULT_HOST, DEFAULT_RECEIPT_TIMEOUT,
+    SET_PREFIX,
 };
 use crate::raw::RawStep;
 use crate::steps::{Action, Step};
@@ -138,16 +140,56 @@ impl StepBuilder<'_> {
         }
     }
 
-    /// A destination: fixed (it names a metric set) and in STOMP's form.
-    fn destination(&mut self, destination: &str, field: &str, problems: &mut Problems<'_>) -> crate::steps::StepId {
-        if destination.is_empty() || destination.contains("${") || destination.chars().any(char::is_control) {
+    /// A destination: a template, and its metric set (`destination:` and the destination as
+    /// written, each `${...}` as `*`). A destination that renders empty fails its step when it
+    /// runs.
+    fn destination(
+        &mut self,
+        destination: &str,
+        field: &str,
+        problems: &mut Problems<'_>,
+    ) -> (Template, crate::steps::StepId) {
+        if destination.is_empty() {
             problems.add(
                 field,
-                format!("`{destination}` is not a fixed destination"),
-                Some("destinations are fixed strings (each names a metric set), e.g. `/queue/orders`".into()),
+                "a destination cannot be empty",
+                Some("name one, e.g. `/queue/orders` or `/topic/room.${vu % 3}`".into()),
+            );
+        } else if destination.chars().any(char::is_control) {
+            problems.add(
+                field,
+                format!("`{}` holds a control character", destination.escape_debug()),
+                Some("write the destination on one line, without tabs or line breaks".into()),
             );
         }
-        self.event_set(SET_PREFIX, destination)
+        let template = compile_template(destination, field, &self.known, problems)
+            .unwrap_or_else(|| Template::literal(destination));
+        let set = self.event_set(SET_PREFIX, &set_key(&template));
+        (template, set)
+    }
+
+    /// `transaction: ID` (a template) or `transaction: true` (the connection's open one).
+    fn transaction(
+        &self,
+        raw: Option<&RawTransaction>,
+        field: &str,
+        problems: &mut Problems<'_>,
+    ) -> Option<Transaction> {
+        match raw? {
+            RawTransaction::Open(false) => None,
+            RawTransaction::Open(true) => Some(Transaction::Open),
+            RawTransaction::Id(id) => {
+                if id.is_empty() {
+                    problems.add(
+                        field,
+                        "a transaction id cannot be empty",
+                        Some("write `transaction: true` for the connection's open transaction, or its id".into()),
+                    );
+                    return None;
+                }
+                compile_template(id, field, &self.known, problems).map(Transaction::Id)
+            }
+        }
     }
 
     /// Any STOMP step.
@@ -161,6 +203,7 @@ impl StepBuilder<'_> {
         let field = at.field;
         let default_ack = Default::default();
         let default_disconnect = Default::default();
+        let default_transaction = RawStompTransaction::default();
         let (name, connection) = match raw {
             RawStep::StompSubscribe(step) => (step.name.as_ref(), step.connection.as_ref()),
             RawStep::StompUnsubscribe(step) => (step.name.as_ref(), step.connection.as_ref()),
@@ -173,13 +216,18 @@ impl StepBuilder<'_> {
                 let step: &crate::protocol::stomp::RawStompDisconnect = step.as_ref().unwrap_or(&default_disconnect);
                 (step.name.as_ref(), step.connection.as_ref())
             }
+            RawStep::StompBegin(step) | RawStep::StompCommit(step) | RawStep::StompAbort(step) => {
+                let step = step.as_ref().unwrap_or(&default_transaction);
+                (step.name.as_ref(), step.connection.as_ref())
+            }
             _ => (None, None),
         };
         let (id, name, conn) = self.connection_step(at, name, connection, connected, problems);
         self.require_protocol(conn, "stomp", field, at.kind, problems);
         let (set, receipt, action) = match raw {
             RawStep::StompSubscribe(subscribe) => {
-                let set = self.destination(&subscribe.destination, &format!("{field}.destination"), problems);
+                let (destination, set) =
+                    self.destination(&subscribe.destination, &format!("{field}.destination"), problems);
                 let ack = match subscribe.ack.as_deref() {
                     None | Some("auto") => AckMode::Auto,
                     Some("client") => AckMode::Client,
@@ -199,7 +247,7 @@ impl StepBuilder<'_> {
                     set,
                     self.receipt(subscribe.receipt.as_ref(), &format!("{field}.receipt"), problems),
                     StompAction::Subscribe {
-                        destination: subscribe.destination.clone(),
+                        destination,
                         id: self.optional_template(subscribe.id.as_ref(), &format!("{field}.id"), problems),
                         ack,
                         headers,
@@ -207,9 +255,13 @@ impl StepBuilder<'_> {
                 )
             }
             RawStep::StompUnsubscribe(unsubscribe) => {
-                let set = match &unsubscribe.destination {
-                    Some(destination) => self.destination(destination, &format!("{field}.destination"), problems),
-                    None => id,
+                let (destination, set) = match &unsubscribe.destination {
+                    Some(destination) => {
+                        let (destination, set) =
+                            self.destination(destination, &format!("{field}.destination"), problems);
+                        (Some(destination), set)
+                    }
+                    None => (None, id),
                 };
                 if unsubscribe.id.is_some() == unsubscribe.destination.is_some() {
                     problems.add(
@@ -225,15 +277,22 @@ impl StepBuilder<'_> {
                     self.receipt(unsubscribe.receipt.as_ref(), &format!("{field}.receipt"), problems),
                     StompAction::Unsubscribe {
                         id: self.optional_template(unsubscribe.id.as_ref(), &format!("{field}.id"), problems),
-                        destination: unsubscribe.destination.clone(),
+                        destination,
                         headers,
                     },
                 )
             }
             RawStep::StompSend(send) => {
-                let set = self.destination(&send.destination, &format!("{field}.destination"), problems);
+                let (destination, set) = self.destination(&send.destination, &format!("{field}.destination"), problems);
                 let mut headers = self.stomp_headers(&send.headers, &format!("{field}.headers"), problems);
-                reserved(&headers, &["destination", "receipt", "content-length"], field, problems);
+                reserved(
+                    &headers,
+                    &["destination", "receipt", "content-length", "transaction"],
+                    field,
+                    problems,
+                );
+                let transaction =
+                    self.transaction(send.transaction.as_ref(), &format!("{field}.transaction"), problems);
                 if let Some(content_type) = &send.content_type {
                     if let Some(template) =
                         compile_template(content_type, &format!("{field}.content_type"), &self.known, problems)
@@ -267,9 +326,10 @@ impl StepBuilder<'_> {
                     set,
                     self.receipt(send.receipt.as_ref(), &format!("{field}.receipt"), problems),
                     StompAction::Send {
-                        destination: send.destination.clone(),
+                        destination,
                         headers,
                         body,
+                        transaction,
                         flush,
                     },
                 )
@@ -282,12 +342,40 @@ impl StepBuilder<'_> {
                     StompAction::Ack {
                         nack: matches!(raw, RawStep::StompNack(_)),
                         id: self.optional_template(ack.id.as_ref(), &format!("{field}.id"), problems),
-                        transaction: self.optional_template(
+                        transaction: self.transaction(
                             ack.transaction.as_ref(),
                             &format!("{field}.transaction"),
                             problems,
                         ),
                     },
+                )
+            }
+            RawStep::StompBegin(step) | RawStep::StompCommit(step) | RawStep::StompAbort(step) => {
+                let step = step.as_ref().unwrap_or(&default_transaction);
+                let transaction_field = format!("{field}.transaction");
+                if step.transaction.as_ref().is_some_and(String::is_empty) {
+                    problems.add(
+                        &transaction_field,
+                        "a transaction id cannot be empty",
+                        Some("leave `transaction` out for the default (`tx-N` to begin, the open one to end)".into()),
+                    );
+                }
+                let transaction = step
+                    .transaction
+                    .as_ref()
+                    .filter(|transaction| !transaction.is_empty())
+                    .and_then(|transaction| compile_template(transaction, &transaction_field, &self.known, problems));
+                let action = match raw {
+                    RawStep::StompBegin(_) => StompAction::Begin { id: transaction },
+                    _ => StompAction::End {
+                        commit: matches!(raw, RawStep::StompCommit(_)),
+                        id: transaction,
+                    },
+                };
+                (
+                    id,
+                    self.receipt(step.receipt.as_ref(), &format!("{field}.receipt"), problems),
+                    action,
                 )
             }
             RawStep::StompDisconnect(disconnect) => {
