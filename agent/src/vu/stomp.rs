@@ -4,8 +4,8 @@
 //! `events_sent` and the body's `payload_bytes_sent` of a SEND in its destination's set (when
 //! written, inside a transaction or not); a RECEIPT asked for is tracked by the glue
 //! (`acks_received`, `ack_latency` in the destination's set, or the step's own). A destination
-//! that renders empty, or a `transaction: true` with no open transaction, fails the step with
-//! `expectation` before anything is sent.
+//! or transaction id that renders empty, or a `transaction: true` with no open transaction,
+//! fails the step with `expectation` before anything is sent.
 
 use std::time::Instant;
 
@@ -62,6 +62,14 @@ impl Vu {
                 vu = self.number,
                 step = %step.name,
                 "the destination rendered empty: nothing sent"
+            );
+            return Err(Failure::new(step.id, ErrorKind::Expectation).into());
+        }
+        if rendered.transaction_is_empty() {
+            tracing::debug!(
+                vu = self.number,
+                step = %step.name,
+                "the transaction id rendered empty: nothing sent"
             );
             return Err(Failure::new(step.id, ErrorKind::Expectation).into());
         }
@@ -364,6 +372,17 @@ impl Rendered {
             Rendered::Subscribe { destination, .. } | Rendered::Send { destination, .. } => Some(destination),
             Rendered::Unsubscribe { destination, .. } => destination.as_deref(),
             _ => None,
+        }
+    }
+
+    /// Whether the transaction the frame names rendered empty.
+    fn transaction_is_empty(&self) -> bool {
+        match self {
+            Rendered::Send { transaction, .. } | Rendered::Ack { transaction, .. } => {
+                matches!(transaction, Some(TransactionId::Named(id)) if id.is_empty())
+            }
+            Rendered::Begin { id } | Rendered::End { id } => id.as_deref().is_some_and(str::is_empty),
+            _ => false,
         }
     }
 }

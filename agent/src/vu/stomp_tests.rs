@@ -222,8 +222,8 @@ steps:
 /// A templated destination renders per VU and its deliveries count in the set of the
 /// subscription they came through (`subscription` header), whatever destination the MESSAGE
 /// names; BEGIN, a SEND inside the open transaction and COMMIT carry its id, their RECEIPTs
-/// timed in their own sets; a destination that renders empty and an ABORT with no open
-/// transaction fail their steps with `expectation`, sending nothing.
+/// timed in their own sets; a destination or transaction id that renders empty and an ABORT
+/// with no open transaction fail their steps with `expectation`, sending nothing.
 #[tokio::test(start_paused = true)]
 async fn templated_destinations_count_per_subscription_and_transactions_carry_their_id() {
     let yaml = "load: { vus: 1, iterations: 1 }
@@ -238,6 +238,7 @@ steps:
   - stomp_send: { name: say, destination: '/topic/room.${vu + 1}', text: hi, transaction: true }
   - stomp_commit: { name: done, receipt: true }
   - stomp_send: { name: lost, destination: '${nowhere}', text: x }
+  - stomp_begin: { name: blank, transaction: '${nowhere}' }
   - stomp_abort: { name: orphan }
   - stomp_send: { name: last, destination: /queue/end, text: bye }
 on_error:
@@ -281,7 +282,8 @@ on_error:
         );
         sleep(Duration::from_millis(40)).await;
         send(&mut socket, "RECEIPT\nreceipt-id:r-1\n\n\0").await;
-        // Neither the empty destination's SEND nor the orphan ABORT reached the wire.
+        // Neither the empty destination's SEND, the empty BEGIN nor the orphan ABORT reached
+        // the wire.
         assert_eq!(
             next_text(&mut socket).await,
             "SEND\ndestination:/queue/end\ncontent-length:3\n\nbye\0"
@@ -306,6 +308,7 @@ on_error:
     let commit = metrics.samples("done", "ack_latency");
     assert!(commit.len() == 1 && within(commit[0], 40_000), "{commit:?}");
     assert_eq!(metrics.step("lost", "errors.expectation"), 1, "{dump}");
+    assert_eq!(metrics.step("blank", "errors.expectation"), 1, "{dump}");
     assert_eq!(metrics.step("orphan", "errors.expectation"), 1, "{dump}");
     assert_eq!(metrics.step("destination:/queue/end", "events_sent"), 1, "{dump}");
     assert_eq!(metrics.step("destination:*", "events_sent"), 0, "{dump}");
