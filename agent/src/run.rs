@@ -2,7 +2,6 @@
 //! common start time, start the workers, run one executor per scenario part (`crate::executor`)
 //! and the reporter (`crate::reporter`), and hold the run's status for the controller.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -114,7 +113,7 @@ pub struct Player {
 struct Prepared {
     scenario: Arc<Scenario>,
     /// `${...}` variables: the scenario's, the controller's, `run_id` and `target`.
-    named: HashMap<String, String>,
+    named: wsfleet_scenario::Values,
     tls: TlsConfig,
 }
 
@@ -264,11 +263,11 @@ fn prepare(assignment: &Assignment, agent_id: &str) -> Result<Prepared, PlayErro
         });
     }
     let scenario = Arc::new(assignment.bundle.compile().map_err(PlayError::Compile)?);
-    let mut named: HashMap<String, String> = scenario.variables.clone().into_iter().collect();
+    let mut named: wsfleet_scenario::Values = scenario.variables.clone().into_iter().collect();
     named.extend(assignment.variables.clone());
     named.insert("run_id".to_owned(), assignment.run_id.clone());
     if let Some(target) = &scenario.target {
-        let empty = HashMap::new();
+        let empty = wsfleet_scenario::Values::default();
         let scope = wsfleet_scenario::Scope {
             vu: 0,
             iteration: 0,

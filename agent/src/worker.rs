@@ -51,7 +51,7 @@ pub struct WorkerSetup {
     pub scenario: Arc<Scenario>,
     pub static_messages: Arc<crate::vu::StaticMessages>,
     pub agent_id: Arc<str>,
-    pub named: Arc<HashMap<String, String>>,
+    pub named: Arc<wsfleet_scenario::Values>,
     pub tls: TlsConfig,
     pub step_tls: Arc<HashMap<StepId, TlsConfig>>,
     pub rendezvous: Arc<crate::rendezvous::RendezvousHub>,

@@ -32,7 +32,7 @@ pub use model::*;
 pub use plan::{LoadModel, LoadPlan, RateStage, Stage};
 pub use positions::Location;
 pub use steps::*;
-pub use template::{Scope, Template};
+pub use template::{Scope, Template, Values};
 
 /// A scenario as it travels: its source text and the files it names.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -272,11 +272,10 @@ impl Extraction {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use super::*;
 
-    fn scope(named: &HashMap<String, String>) -> Scope<'_> {
+    fn scope(named: &crate::Values) -> Scope<'_> {
         Scope {
             vu: 0,
             iteration: 5,
@@ -293,7 +292,7 @@ mod tests {
 
     #[test]
     fn json_pointer_with_templated_value() {
-        let named = HashMap::new();
+        let named = crate::Values::default();
         let matcher = Matcher {
             json: Some("/id".into()),
             equals: Some(Template::compile("${iteration}", &|_| false).unwrap()),
@@ -308,7 +307,7 @@ mod tests {
 
     #[test]
     fn text_binary_prefix_and_regex() {
-        let named = HashMap::new();
+        let named = crate::Values::default();
         let contains = Matcher {
             contains: Some(Template::literal("ping")),
             ..Matcher::default()
@@ -373,7 +372,7 @@ mod tests {
     /// value the message is compared with.
     #[test]
     fn failing_script_expression_is_an_error_not_a_mismatch() {
-        let named = HashMap::new();
+        let named = crate::Values::default();
         let failing = || Template::compile_with_scripts(r#"${hex_decode("zz")}"#, &[]).unwrap();
         let equals = Matcher {
             equals: Some(failing()),

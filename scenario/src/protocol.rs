@@ -352,7 +352,7 @@ pub fn compile_json(
 
 /// Renders a template without variables.
 fn render_static(template: &JsonTemplate) -> String {
-    let named = std::collections::HashMap::new();
+    let named = crate::Values::default();
     let scope = Scope {
         vu: 0,
         iteration: 0,
@@ -374,7 +374,6 @@ pub fn valid_namespace(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use super::*;
 
@@ -393,8 +392,8 @@ mod tests {
     }
 
     fn render(template: &JsonTemplate, user: &str) -> String {
-        let named = HashMap::new();
-        let local = HashMap::from([("user".to_owned(), user.to_owned())]);
+        let named = crate::Values::default();
+        let local = crate::Values::from_iter([("user".to_owned(), user.to_owned())]);
         let scope = Scope {
             vu: 3,
             iteration: 0,

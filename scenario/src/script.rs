@@ -8,10 +8,11 @@
 //! (one AST per script per run, shared by every VU; the engine is `Send + Sync` with Rhai's
 //! `sync` feature). Compiling checks every variable a script reads against the values the
 //! scenario defines, so a misspelt name is a located error before anything runs. A VU keeps
-//! one [`ScriptScope`] and fills it, per call, with only the values that script reads; it
-//! also keeps Rhai's runtime state and function resolution cache, which a plain
-//! `Engine::eval_ast_with_scope` would make and drop at every call (a third of a small
-//! script's cost), and what a script sets is written over the VU's values in place.
+//! one [`ScriptScope`] and fills it, per call, with only the values that script reads (text
+//! that did not change since that script's last call stays as it was); it also keeps Rhai's
+//! runtime state and function resolution cache, which a plain `Engine::eval_ast_with_scope`
+//! would make and drop at every call (a third of a small script's cost), and what a script
+//! sets is written over the VU's values in place.
 //!
 //! The engine is a sandbox: limits on operations, call depth, expression depth, string, array
 //! and map sizes and variables per call; no `eval`, no modules (`import`), `print` and `debug`
@@ -21,7 +22,7 @@
 mod functions;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -71,6 +72,10 @@ fn sandboxed(strict: bool) -> Engine {
         .set_max_map_size(MAX_MAP_ENTRIES)
         .set_max_variables(MAX_VARIABLES)
         .set_strict_variables(strict)
+        // No string interning: the interner is one lock shared by every worker thread, taken by
+        // every `let` of a string, and what scripts set becomes VU text at once anyway (a
+        // string `let` cost about 390 instructions more with it).
+        .set_max_strings_interned(0)
         .set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new())
         .on_print(|_| {})
         .on_debug(|_, _, _| {});
@@ -355,7 +360,7 @@ impl Sets<'_> {
     }
 
     /// Stores what the script set into the VU's values, writing over their text in place.
-    pub fn store(self, vars: &mut HashMap<String, String>) {
+    pub fn store(self, vars: &mut crate::template::Values) {
         for name in self.names {
             let value = self.value(name);
             match vars.get_mut(name) {
@@ -440,12 +445,10 @@ impl Script {
         if let Some(runtime) = cell.as_mut() {
             for name in &self.0.sets {
                 // Maps and arrays become their JSON text here, where it may fail.
-                let structured = |value: &Dynamic| value.is_map() || value.is_array() || value.is_blob();
-                if !runtime.scope.get(name).is_some_and(structured) {
-                    continue;
-                }
                 if let Some(value) = runtime.scope.get_mut(name) {
-                    *value = Dynamic::from(text(std::mem::take(value))?);
+                    if value.is_map() || value.is_array() || value.is_blob() {
+                        *value = Dynamic::from(text(std::mem::take(value))?);
+                    }
                 }
             }
         }
@@ -505,7 +508,8 @@ impl Script {
 
     /// Puts in the runtime's scope what the script reads, and nothing else. After a call of
     /// the same script its names are in place already (a call only adds variables after them,
-    /// and a failed call drops the runtime): only their values are written over.
+    /// and a failed call drops the runtime): only their values are brought up to date, and
+    /// text that has not changed since is not copied again (see [`Read::refresh`]).
     fn fill(&self, runtime: &mut Runtime, values: &Scope<'_>, message: Option<Incoming<'_>>) {
         let reads = &self.0.reads;
         let same = runtime
@@ -516,9 +520,8 @@ impl Script {
             runtime.scope.rewind(reads.len());
             let mut complete = true;
             for read in reads {
-                let (name, value) = read.value(values, message);
-                match runtime.scope.get_mut(name) {
-                    Some(slot) => *slot = value,
+                match runtime.scope.get_mut(read.name()) {
+                    Some(slot) => read.refresh(slot, values, message),
                     None => complete = false,
                 }
             }
@@ -538,6 +541,41 @@ impl Script {
 }
 
 impl Read {
+    /// The name a script reads this value by.
+    fn name(&self) -> &str {
+        match self {
+            Read::Vu => "vu",
+            Read::Iteration => "iteration",
+            Read::VuIteration => "vu_iteration",
+            Read::Agent => "agent",
+            Read::Message => MESSAGE_VARIABLE,
+            Read::Value(name) | Read::Map(name, _) => name,
+        }
+    }
+
+    /// Brings `slot`, this value as the previous call left it, up to date. Text that the
+    /// previous call read and left as it was is kept rather than copied again (a copy is an
+    /// allocation and a free); anything else is written over as a fresh call would see it.
+    fn refresh(&self, slot: &mut Dynamic, values: &Scope<'_>, message: Option<Incoming<'_>>) {
+        let unchanged = !slot.is_shared()
+            && slot.tag() == 0
+            && match self {
+                Read::Agent => same_text(slot, values.agent),
+                Read::Value(name) => same_text(slot, values.lookup(name).unwrap_or("")),
+                Read::Map(_, keys) => slot.as_map_ref().is_ok_and(|map| {
+                    map.len() == keys.len()
+                        && keys.iter().all(|(key, full)| {
+                            map.get(key.as_str())
+                                .is_some_and(|value| same_text(value, values.lookup(full).unwrap_or("")))
+                        })
+                }),
+                _ => false,
+            };
+        if !unchanged {
+            *slot = self.value(values, message).1;
+        }
+    }
+
     /// The name a script reads this value by, and the value.
     fn value<'r>(&'r self, values: &Scope<'_>, message: Option<Incoming<'_>>) -> (&'r str, Dynamic) {
         match self {
@@ -570,6 +608,15 @@ impl Read {
             }
         }
     }
+}
+
+/// Whether `value` is the string `text`, unshared and untagged, as a fresh call would see it.
+fn same_text(value: &Dynamic, text: &str) -> bool {
+    !value.is_shared()
+        && value.tag() == 0
+        && value
+            .as_immutable_string_ref()
+            .is_ok_and(|string| string.as_str() == text)
 }
 
 /// The text of a script's value: strings as they are, `()` empty, numbers and booleans as

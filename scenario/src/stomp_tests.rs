@@ -104,7 +104,7 @@ fn stomp_options_steps_and_destination_sets_compile() {
 }
 
 fn empty_scope() -> Scope<'static> {
-    static NAMED: std::sync::OnceLock<std::collections::HashMap<String, String>> = std::sync::OnceLock::new();
+    static NAMED: std::sync::OnceLock<crate::Values> = std::sync::OnceLock::new();
     Scope {
         vu: 0,
         iteration: 0,

@@ -59,15 +59,22 @@ pub struct Template {
     parts: Vec<Part>,
 }
 
+/// Named values by name: a run's (`Scope::named`) and a VU's own (`Scope::local`), which every
+/// template, script, extraction and script result looks up or stores into. Hashed with
+/// foldhash, not the standard library's SipHash: the names are the scenario's own, not a
+/// peer's, so SipHash's resistance to chosen keys buys nothing, and a lookup of a short name
+/// costs a fraction of SipHash's.
+pub type Values = HashMap<String, String, foldhash::fast::RandomState>;
+
 /// What a template is rendered against.
 pub struct Scope<'a> {
     pub vu: u64,
     pub iteration: u64,
     pub vu_iteration: u64,
     pub agent: &'a str,
-    pub named: &'a HashMap<String, String>,
+    pub named: &'a Values,
     /// The VU's own values (extracted, states, data feed rows), looked up before `named`.
-    pub local: Option<&'a HashMap<String, String>>,
+    pub local: Option<&'a Values>,
 }
 
 impl Scope<'_> {
@@ -431,7 +438,7 @@ mod tests {
     #[test]
     fn renders_builtins_and_named_values() {
         let template = Template::compile("${target}/room?u=${vu}&i=${iteration}&$${x}", &known).unwrap();
-        let named = HashMap::from([("target".to_owned(), "ws://h".to_owned())]);
+        let named = crate::Values::from_iter([("target".to_owned(), "ws://h".to_owned())]);
         let scope = Scope {
             vu: 7,
             iteration: 3,
@@ -446,8 +453,8 @@ mod tests {
     #[test]
     fn arithmetic_on_counters_and_local_values_first() {
         let template = Template::compile("${vu % 10}/${iteration + 1}/${vu*2}/${session}", &known).unwrap();
-        let named = HashMap::from([("session".to_owned(), "run".to_owned())]);
-        let local = HashMap::from([("session".to_owned(), "vu".to_owned())]);
+        let named = crate::Values::from_iter([("session".to_owned(), "run".to_owned())]);
+        let local = crate::Values::from_iter([("session".to_owned(), "vu".to_owned())]);
         let scope = Scope {
             vu: 23,
             iteration: 4,
@@ -476,7 +483,7 @@ mod tests {
     #[test]
     fn random_calls_stay_in_range() {
         let template = Template::compile("${random_int(5, 6)}-${random_string(4)}", &known).unwrap();
-        let named = HashMap::new();
+        let named = crate::Values::default();
         let scope = Scope {
             vu: 0,
             iteration: 0,

@@ -22,7 +22,7 @@ pub struct RunEnv {
     pub static_messages: Arc<StaticMessages>,
     pub agent_id: Arc<str>,
     /// Run-level values for `${...}`: scenario variables, `target`, `testserver.*`, `run_id`.
-    pub named: Arc<HashMap<String, String>>,
+    pub named: Arc<wsfleet_scenario::Values>,
     pub tls: TlsConfig,
     /// TLS settings of connect steps with their own (a CA file, or no verification).
     pub step_tls: Arc<HashMap<StepId, TlsConfig>>,

@@ -1,7 +1,6 @@
 //! The steps that use no connection of their own: think, rendezvous, check and extract (and
 //! the extraction every step that reads something shares).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use rand::Rng;
@@ -117,7 +116,7 @@ pub(super) fn think_time(think: &Think) -> Duration {
 
 /// Sets the VU's variables from extractions; one that finds nothing (without a default) fails.
 pub(super) fn extract_into(
-    vars: &mut HashMap<String, String>,
+    vars: &mut wsfleet_scenario::Values,
     extractions: &[Extraction],
     origin: Origin<'_>,
     step: StepId,

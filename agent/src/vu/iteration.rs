@@ -4,7 +4,6 @@
 //! between iterations. Also the step dispatch and `repeat`, whose rounds call the send and
 //! receive bodies directly (the load loop's hot path).
 
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,11 +57,10 @@ pub async fn run_vu(
         }
         if control.pause.is_paused() {
             let paused_at = clock::now();
-            tokio::select! {
-                biased;
-                _ = control.hard.wait() => break,
-                _ = control.graceful.cancelled() => break,
-                _ = control.pause.lifted() => {}
+            // Boxed: only while the operator pauses the part; inline its three waits would
+            // size the task's future, which every VU holds for its life.
+            if !Box::pin(lifted_or_stopped(&control)).await {
+                break;
             }
             // Pacing is not made up for the pause: its due times move by it.
             started += clock::now() - paused_at;
@@ -137,6 +135,16 @@ pub async fn run_vu(
     Box::pin(vu.close_all(CloseCode::Away, false)).await;
 }
 
+/// Waits until the operator lifts the pause (`true`) or the VU is stopped (`false`).
+async fn lifted_or_stopped(control: &VuControl) -> bool {
+    tokio::select! {
+        biased;
+        _ = control.hard.wait() => false,
+        _ = control.graceful.cancelled() => false,
+        _ = control.pause.lifted() => true,
+    }
+}
+
 impl Vu {
     fn new(
         env: Rc<RunEnv>,
@@ -153,7 +161,7 @@ impl Vu {
             vu_iteration: 0,
             conns: (0..connections).map(|_| None).collect(),
             info: (0..connections).map(|_| ConnInfo::default()).collect(),
-            vars: HashMap::new(),
+            vars: wsfleet_scenario::Values::default(),
             handshake,
             lag: Duration::ZERO,
             receive_timer: None,
@@ -217,7 +225,9 @@ impl Vu {
             self.recent = None;
             for step in steps {
                 if self.is_paused() {
-                    let waited = self.wait_while_paused(step.id, iteration).await;
+                    // Boxed: only while the operator pauses the part; inline it would size the
+                    // iteration's future, which every VU holds while it waits.
+                    let waited = Box::pin(self.wait_while_paused(step.id, iteration)).await;
                     self.handle_result(step.id, waited)?;
                 }
                 let result = self.step(step, iteration).await;

@@ -16,7 +16,7 @@ use super::conn::{message_bytes, HeldSend};
 use super::env::build_message;
 use super::inbox::Reply;
 use super::outcome::{ws_failure, Failure, StepResult, Stop};
-use super::state::Vu;
+use super::state::{StepFuture, Vu};
 use crate::clock;
 use crate::connection::Socket;
 
@@ -77,17 +77,16 @@ impl Vu {
             _ => (Counter::BinaryMessagesSent, message.len()),
         };
         let mut outgoing = Outgoing::new(message, fragments);
+        let mut progress = SendProgress::default();
         let mut replies = Vec::new();
-        let flushed = self
-            .write_out(
-                conn_id,
-                &mut outgoing,
-                flush == Flush::Each,
-                step,
-                iteration,
-                &mut replies,
-            )
-            .await?;
+        let flushed = {
+            let (this, outgoing, progress, replies) = (&mut *self, &mut outgoing, &mut progress, &mut replies);
+            let flush = flush == Flush::Each;
+            std::future::poll_fn(move |cx| {
+                this.poll_write_out(conn_id, outgoing, progress, flush, step, iteration, replies, cx)
+            })
+            .await?
+        };
         let lag = self.lag;
         let conn = self.conn_mut(conn_id, step)?;
         conn.hold(HeldSend {
@@ -117,36 +116,44 @@ impl Vu {
             // Nothing awaited since: the next step may start from this reading.
             self.recent = settled;
         } else {
-            for reply in replies {
-                self.send_reply(conn_id, reply, iteration).await?;
-            }
+            self.send_replies(conn_id, replies, iteration).await?;
         }
         Ok(())
     }
 
     /// Writes `outgoing`'s frames and, with `flush`, flushes them and everything held before
     /// them, reading what arrives while the socket cannot take more (replies to it are left in
-    /// `replies`). `true` when a flush completed: every byte written is in the socket.
-    async fn write_out(
+    /// `replies`). `true` when a flush completed: every byte written is in the socket. A poll
+    /// function rather than an `async fn`: its state is the caller's few locals, so the futures
+    /// of the steps that send or flush (and an idle VU holds the largest of them) stay small.
+    #[allow(clippy::too_many_arguments)]
+    fn poll_write_out(
         &mut self,
         conn_id: ConnId,
         outgoing: &mut Outgoing,
+        progress: &mut SendProgress,
         flush: bool,
         step: StepId,
         iteration: u64,
         replies: &mut Vec<Reply>,
-    ) -> Result<bool, Stop> {
-        let mut progress = SendProgress::default();
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Result<bool, Stop>> {
         loop {
-            let event = {
-                let conn = self.conn_mut(conn_id, step)?;
-                std::future::poll_fn(|cx| poll_send(&mut conn.socket, outgoing, &mut progress, flush, cx)).await
+            let conn = match self.conn_mut(conn_id, step) {
+                Ok(conn) => conn,
+                Err(failure) => return Poll::Ready(Err(failure.into())),
+            };
+            let Poll::Ready(event) = poll_send(&mut conn.socket, outgoing, progress, flush, cx) else {
+                return Poll::Pending;
             };
             match event {
-                SendEvent::Sent(Ok(flushed)) => return Ok(flushed),
-                SendEvent::Sent(Err(error)) => return Err(ws_failure(step, &error).into()),
+                SendEvent::Sent(Ok(flushed)) => return Poll::Ready(Ok(flushed)),
+                SendEvent::Sent(Err(error)) => return Poll::Ready(Err(ws_failure(step, &error).into())),
                 SendEvent::Arrived(next) => {
-                    let (arrived, reply) = self.ingest(conn_id, next, step, iteration)?;
+                    let (arrived, reply) = match self.ingest(conn_id, next, step, iteration) {
+                        Ok(ingested) => ingested,
+                        Err(stop) => return Poll::Ready(Err(stop)),
+                    };
                     replies.extend(reply);
                     if let Some(arrived) = arrived {
                         self.queue(conn_id, arrived);
@@ -154,6 +161,17 @@ impl Vu {
                 }
             }
         }
+    }
+
+    /// Sends handlers' replies, in order. Boxed: only handlers reply, and inline the sends
+    /// would size every future that sends or flushes (one allocation per batch of replies).
+    fn send_replies(&mut self, conn_id: ConnId, replies: Vec<Reply>, iteration: u64) -> StepFuture<'_> {
+        Box::pin(async move {
+            for reply in replies {
+                self.send_reply(conn_id, reply, iteration).await?;
+            }
+            Ok(())
+        })
     }
 
     /// Reads what the connection has already brought (at most [`ARRIVED_PER_BURST`] messages),
@@ -193,16 +211,28 @@ impl Vu {
             .position(|conn| conn.as_ref().is_some_and(|conn| !conn.held.is_empty()))
         {
             let mut replies = Vec::new();
-            let mut nothing = Outgoing::Whole(None);
-            self.write_out(conn_id, &mut nothing, true, step, iteration, &mut replies)
+            {
+                // A flush writes no frame of its own, so the only state between polls is
+                // whether the socket refused the last write: the message and progress of a
+                // send are made afresh at each poll, and the flush's future stays a few words.
+                let (this, mut blocked, replies) = (&mut *self, false, &mut replies);
+                std::future::poll_fn(move |cx| {
+                    let mut nothing = Outgoing::Whole(None);
+                    let mut progress = SendProgress { unsent: None, blocked };
+                    let polled =
+                        this.poll_write_out(conn_id, &mut nothing, &mut progress, true, step, iteration, replies, cx);
+                    blocked = progress.blocked;
+                    polled
+                })
                 .await?;
+            }
             let now = clock::now();
             if let Some(conn) = self.conns[conn_id].as_mut() {
                 conn.settle_all(now);
             }
             flushed_at = Some(now);
-            for reply in replies {
-                self.send_reply(conn_id, reply, iteration).await?;
+            if !replies.is_empty() {
+                self.send_replies(conn_id, replies, iteration).await?;
             }
         }
         Ok(flushed_at)

@@ -16,6 +16,15 @@ use super::state::Vu;
 use super::timer::{next_before, ReceiveTimer};
 use crate::clock;
 
+/// What a receive's read brought (see `Vu::next_item`).
+enum Read {
+    Item(Option<Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>>),
+    /// Without a deadline: the socket held nothing.
+    Nothing,
+    /// A protocol layer's timer came first and acted.
+    Ticked,
+}
+
 impl Vu {
     pub(super) async fn receive_step(
         &mut self,
@@ -136,80 +145,26 @@ impl Vu {
                 }
                 continue;
             }
-            // Handler replies wait while what the socket already brought is read (replies to
-            // messages read together leave together), and leave before the receive waits.
-            let mut ready = None;
-            if self.holds_sends() {
-                ready = self
-                    .conns
-                    .get_mut(conn_id)
-                    .and_then(Option::as_mut)
-                    .and_then(|conn| conn.socket.next().now_or_never());
-                if ready.is_none() {
-                    self.flush_held(step, iteration).await?;
-                }
-            }
-            let next = if let Some(next) = ready {
-                next
-            } else {
-                // A protocol layer's timer may come first (none without a protocol).
-                let due = match deadline {
-                    Some(deadline) => self
-                        .protocol_due()
-                        .map(tokio::time::Instant::from_std)
-                        .filter(|due| *due < deadline),
-                    None => None,
-                };
-                // Borrowed apart from the timer.
-                let conn = self
-                    .conns
-                    .get_mut(conn_id)
-                    .and_then(Option::as_mut)
-                    .ok_or_else(|| Failure::new(step, ErrorKind::Closed))?;
-                match deadline {
-                    None => match conn.socket.next().now_or_never() {
-                        None => return Ok(None),
-                        Some(next) => next,
-                    },
-                    Some(deadline) => {
-                        let wake = due.unwrap_or(deadline);
-                        let timer = self.receive_timer.get_or_insert_with(|| ReceiveTimer {
-                            sleep: Box::pin(tokio::time::sleep_until(wake)),
-                            holds_waker: false,
-                        });
-                        match next_before(&mut conn.socket, timer, wake).await {
-                            Some(next) => next,
-                            None if due.is_some() => {
-                                // Boxed: only protocol layers have timers, and inline the tick
-                                // would size every receive's future (which an idle VU holds).
-                                Box::pin(self.protocol_tick(step, iteration)).await?;
-                                continue;
-                            }
-                            None => {
-                                conn.recorder.borrow_mut().add(
-                                    clock::now(),
-                                    SetId::Step(step),
-                                    Counter::ReceiveTimeouts,
-                                    1,
-                                );
-                                return Err(Stop::Fail(Failure::receive_timeout(step)));
-                            }
-                        }
-                    }
-                }
+            let next = match self.next_item(conn_id, deadline, step, iteration).await? {
+                Read::Item(next) => next,
+                Read::Nothing => return Ok(None),
+                Read::Ticked => continue,
             };
             let (arrived, reply) = self.ingest(conn_id, next, step, iteration)?;
-            let replied = reply.is_some();
-            if let Some(reply) = reply {
-                self.send_reply(conn_id, reply, iteration).await?;
+            if reply.is_some() {
+                if let Some(arrived) = self
+                    .take_ingested(conn_id, (arrived, reply), matcher, step, iteration)
+                    .await?
+                {
+                    return Ok(Some(arrived));
+                }
+                continue;
             }
             if let Some(arrived) = arrived {
                 let matched = self.matches(matcher, &arrived, step, iteration);
                 if matches!(matched, Ok(true)) {
-                    // Its arrival is the step's last clock reading (unless a reply went out since).
-                    if !replied {
-                        self.recent = Some(arrived.at);
-                    }
+                    // Its arrival is the step's last clock reading.
+                    self.recent = Some(arrived.at);
                     return Ok(Some(arrived));
                 }
                 // Kept for a later receive, also when the matcher's script failed the step.
@@ -219,9 +174,77 @@ impl Vu {
         }
     }
 
-    /// What an item of a protocol connection's backlog gives a receive: its reply goes out,
-    /// and its message is taken when it matches, queued otherwise. Boxed: only protocol
-    /// connections have a backlog, and inline it would size every receive's future.
+    /// The next item a receive reads from `conn_id`: what the socket already brought, else,
+    /// once the held sends have left, a read until `deadline`, or `Ticked` when a protocol
+    /// layer's timer came first and acted. Without a deadline, only what the socket already
+    /// holds. Apart from the item it returns, nothing read is kept across its waits: the
+    /// receive's future is this one's size plus a few words.
+    async fn next_item(
+        &mut self,
+        conn_id: ConnId,
+        deadline: Option<tokio::time::Instant>,
+        step: StepId,
+        iteration: u64,
+    ) -> Result<Read, Stop> {
+        // Handler replies wait while what the socket already brought is read (replies to
+        // messages read together leave together), and leave before the receive waits.
+        if self.holds_sends() {
+            if let Some(next) = self
+                .conns
+                .get_mut(conn_id)
+                .and_then(Option::as_mut)
+                .and_then(|conn| conn.socket.next().now_or_never())
+            {
+                return Ok(Read::Item(next));
+            }
+            self.flush_held(step, iteration).await?;
+        }
+        // A protocol layer's timer may come first (none without a protocol).
+        let due = match deadline {
+            Some(deadline) => self
+                .protocol_due()
+                .map(tokio::time::Instant::from_std)
+                .filter(|due| *due < deadline),
+            None => None,
+        };
+        // Borrowed apart from the timer.
+        let conn = self
+            .conns
+            .get_mut(conn_id)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| Failure::new(step, ErrorKind::Closed))?;
+        let Some(deadline) = deadline else {
+            return Ok(match conn.socket.next().now_or_never() {
+                None => Read::Nothing,
+                Some(next) => Read::Item(next),
+            });
+        };
+        let wake = due.unwrap_or(deadline);
+        let timer = self.receive_timer.get_or_insert_with(|| ReceiveTimer {
+            sleep: Box::pin(tokio::time::sleep_until(wake)),
+            holds_waker: false,
+        });
+        match next_before(&mut conn.socket, timer, wake).await {
+            Some(next) => Ok(Read::Item(next)),
+            None if due.is_some() => {
+                // Boxed: only protocol layers have timers, and inline the tick would size
+                // every receive's future (which an idle VU holds).
+                Box::pin(self.protocol_tick(step, iteration)).await?;
+                Ok(Read::Ticked)
+            }
+            None => {
+                conn.recorder
+                    .borrow_mut()
+                    .add(clock::now(), SetId::Step(step), Counter::ReceiveTimeouts, 1);
+                Err(Stop::Fail(Failure::receive_timeout(step)))
+            }
+        }
+    }
+
+    /// What an item of a protocol connection's backlog, or an item read that a handler answers,
+    /// gives a receive: its reply goes out, and its message is taken when it matches, queued
+    /// otherwise. Boxed: only protocol connections and handlers reply, and inline it would
+    /// size every receive's future.
     fn take_ingested<'a>(
         &'a mut self,
         conn_id: ConnId,

@@ -3,7 +3,6 @@
 //! reuses on the hot path (the receive timer, the last instant read). The step bodies, the
 //! inbox and the policy are methods on it, each in the file of its idea.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use wsfleet_metrics::ErrorKind;
-use wsfleet_scenario::{ConnId, Scope, StepId};
+use wsfleet_scenario::{ConnId, Scope, StepId, Values};
 
 use super::conn::{Conn, ConnInfo};
 use super::env::RunEnv;
@@ -29,7 +28,7 @@ pub(super) struct Vu {
     pub(super) conns: Vec<Option<Conn>>,
     pub(super) info: Vec<ConnInfo>,
     /// Values this VU extracted, its receive states and its data feed rows.
-    pub(super) vars: HashMap<String, String>,
+    pub(super) vars: Values,
     /// Held until the first connect has finished (open model).
     pub(super) handshake: Option<tokio::sync::OwnedSemaphorePermit>,
     /// How late the current paced iteration or round started: sends are timed from when they
@@ -64,7 +63,7 @@ pub(super) struct ScopeParts<'a> {
     pub(super) env: &'a RunEnv,
     pub(super) number: u64,
     pub(super) vu_iteration: u64,
-    pub(super) vars: &'a HashMap<String, String>,
+    pub(super) vars: &'a Values,
 }
 
 impl ScopeParts<'_> {

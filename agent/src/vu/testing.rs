@@ -6,7 +6,7 @@
 //! latency is exact.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -81,7 +81,7 @@ impl Harness {
         .unwrap_or_else(|error| panic!("{error}"));
         let (sender, accepted) = mpsc::unbounded_channel();
         let (hub, arrivals) = crate::rendezvous::RendezvousHub::new();
-        let named: HashMap<String, String> = scenario.variables.clone().into_iter().collect();
+        let named: wsfleet_scenario::Values = scenario.variables.clone().into_iter().collect();
         let env = Rc::new(RunEnv {
             static_messages: Arc::new(static_messages(&scenario)),
             step_tls: Arc::new(step_tls_configs(&scenario, None).expect("step TLS")),

@@ -24,11 +24,14 @@ pub(super) struct ReceiveTimer {
 /// `deadline`; only a deadline earlier than the armed one re-arms it at once. Receives one after
 /// another with the same timeout thus touch the timer wheel once per timeout period, not once
 /// per message, and a timeout still fires at its own deadline.
-pub(super) async fn next_before(
-    socket: &mut Socket,
-    timer: &mut ReceiveTimer,
+///
+/// A function returning the poll, not an `async fn`: the receive's future holds only the three
+/// arguments while it waits.
+pub(super) fn next_before<'a>(
+    socket: &'a mut Socket,
+    timer: &'a mut ReceiveTimer,
     deadline: tokio::time::Instant,
-) -> Option<Option<Result<Message, tokio_tungstenite::tungstenite::Error>>> {
+) -> impl Future<Output = Option<Option<Result<Message, tokio_tungstenite::tungstenite::Error>>>> + 'a {
     if timer.sleep.is_elapsed() {
         // A fired timer has given its waker away.
         timer.holds_waker = false;
@@ -37,7 +40,7 @@ pub(super) async fn next_before(
         // Moved while armed: it keeps the waker.
         timer.sleep.as_mut().reset(deadline);
     }
-    std::future::poll_fn(|cx| {
+    std::future::poll_fn(move |cx| {
         if let Poll::Ready(next) = socket.poll_next_unpin(cx) {
             return Poll::Ready(Some(next));
         }
@@ -56,5 +59,4 @@ pub(super) async fn next_before(
         timer.holds_waker = true;
         Poll::Pending
     })
-    .await
 }

@@ -37,6 +37,10 @@ enum Workload {
         concurrency: usize,
         #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
         duration: Duration,
+        /// Open exactly this many connections in all, instead of running for `duration`:
+        /// a fixed count, for counting instructions and system calls per connection.
+        #[arg(long, conflicts_with = "duration")]
+        connections: Option<u64>,
     },
     /// Hold idle connections; prints when they are all open, then holds.
     Idle {
@@ -53,6 +57,10 @@ enum Workload {
         in_flight: usize,
         #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
         duration: Duration,
+        /// Play exactly this many rounds on each connection, instead of running for
+        /// `duration`: a fixed count, for counting instructions and system calls per message.
+        #[arg(long, conflicts_with = "duration")]
+        rounds: Option<u64>,
     },
     /// Each connection sends 64-byte text messages without waiting for the echoes, and counts
     /// the echoes as they come (fire-and-count); after `duration` it closes and counts the rest.
@@ -102,16 +110,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let url: Arc<str> = Arc::from(cli.url.as_str());
     let address: Arc<str> = Arc::from(address.as_str());
     match cli.workload {
-        Workload::ConnectRate { concurrency, duration } => {
+        Workload::ConnectRate {
+            concurrency,
+            duration,
+            connections,
+        } => {
             let done = Arc::new(AtomicU64::new(0));
             let failed = Arc::new(AtomicU64::new(0));
+            // Connections begun so far, against the fixed count when one is given.
+            let begun = Arc::new(AtomicU64::new(0));
+            let limit = connections.unwrap_or(u64::MAX);
             let started = Instant::now();
-            let deadline = started + duration;
+            let deadline = deadline_after(started, duration, connections.is_some());
             let mut tasks = Vec::new();
             for _ in 0..concurrency {
-                let (url, address, done, failed) = (url.clone(), address.clone(), done.clone(), failed.clone());
+                let (url, address, done, failed, begun) = (
+                    url.clone(),
+                    address.clone(),
+                    done.clone(),
+                    failed.clone(),
+                    begun.clone(),
+                );
                 tasks.push(tokio::task::spawn_local(async move {
-                    while Instant::now() < deadline {
+                    while Instant::now() < deadline && begun.fetch_add(1, Ordering::Relaxed) < limit {
                         match open(&url, &address).await {
                             Ok(mut socket) => {
                                 let _ = socket.close(None).await;
@@ -151,6 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             connections,
             in_flight,
             duration,
+            rounds,
         } => {
             let echoed = Arc::new(AtomicU64::new(0));
             let payload = Message::text("x".repeat(64));
@@ -159,12 +181,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 sockets.push(open(&url, &address).await?);
             }
             let started = Instant::now();
-            let deadline = started + duration;
+            let deadline = deadline_after(started, duration, rounds.is_some());
+            let rounds = rounds.unwrap_or(u64::MAX);
             let mut tasks = Vec::new();
             for mut socket in sockets {
                 let (echoed, payload) = (echoed.clone(), payload.clone());
                 tasks.push(tokio::task::spawn_local(async move {
-                    while Instant::now() < deadline {
+                    let mut played = 0;
+                    while Instant::now() < deadline && played < rounds {
+                        played += 1;
                         for _ in 0..in_flight {
                             if socket.feed(payload.clone()).await.is_err() {
                                 return;
@@ -231,6 +256,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// When a timed workload stops: `duration` after `started`, or never when the workload plays a
+/// fixed count instead (the clock is still read each round, so a counted run does the same work
+/// per round as a timed one).
+fn deadline_after(started: Instant, duration: Duration, counted: bool) -> Instant {
+    if counted {
+        // A year: far beyond any run, and safe from overflow on every platform.
+        started + Duration::from_secs(365 * 24 * 3600)
+    } else {
+        started + duration
+    }
 }
 
 #[derive(Default)]

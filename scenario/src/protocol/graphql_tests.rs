@@ -114,7 +114,7 @@ fn payloads_carry_query_variables_and_operation_name() {
     let Action::Operation(publish) = &scenario.parts[0].steps[4].action else {
         panic!("not an operation")
     };
-    let named = std::collections::HashMap::new();
+    let named = crate::Values::default();
     let scope = Scope {
         vu: 1,
         iteration: 0,

@@ -1,5 +1,3 @@
-use std::collections::HashMap;
-
 use super::*;
 
 fn known() -> Vec<String> {
@@ -9,7 +7,7 @@ fn known() -> Vec<String> {
         .collect()
 }
 
-fn values<'a>(named: &'a HashMap<String, String>, local: &'a HashMap<String, String>) -> Scope<'a> {
+fn values<'a>(named: &'a crate::Values, local: &'a crate::Values) -> Scope<'a> {
     Scope {
         vu: 3,
         iteration: 2,
@@ -49,15 +47,15 @@ fn a_script_reads_values_and_sets_its_top_level_lets() {
     )
     .unwrap();
     assert_eq!(script.sets(), ["signature", "next"]);
-    let named = HashMap::from([("users.secret".to_owned(), "Jefe".to_owned())]);
-    let local = HashMap::from([("body".to_owned(), "what do ya want for nothing?".to_owned())]);
+    let named = crate::Values::from_iter([("users.secret".to_owned(), "Jefe".to_owned())]);
+    let local = crate::Values::from_iter([("body".to_owned(), "what do ya want for nothing?".to_owned())]);
     let scope = ScriptScope::default();
     let sets = script.run(&scope, &values(&named, &local), None).unwrap();
     assert_eq!(
         sets.texts(),
         ["5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", "32"]
     );
-    let mut vars = HashMap::from([("next".to_owned(), "an older and longer value".to_owned())]);
+    let mut vars = crate::Values::from_iter([("next".to_owned(), "an older and longer value".to_owned())]);
     sets.store(&mut vars);
     assert_eq!(vars["next"], "32");
     assert_eq!(
@@ -93,8 +91,8 @@ fn unknown_names_and_syntax_errors_are_located_in_the_script() {
 fn the_sandbox_refuses_eval_and_modules_and_stops_runaway_scripts() {
     assert!(statements("eval(\"1\")").is_err());
     assert!(statements("import \"file\" as f;").is_err());
-    let named = HashMap::new();
-    let local = HashMap::new();
+    let named = crate::Values::default();
+    let local = crate::Values::default();
     let scope = ScriptScope::default();
     let error = statements("let n = 0; loop { n += 1; }")
         .unwrap()
@@ -121,8 +119,8 @@ fn the_sandbox_refuses_eval_and_modules_and_stops_runaway_scripts() {
 
 #[test]
 fn values_become_text_and_blobs_need_an_encoding() {
-    let named = HashMap::from([("testserver.url".to_owned(), "ws://h".to_owned())]);
-    let local = HashMap::new();
+    let named = crate::Values::from_iter([("testserver.url".to_owned(), "ws://h".to_owned())]);
+    let local = crate::Values::default();
     let render = |source: &str| expression(source).unwrap().render(&values(&named, &local));
     assert_eq!(render("testserver.url + \"/x\"").unwrap(), "ws://h/x");
     assert_eq!(render("#{a: 1, b: [true, ()]}").unwrap(), r#"{"a":1,"b":[true,null]}"#);
@@ -146,8 +144,8 @@ fn rules_read_the_message_as_text_or_bytes() {
         },
     )
     .unwrap();
-    let named = HashMap::new();
-    let local = HashMap::new();
+    let named = crate::Values::default();
+    let local = crate::Values::default();
     let scope = ScriptScope::default();
     let texts = script
         .run(
@@ -189,8 +187,8 @@ fn rules_read_the_message_as_text_or_bytes() {
 /// budget, its own functions, and nothing of a call that failed.
 #[test]
 fn every_call_in_a_kept_runtime_has_its_own_limits_and_functions() {
-    let named = HashMap::new();
-    let local = HashMap::new();
+    let named = crate::Values::default();
+    let local = crate::Values::default();
     let scope = ScriptScope::default();
     // About 60% of the operations a call may use: twice in one call would be stopped, once
     // per call never is.
@@ -231,7 +229,7 @@ fn every_call_in_a_kept_runtime_has_its_own_limits_and_functions() {
     // The same script again reads the values of its own call, not those of the previous one.
     let sum = statements("let a = iteration + parse_int(body); let iteration = 0;").unwrap();
     for round in 0..3u64 {
-        let body = HashMap::from([("body".to_owned(), (round * 100).to_string())]);
+        let body = crate::Values::from_iter([("body".to_owned(), (round * 100).to_string())]);
         let scope_values = Scope {
             iteration: round,
             ..values(&named, &body)
@@ -239,6 +237,37 @@ fn every_call_in_a_kept_runtime_has_its_own_limits_and_functions() {
         assert_eq!(
             sum.run(&scope, &scope_values, None).unwrap().texts(),
             [(round * 101).to_string(), "0".to_owned()]
+        );
+    }
+    // Text kept from the previous call of the same script is what the VU holds now: changed
+    // by the VU, or changed in place by the script's previous call, it reads afresh.
+    let appends =
+        statements("body += \"!\"; users.name += \"?\"; users.extra = 1; let seen = body + users.name + users.len();")
+            .unwrap();
+    let users = crate::Values::from_iter([("users.name".to_owned(), "ann".to_owned())]);
+    for (round, text) in ["a", "a", "b", "b"].into_iter().enumerate() {
+        let body = crate::Values::from_iter([("body".to_owned(), text.to_owned())]);
+        let scope_values = Scope {
+            iteration: round as u64,
+            ..values(&users, &body)
+        };
+        assert_eq!(
+            appends.run(&scope, &scope_values, None).unwrap().texts(),
+            [format!("{text}!ann?3")],
+            "round {round}"
+        );
+    }
+    let reads = statements("let copy = body + users.name;").unwrap();
+    for (round, (text, name)) in [("a", "ann"), ("a", "ann"), ("b", "ann"), ("b", "bo")]
+        .into_iter()
+        .enumerate()
+    {
+        let users = crate::Values::from_iter([("users.name".to_owned(), name.to_owned())]);
+        let body = crate::Values::from_iter([("body".to_owned(), text.to_owned())]);
+        assert_eq!(
+            reads.run(&scope, &values(&users, &body), None).unwrap().texts(),
+            [format!("{text}{name}")],
+            "round {round}"
         );
     }
     // Values of an earlier call are gone: a call sees only what it reads.
@@ -253,14 +282,14 @@ fn every_call_in_a_kept_runtime_has_its_own_limits_and_functions() {
 
 #[test]
 fn what_a_script_sets_is_stored_as_templates_write_it() {
-    let named = HashMap::new();
-    let local = HashMap::new();
+    let named = crate::Values::default();
+    let local = crate::Values::default();
     let scope = ScriptScope::default();
     let script = statements(
         "let i = -42; let b = vu > 1; let f = 1.5; let u = (); let s = \"x\"; let m = #{a: [1, ()]}; let c = 'z';",
     )
     .unwrap();
-    let mut vars = HashMap::from([("i".to_owned(), "a longer value than -42".to_owned())]);
+    let mut vars = crate::Values::from_iter([("i".to_owned(), "a longer value than -42".to_owned())]);
     script
         .run(&scope, &values(&named, &local), None)
         .unwrap()

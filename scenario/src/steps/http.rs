@@ -170,7 +170,6 @@ pub const MAX_HTTP_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use super::*;
 
@@ -179,7 +178,7 @@ mod tests {
         let value: serde_json::Value =
             serde_json::from_str(r#"{"user":"${name}","n":[1,true,null],"plain":"x"}"#).unwrap();
         let body = JsonTemplate::build(&value, &mut |text, _| Template::compile(text, &|_| true).ok());
-        let named: HashMap<String, String> = [("name".to_owned(), "a\"b\\".to_owned())].into();
+        let named = crate::Values::from_iter([("name".to_owned(), "a\"b\\".to_owned())]);
         let scope = Scope {
             vu: 0,
             iteration: 0,
@@ -202,7 +201,7 @@ mod tests {
         let value: serde_json::Value =
             serde_json::from_str(r#"{"ok":"${vu + 1}","nested":[{"sig":"${hex_decode(\"zz\")}"}]}"#).unwrap();
         let body = JsonTemplate::build(&value, &mut |text, _| Template::compile_with_scripts(text, &[]).ok());
-        let named = HashMap::new();
+        let named = crate::Values::default();
         let scope = Scope {
             vu: 0,
             iteration: 0,

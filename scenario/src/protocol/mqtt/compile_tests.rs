@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 
@@ -61,8 +61,8 @@ fn fields(found: &[Problem]) -> Vec<(&str, usize)> {
 }
 
 fn render(template: &Template, device: &str) -> String {
-    let named = HashMap::new();
-    let local = HashMap::from([("device".to_owned(), device.to_owned())]);
+    let named = crate::Values::default();
+    let local = crate::Values::from_iter([("device".to_owned(), device.to_owned())]);
     let scope = Scope {
         vu: 4,
         iteration: 0,
