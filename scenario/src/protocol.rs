@@ -164,6 +164,9 @@ pub struct EventSets {
     pub named: Vec<(&'static str, String, StepId)>,
     /// Prefix, the set of the keys not named; one per protocol the part speaks.
     pub other: Vec<(&'static str, StepId)>,
+    /// The sets of templated keys (each `${...}` written as `*`): only their `*`s stand for any
+    /// text; a literal key's `*` is itself (RabbitMQ's `/exchange/amq.topic/alerts.*`).
+    pub templated: Vec<StepId>,
 }
 
 impl EventSets {
@@ -178,20 +181,20 @@ impl EventSets {
             return *id;
         }
         // An MQTT topic counts in the set of the first topic filter that matches it; another
-        // protocol's key in the first set whose `*`s (a templated key's variables) match it.
-        let pattern = |named_prefix: &str, named: &str| {
+        // protocol's key in the first templated key's set whose `*`s (its variables) match it.
+        let pattern = |named_prefix: &str, named: &str, id: StepId| {
             if named_prefix != prefix {
                 false
             } else if prefix == mqtt::TOPIC_SET_PREFIX {
                 mqtt::topic::has_wildcards(named) && mqtt::topic::matches(named, key)
             } else {
-                named.contains(stomp::WILDCARD) && stomp::key_matches(named, key)
+                self.templated.contains(&id) && stomp::key_matches(named, key)
             }
         };
         if let Some((_, _, id)) = self
             .named
             .iter()
-            .find(|(named_prefix, named, _)| pattern(named_prefix, named))
+            .find(|(named_prefix, named, id)| pattern(named_prefix, named, *id))
         {
             return *id;
         }

@@ -342,3 +342,46 @@ steps:
         .unwrap();
     assert!(empty.message.contains("cannot be empty"), "{}", empty.message);
 }
+
+/// Only a templated destination's `*`s stand for any text: a literal `*` (RabbitMQ's own
+/// wildcard) is itself, and takes no deliveries its subscription does not place. A literal
+/// destination equal to a templated one's set name is refused, naming both.
+#[test]
+fn literal_stars_are_not_patterns_and_cannot_share_a_templated_set() {
+    let scenario = compile(
+        "load: { vus: 1, iterations: 1 }
+steps:
+  - connect: { url: 'ws://h:1/ws', protocol: stomp }
+  - stomp_subscribe: { destination: '/exchange/amq.topic/alerts.*' }
+  - stomp_subscribe: { destination: '/topic/room.${vu}' }
+",
+    )
+    .unwrap();
+    let part = &scenario.parts[0];
+    let events = part.events.as_ref().expect("destination sets");
+    let set_of =
+        |destination: &str| scenario.step_names[usize::from(events.of("destination:", destination, u16::MAX))].clone();
+    assert_eq!(set_of("/exchange/amq.topic/alerts.fire"), "destination:*");
+    assert_eq!(
+        set_of("/exchange/amq.topic/alerts.*"),
+        "destination:/exchange/amq.topic/alerts.*"
+    );
+    assert_eq!(set_of("/topic/room.3"), "destination:/topic/room.*");
+    let found = problems(
+        "load: { vus: 1, iterations: 1 }
+steps:
+  - connect: { url: 'ws://h:1/ws', protocol: stomp }
+  - stomp_subscribe: { destination: '/topic/room.${vu}' }
+  - stomp_send: { destination: '/topic/room.*', text: a }
+",
+    );
+    let clash = found
+        .iter()
+        .find(|problem| problem.field == "steps[2].stomp_send.destination")
+        .unwrap_or_else(|| panic!("no clash in {found:#?}"));
+    assert!(
+        clash.message.contains("steps[1].stomp_subscribe.destination"),
+        "{}",
+        clash.message
+    );
+}

@@ -193,6 +193,7 @@ fn part(
         socketio_namespaces: protocol::socketio_namespaces(view.steps, &connections),
         connection_protocols: protocol::connection_protocols(view.steps, &connections),
         event_sets: Vec::new(),
+        set_origins: Vec::new(),
         mqtt_versions: BTreeMap::new(),
         graphql_subscriptions: Vec::new(),
     };

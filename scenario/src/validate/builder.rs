@@ -45,6 +45,9 @@ pub(super) struct StepBuilder<'f> {
     /// The metric sets of the part's protocol events so far: the set name's prefix (`event:`,
     /// `destination:`), the key, the set.
     pub(super) event_sets: Vec<(&'static str, String, StepId)>,
+    /// Where the sets' keys were first written, per set and kind: a templated key's (its `*`s
+    /// stand for any text) or a literal one's.
+    pub(super) set_origins: Vec<(StepId, bool, String)>,
     /// The MQTT version of each connection that speaks MQTT, by connection name, as its connect
     /// step says (steps check MQTT 5.0's fields against it).
     pub(super) mqtt_versions: BTreeMap<String, crate::protocol::mqtt::Version>,

@@ -390,7 +390,10 @@ impl StepBuilder<'_> {
                     }
                     Some(template) => template.pattern(crate::protocol::stomp::WILDCARD),
                 };
-                self.event_set(prefix, &key);
+                let set = self.event_set(prefix, &key);
+                if prefix != crate::protocol::mqtt::TOPIC_SET_PREFIX {
+                    self.mark_set(set, &key, matcher.event_template.is_some(), field, problems);
+                }
             }
         }
     }
@@ -445,6 +448,47 @@ impl StepBuilder<'_> {
         id
     }
 
+    /// Marks `set` (of `key`) as written by a templated key (whose `*`s then stand for any text
+    /// when events are placed) or a literal one at `field`. A literal key equal to a templated
+    /// key's set name is refused: its `*`s would be read as the template's.
+    pub(super) fn mark_set(
+        &mut self,
+        set: crate::steps::StepId,
+        key: &str,
+        templated: bool,
+        field: &str,
+        problems: &mut Problems<'_>,
+    ) {
+        let other = self
+            .set_origins
+            .iter()
+            .find(|(id, was, _)| *id == set && *was != templated)
+            .map(|(_, _, other)| other.clone());
+        if let Some(other) = other {
+            let (literal, template) = if templated {
+                (other.as_str(), field)
+            } else {
+                (field, other.as_str())
+            };
+            problems.add(
+                literal,
+                format!(
+                    "`{key}` is also the metric set name of the templated key at `{template}` (each `${{...}}` written as `*`)"
+                ),
+                Some(format!(
+                    "a literal `*` and a template's cannot share a set: write `{key}` differently, or template both"
+                )),
+            );
+        }
+        if !self
+            .set_origins
+            .iter()
+            .any(|(id, was, _)| *id == set && *was == templated)
+        {
+            self.set_origins.push((set, templated, field.to_owned()));
+        }
+    }
+
     /// The part's event sets, with, per protocol spoken, the set of the keys it does not name;
     /// `None` when no connection speaks a protocol.
     pub(super) fn finish_events(&mut self) -> Option<EventSets> {
@@ -461,7 +505,16 @@ impl StepBuilder<'_> {
             .collect();
         let mut named = std::mem::take(&mut self.event_sets);
         named.retain(|(_, name, _)| name != OTHER_EVENTS);
-        Some(EventSets { named, other })
+        let templated = std::mem::take(&mut self.set_origins)
+            .into_iter()
+            .filter(|(_, templated, _)| *templated)
+            .map(|(id, _, _)| id)
+            .collect();
+        Some(EventSets {
+            named,
+            other,
+            templated,
+        })
     }
 }
 

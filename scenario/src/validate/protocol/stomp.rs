@@ -164,7 +164,9 @@ impl StepBuilder<'_> {
         }
         let template = compile_template(destination, field, &self.known, problems)
             .unwrap_or_else(|| Template::literal(destination));
-        let set = self.event_set(SET_PREFIX, &set_key(&template));
+        let key = set_key(&template);
+        let set = self.event_set(SET_PREFIX, &key);
+        self.mark_set(set, &key, template.as_literal().is_none(), field, problems);
         (template, set)
     }
 
