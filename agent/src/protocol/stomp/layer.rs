@@ -288,13 +288,17 @@ impl Session {
         to_message(&frame)
     }
 
-    /// The BEGIN frame of transaction `id` (`None`: the next `tx-N`), which becomes the
-    /// connection's open transaction; returns the id with the frame.
+    /// The BEGIN frame of transaction `id` (`None`: the next `tx-N` not already open, as one
+    /// the scenario named may be), which becomes the connection's open transaction; returns the
+    /// id with the frame.
     pub fn begin(&mut self, id: Option<String>, receipt: Option<&str>) -> (String, Message) {
-        let id = id.unwrap_or_else(|| {
+        let id = id.unwrap_or_else(|| loop {
             let number = self.next_transaction;
             self.next_transaction += 1;
-            format!("{TRANSACTION_PREFIX}{number}")
+            let id = format!("{TRANSACTION_PREFIX}{number}");
+            if !self.transactions.contains(&id) {
+                break id;
+            }
         });
         let mut frame = Frame::new("BEGIN").header("transaction", &id);
         if let Some(receipt) = receipt {
