@@ -342,8 +342,9 @@ thresholds:
     assert_eq!(summary["totals"]["errors"], serde_json::json!({}), "{summary:#}");
     let rooms = "members.destination:/topic/room.*";
     let speaking = "speakers.destination:/topic/room.*";
-    // Every delivery counted in the rooms' set, none elsewhere; each member heard its own room
-    // (a message from another room would not match, and the receive would time out).
+    // Every delivery counted in the rooms' set, none elsewhere; each member heard its own room:
+    // it subscribes to that room only, and each receive's match (the room's destination and
+    // `room` header) checks that every delivery names it.
     assert_eq!(
         step_counter(&summary, rooms, "events_received"),
         delivered,

@@ -174,6 +174,8 @@ fn delivery_stamp_defaults_by_version() {
         stamp("mqtt: { version: 5, delivery_stamp: 'off' }\n"),
         DeliveryStamp::Off
     );
+    // Unquoted `off` on version 5, whose default is `property`.
+    assert_eq!(stamp("mqtt: { version: 5, delivery_stamp: off }\n"), DeliveryStamp::Off);
     assert_eq!(
         stamp("mqtt: { version: 5, delivery_stamp: property }\n"),
         DeliveryStamp::Property
