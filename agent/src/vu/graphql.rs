@@ -6,11 +6,9 @@
 //! a query or mutation, comes.
 
 use wsfleet_metrics::{Counter, ErrorKind, SetId};
-use wsfleet_scenario::matcher::{Incoming, Origin};
 use wsfleet_scenario::protocol::graphql::{Complete, GraphQl, Operation, OperationKind};
-use wsfleet_scenario::{Flush, FrameKind, Scope, Step};
+use wsfleet_scenario::{Flush, Scope, Step};
 
-use super::flow::extract_into;
 use super::outcome::{Failure, StepResult};
 use super::protocol::due_at;
 use super::state::Vu;
@@ -114,21 +112,7 @@ impl Vu {
             tracing::debug!(vu = self.number, operation = %operation.operation, errors = %errors, "a result with errors");
             return Err(Failure::new(step.id, ErrorKind::GraphqlError).into());
         }
-        let incoming = Incoming::message(&answer.body, FrameKind::Text);
-        if let Some(matcher) = &wait.matcher {
-            let matched = matcher
-                .matches(incoming, &self.parts().scope(iteration))
-                .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
-            if !matched {
-                return Err(Failure::new(step.id, ErrorKind::Expectation).into());
-            }
-        }
-        let origin = Origin {
-            message: Some(incoming),
-            ..Origin::default()
-        };
-        extract_into(&mut self.vars, &wait.extract, origin, step.id)?;
-        Ok(())
+        self.take_answer(&answer.body, wait.matcher.as_ref(), &wait.extract, step.id, iteration)
     }
 
     /// A `complete` step: ends the subscription its `subscribe` step started on the connection

@@ -24,10 +24,12 @@ use std::time::{Duration, Instant};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use wsfleet_metrics::{Counter, ErrorKind, Hist, SetId};
+use wsfleet_scenario::matcher::{Extraction, Incoming, Matcher, Origin};
 use wsfleet_scenario::protocol::Protocol;
-use wsfleet_scenario::{ConnId, Scope, StepId, Then};
+use wsfleet_scenario::{ConnId, FrameKind, Scope, StepId, Then};
 
 use super::conn::{count_message, Arrived, Conn, QUEUED_MESSAGES_PER_CONNECTION};
+use super::flow::extract_into;
 use super::inbox::Reply;
 use super::outcome::{Failure, StepResult, Stop};
 use super::state::Vu;
@@ -171,6 +173,33 @@ impl Speaking {
 }
 
 impl Vu {
+    /// Takes the answer a step waited for (a Socket.IO acknowledgement's arguments, a GraphQL
+    /// result): the step's conditions must hold on its body (else `expectation`), then its
+    /// extractions set the VU's values.
+    pub(super) fn take_answer(
+        &mut self,
+        body: &[u8],
+        matcher: Option<&Matcher>,
+        extract: &[Extraction],
+        step: StepId,
+        iteration: u64,
+    ) -> StepResult {
+        let incoming = Incoming::message(body, FrameKind::Text);
+        if let Some(matcher) = matcher {
+            let matched = matcher
+                .matches(incoming, &self.parts().scope(iteration))
+                .map_err(|error| super::scripted::script_failure(step, None, &error))?;
+            if !matched {
+                return Err(Failure::new(step, ErrorKind::Expectation).into());
+            }
+        }
+        let origin = Origin {
+            message: Some(incoming),
+            ..Origin::default()
+        };
+        extract_into(&mut self.vars, extract, origin, step)?;
+        Ok(())
+    }
     /// The metric set of a protocol event's key on `conn_id`'s layer; `fallback` when the part
     /// has no event sets.
     pub(super) fn event_set_of(&self, prefix: &str, key: &str, fallback: StepId) -> StepId {

@@ -8,12 +8,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::Message;
 use wsfleet_metrics::{Counter, ErrorKind, SetId};
-use wsfleet_scenario::matcher::{Incoming, Origin};
 use wsfleet_scenario::protocol::{Emit, JsonTemplate, SocketIo, EVENT_SET_PREFIX};
-use wsfleet_scenario::{FrameKind, Scope, Step, StepId};
+use wsfleet_scenario::{Scope, Step, StepId};
 
 use super::conn::Arrived;
-use super::flow::extract_into;
 use super::inbox::Reply;
 use super::outcome::{Failure, StepResult};
 use super::protocol::due_at;
@@ -157,20 +155,6 @@ impl Vu {
                 ErrorKind::AckTimeout,
             )
             .await?;
-        let incoming = Incoming::message(&answer.body, FrameKind::Text);
-        if let Some(matcher) = &ack.matcher {
-            let matched = matcher
-                .matches(incoming, &self.parts().scope(iteration))
-                .map_err(|error| super::scripted::script_failure(step.id, None, &error))?;
-            if !matched {
-                return Err(Failure::new(step.id, ErrorKind::Expectation).into());
-            }
-        }
-        let origin = Origin {
-            message: Some(incoming),
-            ..Origin::default()
-        };
-        extract_into(&mut self.vars, &ack.extract, origin, step.id)?;
-        Ok(())
+        self.take_answer(&answer.body, ack.matcher.as_ref(), &ack.extract, step.id, iteration)
     }
 }
