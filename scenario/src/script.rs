@@ -27,6 +27,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 
+use smallvec::SmallVec;
+
 use rhai::{ASTFlags, ASTNode, Caches, Dynamic, Engine, Expr, GlobalRuntimeState, Stmt, AST};
 
 pub use functions::FUNCTIONS;
@@ -338,20 +340,21 @@ thread_local! {
     static TEMPLATES: ScriptScope = ScriptScope::default();
 }
 
-/// What a statements script set, held in its VU's scope until stored.
+/// What a statements script set, taken out of its VU's scope (in the order of
+/// [`Script::sets`]) until stored: no name is looked up in the scope again.
 pub struct Sets<'a> {
     names: &'a [String],
-    runtime: std::cell::RefMut<'a, Option<Box<Runtime>>>,
+    values: SmallVec<[Option<Dynamic>; 2]>,
 }
 
 impl Sets<'_> {
     /// The text of every value the script set, in the order of [`Script::sets`].
     pub fn texts(&self) -> Vec<String> {
-        self.names
+        self.values
             .iter()
-            .map(|name| {
+            .map(|value| {
                 let mut text = String::new();
-                if let Some(value) = self.value(name) {
+                if let Some(value) = value {
                     write_text(value, &mut text);
                 }
                 text
@@ -361,8 +364,7 @@ impl Sets<'_> {
 
     /// Stores what the script set into the VU's values, writing over their text in place.
     pub fn store(self, vars: &mut crate::template::Values) {
-        for name in self.names {
-            let value = self.value(name);
+        for (name, value) in self.names.iter().zip(&self.values) {
             match vars.get_mut(name) {
                 Some(slot) => {
                     slot.clear();
@@ -379,10 +381,6 @@ impl Sets<'_> {
                 }
             }
         }
-    }
-
-    fn value(&self, name: &str) -> Option<&Dynamic> {
-        self.runtime.as_ref().and_then(|runtime| runtime.scope.get(name))
     }
 }
 
@@ -431,30 +429,35 @@ impl Script {
         })
     }
 
-    /// Runs a statements script; what it set stays in `scope` until [`Sets::store`] stores it.
-    /// A value that has no text form (a blob) fails the script, and nothing is stored.
+    /// Runs a statements script and takes what it set out of the scope (a top-level `let`'s
+    /// variable is the script's own: the next call rewinds the scope past it). A value that has
+    /// no text form (a blob) fails the script, and nothing is stored.
     pub fn run<'s>(
         &'s self,
-        scope: &'s ScriptScope,
+        scope: &ScriptScope,
         values: &Scope<'_>,
         message: Option<Incoming<'_>>,
     ) -> Result<Sets<'s>, ScriptError> {
         let mut cell = scope.0.borrow_mut();
         // A statements script's value is its last statement's: what it sets is what counts.
         let _ = self.call(&mut cell, values, message)?;
+        let mut taken = SmallVec::with_capacity(self.0.sets.len());
         if let Some(runtime) = cell.as_mut() {
             for name in &self.0.sets {
-                // Maps and arrays become their JSON text here, where it may fail.
-                if let Some(value) = runtime.scope.get_mut(name) {
-                    if value.is_map() || value.is_array() || value.is_blob() {
-                        *value = Dynamic::from(text(std::mem::take(value))?);
+                let value = match runtime.scope.get_mut(name) {
+                    // Maps and arrays become their JSON text here, where it may fail.
+                    Some(value) if value.is_map() || value.is_array() || value.is_blob() => {
+                        Some(Dynamic::from(text(std::mem::take(value))?))
                     }
-                }
+                    Some(value) => Some(std::mem::take(value)),
+                    None => None,
+                };
+                taken.push(value);
             }
         }
         Ok(Sets {
             names: &self.0.sets,
-            runtime: cell,
+            values: taken,
         })
     }
 
@@ -557,8 +560,7 @@ impl Read {
     /// previous call read and left as it was is kept rather than copied again (a copy is an
     /// allocation and a free); anything else is written over as a fresh call would see it.
     fn refresh(&self, slot: &mut Dynamic, values: &Scope<'_>, message: Option<Incoming<'_>>) {
-        let unchanged = !slot.is_shared()
-            && slot.tag() == 0
+        let unchanged = slot.tag() == 0
             && match self {
                 Read::Agent => same_text(slot, values.agent),
                 Read::Value(name) => same_text(slot, values.lookup(name).unwrap_or("")),
@@ -610,10 +612,9 @@ impl Read {
     }
 }
 
-/// Whether `value` is the string `text`, unshared and untagged, as a fresh call would see it.
+/// Whether `value` is the string `text`, untagged, as a fresh call would see it.
 fn same_text(value: &Dynamic, text: &str) -> bool {
-    !value.is_shared()
-        && value.tag() == 0
+    value.tag() == 0
         && value
             .as_immutable_string_ref()
             .is_ok_and(|string| string.as_str() == text)

@@ -302,3 +302,44 @@ fn what_a_script_sets_is_stored_as_templates_write_it() {
     assert!(error.message.contains("hex"), "{error}");
     assert_eq!(vars["s"], "x");
 }
+
+#[test]
+fn anonymous_functions_take_what_they_need_as_arguments() {
+    // Without closures, an anonymous function sees only its parameters: a script variable in
+    // its body is a located compile error, passing it as an argument works.
+    let error = statements("let offset = 2; let add = |x| x + offset; let a = add.call(1);")
+        .err()
+        .unwrap();
+    assert_eq!(error.unknown.as_deref(), Some("offset"), "{error}");
+    assert_eq!((error.line, error.column), (Some(1), Some(35)), "{error}");
+    let script = statements("let offset = 2; let add = |x, by| x + by; let a = add.call(vu, offset);").unwrap();
+    let named = crate::Values::default();
+    let local = crate::Values::default();
+    let scope = ScriptScope::default();
+    let sets = script.run(&scope, &values(&named, &local), None).unwrap();
+    assert_eq!(sets.texts()[2], "5");
+}
+
+#[test]
+fn a_set_value_the_script_did_not_reach_is_the_one_it_read_at_every_call() {
+    // What a script set is taken out of its scope: when a call returns before its `let`, the
+    // value is the one the call read, and the next call reads it afresh.
+    let script = statements("if iteration > 0 { return; } let body = body + \"!\";").unwrap();
+    let named = crate::Values::default();
+    let scope = ScriptScope::default();
+    let mut vars = crate::Values::from_iter([("body".to_owned(), "a".to_owned())]);
+    for (round, expected) in ["a!", "a!", "a!"].into_iter().enumerate() {
+        let sets = script
+            .run(
+                &scope,
+                &Scope {
+                    iteration: round as u64,
+                    ..values(&named, &vars)
+                },
+                None,
+            )
+            .unwrap();
+        sets.store(&mut vars);
+        assert_eq!(vars["body"], expected, "round {round}");
+    }
+}
