@@ -117,6 +117,44 @@ def children_of(pid):
         return []
 
 
+CONNTRACK_COUNT = Path("/proc/sys/net/netfilter/nf_conntrack_count")
+
+
+class Untracked:
+    """Keeps loopback traffic to and from one server port out of connection tracking, for as
+    long as that server runs. Where netfilter's connection tracking is loaded (Docker loads it),
+    every connection is a table entry that outlives its close by two minutes
+    (nf_conntrack_tcp_timeout_time_wait): a rate workload opening 10,000+ connections a second
+    fills the default table (262,144) within its rounds, the kernel then drops SYNs ("nf_conntrack:
+    table full, dropping packet" in dmesg), each dropped SYN costs a connection a 1 s retransmit,
+    and the round that meets a full table measures the table, not the client. The rules are the
+    raw table's NOTRACK for this port only (the rest of the machine's traffic is tracked as
+    before), added as root where iptables exists, removed when the server stops; elsewhere
+    nothing changes and `tracking` says so."""
+
+    def __init__(self, port):
+        self.rules = []
+        if not CONNTRACK_COUNT.exists() or os.geteuid() != 0 or shutil.which("iptables") is None:
+            return
+        for chain, interface in (("OUTPUT", "-o"), ("PREROUTING", "-i")):
+            for direction in ("--dport", "--sport"):
+                rule = [chain, interface, "lo", "-p", "tcp", direction, str(port), "-j", "CT", "--notrack"]
+                added = subprocess.run(["iptables", "-t", "raw", "-I", *rule], capture_output=True)
+                if added.returncode != 0:
+                    self.remove()
+                    return
+                self.rules.append(rule)
+
+    @property
+    def tracking(self):
+        return "off for this server's port" if self.rules else ("on" if CONNTRACK_COUNT.exists() else "not loaded")
+
+    def remove(self):
+        for rule in self.rules:
+            subprocess.run(["iptables", "-t", "raw", "-D", *rule], capture_output=True)
+        self.rules = []
+
+
 class TestServer:
     """`wsfleet testserver` pinned to the server core."""
 
@@ -124,6 +162,7 @@ class TestServer:
 
     def __init__(self, extra=()):
         self.port = free_port()
+        self.untracked = Untracked(self.port)
         self.process = subprocess.Popen(
             ["taskset", "-c", SERVER_CORE, str(WSFLEET), "testserver", "--listen", f"127.0.0.1:{self.port}", *extra],
             stdout=subprocess.DEVNULL,
@@ -150,7 +189,8 @@ class TestServer:
     def usage(self):
         cpu = cpu_seconds(self.process.pid) - self.cpu_start
         wall = time.monotonic() - self.wall_start
-        return {"server_cpu_percent": round(100 * cpu / wall, 1), "server_rss_mb": round(rss_bytes(self.process.pid) / 1e6, 1)}
+        return {"server_cpu_percent": round(100 * cpu / wall, 1), "server_rss_mb": round(rss_bytes(self.process.pid) / 1e6, 1),
+                "connection_tracking": self.untracked.tracking}
 
     def stop(self):
         self.process.terminate()
@@ -158,6 +198,7 @@ class TestServer:
             self.process.wait(5)
         except subprocess.TimeoutExpired:
             self.process.kill()
+        self.untracked.remove()
 
 
 class UpstreamServer:
@@ -170,6 +211,7 @@ class UpstreamServer:
 
     def __init__(self):
         self.port = free_port()
+        self.untracked = Untracked(self.port)
         self.process = subprocess.Popen(
             ["taskset", "-c", SERVER_CORE, str(self.binary), f"127.0.0.1:{self.port}"],
             stdout=subprocess.DEVNULL,
@@ -275,6 +317,29 @@ def median(values):
     return values[middle] if len(values) % 2 else round((values[middle - 1] + values[middle]) / 2, 3)
 
 
+def time_wait_sockets():
+    """TCP sockets in TIME_WAIT on this machine (/proc/net/sockstat's `tw`)."""
+    try:
+        fields = next(line for line in Path("/proc/net/sockstat").read_text().splitlines() if line.startswith("TCP:")).split()
+        return int(fields[fields.index("tw") + 1])
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0
+
+
+def settle_time_wait(bound=2000, limit=75):
+    """Waits (at most `limit` s) until the machine holds fewer than `bound` sockets in TIME_WAIT.
+    A connection rate round leaves ~50,000 of them (the server closes first and keeps each for
+    60 s); the next side's connections then share the kernel's hash tables with them, and a side
+    that meets a full TIME_WAIT table (tcp_max_tw_buckets) runs differently again: without the
+    wait, rounds slowed from ~14k to ~10k connections/s as a suite went on, whichever client ran."""
+    deadline = time.monotonic() + limit
+    waiting = time_wait_sockets()
+    if waiting >= bound:
+        log(f"  waiting for {waiting} TIME_WAIT sockets to expire (below {bound}) ...")
+    while time_wait_sockets() >= bound and time.monotonic() < deadline:
+        time.sleep(1)
+
+
 def paired(wsfleet_side, reference_side, rounds, server_class):
     """Runs both clients `rounds` times, alternating which goes first, each against a fresh
     server of `server_class`; reports every round and the medians (rates, CPU of the client and
@@ -286,6 +351,7 @@ def paired(wsfleet_side, reference_side, rounds, server_class):
             sides.reverse()
         entry = {}
         for name, side in sides:
+            settle_time_wait()
             server = server_class()
             try:
                 entry[name] = side(server)

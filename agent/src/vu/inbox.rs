@@ -322,19 +322,19 @@ impl Vu {
     /// Sends a handler's reply. Boxed: only handlers reply, and the send would size every
     /// receive's future.
     pub(super) fn send_reply(&mut self, conn_id: ConnId, reply: Reply, iteration: u64) -> StepFuture<'_> {
+        Box::pin(self.send_reply_inline(conn_id, reply, iteration))
+    }
+
+    /// [`Vu::send_reply`] unboxed, for futures that are boxed already (one allocation a reply,
+    /// not two).
+    pub(super) async fn send_reply_inline(&mut self, conn_id: ConnId, reply: Reply, iteration: u64) -> StepResult {
         let (rule_id, message) = match reply {
             Reply::Rule(rule_id, message) => (rule_id, message),
             // The layer's answers count in the connection set; failures in the step reading.
             Reply::Protocol(step, message) => {
-                return Box::pin(self.send_message(
-                    conn_id,
-                    message,
-                    1,
-                    Flush::Batch,
-                    SetId::Connection,
-                    step,
-                    iteration,
-                ))
+                return self
+                    .send_message(conn_id, message, 1, Flush::Batch, SetId::Connection, step, iteration)
+                    .await
             }
         };
         let (fragments, flush) = self
@@ -344,7 +344,7 @@ impl Vu {
             .find(|rule| rule.id == rule_id)
             .and_then(|rule| rule.reply.as_ref())
             .map_or((1, Flush::Batch), |reply| (reply.fragments, reply.flush));
-        Box::pin(self.send_message(
+        self.send_message(
             conn_id,
             message,
             fragments,
@@ -352,7 +352,8 @@ impl Vu {
             SetId::Step(rule_id),
             rule_id,
             iteration,
-        ))
+        )
+        .await
     }
 
     /// Waits until `until`: asleep, or, when the scenario has handlers, reading the open

@@ -168,7 +168,7 @@ impl Vu {
     fn send_replies(&mut self, conn_id: ConnId, replies: Vec<Reply>, iteration: u64) -> StepFuture<'_> {
         Box::pin(async move {
             for reply in replies {
-                self.send_reply(conn_id, reply, iteration).await?;
+                self.send_reply_inline(conn_id, reply, iteration).await?;
             }
             Ok(())
         })

@@ -257,7 +257,7 @@ impl Vu {
             let (arrived, reply) = ingested;
             let replied = reply.is_some();
             if let Some(reply) = reply {
-                self.send_reply(conn_id, reply, iteration).await?;
+                self.send_reply_inline(conn_id, reply, iteration).await?;
             }
             if let Some(arrived) = arrived {
                 let matched = self.matches(matcher, &arrived, step, iteration);

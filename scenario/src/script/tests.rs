@@ -312,12 +312,15 @@ fn anonymous_functions_take_what_they_need_as_arguments() {
         .unwrap();
     assert_eq!(error.unknown.as_deref(), Some("offset"), "{error}");
     assert_eq!((error.line, error.column), (Some(1), Some(35)), "{error}");
-    let script = statements("let offset = 2; let add = |x, by| x + by; let a = add.call(vu, offset);").unwrap();
+    let script = statements(
+        "let offset = 2; let add = |x, by| x + by; let a = add.call(vu, offset); let doubled = [1, 2].map(|x| x * 2);",
+    )
+    .unwrap();
     let named = crate::Values::default();
     let local = crate::Values::default();
     let scope = ScriptScope::default();
     let sets = script.run(&scope, &values(&named, &local), None).unwrap();
-    assert_eq!(sets.texts()[2], "5");
+    assert_eq!(sets.texts()[2..], ["5", "[2,4]"]);
 }
 
 #[test]
