@@ -29,8 +29,13 @@ import run as bench  # noqa: E402  (bench/run.py: servers, untracking, TIME_WAIT
 EVENTS = "task-clock,user_time,system_time"
 
 
+UNITS = {"msec": 1e-3, "usec": 1e-6, "ns": 1e-9, "": 1e-9}
+
+
 def perf_stat(command):
-    """Runs `command` under `perf stat`; returns seconds of task-clock, user and system time."""
+    """Runs `command` under `perf stat`; returns seconds of task-clock (every task of the tree),
+    user and system time (the process and the children it waited for: `wsfleet run` waits for
+    its agent)."""
     with tempfile.NamedTemporaryFile(mode="r", suffix=".csv") as out:
         subprocess.run(["perf", "stat", "-x,", "-e", EVENTS, "-o", out.name, *command],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
@@ -38,9 +43,12 @@ def perf_stat(command):
         for line in out.read().splitlines():
             fields = line.split(",")
             if len(fields) > 3 and fields[0][:1].isdigit():
-                values[fields[2].split(":")[0]] = float(fields[0])
-    # perf gives task-clock in milliseconds, user and system time in nanoseconds.
-    return {"cpu": values["task-clock"] / 1e3, "user": values["user_time"] / 1e9, "system": values["system_time"] / 1e9}
+                # value, unit, event: task-clock in msec, user_time and system_time in ns.
+                values[fields[2].split(":")[0]] = float(fields[0]) * UNITS.get(fields[1], 1e-9)
+    missing = [event for event in EVENTS.split(",") if event not in values]
+    if missing:
+        raise SystemExit(f"perf stat did not count {', '.join(missing)} (user_time and system_time need perf 5.13 or later)")
+    return {"cpu": values["task-clock"], "user": values["user_time"], "system": values["system_time"]}
 
 
 def wsfleet_side(binary, seconds):
@@ -76,6 +84,8 @@ def per_connection(side, binary):
     bench.settle_time_wait()
     long_count, long = side(binary, 4)
     added = long_count - short_count
+    if added <= 0:
+        raise SystemExit(f"the 4 s run opened {long_count} connections, the 1 s run {short_count}: no difference to divide by")
     return {"connections": [short_count, long_count],
             **{f"{key}_us": round(1e6 * (long[key] - short[key]) / added, 2) for key in short}}
 
@@ -87,6 +97,8 @@ def main():
     parser.add_argument("--reference", type=Path, default=bench.RELEASE / "wsfleet-reference")
     parser.add_argument("--out", type=Path, help="write the repetitions as JSON here")
     arguments = parser.parse_args()
+    bench.terminate_cleanly()
+    bench.Untracked.sweep()
     bench.UpstreamServer.binary, upstream = bench.build_upstream_server()
     repetitions = []
     for repetition in range(arguments.repeat):

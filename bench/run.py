@@ -25,7 +25,9 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -132,18 +134,37 @@ class Untracked:
     before), added as root where iptables exists, removed when the server stops; elsewhere
     nothing changes and `tracking` says so."""
 
+    # Every rule carries this comment, so that rules a killed suite left behind are found and
+    # removed by the next one (`sweep`).
+    COMMENT = "wsfleet-bench"
+
     def __init__(self, port):
         self.rules = []
         if not CONNTRACK_COUNT.exists() or os.geteuid() != 0 or shutil.which("iptables") is None:
             return
-        for chain, interface in (("OUTPUT", "-o"), ("PREROUTING", "-i")):
-            for direction in ("--dport", "--sport"):
-                rule = [chain, interface, "lo", "-p", "tcp", direction, str(port), "-j", "CT", "--notrack"]
-                added = subprocess.run(["iptables", "-t", "raw", "-I", *rule], capture_output=True)
-                if added.returncode != 0:
-                    self.remove()
-                    return
-                self.rules.append(rule)
+        try:
+            for chain, interface in (("OUTPUT", "-o"), ("PREROUTING", "-i")):
+                for direction in ("--dport", "--sport"):
+                    rule = [chain, interface, "lo", "-p", "tcp", direction, str(port),
+                            "-m", "comment", "--comment", self.COMMENT, "-j", "CT", "--notrack"]
+                    added = subprocess.run(["iptables", "-t", "raw", "-I", *rule], capture_output=True)
+                    if added.returncode != 0:
+                        self.remove()
+                        return
+                    self.rules.append(rule)
+        except BaseException:
+            self.remove()
+            raise
+
+    @classmethod
+    def sweep(cls):
+        """Removes the rules of an earlier suite that was killed before its servers stopped."""
+        if os.geteuid() != 0 or shutil.which("iptables") is None:
+            return
+        listed = subprocess.run(["iptables", "-t", "raw", "-S"], capture_output=True, text=True)
+        for line in listed.stdout.splitlines():
+            if line.startswith("-A ") and cls.COMMENT in line:
+                subprocess.run(["iptables", "-t", "raw", "-D", *shlex.split(line)[1:]], capture_output=True)
 
     @property
     def tracking(self):
@@ -163,20 +184,25 @@ class TestServer:
     def __init__(self, extra=()):
         self.port = free_port()
         self.untracked = Untracked(self.port)
-        self.process = subprocess.Popen(
-            ["taskset", "-c", SERVER_CORE, str(WSFLEET), "testserver", "--listen", f"127.0.0.1:{self.port}", *extra],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                self.stats()
-                break
-            except OSError:
-                time.sleep(0.05)
-        self.cpu_start = cpu_seconds(self.process.pid)
-        self.wall_start = time.monotonic()
+        self.process = None
+        try:
+            self.process = subprocess.Popen(
+                ["taskset", "-c", SERVER_CORE, str(WSFLEET), "testserver", "--listen", f"127.0.0.1:{self.port}", *extra],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    self.stats()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            self.cpu_start = cpu_seconds(self.process.pid)
+            self.wall_start = time.monotonic()
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def url(self):
@@ -193,11 +219,12 @@ class TestServer:
                 "connection_tracking": self.untracked.tracking}
 
     def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
         self.untracked.remove()
 
 
@@ -212,27 +239,31 @@ class UpstreamServer:
     def __init__(self):
         self.port = free_port()
         self.untracked = Untracked(self.port)
-        self.process = subprocess.Popen(
-            ["taskset", "-c", SERVER_CORE, str(self.binary), f"127.0.0.1:{self.port}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            # It panics at the end of each connection (`.expect("Failed to forward messages")`
-            # on the AlreadyClosed after a close handshake): without RUST_BACKTRACE a panic costs
-            # a message on stderr, not a captured backtrace.
-            env={key: value for key, value in os.environ.items() if key not in ("RUST_LOG", "RUST_BACKTRACE")},
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
+        self.process = None
+        try:
+            self.process = subprocess.Popen(
+                ["taskset", "-c", SERVER_CORE, str(self.binary), f"127.0.0.1:{self.port}"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                # It panics at the end of each connection (`.expect("Failed to forward messages")`
+                # on the AlreadyClosed after a close handshake): without RUST_BACKTRACE a panic
+                # costs a message on stderr, not a captured backtrace.
+                env={key: value for key, value in os.environ.items() if key not in ("RUST_LOG", "RUST_BACKTRACE")},
+            )
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            else:
+                raise RuntimeError(f"{self.binary} did not listen on port {self.port} within 10 s")
+            self.cpu_start = cpu_seconds(self.process.pid)
+            self.wall_start = time.monotonic()
+        except BaseException:
             self.stop()
-            raise RuntimeError(f"{self.binary} did not listen on port {self.port} within 10 s")
-        self.cpu_start = cpu_seconds(self.process.pid)
-        self.wall_start = time.monotonic()
+            raise
 
     @property
     def url(self):
@@ -1108,6 +1139,15 @@ def table(results):
     return "\n".join(lines).strip()
 
 
+def terminate_cleanly():
+    """SIGTERM and SIGHUP end the suite as Ctrl-C does: through every `finally`, so servers stop
+    and their connection tracking rules go."""
+    def stop(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short runs (2 s, one round, fewer connections)")
@@ -1132,6 +1172,8 @@ def main():
     parser.add_argument("--soak-sample-every", type=float, help="seconds between samples (default 10; 5 with --quick)")
     parser.add_argument("--soak-warm-up", type=float, help="seconds before RSS must be flat (default: a fifth of the run, at least 60)")
     arguments = parser.parse_args()
+    terminate_cleanly()
+    Untracked.sweep()
     if arguments.autogroup_nice is not None:
         if os.getsid(0) != os.getpid():
             # A new session is a new autogroup: its nice moves only this suite's processes.

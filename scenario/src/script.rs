@@ -217,6 +217,9 @@ pub fn compile(source: &str, form: Form, names: &Names<'_>) -> Result<Script, Co
         }
         true
     });
+    if let Some(error) = outside_a_function(&ast) {
+        return Err(error);
+    }
     let reads = roots
         .into_iter()
         .filter(|(name, _)| used.contains(name))
@@ -234,6 +237,51 @@ pub fn compile(source: &str, form: Form, names: &Names<'_>) -> Result<Script, Co
         sets,
         logged: AtomicBool::new(false),
     })))
+}
+
+/// The first variable a function body (a `fn` or an anonymous function) reads from outside
+/// itself, as a located error. Rhai is built without closures: a function sees its parameters,
+/// its own variables and the script's functions, and nothing of the scope it is called from, so such a read would fail at every call; strict variables do not catch it when
+/// the name is one the scenario defines. The parser resolves a function's own variables to a
+/// position in its frame: a read it left unresolved is from outside.
+fn outside_a_function(ast: &AST) -> Option<CompileError> {
+    // The script's function names: a function's name read as a value is a pointer to it.
+    let functions: BTreeSet<String> = ast.iter_functions().map(|function| function.name.to_owned()).collect();
+    // Variables of the script's own statements (nested anonymous functions are not walked
+    // from here: their bodies are functions of the AST's own).
+    let mut outside_functions = BTreeSet::new();
+    let path = &mut Vec::new();
+    for statement in ast.statements() {
+        statement.walk(path, &mut |nodes: &[ASTNode]| {
+            if let Some(ASTNode::Expr(Expr::Variable(_, _, position))) = nodes.last() {
+                outside_functions.insert((position.line(), position.position()));
+            }
+            true
+        });
+    }
+    let mut found = None;
+    ast.walk(&mut |nodes: &[ASTNode]| {
+        if let Some(ASTNode::Expr(Expr::Variable(variable, short_index, position))) = nodes.last() {
+            let name = variable.1.as_str();
+            let unresolved = variable.0.is_none() && short_index.is_none();
+            if unresolved
+                && !functions.contains(name)
+                && !outside_functions.contains(&(position.line(), position.position()))
+            {
+                found = Some(CompileError {
+                    message: format!(
+                        "a function cannot read `{name}`: functions (and `|x| ...`) see only their parameters; pass `{name}` as an argument"
+                    ),
+                    line: position.line(),
+                    column: position.position(),
+                    unknown: None,
+                });
+                return false;
+            }
+        }
+        true
+    });
+    found
 }
 
 /// The VU values a statements script sets (its top-level `let`s); none when it does not
@@ -450,7 +498,14 @@ impl Script {
                         Some(Dynamic::from(text(std::mem::take(value))?))
                     }
                     Some(value) => Some(std::mem::take(value)),
-                    None => None,
+                    // A top-level `const` of the same name, declared after the `let`, hides it
+                    // from `get_mut`: its value is the name's last, as a template would read it.
+                    None => match runtime.scope.get(name) {
+                        Some(value) if value.is_map() || value.is_array() || value.is_blob() => {
+                            Some(Dynamic::from(text(value.clone())?))
+                        }
+                        other => other.cloned(),
+                    },
                 };
                 taken.push(value);
             }
@@ -651,8 +706,8 @@ fn write_text(value: &Dynamic, out: &mut String) {
     } else if let Ok(string) = value.as_immutable_string_ref() {
         out.push_str(&string);
     } else if let Ok(text) = text(value.clone()) {
-        // Floats, characters and the rest as `Display` writes them; maps and arrays as JSON
-        // (already text, unless a `const` of the same name hid them from `Script::run`).
+        // Floats, characters and the rest as `Display` writes them (`Script::run` made maps
+        // and arrays JSON text already).
         out.push_str(&text);
     }
 }

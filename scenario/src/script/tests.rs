@@ -346,3 +346,45 @@ fn a_set_value_the_script_did_not_reach_is_the_one_it_read_at_every_call() {
         assert_eq!(vars["body"], expected, "round {round}");
     }
 }
+
+#[test]
+fn a_function_reading_from_outside_itself_is_a_located_error() {
+    // A scenario value in an anonymous function or a `fn`: no closure carries it in.
+    for (source, name, column) in [
+        ("let doubled = [1, 2].map(|x| x + vu);", "vu", 34),
+        ("fn f(x) { x + body }\nlet a = f(1);", "body", 15),
+        ("let pairs = [1].map(|x| users.name + x);", "users", 25),
+    ] {
+        let error = statements(source).err().unwrap_or_else(|| panic!("{source} compiled"));
+        assert!(
+            error.message.contains(&format!("cannot read `{name}`")),
+            "{source}: {error}"
+        );
+        assert_eq!((error.line, error.column), (Some(1), Some(column)), "{source}: {error}");
+    }
+    // Parameters, a function's own variables, loops, blocks and other functions are its own
+    // to read.
+    let script = statements(
+        "fn g(x) { let y = x * 3; for i in 0..2 { y += i; } if y > 0 { let z = y; z } else { 0 } }\nfn h(x) { g(x) + 1 }\nlet a = h(vu);\nlet b = [1, 2].map(|x| g(x)).len();",
+    )
+    .unwrap();
+    let named = crate::Values::default();
+    let local = crate::Values::default();
+    let scope = ScriptScope::default();
+    assert_eq!(
+        script.run(&scope, &values(&named, &local), None).unwrap().texts(),
+        ["11", "2"]
+    );
+}
+
+#[test]
+fn a_constant_declared_after_a_let_of_the_same_name_is_what_is_stored() {
+    let script = statements("let a = [1]; const a = 2;").unwrap();
+    let named = crate::Values::default();
+    let local = crate::Values::default();
+    let scope = ScriptScope::default();
+    assert_eq!(
+        script.run(&scope, &values(&named, &local), None).unwrap().texts(),
+        ["2"]
+    );
+}
