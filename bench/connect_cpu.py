@@ -29,7 +29,7 @@ import run as bench  # noqa: E402  (bench/run.py: servers, untracking, TIME_WAIT
 EVENTS = "task-clock,user_time,system_time"
 
 
-UNITS = {"msec": 1e-3, "usec": 1e-6, "ns": 1e-9, "": 1e-9}
+UNITS = {"msec": 1e-3, "usec": 1e-6, "ns": 1e-9}
 
 
 def perf_stat(command):
@@ -44,7 +44,9 @@ def perf_stat(command):
             fields = line.split(",")
             if len(fields) > 3 and fields[0][:1].isdigit():
                 # value, unit, event: task-clock in msec, user_time and system_time in ns.
-                values[fields[2].split(":")[0]] = float(fields[0]) * UNITS.get(fields[1], 1e-9)
+                if fields[1] not in UNITS:
+                    raise SystemExit(f"perf stat gave {fields[2]} in `{fields[1]}`, a unit this script does not know")
+                values[fields[2].split(":")[0]] = float(fields[0]) * UNITS[fields[1]]
     missing = [event for event in EVENTS.split(",") if event not in values]
     if missing:
         raise SystemExit(f"perf stat did not count {', '.join(missing)} (user_time and system_time need perf 5.13 or later)")

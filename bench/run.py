@@ -134,9 +134,10 @@ class Untracked:
     before), added as root where iptables exists, removed when the server stops; elsewhere
     nothing changes and `tracking` says so."""
 
-    # Every rule carries this comment, so that rules a killed suite left behind are found and
-    # removed by the next one (`sweep`).
-    COMMENT = "wsfleet-bench"
+    # Every rule carries this comment with the suite's process id, so that rules a killed suite
+    # left behind are found and removed by the next one (`sweep`), and those of a suite still
+    # running beside it are not.
+    COMMENT = "wsfleet-bench-"
 
     def __init__(self, port):
         self.rules = []
@@ -146,7 +147,7 @@ class Untracked:
             for chain, interface in (("OUTPUT", "-o"), ("PREROUTING", "-i")):
                 for direction in ("--dport", "--sport"):
                     rule = [chain, interface, "lo", "-p", "tcp", direction, str(port),
-                            "-m", "comment", "--comment", self.COMMENT, "-j", "CT", "--notrack"]
+                            "-m", "comment", "--comment", f"{self.COMMENT}{os.getpid()}", "-j", "CT", "--notrack"]
                     added = subprocess.run(["iptables", "-t", "raw", "-I", *rule], capture_output=True)
                     if added.returncode != 0:
                         self.remove()
@@ -163,8 +164,14 @@ class Untracked:
             return
         listed = subprocess.run(["iptables", "-t", "raw", "-S"], capture_output=True, text=True)
         for line in listed.stdout.splitlines():
-            if line.startswith("-A ") and cls.COMMENT in line:
-                subprocess.run(["iptables", "-t", "raw", "-D", *shlex.split(line)[1:]], capture_output=True)
+            words = shlex.split(line)
+            tags = [word for word in words if word.startswith(cls.COMMENT)]
+            if not line.startswith("-A ") or not tags:
+                continue
+            owner = tags[0][len(cls.COMMENT):]
+            if owner.isdigit() and Path(f"/proc/{owner}").exists():
+                continue
+            subprocess.run(["iptables", "-t", "raw", "-D", *words[1:]], capture_output=True)
 
     @property
     def tracking(self):
@@ -219,13 +226,15 @@ class TestServer:
                 "connection_tracking": self.untracked.tracking}
 
     def stop(self):
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.untracked.remove()
+        try:
+            if self.process is not None:
+                self.process.terminate()
+                try:
+                    self.process.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+        finally:
+            self.untracked.remove()
 
 
 class UpstreamServer:

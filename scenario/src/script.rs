@@ -29,7 +29,7 @@ use std::sync::{Arc, LazyLock};
 
 use smallvec::SmallVec;
 
-use rhai::{ASTFlags, ASTNode, Caches, Dynamic, Engine, Expr, GlobalRuntimeState, Stmt, AST};
+use rhai::{ASTFlags, ASTNode, Caches, Dynamic, Engine, Expr, GlobalRuntimeState, Position, Stmt, AST};
 
 pub use functions::FUNCTIONS;
 
@@ -241,7 +241,8 @@ pub fn compile(source: &str, form: Form, names: &Names<'_>) -> Result<Script, Co
 
 /// The first variable a function body (a `fn` or an anonymous function) reads from outside
 /// itself, as a located error. Rhai is built without closures: a function sees its parameters,
-/// its own variables and the script's functions, and nothing of the scope it is called from, so such a read would fail at every call; strict variables do not catch it when
+/// its own variables, the script's functions and (as `global::NAME`) its top-level constants,
+/// and nothing of the scope it is called from, so such a read would fail at every call; strict variables do not catch it when
 /// the name is one the scenario defines. The parser resolves a function's own variables to a
 /// position in its frame: a read it left unresolved is from outside.
 fn outside_a_function(ast: &AST) -> Option<CompileError> {
@@ -259,29 +260,34 @@ fn outside_a_function(ast: &AST) -> Option<CompileError> {
             true
         });
     }
-    let mut found = None;
+    // The first in the script's text (functions are walked in the order of their table).
+    let mut found: Option<(Position, String)> = None;
     ast.walk(&mut |nodes: &[ASTNode]| {
         if let Some(ASTNode::Expr(Expr::Variable(variable, short_index, position))) = nodes.last() {
             let name = variable.1.as_str();
-            let unresolved = variable.0.is_none() && short_index.is_none();
+            // `global::NAME` (the only namespace without modules) reads a top-level constant.
+            let unresolved = variable.0.is_none() && short_index.is_none() && variable.2.is_empty();
+            let earlier = found
+                .as_ref()
+                .is_none_or(|(first, _)| (position.line(), position.position()) < (first.line(), first.position()));
             if unresolved
+                && earlier
                 && !functions.contains(name)
                 && !outside_functions.contains(&(position.line(), position.position()))
             {
-                found = Some(CompileError {
-                    message: format!(
-                        "a function cannot read `{name}`: functions (and `|x| ...`) see only their parameters; pass `{name}` as an argument"
-                    ),
-                    line: position.line(),
-                    column: position.position(),
-                    unknown: None,
-                });
-                return false;
+                found = Some((*position, name.to_owned()));
             }
         }
         true
     });
-    found
+    found.map(|(position, name)| CompileError {
+        message: format!(
+            "a function cannot use `{name}`: functions (and `|x| ...`) see only their parameters and their own variables; pass `{name}` as an argument"
+        ),
+        line: position.line(),
+        column: position.position(),
+        unknown: None,
+    })
 }
 
 /// The VU values a statements script sets (its top-level `let`s); none when it does not

@@ -357,15 +357,20 @@ fn a_function_reading_from_outside_itself_is_a_located_error() {
     ] {
         let error = statements(source).err().unwrap_or_else(|| panic!("{source} compiled"));
         assert!(
-            error.message.contains(&format!("cannot read `{name}`")),
+            error.message.contains(&format!("cannot use `{name}`")),
             "{source}: {error}"
         );
         assert_eq!((error.line, error.column), (Some(1), Some(column)), "{source}: {error}");
     }
-    // Parameters, a function's own variables, loops, blocks and other functions are its own
-    // to read.
+    // Of two, the first in the text is named, whatever order the functions are kept in.
+    let error = statements("fn b() { body }\nfn a() { agent }\nlet x = a() + b();")
+        .err()
+        .unwrap();
+    assert_eq!((error.line, error.column), (Some(1), Some(10)), "{error}");
+    // Parameters, a function's own variables, loops, blocks, other functions and the script's
+    // top-level constants (as `global::NAME`) are its own to read.
     let script = statements(
-        "fn g(x) { let y = x * 3; for i in 0..2 { y += i; } if y > 0 { let z = y; z } else { 0 } }\nfn h(x) { g(x) + 1 }\nlet a = h(vu);\nlet b = [1, 2].map(|x| g(x)).len();",
+        "const K = 3;\nfn g(x) { let y = x * global::K; for i in 0..2 { y += i; } if y > 0 { let z = y; z } else { 0 } }\nfn h(x) { g(x) + 1 }\nlet a = h(vu);\nlet b = [1, 2].map(|x| g(x)).len();",
     )
     .unwrap();
     let named = crate::Values::default();
