@@ -19,6 +19,8 @@ table; docs/benchmarks.md says how to read them.
                                          # raises kernel limits it needs (as root), saying so
     python3 bench/run.py --only soak     # 30 minutes at 20,000 connections; not part of the default set
     python3 bench/run.py --only soak --soak-minutes 3 --soak-connections 2000   # a short soak
+    python3 bench/run.py --only script_1 --only script_16 --servers upstream   # a script per
+                                         # message: wsfleet's echo with and without a script step
 """
 
 import argparse
@@ -589,6 +591,32 @@ def echo(seconds, in_flight, rounds, servers):
     )
 
 
+def script_cost(seconds, in_flight, rounds, servers):
+    """Echo with `in_flight` messages in flight (as `echo`), wsfleet against itself: with a small
+    script step before each send (`let seq = iteration + 1;`: one value read, one set) and
+    without. In each round's entry `wsfleet` is the run with scripts, `reference` the run
+    without; the ratio is the echo rate a script per message leaves."""
+    connections = 100
+
+    def scenario(script):
+        step = "        - script: 'let seq = iteration + 1;'\n" if script else ""
+        sends = "".join(f"{step}        - send: {{ text: '{'x' * 64}' }}\n" for _ in range(in_flight))
+        receives = "".join("        - receive: { timeout: 5s }\n" for _ in range(in_flight))
+        return (
+            f"name: echo\nload: {{ vus: {connections}, iterations: 1 }}\n"
+            f"steps:\n  - connect: {{ url: 'URL', timeout: 30s }}\n"
+            f"  - repeat:\n      duration: {seconds}s\n      steps:\n{sends}{receives}  - close: {{ code: 1000 }}\n"
+        )
+
+    log("  (in these rounds `wsfleet` runs a script before each send, `reference` is wsfleet without)")
+    return series(
+        wsfleet_rate(scenario(True), "messages_received", seconds),
+        wsfleet_rate(scenario(False), "messages_received", seconds),
+        rounds,
+        servers,
+    )
+
+
 def fire(seconds, rounds, servers):
     """Fire-and-count: sends never wait for the echoes; a handler takes (counts) them as they
     come, read while the sends wait for the socket. The reference feeds 64 messages per write and
@@ -1075,6 +1103,21 @@ def table(results):
                 f"{result.get('ratio_per_cpu_second')} | {result['wsfleet']['cpu_percent']} | {result['reference']['cpu_percent']} | "
                 f"{result['wsfleet'].get('server_cpu_percent')} / {result['reference'].get('server_cpu_percent')} |"
             )
+    scripted = [name for name in ("script_1", "script_16") if name in results]
+    if scripted:
+        lines.append("")
+        lines.append("A script per message: wsfleet's echo with a `script` step (`let seq = iteration + 1;`) before each send, against "
+                     "the same echo without, same server, same round.")
+        lines.append("")
+        lines.append("| workload | server | with the script | without | ratio | ratios by round | ratio per CPU-second | CPU% with | CPU% without |")
+        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for name in scripted:
+            for server, result in results[name].items():
+                by_round = ", ".join(str(entry["ratio"]) for entry in result.get("rounds", []))
+                lines.append(
+                    f"| {name} | {server} | {result['wsfleet']['rate']}/s | {result['reference']['rate']}/s | {result['ratio']} | {by_round} | "
+                    f"{result.get('ratio_per_cpu_second')} | {result['wsfleet']['cpu_percent']} | {result['reference']['cpu_percent']} |"
+                )
     compared = [name for name in rate_names if {"upstream", "testserver"} <= set(results[name])]
     if compared:
         lines.append("")
@@ -1210,7 +1253,7 @@ def main():
     results = {"machine": {"cores": os.cpu_count(), "nofile": hard}, "seconds": seconds, "rounds": rounds,
                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": git_commit(), "binary": str(WSFLEET),
                "autogroup_nice": arguments.autogroup_nice, "load_average_at_start": os.getloadavg()}
-    if wanted & set(RATE_WORKLOADS) and "upstream" in servers:
+    if wanted & {*RATE_WORKLOADS, "script_1", "script_16"} and "upstream" in servers:
         UpstreamServer.binary, results["upstream"] = build_upstream_server()
         results["upstream"] = f"{results['upstream']} examples/{UPSTREAM_EXAMPLE}.rs"
     with tempfile.TemporaryDirectory() as directory:
@@ -1226,6 +1269,10 @@ def main():
         if "fire" in wanted:
             log("fire-and-count ...")
             results["fire"] = fire(seconds, rounds, servers)
+        for in_flight in (1, 16):
+            if f"script_{in_flight}" in wanted:
+                log(f"echo with a script per message, {in_flight} in flight ...")
+                results[f"script_{in_flight}"] = script_cost(seconds, in_flight, rounds, servers)
         if "idle" in wanted:
             log("idle connections ...")
             results["idle"] = idle(directory, [500, 2000] if arguments.quick else [1000, 5000, 15000])
