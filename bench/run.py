@@ -1083,6 +1083,16 @@ def soak(directory, connections, minutes, agents, servers, sources, message_ever
 RATE_WORKLOADS = ("connect_rate", "echo_1", "echo_16", "fire")
 
 
+def rate_row(name, server, result, server_cpu):
+    """A paired series' row: both rates, the ratios, each side's CPU% (and the server's)."""
+    by_round = ", ".join(str(entry["ratio"]) for entry in result.get("rounds", []))
+    row = (f"| {name} | {server} | {result['wsfleet']['rate']}/s | {result['reference']['rate']}/s | {result['ratio']} | {by_round} | "
+           f"{result.get('ratio_per_cpu_second')} | {result['wsfleet']['cpu_percent']} | {result['reference']['cpu_percent']} |")
+    if server_cpu:
+        row += f" {result['wsfleet'].get('server_cpu_percent')} / {result['reference'].get('server_cpu_percent')} |"
+    return row
+
+
 def table(results):
     lines = []
     rate_names = [name for name in RATE_WORKLOADS if name in results]
@@ -1097,12 +1107,7 @@ def table(results):
         ]
     for name in rate_names:
         for server, result in results[name].items():
-            by_round = ", ".join(str(entry["ratio"]) for entry in result.get("rounds", []))
-            lines.append(
-                f"| {name} | {server} | {result['wsfleet']['rate']}/s | {result['reference']['rate']}/s | {result['ratio']} | {by_round} | "
-                f"{result.get('ratio_per_cpu_second')} | {result['wsfleet']['cpu_percent']} | {result['reference']['cpu_percent']} | "
-                f"{result['wsfleet'].get('server_cpu_percent')} / {result['reference'].get('server_cpu_percent')} |"
-            )
+            lines.append(rate_row(name, server, result, server_cpu=True))
     scripted = [name for name in ("script_1", "script_16") if name in results]
     if scripted:
         lines.append("")
@@ -1113,11 +1118,7 @@ def table(results):
         lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for name in scripted:
             for server, result in results[name].items():
-                by_round = ", ".join(str(entry["ratio"]) for entry in result.get("rounds", []))
-                lines.append(
-                    f"| {name} | {server} | {result['wsfleet']['rate']}/s | {result['reference']['rate']}/s | {result['ratio']} | {by_round} | "
-                    f"{result.get('ratio_per_cpu_second')} | {result['wsfleet']['cpu_percent']} | {result['reference']['cpu_percent']} |"
-                )
+                lines.append(rate_row(name, server, result, server_cpu=False))
     compared = [name for name in rate_names if {"upstream", "testserver"} <= set(results[name])]
     if compared:
         lines.append("")
