@@ -37,6 +37,18 @@ fn errors(summary: &Value) -> &Value {
     &summary["totals"]["errors"]
 }
 
+/// The run passed with no error, every receive matched (a timeout is no error: it fails the
+/// iteration) and every check held.
+fn assert_every_step_held(summary: &Value, code: i32) {
+    assert_eq!(code, 0, "{summary:#}");
+    assert!(
+        errors(summary).as_object().is_none_or(|found| found.is_empty()),
+        "{summary:#}"
+    );
+    assert_eq!(counter(summary, "receive_timeouts"), 0, "{summary:#}");
+    assert_eq!(counter(summary, "iterations_failed"), 0, "{summary:#}");
+}
+
 /// The broker's counts of MQTT packets received from clients and sent to them, less the
 /// reader's own CONNECT and CONNACK. (mosquitto 2.0.11's `$SYS/broker/publish/messages/*`
 /// count only some publishes, e.g. `sent` stays 0 for QoS 1 and 2 deliveries, so whole packet
@@ -337,15 +349,7 @@ fn payload_stamps_time_3_1_1_deliveries_and_come_off_before_matching() {
     );
     let (summary, code) = run(&scenario);
     let ended = unix_micros();
-    assert_eq!(code, 0, "{summary:#}");
-    assert!(
-        errors(&summary).as_object().is_none_or(|found| found.is_empty()),
-        "{summary:#}"
-    );
-    // Every receive matched (a timeout is no error: it fails the iteration) and every check
-    // held.
-    assert_eq!(counter(&summary, "receive_timeouts"), 0, "{summary:#}");
-    assert_eq!(counter(&summary, "iterations_failed"), 0, "{summary:#}");
+    assert_every_step_held(&summary, code);
     assert_eq!(counter(&summary, "iterations"), 2 + 2 + PUBLISHERS, "{summary:#}");
     for part in ["old", "new"] {
         let set = format!("{part}.topic:stamped/+/data");
@@ -443,13 +447,7 @@ fn unstamped_deliveries_are_counted_untimed() {
         2 * EACH
     );
     let (summary, code) = run(&scenario);
-    assert_eq!(code, 0, "{summary:#}");
-    assert!(
-        errors(&summary).as_object().is_none_or(|found| found.is_empty()),
-        "{summary:#}"
-    );
-    assert_eq!(counter(&summary, "receive_timeouts"), 0, "{summary:#}");
-    assert_eq!(counter(&summary, "iterations_failed"), 0, "{summary:#}");
+    assert_every_step_held(&summary, code);
     for set in ["subscribers.topic:plain3/+", "subscribers.topic:plain5/+"] {
         let delivered = SUBSCRIBERS * EACH;
         assert_eq!(step_counter(&summary, set, "events_received"), delivered, "{summary:#}");

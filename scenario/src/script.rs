@@ -242,39 +242,24 @@ pub fn compile(source: &str, form: Form, names: &Names<'_>) -> Result<Script, Co
 /// The first variable a function body (a `fn` or an anonymous function) reads from outside
 /// itself, as a located error. Rhai is built without closures: a function sees its parameters,
 /// its own variables, the script's functions and (as `global::NAME`) its top-level constants,
-/// and nothing of the scope it is called from, so such a read would fail at every call; strict variables do not catch it when
-/// the name is one the scenario defines. The parser resolves a function's own variables to a
-/// position in its frame: a read it left unresolved is from outside.
+/// and nothing of the scope it is called from, so such a read would fail at every call; strict
+/// variables do not catch it when the name is one the scenario defines. The parser resolves a
+/// function's own variables to a position in its frame: a read it left unresolved is from
+/// outside.
 fn outside_a_function(ast: &AST) -> Option<CompileError> {
     // The script's function names: a function's name read as a value is a pointer to it.
     let functions: BTreeSet<String> = ast.iter_functions().map(|function| function.name.to_owned()).collect();
-    // Variables of the script's own statements (nested anonymous functions are not walked
-    // from here: their bodies are functions of the AST's own).
-    let mut outside_functions = BTreeSet::new();
-    let path = &mut Vec::new();
-    for statement in ast.statements() {
-        statement.walk(path, &mut |nodes: &[ASTNode]| {
-            if let Some(ASTNode::Expr(Expr::Variable(_, _, position))) = nodes.last() {
-                outside_functions.insert((position.line(), position.position()));
-            }
-            true
-        });
-    }
+    let place = |position: &Position| (position.line(), position.position());
     // The first in the script's text (functions are walked in the order of their table).
     let mut found: Option<(Position, String)> = None;
-    ast.walk(&mut |nodes: &[ASTNode]| {
+    // The functions alone: the script's own statements read its scope by right.
+    ast.clone_functions_only().walk(&mut |nodes: &[ASTNode]| {
         if let Some(ASTNode::Expr(Expr::Variable(variable, short_index, position))) = nodes.last() {
             let name = variable.1.as_str();
             // `global::NAME` (the only namespace without modules) reads a top-level constant.
             let unresolved = variable.0.is_none() && short_index.is_none() && variable.2.is_empty();
-            let earlier = found
-                .as_ref()
-                .is_none_or(|(first, _)| (position.line(), position.position()) < (first.line(), first.position()));
-            if unresolved
-                && earlier
-                && !functions.contains(name)
-                && !outside_functions.contains(&(position.line(), position.position()))
-            {
+            let earlier = found.as_ref().is_none_or(|(first, _)| place(position) < place(first));
+            if unresolved && earlier && !functions.contains(name) {
                 found = Some((*position, name.to_owned()));
             }
         }

@@ -16,7 +16,6 @@ use wsfleet_scenario::{ConnId, Flush, Step, StepId};
 use super::conn::{count_message, Conn};
 use super::flow::extract_into;
 use super::outcome::{ws_failure, Failure, StepResult};
-
 use super::state::Vu;
 use crate::clock;
 

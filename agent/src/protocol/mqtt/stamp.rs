@@ -49,7 +49,11 @@ pub fn decode(value: &str) -> Option<i64> {
 pub fn stamp_payload(payload: &[u8], unix_micros: i64) -> Bytes {
     let mut stamped = BytesMut::with_capacity(PAYLOAD_STAMP_LEN + payload.len());
     stamped.put_slice(PAYLOAD_MARKER);
-    stamped.put_slice(format!("{:019}", unix_micros.max(0)).as_bytes());
+    // Zero-padded without a `format!` (an allocation a publish).
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(unix_micros.max(0));
+    stamped.put_bytes(b'0', PAYLOAD_DIGITS - digits.len());
+    stamped.put_slice(digits.as_bytes());
     stamped.put_u8(PAYLOAD_END);
     stamped.put_slice(payload);
     stamped.freeze()
