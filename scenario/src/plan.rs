@@ -13,7 +13,7 @@ pub use join::JoinedAgentPolicy;
 pub mod reshare;
 pub mod seek;
 
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
@@ -198,26 +198,59 @@ impl LoadPlan {
 
 /// The owner of each fleet-wide number (VU or arrival), one after the other, without storing
 /// the sequence: the same order as [`owners`].
+///
+/// Agent `i` of weight `w` (out of `W`, all in parts per million) owns its `j`-th number
+/// somewhere in the window of positions `⌊(j−1)W/w⌋ ≤ p < ⌈jW/w⌉`; each position goes to the
+/// agent whose open window closes first (the lower index on a tie). These are the windows of a
+/// proportionate-fair schedule on one processor, which exists whenever the weights share one
+/// processor exactly, and earliest-deadline-first meets every window of a feasible set of unit
+/// slots, so after any `n` numbers each agent holds its quota `nw/W` rounded down or up. A
+/// divisor method (Sainte-Laguë, D'Hondt) does not: with one heavy agent it can fall more
+/// than one number short of its quota.
 #[derive(Clone)]
 pub struct OwnerSequence {
-    heap: BinaryHeap<Due>,
+    /// The next position to give out.
+    position: u64,
+    /// The sum of the weights.
+    total: u64,
+    /// Agents whose next window is open, by the position it closes at.
+    open: BinaryHeap<Reverse<Slot>>,
+    /// Agents whose next window opens later, by the position it opens at.
+    later: BinaryHeap<Reverse<Slot>>,
 }
 
 impl OwnerSequence {
     pub fn new(weights: &[f64]) -> Result<OwnerSequence, SplitError> {
         let weights = integer_weights(weights)?;
-        Ok(OwnerSequence {
-            heap: weights
-                .iter()
-                .enumerate()
-                .filter(|(_, weight)| **weight > 0)
-                .map(|(agent, weight)| Due {
-                    taken: 0,
-                    weight: *weight,
+        let total = weights.iter().sum();
+        let mut sequence = OwnerSequence {
+            position: 0,
+            total,
+            open: BinaryHeap::with_capacity(weights.len()),
+            later: BinaryHeap::with_capacity(weights.len()),
+        };
+        for (agent, weight) in weights.into_iter().enumerate() {
+            if weight > 0 {
+                let slot = Slot {
+                    key: sequence.closes(0, weight),
                     agent,
-                })
-                .collect(),
-        })
+                    weight,
+                    taken: 0,
+                };
+                sequence.open.push(Reverse(slot));
+            }
+        }
+        Ok(sequence)
+    }
+
+    /// Where the window of an agent's next number opens, having `taken` already.
+    fn opens(&self, taken: u64, weight: u64) -> u64 {
+        (u128::from(taken) * u128::from(self.total) / u128::from(weight)) as u64
+    }
+
+    /// Where that window closes (the first position past it).
+    fn closes(&self, taken: u64, weight: u64) -> u64 {
+        (u128::from(taken + 1) * u128::from(self.total)).div_ceil(u128::from(weight)) as u64
     }
 }
 
@@ -225,10 +258,30 @@ impl Iterator for OwnerSequence {
     type Item = usize;
 
     fn next(&mut self) -> Option<usize> {
-        let mut next = self.heap.pop()?;
-        let agent = next.agent;
-        next.taken += 1;
-        self.heap.push(next);
+        while let Some(Reverse(slot)) = self.later.peek() {
+            if slot.key > self.position {
+                break;
+            }
+            let Reverse(mut slot) = self.later.pop()?;
+            slot.key = self.closes(slot.taken, slot.weight);
+            self.open.push(Reverse(slot));
+        }
+        // Some window is always open (the weights fill the one processor exactly); should
+        // that ever fail, the window opening first is the nearest to the quota.
+        let Reverse(mut slot) = match self.open.pop() {
+            Some(slot) => slot,
+            None => self.later.pop()?,
+        };
+        let agent = slot.agent;
+        slot.taken += 1;
+        self.position += 1;
+        slot.key = self.opens(slot.taken, slot.weight);
+        if slot.key <= self.position {
+            slot.key = self.closes(slot.taken, slot.weight);
+            self.open.push(Reverse(slot));
+        } else {
+            self.later.push(Reverse(slot));
+        }
         Some(agent)
     }
 }
@@ -266,27 +319,14 @@ fn integer_weights(weights: &[f64]) -> Result<Vec<u64>, SplitError> {
     Ok(scaled)
 }
 
-/// An agent's next slot in the sequence: its `taken`-th VU is due at `(2 taken + 1) / weight`.
-#[derive(Clone, Eq, PartialEq)]
-struct Due {
-    taken: u64,
-    weight: u64,
+/// An agent's next number: `key` is where its window opens (in `later`) or closes (in
+/// `open`); the derived order compares the key, then the agent index.
+#[derive(Clone, Eq, PartialEq, Ord, PartialOrd)]
+struct Slot {
+    key: u64,
     agent: usize,
-}
-
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Earlier due first (BinaryHeap is a max-heap, so reverse), then the lower agent index.
-        let mine = u128::from(2 * self.taken + 1) * u128::from(other.weight);
-        let theirs = u128::from(2 * other.taken + 1) * u128::from(self.weight);
-        theirs.cmp(&mine).then_with(|| other.agent.cmp(&self.agent))
-    }
-}
-
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
+    weight: u64,
+    taken: u64,
 }
 
 /// The owner (agent index) of each of the fleet's first `count` VU numbers.
@@ -325,7 +365,38 @@ mod tests {
     fn equal_weights_interleave() {
         assert_eq!(owners(&[1.0, 1.0], 5).unwrap(), vec![0, 1, 0, 1, 0]);
         assert_eq!(split(&[1.0, 1.0, 1.0], 50).unwrap(), vec![17, 17, 16]);
-        assert_eq!(share(&[1.0, 3.0], 0, 8).unwrap(), vec![1, 5]);
+        assert_eq!(share(&[1.0, 3.0], 0, 8).unwrap(), vec![2, 6]);
+    }
+
+    #[test]
+    fn a_heavy_agent_gets_its_quota_in_every_prefix() {
+        // Sainte-Laguë gave the second agent 2,812 of 2,932, its quota being 2,813.29.
+        let weights = [
+            1.3195749554859897,
+            54.16162958276771,
+            0.12768477231289838,
+            0.8381252728200618,
+        ];
+        assert_within_quota_at_every_prefix(&weights, 2932);
+        assert_eq!(split(&weights, 2932).unwrap(), vec![69, 2814, 6, 43]);
+    }
+
+    /// After every prefix of the sequence each agent holds its quota rounded down or up.
+    fn assert_within_quota_at_every_prefix(weights: &[f64], count: u64) {
+        let scaled: Vec<f64> = weights.iter().map(|w| (w * 1_000_000.0).round()).collect();
+        let sum: f64 = scaled.iter().sum();
+        let mut held = vec![0u64; weights.len()];
+        for (position, owner) in owners(weights, count).unwrap().into_iter().enumerate() {
+            held[owner as usize] += 1;
+            let n = (position + 1) as f64;
+            for (agent, (held, weight)) in held.iter().zip(&scaled).enumerate() {
+                let quota = n * weight / sum;
+                assert!(
+                    (*held as f64 - quota).abs() < 1.0 + 1e-9,
+                    "agent {agent} holds {held} of the first {n}, quota {quota}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -450,6 +521,7 @@ mod tests {
             prop_assume!(weights.iter().any(|w| (w * 1_000_000.0).round() > 0.0));
             let parts = split(&weights, total).unwrap();
             prop_assert_eq!(parts.iter().sum::<u64>(), total);
+            assert_within_quota_at_every_prefix(&weights, total.min(600));
             // Every agent stays within one VU of its weighted quota.
             let weight_sum: f64 = weights.iter().map(|w| (w * 1_000_000.0).round()).sum();
             for (part, weight) in parts.iter().zip(&weights) {
