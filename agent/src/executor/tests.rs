@@ -194,3 +194,16 @@ async fn open_arrivals_follow_the_rate_the_operator_set() {
     let played = play_steered(open, &[1.0], 0, Vec::new(), paused).await;
     assert_eq!((played.offered, played.dropped), (12, 0), "{played:?}");
 }
+
+#[tokio::test]
+async fn arrivals_due_before_the_end_start_even_when_the_agent_wakes_after_it() {
+    // 40 a second for 500 ms: 20 arrivals, the last due at 475 ms. The test's one thread is
+    // blocked from 400 ms to 700 ms, so the executor wakes for the last ones after the end.
+    let open = "name: open\nload: { model: open, rate: 40, duration: 500ms, max_vus: 100 }\nsteps:\n  - connect: { url: \"ws://127.0.0.1:9/\" }\n  - close: { code: 1000 }\n";
+    let (played, ()) = tokio::join!(play(open, &[1.0], 0, Vec::new()), async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    assert_eq!((played.offered, played.dropped), (20, 0), "{played:?}");
+    assert_eq!(distinct(&played.numbers).len(), 20);
+}
