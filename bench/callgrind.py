@@ -202,9 +202,12 @@ def wsfleet_scenario(arguments, url, rounds):
         handlers = "on_message:\n  - name: echoes\n"
         close = "  - close: { code: 1000, timeout: 60s }\n"
     else:
+        # With --script, a script step before each send (as bench/run.py's script_16 plays it).
+        script = (
+            f"        - script: {json.dumps(arguments.script_code or 'let seq = iteration + 1;')}\n" if arguments.script else ""
+        )
         body = (
-            (f"        - script: {json.dumps(arguments.script_code or 'let seq = iteration + 1;')}\n" if arguments.script else "")
-            + f"        - send: {{ text: '{message}' }}\n" * arguments.in_flight
+            f"{script}        - send: {{ text: '{message}' }}\n" * arguments.in_flight
             + "        - receive: { timeout: 60s }\n" * arguments.in_flight
         )
         handlers = ""

@@ -121,7 +121,7 @@ struct Compiled {
 }
 
 /// A value a script reads, and how to put it in the scope.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 enum Read {
     Vu,
     Iteration,
@@ -556,15 +556,17 @@ impl Script {
     }
 
     /// Puts in the runtime's scope what the script reads, and nothing else. After a call of
-    /// the same script its names are in place already (a call only adds variables after them,
-    /// and a failed call drops the runtime): only their values are brought up to date, and
-    /// text that has not changed since is not copied again (see [`Read::refresh`]).
+    /// the same script, or of one that reads the same values (the steps of a `repeat` that run
+    /// one script text each before their send), its names are in place already (a call only
+    /// adds variables after them, and a failed call drops the runtime): only their values are
+    /// brought up to date, and text that has not changed since is not copied again (see
+    /// [`Read::refresh`]).
     fn fill(&self, runtime: &mut Runtime, values: &Scope<'_>, message: Option<Incoming<'_>>) {
         let reads = &self.0.reads;
         let same = runtime
             .filled
             .as_ref()
-            .is_some_and(|last| Arc::ptr_eq(&last.0, &self.0));
+            .is_some_and(|last| Arc::ptr_eq(&last.0, &self.0) || last.0.reads == *reads);
         if same && runtime.scope.len() >= reads.len() {
             runtime.scope.rewind(reads.len());
             let mut complete = true;

@@ -393,3 +393,32 @@ fn a_constant_declared_after_a_let_of_the_same_name_is_what_is_stored() {
         ["2"]
     );
 }
+
+#[test]
+fn scripts_reading_the_same_values_in_turns_each_see_the_vu_s_values() {
+    // Two scripts with the same reads share the kept scope's layout: what one changed in place
+    // is not what the other reads.
+    let append = statements("body += \"!\"; let a = body + iteration;").unwrap();
+    let plain = statements("let b = body + iteration;").unwrap();
+    let named = crate::Values::default();
+    let scope = ScriptScope::default();
+    for round in 0..3u64 {
+        let local = crate::Values::from_iter([("body".to_owned(), format!("x{round}"))]);
+        let current = Scope {
+            iteration: round,
+            ..values(&named, &local)
+        };
+        assert_eq!(
+            append.run(&scope, &current, None).unwrap().texts(),
+            [format!("x{round}!{round}")]
+        );
+        assert_eq!(
+            plain.run(&scope, &current, None).unwrap().texts(),
+            [format!("x{round}{round}")]
+        );
+        assert_eq!(
+            plain.run(&scope, &current, None).unwrap().texts(),
+            [format!("x{round}{round}")]
+        );
+    }
+}
