@@ -89,6 +89,7 @@ async fn run_with(
                 backoff = Duration::from_millis(250);
             }
             Err(AgentError::Refused(reason)) => return Err(AgentError::Refused(reason)),
+            Err(AgentError::Incompatible(reason)) => return Err(AgentError::Incompatible(reason)),
             Err(error) => {
                 if config.once {
                     return Err(error);

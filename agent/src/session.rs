@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use wsfleet_proto::v1::fleet_client::FleetClient;
 use wsfleet_proto::v1::{AgentMessage, ControllerMessage};
-use wsfleet_proto::{MAX_MESSAGE_BYTES, PROTOCOL_REVISION, PROTOCOL_VERSION};
+use wsfleet_proto::{MAX_MESSAGE_BYTES, MIN_PROTOCOL_REVISION, PROTOCOL_REVISION, PROTOCOL_VERSION};
 
 use crate::capacity::ProcessUsage;
 use crate::clock::unix_nanos_now;
@@ -48,6 +48,8 @@ pub enum AgentError {
     Unreachable(String, String),
     #[error("the controller refused this agent: {0}")]
     Refused(String),
+    #[error("this agent cannot work with the controller: {0}")]
+    Incompatible(String),
     #[error("lost the controller: {0}")]
     Detached(String),
 }
@@ -199,10 +201,22 @@ async fn open_stream(
         Ok(Ok(Some(first))) => first,
     };
     match Answer::from(first) {
-        Answer::Welcome(terms) => Ok((outgoing, inbound, terms)),
+        Answer::Welcome(terms) => Ok((outgoing, inbound, compatible(terms)?)),
         Answer::Refusal { reason } => Err(AgentError::Refused(reason)),
         Answer::Unexpected => Err(unreachable("unexpected first message".into())),
     }
+}
+
+/// The welcome's terms, if this agent can work under them: an older controller splits the
+/// load otherwise than this agent would.
+fn compatible(terms: Terms) -> Result<Terms, AgentError> {
+    if terms.revision < MIN_PROTOCOL_REVISION {
+        return Err(AgentError::Incompatible(format!(
+            "the controller speaks revision {} of the protocol but this agent needs revision {MIN_PROTOCOL_REVISION} or later (the split of VUs and arrivals changed in revision {MIN_PROTOCOL_REVISION}): run agents and controller of the same wsfleet release",
+            terms.revision
+        )));
+    }
+    Ok(terms)
 }
 
 /// The next rendezvous arrival of the current run; never, without one.

@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use wsfleet_proto::v1::fleet_server::Fleet;
 use wsfleet_proto::v1::{agent_message, controller_message, AgentMessage, ClockProbe, ControllerMessage, ReportAck};
-use wsfleet_proto::PROTOCOL_VERSION;
 
 use crate::registry::{AgentEvent, AgentInfo, Registry};
 use crate::settings::ControllerSettings;
@@ -71,11 +70,8 @@ impl Fleet for FleetService {
         let (sender, receiver) = mpsc::channel::<ControllerMessage>(1024);
         let outbound: OutboundStream = Box::pin(tokio_stream::StreamExt::map(ReceiverStream::new(receiver), Ok));
 
-        let refusal = if hello.protocol_version != PROTOCOL_VERSION {
-            Some(format!(
-                "agent `{}` speaks wsfleet protocol version {} but this controller speaks version {}: run agents and controller of the same wsfleet release",
-                hello.agent_id, hello.protocol_version, PROTOCOL_VERSION
-            ))
+        let refusal = if let Some(reason) = wire::protocol_refusal(&hello) {
+            Some(reason)
         } else if self.settings.token.as_ref().is_some_and(|token| *token != hello.token) {
             Some(format!(
                 "agent `{}` presented a wrong or missing token: start it with the controller's --token",

@@ -13,7 +13,7 @@ use wsfleet_proto::v1::{
     controller_message, Assignment, ControllerMessage, Hello, MetricReport, Refusal, RendezvousRelease, Reshare,
     RunPhase, RunStatus, Stop, Welcome,
 };
-use wsfleet_proto::{PROTOCOL_REVISION, PROTOCOL_VERSION};
+use wsfleet_proto::{MIN_PROTOCOL_REVISION, PROTOCOL_REVISION, PROTOCOL_VERSION};
 use wsfleet_scenario::plan::control::{Control, ControlAction};
 use wsfleet_scenario::plan::reshare::Takeover;
 use wsfleet_scenario::Bundle;
@@ -64,6 +64,24 @@ pub fn welcome(settings: &ControllerSettings) -> ControllerMessage {
         controller_silence_timeout_ms: settings.silence_timeout.as_millis() as u32,
         revision: PROTOCOL_REVISION,
     }))
+}
+
+/// Why an agent's hello cannot be taken on protocol grounds, if it cannot: another version,
+/// or a revision that splits the load otherwise.
+pub fn protocol_refusal(hello: &Hello) -> Option<String> {
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return Some(format!(
+            "agent `{}` speaks wsfleet protocol version {} but this controller speaks version {}: run agents and controller of the same wsfleet release",
+            hello.agent_id, hello.protocol_version, PROTOCOL_VERSION
+        ));
+    }
+    if hello.revision < MIN_PROTOCOL_REVISION {
+        return Some(format!(
+            "agent `{}` speaks revision {} of wsfleet protocol version {} but this controller needs revision {} or later (the agents' split of VUs and arrivals changed in revision {}): run agents and controller of the same wsfleet release",
+            hello.agent_id, hello.revision, PROTOCOL_VERSION, MIN_PROTOCOL_REVISION, MIN_PROTOCOL_REVISION
+        ));
+    }
+    None
 }
 
 /// The refusal of an agent, with why.
@@ -279,6 +297,27 @@ mod tests {
         // A newer agent speaks this controller's revision.
         assert_eq!(agent.revision, PROTOCOL_REVISION);
         assert_eq!(agent.connection, 7);
+    }
+
+    #[test]
+    fn agents_of_another_version_or_an_older_split_are_refused() {
+        let hello = |protocol_version, revision| Hello {
+            protocol_version,
+            agent_id: "a1".into(),
+            revision,
+            ..Default::default()
+        };
+        assert_eq!(protocol_refusal(&hello(PROTOCOL_VERSION, PROTOCOL_REVISION)), None);
+        // A newer agent speaks this controller's revision.
+        assert_eq!(protocol_refusal(&hello(PROTOCOL_VERSION, PROTOCOL_REVISION + 1)), None);
+        let older = protocol_refusal(&hello(PROTOCOL_VERSION, MIN_PROTOCOL_REVISION - 1)).expect("refused");
+        assert!(
+            older.contains(&format!("speaks revision {}", MIN_PROTOCOL_REVISION - 1))
+                && older.contains(&format!("needs revision {MIN_PROTOCOL_REVISION} or later")),
+            "{older}"
+        );
+        let other = protocol_refusal(&hello(PROTOCOL_VERSION + 1, PROTOCOL_REVISION)).expect("refused");
+        assert!(other.contains("speaks wsfleet protocol version"), "{other}");
     }
 
     #[test]

@@ -18,8 +18,16 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// can be reshared (`Reshare`); agents name their process (`Hello.instance`). 2: rendezvous
 /// (`RendezvousArrive`, `RendezvousRelease`). 3: the operator steers a running run
 /// (`RunControl`). 4: agents join a running run (`Takeover.joined`; the joiner's assignment
-/// starts in the past and names an `agent_index` past its `weights`).
-pub const PROTOCOL_REVISION: u32 = 4;
+/// starts in the past and names an `agent_index` past its `weights`). 5: the exact split gives
+/// each VU number and arrival to the agent whose proportionate-fair window closes first
+/// (`wsfleet_scenario::plan::OwnerSequence`), no longer by Sainte-Laguë: not additive, see
+/// [`MIN_PROTOCOL_REVISION`].
+pub const PROTOCOL_REVISION: u32 = 5;
+
+/// The lowest revision either side accepts from the other. Every agent of a run and the
+/// controller compute the same owner of each VU number from the weights alone; a peer below
+/// this revision computes other owners, so its VUs would overlap or leave gaps.
+pub const MIN_PROTOCOL_REVISION: u32 = 5;
 
 /// Largest gRPC message either side accepts (assignments carry scenario files).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

@@ -195,3 +195,19 @@ async fn a_beat_says_how_many_reports_wait() {
     };
     assert_eq!(beat.reports_unacknowledged, 1);
 }
+
+#[test]
+fn a_controller_that_splits_the_load_otherwise_is_not_worked_with() {
+    let terms = |revision| Terms {
+        heartbeat_every: Duration::from_secs(1),
+        silence_limit: Duration::from_secs(5),
+        revision,
+    };
+    assert_eq!(compatible(terms(PROTOCOL_REVISION)).unwrap(), terms(PROTOCOL_REVISION));
+    let error = compatible(terms(MIN_PROTOCOL_REVISION - 1)).unwrap_err().to_string();
+    assert!(
+        error.contains(&format!("the controller speaks revision {}", MIN_PROTOCOL_REVISION - 1))
+            && error.contains(&format!("needs revision {MIN_PROTOCOL_REVISION} or later")),
+        "{error}"
+    );
+}
