@@ -531,6 +531,15 @@ async fn run_agent_failing(args: cli::AgentArgs, settings: &settings::Settings) 
     let mut config = wsfleet_agent::AgentConfig::new(section.controller.clone());
     config.agent_id = section.id.clone();
     config.token = section.token.clone();
+    if let Some(weight) = section.weight {
+        if !(0.0..=wsfleet_scenario::plan::MAX_WEIGHT).contains(&weight) {
+            return Err(anyhow::anyhow!(
+                "configuration `agent.weight`: {weight} is not a weight: give a number from 0 (the default, the agent's cores) to {}",
+                wsfleet_scenario::plan::MAX_WEIGHT
+            ))
+            .or_exit(exit::INVALID_INPUT);
+        }
+    }
     config.weight = section.weight;
     config.max_connections = section.max_connections;
     if let Some(workers) = section.workers {

@@ -53,6 +53,27 @@ fn agent_of_another_protocol_version_is_refused_clearly() {
 }
 
 #[test]
+fn an_agent_weight_out_of_range_is_refused_before_it_dials() {
+    for weight in ["-1", "1e7", "NaN"] {
+        let mut agent = wsfleet();
+        agent.args([
+            "agent",
+            "--controller",
+            "http://127.0.0.1:9",
+            "--once",
+            &format!("--weight={weight}"),
+        ]);
+        let output = run_bounded(agent, Duration::from_secs(30));
+        assert_eq!(output.status.code(), Some(3), "--weight {weight}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("configuration `agent.weight`") && stderr.contains("from 0"),
+            "--weight {weight}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn agent_with_a_wrong_token_is_refused() {
     let (mut controller, url) = start_controller(&["--token", "s3cret"]);
     let mut agent = wsfleet();

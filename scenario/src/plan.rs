@@ -221,8 +221,13 @@ pub struct OwnerSequence {
 
 impl OwnerSequence {
     pub fn new(weights: &[f64]) -> Result<OwnerSequence, SplitError> {
-        let weights = integer_weights(weights)?;
-        let total = weights.iter().sum();
+        let scaled = integer_weights(weights)?;
+        // At most MAX_WEIGHT each: only a fleet of millions of agents could overflow.
+        let total = scaled
+            .iter()
+            .try_fold(0u64, |sum, weight| sum.checked_add(*weight))
+            .ok_or_else(|| SplitError::BadWeights(weights.to_vec()))?;
+        let weights = scaled;
         let mut sequence = OwnerSequence {
             position: 0,
             total,
@@ -243,14 +248,16 @@ impl OwnerSequence {
         Ok(sequence)
     }
 
-    /// Where the window of an agent's next number opens, having `taken` already.
+    /// Where the window of an agent's next number opens, having `taken` already (a position
+    /// past `u64` is never reached).
     fn opens(&self, taken: u64, weight: u64) -> u64 {
-        (u128::from(taken) * u128::from(self.total) / u128::from(weight)) as u64
+        u64::try_from(u128::from(taken) * u128::from(self.total) / u128::from(weight)).unwrap_or(u64::MAX)
     }
 
     /// Where that window closes (the first position past it).
     fn closes(&self, taken: u64, weight: u64) -> u64 {
-        (u128::from(taken + 1) * u128::from(self.total)).div_ceil(u128::from(weight)) as u64
+        u64::try_from(((u128::from(taken) + 1) * u128::from(self.total)).div_ceil(u128::from(weight)))
+            .unwrap_or(u64::MAX)
     }
 }
 
@@ -266,8 +273,10 @@ impl Iterator for OwnerSequence {
             slot.key = self.closes(slot.taken, slot.weight);
             self.open.push(Reverse(slot));
         }
-        // Some window is always open (the weights fill the one processor exactly); should
-        // that ever fail, the window opening first is the nearest to the quota.
+        // Some window is always open: were none, every agent would hold ⌈(p+1)w/W⌉ numbers at
+        // position p, p+1 or more in all, where p were given out. Should that ever fail, the
+        // window opening first is the nearest to its quota.
+        debug_assert!(!self.open.is_empty(), "no window open at position {}", self.position);
         let Reverse(mut slot) = match self.open.pop() {
             Some(slot) => slot,
             None => self.later.pop()?,
@@ -291,7 +300,7 @@ impl Iterator for OwnerSequence {
 pub enum SplitError {
     #[error("no agent to split the load over")]
     NoAgents,
-    #[error("agent weights must be finite and not negative, and at least one above zero (got {0:?})")]
+    #[error("agent weights must be numbers from 0 to 1000000, at least one above zero (got {0:?})")]
     BadWeights(Vec<f64>),
     #[error("no agent is left to take over the load")]
     NoSurvivors,
@@ -301,12 +310,15 @@ pub enum SplitError {
     BadJoin { agent: usize, expected: usize, weight: f64 },
 }
 
+/// The largest weight an agent may have (`agent --weight`).
+pub const MAX_WEIGHT: f64 = 1_000_000.0;
+
 /// Integer weights (parts per million) so every agent computes the same sequence.
 fn integer_weights(weights: &[f64]) -> Result<Vec<u64>, SplitError> {
     if weights.is_empty() {
         return Err(SplitError::NoAgents);
     }
-    if weights.iter().any(|weight| !weight.is_finite() || *weight < 0.0) {
+    if weights.iter().any(|weight| !(0.0..=MAX_WEIGHT).contains(weight)) {
         return Err(SplitError::BadWeights(weights.to_vec()));
     }
     let scaled: Vec<u64> = weights
@@ -404,6 +416,10 @@ mod tests {
         assert_eq!(split(&[], 3), Err(SplitError::NoAgents));
         assert!(split(&[0.0, 0.0], 3).is_err());
         assert!(split(&[f64::NAN], 3).is_err());
+        assert!(split(&[f64::INFINITY], 3).is_err());
+        assert!(split(&[1.0, MAX_WEIGHT * 2.0], 3).is_err());
+        // The widest ratio there can be: the light agent's first window is far past any count.
+        assert_eq!(split(&[MAX_WEIGHT, 0.000_001], 5).unwrap(), vec![5, 0]);
     }
 
     #[test]

@@ -268,7 +268,7 @@ pub struct Arrival {
 }
 
 /// The owners of the fleet's arrivals, one after the other, with takeovers; every agent walks
-/// the same sequence. Cheap to clone (one heap per takeover), so an agent can keep the state at
+/// the same sequence. Cheap to clone (two small heaps per takeover), so an agent can keep the state at
 /// the start of its look-ahead and go back to it when a takeover arrives.
 #[derive(Clone)]
 pub struct ArrivalOwners {
