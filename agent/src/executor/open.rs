@@ -52,8 +52,10 @@ pub struct OpenPart<'a> {
     takeover_starts: Vec<u64>,
     /// The slot of the last arrival (owned ones, started or dropped).
     slot: usize,
-    /// No arrival starts from here on.
+    /// No arrival starts from here on (`max_duration`, the safety bound).
     deadline: Instant,
+    /// No arrival is due from here on (the plan's end, a stop, a drain); one due before it
+    /// starts even if the agent wakes for it later.
     arrivals_end: Instant,
 }
 
@@ -171,8 +173,10 @@ impl<'a> OpenPart<'a> {
     ) -> Wake {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep_until(wake.into()) => return Wake::Due,
-                Some(slot) = vus.done.recv() => { vus.running.remove(&slot); }
+                // A late agent finds its arrival due and a stop or a change ready at once: the
+                // stop and the changes go first, so nothing starts after a stop or against an
+                // outdated share.
+                biased;
                 _ = vus.graceful.cancelled() => return Wake::Stop,
                 changed = takeover_updates.changed() => {
                     if changed.is_err() {
@@ -190,6 +194,8 @@ impl<'a> OpenPart<'a> {
                     }
                     return Wake::Controls(control_updates.borrow_and_update().clone());
                 }
+                Some(slot) = vus.done.recv() => { vus.running.remove(&slot); }
+                _ = tokio::time::sleep_until(wake.into()) => return Wake::Due,
             }
         }
     }

@@ -39,6 +39,26 @@ async fn play_steered(
     takeovers: Vec<Takeover>,
     controls: Vec<Control>,
 ) -> Played {
+    play_until(
+        source,
+        weights,
+        agent_index,
+        takeovers,
+        controls,
+        CancellationToken::new(),
+    )
+    .await
+}
+
+/// As [`play_steered`], with the run's graceful stop `graceful` (the test cancels it).
+async fn play_until(
+    source: &str,
+    weights: &[f64],
+    agent_index: usize,
+    takeovers: Vec<Takeover>,
+    controls: Vec<Control>,
+    graceful: CancellationToken,
+) -> Played {
     let bundle = Bundle {
         path: "test.yaml".into(),
         source: source.into(),
@@ -49,7 +69,7 @@ async fn play_steered(
     let workers = [worker];
     let takeovers = watch::Sender::new(takeovers);
     let controls = watch::Sender::new(controls);
-    let (graceful, hard) = (CancellationToken::new(), CancellationToken::new());
+    let hard = CancellationToken::new();
     let context = PartContext {
         scenario: &scenario,
         run_id: "r",
@@ -206,4 +226,32 @@ async fn arrivals_due_before_the_end_start_even_when_the_agent_wakes_after_it() 
     });
     assert_eq!((played.offered, played.dropped), (20, 0), "{played:?}");
     assert_eq!(distinct(&played.numbers).len(), 20);
+}
+
+#[tokio::test]
+async fn no_arrival_starts_after_a_stop_that_came_while_the_agent_was_late() {
+    // 40 a second for 1 s; the test's one thread is blocked from about 400 ms to 700 ms and the
+    // run is stopped at the block's end: the arrivals due meanwhile are due and the stop is there
+    // at once. Only arrivals due before the block can have started.
+    let open = "name: open\nload: { model: open, rate: 40, duration: 1s, max_vus: 100 }\nsteps:\n  - connect: { url: \"ws://127.0.0.1:9/\" }\n  - close: { code: 1000 }\n";
+    let graceful = CancellationToken::new();
+    let stop = graceful.clone();
+    // Taken before the part's own start: arrival k is due no earlier than `before + k × 25 ms`.
+    let before = Instant::now();
+    let (played, blocked_at) = tokio::join!(
+        play_until(open, &[1.0], 0, Vec::new(), Vec::new(), graceful),
+        async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let blocked_at = before.elapsed();
+            std::thread::sleep(Duration::from_millis(300));
+            stop.cancel();
+            blocked_at
+        }
+    );
+    let due_before_the_block = blocked_at.as_millis() as u64 / 25 + 1;
+    assert!(
+        (1..=due_before_the_block).contains(&played.offered) && played.dropped == 0,
+        "{played:?}, {due_before_the_block} due before the block"
+    );
+    assert_eq!(distinct(&played.numbers).len() as u64, played.offered);
 }
