@@ -281,6 +281,8 @@ def main():
     arguments = parser.parse_args()
     if arguments.connect and (arguments.fire or arguments.script or arguments.in_flight != 1):
         parser.error("--connect opens and closes connections: it takes no --fire, --script or --in-flight")
+    if arguments.fire and (arguments.script or arguments.script_code is not None):
+        parser.error("--fire plays sends only: it takes no --script (use --in-flight N for scripts between sends)")
     if arguments.client == "reference" and (arguments.fire or arguments.script):
         parser.error("the reference client plays echo and connect here, not --fire or --script")
     if arguments.syscalls and arguments.keep:

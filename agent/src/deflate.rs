@@ -2,7 +2,7 @@
 //! over the same counted [`Transport`] as every other connection.
 //!
 //! tungstenite refuses every frame with RSV1 set, so a connection whose server agreed to
-//! deflate is handed to yawc instead (`Socket::Deflate`, `connection.rs`); connections without
+//! deflate is handed to yawc instead (`Socket::Deflate`, `connection/socket.rs`); connections without
 //! compression stay on tungstenite, untouched. yawc owns the stream, so the transport sits in
 //! a [`Staging`] shared with this socket (one `Rc<RefCell<_>>`, one thread): the VU reads the
 //! transport's offsets and arrival instants through it as it does for plain connections.

@@ -9,10 +9,10 @@
 //! `sync` feature). Compiling checks every variable a script reads against the values the
 //! scenario defines, so a misspelt name is a located error before anything runs. A VU keeps
 //! one [`ScriptScope`] and fills it, per call, with only the values that script reads (text
-//! that did not change since that script's last call stays as it was); it also keeps Rhai's
-//! runtime state and function resolution cache, which a plain `Engine::eval_ast_with_scope`
-//! would make and drop at every call (a third of a small script's cost), and what a script
-//! sets is written over the VU's values in place.
+//! that did not change since the last call of a script reading the same values stays as it
+//! was); it also keeps Rhai's runtime state and function resolution cache, which a plain
+//! `Engine::eval_ast_with_scope` would make and drop at every call (a third of a small
+//! script's cost), and what a script sets is written over the VU's values in place.
 //!
 //! The engine is a sandbox: limits on operations, call depth, expression depth, string, array
 //! and map sizes and variables per call; no `eval`, no modules (`import`), `print` and `debug`

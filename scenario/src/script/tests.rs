@@ -420,5 +420,12 @@ fn scripts_reading_the_same_values_in_turns_each_see_the_vu_s_values() {
             plain.run(&scope, &current, None).unwrap().texts(),
             [format!("x{round}{round}")]
         );
+        // The scope was filled once, by the first script, and only brought up to date since.
+        let cell = scope.0.borrow();
+        let filled = cell
+            .as_ref()
+            .and_then(|runtime| runtime.filled.as_ref())
+            .expect("filled");
+        assert!(Arc::ptr_eq(&filled.0, &append.0));
     }
 }
