@@ -273,9 +273,10 @@ impl Iterator for OwnerSequence {
             slot.key = self.closes(slot.taken, slot.weight);
             self.open.push(Reverse(slot));
         }
-        // Some window is always open: were none, every agent would hold ⌈(p+1)w/W⌉ numbers at
-        // position p, p+1 or more in all, where p were given out. Should that ever fail, the
-        // window opening first is the nearest to its quota.
+        // Some window is always open: were none at position p, every agent would hold at least
+        // (p+1)w/W numbers (its next window opens past p), p+1 or more in all, where p were
+        // given out. Should that ever fail, the window opening first is the nearest to its
+        // quota.
         debug_assert!(!self.open.is_empty(), "no window open at position {}", self.position);
         let Reverse(mut slot) = match self.open.pop() {
             Some(slot) => slot,
