@@ -532,9 +532,10 @@ async fn run_agent_failing(args: cli::AgentArgs, settings: &settings::Settings) 
     config.agent_id = section.id.clone();
     config.token = section.token.clone();
     if let Some(weight) = section.weight {
-        if !(0.0..=wsfleet_scenario::plan::MAX_WEIGHT).contains(&weight) {
+        if !wsfleet_scenario::plan::valid_weight(weight) {
             return Err(anyhow::anyhow!(
-                "configuration `agent.weight`: {weight} is not a weight: give a number from 0 (the default, the agent's cores) to {}",
+                "configuration `agent.weight`: {weight} is not a weight: give a number from {} to {}, or 0 for the agent's cores (as without it)",
+                wsfleet_scenario::plan::MIN_WEIGHT,
                 wsfleet_scenario::plan::MAX_WEIGHT
             ))
             .or_exit(exit::INVALID_INPUT);

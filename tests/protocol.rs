@@ -54,7 +54,7 @@ fn agent_of_another_protocol_version_is_refused_clearly() {
 
 #[test]
 fn an_agent_weight_out_of_range_is_refused_before_it_dials() {
-    for weight in ["-1", "1e7", "NaN"] {
+    for weight in ["-1", "1e7", "NaN", "1e-9"] {
         let mut agent = wsfleet();
         agent.args([
             "agent",
@@ -67,7 +67,7 @@ fn an_agent_weight_out_of_range_is_refused_before_it_dials() {
         assert_eq!(output.status.code(), Some(3), "--weight {weight}");
         let stderr = text(&output.stderr);
         assert!(
-            stderr.contains("configuration `agent.weight`") && stderr.contains("from 0"),
+            stderr.contains("configuration `agent.weight`") && stderr.contains("from 0.000001 to 1000000"),
             "--weight {weight}: {stderr}"
         );
     }

@@ -11,8 +11,9 @@
 //!   waits in a buffer until a flush or until [`COALESCE_BOUND`] bytes wait;
 //!   [`Transport::wrote_everything`] reports `false` while bytes wait, and the VU flushes when
 //!   it is about to wait (`vu/outgoing.rs`);
-//! - permessage-deflate: offered in the upgrade request (`upgrade/request.rs`), its answer checked
-//!   there, and applied per message between the VU's outgoing messages and inbox and the socket;
+//! - permessage-deflate: offered in the upgrade request (`upgrade/request.rs`), its answer
+//!   checked in [`handshake`] below, and applied per message between the VU's outgoing messages
+//!   and inbox and the socket;
 //! - Socket.IO (STOMP, MQTT to come): above this module, on whole messages: `crate::protocol`
 //!   and the VU's `protocol` module run the handshake after the upgrade and read every message.
 //!

@@ -27,7 +27,8 @@ pub struct Registration {
     /// The protocol version the agent speaks (`wsfleet_proto::PROTOCOL_VERSION`, unless a test
     /// of refusal overrides it).
     pub protocol_version: u32,
-    /// The additive revision within that version (`wsfleet_proto::PROTOCOL_REVISION`).
+    /// The revision within that version (`wsfleet_proto::PROTOCOL_REVISION`; see
+    /// `MIN_PROTOCOL_REVISION` for the lowest a controller takes).
     pub revision: u32,
     pub agent_id: String,
     /// The wsfleet version of the agent binary.

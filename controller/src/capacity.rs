@@ -28,7 +28,8 @@ pub fn weights(agents: &[AgentInfo]) -> Vec<f64> {
             if capacity.weight > 0.0 {
                 capacity.weight
             } else {
-                f64::from(capacity.cores.max(1))
+                // A weight stands for cores up to the largest weight a split takes.
+                f64::from(capacity.cores.max(1)).min(wsfleet_scenario::plan::MAX_WEIGHT)
             }
         })
         .collect()

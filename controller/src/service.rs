@@ -70,7 +70,7 @@ impl Fleet for FleetService {
         let (sender, receiver) = mpsc::channel::<ControllerMessage>(1024);
         let outbound: OutboundStream = Box::pin(tokio_stream::StreamExt::map(ReceiverStream::new(receiver), Ok));
 
-        let refusal = if let Some(reason) = wire::protocol_refusal(&hello) {
+        let refusal = if let Some(reason) = wire::hello_refusal(&hello) {
             Some(reason)
         } else if self.settings.token.as_ref().is_some_and(|token| *token != hello.token) {
             Some(format!(

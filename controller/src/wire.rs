@@ -14,6 +14,7 @@ use wsfleet_proto::v1::{
     RunPhase, RunStatus, Stop, Welcome,
 };
 use wsfleet_proto::{MIN_PROTOCOL_REVISION, PROTOCOL_REVISION, PROTOCOL_VERSION};
+use wsfleet_scenario::plan;
 use wsfleet_scenario::plan::control::{Control, ControlAction};
 use wsfleet_scenario::plan::reshare::Takeover;
 use wsfleet_scenario::Bundle;
@@ -66,9 +67,9 @@ pub fn welcome(settings: &ControllerSettings) -> ControllerMessage {
     }))
 }
 
-/// Why an agent's hello cannot be taken on protocol grounds, if it cannot: another version,
-/// or a revision that splits the load otherwise.
-pub fn protocol_refusal(hello: &Hello) -> Option<String> {
+/// Why an agent's hello cannot be taken on protocol grounds, if it cannot: another version, a
+/// revision that splits the load otherwise, or a weight no split can take.
+pub fn hello_refusal(hello: &Hello) -> Option<String> {
     if hello.protocol_version != PROTOCOL_VERSION {
         return Some(format!(
             "agent `{}` speaks wsfleet protocol version {} but this controller speaks version {}: run agents and controller of the same wsfleet release",
@@ -79,6 +80,15 @@ pub fn protocol_refusal(hello: &Hello) -> Option<String> {
         return Some(format!(
             "agent `{}` speaks revision {} of wsfleet protocol version {} but this controller needs revision {} or later (the agents' split of VUs and arrivals changed in revision {}): run agents and controller of the same wsfleet release",
             hello.agent_id, hello.revision, PROTOCOL_VERSION, MIN_PROTOCOL_REVISION, MIN_PROTOCOL_REVISION
+        ));
+    }
+    let weight = hello.capacity.as_ref().map_or(0.0, |capacity| capacity.weight);
+    if !plan::valid_weight(weight) {
+        return Some(format!(
+            "agent `{}` announces weight {weight}: a weight is a number from {} to {}, or 0 for the agent's cores; start it with such a --weight",
+            hello.agent_id,
+            plan::MIN_WEIGHT,
+            plan::MAX_WEIGHT
         ));
     }
     None
@@ -300,24 +310,46 @@ mod tests {
     }
 
     #[test]
-    fn agents_of_another_version_or_an_older_split_are_refused() {
+    fn agents_of_another_version_an_older_split_or_a_bad_weight_are_refused() {
         let hello = |protocol_version, revision| Hello {
             protocol_version,
             agent_id: "a1".into(),
             revision,
             ..Default::default()
         };
-        assert_eq!(protocol_refusal(&hello(PROTOCOL_VERSION, PROTOCOL_REVISION)), None);
+        assert_eq!(hello_refusal(&hello(PROTOCOL_VERSION, PROTOCOL_REVISION)), None);
         // A newer agent speaks this controller's revision.
-        assert_eq!(protocol_refusal(&hello(PROTOCOL_VERSION, PROTOCOL_REVISION + 1)), None);
-        let older = protocol_refusal(&hello(PROTOCOL_VERSION, MIN_PROTOCOL_REVISION - 1)).expect("refused");
+        assert_eq!(hello_refusal(&hello(PROTOCOL_VERSION, PROTOCOL_REVISION + 1)), None);
+        let older = hello_refusal(&hello(PROTOCOL_VERSION, MIN_PROTOCOL_REVISION - 1)).expect("refused");
         assert!(
             older.contains(&format!("speaks revision {}", MIN_PROTOCOL_REVISION - 1))
                 && older.contains(&format!("needs revision {MIN_PROTOCOL_REVISION} or later")),
             "{older}"
         );
-        let other = protocol_refusal(&hello(PROTOCOL_VERSION + 1, PROTOCOL_REVISION)).expect("refused");
+        let other = hello_refusal(&hello(PROTOCOL_VERSION + 1, PROTOCOL_REVISION)).expect("refused");
         assert!(other.contains("speaks wsfleet protocol version"), "{other}");
+        // A weight no split can take, whatever the rest of the hello.
+        for weight in [f64::NAN, f64::INFINITY, -1.0, 1e-9, 2e6, 1e300] {
+            let weighed = Hello {
+                capacity: Some(wsfleet_proto::v1::Capacity {
+                    weight,
+                    ..Default::default()
+                }),
+                ..hello(PROTOCOL_VERSION, PROTOCOL_REVISION)
+            };
+            let refused = hello_refusal(&weighed).expect("refused");
+            assert!(refused.contains("agent `a1` announces weight"), "{refused}");
+        }
+        for weight in [0.0, 0.000_001, 8.0, 1e6] {
+            let weighed = Hello {
+                capacity: Some(wsfleet_proto::v1::Capacity {
+                    weight,
+                    ..Default::default()
+                }),
+                ..hello(PROTOCOL_VERSION, PROTOCOL_REVISION)
+            };
+            assert_eq!(hello_refusal(&weighed), None, "weight {weight}");
+        }
     }
 
     #[test]

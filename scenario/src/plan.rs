@@ -314,6 +314,15 @@ pub enum SplitError {
 /// The largest weight an agent may have (`agent --weight`).
 pub const MAX_WEIGHT: f64 = 1_000_000.0;
 
+/// The smallest weight above zero an agent may have: weights count in parts per million.
+pub const MIN_WEIGHT: f64 = 0.000_001;
+
+/// Whether an agent may announce `weight`: 0 (its cores stand in) or from [`MIN_WEIGHT`] to
+/// [`MAX_WEIGHT`].
+pub fn valid_weight(weight: f64) -> bool {
+    weight == 0.0 || (MIN_WEIGHT..=MAX_WEIGHT).contains(&weight)
+}
+
 /// Integer weights (parts per million) so every agent computes the same sequence.
 fn integer_weights(weights: &[f64]) -> Result<Vec<u64>, SplitError> {
     if weights.is_empty() {

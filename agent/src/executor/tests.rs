@@ -250,7 +250,7 @@ async fn no_arrival_starts_after_a_stop_that_came_while_the_agent_was_late() {
     );
     let due_before_the_block = blocked_at.as_millis() as u64 / 25 + 1;
     assert!(
-        (1..=due_before_the_block).contains(&played.offered) && played.dropped == 0,
+        played.offered <= due_before_the_block && played.dropped == 0,
         "{played:?}, {due_before_the_block} due before the block"
     );
     assert_eq!(distinct(&played.numbers).len() as u64, played.offered);

@@ -84,7 +84,9 @@ async fn agent(index: usize, controller: String, duration: Duration) -> anyhow::
             }),
             token: String::new(),
             hostname: "sim".into(),
-            // Revision 0: the controller does not acknowledge reports to it.
+            // This build's revision: the controller refuses agents that split the load otherwise.
+            // Its report acknowledgements are read and let go.
+            revision: wsfleet_proto::PROTOCOL_REVISION,
             ..Default::default()
         })))
         .await?;
