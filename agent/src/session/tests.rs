@@ -211,3 +211,62 @@ fn a_controller_that_splits_the_load_otherwise_is_not_worked_with() {
         "{error}"
     );
 }
+
+/// A controller of an older revision over real gRPC: it welcomes every agent with `revision`.
+struct OlderController {
+    revision: u32,
+}
+
+#[tonic::async_trait]
+impl wsfleet_proto::v1::fleet_server::Fleet for OlderController {
+    type AttachStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<ControllerMessage, tonic::Status>> + Send>>;
+
+    async fn attach(
+        &self,
+        _request: tonic::Request<tonic::Streaming<AgentMessage>>,
+    ) -> Result<tonic::Response<Self::AttachStream>, tonic::Status> {
+        let welcome = ControllerMessage {
+            kind: Some(wsfleet_proto::v1::controller_message::Kind::Welcome(
+                wsfleet_proto::v1::Welcome {
+                    protocol_version: PROTOCOL_VERSION,
+                    controller_version: "older".into(),
+                    heartbeat_interval_ms: 1000,
+                    controller_silence_timeout_ms: 10_000,
+                    revision: self.revision,
+                },
+            )),
+        };
+        let stream = tokio_stream::StreamExt::chain(tokio_stream::iter([Ok(welcome)]), tokio_stream::pending());
+        Ok(tonic::Response::new(Box::pin(stream)))
+    }
+}
+
+#[tokio::test]
+async fn an_agent_stops_at_once_on_a_controller_that_splits_the_load_otherwise() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let address = listener.local_addr().expect("has an address");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(wsfleet_proto::v1::fleet_server::FleetServer::new(OlderController {
+                revision: MIN_PROTOCOL_REVISION - 1,
+            }))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut config = AgentConfig::new(format!("http://{address}"));
+    config.workers = 1;
+    // Without `once`: the agent would reattach after a failure, but not after this one.
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(20),
+        crate::run_on_this_thread(config, tokio_util::sync::CancellationToken::new()),
+    )
+    .await
+    .expect("the agent stops by itself");
+    let error = outcome
+        .expect_err("the agent does not work with an older controller")
+        .to_string();
+    assert!(
+        error.starts_with("this agent cannot work with the controller: the controller speaks revision"),
+        "{error}"
+    );
+}
