@@ -88,8 +88,8 @@ async fn run_with(
                 tracing::warn!(%reason, "detached from controller; reattaching");
                 backoff = Duration::from_millis(250);
             }
-            Err(AgentError::Refused(reason)) => return Err(AgentError::Refused(reason)),
-            Err(AgentError::Incompatible(reason)) => return Err(AgentError::Incompatible(reason)),
+            // Final: attaching again would be refused again.
+            Err(error @ (AgentError::Refused(_) | AgentError::Incompatible(_))) => return Err(error),
             Err(error) => {
                 if config.once {
                     return Err(error);

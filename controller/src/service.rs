@@ -70,21 +70,21 @@ impl Fleet for FleetService {
         let (sender, receiver) = mpsc::channel::<ControllerMessage>(1024);
         let outbound: OutboundStream = Box::pin(tokio_stream::StreamExt::map(ReceiverStream::new(receiver), Ok));
 
-        let refusal = if let Some(reason) = wire::hello_refusal(&hello) {
-            Some(reason)
-        } else if self.settings.token.as_ref().is_some_and(|token| *token != hello.token) {
-            Some(format!(
-                "agent `{}` presented a wrong or missing token: start it with the controller's --token",
-                hello.agent_id
-            ))
-        } else if hello.agent_id.is_empty() {
-            Some("the agent sent an empty id: give it one with --id".to_owned())
-        } else {
-            // The same agent process coming back (its old stream broke) is welcome.
-            self.registry
-                .refuse_duplicate(&hello.agent_id, &hello.instance)
-                .map(|error| error.to_string())
-        };
+        let refusal = wire::hello_refusal(&hello).or_else(|| {
+            if self.settings.token.as_ref().is_some_and(|token| *token != hello.token) {
+                Some(format!(
+                    "agent `{}` presented a wrong or missing token: start it with the controller's --token",
+                    hello.agent_id
+                ))
+            } else if hello.agent_id.is_empty() {
+                Some("the agent sent an empty id: give it one with --id".to_owned())
+            } else {
+                // The same agent process coming back (its old stream broke) is welcome.
+                self.registry
+                    .refuse_duplicate(&hello.agent_id, &hello.instance)
+                    .map(|error| error.to_string())
+            }
+        });
         if let Some(reason) = refusal {
             tracing::warn!(agent = %hello.agent_id, %address, %reason, "agent refused");
             let _ = sender.send(wire::refusal(reason)).await;

@@ -329,26 +329,19 @@ mod tests {
         let other = hello_refusal(&hello(PROTOCOL_VERSION + 1, PROTOCOL_REVISION)).expect("refused");
         assert!(other.contains("speaks wsfleet protocol version"), "{other}");
         // A weight no split can take, whatever the rest of the hello.
+        let weighed = |weight| Hello {
+            capacity: Some(wsfleet_proto::v1::Capacity {
+                weight,
+                ..Default::default()
+            }),
+            ..hello(PROTOCOL_VERSION, PROTOCOL_REVISION)
+        };
         for weight in [f64::NAN, f64::INFINITY, -1.0, 1e-9, 2e6, 1e300] {
-            let weighed = Hello {
-                capacity: Some(wsfleet_proto::v1::Capacity {
-                    weight,
-                    ..Default::default()
-                }),
-                ..hello(PROTOCOL_VERSION, PROTOCOL_REVISION)
-            };
-            let refused = hello_refusal(&weighed).expect("refused");
+            let refused = hello_refusal(&weighed(weight)).expect("refused");
             assert!(refused.contains("agent `a1` announces weight"), "{refused}");
         }
         for weight in [0.0, 0.000_001, 8.0, 1e6] {
-            let weighed = Hello {
-                capacity: Some(wsfleet_proto::v1::Capacity {
-                    weight,
-                    ..Default::default()
-                }),
-                ..hello(PROTOCOL_VERSION, PROTOCOL_REVISION)
-            };
-            assert_eq!(hello_refusal(&weighed), None, "weight {weight}");
+            assert_eq!(hello_refusal(&weighed(weight)), None, "weight {weight}");
         }
     }
 

@@ -227,14 +227,13 @@ impl OwnerSequence {
             .iter()
             .try_fold(0u64, |sum, weight| sum.checked_add(*weight))
             .ok_or_else(|| SplitError::BadWeights(weights.to_vec()))?;
-        let weights = scaled;
         let mut sequence = OwnerSequence {
             position: 0,
             total,
-            open: BinaryHeap::with_capacity(weights.len()),
-            later: BinaryHeap::with_capacity(weights.len()),
+            open: BinaryHeap::with_capacity(scaled.len()),
+            later: BinaryHeap::with_capacity(scaled.len()),
         };
-        for (agent, weight) in weights.into_iter().enumerate() {
+        for (agent, weight) in scaled.into_iter().enumerate() {
             if weight > 0 {
                 let slot = Slot {
                     key: sequence.closes(0, weight),

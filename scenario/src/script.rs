@@ -484,21 +484,12 @@ impl Script {
         if let Some(runtime) = cell.as_mut() {
             for name in &self.0.sets {
                 let value = match runtime.scope.get_mut(name) {
-                    // Maps and arrays become their JSON text here, where it may fail.
-                    Some(value) if value.is_map() || value.is_array() || value.is_blob() => {
-                        Some(Dynamic::from(text(std::mem::take(value))?))
-                    }
                     Some(value) => Some(std::mem::take(value)),
                     // A top-level `const` of the same name, declared after the `let`, hides it
                     // from `get_mut`: its value is the name's last, as a template would read it.
-                    None => match runtime.scope.get(name) {
-                        Some(value) if value.is_map() || value.is_array() || value.is_blob() => {
-                            Some(Dynamic::from(text(value.clone())?))
-                        }
-                        other => other.cloned(),
-                    },
+                    None => runtime.scope.get(name).cloned(),
                 };
-                taken.push(value);
+                taken.push(value.map(storable).transpose()?);
             }
         }
         Ok(Sets {
@@ -658,6 +649,15 @@ impl Read {
             }
         }
     }
+}
+
+/// A value a script set as it is stored: maps and arrays become their JSON text here, where it
+/// may fail, and a blob fails (see [`text`]).
+fn storable(value: Dynamic) -> Result<Dynamic, ScriptError> {
+    if value.is_map() || value.is_array() || value.is_blob() {
+        return Ok(Dynamic::from(text(value)?));
+    }
+    Ok(value)
 }
 
 /// Whether `value` is the string `text`, untagged, as a fresh call would see it.
